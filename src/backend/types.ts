@@ -1,0 +1,48 @@
+import type { Socket } from 'node:net';
+
+export interface BackendEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface BackendTimeouts {
+  readonly connectMs: number;
+  readonly greetingMs: number;
+  readonly loginMs: number;
+}
+
+/** How popgate proves itself to the backend, decided per user by an InternalLoginResolver. */
+export type BackendLogin =
+  /** `AUTH PLAIN base64(authzid \0 authcid \0 password)`; authzid may be empty. */
+  | { readonly method: 'auth-plain'; readonly authzid: string; readonly authcid: string; readonly password: string }
+  /** `USER user` + `PASS password`. */
+  | { readonly method: 'user-pass'; readonly user: string; readonly password: string };
+
+/** Turns a verified client login into the credentials used at the backend. */
+export interface InternalLoginResolver {
+  readonly mode: 'master' | 'mapped' | 'passthrough';
+  /**
+   * `verifiedPassword` is only given to passthrough. Rejects with
+   * GatewayError('NO_BACKEND_CREDENTIALS') when a mapped user has no entry.
+   */
+  resolve(user: string, verifiedPassword: string | undefined): Promise<BackendLogin>;
+  close(): void;
+}
+
+/** A backend connection that is logged in; its socket is paused and unread. */
+export interface BackendSession {
+  readonly socket: Socket;
+  /** The backend's `+OK` line answering the login (without CRLF). */
+  readonly loginReply: string;
+  /** Bytes the backend sent after its login reply (normally empty). */
+  readonly leftover: Buffer;
+  readonly endpoint: BackendEndpoint;
+}
+
+export interface SpliceResult {
+  readonly bytesToBackend: number;
+  readonly bytesToClient: number;
+  /** Who ended the session. */
+  readonly endedBy: 'client' | 'backend' | 'client-error' | 'backend-error' | 'idle-timeout' | 'shutdown';
+  readonly error?: Error;
+}
