@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything popgate's build and test suite need on a fresh Debian 12
+# machine (CI gets a new one; nothing installed by hand survives), then builds.
+# Idempotent and non-interactive: reruns skip apt when every package is there.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The apt set for the whole suite, now and for the Kerberos milestone.
+APT_PACKAGES=(
+  dovecot-core dovecot-pop3d dovecot-gssapi
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev
+  fetchmail mpop curl
+  python3 python3-gssapi
+  openssl ca-certificates
+)
+
+log() { printf 'setup: %s\n' "$*"; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo -n)
+  fi
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+  if [ "$status" != "install ok installed" ]; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  log "apt packages already installed (${#APT_PACKAGES[@]}), skipping apt"
+else
+  if [ "$(id -u)" -ne 0 ] && [ "${#SUDO[@]}" -eq 0 ]; then
+    log "ERROR: missing packages (${missing[*]}) and not root, no sudo" >&2
+    exit 1
+  fi
+  log "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  # Install the full set (not just the missing ones) so apt resolves it as one
+  # transaction; already-installed packages are no-ops.
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${APT_PACKAGES[@]}"
+  still=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+    [ "$status" = "install ok installed" ] || still+=("$pkg")
+  done
+  if [ "${#still[@]}" -ne 0 ]; then
+    log "ERROR: packages still not installed: ${still[*]}" >&2
+    exit 1
+  fi
+  log "apt packages installed"
+fi
+
+if [ -f package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund
+else
+  log "npm install (no package-lock.json)"
+  npm install --no-audit --no-fund
+fi
+
+log "npm run build"
+npm run build
+log "done"

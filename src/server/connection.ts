@@ -1,0 +1,265 @@
+import { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import { spliceSessions } from '../backend/splice.js';
+import type { BackendSession } from '../backend/types.js';
+import { errorReply, GatewayError, isGatewayError, type ErrorCode } from '../errors.js';
+import { LineFramer } from '../pop3/framer.js';
+import { Pop3Session } from '../pop3/session.js';
+import type { PasswordCredentials, Pop3Action, Pop3SessionOptions } from '../pop3/types.js';
+import type { LoginService } from './login-service.js';
+
+/** What a connection needs from its listener; fixed for the connection's life. */
+export interface ConnectionContext {
+  readonly listenerName: string;
+  readonly session: Omit<Pop3SessionOptions, 'tls'>;
+  /** Current TLS context for STLS (undefined: STLS unavailable). */
+  readonly secureContext: () => SecureContext | undefined;
+  readonly login: LoginService;
+  readonly preAuthTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly failureDelayMs: number;
+  /** Aborted when the gateway stops: ends relayed sessions without QUIT. */
+  readonly shutdownSignal: AbortSignal;
+}
+
+const CRLF = '\r\n';
+
+/**
+ * Glue between one client socket and the sans-I/O protocol core: feeds lines
+ * one at a time, performs the actions the core returns (write, STLS, login,
+ * relay, close). All protocol decisions live in Pop3Session.
+ */
+export class ClientConnection {
+  private socket: Socket;
+  private readonly framer = new LineFramer();
+  private readonly session: Pop3Session;
+  private log: Logger;
+  private preAuthTimer: NodeJS.Timeout | undefined;
+  private readonly pendingLogin = new AbortController();
+  private closed = false;
+  private relaying = false;
+  private resolveFinished!: () => void;
+  /** Settles when the connection, and its relayed session if any, is over. */
+  readonly finished = new Promise<void>((resolve) => {
+    this.resolveFinished = resolve;
+  });
+  private readonly onData = (chunk: Buffer): void => {
+    this.framer.push(chunk);
+    // Bound memory while a login or TLS handshake is pending: stop reading.
+    if (this.session.awaiting && this.framer.bufferedBytes > this.session.lineLimit) this.socket.pause();
+    this.pump();
+  };
+
+  constructor(
+    socket: Socket,
+    private readonly ctx: ConnectionContext,
+    logger: Logger,
+    readonly id: string,
+  ) {
+    this.socket = socket;
+    const tls = socket instanceof TLSSocket;
+    this.log = logger.child({
+      cid: id,
+      remote: socket.remoteAddress,
+      rport: socket.remotePort,
+      listener: ctx.listenerName,
+      tls: tls ? socket.getProtocol() : false,
+    });
+    this.session = new Pop3Session({ ...ctx.session, tls });
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  start(): void {
+    this.socket.setNoDelay(true);
+    this.socket.on('data', this.onData);
+    this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'));
+    this.socket.on('close', () => this.onSocketClose());
+    this.preAuthTimer = setTimeout(() => this.run(this.session.timeout()), this.ctx.preAuthTimeoutMs);
+    this.preAuthTimer.unref();
+    this.log.debug('connection accepted');
+    this.run(this.session.greet());
+  }
+
+  /** Stop a connection that has not reached the relay (gateway shutdown). */
+  shutdown(): void {
+    if (this.relaying || this.closed) return;
+    this.write(errorReply('SHUTTING_DOWN') + CRLF);
+    this.close('shutdown');
+  }
+
+  private pump(): void {
+    while (!this.closed && !this.relaying && !this.session.awaiting) {
+      const framed = this.framer.next(this.session.lineLimit);
+      if (!framed) return;
+      this.run(framed.kind === 'overflow' ? this.session.overflow() : this.session.feedLine(framed.line));
+    }
+  }
+
+  private run(actions: readonly Pop3Action[]): void {
+    let out = '';
+    for (const action of actions) {
+      switch (action.kind) {
+        case 'reply':
+          out += action.line + CRLF;
+          break;
+        case 'startTls':
+          this.write(out);
+          out = '';
+          this.startTls();
+          break;
+        case 'authenticate':
+          this.write(out);
+          out = '';
+          void this.authenticate(action.credentials);
+          break;
+        case 'relay':
+          this.write(out);
+          out = '';
+          break;
+        case 'close':
+          this.write(out);
+          out = '';
+          this.log.info({ reason: action.reason }, 'closing connection');
+          this.close(action.reason);
+          break;
+      }
+    }
+    this.write(out);
+  }
+
+  private write(data: string): void {
+    if (data && !this.closed) this.socket.write(data);
+  }
+
+  private startTls(): void {
+    const context = this.ctx.secureContext();
+    // RFC 2595 / CVE-2011-0411: anything pipelined after STLS was sent in
+    // plaintext and must never be executed inside the TLS session.
+    const discarded = this.framer.discardBuffered();
+    if (discarded > 0) this.log.warn({ bytes: discarded }, 'discarded plaintext pipelined after STLS');
+    if (!context) {
+      this.close('STLS without TLS context');
+      return;
+    }
+    const plain = this.socket;
+    plain.pause();
+    plain.removeListener('data', this.onData);
+    const secure = new TLSSocket(plain, { isServer: true, secureContext: context });
+    this.socket = secure;
+    secure.once('secure', () => {
+      this.log = this.log.child({ tls: secure.getProtocol() });
+      this.log.debug({ cipher: secure.getCipher().name }, 'STLS handshake complete');
+      this.session.tlsStarted();
+      secure.on('data', this.onData);
+      this.pump();
+    });
+    secure.on('error', (err) => {
+      this.log.info({ err: err.message }, 'TLS handshake failed after STLS');
+      this.close('tls error');
+    });
+    secure.on('close', () => this.onSocketClose());
+  }
+
+  private async authenticate(credentials: PasswordCredentials): Promise<void> {
+    this.socket.pause();
+    const mechanism = credentials.mechanism;
+    const started = process.hrtime.bigint();
+    let backend: BackendSession | undefined;
+    let user = credentials.username;
+    let failure: ErrorCode | undefined;
+    try {
+      const result = await this.ctx.login.login({
+        credentials,
+        remoteAddress: this.socket.remoteAddress,
+        tls: this.socket instanceof TLSSocket,
+        signal: this.pendingLogin.signal,
+      });
+      backend = result.backend;
+      user = result.user;
+    } catch (err) {
+      const gw = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
+      failure = gw.code;
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      this.log[gw.entry.level === 'debug' ? 'info' : gw.entry.level](
+        { event: 'login', outcome: 'failure', mechanism, user, code: gw.code, reason: gw.detail, ms },
+        'login failed',
+      );
+      if (gw.code === 'AUTH_FAILED' && this.ctx.failureDelayMs > 0) {
+        await new Promise((r) => setTimeout(r, this.ctx.failureDelayMs).unref());
+      }
+    }
+
+    if (this.closed) {
+      // The client left while we were logging in: the backend gets no QUIT.
+      backend?.socket.destroy();
+      return;
+    }
+    if (failure !== undefined || !backend) {
+      this.run(this.session.loginFailed(failure ?? 'INTERNAL'));
+      if (!this.closed) {
+        this.socket.resume();
+        this.pump();
+      }
+      return;
+    }
+
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    this.log = this.log.child({ user });
+    this.log.info(
+      { event: 'login', outcome: 'success', mechanism, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
+      'login succeeded',
+    );
+    this.startRelay(backend);
+  }
+
+  private startRelay(backend: BackendSession): void {
+    this.relaying = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.socket.removeListener('data', this.onData);
+    this.run(this.session.loginSucceeded(backend.loginReply));
+    const pending = this.framer.takeBuffered();
+    void spliceSessions({
+      client: this.socket,
+      backend,
+      pendingClientBytes: pending,
+      idleTimeoutMs: this.ctx.idleTimeoutMs,
+      signal: this.ctx.shutdownSignal,
+    }).then((result) => {
+      this.log.info(
+        {
+          event: 'session-end',
+          endedBy: result.endedBy,
+          bytesToBackend: result.bytesToBackend,
+          bytesToClient: result.bytesToClient,
+          err: result.error?.message,
+        },
+        'session ended',
+      );
+      this.resolveFinished();
+    });
+  }
+
+  private close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.log.debug({ reason }, 'closing');
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.pendingLogin.abort();
+    this.socket.end();
+    // A client that never reads its last reply must not hold the socket.
+    setTimeout(() => this.socket.destroy(), 5_000).unref();
+  }
+
+  /** The client socket is gone (before the relay; the splice owns it after). */
+  private onSocketClose(): void {
+    if (this.relaying) return;
+    this.closed = true;
+    if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
+    this.pendingLogin.abort();
+    this.resolveFinished();
+  }
+}
