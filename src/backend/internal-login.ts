@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { GatewayError } from '../errors.js';
-import type { BackendLogin, InternalLoginResolver } from './types.js';
+import type { InternalLoginResolver } from './types.js';
 
 /** How popgate logs in to the backend; a discriminated union on `mode`. */
 export type InternalLoginConfig =
@@ -207,5 +207,3 @@ async function mappedResolver(
     },
   };
 }
-
-export type { BackendLogin };

@@ -28,8 +28,7 @@ const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?
 
 /** An IPv4/IPv6 literal or a hostname. */
 const hostOrAddress = nonEmpty.refine((v) => isIP(v) !== 0 || HOSTNAME.test(v), {
-  message: 'must be an IPv4/IPv6 address or a hostname',
-  ...hint('IPv6 addresses are written without brackets, e.g. "::" or "::1"'),
+  message: 'must be an IPv4/IPv6 address (without brackets) or a hostname',
 });
 
 const port = z.number().int().min(0).max(65535);

@@ -54,7 +54,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     backend = await startDemoBackend({
       host: '127.0.0.1',
       port: 0,
-      users: {},
+      // Known to the backend, but only the master login can open them.
+      users: Object.fromEntries(DEMO_USERS.map((u) => [u.name, randomBytes(18).toString('base64url')])),
       masterUser: 'popgate',
       masterPassword,
       messages: sampleMailboxes(),

@@ -35,10 +35,14 @@ export class ClientConnection {
   private readonly framer = new LineFramer();
   private readonly session: Pop3Session;
   private log: Logger;
+  private readonly baseLog: Logger;
+  private readonly bindings: Record<string, unknown>;
   private preAuthTimer: NodeJS.Timeout | undefined;
   private readonly pendingLogin = new AbortController();
   private closed = false;
   private relaying = false;
+  private loggedFailure: string | undefined;
+  private endAfterLogin = false;
   private resolveFinished!: () => void;
   /** Settles when the connection, and its relayed session if any, is over. */
   readonly finished = new Promise<void>((resolve) => {
@@ -59,13 +63,15 @@ export class ClientConnection {
   ) {
     this.socket = socket;
     const tls = socket instanceof TLSSocket;
-    this.log = logger.child({
+    this.baseLog = logger;
+    this.bindings = {
       cid: id,
       remote: socket.remoteAddress,
       rport: socket.remotePort,
       listener: ctx.listenerName,
       tls: tls ? socket.getProtocol() : false,
-    });
+    };
+    this.log = logger.child(this.bindings);
     this.session = new Pop3Session({ ...ctx.session, tls });
   }
 
@@ -78,6 +84,7 @@ export class ClientConnection {
     this.socket.on('data', this.onData);
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'));
     this.socket.on('close', () => this.onSocketClose());
+    this.socket.on('end', () => this.onClientEnd());
     this.preAuthTimer = setTimeout(() => this.run(this.session.timeout()), this.ctx.preAuthTimeoutMs);
     this.preAuthTimer.unref();
     this.log.debug('connection accepted');
@@ -123,12 +130,21 @@ export class ClientConnection {
         case 'close':
           this.write(out);
           out = '';
-          this.log.info({ reason: action.reason }, 'closing connection');
+          // Say why, once: a failed login was already logged with its cause.
+          if (action.reason !== 'QUIT' && action.reason !== this.loggedFailure) {
+            this.log.info({ reason: action.reason, user: this.session.username }, 'closing connection');
+          }
           this.close(action.reason);
           break;
       }
     }
     this.write(out);
+  }
+
+  /** pino children repeat keys instead of replacing them: rebuild from the base. */
+  private rebind(changes: Record<string, unknown>): void {
+    Object.assign(this.bindings, changes);
+    this.log = this.baseLog.child(this.bindings);
   }
 
   private write(data: string): void {
@@ -151,7 +167,7 @@ export class ClientConnection {
     const secure = new TLSSocket(plain, { isServer: true, secureContext: context });
     this.socket = secure;
     secure.once('secure', () => {
-      this.log = this.log.child({ tls: secure.getProtocol() });
+      this.rebind({ tls: secure.getProtocol() });
       this.log.debug({ cipher: secure.getCipher().name }, 'STLS handshake complete');
       this.session.tlsStarted();
       secure.on('data', this.onData);
@@ -162,6 +178,7 @@ export class ClientConnection {
       this.close('tls error');
     });
     secure.on('close', () => this.onSocketClose());
+    secure.on('end', () => this.onClientEnd());
   }
 
   private async authenticate(credentials: PasswordCredentials): Promise<void> {
@@ -183,6 +200,7 @@ export class ClientConnection {
     } catch (err) {
       const gw = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
       failure = gw.code;
+      this.loggedFailure = gw.code;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.log[gw.entry.level === 'debug' ? 'info' : gw.entry.level](
         { event: 'login', outcome: 'failure', mechanism, user, code: gw.code, reason: gw.detail, ms },
@@ -200,6 +218,7 @@ export class ClientConnection {
     }
     if (failure !== undefined || !backend) {
       this.run(this.session.loginFailed(failure ?? 'INTERNAL'));
+      if (this.endAfterLogin) this.close('client closed');
       if (!this.closed) {
         this.socket.resume();
         this.pump();
@@ -208,7 +227,7 @@ export class ClientConnection {
     }
 
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    this.log = this.log.child({ user });
+    this.rebind({ user });
     this.log.info(
       { event: 'login', outcome: 'success', mechanism, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
       'login succeeded',
@@ -252,6 +271,19 @@ export class ClientConnection {
     this.socket.end();
     // A client that never reads its last reply must not hold the socket.
     setTimeout(() => this.socket.destroy(), 5_000).unref();
+  }
+
+  /**
+   * The client half-closed before logging in: nothing more can be asked, so
+   * close our side (listeners are half-open only for the relay's sake).
+   */
+  private onClientEnd(): void {
+    if (this.relaying || this.session.awaiting === 'login') {
+      // A login in flight finishes first; its reply is written, then closed.
+      if (!this.relaying) this.endAfterLogin = true;
+      return;
+    }
+    this.close('client closed');
   }
 
   /** The client socket is gone (before the relay; the splice owns it after). */

@@ -101,7 +101,11 @@ export class Gateway {
     let server: Server | TlsServer;
     if (config.kind === 'pop3s') {
       const store = tls!;
-      const tlsServer = createTlsServer({ ...store.currentOptions, handshakeTimeout: this.config.limits.preAuthTimeout });
+      const tlsServer = createTlsServer({
+        ...store.currentOptions,
+        // A client may send QUIT and FIN at once; it must still read the backend's +OK.
+        allowHalfOpen: true,
+        handshakeTimeout: this.config.limits.preAuthTimeout });
       tlsServer.on('secureConnection', (socket) => this.accept(socket, runtime));
       tlsServer.on('tlsClientError', (err, socket) =>
         log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'),
@@ -115,7 +119,7 @@ export class Gateway {
       });
       server = tlsServer;
     } else {
-      server = createNetServer((socket) => this.accept(socket, runtime));
+      server = createNetServer({ allowHalfOpen: true }, (socket) => this.accept(socket, runtime));
     }
     server.on('error', (err) => log.error({ err: err.message }, 'listener error'));
     const runtime: ListenerRuntime = { config, name, server, tls };

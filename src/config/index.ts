@@ -1,0 +1,31 @@
+export {
+  configSchema,
+  configLeafPaths,
+  SECRET_FIELDS,
+  LOG_LEVELS,
+  SASL_MECHANISMS,
+  DEFAULT_GREETING,
+  type PopgateConfig,
+  type PopgateConfigInput,
+  type LogConfig,
+  type ListenerConfig,
+  type TlsConfig,
+  type AuthConfig,
+  type BackendConfig,
+  type BackendLoginConfig,
+  type LimitsConfig,
+  type ShutdownConfig,
+} from './schema.js';
+export {
+  ConfigError,
+  isConfigError,
+  formatConfigIssues,
+  formatConfigPath,
+  loadConfig,
+  parseConfigText,
+  redactConfig,
+  REDACTED,
+  type ConfigIssue,
+  type ParseConfigOptions,
+} from './load.js';
+export { parseDuration, formatDuration, duration, MAX_DURATION_MS, type DurationParse, type DurationBounds } from './duration.js';

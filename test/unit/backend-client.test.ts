@@ -1,0 +1,359 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openBackendSession } from '../../src/backend/client.js';
+import type { BackendLogin, BackendSession, BackendTimeouts } from '../../src/backend/types.js';
+import { GatewayError } from '../../src/errors.js';
+import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+
+const T: BackendTimeouts = { connectMs: 2000, greetingMs: 2000, loginMs: 2000 };
+
+/** A tiny POP3-ish server that records every byte and answers lines from a script. */
+interface Scripted {
+  readonly port: number;
+  received(): string;
+  connections(): number;
+  /** Resolves when a connection has been closed by the peer. */
+  closedOnce(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function scripted(opts: {
+  greeting?: string | undefined;
+  reply?: (line: string) => string | undefined;
+}): Promise<Scripted> {
+  const chunks: Buffer[] = [];
+  const sockets = new Set<Socket>();
+  let connections = 0;
+  let onClosed: (() => void) | undefined;
+  const closed = new Promise<void>((r) => (onClosed = r));
+  const server: Server = createServer((sock) => {
+    connections++;
+    sockets.add(sock);
+    let buf = '';
+    sock.on('data', (c: Buffer) => {
+      chunks.push(c);
+      buf += c.toString('latin1');
+      for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const r = opts.reply?.(line);
+        if (r !== undefined) sock.write(r);
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      sockets.delete(sock);
+      onClosed?.();
+    });
+    if (opts.greeting !== undefined) sock.write(opts.greeting);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const addr = server.address();
+  if (typeof addr !== 'object' || !addr) throw new Error('no address');
+  return {
+    port: addr.port,
+    received: () => Buffer.concat(chunks).toString('latin1'),
+    connections: () => connections,
+    closedOnce: () => closed,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+async function expectGatewayError(p: Promise<unknown>, code: GatewayError['code']): Promise<GatewayError> {
+  const err = await p.then(
+    () => {
+      throw new Error(`expected ${code}, got a session`);
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(GatewayError);
+  const gw = err as GatewayError;
+  expect(gw.code).toBe(code);
+  return gw;
+}
+
+/** Writes a command on a logged-in session and reads one line back. */
+async function ask(session: BackendSession, line: string): Promise<string> {
+  const s = session.socket;
+  s.write(`${line}\r\n`);
+  let buf = '';
+  s.resume();
+  for (;;) {
+    const [chunk] = (await once(s, 'data')) as [Buffer];
+    buf += chunk.toString();
+    const i = buf.indexOf('\r\n');
+    if (i >= 0) {
+      s.pause();
+      return buf.slice(0, i);
+    }
+  }
+}
+
+function checkPristine(session: BackendSession): void {
+  const s = session.socket;
+  expect(s.isPaused()).toBe(true);
+  for (const ev of ['data', 'error', 'close', 'connect', 'timeout']) expect(s.listenerCount(ev)).toBe(0);
+  // net.Socket keeps one internal 'end' listener of its own.
+  expect(s.listenerCount('end')).toBe(1);
+}
+
+describe('openBackendSession against the demo backend', () => {
+  let demo: DemoBackend;
+  beforeAll(async () => {
+    demo = await startDemoBackend({
+      users: { alice: 'alice pw', bob: 'bobpw' },
+      masterUser: 'gateway',
+      masterPassword: 'master:pw',
+      messages: { alice: ['Subject: x\r\n\r\nhi\r\n'], bob: [] },
+    });
+  });
+  afterAll(async () => {
+    await demo.close();
+  });
+
+  const endpoint = (): { host: string; port: number } => ({ host: '127.0.0.1', port: demo.port });
+
+  const cases: [string, BackendLogin, string][] = [
+    ['user-pass', { method: 'user-pass', user: 'alice', password: 'alice pw' }, '+OK 1 '],
+    ['user-pass with master separator', { method: 'user-pass', user: 'bob*gateway', password: 'master:pw' }, '+OK 0 0'],
+    ['auth-plain without authzid', { method: 'auth-plain', authzid: '', authcid: 'bob', password: 'bobpw' }, '+OK 0 0'],
+    [
+      'auth-plain master (authzid = user)',
+      { method: 'auth-plain', authzid: 'alice', authcid: 'gateway', password: 'master:pw' },
+      '+OK 1 ',
+    ],
+  ];
+
+  for (const [name, login, stat] of cases) {
+    it(`logs in with ${name}`, async () => {
+      const session = await openBackendSession({ endpoint: endpoint(), timeouts: T, login });
+      try {
+        expect(session.loginReply).toBe('+OK Logged in.');
+        expect(session.leftover.length).toBe(0);
+        expect(session.endpoint).toEqual(endpoint());
+        checkPristine(session);
+        expect(await ask(session, 'STAT')).toMatch(new RegExp(`^\\${stat}`));
+      } finally {
+        session.socket.destroy();
+      }
+    });
+  }
+
+  it('maps a wrong password to BACKEND_LOGIN_REJECTED, with the backend text but not the secret', async () => {
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: endpoint(), timeouts: T, login: { method: 'user-pass', user: 'alice', password: 'nope-secret' } }),
+      'BACKEND_LOGIN_REJECTED',
+    );
+    expect(err.detail).toContain('-ERR [AUTH] Authentication failed.');
+    expect(err.message).not.toContain('nope-secret');
+  });
+
+  it('maps a wrong master password over AUTH PLAIN to BACKEND_LOGIN_REJECTED', async () => {
+    await expectGatewayError(
+      openBackendSession({
+        endpoint: endpoint(),
+        timeouts: T,
+        login: { method: 'auth-plain', authzid: 'alice', authcid: 'gateway', password: 'bad' },
+      }),
+      'BACKEND_LOGIN_REJECTED',
+    );
+  });
+});
+
+describe('openBackendSession failures', () => {
+  const servers: Scripted[] = [];
+  const start = async (o: Parameters<typeof scripted>[0]): Promise<Scripted> => {
+    const s = await scripted(o);
+    servers.push(s);
+    return s;
+  };
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+  const userPass: BackendLogin = { method: 'user-pass', user: 'alice', password: 'pw' };
+
+  it('connection refused → BACKEND_UNREACHABLE naming host:port and errno', async () => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port }, timeouts: T, login: userPass }),
+      'BACKEND_UNREACHABLE',
+    );
+    expect(err.detail).toContain(`127.0.0.1:${port}`);
+    expect(err.detail).toContain('ECONNREFUSED');
+  });
+
+  it('a silent server → BACKEND_TIMEOUT in the greeting phase', async () => {
+    const s = await start({});
+    const t0 = Date.now();
+    const err = await expectGatewayError(
+      openBackendSession({
+        endpoint: { host: '127.0.0.1', port: s.port },
+        timeouts: { connectMs: 1000, greetingMs: 150, loginMs: 1000 },
+        login: userPass,
+      }),
+      'BACKEND_TIMEOUT',
+    );
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(Date.now() - t0).toBeLessThan(900);
+    expect(err.detail).toContain('greeting');
+    await s.closedOnce(); // the socket was destroyed
+  });
+
+  it('a server that never answers the login → BACKEND_TIMEOUT in the login phase', async () => {
+    const s = await start({ greeting: '+OK hi\r\n' });
+    const err = await expectGatewayError(
+      openBackendSession({
+        endpoint: { host: '127.0.0.1', port: s.port },
+        timeouts: { connectMs: 1000, greetingMs: 1000, loginMs: 150 },
+        login: userPass,
+      }),
+      'BACKEND_TIMEOUT',
+    );
+    expect(err.detail).toContain('login');
+    expect(s.received()).toBe('USER alice\r\n');
+  });
+
+  it('a -ERR greeting → BACKEND_PROTOCOL with the backend text', async () => {
+    const s = await start({ greeting: '-ERR [SYS/TEMP] maintenance\r\n' });
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      'BACKEND_PROTOCOL',
+    );
+    expect(err.detail).toContain('-ERR [SYS/TEMP] maintenance');
+    expect(s.received()).toBe('');
+  });
+
+  it('a garbage greeting is truncated in the detail', async () => {
+    const s = await start({ greeting: `HTTP/1.1 400 ${'x'.repeat(1000)}\r\n` });
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      'BACKEND_PROTOCOL',
+    );
+    expect(err.detail).toContain('HTTP/1.1 400');
+    expect((err.detail ?? '').length).toBeLessThan(400);
+  });
+
+  it('an overlong line without LF → BACKEND_PROTOCOL', async () => {
+    const s = await start({ greeting: `+OK ${'y'.repeat(5000)}` });
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      'BACKEND_PROTOCOL',
+    );
+    expect(err.detail).toContain('longer than');
+  });
+
+  it('the backend closing during login → BACKEND_PROTOCOL', async () => {
+    const s = await start({ greeting: '+OK hi\r\n', reply: () => undefined });
+    const p = openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass });
+    await new Promise((r) => setTimeout(r, 50));
+    await s.close();
+    await expectGatewayError(p, 'BACKEND_PROTOCOL');
+  });
+
+  it.each([
+    ['-ERR [IN-USE] mailbox locked', 'BACKEND_IN_USE'],
+    ['-ERR [SYS/TEMP] try later', 'BACKEND_LOGIN_TEMP'],
+    ['-ERR [AUTH] bad', 'BACKEND_LOGIN_REJECTED'],
+    ['-ERR no such user', 'BACKEND_LOGIN_REJECTED'],
+  ] as const)('PASS answered %s → %s', async (answer, code) => {
+    const s = await start({
+      greeting: '+OK hi\r\n',
+      reply: (l) => (l.startsWith('USER') ? '+OK\r\n' : `${answer}\r\n`),
+    });
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      code,
+    );
+    expect(err.detail).toContain(answer);
+    expect(s.received()).toBe('USER alice\r\nPASS pw\r\n');
+  });
+
+  it('-ERR to USER stops before PASS is sent', async () => {
+    const s = await start({ greeting: '+OK hi\r\n', reply: () => '-ERR [IN-USE] locked\r\n' });
+    await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      'BACKEND_IN_USE',
+    );
+    expect(s.received()).toBe('USER alice\r\n');
+  });
+
+  it('AUTH PLAIN: sends the initial response in one line, or again after "+ "', async () => {
+    const token = Buffer.from('alice\0gateway\0m pw').toString('base64');
+    const s = await start({
+      greeting: '+OK hi\r\n',
+      reply: (l) => (l.startsWith('AUTH PLAIN') ? '+ \r\n' : l === token ? '+OK welcome alice\r\n' : '-ERR ?\r\n'),
+    });
+    const session = await openBackendSession({
+      endpoint: { host: '127.0.0.1', port: s.port },
+      timeouts: T,
+      login: { method: 'auth-plain', authzid: 'alice', authcid: 'gateway', password: 'm pw' },
+    });
+    session.socket.destroy();
+    expect(session.loginReply).toBe('+OK welcome alice');
+    expect(s.received()).toBe(`AUTH PLAIN ${token}\r\n${token}\r\n`);
+  });
+
+  it('keeps the bytes sent after the +OK login reply as leftover', async () => {
+    const s = await start({
+      greeting: '+OK hi\r\n',
+      reply: (l) => (l.startsWith('USER') ? '+OK\r\n' : '+OK ready\r\nEXTRA\r\nmore'),
+    });
+    const session = await openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass });
+    try {
+      expect(session.loginReply).toBe('+OK ready');
+      expect(session.leftover.toString()).toBe('EXTRA\r\nmore');
+      checkPristine(session);
+    } finally {
+      session.socket.destroy();
+    }
+  });
+
+  it.each<[string, BackendLogin]>([
+    ['CRLF in the user', { method: 'user-pass', user: 'alice\r\nDELE 1', password: 'pw' }],
+    ['LF in the password', { method: 'user-pass', user: 'alice', password: 'pw\nQUIT' }],
+    ['NUL in the authcid', { method: 'auth-plain', authzid: '', authcid: 'a\0b', password: 'pw' }],
+    ['CR in the authzid', { method: 'auth-plain', authzid: 'x\r', authcid: 'gateway', password: 'pw' }],
+  ])('refuses %s before writing anything', async (_name, login) => {
+    const s = await start({ greeting: '+OK hi\r\n', reply: () => '+OK\r\n' });
+    const err = await expectGatewayError(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login }),
+      'BACKEND_PROTOCOL',
+    );
+    expect(err.detail).toBe('credential contains CR/LF/NUL');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.received()).toBe('');
+  });
+
+  it('abort destroys the connection and rejects with the reason', async () => {
+    const s = await start({ greeting: '+OK hi\r\n' });
+    const ac = new AbortController();
+    const p = openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass, signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    const reason = new Error('client went away');
+    ac.abort(reason);
+    await expect(p).rejects.toBe(reason);
+    await s.closedOnce();
+    expect(s.received()).toBe('USER alice\r\n');
+  });
+
+  it('an already aborted signal rejects without connecting', async () => {
+    const s = await start({ greeting: '+OK hi\r\n' });
+    const ac = new AbortController();
+    ac.abort();
+    await expect(
+      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass, signal: ac.signal }),
+    ).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.connections()).toBe(0);
+  });
+});

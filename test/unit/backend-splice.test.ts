@@ -1,0 +1,365 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import * as tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import selfsigned from 'selfsigned';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { openBackendSession } from '../../src/backend/client.js';
+import { spliceSessions } from '../../src/backend/splice.js';
+import type { BackendSession, SpliceResult } from '../../src/backend/types.js';
+import { dotStuff, startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+
+const EVENTS = ['data', 'end', 'error', 'close', 'drain', 'finish'] as const;
+type Counts = Record<(typeof EVENTS)[number], number>;
+const counts = (s: Duplex): Counts =>
+  Object.fromEntries(EVENTS.map((e) => [e, s.listenerCount(e)])) as Counts;
+
+/** Reads CRLF lines and raw bytes from the client end of the test. */
+class Reader {
+  buf: Buffer = Buffer.alloc(0);
+  total = 0;
+  ended = false;
+  closed = false;
+  private wake: (() => void) | undefined;
+  constructor(readonly socket: Duplex) {
+    socket.on('data', (c: Buffer) => {
+      this.total += c.length;
+      this.buf = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
+      this.wake?.();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.wake?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+    socket.on('error', () => {});
+  }
+  private async more(): Promise<void> {
+    if (this.closed || this.ended) throw new Error(`peer closed; buffered ${JSON.stringify(this.buf.toString().slice(0, 200))}`);
+    await new Promise<void>((r) => (this.wake = r));
+    this.wake = undefined;
+  }
+  async line(): Promise<string> {
+    for (;;) {
+      const i = this.buf.indexOf('\r\n');
+      if (i >= 0) {
+        const l = this.buf.toString('utf8', 0, i);
+        this.buf = this.buf.subarray(i + 2);
+        return l;
+      }
+      await this.more();
+    }
+  }
+  /** Hashes a dot-terminated body as it arrives, without keeping it. */
+  async hashBody(): Promise<{ sha256: string; bytes: number }> {
+    const h = createHash('sha256');
+    let bytes = 0;
+    for (;;) {
+      const i = this.buf.indexOf('\r\n.\r\n');
+      if (i >= 0) {
+        h.update(this.buf.subarray(0, i + 5));
+        bytes += i + 5;
+        this.buf = this.buf.subarray(i + 5);
+        return { sha256: h.digest('hex'), bytes };
+      }
+      // Keep a tail that may hold the start of the terminator.
+      const keep = Math.min(this.buf.length, 4);
+      const take = this.buf.length - keep;
+      if (take > 0) {
+        h.update(this.buf.subarray(0, take));
+        bytes += take;
+        this.buf = this.buf.subarray(take);
+      }
+      await this.more();
+    }
+  }
+  async closedByPeer(): Promise<void> {
+    while (!this.closed) await this.more().catch(() => new Promise((r) => setTimeout(r, 5)));
+  }
+}
+
+interface Harness {
+  /** The test's POP3 client, already connected through the splice. */
+  client: Reader;
+  /** Resolves with the splice result. */
+  result: Promise<SpliceResult>;
+  /** Gateway-side sockets, once the splice has started. */
+  sides: Promise<{ client: Duplex; backend: BackendSession; before: { client: Counts; backend: Counts } }>;
+}
+
+let demo: DemoBackend;
+const servers: Server[] = [];
+const MSG = 'From: x@example.org\r\nSubject: one\r\n\r\nfirst\r\n';
+
+beforeEach(async () => {
+  demo = await startDemoBackend({
+    users: { alice: 'pw' },
+    messages: { alice: [MSG, 'Subject: two\r\n\r\n.dot line\r\n'] },
+  });
+});
+afterEach(async () => {
+  for (const s of servers.splice(0)) s.close();
+  await demo.close();
+});
+
+let tlsCreds: { key: string; cert: string };
+beforeAll(async () => {
+  const pems = await selfsigned.generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 });
+  tlsCreds = { key: pems.private, cert: pems.cert };
+});
+
+async function harness(opts: {
+  pending?: string | Buffer;
+  leftover?: string;
+  idleTimeoutMs?: number;
+  signal?: AbortSignal;
+  tls?: boolean;
+  /** Written by the client right after connecting, while the gateway still logs in. */
+  early?: string;
+}): Promise<Harness> {
+  let setResult!: (p: Promise<SpliceResult>) => void;
+  const result = new Promise<Promise<SpliceResult>>((r) => (setResult = r)).then((p) => p);
+  let setSides!: (v: Awaited<Harness['sides']>) => void;
+  const sides = new Promise<Awaited<Harness['sides']>>((r) => (setSides = r));
+
+  const onClient = (clientSock: Duplex): void => {
+    clientSock.pause();
+    void (async () => {
+      const session = await openBackendSession({
+        endpoint: { host: '127.0.0.1', port: demo.port },
+        timeouts: { connectMs: 2000, greetingMs: 2000, loginMs: 2000 },
+        login: { method: 'user-pass', user: 'alice', password: 'pw' },
+      });
+      const backend: BackendSession = opts.leftover ? { ...session, leftover: Buffer.from(opts.leftover) } : session;
+      const before = { client: counts(clientSock), backend: counts(backend.socket) };
+      setResult(
+        spliceSessions({
+          client: clientSock,
+          backend,
+          pendingClientBytes: Buffer.from(opts.pending ?? ''),
+          idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        }),
+      );
+      setSides({ client: clientSock, backend, before });
+    })();
+  };
+
+  let server: Server;
+  let socket: Duplex;
+  if (opts.tls) {
+    server = tls.createServer({ ...tlsCreds, allowHalfOpen: true }, onClient);
+  } else {
+    server = createServer({ allowHalfOpen: true }, onClient);
+  }
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  if (opts.tls) {
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    await once(s, 'secureConnect');
+    socket = s;
+  } else {
+    const s: Socket = connect({ host: '127.0.0.1', port });
+    await once(s, 'connect');
+    socket = s;
+  }
+  const client = new Reader(socket);
+  if (opts.early) socket.write(opts.early);
+  return { client, result, sides };
+}
+
+async function expectNoLeaks(h: Harness): Promise<void> {
+  const { client, backend, before } = await h.sides;
+  expect(counts(client)).toEqual(before.client);
+  expect(counts(backend.socket)).toEqual(before.backend);
+}
+
+describe('spliceSessions', () => {
+  it('writes the leftover to the client and the pipelined bytes to the backend first, in order', async () => {
+    const h = await harness({ leftover: 'EARLY\r\n', pending: 'STAT\r\nLIST 1\r\n', early: 'NOOP\r\n' });
+    expect(await h.client.line()).toBe('EARLY');
+    expect(await h.client.line()).toMatch(/^\+OK 2 /);
+    expect(await h.client.line()).toBe(`+OK 1 ${Buffer.byteLength(MSG)}`);
+    expect(await h.client.line()).toBe('+OK');
+    h.client.socket.write('QUIT\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK Logging out/);
+    const r = await h.result;
+    expect(r.endedBy).toBe('backend');
+    expect(demo.commandLog()).toEqual(['USER', 'PASS', 'STAT', 'LIST', 'NOOP', 'QUIT']);
+    await expectNoLeaks(h);
+  });
+
+  it('relays a large message byte-exact with backpressure', async () => {
+    const lines: string[] = ['From: big@example.org', 'Subject: big', ''];
+    const chunk = randomBytes(57 * 400_000).toString('base64'); // ~30 MB of base64
+    for (let i = 0; i < chunk.length; i += 76) lines.push((i % 7600 === 0 ? '.' : '') + chunk.slice(i, i + 76));
+    const big = Buffer.from(lines.join('\r\n') + '\r\n');
+    const expected = createHash('sha256').update(Buffer.concat(dotStuff(big))).digest('hex');
+    await demo.close();
+    demo = await startDemoBackend({ users: { alice: 'pw' }, messages: { alice: [big] } });
+
+    const h = await harness({});
+    h.client.socket.write('RETR 1\r\n');
+    expect(await h.client.line()).toBe(`+OK ${big.length} octets`);
+    // Stall the reader so both write buffers fill up and the relay must wait for 'drain'.
+    h.client.socket.pause();
+    await new Promise((r) => setTimeout(r, 300));
+    const { backend } = await h.sides;
+    expect(backend.socket.isPaused()).toBe(true);
+    h.client.socket.resume();
+    const got = await h.client.hashBody();
+    expect(got.sha256).toBe(expected);
+    h.client.socket.write('QUIT\r\n');
+    await h.client.line();
+    const r = await h.result;
+    expect(r.bytesToClient).toBe(h.client.total);
+    expect(r.bytesToBackend).toBe('RETR 1\r\nQUIT\r\n'.length);
+  }, 60_000);
+
+  it('client FIN after QUIT delivers the QUIT and the backend reply, and nothing else', async () => {
+    const h = await harness({});
+    h.client.socket.write('DELE 1\r\nQUIT\r\n');
+    h.client.socket.end();
+    expect(await h.client.line()).toMatch(/^\+OK Marked/);
+    expect(await h.client.line()).toBe('+OK Logging out, 1 messages deleted.');
+    await h.client.closedByPeer();
+    const r = await h.result;
+    expect(r.endedBy).toBe('client');
+    expect(r.error).toBeUndefined();
+    expect(demo.commandLog().filter((c) => c === 'QUIT')).toHaveLength(1);
+    expect(demo.mailbox('alice')).toHaveLength(1);
+    await expectNoLeaks(h);
+  });
+
+  it('client FIN without QUIT half-closes the backend and never injects a QUIT', async () => {
+    const h = await harness({});
+    h.client.socket.write('DELE 1\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    h.client.socket.end();
+    await h.client.closedByPeer();
+    const r = await h.result;
+    expect(r.endedBy).toBe('client');
+    expect(demo.commandLog()).not.toContain('QUIT');
+    expect(demo.mailbox('alice')).toHaveLength(2);
+  });
+
+  it('client reset → backend destroyed without QUIT, DELE-marked messages remain', async () => {
+    const h = await harness({});
+    h.client.socket.write('DELE 1\r\nDELE 2\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    (h.client.socket as Socket).resetAndDestroy();
+    const r = await h.result;
+    expect(r.endedBy).toBe('client-error');
+    const { backend } = await h.sides;
+    expect(backend.socket.destroyed).toBe(true);
+    await new Promise((res) => setTimeout(res, 50));
+    expect(demo.commandLog()).not.toContain('QUIT');
+    expect(demo.mailbox('alice')).toHaveLength(2);
+    await expectNoLeaks(h);
+  });
+
+  it('idle timeout destroys both sides without QUIT', async () => {
+    const h = await harness({ idleTimeoutMs: 200 });
+    h.client.socket.write('DELE 1\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    const t0 = Date.now();
+    await h.client.closedByPeer();
+    const r = await h.result;
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(r.endedBy).toBe('idle-timeout');
+    expect(demo.commandLog()).not.toContain('QUIT');
+    expect(demo.mailbox('alice')).toHaveLength(2);
+    await expectNoLeaks(h);
+  });
+
+  it('activity keeps the idle timer from firing', async () => {
+    const h = await harness({ idleTimeoutMs: 250 });
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      h.client.socket.write('NOOP\r\n');
+      expect(await h.client.line()).toBe('+OK');
+    }
+    h.client.socket.write('QUIT\r\n');
+    await h.client.line();
+    expect((await h.result).endedBy).toBe('backend');
+  });
+
+  it('shutdown signal cuts both sides without QUIT', async () => {
+    const ac = new AbortController();
+    const h = await harness({ signal: ac.signal });
+    h.client.socket.write('DELE 1\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    ac.abort();
+    const r = await h.result;
+    expect(r.endedBy).toBe('shutdown');
+    await h.client.closedByPeer();
+    expect(demo.commandLog()).not.toContain('QUIT');
+    expect(demo.mailbox('alice')).toHaveLength(2);
+    await expectNoLeaks(h);
+  });
+
+  it('backend going away ends the client after flushing', async () => {
+    const h = await harness({});
+    h.client.socket.write('NOOP\r\n');
+    expect(await h.client.line()).toBe('+OK');
+    await demo.close();
+    await h.client.closedByPeer();
+    const r = await h.result;
+    expect(['backend', 'backend-error']).toContain(r.endedBy);
+  });
+
+  it('counts bytes both ways, including leftover and pipelined bytes', async () => {
+    const h = await harness({ leftover: 'HELLO\r\n', pending: 'NOOP\r\n' });
+    expect(await h.client.line()).toBe('HELLO');
+    expect(await h.client.line()).toBe('+OK');
+    h.client.socket.write('STAT\r\n');
+    await h.client.line();
+    h.client.socket.write('QUIT\r\n');
+    await h.client.line();
+    await h.client.closedByPeer();
+    const r = await h.result;
+    expect(r.bytesToBackend).toBe('NOOP\r\nSTAT\r\nQUIT\r\n'.length);
+    expect(r.bytesToClient).toBe(h.client.total);
+    expect(r.bytesToClient).toBeGreaterThan('HELLO\r\n+OK\r\n'.length);
+  });
+
+  it('works with a tls.TLSSocket on the client side, including FIN after QUIT', async () => {
+    const h = await harness({ tls: true, pending: 'STAT\r\n' });
+    expect(await h.client.line()).toMatch(/^\+OK 2 /);
+    h.client.socket.write('RETR 2\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    expect(await h.client.line()).toBe('Subject: two');
+    expect(await h.client.line()).toBe('');
+    expect(await h.client.line()).toBe('..dot line');
+    expect(await h.client.line()).toBe('.');
+    h.client.socket.write('DELE 2\r\nQUIT\r\n');
+    h.client.socket.end();
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    expect(await h.client.line()).toMatch(/^\+OK Logging out/);
+    await h.client.closedByPeer();
+    const r = await h.result;
+    expect(r.endedBy).toBe('client');
+    expect(demo.mailbox('alice')).toHaveLength(1);
+    await expectNoLeaks(h);
+  });
+
+  it('a TLS client reset deletes nothing', async () => {
+    const h = await harness({ tls: true });
+    h.client.socket.write('DELE 1\r\n');
+    expect(await h.client.line()).toMatch(/^\+OK/);
+    h.client.socket.destroy();
+    const r = await h.result;
+    // A TLS socket destroyed without close_notify still sends a TCP FIN: either path is fine, neither sends QUIT.
+    expect(['client', 'client-error']).toContain(r.endedBy);
+    await new Promise((res) => setTimeout(res, 50));
+    expect(demo.commandLog()).not.toContain('QUIT');
+    expect(demo.mailbox('alice')).toHaveLength(2);
+  });
+});

@@ -1,0 +1,303 @@
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEMO_GREETING, dotStuff, startDemoBackend, topOf, type DemoBackend } from '../../src/demo/backend.js';
+
+/** A minimal POP3 test client reading CRLF lines and dot-terminated bodies. */
+class Pop3Probe {
+  private buf: Buffer = Buffer.alloc(0);
+  private wake: (() => void) | undefined;
+  closed = false;
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf = Buffer.concat([this.buf, c]);
+      this.wake?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+    socket.on('error', () => {});
+  }
+
+  static async open(port: number): Promise<Pop3Probe> {
+    const s = connect({ host: '127.0.0.1', port });
+    await once(s, 'connect');
+    return new Pop3Probe(s);
+  }
+
+  private async waitMore(): Promise<void> {
+    if (this.closed) throw new Error(`connection closed; buffered: ${JSON.stringify(this.buf.toString())}`);
+    await new Promise<void>((r) => (this.wake = r));
+    this.wake = undefined;
+  }
+
+  async line(): Promise<string> {
+    for (;;) {
+      const i = this.buf.indexOf('\r\n');
+      if (i >= 0) {
+        const l = this.buf.toString('utf8', 0, i);
+        this.buf = this.buf.subarray(i + 2);
+        return l;
+      }
+      await this.waitMore();
+    }
+  }
+
+  /** The raw (still dot-stuffed) body of a multi-line response, without the terminator. */
+  async body(): Promise<Buffer> {
+    for (;;) {
+      if (this.buf.subarray(0, 3).equals(Buffer.from('.\r\n'))) {
+        this.buf = this.buf.subarray(3);
+        return Buffer.alloc(0);
+      }
+      const i = this.buf.indexOf('\r\n.\r\n');
+      if (i >= 0) {
+        const b = this.buf.subarray(0, i + 2);
+        this.buf = this.buf.subarray(i + 5);
+        return b;
+      }
+      await this.waitMore();
+    }
+  }
+
+  async cmd(line: string): Promise<string> {
+    this.socket.write(`${line}\r\n`);
+    return this.line();
+  }
+
+  async multi(line: string): Promise<{ status: string; body: Buffer }> {
+    const status = await this.cmd(line);
+    if (!status.startsWith('+OK')) return { status, body: Buffer.alloc(0) };
+    return { status, body: await this.body() };
+  }
+
+  async closedByPeer(): Promise<void> {
+    while (!this.closed) await this.waitMore().catch(() => undefined);
+  }
+}
+
+const MSG1 = 'From: a@example.org\r\nTo: alice@example.org\r\nSubject: one\r\n\r\nHello Alice.\r\n';
+const MSG2 =
+  'From: b@example.org\r\nSubject: dots\r\n\r\n.starts with a dot\r\nmiddle\r\n.\r\n..two dots\r\nlast line\r\n';
+
+let backend: DemoBackend;
+
+beforeEach(async () => {
+  backend = await startDemoBackend({
+    users: { alice: 'alicepw', bob: 'bobpw' },
+    masterUser: 'gateway',
+    masterPassword: 'masterpw',
+    messages: { alice: [MSG1, MSG2], bob: [Buffer.from('Subject: b\r\n\r\nbody')] },
+  });
+});
+
+afterEach(async () => {
+  await backend.close();
+});
+
+async function loginAlice(): Promise<Pop3Probe> {
+  const c = await Pop3Probe.open(backend.port);
+  expect(await c.line()).toBe(DEMO_GREETING);
+  expect(await c.cmd('USER alice')).toMatch(/^\+OK/);
+  expect(await c.cmd('PASS alicepw')).toBe('+OK Logged in.');
+  return c;
+}
+
+function unstuff(body: Buffer): string {
+  return body
+    .toString('utf8')
+    .split('\r\n')
+    .map((l) => (l.startsWith('.') ? l.slice(1) : l))
+    .join('\r\n');
+}
+
+describe('demo backend: protocol', () => {
+  it('greets and lists capabilities per state', async () => {
+    const c = await Pop3Probe.open(backend.port);
+    expect(await c.line()).toBe('+OK Demo POP3 backend ready.');
+    const capa = await c.multi('CAPA');
+    expect(capa.status).toMatch(/^\+OK/);
+    const caps = capa.body.toString().trim().split('\r\n');
+    expect(caps).toEqual(expect.arrayContaining(['TOP', 'UIDL', 'USER', 'SASL PLAIN', 'RESP-CODES', 'PIPELINING']));
+    expect(await c.cmd('STAT')).toMatch(/^-ERR/);
+    expect(await c.cmd('USER alice')).toMatch(/^\+OK/);
+    expect(await c.cmd('PASS wrong')).toBe('-ERR [AUTH] Authentication failed.');
+    expect(await c.cmd('USER alice')).toMatch(/^\+OK/);
+    expect(await c.cmd('PASS alicepw')).toBe('+OK Logged in.');
+    const capa2 = (await c.multi('CAPA')).body.toString().split('\r\n');
+    expect(capa2).not.toContain('USER');
+    expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+    await c.closedByPeer();
+  });
+
+  it('answers STAT, LIST, UIDL, NOOP and unknown commands', async () => {
+    const c = await loginAlice();
+    const s1 = Buffer.byteLength(MSG1);
+    const s2 = Buffer.byteLength(MSG2);
+    expect(await c.cmd('STAT')).toBe(`+OK 2 ${s1 + s2}`);
+    const list = await c.multi('LIST');
+    expect(list.body.toString()).toBe(`1 ${s1}\r\n2 ${s2}\r\n`);
+    expect(await c.cmd('LIST 2')).toBe(`+OK 2 ${s2}`);
+    expect(await c.cmd('LIST 3')).toMatch(/^-ERR/);
+    const uidl = (await c.multi('UIDL')).body.toString().trim().split('\r\n');
+    expect(uidl).toHaveLength(2);
+    const uid1 = (await c.cmd('UIDL 1')).split(' ')[2];
+    expect(uidl[0]).toBe(`1 ${uid1}`);
+    expect(uidl[0]).not.toBe(uidl[1]?.replace(/^2/, '1'));
+    expect(await c.cmd('NOOP')).toBe('+OK');
+    expect(await c.cmd('FROB')).toMatch(/^-ERR/);
+    c.socket.destroy();
+  });
+
+  it('dot-stuffs RETR and TOP and terminates with a lone dot', async () => {
+    const c = await loginAlice();
+    const retr = await c.multi('RETR 2');
+    expect(retr.status).toBe(`+OK ${Buffer.byteLength(MSG2)} octets`);
+    const raw = retr.body.toString();
+    expect(raw).toContain('\r\n..starts with a dot\r\n');
+    expect(raw).toContain('\r\n..\r\n');
+    expect(raw).toContain('\r\n...two dots\r\n');
+    expect(unstuff(retr.body)).toBe(MSG2);
+
+    const top = await c.multi('TOP 2 1');
+    expect(top.status).toMatch(/^\+OK/);
+    expect(unstuff(top.body)).toBe('From: b@example.org\r\nSubject: dots\r\n\r\n.starts with a dot\r\n');
+    const top0 = await c.multi('TOP 1 0');
+    expect(unstuff(top0.body)).toBe('From: a@example.org\r\nTo: alice@example.org\r\nSubject: one\r\n\r\n');
+    expect(await c.cmd('RETR 9')).toMatch(/^-ERR/);
+    c.socket.destroy();
+  });
+
+  it('adds the missing final CRLF before the terminator', async () => {
+    const c = await Pop3Probe.open(backend.port);
+    await c.line();
+    await c.cmd('USER bob');
+    await c.cmd('PASS bobpw');
+    const retr = await c.multi('RETR 1');
+    expect(retr.body.toString()).toBe('Subject: b\r\n\r\nbody\r\n');
+    c.socket.destroy();
+  });
+
+  it('handles pipelined commands in order', async () => {
+    const c = await Pop3Probe.open(backend.port);
+    await c.line();
+    c.socket.write('USER alice\r\nPASS alicepw\r\nSTAT\r\nLIST 1\r\nNOOP\r\n');
+    expect(await c.line()).toMatch(/^\+OK/);
+    expect(await c.line()).toBe('+OK Logged in.');
+    expect(await c.line()).toMatch(/^\+OK 2 /);
+    expect(await c.line()).toMatch(/^\+OK 1 /);
+    expect(await c.line()).toBe('+OK');
+    c.socket.destroy();
+  });
+
+  it('dotStuff and topOf work on buffers directly', () => {
+    expect(Buffer.concat(dotStuff(Buffer.from('.a\r\nb\r\n.\r\n'))).toString()).toBe('..a\r\nb\r\n..\r\n.\r\n');
+    expect(Buffer.concat(dotStuff(Buffer.alloc(0))).toString()).toBe('.\r\n');
+    expect(topOf(Buffer.from('H: 1\r\n\r\nl1\r\nl2\r\n'), 1).toString()).toBe('H: 1\r\n\r\nl1\r\n');
+    expect(topOf(Buffer.from('H: 1\r\n\r\nl1\r\nl2\r\n'), 9).toString()).toBe('H: 1\r\n\r\nl1\r\nl2\r\n');
+  });
+});
+
+describe('demo backend: UPDATE state', () => {
+  it('DELE + QUIT deletes the marked messages', async () => {
+    const c = await loginAlice();
+    expect(await c.cmd('DELE 1')).toMatch(/^\+OK/);
+    expect(await c.cmd('DELE 1')).toMatch(/^-ERR/);
+    expect(await c.cmd('RETR 1')).toMatch(/^-ERR/);
+    expect(await c.cmd('STAT')).toBe(`+OK 1 ${Buffer.byteLength(MSG2)}`);
+    expect(backend.mailbox('alice')).toHaveLength(2); // not before QUIT
+    expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+    await c.closedByPeer();
+    const box = backend.mailbox('alice');
+    expect(box).toHaveLength(1);
+    expect(box[0]?.toString()).toBe(MSG2);
+
+    // A new session numbers the remaining message 1.
+    const d = await loginAlice();
+    expect(await d.cmd('STAT')).toBe(`+OK 1 ${Buffer.byteLength(MSG2)}`);
+    d.socket.destroy();
+  });
+
+  it('DELE + dropped connection deletes nothing', async () => {
+    const c = await loginAlice();
+    expect(await c.cmd('DELE 1')).toMatch(/^\+OK/);
+    expect(await c.cmd('DELE 2')).toMatch(/^\+OK/);
+    c.socket.destroy();
+    await c.closedByPeer();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(backend.mailbox('alice')).toHaveLength(2);
+    expect(backend.commandLog()).not.toContain('QUIT');
+  });
+
+  it('DELE + half-close without QUIT deletes nothing', async () => {
+    const c = await loginAlice();
+    expect(await c.cmd('DELE 1')).toMatch(/^\+OK/);
+    c.socket.end();
+    await c.closedByPeer();
+    expect(backend.mailbox('alice')).toHaveLength(2);
+  });
+
+  it('RSET unmarks', async () => {
+    const c = await loginAlice();
+    await c.cmd('DELE 1');
+    expect(await c.cmd('RSET')).toMatch(/^\+OK/);
+    await c.cmd('QUIT');
+    await c.closedByPeer();
+    expect(backend.mailbox('alice')).toHaveLength(2);
+  });
+});
+
+describe('demo backend: logins', () => {
+  const plain = (authzid: string, authcid: string, pw: string): string =>
+    Buffer.from(`${authzid}\0${authcid}\0${pw}`).toString('base64');
+
+  it('accepts a master login with USER user*master', async () => {
+    const c = await Pop3Probe.open(backend.port);
+    await c.line();
+    await c.cmd('USER alice*gateway');
+    expect(await c.cmd('PASS masterpw')).toBe('+OK Logged in.');
+    expect(await c.cmd('STAT')).toMatch(/^\+OK 2 /);
+    c.socket.destroy();
+
+    const d = await Pop3Probe.open(backend.port);
+    await d.line();
+    await d.cmd('USER alice*gateway');
+    expect(await d.cmd('PASS alicepw')).toMatch(/^-ERR \[AUTH\]/);
+    await d.cmd('USER nobody*gateway');
+    expect(await d.cmd('PASS masterpw')).toMatch(/^-ERR \[AUTH\]/);
+    d.socket.destroy();
+  });
+
+  it('accepts AUTH PLAIN with an initial response, with and without authzid', async () => {
+    const c = await Pop3Probe.open(backend.port);
+    await c.line();
+    expect(await c.cmd(`AUTH PLAIN ${plain('', 'alice', 'alicepw')}`)).toBe('+OK Logged in.');
+    c.socket.destroy();
+
+    const d = await Pop3Probe.open(backend.port);
+    await d.line();
+    expect(await d.cmd(`AUTH PLAIN ${plain('bob', 'gateway', 'masterpw')}`)).toBe('+OK Logged in.');
+    expect(await d.cmd('STAT')).toMatch(/^\+OK 1 /);
+    d.socket.destroy();
+  });
+
+  it('accepts AUTH PLAIN without initial response and refuses bad ones', async () => {
+    const c = await Pop3Probe.open(backend.port);
+    await c.line();
+    expect(await c.cmd('AUTH PLAIN')).toBe('+ ');
+    expect(await c.cmd(plain('alice', 'gateway', 'masterpw'))).toBe('+OK Logged in.');
+    c.socket.destroy();
+
+    const d = await Pop3Probe.open(backend.port);
+    await d.line();
+    // authzid without the master's password: another user's mailbox must not open.
+    expect(await d.cmd(`AUTH PLAIN ${plain('alice', 'bob', 'bobpw')}`)).toMatch(/^-ERR \[AUTH\]/);
+    expect(await d.cmd('AUTH PLAIN')).toBe('+ ');
+    expect(await d.cmd('*')).toMatch(/^-ERR/);
+    expect(await d.cmd('AUTH PLAIN !!!')).toMatch(/^-ERR/);
+    expect(await d.cmd('AUTH CRAM-MD5')).toMatch(/^-ERR/);
+    d.socket.destroy();
+  });
+});
