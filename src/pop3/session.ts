@@ -283,7 +283,7 @@ export class Pop3Session {
   private settle(outcome: Outcome): Pop3Action[] {
     if (Array.isArray(outcome)) return outcome;
     const { fail, count } = outcome;
-    if (count === 'error' && ++this.errors > this.opts.maxErrors) return this.closeWith('TOO_MANY_ERRORS');
+    if (count === 'error' && ++this.errors >= this.opts.maxErrors) return this.closeWith('TOO_MANY_ERRORS');
     if (count === 'auth' && ++this.authFailures >= this.opts.maxAuthAttempts) {
       return this.closeWith('TOO_MANY_AUTH_ATTEMPTS');
     }
