@@ -102,7 +102,13 @@ export class ClientConnection {
     while (!this.closed && !this.relaying && !this.session.awaiting) {
       const framed = this.framer.next(this.session.lineLimit);
       if (!framed) return;
-      this.run(framed.kind === 'overflow' ? this.session.overflow() : this.session.feedLine(framed.line));
+      if (framed.kind === 'overflow') {
+        this.run(this.session.overflow());
+      } else {
+        // maskLine hides PASS arguments and SASL responses; only ever log its output.
+        if (this.log.isLevelEnabled('trace')) this.log.trace({ cmd: this.session.maskLine(framed.line) }, 'client command');
+        this.run(this.session.feedLine(framed.line));
+      }
     }
   }
 

@@ -77,7 +77,7 @@ afterAll(async () => {
 
 describe('real clients through popgate to Dovecot', () => {
   it('poplib over POP3S (USER/PASS) reads every message byte-exact', async () => {
-    const r = await poplibFetch({
+    const { result: r } = await poplibFetch({
       host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
       user: 'alice', password: 'Alice-front-pw', retrieve: 'all',
     });
@@ -87,7 +87,7 @@ describe('real clients through popgate to Dovecot', () => {
   });
 
   it('poplib with STLS and AUTH PLAIN reads every message byte-exact', async () => {
-    const r = await poplibFetch({
+    const { result: r } = await poplibFetch({
       host: '127.0.0.1', port: gw.port('pop3'), mode: 'stls', caFile: pki.caFile, capa: true,
       user: 'alice', password: 'Alice-front-pw', authPlain: true, retrieve: 'all',
     });
@@ -97,7 +97,7 @@ describe('real clients through popgate to Dovecot', () => {
   });
 
   it('a password with spaces works through USER/PASS', async () => {
-    const r = await poplibFetch({
+    const { result: r } = await poplibFetch({
       host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
       user: 'erin', password: 'Erin pw with spaces', retrieve: [1],
     });
@@ -134,7 +134,7 @@ describe('real clients through popgate to Dovecot', () => {
 describe('deletion only on a completed QUIT', () => {
   it('DELE then QUIT deletes the message from the maildir', async () => {
     expect(await dovecot.listMessages('carol')).toHaveLength(2);
-    const r = await poplibFetch({
+    const { result: r } = await poplibFetch({
       host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
       user: 'carol', password: 'Carol-front-pw', dele: [1],
     });
@@ -164,7 +164,7 @@ describe('deletion only on a completed QUIT', () => {
 
 describe('errors get the right RFC 3206 code', () => {
   it('a wrong password gets -ERR [AUTH] and the log says why without the password', async () => {
-    const r = await poplibFetch({
+    const { result: r } = await poplibFetch({
       host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
       user: 'alice', password: 'not-the-password',
     });
@@ -175,7 +175,7 @@ describe('errors get the right RFC 3206 code', () => {
   });
 
   it('an unknown user gets the same reply as a wrong password', async () => {
-    const r = await poplibFetch({
+    const { result: r } = await poplibFetch({
       host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
       user: 'mallory', password: 'whatever',
     });
@@ -190,7 +190,7 @@ describe('errors get the right RFC 3206 code', () => {
       login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
     });
     try {
-      const r = await poplibFetch({
+      const { result: r } = await poplibFetch({
         host: '127.0.0.1', port: down.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
         user: 'alice', password: 'Alice-front-pw',
       });
@@ -212,7 +212,7 @@ describe('errors get the right RFC 3206 code', () => {
       login: `{ mode: master, method: user-separator, user: ${MASTER.name}, password: wrong-master }`,
     });
     try {
-      const r = await poplibFetch({
+      const { result: r } = await poplibFetch({
         host: '127.0.0.1', port: wrong.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
         user: 'alice', password: 'Alice-front-pw',
       });
