@@ -476,8 +476,16 @@ ${opts.extraConfig ?? ''}
     deliver,
     listMessageFiles,
     listMessages: async (user) => {
-      const files = await listMessageFiles(user);
-      return Promise.all(files.map((f) => readFile(path.join(maildir(user), f))));
+      // A live session may move new/X to cur/X:2,S between readdir and read:
+      // list again when a file vanished under us.
+      for (let attempt = 1; ; attempt++) {
+        const files = await listMessageFiles(user);
+        try {
+          return await Promise.all(files.map((f) => readFile(path.join(maildir(user), f))));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err;
+        }
+      }
     },
     readLog: async () => finalLog ?? readLogFile(),
     stop: () => {
