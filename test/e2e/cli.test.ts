@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,6 +83,7 @@ describe('popgate check-config', () => {
     await writeFile(join(dir, 'users'), '');
     await writeFile(join(dir, 'master'), 'S3cret-master-pw\n');
   });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('accepts a valid file and prints it with secrets masked', async () => {
     const file = join(dir, 'ok.yaml');
@@ -154,6 +155,7 @@ shutdown: { drainTimeout: 1s }
   afterAll(async () => {
     gw?.child.kill('SIGKILL');
     await backend?.close();
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('serves, reloads on SIGHUP, and on SIGTERM drains then cuts a live session without QUIT', async () => {

@@ -3,7 +3,7 @@
  * configured through the same YAML loader operators use, with its pino
  * output captured so tests can assert on log lines (and on secrets absent).
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -87,7 +87,10 @@ ${opts.extra ?? ''}
       if (!l) throw new Error(`no ${kind} listener`);
       return l.port;
     },
-    stop: (drainMs = 0) => gateway.stop(drainMs),
+    async stop(drainMs = 0) {
+      await gateway.stop(drainMs);
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 

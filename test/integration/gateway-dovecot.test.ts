@@ -4,7 +4,7 @@
  * will not do (pipelining bursts, STLS injection, dropping mid-session).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.stop();
   await dovecot?.stop();
+  if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
 
 describe('real clients through popgate to Dovecot', () => {
