@@ -322,20 +322,44 @@ export async function loginOnce(target: Pop3Target, timeoutMs = DEFAULT_TIMEOUT_
   return performance.now() - t0;
 }
 
-/** Logs in, RETRs message `msg` once, checks its size against LIST, QUITs. */
-export async function retrOnce(
+export interface RetrSessionResult {
+  /** LIST size of the message. */
+  readonly listSize: number;
+  /** Body bytes of each RETR, in order. */
+  readonly bodyBytes: readonly number[];
+  /** From writing the first RETR to the terminating dot of the last. */
+  readonly ms: number;
+}
+
+/**
+ * Logs in, reads message `msg`'s LIST size, RETRs it `times` times back to
+ * back in the same session, QUITs. hooks.beforeRetr runs before the first
+ * RETR, hooks.afterRetr after the last one's terminating dot.
+ */
+export async function retrSession(
   target: Pop3Target,
   msg: number,
+  times = 1,
   hooks: RetrHooks = {},
   timeoutMs = 60_000,
-): Promise<RetrResult & { listSize: number }> {
+): Promise<RetrSessionResult> {
+  if (!Number.isSafeInteger(times) || times < 1) throw new RangeError('times must be >= 1');
   const client = await Pop3Client.connect(target, timeoutMs);
   try {
     await client.login(target.user, target.password);
     const listSize = await client.listSize(msg);
-    const result = await client.retr(msg, hooks);
+    const bodyBytes: number[] = [];
+    let ms = 0;
+    for (let i = 0; i < times; i++) {
+      const r = await client.retr(msg, {
+        beforeRetr: i === 0 ? hooks.beforeRetr : undefined,
+        afterRetr: i === times - 1 ? hooks.afterRetr : undefined,
+      });
+      bodyBytes.push(r.bodyBytes);
+      ms += r.ms;
+    }
     await client.quit();
-    return { ...result, listSize };
+    return { listSize, bodyBytes, ms };
   } catch (err) {
     client.destroy();
     throw err;

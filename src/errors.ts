@@ -53,6 +53,7 @@ export const ERRORS = {
   BACKEND_LOGIN_TEMP: { resp: 'SYS/TEMP', text: 'Mail server temporarily unavailable', level: 'warn', close: true },
   NO_BACKEND_CREDENTIALS: { resp: 'SYS/PERM', text: 'No mail server account for this user', level: 'error', close: true },
   // Server problems
+  TOO_MANY_CONNECTIONS: { resp: 'SYS/TEMP', text: 'Too many connections, try again later', level: 'warn', close: true },
   SHUTTING_DOWN: { resp: 'SYS/TEMP', text: 'Server shutting down', level: 'info', close: true },
   INTERNAL: { resp: 'SYS/TEMP', text: 'Internal server error', level: 'error', close: true },
 } as const satisfies Record<string, CatalogueEntry>;

@@ -4,8 +4,7 @@ import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { ListenerConfig, PopgateConfig } from '../config/index.js';
 import { createUserFileVerifier, type UserFileVerifier } from '../auth/index.js';
-import { createInternalLoginResolver } from '../backend/index.js';
-import type { InternalLoginResolver } from '../backend/types.js';
+import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';
 import { errorReply } from '../errors.js';
 import { ClientConnection, type ConnectionContext } from './connection.js';
 import { createLoginService, type LoginService } from './login-service.js';
@@ -34,19 +33,20 @@ export class Gateway {
   private readonly connections = new Set<ClientConnection>();
   private readonly shutdown = new AbortController();
   private nextId = 0;
+  private openSockets = 0;
   private stopping: Promise<void> | undefined;
 
   private constructor(
     private readonly config: PopgateConfig,
     private readonly log: Logger,
     private readonly verifier: UserFileVerifier,
-    private readonly resolver: InternalLoginResolver,
+    private readonly resolver: ReloadableLoginResolver,
     private readonly login: LoginService,
   ) {}
 
   static async start(config: PopgateConfig, log: Logger): Promise<Gateway> {
     const verifier = await createUserFileVerifier({ path: config.auth.userFile, logger: log });
-    let resolver: InternalLoginResolver;
+    let resolver: ReloadableLoginResolver;
     try {
       resolver = await createInternalLoginResolver(config.backend.login, log);
     } catch (err) {
@@ -107,19 +107,16 @@ export class Gateway {
         allowHalfOpen: true,
         handshakeTimeout: this.config.limits.preAuthTimeout });
       tlsServer.on('secureConnection', (socket) => this.accept(socket, runtime));
+      // Admission happens on the raw TCP socket so the limit holds during handshakes.
+      tlsServer.on('connection', (socket: Socket) => this.admit(socket, runtime));
       tlsServer.on('tlsClientError', (err, socket) =>
         log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'),
       );
-      // Count raw TCP connections too: the limit must hold during handshakes.
-      tlsServer.on('connection', (socket: Socket) => {
-        if (this.connections.size >= this.config.limits.maxConnections) {
-          log.warn({ remote: socket.remoteAddress }, 'connection limit reached, refusing');
-          socket.destroy();
-        }
-      });
       server = tlsServer;
     } else {
-      server = createNetServer({ allowHalfOpen: true }, (socket) => this.accept(socket, runtime));
+      server = createNetServer({ allowHalfOpen: true }, (socket) => {
+        if (this.admit(socket, runtime)) this.accept(socket, runtime);
+      });
     }
     server.on('error', (err) => log.error({ err: err.message }, 'listener error'));
     const runtime: ListenerRuntime = { config, name, server, tls };
@@ -135,15 +132,37 @@ export class Gateway {
     log.info({ kind: config.kind, address: config.address, port: bound && typeof bound === 'object' ? bound.port : config.port }, 'listening');
   }
 
+  /**
+   * Count every TCP connection from accept to close, TLS handshakes included,
+   * and refuse those over `limits.maxConnections`: with a POP3 reply where the
+   * channel is plaintext, by closing where a TLS handshake would come first.
+   */
+  private admit(socket: Socket, listener: ListenerRuntime): boolean {
+    if (this.stopping) {
+      socket.destroy();
+      return false;
+    }
+    if (this.openSockets >= this.config.limits.maxConnections) {
+      this.log.warn(
+        { remote: socket.remoteAddress, listener: listener.name, open: this.openSockets },
+        'connection limit reached, refusing',
+      );
+      if (listener.config.kind === 'pop3') {
+        socket.end(errorReply('TOO_MANY_CONNECTIONS') + '\r\n');
+        setTimeout(() => socket.destroy(), 1_000).unref();
+      } else {
+        socket.destroy();
+      }
+      return false;
+    }
+    this.openSockets++;
+    socket.once('close', () => this.openSockets--);
+    return true;
+  }
+
   private accept(socket: Socket, listener: ListenerRuntime): void {
     if (this.stopping) {
       socket.destroy();
-      return;
-    }
-    if (this.connections.size >= this.config.limits.maxConnections) {
-      this.log.warn({ remote: socket.remoteAddress, listener: listener.name }, 'connection limit reached, refusing');
-      socket.end(errorReply('SHUTTING_DOWN').replace('Server shutting down', 'Too many connections') + '\r\n');
-      setTimeout(() => socket.destroy(), 1_000).unref();
       return;
     }
     const { config } = this;
@@ -191,7 +210,11 @@ export class Gateway {
       }
     }
     await this.verifier.reload();
-    if ('reload' in this.resolver && typeof this.resolver.reload === 'function') await (this.resolver.reload as () => Promise<void>)();
+    try {
+      await this.resolver.reload();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'backend secrets reload failed; keeping the old entries');
+    }
   }
 
   /**

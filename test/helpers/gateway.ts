@@ -40,6 +40,7 @@ export interface TestGatewayOptions {
   readonly extra?: string;
   readonly allowPlaintextAuth?: boolean;
   readonly failureDelay?: string;
+  readonly maxAuthAttempts?: number;
   readonly backendTimeouts?: string;
   /** Files written into the gateway's directory before the config is loaded. */
   readonly files?: Record<string, string>;
@@ -56,7 +57,7 @@ listeners:
   - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
   - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},
       tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
-auth: { userFile: users, failureDelay: ${opts.failureDelay ?? '0s'} }
+auth: { userFile: users, failureDelay: ${opts.failureDelay ?? '0s'}, maxAttempts: ${opts.maxAuthAttempts ?? 3} }
 backend:
   host: 127.0.0.1
   port: ${opts.backendPort}

@@ -1,0 +1,637 @@
+/**
+ * popgate benchmark (`npm run bench`, not part of the test suite).
+ *
+ * In one process tree on 127.0.0.1: a private Dovecot (test/helpers/dovecot.ts)
+ * with a master user, and popgate as a child process (`node dist/cli/main.js
+ * serve`) with a pop3s listener and a plaintext pop3 listener, logging in to
+ * Dovecot as the master user (AUTH PLAIN with authzid). Measures, each
+ * scenario BENCH_RUNS times (default 5), median/min/max:
+ *
+ *  1. RETR throughput of a ~5 MB message: direct to Dovecot, via popgate
+ *     plain, via popgate pop3s.
+ *  2. Full logins/s (connect, [TLS], USER/PASS, STAT, QUIT) at concurrency
+ *     1 and 8 for BENCH_LOGIN_SECONDS (default 3) each.
+ *  3. popgate's CPU time (utime+stime of the child) per login and per GB.
+ *
+ * Prints a Markdown report and writes it to bench/results/latest.md.
+ * Every process started here is stopped by PID on success, failure, SIGINT
+ * and SIGTERM.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
+import { makeTestPki } from '../test/helpers/certs.js';
+import { startDovecot, type DovecotInstance } from '../test/helpers/dovecot.js';
+import { freePort } from '../test/helpers/ports.js';
+import { CpuMeter, clockTicksPerSecond } from './proc-cpu.js';
+import {
+  Pop3Client,
+  Pop3Error,
+  loginOnce,
+  retrSession,
+  runLoginLoad,
+  type Pop3Endpoint,
+  type Pop3Target,
+} from './pop3-load.js';
+import { median, summarize, type Summary } from './stats.js';
+
+// ------------------------------------------------------------------ settings
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const GATEWAY_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
+const RESULTS_FILE = path.join(REPO_ROOT, 'bench/results/latest.md');
+const HOST = '127.0.0.1';
+const CHEAP_LOG_N = 10;
+
+function envNumber(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const RUNS = Math.round(envNumber('BENCH_RUNS', 5, 1));
+const LOGIN_SECONDS = envNumber('BENCH_LOGIN_SECONDS', 3, 0.2);
+const CONCURRENCIES = [1, 8] as const;
+/** RETRs per session in the sustained pass (also where popgate's CPU per GB is measured). */
+const STREAM_RETRS = 8;
+
+// ------------------------------------------------------------------ cleanup
+
+/** LIFO cleanup actions, run once (on success, failure or a signal). */
+class Cleanup {
+  private readonly actions: Array<{ name: string; fn: () => Promise<void> | void }> = [];
+  private running: Promise<void> | undefined;
+
+  add(name: string, fn: () => Promise<void> | void): void {
+    this.actions.push({ name, fn });
+  }
+
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      for (let a = this.actions.pop(); a !== undefined; a = this.actions.pop()) {
+        try {
+          await a.fn();
+        } catch (err) {
+          process.stderr.write(`bench: cleanup "${a.name}" failed: ${describe(err)}\n`);
+        }
+      }
+    })();
+    return this.running;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const log = (line: string): void => void process.stdout.write(`${line}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------ test data
+
+/** ~5 MiB with CRLF line ends and no line starting with "." (no dot-stuffing: wire size = file size). */
+function bigMessage(): Buffer {
+  const header =
+    'From: bench@example.test\r\nTo: alice@example.test\r\nSubject: popgate bench 5 MB\r\n' +
+    'Message-ID: <bench-big@example.test>\r\n\r\n';
+  const b64 = randomBytes(Math.ceil((5 * 1024 * 1024 * 3) / 4)).toString('base64');
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
+  return Buffer.from(header + lines.join('\r\n') + '\r\n', 'latin1');
+}
+
+const SMALL_MESSAGE = Buffer.from(
+  'From: bench@example.test\r\nTo: alice@example.test\r\nSubject: small\r\n' +
+    'Message-ID: <bench-small@example.test>\r\n\r\nhello\r\n',
+);
+
+// ------------------------------------------------------------------ popgate child
+
+interface GatewayChild {
+  readonly pid: number;
+  running(): boolean;
+  /** The last ~64 KiB of its stdout+stderr. */
+  output(): string;
+  /** SIGTERM by PID, SIGKILL by PID after 5 s. */
+  stop(): Promise<void>;
+}
+
+function spawnGateway(configFile: string): GatewayChild {
+  const child: ChildProcess = spawn(process.execPath, [GATEWAY_MAIN, 'serve', '--config', configFile], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`cannot start popgate (${process.execPath} ${GATEWAY_MAIN})`);
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out += d.toString('utf8');
+    if (out.length > 65_536) out = out.slice(-65_536);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exitInfo: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitInfo = `exit code ${code ?? 'null'}, signal ${signal ?? 'none'}`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exitInfo = `spawn error: ${err.message}`;
+      resolve();
+    });
+  });
+  // Never leave the gateway behind, even on an abrupt exit of this process.
+  const onExit = (): void => {
+    if (exitInfo === undefined) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  process.on('exit', onExit);
+  return {
+    pid,
+    running: () => exitInfo === undefined,
+    output: () => (exitInfo === undefined ? out : `${out}\n[popgate ${exitInfo}]`),
+    stop: async () => {
+      if (exitInfo === undefined) {
+        process.kill(pid, 'SIGTERM');
+        const timer = setTimeout(() => {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }, 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      process.removeListener('exit', onExit);
+    },
+  };
+}
+
+async function waitForGreeting(endpoint: Pop3Endpoint, gw: GatewayChild, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!gw.running()) throw new Error(`popgate exited during start-up:\n${gw.output()}`);
+    try {
+      const c = await Pop3Client.connect(endpoint, 1_000);
+      c.destroy();
+      return;
+    } catch (err) {
+      last = describe(err);
+      await sleep(100);
+    }
+  }
+  throw new Error(`popgate did not greet on ${endpoint.label} within ${timeoutMs} ms (${last}):\n${gw.output()}`);
+}
+
+// ------------------------------------------------------------------ machine info
+
+interface MachineInfo {
+  cpuModel: string;
+  cores: number;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  dovecot: string;
+  popgate: string;
+  clockTicks: number;
+}
+
+function dovecotVersion(): string {
+  for (const bin of ['/usr/sbin/dovecot', '/usr/local/sbin/dovecot', 'dovecot']) {
+    try {
+      return execFileSync(bin, ['--version'], { encoding: 'utf8', timeout: 5_000 }).trim();
+    } catch {
+      /* next */
+    }
+  }
+  return 'unknown';
+}
+
+function machineInfo(): MachineInfo {
+  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m?.[1]) cpuModel = m[1].trim();
+  } catch {
+    /* keep os.cpus() */
+  }
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version?: string };
+  return {
+    cpuModel,
+    cores: os.availableParallelism(),
+    memoryGiB: os.totalmem() / 2 ** 30,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    dovecot: dovecotVersion(),
+    popgate: pkg.version ?? 'unknown',
+    clockTicks: clockTicksPerSecond(),
+  };
+}
+
+// ------------------------------------------------------------------ scenarios
+
+type Via = 'direct' | 'popgate';
+
+interface RetrRun {
+  readonly mbPerSec: number;
+  readonly ms: number;
+  readonly bytes: number;
+  /** popgate CPU from the first RETR sent to the last terminating dot (popgate paths only). */
+  readonly cpuMs: number | undefined;
+}
+
+interface RetrScenario {
+  readonly name: string;
+  readonly via: Via;
+  readonly target: Pop3Target;
+  /** One RETR per session: the headline throughput. */
+  readonly single: RetrRun[];
+  /** STREAM_RETRS back-to-back RETRs per session: sustained throughput and CPU per GB. */
+  readonly stream: RetrRun[];
+}
+
+interface LoginRun {
+  readonly perSecond: number;
+  readonly logins: number;
+  readonly elapsedMs: number;
+  readonly p50Ms: number;
+  readonly cpuMs: number | undefined;
+}
+
+interface LoginScenario {
+  readonly name: string;
+  readonly via: Via;
+  readonly concurrency: number;
+  readonly target: Pop3Target;
+  readonly runs: LoginRun[];
+}
+
+interface Setup {
+  readonly dovecot: DovecotInstance;
+  readonly gateway: GatewayChild;
+  readonly bigSize: number;
+  readonly smallSize: number;
+  readonly targets: {
+    readonly direct: Pop3Target;
+    readonly popPlainCheap: Pop3Target;
+    readonly popTlsCheap: Pop3Target;
+    readonly popTlsDefault: Pop3Target;
+  };
+}
+
+async function setUp(cleanup: Cleanup): Promise<Setup> {
+  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/bench.sh does)`);
+
+  const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-pki-'));
+  cleanup.add('remove PKI dir', () => rm(pkiDir, { recursive: true, force: true }));
+  const pki = await makeTestPki(pkiDir);
+  const ca = await readFile(pki.caFile);
+
+  const master = { name: 'popgate', password: `master-${randomBytes(12).toString('hex')}` };
+  // Dovecot's own passwords differ from the ones clients give popgate.
+  const backendUsers = [
+    { name: 'alice', password: `dovecot-alice-${randomBytes(8).toString('hex')}` },
+    { name: 'fastuser', password: `dovecot-fast-${randomBytes(8).toString('hex')}` },
+  ];
+  const frontUsers = {
+    alice: `front-alice-${randomBytes(8).toString('hex')}`,
+    fastuser: `front-fast-${randomBytes(8).toString('hex')}`,
+  };
+  const big = bigMessage();
+  log(`bench: starting private Dovecot (message 1: ${big.length} bytes, message 2: ${SMALL_MESSAGE.length} bytes)`);
+  const dovecot = await startDovecot({
+    users: backendUsers,
+    masterUser: master,
+    messages: { alice: [big, SMALL_MESSAGE], fastuser: [big, SMALL_MESSAGE] },
+    // Dovecot's default of 10 sessions per user+IP could be hit at concurrency
+    // 8 while finished sessions are still being torn down.
+    extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
+  });
+  cleanup.add('stop Dovecot', () => dovecot.stop());
+  log(`bench: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
+
+  const gwDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-gw-'));
+  cleanup.add('remove gateway dir', () => rm(gwDir, { recursive: true, force: true }));
+  const t0 = performance.now();
+  const userLines = [
+    `alice:${await hashPassword(frontUsers.alice)}`,
+    `fastuser:${await hashPassword(frontUsers.fastuser, { scryptLogN: CHEAP_LOG_N })}`,
+  ];
+  log(`bench: hashed user file in ${(performance.now() - t0).toFixed(0)} ms`);
+  const userFile = path.join(gwDir, 'users');
+  await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
+  const tlsPort = await freePort(HOST);
+  let plainPort = await freePort(HOST);
+  while (plainPort === tlsPort) plainPort = await freePort(HOST);
+  const q = (s: string): string => JSON.stringify(s);
+  const yaml = `# popgate benchmark config (generated)
+log: { level: warn }
+listeners:
+  - { name: bench-pop3s, kind: pop3s, address: ${HOST}, port: ${tlsPort},
+      tls: { certFile: ${q(pki.certFile)}, keyFile: ${q(pki.keyFile)} } }
+  - { name: bench-pop3, kind: pop3, address: ${HOST}, port: ${plainPort}, allowPlaintextAuth: true }
+auth: { userFile: ${q(userFile)}, failureDelay: 0s }
+backend:
+  host: ${HOST}
+  port: ${dovecot.port}
+  login: { mode: master, method: auth-plain, user: ${q(master.name)}, password: ${q(master.password)} }
+shutdown: { drainTimeout: 1s }
+`;
+  const configFile = path.join(gwDir, 'popgate.yaml');
+  await writeFile(configFile, yaml, { mode: 0o600 });
+
+  const gateway = spawnGateway(configFile);
+  cleanup.add('stop popgate', () => gateway.stop());
+  const tlsOpts = { ca, servername: 'localhost' };
+  await waitForGreeting({ label: 'popgate pop3', host: HOST, port: plainPort }, gateway, 15_000);
+  await waitForGreeting({ label: 'popgate pop3s', host: HOST, port: tlsPort, tls: tlsOpts }, gateway, 15_000);
+  log(`bench: popgate pid ${gateway.pid}: pop3s ${HOST}:${tlsPort}, pop3 (plaintext auth) ${HOST}:${plainPort}`);
+
+  const fastBackend = backendUsers[1]!;
+  return {
+    dovecot,
+    gateway,
+    bigSize: big.length,
+    smallSize: SMALL_MESSAGE.length,
+    targets: {
+      direct: { label: 'direct Dovecot (plain)', host: HOST, port: dovecot.port, user: fastBackend.name, password: fastBackend.password },
+      popPlainCheap: { label: 'popgate pop3 (plain), fastuser', host: HOST, port: plainPort, user: 'fastuser', password: frontUsers.fastuser },
+      popTlsCheap: {
+        label: 'popgate pop3s, fastuser',
+        host: HOST,
+        port: tlsPort,
+        tls: tlsOpts,
+        user: 'fastuser',
+        password: frontUsers.fastuser,
+      },
+      popTlsDefault: {
+        label: 'popgate pop3s, alice (default scrypt)',
+        host: HOST,
+        port: tlsPort,
+        tls: tlsOpts,
+        user: 'alice',
+        password: frontUsers.alice,
+      },
+    },
+  };
+}
+
+/** One session per target: login works and the mailbox holds exactly the two messages. Returns the TLS parameters seen. */
+async function checkTargets(s: Setup): Promise<string | undefined> {
+  let tlsSeen: string | undefined;
+  for (const t of Object.values(s.targets)) {
+    const c = await Pop3Client.connect(t);
+    try {
+      await c.login(t.user, t.password);
+      const st = await c.stat();
+      if (st.count !== 2 || st.octets !== s.bigSize + s.smallSize) {
+        throw new Pop3Error(t.label, 'STAT', `expected 2 messages / ${s.bigSize + s.smallSize} octets, got ${st.count} / ${st.octets}`);
+      }
+      tlsSeen ??= c.tlsSummary();
+      await c.quit();
+    } catch (err) {
+      c.destroy();
+      throw err;
+    }
+  }
+  return tlsSeen;
+}
+
+async function runRetr(s: Setup, sc: RetrScenario, run: number, times: number): Promise<void> {
+  const meter = sc.via === 'popgate' ? new CpuMeter(s.gateway.pid) : undefined;
+  let cpuMs: number | undefined;
+  const r = await retrSession(sc.target, 1, times, {
+    beforeRetr: () => meter?.start(),
+    afterRetr: () => {
+      if (meter) cpuMs = meter.stop();
+    },
+  });
+  if (r.listSize !== s.bigSize || r.bodyBytes.some((b) => b !== s.bigSize)) {
+    throw new Pop3Error(
+      sc.target.label,
+      'RETR',
+      `expected ${s.bigSize} bytes, LIST said ${r.listSize}, received ${r.bodyBytes.join(', ')}`,
+    );
+  }
+  const bytes = s.bigSize * times;
+  const mbPerSec = bytes / 1e6 / (r.ms / 1000);
+  (times === 1 ? sc.single : sc.stream).push({ mbPerSec, ms: r.ms, bytes, cpuMs });
+  const what = times === 1 ? 'RETR' : `${times}xRETR`;
+  log(
+    `  [${what} ${run}/${RUNS}] ${sc.name.padEnd(24)} ${mbPerSec.toFixed(1).padStart(7)} MB/s (${r.ms.toFixed(1)} ms)` +
+      (cpuMs !== undefined && times > 1 ? `, popgate CPU ${cpuMs.toFixed(0)} ms = ${(cpuMs / 1000 / (bytes / 1e9)).toFixed(2)} s/GB` : ''),
+  );
+}
+
+async function runLogins(s: Setup, sc: LoginScenario, run: number): Promise<void> {
+  const meter = sc.via === 'popgate' ? new CpuMeter(s.gateway.pid) : undefined;
+  meter?.start();
+  const r = await runLoginLoad(sc.target, { concurrency: sc.concurrency, durationMs: LOGIN_SECONDS * 1000 });
+  const cpuMs = meter?.stop();
+  const p50Ms = median(r.latenciesMs);
+  sc.runs.push({ perSecond: r.perSecond, logins: r.logins, elapsedMs: r.elapsedMs, p50Ms, cpuMs });
+  log(
+    `  [logins c=${sc.concurrency} ${run}/${RUNS}] ${sc.name.padEnd(34)} ${r.perSecond.toFixed(1).padStart(7)}/s ` +
+      `(${r.logins} in ${(r.elapsedMs / 1000).toFixed(2)} s, p50 ${p50Ms.toFixed(1)} ms)` +
+      (cpuMs !== undefined ? `, popgate CPU ${(cpuMs / r.logins).toFixed(2)} ms/login` : ''),
+  );
+}
+
+// ------------------------------------------------------------------ report
+
+const f = (n: number, digits = 1): string => n.toFixed(digits);
+const range = (s: Summary, digits = 1): string => `${f(s.min, digits)}–${f(s.max, digits)}`;
+
+function retrTable(scenarios: RetrScenario[]): string {
+  const direct = scenarios.find((x) => x.via === 'direct');
+  if (!direct) throw new Error('no direct RETR scenario');
+  const baseSingle = summarize(direct.single.map((r) => r.mbPerSec));
+  const baseStream = summarize(direct.stream.map((r) => r.mbPerSec));
+  const rows = [
+    `| Path | 1 RETR/session: MB/s (median, min–max) | popgate / direct | ${STREAM_RETRS} RETRs/session: MB/s (median, min–max) | popgate / direct | popgate CPU s per GB relayed (median, min–max) |`,
+    '|---|--:|--:|--:|--:|--:|',
+  ];
+  for (const sc of scenarios) {
+    const single = summarize(sc.single.map((r) => r.mbPerSec));
+    const stream = summarize(sc.stream.map((r) => r.mbPerSec));
+    let cpu = '—';
+    if (sc.via === 'popgate') {
+      const perGb = summarize(sc.stream.map((r) => (r.cpuMs ?? 0) / 1000 / (r.bytes / 1e9)));
+      cpu = `${f(perGb.median, 2)} (${range(perGb, 2)})`;
+    }
+    const direct = sc.via === 'direct';
+    rows.push(
+      `| ${sc.name} | ${f(single.median)} (${range(single)}) | ${direct ? '(baseline)' : f(single.median / baseSingle.median, 2)} | ` +
+        `${f(stream.median)} (${range(stream)}) | ${direct ? '(baseline)' : f(stream.median / baseStream.median, 2)} | ${cpu} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
+function loginTable(scenarios: LoginScenario[]): string {
+  const rows = [
+    '| popgate path, user (hash) | Conc. | popgate logins/s (median, min–max) | direct logins/s (median, min–max) | popgate / direct | p50 login ms popgate / direct | popgate CPU ms per login | popgate CPU (% of one core) |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
+  ];
+  for (const c of CONCURRENCIES) {
+    const direct = scenarios.find((x) => x.via === 'direct' && x.concurrency === c);
+    if (!direct) throw new Error(`no direct login scenario at concurrency ${c}`);
+    const d = summarize(direct.runs.map((r) => r.perSecond));
+    const dP50 = median(direct.runs.map((r) => r.p50Ms));
+    for (const sc of scenarios.filter((x) => x.via === 'popgate' && x.concurrency === c)) {
+      const p = summarize(sc.runs.map((r) => r.perSecond));
+      const p50 = median(sc.runs.map((r) => r.p50Ms));
+      const cpuPerLogin = median(sc.runs.map((r) => (r.cpuMs ?? 0) / r.logins));
+      const cpuPct = median(sc.runs.map((r) => ((r.cpuMs ?? 0) / r.elapsedMs) * 100));
+      rows.push(
+        `| ${sc.name} | ${c} | ${f(p.median)} (${range(p)}) | ${f(d.median)} (${range(d)}) | ${f(p.median / d.median, 2)} | ` +
+          `${f(p50)} / ${f(dP50)} | ${f(cpuPerLogin, 2)} | ${f(cpuPct, 0)} % |`,
+      );
+    }
+  }
+  return rows.join('\n');
+}
+
+function report(
+  m: MachineInfo,
+  s: Setup,
+  retr: RetrScenario[],
+  logins: LoginScenario[],
+  tlsSeen: string | undefined,
+  startedAt: Date,
+): string {
+  return `# popgate benchmark
+
+${startedAt.toISOString()} · ${RUNS} runs per scenario, median reported (min–max alongside) · everything on ${HOST}
+
+## RETR throughput (one ${(s.bigSize / 1e6).toFixed(2)} MB message, timed from \`RETR\` sent to the terminating dot)
+
+A session logs in, RETRs message 1 and QUITs; only the RETR is timed. The ${STREAM_RETRS}-RETR column times
+${STREAM_RETRS} back-to-back RETRs of the same message in one session (${((s.bigSize * STREAM_RETRS) / 1e6).toFixed(0)} MB),
+which is also where popgate's CPU per GB is measured (a single RETR is only a few 10 ms clock ticks).
+
+${retrTable(retr)}
+
+## Full logins (connect, [TLS handshake], USER/PASS, STAT, QUIT), ${LOGIN_SECONDS} s per run
+
+Direct = plain USER/PASS straight to Dovecot as \`fastuser\` (Dovecot's own \`{PLAIN}\` passdb, no TLS).
+popgate = client login checked by popgate (scrypt), then AUTH PLAIN master login to the same Dovecot.
+
+${loginTable(logins)}
+
+## Setup
+
+- Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.memoryGiB)} GiB RAM, ${m.kernel}
+- Node ${m.node}, Dovecot ${m.dovecot}, popgate ${m.popgate}; CPU clock ticks ${m.clockTicks}/s
+- popgate: child process \`node dist/cli/main.js serve\`, log level warn, UV_THREADPOOL_SIZE ${process.env['UV_THREADPOOL_SIZE'] ?? 'default (4)'}; backend login master / auth-plain
+- Users: \`fastuser\` scrypt ln=${CHEAP_LOG_N},r=8,p=1; \`alice\` scrypt ln=${SCRYPT_DEFAULT_LOG_N},r=8,p=1 (the default)
+- TLS: ${tlsSeen ?? 'n/a'}, P-256 ECDSA certificate, full handshake per connection (no session resumption)
+- Dovecot: private instance from test/helpers/dovecot.ts (maildir, stock login/pop3 services, auth_failure_delay 0, mail_max_userip_connections 1000)
+- Load client: bench/pop3-load.ts in the benchmark process on the same machine (it competes with popgate and Dovecot for the ${m.cores} cores)
+- MB = 10^6 bytes, GB = 10^9 bytes. popgate CPU = utime+stime of the popgate process (all threads) from /proc/<pid>/stat, sampled around each run (for RETR: from the first RETR sent to the last terminating dot).
+`;
+}
+
+// ------------------------------------------------------------------ main
+
+async function main(cleanup: Cleanup): Promise<void> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const machine = machineInfo();
+  log(`bench: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, dovecot ${machine.dovecot}`);
+  log(`bench: ${RUNS} runs per scenario, ${LOGIN_SECONDS} s per login run`);
+  const s = await setUp(cleanup);
+  try {
+    const tlsSeen = await checkTargets(s);
+    log(`bench: all four login targets verified (STAT 2 messages); TLS ${tlsSeen ?? 'n/a'}`);
+
+    const retr: RetrScenario[] = [
+      { name: 'direct Dovecot (plain)', via: 'direct', target: s.targets.direct, single: [], stream: [] },
+      { name: 'popgate pop3 (plain)', via: 'popgate', target: s.targets.popPlainCheap, single: [], stream: [] },
+      { name: 'popgate pop3s (TLS)', via: 'popgate', target: s.targets.popTlsCheap, single: [], stream: [] },
+    ];
+    log('bench: RETR warm-up (1 untimed session per path)');
+    for (const sc of retr) await retrSession(sc.target, 1, 2);
+    log('bench: RETR throughput');
+    // Runs are interleaved across paths so drift on the machine hits all alike.
+    for (let run = 1; run <= RUNS; run++) {
+      for (const sc of retr) await runRetr(s, sc, run, 1);
+    }
+    log(`bench: RETR throughput, ${STREAM_RETRS} RETRs per session`);
+    for (let run = 1; run <= RUNS; run++) {
+      for (const sc of retr) await runRetr(s, sc, run, STREAM_RETRS);
+    }
+
+    const logins: LoginScenario[] = [];
+    for (const c of CONCURRENCIES) {
+      logins.push(
+        { name: 'direct Dovecot (plain)', via: 'direct', concurrency: c, target: s.targets.direct, runs: [] },
+        { name: 'pop3 (plain), fastuser (ln=10)', via: 'popgate', concurrency: c, target: s.targets.popPlainCheap, runs: [] },
+        { name: 'pop3s, fastuser (ln=10)', via: 'popgate', concurrency: c, target: s.targets.popTlsCheap, runs: [] },
+        { name: `pop3s, alice (ln=${SCRYPT_DEFAULT_LOG_N})`, via: 'popgate', concurrency: c, target: s.targets.popTlsDefault, runs: [] },
+      );
+    }
+    for (const c of CONCURRENCIES) {
+      log(`bench: logins at concurrency ${c}`);
+      const group = logins.filter((x) => x.concurrency === c);
+      for (const sc of group) await loginOnce(sc.target); // warm-up
+      for (let run = 1; run <= RUNS; run++) {
+        for (const sc of group) await runLogins(s, sc, run);
+      }
+    }
+
+    if (!s.gateway.running()) throw new Error(`popgate exited during the benchmark:\n${s.gateway.output()}`);
+    const md = report(machine, s, retr, logins, tlsSeen, startedAt);
+    await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
+    const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
+    await writeFile(tmp, md);
+    await rename(tmp, RESULTS_FILE);
+    log('');
+    log(md);
+    const gwOut = s.gateway.output().trim();
+    if (gwOut) log(`bench: note: popgate wrote at warn level or above:\n${gwOut.slice(-4000)}`);
+    log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  } catch (err) {
+    const gwOut = s.gateway.output().trim();
+    if (gwOut) process.stderr.write(`bench: popgate output (tail):\n${gwOut.slice(-4000)}\n`);
+    throw err;
+  }
+}
+
+const cleanup = new Cleanup();
+let signalled = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (signalled) return;
+    signalled = true;
+    process.stderr.write(`\nbench: ${signal}, stopping everything started here\n`);
+    void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  });
+}
+
+try {
+  await main(cleanup);
+} catch (err) {
+  if (!signalled) {
+    process.stderr.write(`bench: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  }
+} finally {
+  await cleanup.run();
+}

@@ -1,0 +1,316 @@
+/**
+ * A minimal POP3 load client for the benchmark: plain TCP or implicit TLS,
+ * USER/PASS login, single-line commands and a RETR that only counts bytes
+ * (no copying, no un-stuffing) until the terminating `CRLF.CRLF`.
+ *
+ * Every failure (an -ERR, a timeout, a dropped connection, a TLS error) is a
+ * Pop3Error naming the target and the step, so the benchmark aborts with a
+ * clear message instead of reporting numbers for failed logins. Passwords
+ * never appear in errors.
+ */
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
+export class Pop3Error extends Error {
+    target;
+    step;
+    detail;
+    constructor(target, step, detail) {
+        super(`${target}: ${step}: ${detail}`);
+        this.target = target;
+        this.step = step;
+        this.detail = detail;
+        this.name = 'Pop3Error';
+    }
+}
+const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');
+const TERMINATOR = Buffer.from('\r\n.\r\n');
+/** A status line longer than this is a protocol error. */
+const MAX_LINE = 4096;
+export const DEFAULT_TIMEOUT_MS = 15_000;
+export class Pop3Client {
+    socket;
+    label;
+    timeoutMs;
+    buf = EMPTY;
+    wait;
+    broken;
+    quitting = false;
+    constructor(socket, label, timeoutMs) {
+        this.socket = socket;
+        this.label = label;
+        this.timeoutMs = timeoutMs;
+        socket.setNoDelay(true);
+        socket.on('data', (chunk) => this.onData(chunk));
+        socket.on('error', (err) => this.fail('connection', err.message));
+        socket.on('close', () => {
+            if (!this.quitting)
+                this.fail('connection', 'closed by the server');
+        });
+    }
+    /** Connects (and for TLS handshakes) and reads the +OK greeting. */
+    static async connect(endpoint, timeoutMs = DEFAULT_TIMEOUT_MS) {
+        const socket = endpoint.tls
+            ? tls.connect({
+                host: endpoint.host,
+                port: endpoint.port,
+                ca: endpoint.tls.ca,
+                servername: endpoint.tls.servername,
+            })
+            : net.connect({ host: endpoint.host, port: endpoint.port });
+        const client = new Pop3Client(socket, endpoint.label, timeoutMs);
+        const greeting = await client.readLine('greeting');
+        if (!greeting.startsWith('+OK')) {
+            client.destroy();
+            throw new Pop3Error(endpoint.label, 'greeting', `expected +OK, got ${JSON.stringify(greeting)}`);
+        }
+        return client;
+    }
+    /** Sends one command and returns its +OK line; throws Pop3Error on anything else. */
+    async command(line) {
+        const verb = line.split(' ', 1)[0] ?? line;
+        this.checkUsable(verb);
+        this.send(line);
+        const reply = await this.readLine(verb);
+        if (!reply.startsWith('+OK')) {
+            throw new Pop3Error(this.label, verb, `server replied ${JSON.stringify(reply)}`);
+        }
+        return reply;
+    }
+    async login(user, password) {
+        await this.command(`USER ${user}`);
+        // Never put the password into an error: command() names the step by verb only.
+        await this.command(`PASS ${password}`);
+    }
+    /** `STAT`: message count and mailbox size. */
+    async stat() {
+        const reply = await this.command('STAT');
+        const m = /^\+OK (\d+) (\d+)/.exec(reply);
+        if (!m)
+            throw new Pop3Error(this.label, 'STAT', `unparsable reply ${JSON.stringify(reply)}`);
+        return { count: Number(m[1]), octets: Number(m[2]) };
+    }
+    /** `LIST n`: the size of one message. */
+    async listSize(msg) {
+        const reply = await this.command(`LIST ${msg}`);
+        const m = /^\+OK \d+ (\d+)/.exec(reply);
+        if (!m)
+            throw new Pop3Error(this.label, 'LIST', `unparsable reply ${JSON.stringify(reply)}`);
+        return Number(m[1]);
+    }
+    /** RETR a message, counting its bytes; timed from the write to the terminating dot. */
+    retr(msg, hooks = {}) {
+        this.checkUsable('RETR');
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                this.fail('RETR', `no terminating dot line within ${this.timeoutMs} ms`);
+            }, this.timeoutMs);
+            let started = 0;
+            this.wait = {
+                kind: 'retr',
+                statusSeen: false,
+                bytes: 0,
+                // The status line's CRLF precedes the body: an empty body is just ".CRLF".
+                tail: CRLF,
+                afterRetr: hooks.afterRetr,
+                resolve: (bodyBytes, endedAt) => {
+                    clearTimeout(timer);
+                    resolve({ bodyBytes, ms: endedAt - started });
+                },
+                reject: (err) => {
+                    clearTimeout(timer);
+                    reject(err);
+                },
+            };
+            hooks.beforeRetr?.();
+            started = performance.now();
+            this.send(`RETR ${msg}`);
+            this.pump();
+        });
+    }
+    /** QUIT, wait for its +OK, then close our side. */
+    async quit() {
+        await this.command('QUIT');
+        this.quitting = true;
+        this.socket.end();
+    }
+    /** e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384" for a TLS connection, else undefined. */
+    tlsSummary() {
+        if (!(this.socket instanceof tls.TLSSocket))
+            return undefined;
+        return `${this.socket.getProtocol() ?? '?'} ${this.socket.getCipher().name}`;
+    }
+    destroy() {
+        this.quitting = true;
+        this.socket.destroy();
+    }
+    // ------------------------------------------------------------------ internals
+    checkUsable(step) {
+        if (this.broken)
+            throw new Pop3Error(this.label, step, this.broken.message);
+        if (this.wait)
+            throw new Error(`${this.label}: ${step} while another command is pending`);
+    }
+    send(line) {
+        this.socket.write(`${line}\r\n`);
+    }
+    readLine(step) {
+        if (this.broken)
+            return Promise.reject(new Pop3Error(this.label, step, this.broken.message));
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => this.fail(step, `no reply within ${this.timeoutMs} ms`), this.timeoutMs);
+            this.wait = {
+                kind: 'line',
+                resolve: (line) => {
+                    clearTimeout(timer);
+                    resolve(line);
+                },
+                reject: (err) => {
+                    clearTimeout(timer);
+                    reject(err);
+                },
+            };
+            this.pump();
+        });
+    }
+    fail(step, detail) {
+        const err = new Pop3Error(this.label, step, detail);
+        this.broken ??= err;
+        const w = this.wait;
+        this.wait = undefined;
+        this.socket.destroy();
+        w?.reject(err);
+    }
+    onData(chunk) {
+        const w = this.wait;
+        if (w?.kind === 'retr' && w.statusSeen) {
+            this.countBody(w, chunk);
+            return;
+        }
+        this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+        this.pump();
+    }
+    /** Serves the pending wait from buffered bytes. */
+    pump() {
+        const w = this.wait;
+        if (!w || (w.kind === 'retr' && w.statusSeen))
+            return;
+        const nl = this.buf.indexOf(CRLF);
+        if (nl < 0) {
+            if (this.buf.length > MAX_LINE)
+                this.fail(w.kind === 'line' ? 'reply' : 'RETR', 'status line too long');
+            return;
+        }
+        const line = this.buf.toString('latin1', 0, nl);
+        const rest = this.buf.subarray(nl + 2);
+        this.buf = EMPTY;
+        if (w.kind === 'line') {
+            this.buf = rest;
+            this.wait = undefined;
+            w.resolve(line);
+            return;
+        }
+        if (!line.startsWith('+OK')) {
+            this.fail('RETR', `server replied ${JSON.stringify(line)}`);
+            return;
+        }
+        w.statusSeen = true;
+        if (rest.length > 0)
+            this.countBody(w, rest);
+    }
+    countBody(w, chunk) {
+        const before = w.bytes;
+        w.bytes += chunk.length;
+        // A line holding only "." ends the body (other lines starting with "." are stuffed).
+        let end = -1;
+        const joint = Buffer.concat([w.tail, chunk.subarray(0, TERMINATOR.length - 1)]);
+        const j = joint.indexOf(TERMINATOR);
+        if (j >= 0) {
+            end = before + (j + TERMINATOR.length - w.tail.length);
+        }
+        else {
+            const k = chunk.indexOf(TERMINATOR);
+            if (k >= 0)
+                end = before + k + TERMINATOR.length;
+        }
+        if (end < 0) {
+            const keep = TERMINATOR.length - 1;
+            w.tail =
+                chunk.length >= keep
+                    ? Buffer.from(chunk.subarray(chunk.length - keep))
+                    : Buffer.concat([w.tail, chunk]).subarray(-keep);
+            return;
+        }
+        const endedAt = performance.now();
+        w.afterRetr?.();
+        if (end !== w.bytes) {
+            this.fail('RETR', `${w.bytes - end} unexpected bytes after the terminating dot line`);
+            return;
+        }
+        this.wait = undefined;
+        // `end` counts the body plus ".\r\n" (the CRLF before the dot ends the last body line).
+        w.resolve(end - 3, endedAt);
+    }
+}
+/** connect, [TLS], USER/PASS, STAT, QUIT. Resolves with the login's duration in ms. */
+export async function loginOnce(target, timeoutMs = DEFAULT_TIMEOUT_MS) {
+    const t0 = performance.now();
+    const client = await Pop3Client.connect(target, timeoutMs);
+    try {
+        await client.login(target.user, target.password);
+        await client.stat();
+        await client.quit();
+    }
+    catch (err) {
+        client.destroy();
+        throw err;
+    }
+    return performance.now() - t0;
+}
+/** Logs in, RETRs message `msg` once, checks its size against LIST, QUITs. */
+export async function retrOnce(target, msg, hooks = {}, timeoutMs = 60_000) {
+    const client = await Pop3Client.connect(target, timeoutMs);
+    try {
+        await client.login(target.user, target.password);
+        const listSize = await client.listSize(msg);
+        const result = await client.retr(msg, hooks);
+        await client.quit();
+        return { ...result, listSize };
+    }
+    catch (err) {
+        client.destroy();
+        throw err;
+    }
+}
+/**
+ * `concurrency` workers each run back-to-back logins until durationMs has
+ * passed (a login under way then is finished and counted). The first failure
+ * stops every worker and is thrown.
+ */
+export async function runLoginLoad(target, opts) {
+    if (!Number.isSafeInteger(opts.concurrency) || opts.concurrency < 1)
+        throw new RangeError('concurrency must be >= 1');
+    const start = performance.now();
+    const deadline = start + opts.durationMs;
+    const latenciesMs = [];
+    let failure;
+    const worker = async () => {
+        while (failure === undefined && performance.now() < deadline) {
+            try {
+                latenciesMs.push(await loginOnce(target, opts.timeoutMs));
+            }
+            catch (err) {
+                failure ??= err;
+            }
+        }
+    };
+    await Promise.all(Array.from({ length: opts.concurrency }, worker));
+    if (failure !== undefined)
+        throw failure;
+    const elapsedMs = performance.now() - start;
+    if (latenciesMs.length === 0)
+        throw new Pop3Error(target.label, 'load', 'no login completed');
+    return { logins: latenciesMs.length, elapsedMs, perSecond: (latenciesMs.length * 1000) / elapsedMs, latenciesMs };
+}
+//# sourceMappingURL=pop3-load.js.map

@@ -1,0 +1,37 @@
+/** Small descriptive statistics for benchmark runs. */
+function sorted(values) {
+    if (values.length === 0)
+        throw new Error('stats: no values');
+    for (const v of values) {
+        if (!Number.isFinite(v))
+            throw new Error(`stats: non-finite value ${v}`);
+    }
+    return [...values].sort((a, b) => a - b);
+}
+/** The median (mean of the two middle values for an even count). */
+export function median(values) {
+    const s = sorted(values);
+    const mid = Math.floor(s.length / 2);
+    return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+/** The q-quantile (0..1) by linear interpolation between closest ranks. */
+export function quantile(values, q) {
+    if (q < 0 || q > 1)
+        throw new RangeError('quantile: q must lie in 0..1');
+    const s = sorted(values);
+    const pos = (s.length - 1) * q;
+    const lo = Math.floor(pos);
+    const hi = Math.ceil(pos);
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+export function summarize(values) {
+    const s = sorted(values);
+    return {
+        n: s.length,
+        median: median(s),
+        min: s[0],
+        max: s[s.length - 1],
+        mean: s.reduce((a, b) => a + b, 0) / s.length,
+    };
+}
+//# sourceMappingURL=stats.js.map

@@ -1,0 +1,221 @@
+/**
+ * Password hashing and verification for user files.
+ *
+ * Supported stored formats:
+ *
+ * - scrypt, PHC-style: `$scrypt$ln=15,r=8,p=1$<salt>$<hash>` where salt and
+ *   hash are standard base64 without padding (passlib's "adapted" base64,
+ *   which writes `.` for `+`, is accepted too). N = 2^ln. Computed with
+ *   node:crypto `scrypt`, which runs on the libuv thread pool (off the event
+ *   loop; concurrency is bounded by UV_THREADPOOL_SIZE, shared with fs).
+ * - bcrypt, `$2y$` / `$2a$` / `$2b$` (htpasswd -B, Apache, Dovecot BLF-CRYPT),
+ *   via bcryptjs. bcryptjs is pure JavaScript: its async compare runs on the
+ *   main thread in slices and yields between them.
+ *
+ * Passwords are always hashed as their UTF-8 bytes, without Unicode
+ * normalisation.
+ *
+ * bcrypt only looks at the first 72 bytes of the UTF-8 password: longer
+ * passwords that share those 72 bytes are equivalent under bcrypt (a limit of
+ * the algorithm, for hashes made here or by htpasswd alike). scrypt has no
+ * such limit, one more reason it is the default.
+ *
+ * Parameters outside sane bounds are refused without computing anything, so
+ * a bad or hostile user file cannot make each login burn minutes of CPU or
+ * gigabytes of memory: scrypt ln 10..20, r 1..32, p 1..16 and at most 1 GiB
+ * of memory (128 * N * r); bcrypt cost 4..17 (the range htpasswd accepts).
+ */
+import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import bcrypt from 'bcryptjs';
+export const SCRYPT_DEFAULT_LOG_N = 15;
+export const SCRYPT_DEFAULT_R = 8;
+export const SCRYPT_DEFAULT_P = 1;
+export const SCRYPT_SALT_BYTES = 16;
+export const SCRYPT_KEY_BYTES = 32;
+export const BCRYPT_DEFAULT_COST = 10;
+/** Inclusive bounds a stored hash's parameters must lie in to be used. */
+export const HASH_BOUNDS = {
+    scryptLogN: { min: 10, max: 20 },
+    scryptR: { min: 1, max: 32 },
+    scryptP: { min: 1, max: 16 },
+    /** 128 * N * r, the memory one scrypt computation needs. */
+    scryptMaxMemoryBytes: 1024 * 1024 * 1024,
+    scryptSaltBytes: { min: 8, max: 64 },
+    scryptKeyBytes: { min: 16, max: 64 },
+    bcryptCost: { min: 4, max: 17 },
+};
+/** bcrypt ignores password bytes past this many. */
+export const BCRYPT_MAX_PASSWORD_BYTES = 72;
+function inRange(value, range) {
+    return Number.isSafeInteger(value) && value >= range.min && value <= range.max;
+}
+function scryptMemory(logN, r) {
+    return 128 * 2 ** logN * r;
+}
+function scryptParamsOk(logN, r, p) {
+    return (inRange(logN, HASH_BOUNDS.scryptLogN) &&
+        inRange(r, HASH_BOUNDS.scryptR) &&
+        inRange(p, HASH_BOUNDS.scryptP) &&
+        scryptMemory(logN, r) <= HASH_BOUNDS.scryptMaxMemoryBytes);
+}
+function b64encode(buf) {
+    return buf.toString('base64').replace(/=+$/, '');
+}
+const B64_CHARS = /^[A-Za-z0-9+/.]+$/;
+/** Strict unpadded base64 decode: rejects stray characters and non-canonical text. */
+function b64decode(text) {
+    if (!B64_CHARS.test(text) || text.length % 4 === 1)
+        return undefined;
+    const normalised = text.replace(/\./g, '+');
+    const buf = Buffer.from(normalised, 'base64');
+    return b64encode(buf) === normalised ? buf : undefined;
+}
+function scryptAsync(password, salt, keylen, opts) {
+    return new Promise((resolve, reject) => {
+        scrypt(password, salt, keylen, opts, (err, key) => {
+            if (err)
+                reject(err);
+            else
+                resolve(key);
+        });
+    });
+}
+function deriveScrypt(password, logN, r, p, salt, keylen) {
+    const N = 2 ** logN;
+    return scryptAsync(Buffer.from(password, 'utf8'), salt, keylen, { N, r, p, maxmem: 128 * N * r * 2 });
+}
+function encodeScrypt(logN, r, p, salt, hash) {
+    return `$scrypt$ln=${logN},r=${r},p=${p}$${b64encode(salt)}$${b64encode(hash)}`;
+}
+/**
+ * Hash a password for storage in a user file. scrypt (default) yields
+ * `$scrypt$ln=15,r=8,p=1$<salt>$<hash>`; bcrypt yields a `$2y$` hash as
+ * htpasswd -B writes it (see the 72-byte note above). Throws RangeError for
+ * parameters outside HASH_BOUNDS.
+ */
+export async function hashPassword(password, opts = {}) {
+    const algorithm = opts.algorithm ?? 'scrypt';
+    if (algorithm === 'bcrypt') {
+        const cost = opts.bcryptCost ?? BCRYPT_DEFAULT_COST;
+        if (!inRange(cost, HASH_BOUNDS.bcryptCost)) {
+            throw new RangeError(`bcrypt cost must be an integer in ${HASH_BOUNDS.bcryptCost.min}..${HASH_BOUNDS.bcryptCost.max}`);
+        }
+        const hashed = await bcrypt.hash(password, cost);
+        // bcryptjs writes $2b$; $2y$ is the same algorithm and what htpasswd,
+        // Apache and Dovecot files carry, and every bcrypt reader accepts it.
+        return `$2y$${hashed.slice(4)}`;
+    }
+    if (algorithm !== 'scrypt')
+        throw new RangeError('unknown hash algorithm');
+    const logN = opts.scryptLogN ?? SCRYPT_DEFAULT_LOG_N;
+    if (!scryptParamsOk(logN, SCRYPT_DEFAULT_R, SCRYPT_DEFAULT_P)) {
+        throw new RangeError(`scrypt log2(N) must be an integer in ${HASH_BOUNDS.scryptLogN.min}..${HASH_BOUNDS.scryptLogN.max}`);
+    }
+    const salt = randomBytes(SCRYPT_SALT_BYTES);
+    const key = await deriveScrypt(password, logN, SCRYPT_DEFAULT_R, SCRYPT_DEFAULT_P, salt, SCRYPT_KEY_BYTES);
+    return encodeScrypt(logN, SCRYPT_DEFAULT_R, SCRYPT_DEFAULT_P, salt, key);
+}
+const SCRYPT_PARAM = /^(ln|r|p)=(0|[1-9][0-9]{0,5})$/;
+const BCRYPT_RE = /^\$(2[aby])\$([0-9]{2})\$[./A-Za-z0-9]{53}$/;
+function parseScrypt(encoded) {
+    const parts = encoded.split('$');
+    if (parts.length !== 5)
+        return undefined;
+    const [, , paramText, saltText, hashText] = parts;
+    if (paramText === undefined || saltText === undefined || hashText === undefined)
+        return undefined;
+    const params = new Map();
+    for (const item of paramText.split(',')) {
+        const m = SCRYPT_PARAM.exec(item);
+        if (!m || m[1] === undefined || m[2] === undefined || params.has(m[1]))
+            return undefined;
+        params.set(m[1], Number(m[2]));
+    }
+    const logN = params.get('ln');
+    const r = params.get('r');
+    const p = params.get('p');
+    if (logN === undefined || r === undefined || p === undefined || params.size !== 3)
+        return undefined;
+    if (!scryptParamsOk(logN, r, p))
+        return undefined;
+    const salt = b64decode(saltText);
+    const hash = b64decode(hashText);
+    if (!salt || !hash)
+        return undefined;
+    if (!inRange(salt.length, HASH_BOUNDS.scryptSaltBytes) || !inRange(hash.length, HASH_BOUNDS.scryptKeyBytes)) {
+        return undefined;
+    }
+    return { algorithm: 'scrypt', logN, r, p, salt, hash };
+}
+function parseBcrypt(encoded) {
+    const m = BCRYPT_RE.exec(encoded);
+    if (!m || m[1] === undefined || m[2] === undefined)
+        return undefined;
+    const cost = Number(m[2]);
+    if (!inRange(cost, HASH_BOUNDS.bcryptCost))
+        return undefined;
+    return { algorithm: 'bcrypt', variant: m[1], cost, encoded };
+}
+/**
+ * Parse a stored hash. Returns undefined for anything unrecognised,
+ * malformed or outside HASH_BOUNDS: such a hash can never verify.
+ */
+export function parseHash(encoded) {
+    if (encoded.startsWith('$scrypt$'))
+        return parseScrypt(encoded);
+    if (encoded.startsWith('$2'))
+        return parseBcrypt(encoded);
+    return undefined;
+}
+/**
+ * Check a password against a parsed hash. Resolves true/false; rejects only
+ * if the computation itself fails (e.g. out of memory), never with the
+ * password in the error.
+ */
+export async function verifyParsedHash(password, parsed) {
+    if (parsed.algorithm === 'scrypt') {
+        const { logN, r, p, salt, hash } = parsed;
+        const key = await deriveScrypt(password, logN, r, p, salt, hash.length);
+        return timingSafeEqual(key, hash);
+    }
+    // bcryptjs accepts 2a/2b/2y alike and compares in constant time; normalise
+    // to $2b$ anyway so nothing depends on its handling of the $2y$ prefix.
+    return bcrypt.compare(password, `$2b$${parsed.encoded.slice(4)}`);
+}
+/**
+ * Check a password against a stored hash string. Unknown, malformed or
+ * out-of-bounds hashes resolve false without computing anything (callers
+ * that want to report them should use parseHash first).
+ */
+export async function verifyPasswordHash(password, encoded) {
+    const parsed = parseHash(encoded);
+    if (!parsed)
+        return false;
+    return verifyParsedHash(password, parsed);
+}
+/**
+ * Dummy hashes of each kind, with the default parameters, that no password
+ * is expected to match: verify against one when there is no real hash (e.g.
+ * unknown user) so the reply takes about as long as a real check.
+ */
+export const DUMMY_SCRYPT_HASH = '$scrypt$ln=15,r=8,p=1$cG9wZ2F0ZS1kdW1teS1zYQ$dW5rbm93bi11c2VyIHRpbWluZyBlcXVhbGlzYXRpb24';
+export const DUMMY_BCRYPT_HASH = '$2y$10$g9lVcvsxI.qAoyFpLtVfXexhpmuKaZX0/G9OBLFBEUIf/5gQwmTlK';
+/**
+ * A dummy hash with the same algorithm and cost parameters as `like`, so a
+ * verification against it costs the same as against `like`.
+ */
+export function dummyHashLike(like) {
+    if (like.algorithm === 'scrypt') {
+        const dummy = parseHash(DUMMY_SCRYPT_HASH);
+        const hash = Buffer.alloc(like.hash.length);
+        dummy.hash.copy(hash);
+        return { ...dummy, logN: like.logN, r: like.r, p: like.p, hash };
+    }
+    const cost = String(like.cost).padStart(2, '0');
+    return parseHash(`$2y$${cost}$${DUMMY_BCRYPT_HASH.slice(7)}`);
+}
+/** The dummy for DUMMY_SCRYPT_HASH, parsed. */
+export function defaultDummyHash() {
+    return parseHash(DUMMY_SCRYPT_HASH);
+}
+//# sourceMappingURL=password-hash.js.map

@@ -1,0 +1,41 @@
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
+import { hashPassword } from '../auth/index.js';
+/** Read one password: from a pipe as the first line, from a terminal twice without echo. */
+async function readPassword() {
+    if (!process.stdin.isTTY) {
+        const chunks = [];
+        for await (const chunk of process.stdin)
+            chunks.push(chunk);
+        return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '');
+    }
+    const ask = async (prompt) => {
+        process.stderr.write(prompt);
+        const muted = new Writable({ write: (_c, _e, cb) => cb() });
+        const rl = createInterface({ input: process.stdin, output: muted, terminal: true });
+        const answer = await new Promise((resolve) => rl.question('', resolve));
+        rl.close();
+        process.stderr.write('\n');
+        return answer;
+    };
+    const first = await ask('Password: ');
+    const second = await ask('Again: ');
+    if (first !== second)
+        throw new Error('passwords do not match');
+    return first;
+}
+export async function runHashPassword(opts) {
+    if (opts.user !== undefined && (opts.user === '' || /[:\s\x00-\x1f]/.test(opts.user))) {
+        process.stderr.write('popgate hash-password: user names cannot be empty or contain ":", spaces or control characters\n');
+        return 2;
+    }
+    const password = await readPassword();
+    if (password === '') {
+        process.stderr.write('popgate hash-password: empty password refused\n');
+        return 2;
+    }
+    const hash = await hashPassword(password, { algorithm: opts.algorithm });
+    process.stdout.write(opts.user !== undefined ? `${opts.user}:${hash}\n` : `${hash}\n`);
+    return 0;
+}
+//# sourceMappingURL=hash-password.js.map

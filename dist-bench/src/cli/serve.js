@@ -1,0 +1,65 @@
+import { loadConfig, redactConfig, ConfigError } from '../config/index.js';
+import { createLogger } from '../observability/logger.js';
+import { Gateway } from '../server/gateway.js';
+/** `popgate serve`: run until SIGTERM/SIGINT; SIGHUP reloads certificates and user files. */
+export async function runServe(configFile) {
+    let config;
+    try {
+        config = await loadConfig(configFile);
+    }
+    catch (err) {
+        process.stderr.write(`${describe(err)}\n`);
+        return 78; // EX_CONFIG
+    }
+    const log = createLogger({ level: config.log.level });
+    let gateway;
+    try {
+        gateway = await Gateway.start(config, log);
+    }
+    catch (err) {
+        log.fatal({ err: describe(err) }, 'start-up failed');
+        log.flush();
+        process.stderr.write(`popgate: start-up failed: ${describe(err)}\n`);
+        return 1;
+    }
+    log.info({ listeners: gateway.bound }, 'popgate ready');
+    return new Promise((resolve) => {
+        const stop = (signal) => {
+            log.info({ signal }, 'signal received, draining');
+            process.removeAllListeners('SIGTERM');
+            process.removeAllListeners('SIGINT');
+            // A second signal during the drain means "now".
+            const now = () => void gateway.stop(0);
+            process.once('SIGTERM', now);
+            process.once('SIGINT', now);
+            void gateway.stop().then(() => {
+                process.removeListener('SIGHUP', hup);
+                log.flush();
+                resolve(0);
+            });
+        };
+        const hup = () => {
+            log.info('SIGHUP: reloading certificates and user files');
+            void gateway.reload().catch((err) => log.error({ err: describe(err) }, 'reload failed'));
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+        process.on('SIGHUP', hup);
+    });
+}
+/** `popgate check-config`: validate and print the effective config with secrets masked. */
+export async function runCheckConfig(configFile) {
+    try {
+        const config = await loadConfig(configFile);
+        process.stdout.write(`${configFile}: OK\n${JSON.stringify(redactConfig(config), null, 2)}\n`);
+        return 0;
+    }
+    catch (err) {
+        process.stderr.write(`${describe(err)}\n`);
+        return err instanceof ConfigError ? 78 : 1;
+    }
+}
+function describe(err) {
+    return err instanceof Error ? err.message : String(err);
+}
+//# sourceMappingURL=serve.js.map

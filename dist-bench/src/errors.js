@@ -1,0 +1,69 @@
+/**
+ * The one error catalogue. Every failure popgate reports to a client is a
+ * GatewayError with a code from this table; the table decides the POP3 reply
+ * (with its RFC 3206 response code) and the log level. Layers throw, the
+ * connection boundary logs once and replies.
+ */
+export const ERRORS = {
+    // Client-side protocol problems
+    LINE_TOO_LONG: { resp: undefined, text: 'Line too long', level: 'info', close: true },
+    UNKNOWN_COMMAND: { resp: undefined, text: 'Unknown command', level: 'debug', close: false },
+    TOO_MANY_ERRORS: { resp: undefined, text: 'Too many errors, closing connection', level: 'info', close: true },
+    BAD_SYNTAX: { resp: undefined, text: 'Syntax error', level: 'debug', close: false },
+    BAD_SEQUENCE: { resp: undefined, text: 'Bad command sequence', level: 'debug', close: false },
+    BAD_BASE64: { resp: undefined, text: 'Invalid base64 data', level: 'debug', close: false },
+    AUTH_CANCELLED: { resp: undefined, text: 'Authentication cancelled', level: 'debug', close: false },
+    UNSUPPORTED_MECHANISM: { resp: undefined, text: 'Unsupported authentication mechanism', level: 'debug', close: false },
+    TLS_ALREADY_ACTIVE: { resp: undefined, text: 'TLS already active', level: 'debug', close: false },
+    TLS_UNAVAILABLE: { resp: undefined, text: 'STLS not available on this port', level: 'debug', close: false },
+    PLAINTEXT_AUTH_DISALLOWED: {
+        resp: 'AUTH',
+        text: 'Plaintext authentication disallowed on non-secure connection; use STLS first',
+        level: 'info',
+        close: false,
+    },
+    BAD_CHARACTERS: { resp: 'AUTH', text: 'Invalid characters in credentials', level: 'info', close: false },
+    PREAUTH_TIMEOUT: { resp: undefined, text: 'Timeout, closing connection', level: 'info', close: true },
+    // Authentication outcomes
+    AUTH_FAILED: { resp: 'AUTH', text: 'Authentication failed', level: 'info', close: false },
+    TOO_MANY_AUTH_ATTEMPTS: { resp: 'AUTH', text: 'Too many authentication failures', level: 'info', close: true },
+    VERIFIER_UNAVAILABLE: { resp: 'SYS/TEMP', text: 'Authentication service temporarily unavailable', level: 'error', close: false },
+    // Backend problems
+    BACKEND_UNREACHABLE: { resp: 'SYS/TEMP', text: 'Mail server temporarily unavailable', level: 'error', close: true },
+    BACKEND_TIMEOUT: { resp: 'SYS/TEMP', text: 'Mail server temporarily unavailable', level: 'error', close: true },
+    BACKEND_PROTOCOL: { resp: 'SYS/TEMP', text: 'Mail server temporarily unavailable', level: 'error', close: true },
+    BACKEND_LOGIN_REJECTED: { resp: 'SYS/PERM', text: 'Mail server refused the login', level: 'error', close: true },
+    BACKEND_IN_USE: { resp: 'IN-USE', text: 'Mailbox is in use', level: 'warn', close: true },
+    BACKEND_LOGIN_TEMP: { resp: 'SYS/TEMP', text: 'Mail server temporarily unavailable', level: 'warn', close: true },
+    NO_BACKEND_CREDENTIALS: { resp: 'SYS/PERM', text: 'No mail server account for this user', level: 'error', close: true },
+    // Server problems
+    TOO_MANY_CONNECTIONS: { resp: 'SYS/TEMP', text: 'Too many connections, try again later', level: 'warn', close: true },
+    SHUTTING_DOWN: { resp: 'SYS/TEMP', text: 'Server shutting down', level: 'info', close: true },
+    INTERNAL: { resp: 'SYS/TEMP', text: 'Internal server error', level: 'error', close: true },
+};
+/**
+ * A failure with a catalogue code. `detail` is for the log only (it may name
+ * the backend's text or a file path); the client sees the catalogue text.
+ */
+export class GatewayError extends Error {
+    code;
+    detail;
+    constructor(code, detail, options) {
+        super(detail ? `${code}: ${detail}` : code, options);
+        this.name = 'GatewayError';
+        this.code = code;
+        this.detail = detail;
+    }
+    get entry() {
+        return ERRORS[this.code];
+    }
+}
+/** The POP3 reply line (without CRLF) for a catalogue code. */
+export function errorReply(code) {
+    const e = ERRORS[code];
+    return e.resp ? `-ERR [${e.resp}] ${e.text}` : `-ERR ${e.text}`;
+}
+export function isGatewayError(err) {
+    return err instanceof GatewayError;
+}
+//# sourceMappingURL=errors.js.map

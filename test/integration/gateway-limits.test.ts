@@ -1,0 +1,139 @@
+/**
+ * Connection-level limits and failure paths of the gateway, against the
+ * in-memory backend (fast; the Dovecot files cover the real backend).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { LineClient } from '../helpers/line-client.js';
+
+let pki: TestPki;
+let backend: DemoBackend;
+const USERS = [{ name: 'gina', password: 'Gina-front-pw' }];
+const LOGIN = '{ mode: master, method: auth-plain, user: popgate, password: Demo-Master }';
+
+beforeAll(async () => {
+  pki = await makeTestPki(await mkdtemp(join(tmpdir(), 'popgate-pki-')));
+  backend = await startDemoBackend({
+    users: { gina: 'unused' },
+    masterUser: 'popgate',
+    masterPassword: 'Demo-Master',
+    messages: { gina: [Buffer.from('Subject: hi\r\n\r\nhi\r\n')] },
+  });
+});
+
+afterAll(async () => {
+  await backend?.close();
+  if (pki) await rm(pki.dir, { recursive: true, force: true });
+});
+
+async function gatewayWith(
+  extra: string,
+  opts: { backendPort?: number; timeouts?: string; maxAuthAttempts?: number } = {},
+): Promise<TestGateway> {
+  return startTestGateway({
+    users: USERS, backendPort: opts.backendPort ?? backend.port, certFile: pki.certFile, keyFile: pki.keyFile,
+    login: LOGIN, extra,
+    ...(opts.timeouts ? { backendTimeouts: opts.timeouts } : {}),
+    ...(opts.maxAuthAttempts ? { maxAuthAttempts: opts.maxAuthAttempts } : {}),
+  });
+}
+
+describe('connection limits', () => {
+  it('refuses connections over limits.maxConnections with [SYS/TEMP] and accepts again once one closes', async () => {
+    const gw = await gatewayWith('limits: { maxConnections: 2 }');
+    try {
+      const a = await LineClient.plain(gw.port('pop3'));
+      const b = await LineClient.tls(gw.port('pop3s'), pki.caFile);
+      expect(await a.line()).toMatch(/^\+OK/);
+      expect(await b.line()).toMatch(/^\+OK/);
+      const c = await LineClient.plain(gw.port('pop3'));
+      expect(await c.line()).toBe('-ERR [SYS/TEMP] Too many connections, try again later');
+      await c.closed();
+      await waitForLog(gw, (l) => l.msg === 'connection limit reached, refusing');
+      a.send('QUIT\r\n');
+      expect(await a.line()).toMatch(/^\+OK/);
+      await a.closed();
+      await new Promise((r) => setTimeout(r, 100));
+      const d = await LineClient.plain(gw.port('pop3'));
+      expect(await d.line()).toMatch(/^\+OK POP3 gateway ready/);
+      d.destroy();
+      b.destroy();
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('closes the connection after maxAuthAttempts failed logins', async () => {
+    const gw = await gatewayWith('', { maxAuthAttempts: 3 });
+    try {
+      const c = await LineClient.tls(gw.port('pop3s'), pki.caFile);
+      expect(await c.line()).toMatch(/^\+OK/);
+      c.send('USER gina\r\nPASS wrong1\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toBe('-ERR [AUTH] Authentication failed');
+      c.send('USER gina\r\nPASS wrong2\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toBe('-ERR [AUTH] Authentication failed');
+      c.send('USER gina\r\nPASS wrong3\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toBe('-ERR [AUTH] Too many authentication failures');
+      await c.closed();
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('closes after too many unknown commands', async () => {
+    const gw = await gatewayWith('limits: { maxErrors: 3 }');
+    try {
+      const c = await LineClient.plain(gw.port('pop3'));
+      expect(await c.line()).toMatch(/^\+OK/);
+      c.send('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await c.line()).toBe('-ERR Unknown command');
+      expect(await c.line()).toBe('-ERR Unknown command');
+      expect(await c.line()).toBe('-ERR Too many errors, closing connection');
+      await c.closed();
+      await waitForLog(gw, (l) => l.msg === 'closing connection' && l.reason === 'TOO_MANY_ERRORS');
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
+describe('backend failures', () => {
+  let silent: Server;
+  const held: Socket[] = [];
+  beforeAll(async () => {
+    // Accepts and never says a word: a hung backend.
+    silent = createServer((s) => held.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  });
+  afterAll(async () => {
+    held.forEach((s) => s.destroy());
+    await new Promise((r) => silent.close(r));
+  });
+
+  it('a backend that never greets gets [SYS/TEMP] after the greeting timeout', async () => {
+    const addr = silent.address();
+    const port = addr && typeof addr === 'object' ? addr.port : 0;
+    const gw = await gatewayWith('', { backendPort: port, timeouts: '{ connect: 2s, greeting: 500ms, login: 2s }' });
+    try {
+      const c = await LineClient.tls(gw.port('pop3s'), pki.caFile);
+      expect(await c.line()).toMatch(/^\+OK/);
+      c.send('USER gina\r\nPASS Gina-front-pw\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toBe('-ERR [SYS/TEMP] Mail server temporarily unavailable');
+      await c.closed();
+      const rec = await waitForLog(gw, (l) => l.event === 'login' && l.code === 'BACKEND_TIMEOUT');
+      expect(rec.level).toBe(50); // error
+    } finally {
+      await gw.stop();
+    }
+  });
+});
