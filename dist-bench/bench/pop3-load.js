@@ -268,15 +268,30 @@ export async function loginOnce(target, timeoutMs = DEFAULT_TIMEOUT_MS) {
     }
     return performance.now() - t0;
 }
-/** Logs in, RETRs message `msg` once, checks its size against LIST, QUITs. */
-export async function retrOnce(target, msg, hooks = {}, timeoutMs = 60_000) {
+/**
+ * Logs in, reads message `msg`'s LIST size, RETRs it `times` times back to
+ * back in the same session, QUITs. hooks.beforeRetr runs before the first
+ * RETR, hooks.afterRetr after the last one's terminating dot.
+ */
+export async function retrSession(target, msg, times = 1, hooks = {}, timeoutMs = 60_000) {
+    if (!Number.isSafeInteger(times) || times < 1)
+        throw new RangeError('times must be >= 1');
     const client = await Pop3Client.connect(target, timeoutMs);
     try {
         await client.login(target.user, target.password);
         const listSize = await client.listSize(msg);
-        const result = await client.retr(msg, hooks);
+        const bodyBytes = [];
+        let ms = 0;
+        for (let i = 0; i < times; i++) {
+            const r = await client.retr(msg, {
+                beforeRetr: i === 0 ? hooks.beforeRetr : undefined,
+                afterRetr: i === times - 1 ? hooks.afterRetr : undefined,
+            });
+            bodyBytes.push(r.bodyBytes);
+            ms += r.ms;
+        }
         await client.quit();
-        return { ...result, listSize };
+        return { listSize, bodyBytes, ms };
     }
     catch (err) {
         client.destroy();

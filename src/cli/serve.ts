@@ -22,6 +22,10 @@ export async function runServe(configFile: string): Promise<number> {
     return 1;
   }
   log.info({ listeners: gateway.bound }, 'popgate ready');
+  // A stray rejection is a bug in one code path: log it loudly, keep serving.
+  process.on('unhandledRejection', (reason) => {
+    log.error({ err: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled promise rejection');
+  });
 
   return new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {

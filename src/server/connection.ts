@@ -75,10 +75,6 @@ export class ClientConnection {
     this.session = new Pop3Session({ ...ctx.session, tls });
   }
 
-  get remoteAddress(): string | undefined {
-    return this.socket.remoteAddress;
-  }
-
   start(): void {
     this.socket.setNoDelay(true);
     this.socket.on('data', this.onData);
@@ -127,7 +123,11 @@ export class ClientConnection {
         case 'authenticate':
           this.write(out);
           out = '';
-          void this.authenticate(action.credentials);
+          this.authenticate(action.credentials).catch((err: unknown) => {
+            // A bug must cost one connection, never the process.
+            this.log.error({ err: err instanceof Error ? err.stack : String(err) }, 'internal error during login');
+            this.close('INTERNAL');
+          });
           break;
         case 'relay':
           this.write(out);

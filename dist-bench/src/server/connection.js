@@ -156,6 +156,8 @@ export class ClientConnection {
             this.pump();
         });
         secure.on('error', (err) => {
+            if (this.relaying)
+                return; // the splice reports relay errors
             this.log.info({ err: err.message }, 'TLS handshake failed after STLS');
             this.close('tls error');
         });

@@ -24,7 +24,7 @@ listeners:
   - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
   - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},
       tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
-auth: { userFile: users, failureDelay: ${opts.failureDelay ?? '0s'} }
+auth: { userFile: users, failureDelay: ${opts.failureDelay ?? '0s'}, maxAttempts: ${opts.maxAuthAttempts ?? 3} }
 backend:
   host: 127.0.0.1
   port: ${opts.backendPort}
