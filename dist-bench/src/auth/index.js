@@ -1,3 +1,0 @@
-export { BCRYPT_DEFAULT_COST, BCRYPT_MAX_PASSWORD_BYTES, DUMMY_BCRYPT_HASH, DUMMY_SCRYPT_HASH, HASH_BOUNDS, SCRYPT_DEFAULT_LOG_N, SCRYPT_DEFAULT_P, SCRYPT_DEFAULT_R, SCRYPT_KEY_BYTES, SCRYPT_SALT_BYTES, defaultDummyHash, dummyHashLike, hashPassword, parseHash, verifyParsedHash, verifyPasswordHash, } from './password-hash.js';
-export { createUserFileVerifier, parseUserFile } from './user-file.js';
-//# sourceMappingURL=index.js.map
