@@ -60,12 +60,15 @@ export const DEFAULT_TIMEOUT_MS = 15_000;
 
 interface LineWait {
   readonly kind: 'line';
+  /** The step being waited for (a command verb or "greeting"), for errors. */
+  readonly step: string;
   readonly resolve: (line: string) => void;
   readonly reject: (err: Error) => void;
 }
 
 interface RetrWait {
   readonly kind: 'retr';
+  readonly step: 'RETR';
   readonly resolve: (bodyBytes: number, endedAt: number) => void;
   readonly reject: (err: Error) => void;
   readonly afterRetr: (() => void) | undefined;
@@ -93,7 +96,7 @@ export class Pop3Client {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: Error) => this.fail('connection', err.message));
     socket.on('close', () => {
-      if (!this.quitting) this.fail('connection', 'closed by the server');
+      if (!this.quitting) this.fail('connection', 'connection closed by the server');
     });
   }
 
@@ -160,6 +163,7 @@ export class Pop3Client {
       let started = 0;
       this.wait = {
         kind: 'retr',
+        step: 'RETR',
         statusSeen: false,
         bytes: 0,
         // The status line's CRLF precedes the body: an empty body is just ".CRLF".
@@ -216,6 +220,7 @@ export class Pop3Client {
       const timer = setTimeout(() => this.fail(step, `no reply within ${this.timeoutMs} ms`), this.timeoutMs);
       this.wait = {
         kind: 'line',
+        step,
         resolve: (line) => {
           clearTimeout(timer);
           resolve(line);
@@ -229,10 +234,11 @@ export class Pop3Client {
     });
   }
 
+  /** Breaks the connection; the pending wait (if any) rejects, naming its own step. */
   private fail(step: string, detail: string): void {
-    const err = new Pop3Error(this.label, step, detail);
-    this.broken ??= err;
     const w = this.wait;
+    const err = new Pop3Error(this.label, w?.step ?? step, detail);
+    this.broken ??= err;
     this.wait = undefined;
     this.socket.destroy();
     w?.reject(err);

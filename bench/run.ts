@@ -61,7 +61,7 @@ const RUNS = Math.round(envNumber('BENCH_RUNS', 5, 1));
 const LOGIN_SECONDS = envNumber('BENCH_LOGIN_SECONDS', 3, 0.2);
 const CONCURRENCIES = [1, 8] as const;
 /** RETRs per session in the sustained pass (also where popgate's CPU per GB is measured). */
-const STREAM_RETRS = 8;
+const STREAM_RETRS = 20;
 
 // ------------------------------------------------------------------ cleanup
 
@@ -608,6 +608,9 @@ async function main(cleanup: Cleanup): Promise<void> {
     if (gwOut) log(`bench: note: popgate wrote at warn level or above:\n${gwOut.slice(-4000)}`);
     log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } catch (err) {
+    // A dropped connection is often popgate gone: give its exit a moment to be seen.
+    for (let i = 0; i < 10 && s.gateway.running(); i++) await sleep(50);
+    if (!s.gateway.running()) process.stderr.write('bench: popgate (the child process) is no longer running\n');
     const gwOut = s.gateway.output().trim();
     if (gwOut) process.stderr.write(`bench: popgate output (tail):\n${gwOut.slice(-4000)}\n`);
     throw err;
@@ -629,7 +632,9 @@ try {
   await main(cleanup);
 } catch (err) {
   if (!signalled) {
-    process.stderr.write(`bench: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // A Pop3Error already says where it failed; anything else gets its stack.
+    const text = err instanceof Pop3Error ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`bench: FAILED: ${text}\n`);
     process.exitCode = 1;
   }
 } finally {
