@@ -26,3 +26,4 @@ export type {
   UserFileVerifier,
   UserFileVerifierOptions,
 } from './user-file.js';
+export { createVerifierChain } from './chain.js';
