@@ -83,7 +83,9 @@ describe('popgate check-config', () => {
     await writeFile(join(dir, 'users'), '');
     await writeFile(join(dir, 'master'), 'S3cret-master-pw\n');
   });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
 
   it('accepts a valid file and prints it with secrets masked', async () => {
     const file = join(dir, 'ok.yaml');
@@ -155,7 +157,7 @@ shutdown: { drainTimeout: 1s }
   afterAll(async () => {
     gw?.child.kill('SIGKILL');
     await backend?.close();
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('serves, reloads on SIGHUP, and on SIGTERM drains then cuts a live session without QUIT', async () => {

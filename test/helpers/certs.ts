@@ -8,7 +8,8 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 
 export interface CertNames {
@@ -68,6 +69,20 @@ async function genKey(file: string, cwd: string): Promise<void> {
     ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file],
     cwd,
   );
+}
+
+/**
+ * makeTestPki() in a fresh temporary directory (removed again if making the
+ * PKI fails). The caller removes `pki.dir` when done, e.g. in afterAll.
+ */
+export async function makeTempTestPki(prefix = 'popgate-pki-'): Promise<TestPki> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  try {
+    return await makeTestPki(dir);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /** Creates `<dir>/ca.pem`, `<dir>/ca.key`, `<dir>/server.pem`, `<dir>/server.key`. */

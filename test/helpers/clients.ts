@@ -1,9 +1,10 @@
 /**
  * Thin wrappers around REAL POP3 clients (Python poplib, curl, openssl
- * s_client) plus a tiny scripted raw client, so tests see popgate and Dovecot
- * the way deployed mail clients do rather than through our own code. Each
- * program wrapper returns `{ code, stdout, stderr }` (plus parsed extras) and
- * kills the child on a timeout.
+ * s_client), so tests see popgate and Dovecot the way deployed mail clients
+ * do rather than through our own code (the scripted client for exact
+ * exchanges is LineClient in line-client.ts). Each program wrapper returns
+ * `{ code, stdout, stderr }` (plus parsed extras) and kills the child on a
+ * timeout.
  *
  * Byte-exactness: poplib returns RETR lines without their CRLF and with
  * dot-stuffing undone (a leading ".." becomes "."), so
@@ -15,8 +16,6 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
-import tls from 'node:tls';
 
 export interface RunResult {
   /** Exit code; null when killed (timeout) or signalled. */
@@ -320,176 +319,4 @@ export function opensslStarttls(opts: OpensslStarttlsOptions): Promise<RunResult
   if (opts.verifyHostname) args.push('-servername', opts.verifyHostname, '-verify_hostname', opts.verifyHostname);
   args.push(...(opts.extra ?? []));
   return runProgram('openssl', args, { input: opts.input, timeoutMs: opts.timeoutMs ?? 30_000 });
-}
-
-// ---------------------------------------------------------------- raw client
-
-export interface RawSession {
-  /** The current socket (a TLSSocket after startTls()). */
-  readonly socket: net.Socket;
-  readonly closed: boolean;
-  send(data: string | Buffer): Promise<void>;
-  /** Next line, without its CRLF/LF, decoded latin1 (byte-preserving). */
-  readLine(timeoutMs?: number): Promise<string>;
-  /**
-   * Reads through a terminator (string/Buffer), or up to the index a function
-   * returns (>= 0; -1 = not yet). Returns the consumed bytes.
-   */
-  readUntil(until: string | Buffer | ((buffered: Buffer) => number), timeoutMs?: number): Promise<Buffer>;
-  /** After a +OK status line: the multi-line body through "\r\n.\r\n" (raw, still dot-stuffed). */
-  readMultiline(timeoutMs?: number): Promise<Buffer>;
-  /** Bytes received but not read yet. */
-  pending(): Buffer;
-  /** Upgrades this connection to TLS in place (bytes already buffered stay in pending()). */
-  startTls(options: tls.ConnectionOptions): Promise<void>;
-  /** Resolves true once the peer has closed, false on timeout. */
-  waitClosed(timeoutMs?: number): Promise<boolean>;
-  /** Destroys the connection (no QUIT). */
-  close(): void;
-}
-
-/** A scripted POP3 connection for exact exchanges (pipelining, injection, drops). */
-export function rawSession(host: string, port: number, connectTimeoutMs = 5000): Promise<RawSession> {
-  return new Promise((resolve, reject) => {
-    let sock: net.Socket = net.connect({ host, port });
-    let buf = Buffer.alloc(0);
-    let closed = false;
-    let error: Error | undefined;
-    let wake: (() => void) | undefined;
-    const notify = (): void => {
-      const w = wake;
-      wake = undefined;
-      w?.();
-    };
-    const onData = (d: Buffer): void => {
-      buf = Buffer.concat([buf, d]);
-      notify();
-    };
-    const onClose = (): void => {
-      closed = true;
-      notify();
-    };
-    const onError = (e: Error): void => {
-      error = e;
-      notify();
-    };
-    const attach = (s: net.Socket): void => {
-      s.on('data', onData);
-      s.on('close', onClose);
-      s.on('error', onError);
-    };
-
-    const readUntil = async (
-      until: string | Buffer | ((b: Buffer) => number),
-      timeoutMs = 5000,
-    ): Promise<Buffer> => {
-      const term = typeof until === 'string' ? Buffer.from(until, 'latin1') : until;
-      const find = (b: Buffer): number => {
-        if (typeof term === 'function') return term(b);
-        const i = b.indexOf(term);
-        return i < 0 ? -1 : i + term.length;
-      };
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const end = find(buf);
-        if (end >= 0) {
-          const out = buf.subarray(0, end);
-          buf = buf.subarray(end);
-          return Buffer.from(out);
-        }
-        if (closed || error) {
-          throw new Error(
-            `rawSession: connection ${error ? `error (${error.message})` : 'closed'} before terminator; ` +
-              `pending ${JSON.stringify(buf.toString('latin1'))}`,
-          );
-        }
-        const left = deadline - Date.now();
-        if (left <= 0) {
-          throw new Error(`rawSession: timeout after ${timeoutMs} ms; pending ${JSON.stringify(buf.toString('latin1'))}`);
-        }
-        await new Promise<void>((res) => {
-          const t = setTimeout(() => {
-            wake = undefined;
-            res();
-          }, left);
-          wake = () => {
-            clearTimeout(t);
-            res();
-          };
-        });
-      }
-    };
-
-    const session: RawSession = {
-      get socket() {
-        return sock;
-      },
-      get closed() {
-        return closed;
-      },
-      send: (data) =>
-        new Promise<void>((res, rej) => {
-          sock.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data, (e) => (e ? rej(e) : res()));
-        }),
-      readLine: async (timeoutMs) => {
-        const line = await readUntil('\n', timeoutMs);
-        return line.toString('latin1').replace(/\r?\n$/, '');
-      },
-      readUntil,
-      readMultiline: (timeoutMs) =>
-        readUntil((b) => {
-          if (b.subarray(0, 3).toString('latin1') === '.\r\n') return 3;
-          const i = b.indexOf('\r\n.\r\n');
-          return i < 0 ? -1 : i + 5;
-        }, timeoutMs ?? 10_000),
-      pending: () => Buffer.from(buf),
-      startTls: (options) =>
-        new Promise<void>((res, rej) => {
-          sock.off('data', onData);
-          sock.off('close', onClose);
-          sock.off('error', onError);
-          const t = tls.connect({ ...options, socket: sock });
-          const fail = (e: Error): void => rej(e);
-          t.once('error', fail);
-          t.once('secureConnect', () => {
-            t.off('error', fail);
-            sock = t;
-            attach(t);
-            res();
-          });
-        }),
-      waitClosed: async (timeoutMs = 5000) => {
-        const deadline = Date.now() + timeoutMs;
-        while (!closed && Date.now() < deadline) {
-          await new Promise<void>((res) => {
-            const t = setTimeout(res, Math.max(1, deadline - Date.now()));
-            wake = () => {
-              clearTimeout(t);
-              res();
-            };
-          });
-        }
-        return closed;
-      },
-      close: () => {
-        sock.destroy();
-      },
-    };
-
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`rawSession: connect to ${host}:${port} timed out`));
-    }, connectTimeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.off('error', onConnectError);
-      attach(sock);
-      resolve(session);
-    });
-    const onConnectError = (e: Error): void => {
-      clearTimeout(timer);
-      reject(new Error(`rawSession: connect to ${host}:${port} failed: ${e.message}`));
-    };
-    sock.once('error', onConnectError);
-  });
 }

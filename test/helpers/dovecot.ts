@@ -33,9 +33,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { LineClient } from './line-client.js';
 import { freePort } from './ports.js';
 
 export interface DovecotUser {
@@ -205,24 +205,18 @@ function passwdLine(u: DovecotUser): string {
 }
 
 /** Connects and waits for a `+OK` greeting line; resolves false on anything else. */
-function probeGreeting(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host, port });
-    let buf = '';
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      sock.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    sock.on('error', () => done(false));
-    sock.on('close', () => done(false));
-    sock.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) done(buf.startsWith('+OK'));
-    });
-  });
+async function probeGreeting(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  let c: LineClient | undefined;
+  try {
+    c = await LineClient.connect({ host, port, timeoutMs });
+    const line = await c.readUntil('\n', Math.max(1, deadline - Date.now()));
+    return line.toString('latin1').startsWith('+OK');
+  } catch {
+    return false;
+  } finally {
+    c?.destroy();
+  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -46,8 +46,18 @@ export interface TestGatewayOptions {
   readonly files?: Record<string, string>;
 }
 
+/** The gateway's directory (users file, config-relative files) is removed by stop(), or at once if the start fails. */
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'popgate-gw-'));
+  try {
+    return await startIn(dir, opts);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function startIn(dir: string, opts: TestGatewayOptions): Promise<TestGateway> {
   const lines = await Promise.all(opts.users.map(async (u) => `${u.name}:${await hashPassword(u.password, { scryptLogN: 10 })}`));
   await writeFile(join(dir, 'users'), lines.join('\n') + '\n');
   for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(join(dir, name), content);
@@ -89,8 +99,11 @@ ${opts.extra ?? ''}
       return l.port;
     },
     async stop(drainMs = 0) {
-      await gateway.stop(drainMs);
-      await rm(dir, { recursive: true, force: true });
+      try {
+        await gateway.stop(drainMs);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -4,11 +4,9 @@
  * will not do (pipelining bursts, STLS injection, dropping mid-session).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { curlPop3, opensslStarttls, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
@@ -50,7 +48,7 @@ let dovecot: DovecotInstance;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  pki = await makeTestPki(await mkdtemp(join(tmpdir(), 'popgate-pki-')));
+  pki = await makeTempTestPki();
   dovecot = await startDovecot({
     users: BACKEND_USERS,
     masterUser: MASTER,

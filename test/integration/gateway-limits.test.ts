@@ -2,13 +2,11 @@
  * Connection-level limits and failure paths of the gateway, against the
  * in-memory backend (fast; the Dovecot files cover the real backend).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 
@@ -18,7 +16,7 @@ const USERS = [{ name: 'gina', password: 'Gina-front-pw' }];
 const LOGIN = '{ mode: master, method: auth-plain, user: popgate, password: Demo-Master }';
 
 beforeAll(async () => {
-  pki = await makeTestPki(await mkdtemp(join(tmpdir(), 'popgate-pki-')));
+  pki = await makeTempTestPki();
   backend = await startDemoBackend({
     users: { gina: 'unused' },
     masterUser: 'popgate',

@@ -5,13 +5,12 @@
  * tests rely on exactly these behaviours.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestPki, makeWrongNameCert, type TestPki } from '../helpers/certs.js';
-import { curlPop3, opensslStarttls, poplibFetch, rawSession, runProgram } from '../helpers/clients.js';
+import { makeTempTestPki, makeWrongNameCert, type TestPki } from '../helpers/certs.js';
+import { curlPop3, opensslStarttls, poplibFetch, runProgram } from '../helpers/clients.js';
 import { pop3ListSize, pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
+import { LineClient } from '../helpers/line-client.js';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -93,22 +92,22 @@ describe('harness against a private Dovecot', () => {
   });
 
   it('(a) the raw RETR keeps dot-stuffing on the wire', async () => {
-    const s = await rawSession(dc.host, dc.port);
+    const s = await LineClient.plain(dc.port, dc.host);
     try {
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      await s.send(`USER ${ALICE.name}\r\nPASS ${ALICE.password}\r\n`);
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      await s.send('RETR 2\r\n');
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      const body = (await s.readMultiline()).toString('latin1');
+      expect(await s.line()).toMatch(/^\+OK/);
+      s.send(`USER ${ALICE.name}\r\nPASS ${ALICE.password}\r\n`);
+      expect(await s.line()).toMatch(/^\+OK/);
+      expect(await s.line()).toMatch(/^\+OK/);
+      s.send('RETR 2\r\n');
+      expect(await s.line()).toMatch(/^\+OK/);
+      const body = (await s.multilineBody()).toString('latin1');
       expect(body).toContain('\r\n..leading dot\r\n...two dots\r\n..\r\n...\r\n....\r\n');
       expect(body.endsWith('last\r\n.\r\n')).toBe(true);
-      await s.send('QUIT\r\n');
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      expect(await s.waitClosed()).toBe(true);
+      s.send('QUIT\r\n');
+      expect(await s.line()).toMatch(/^\+OK/);
+      await s.closed();
     } finally {
-      s.close();
+      s.destroy();
     }
   });
 
@@ -123,19 +122,19 @@ describe('harness against a private Dovecot', () => {
   });
 
   it('(b) master login with AUTH PLAIN authzid=alice authcid=popgate (raw)', async () => {
-    const s = await rawSession(dc.host, dc.port);
+    const s = await LineClient.plain(dc.port, dc.host);
     try {
-      expect(await s.readLine()).toMatch(/^\+OK/);
+      expect(await s.line()).toMatch(/^\+OK/);
       const tok = Buffer.from(`alice\0${MASTER.name}\0${MASTER.password}`, 'utf8').toString('base64');
-      await s.send(`AUTH PLAIN ${tok}\r\n`);
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      await s.send('STAT\r\n');
-      const stat = await s.readLine();
+      s.send(`AUTH PLAIN ${tok}\r\n`);
+      expect(await s.line()).toMatch(/^\+OK/);
+      s.send('STAT\r\n');
+      const stat = await s.line();
       expect(stat).toMatch(/^\+OK 3 \d+$/);
-      await s.send('QUIT\r\n');
-      expect(await s.readLine()).toMatch(/^\+OK/);
+      s.send('QUIT\r\n');
+      expect(await s.line()).toMatch(/^\+OK/);
     } finally {
-      s.close();
+      s.destroy();
     }
   });
 
@@ -228,14 +227,12 @@ describe('harness against a private Dovecot', () => {
 });
 
 describe('harness TLS clients against a TLS-enabled private Dovecot', () => {
-  let dir: string;
   let pki: TestPki;
   let dc: DovecotInstance;
   const MSG = Buffer.from('Subject: tls\n\nover tls\n.\n', 'latin1');
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'popgate-pki-'));
-    pki = await makeTestPki(dir);
+    pki = await makeTempTestPki();
     dc = await startDovecot({
       users: [ALICE], tls: { certFile: pki.certFile, keyFile: pki.keyFile },
       messages: { alice: [MSG] },
@@ -243,7 +240,7 @@ describe('harness TLS clients against a TLS-enabled private Dovecot', () => {
   });
   afterAll(async () => {
     await dc?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (pki) await rm(pki.dir, { recursive: true, force: true });
   });
 
   it('makes a CA-signed localhost/127.0.0.1 cert and a wrong-name one', async () => {
@@ -304,22 +301,24 @@ describe('harness TLS clients against a TLS-enabled private Dovecot', () => {
     expect(r.stdout).toMatch(/\+OK Logged in\.\r\n\+OK 1 \d+\r\n\+OK Logging out/);
   });
 
-  it('rawSession STLS upgrade in place', async () => {
-    const s = await rawSession(dc.host, dc.port);
+  it('LineClient STLS upgrade in place', async () => {
+    const s = await LineClient.plain(dc.port, dc.host);
     try {
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      await s.send('STLS\r\n');
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      await s.startTls({ ca: await import('node:fs/promises').then((f) => f.readFile(pki.caFile)), servername: 'localhost' });
+      expect(await s.line()).toMatch(/^\+OK/);
+      s.send('STLS\r\n');
+      expect(await s.line()).toMatch(/^\+OK/);
+      const leftover = await s.startTls(pki.caFile);
+      expect(leftover).toHaveLength(0);
+      expect(s.isTls).toBe(true);
       expect(s.pending()).toHaveLength(0);
-      await s.send('CAPA\r\n');
-      expect(await s.readLine()).toMatch(/^\+OK/);
-      const capa = (await s.readMultiline()).toString('latin1');
+      s.send('CAPA\r\n');
+      expect(await s.line()).toMatch(/^\+OK/);
+      const capa = (await s.multilineBody()).toString('latin1');
       expect(capa).not.toContain('STLS');
-      await s.send('QUIT\r\n');
-      expect(await s.readLine()).toMatch(/^\+OK/);
+      s.send('QUIT\r\n');
+      expect(await s.line()).toMatch(/^\+OK/);
     } finally {
-      s.close();
+      s.destroy();
     }
   });
 });

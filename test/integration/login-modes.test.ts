@@ -4,11 +4,10 @@
  * SASL LOGIN mechanism, QUIT+FIN half-close and the pre-auth timeout.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestPki, type TestPki } from '../helpers/certs.js';
+import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { curlPop3, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
@@ -51,7 +50,7 @@ async function gateway(login: string, files?: Record<string, string>, extra?: st
 }
 
 beforeAll(async () => {
-  pki = await makeTestPki(await mkdtemp(join(tmpdir(), 'popgate-pki-')));
+  pki = await makeTempTestPki();
   dovecot = await startDovecot({
     users: BACKEND,
     masterUser: MASTER,

@@ -5,6 +5,7 @@ import { openBackendSession } from '../../src/backend/client.js';
 import type { BackendLogin, BackendSession, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { LineClient } from '../helpers/line-client.js';
 
 const T: BackendTimeouts = { connectMs: 2000, greetingMs: 2000, loginMs: 2000 };
 
@@ -80,19 +81,7 @@ async function expectGatewayError(p: Promise<unknown>, code: GatewayError['code'
 
 /** Writes a command on a logged-in session and reads one line back. */
 async function ask(session: BackendSession, line: string): Promise<string> {
-  const s = session.socket;
-  s.write(`${line}\r\n`);
-  let buf = '';
-  s.resume();
-  for (;;) {
-    const [chunk] = (await once(s, 'data')) as [Buffer];
-    buf += chunk.toString();
-    const i = buf.indexOf('\r\n');
-    if (i >= 0) {
-      s.pause();
-      return buf.slice(0, i);
-    }
-  }
+  return LineClient.wrap(session.socket).cmd(line);
 }
 
 function checkPristine(session: BackendSession): void {
@@ -177,6 +166,9 @@ describe('openBackendSession failures', () => {
     await Promise.all(servers.splice(0).map((s) => s.close()));
   });
   const userPass: BackendLogin = { method: 'user-pass', user: 'alice', password: 'pw' };
+  /** openBackendSession against a scripted server, as alice with T unless overridden. */
+  const openAt = (s: Scripted, o: Partial<Parameters<typeof openBackendSession>[0]> = {}): Promise<BackendSession> =>
+    openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass, ...o });
 
   it('connection refused → BACKEND_UNREACHABLE naming host:port and errno', async () => {
     const probe = createServer();
@@ -196,11 +188,7 @@ describe('openBackendSession failures', () => {
     const s = await start({});
     const t0 = Date.now();
     const err = await expectGatewayError(
-      openBackendSession({
-        endpoint: { host: '127.0.0.1', port: s.port },
-        timeouts: { connectMs: 1000, greetingMs: 150, loginMs: 1000 },
-        login: userPass,
-      }),
+      openAt(s, { timeouts: { connectMs: 1000, greetingMs: 150, loginMs: 1000 } }),
       'BACKEND_TIMEOUT',
     );
     expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
@@ -212,11 +200,7 @@ describe('openBackendSession failures', () => {
   it('a server that never answers the login → BACKEND_TIMEOUT in the login phase', async () => {
     const s = await start({ greeting: '+OK hi\r\n' });
     const err = await expectGatewayError(
-      openBackendSession({
-        endpoint: { host: '127.0.0.1', port: s.port },
-        timeouts: { connectMs: 1000, greetingMs: 1000, loginMs: 150 },
-        login: userPass,
-      }),
+      openAt(s, { timeouts: { connectMs: 1000, greetingMs: 1000, loginMs: 150 } }),
       'BACKEND_TIMEOUT',
     );
     expect(err.detail).toContain('login');
@@ -226,7 +210,7 @@ describe('openBackendSession failures', () => {
   it('a -ERR greeting → BACKEND_PROTOCOL with the backend text', async () => {
     const s = await start({ greeting: '-ERR [SYS/TEMP] maintenance\r\n' });
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      openAt(s),
       'BACKEND_PROTOCOL',
     );
     expect(err.detail).toContain('-ERR [SYS/TEMP] maintenance');
@@ -236,7 +220,7 @@ describe('openBackendSession failures', () => {
   it('a garbage greeting is truncated in the detail', async () => {
     const s = await start({ greeting: `HTTP/1.1 400 ${'x'.repeat(1000)}\r\n` });
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      openAt(s),
       'BACKEND_PROTOCOL',
     );
     expect(err.detail).toContain('HTTP/1.1 400');
@@ -246,7 +230,7 @@ describe('openBackendSession failures', () => {
   it('an overlong line without LF → BACKEND_PROTOCOL', async () => {
     const s = await start({ greeting: `+OK ${'y'.repeat(5000)}` });
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      openAt(s),
       'BACKEND_PROTOCOL',
     );
     expect(err.detail).toContain('longer than');
@@ -254,7 +238,7 @@ describe('openBackendSession failures', () => {
 
   it('the backend closing during login → BACKEND_PROTOCOL', async () => {
     const s = await start({ greeting: '+OK hi\r\n', reply: () => undefined });
-    const p = openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass });
+    const p = openAt(s);
     await new Promise((r) => setTimeout(r, 50));
     await s.close();
     await expectGatewayError(p, 'BACKEND_PROTOCOL');
@@ -271,7 +255,7 @@ describe('openBackendSession failures', () => {
       reply: (l) => (l.startsWith('USER') ? '+OK\r\n' : `${answer}\r\n`),
     });
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      openAt(s),
       code,
     );
     expect(err.detail).toContain(answer);
@@ -281,7 +265,7 @@ describe('openBackendSession failures', () => {
   it('-ERR to USER stops before PASS is sent', async () => {
     const s = await start({ greeting: '+OK hi\r\n', reply: () => '-ERR [IN-USE] locked\r\n' });
     await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass }),
+      openAt(s),
       'BACKEND_IN_USE',
     );
     expect(s.received()).toBe('USER alice\r\n');
@@ -293,9 +277,7 @@ describe('openBackendSession failures', () => {
       greeting: '+OK hi\r\n',
       reply: (l) => (l.startsWith('AUTH PLAIN') ? '+ \r\n' : l === token ? '+OK welcome alice\r\n' : '-ERR ?\r\n'),
     });
-    const session = await openBackendSession({
-      endpoint: { host: '127.0.0.1', port: s.port },
-      timeouts: T,
+    const session = await openAt(s, {
       login: { method: 'auth-plain', authzid: 'alice', authcid: 'gateway', password: 'm pw' },
     });
     session.socket.destroy();
@@ -308,7 +290,7 @@ describe('openBackendSession failures', () => {
       greeting: '+OK hi\r\n',
       reply: (l) => (l.startsWith('USER') ? '+OK\r\n' : '+OK ready\r\nEXTRA\r\nmore'),
     });
-    const session = await openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass });
+    const session = await openAt(s);
     try {
       expect(session.loginReply).toBe('+OK ready');
       expect(session.leftover.toString()).toBe('EXTRA\r\nmore');
@@ -326,7 +308,7 @@ describe('openBackendSession failures', () => {
   ])('refuses %s before writing anything', async (_name, login) => {
     const s = await start({ greeting: '+OK hi\r\n', reply: () => '+OK\r\n' });
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login }),
+      openAt(s, { login }),
       'BACKEND_PROTOCOL',
     );
     expect(err.detail).toBe('credential contains CR/LF/NUL');
@@ -337,7 +319,7 @@ describe('openBackendSession failures', () => {
   it('abort destroys the connection and rejects with the reason', async () => {
     const s = await start({ greeting: '+OK hi\r\n' });
     const ac = new AbortController();
-    const p = openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass, signal: ac.signal });
+    const p = openAt(s, { signal: ac.signal });
     await new Promise((r) => setTimeout(r, 50));
     const reason = new Error('client went away');
     ac.abort(reason);
@@ -351,7 +333,7 @@ describe('openBackendSession failures', () => {
     const ac = new AbortController();
     ac.abort();
     await expect(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass, signal: ac.signal }),
+      openAt(s, { signal: ac.signal }),
     ).rejects.toThrow();
     await new Promise((r) => setTimeout(r, 50));
     expect(s.connections()).toBe(0);

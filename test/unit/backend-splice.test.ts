@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import * as tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import selfsigned from 'selfsigned';
@@ -9,82 +9,16 @@ import { openBackendSession } from '../../src/backend/client.js';
 import { spliceSessions } from '../../src/backend/splice.js';
 import type { BackendSession, SpliceResult } from '../../src/backend/types.js';
 import { dotStuff, startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { LineClient } from '../helpers/line-client.js';
 
 const EVENTS = ['data', 'end', 'error', 'close', 'drain', 'finish'] as const;
 type Counts = Record<(typeof EVENTS)[number], number>;
 const counts = (s: Duplex): Counts =>
   Object.fromEntries(EVENTS.map((e) => [e, s.listenerCount(e)])) as Counts;
 
-/** Reads CRLF lines and raw bytes from the client end of the test. */
-class Reader {
-  buf: Buffer = Buffer.alloc(0);
-  total = 0;
-  ended = false;
-  closed = false;
-  private wake: (() => void) | undefined;
-  constructor(readonly socket: Duplex) {
-    socket.on('data', (c: Buffer) => {
-      this.total += c.length;
-      this.buf = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
-      this.wake?.();
-    });
-    socket.on('end', () => {
-      this.ended = true;
-      this.wake?.();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    socket.on('error', () => {});
-  }
-  private async more(): Promise<void> {
-    if (this.closed || this.ended) throw new Error(`peer closed; buffered ${JSON.stringify(this.buf.toString().slice(0, 200))}`);
-    await new Promise<void>((r) => (this.wake = r));
-    this.wake = undefined;
-  }
-  async line(): Promise<string> {
-    for (;;) {
-      const i = this.buf.indexOf('\r\n');
-      if (i >= 0) {
-        const l = this.buf.toString('utf8', 0, i);
-        this.buf = this.buf.subarray(i + 2);
-        return l;
-      }
-      await this.more();
-    }
-  }
-  /** Hashes a dot-terminated body as it arrives, without keeping it. */
-  async hashBody(): Promise<{ sha256: string; bytes: number }> {
-    const h = createHash('sha256');
-    let bytes = 0;
-    for (;;) {
-      const i = this.buf.indexOf('\r\n.\r\n');
-      if (i >= 0) {
-        h.update(this.buf.subarray(0, i + 5));
-        bytes += i + 5;
-        this.buf = this.buf.subarray(i + 5);
-        return { sha256: h.digest('hex'), bytes };
-      }
-      // Keep a tail that may hold the start of the terminator.
-      const keep = Math.min(this.buf.length, 4);
-      const take = this.buf.length - keep;
-      if (take > 0) {
-        h.update(this.buf.subarray(0, take));
-        bytes += take;
-        this.buf = this.buf.subarray(take);
-      }
-      await this.more();
-    }
-  }
-  async closedByPeer(): Promise<void> {
-    while (!this.closed) await this.more().catch(() => new Promise((r) => setTimeout(r, 5)));
-  }
-}
-
 interface Harness {
   /** The test's POP3 client, already connected through the splice. */
-  client: Reader;
+  client: LineClient;
   /** Resolves with the splice result. */
   result: Promise<SpliceResult>;
   /** Gateway-side sockets, once the splice has started. */
@@ -150,7 +84,6 @@ async function harness(opts: {
   };
 
   let server: Server;
-  let socket: Duplex;
   if (opts.tls) {
     server = tls.createServer({ ...tlsCreds, allowHalfOpen: true }, onClient);
   } else {
@@ -160,17 +93,8 @@ async function harness(opts: {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as { port: number }).port;
-  if (opts.tls) {
-    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false });
-    await once(s, 'secureConnect');
-    socket = s;
-  } else {
-    const s: Socket = connect({ host: '127.0.0.1', port });
-    await once(s, 'connect');
-    socket = s;
-  }
-  const client = new Reader(socket);
-  if (opts.early) socket.write(opts.early);
+  const client = await LineClient.connect({ port, ...(opts.tls ? { tls: { rejectUnauthorized: false } } : {}) });
+  if (opts.early) client.send(opts.early);
   return { client, result, sides };
 }
 
@@ -187,7 +111,7 @@ describe('spliceSessions', () => {
     expect(await h.client.line()).toMatch(/^\+OK 2 /);
     expect(await h.client.line()).toBe(`+OK 1 ${Buffer.byteLength(MSG)}`);
     expect(await h.client.line()).toBe('+OK');
-    h.client.socket.write('QUIT\r\n');
+    h.client.send('QUIT\r\n');
     expect(await h.client.line()).toMatch(/^\+OK Logging out/);
     const r = await h.result;
     expect(r.endedBy).toBe('backend');
@@ -205,7 +129,7 @@ describe('spliceSessions', () => {
     demo = await startDemoBackend({ users: { alice: 'pw' }, messages: { alice: [big] } });
 
     const h = await harness({});
-    h.client.socket.write('RETR 1\r\n');
+    h.client.send('RETR 1\r\n');
     expect(await h.client.line()).toBe(`+OK ${big.length} octets`);
     // Stall the reader so both write buffers fill up and the relay must wait for 'drain'.
     h.client.socket.pause();
@@ -213,22 +137,23 @@ describe('spliceSessions', () => {
     const { backend } = await h.sides;
     expect(backend.socket.isPaused()).toBe(true);
     h.client.socket.resume();
-    const got = await h.client.hashBody();
-    expect(got.sha256).toBe(expected);
-    h.client.socket.write('QUIT\r\n');
+    const hash = createHash('sha256');
+    await h.client.streamUntil('\r\n.\r\n', (b) => hash.update(b), 55_000);
+    expect(hash.digest('hex')).toBe(expected);
+    h.client.send('QUIT\r\n');
     await h.client.line();
     const r = await h.result;
-    expect(r.bytesToClient).toBe(h.client.total);
+    expect(r.bytesToClient).toBe(h.client.bytesReceived);
     expect(r.bytesToBackend).toBe('RETR 1\r\nQUIT\r\n'.length);
   }, 60_000);
 
   it('client FIN after QUIT delivers the QUIT and the backend reply, and nothing else', async () => {
     const h = await harness({});
-    h.client.socket.write('DELE 1\r\nQUIT\r\n');
-    h.client.socket.end();
+    h.client.send('DELE 1\r\nQUIT\r\n');
+    h.client.end();
     expect(await h.client.line()).toMatch(/^\+OK Marked/);
     expect(await h.client.line()).toBe('+OK Logging out, 1 messages deleted.');
-    await h.client.closedByPeer();
+    await h.client.closed();
     const r = await h.result;
     expect(r.endedBy).toBe('client');
     expect(r.error).toBeUndefined();
@@ -239,10 +164,10 @@ describe('spliceSessions', () => {
 
   it('client FIN without QUIT half-closes the backend and never injects a QUIT', async () => {
     const h = await harness({});
-    h.client.socket.write('DELE 1\r\n');
+    h.client.send('DELE 1\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
-    h.client.socket.end();
-    await h.client.closedByPeer();
+    h.client.end();
+    await h.client.closed();
     const r = await h.result;
     expect(r.endedBy).toBe('client');
     expect(demo.commandLog()).not.toContain('QUIT');
@@ -251,10 +176,10 @@ describe('spliceSessions', () => {
 
   it('client reset → backend destroyed without QUIT, DELE-marked messages remain', async () => {
     const h = await harness({});
-    h.client.socket.write('DELE 1\r\nDELE 2\r\n');
+    h.client.send('DELE 1\r\nDELE 2\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
     expect(await h.client.line()).toMatch(/^\+OK/);
-    (h.client.socket as Socket).resetAndDestroy();
+    h.client.socket.resetAndDestroy();
     const r = await h.result;
     expect(r.endedBy).toBe('client-error');
     const { backend } = await h.sides;
@@ -267,10 +192,10 @@ describe('spliceSessions', () => {
 
   it('idle timeout destroys both sides without QUIT', async () => {
     const h = await harness({ idleTimeoutMs: 200 });
-    h.client.socket.write('DELE 1\r\n');
+    h.client.send('DELE 1\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
     const t0 = Date.now();
-    await h.client.closedByPeer();
+    await h.client.closed();
     const r = await h.result;
     expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
     expect(r.endedBy).toBe('idle-timeout');
@@ -283,10 +208,10 @@ describe('spliceSessions', () => {
     const h = await harness({ idleTimeoutMs: 250 });
     for (let i = 0; i < 6; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      h.client.socket.write('NOOP\r\n');
+      h.client.send('NOOP\r\n');
       expect(await h.client.line()).toBe('+OK');
     }
-    h.client.socket.write('QUIT\r\n');
+    h.client.send('QUIT\r\n');
     await h.client.line();
     expect((await h.result).endedBy).toBe('backend');
   });
@@ -294,12 +219,12 @@ describe('spliceSessions', () => {
   it('shutdown signal cuts both sides without QUIT', async () => {
     const ac = new AbortController();
     const h = await harness({ signal: ac.signal });
-    h.client.socket.write('DELE 1\r\n');
+    h.client.send('DELE 1\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
     ac.abort();
     const r = await h.result;
     expect(r.endedBy).toBe('shutdown');
-    await h.client.closedByPeer();
+    await h.client.closed();
     expect(demo.commandLog()).not.toContain('QUIT');
     expect(demo.mailbox('alice')).toHaveLength(2);
     await expectNoLeaks(h);
@@ -307,10 +232,10 @@ describe('spliceSessions', () => {
 
   it('backend going away ends the client after flushing', async () => {
     const h = await harness({});
-    h.client.socket.write('NOOP\r\n');
+    h.client.send('NOOP\r\n');
     expect(await h.client.line()).toBe('+OK');
     await demo.close();
-    await h.client.closedByPeer();
+    await h.client.closed();
     const r = await h.result;
     expect(['backend', 'backend-error']).toContain(r.endedBy);
   });
@@ -319,31 +244,31 @@ describe('spliceSessions', () => {
     const h = await harness({ leftover: 'HELLO\r\n', pending: 'NOOP\r\n' });
     expect(await h.client.line()).toBe('HELLO');
     expect(await h.client.line()).toBe('+OK');
-    h.client.socket.write('STAT\r\n');
+    h.client.send('STAT\r\n');
     await h.client.line();
-    h.client.socket.write('QUIT\r\n');
+    h.client.send('QUIT\r\n');
     await h.client.line();
-    await h.client.closedByPeer();
+    await h.client.closed();
     const r = await h.result;
     expect(r.bytesToBackend).toBe('NOOP\r\nSTAT\r\nQUIT\r\n'.length);
-    expect(r.bytesToClient).toBe(h.client.total);
+    expect(r.bytesToClient).toBe(h.client.bytesReceived);
     expect(r.bytesToClient).toBeGreaterThan('HELLO\r\n+OK\r\n'.length);
   });
 
   it('works with a tls.TLSSocket on the client side, including FIN after QUIT', async () => {
     const h = await harness({ tls: true, pending: 'STAT\r\n' });
     expect(await h.client.line()).toMatch(/^\+OK 2 /);
-    h.client.socket.write('RETR 2\r\n');
+    h.client.send('RETR 2\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
     expect(await h.client.line()).toBe('Subject: two');
     expect(await h.client.line()).toBe('');
     expect(await h.client.line()).toBe('..dot line');
     expect(await h.client.line()).toBe('.');
-    h.client.socket.write('DELE 2\r\nQUIT\r\n');
-    h.client.socket.end();
+    h.client.send('DELE 2\r\nQUIT\r\n');
+    h.client.end();
     expect(await h.client.line()).toMatch(/^\+OK/);
     expect(await h.client.line()).toMatch(/^\+OK Logging out/);
-    await h.client.closedByPeer();
+    await h.client.closed();
     const r = await h.result;
     expect(r.endedBy).toBe('client');
     expect(demo.mailbox('alice')).toHaveLength(1);
@@ -352,9 +277,9 @@ describe('spliceSessions', () => {
 
   it('a TLS client reset deletes nothing', async () => {
     const h = await harness({ tls: true });
-    h.client.socket.write('DELE 1\r\n');
+    h.client.send('DELE 1\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
-    h.client.socket.destroy();
+    h.client.destroy();
     const r = await h.result;
     // A TLS socket destroyed without close_notify still sends a TCP FIN: either path is fine, neither sends QUIT.
     expect(['client', 'client-error']).toContain(r.endedBy);

@@ -1,82 +1,6 @@
-import { connect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO_GREETING, dotStuff, startDemoBackend, topOf, type DemoBackend } from '../../src/demo/backend.js';
-
-/** A minimal POP3 test client reading CRLF lines and dot-terminated bodies. */
-class Pop3Probe {
-  private buf: Buffer = Buffer.alloc(0);
-  private wake: (() => void) | undefined;
-  closed = false;
-
-  private constructor(readonly socket: Socket) {
-    socket.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      this.wake?.();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    socket.on('error', () => {});
-  }
-
-  static async open(port: number): Promise<Pop3Probe> {
-    const s = connect({ host: '127.0.0.1', port });
-    await once(s, 'connect');
-    return new Pop3Probe(s);
-  }
-
-  private async waitMore(): Promise<void> {
-    if (this.closed) throw new Error(`connection closed; buffered: ${JSON.stringify(this.buf.toString())}`);
-    await new Promise<void>((r) => (this.wake = r));
-    this.wake = undefined;
-  }
-
-  async line(): Promise<string> {
-    for (;;) {
-      const i = this.buf.indexOf('\r\n');
-      if (i >= 0) {
-        const l = this.buf.toString('utf8', 0, i);
-        this.buf = this.buf.subarray(i + 2);
-        return l;
-      }
-      await this.waitMore();
-    }
-  }
-
-  /** The raw (still dot-stuffed) body of a multi-line response, without the terminator. */
-  async body(): Promise<Buffer> {
-    for (;;) {
-      if (this.buf.subarray(0, 3).equals(Buffer.from('.\r\n'))) {
-        this.buf = this.buf.subarray(3);
-        return Buffer.alloc(0);
-      }
-      const i = this.buf.indexOf('\r\n.\r\n');
-      if (i >= 0) {
-        const b = this.buf.subarray(0, i + 2);
-        this.buf = this.buf.subarray(i + 5);
-        return b;
-      }
-      await this.waitMore();
-    }
-  }
-
-  async cmd(line: string): Promise<string> {
-    this.socket.write(`${line}\r\n`);
-    return this.line();
-  }
-
-  async multi(line: string): Promise<{ status: string; body: Buffer }> {
-    const status = await this.cmd(line);
-    if (!status.startsWith('+OK')) return { status, body: Buffer.alloc(0) };
-    return { status, body: await this.body() };
-  }
-
-  async closedByPeer(): Promise<void> {
-    while (!this.closed) await this.waitMore().catch(() => undefined);
-  }
-}
+import { LineClient } from '../helpers/line-client.js';
 
 const MSG1 = 'From: a@example.org\r\nTo: alice@example.org\r\nSubject: one\r\n\r\nHello Alice.\r\n';
 const MSG2 =
@@ -97,8 +21,8 @@ afterEach(async () => {
   await backend.close();
 });
 
-async function loginAlice(): Promise<Pop3Probe> {
-  const c = await Pop3Probe.open(backend.port);
+async function loginAlice(): Promise<LineClient> {
+  const c = await LineClient.plain(backend.port);
   expect(await c.line()).toBe(DEMO_GREETING);
   expect(await c.cmd('USER alice')).toMatch(/^\+OK/);
   expect(await c.cmd('PASS alicepw')).toBe('+OK Logged in.');
@@ -115,9 +39,9 @@ function unstuff(body: Buffer): string {
 
 describe('demo backend: protocol', () => {
   it('greets and lists capabilities per state', async () => {
-    const c = await Pop3Probe.open(backend.port);
+    const c = await LineClient.plain(backend.port);
     expect(await c.line()).toBe('+OK Demo POP3 backend ready.');
-    const capa = await c.multi('CAPA');
+    const capa = await c.cmdMultiline('CAPA');
     expect(capa.status).toMatch(/^\+OK/);
     const caps = capa.body.toString().trim().split('\r\n');
     expect(caps).toEqual(expect.arrayContaining(['TOP', 'UIDL', 'USER', 'SASL PLAIN', 'RESP-CODES', 'PIPELINING']));
@@ -126,10 +50,10 @@ describe('demo backend: protocol', () => {
     expect(await c.cmd('PASS wrong')).toBe('-ERR [AUTH] Authentication failed.');
     expect(await c.cmd('USER alice')).toMatch(/^\+OK/);
     expect(await c.cmd('PASS alicepw')).toBe('+OK Logged in.');
-    const capa2 = (await c.multi('CAPA')).body.toString().split('\r\n');
+    const capa2 = (await c.cmdMultiline('CAPA')).body.toString().split('\r\n');
     expect(capa2).not.toContain('USER');
     expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
-    await c.closedByPeer();
+    await c.closed();
   });
 
   it('answers STAT, LIST, UIDL, NOOP and unknown commands', async () => {
@@ -137,23 +61,23 @@ describe('demo backend: protocol', () => {
     const s1 = Buffer.byteLength(MSG1);
     const s2 = Buffer.byteLength(MSG2);
     expect(await c.cmd('STAT')).toBe(`+OK 2 ${s1 + s2}`);
-    const list = await c.multi('LIST');
+    const list = await c.cmdMultiline('LIST');
     expect(list.body.toString()).toBe(`1 ${s1}\r\n2 ${s2}\r\n`);
     expect(await c.cmd('LIST 2')).toBe(`+OK 2 ${s2}`);
     expect(await c.cmd('LIST 3')).toMatch(/^-ERR/);
-    const uidl = (await c.multi('UIDL')).body.toString().trim().split('\r\n');
+    const uidl = (await c.cmdMultiline('UIDL')).body.toString().trim().split('\r\n');
     expect(uidl).toHaveLength(2);
     const uid1 = (await c.cmd('UIDL 1')).split(' ')[2];
     expect(uidl[0]).toBe(`1 ${uid1}`);
     expect(uidl[0]).not.toBe(uidl[1]?.replace(/^2/, '1'));
     expect(await c.cmd('NOOP')).toBe('+OK');
     expect(await c.cmd('FROB')).toMatch(/^-ERR/);
-    c.socket.destroy();
+    c.destroy();
   });
 
   it('dot-stuffs RETR and TOP and terminates with a lone dot', async () => {
     const c = await loginAlice();
-    const retr = await c.multi('RETR 2');
+    const retr = await c.cmdMultiline('RETR 2');
     expect(retr.status).toBe(`+OK ${Buffer.byteLength(MSG2)} octets`);
     const raw = retr.body.toString();
     expect(raw).toContain('\r\n..starts with a dot\r\n');
@@ -161,35 +85,35 @@ describe('demo backend: protocol', () => {
     expect(raw).toContain('\r\n...two dots\r\n');
     expect(unstuff(retr.body)).toBe(MSG2);
 
-    const top = await c.multi('TOP 2 1');
+    const top = await c.cmdMultiline('TOP 2 1');
     expect(top.status).toMatch(/^\+OK/);
     expect(unstuff(top.body)).toBe('From: b@example.org\r\nSubject: dots\r\n\r\n.starts with a dot\r\n');
-    const top0 = await c.multi('TOP 1 0');
+    const top0 = await c.cmdMultiline('TOP 1 0');
     expect(unstuff(top0.body)).toBe('From: a@example.org\r\nTo: alice@example.org\r\nSubject: one\r\n\r\n');
     expect(await c.cmd('RETR 9')).toMatch(/^-ERR/);
-    c.socket.destroy();
+    c.destroy();
   });
 
   it('adds the missing final CRLF before the terminator', async () => {
-    const c = await Pop3Probe.open(backend.port);
+    const c = await LineClient.plain(backend.port);
     await c.line();
     await c.cmd('USER bob');
     await c.cmd('PASS bobpw');
-    const retr = await c.multi('RETR 1');
+    const retr = await c.cmdMultiline('RETR 1');
     expect(retr.body.toString()).toBe('Subject: b\r\n\r\nbody\r\n');
-    c.socket.destroy();
+    c.destroy();
   });
 
   it('handles pipelined commands in order', async () => {
-    const c = await Pop3Probe.open(backend.port);
+    const c = await LineClient.plain(backend.port);
     await c.line();
-    c.socket.write('USER alice\r\nPASS alicepw\r\nSTAT\r\nLIST 1\r\nNOOP\r\n');
+    c.send('USER alice\r\nPASS alicepw\r\nSTAT\r\nLIST 1\r\nNOOP\r\n');
     expect(await c.line()).toMatch(/^\+OK/);
     expect(await c.line()).toBe('+OK Logged in.');
     expect(await c.line()).toMatch(/^\+OK 2 /);
     expect(await c.line()).toMatch(/^\+OK 1 /);
     expect(await c.line()).toBe('+OK');
-    c.socket.destroy();
+    c.destroy();
   });
 
   it('dotStuff and topOf work on buffers directly', () => {
@@ -209,7 +133,7 @@ describe('demo backend: UPDATE state', () => {
     expect(await c.cmd('STAT')).toBe(`+OK 1 ${Buffer.byteLength(MSG2)}`);
     expect(backend.mailbox('alice')).toHaveLength(2); // not before QUIT
     expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
-    await c.closedByPeer();
+    await c.closed();
     const box = backend.mailbox('alice');
     expect(box).toHaveLength(1);
     expect(box[0]?.toString()).toBe(MSG2);
@@ -217,15 +141,15 @@ describe('demo backend: UPDATE state', () => {
     // A new session numbers the remaining message 1.
     const d = await loginAlice();
     expect(await d.cmd('STAT')).toBe(`+OK 1 ${Buffer.byteLength(MSG2)}`);
-    d.socket.destroy();
+    d.destroy();
   });
 
   it('DELE + dropped connection deletes nothing', async () => {
     const c = await loginAlice();
     expect(await c.cmd('DELE 1')).toMatch(/^\+OK/);
     expect(await c.cmd('DELE 2')).toMatch(/^\+OK/);
-    c.socket.destroy();
-    await c.closedByPeer();
+    c.destroy();
+    await c.closed();
     await new Promise((r) => setTimeout(r, 50));
     expect(backend.mailbox('alice')).toHaveLength(2);
     expect(backend.commandLog()).not.toContain('QUIT');
@@ -234,8 +158,8 @@ describe('demo backend: UPDATE state', () => {
   it('DELE + half-close without QUIT deletes nothing', async () => {
     const c = await loginAlice();
     expect(await c.cmd('DELE 1')).toMatch(/^\+OK/);
-    c.socket.end();
-    await c.closedByPeer();
+    c.end();
+    await c.closed();
     expect(backend.mailbox('alice')).toHaveLength(2);
   });
 
@@ -244,7 +168,7 @@ describe('demo backend: UPDATE state', () => {
     await c.cmd('DELE 1');
     expect(await c.cmd('RSET')).toMatch(/^\+OK/);
     await c.cmd('QUIT');
-    await c.closedByPeer();
+    await c.closed();
     expect(backend.mailbox('alice')).toHaveLength(2);
   });
 });
@@ -254,43 +178,43 @@ describe('demo backend: logins', () => {
     Buffer.from(`${authzid}\0${authcid}\0${pw}`).toString('base64');
 
   it('accepts a master login with USER user*master', async () => {
-    const c = await Pop3Probe.open(backend.port);
+    const c = await LineClient.plain(backend.port);
     await c.line();
     await c.cmd('USER alice*gateway');
     expect(await c.cmd('PASS masterpw')).toBe('+OK Logged in.');
     expect(await c.cmd('STAT')).toMatch(/^\+OK 2 /);
-    c.socket.destroy();
+    c.destroy();
 
-    const d = await Pop3Probe.open(backend.port);
+    const d = await LineClient.plain(backend.port);
     await d.line();
     await d.cmd('USER alice*gateway');
     expect(await d.cmd('PASS alicepw')).toMatch(/^-ERR \[AUTH\]/);
     await d.cmd('USER nobody*gateway');
     expect(await d.cmd('PASS masterpw')).toMatch(/^-ERR \[AUTH\]/);
-    d.socket.destroy();
+    d.destroy();
   });
 
   it('accepts AUTH PLAIN with an initial response, with and without authzid', async () => {
-    const c = await Pop3Probe.open(backend.port);
+    const c = await LineClient.plain(backend.port);
     await c.line();
     expect(await c.cmd(`AUTH PLAIN ${plain('', 'alice', 'alicepw')}`)).toBe('+OK Logged in.');
-    c.socket.destroy();
+    c.destroy();
 
-    const d = await Pop3Probe.open(backend.port);
+    const d = await LineClient.plain(backend.port);
     await d.line();
     expect(await d.cmd(`AUTH PLAIN ${plain('bob', 'gateway', 'masterpw')}`)).toBe('+OK Logged in.');
     expect(await d.cmd('STAT')).toMatch(/^\+OK 1 /);
-    d.socket.destroy();
+    d.destroy();
   });
 
   it('accepts AUTH PLAIN without initial response and refuses bad ones', async () => {
-    const c = await Pop3Probe.open(backend.port);
+    const c = await LineClient.plain(backend.port);
     await c.line();
     expect(await c.cmd('AUTH PLAIN')).toBe('+ ');
     expect(await c.cmd(plain('alice', 'gateway', 'masterpw'))).toBe('+OK Logged in.');
-    c.socket.destroy();
+    c.destroy();
 
-    const d = await Pop3Probe.open(backend.port);
+    const d = await LineClient.plain(backend.port);
     await d.line();
     // authzid without the master's password: another user's mailbox must not open.
     expect(await d.cmd(`AUTH PLAIN ${plain('alice', 'bob', 'bobpw')}`)).toMatch(/^-ERR \[AUTH\]/);
@@ -298,6 +222,6 @@ describe('demo backend: logins', () => {
     expect(await d.cmd('*')).toMatch(/^-ERR/);
     expect(await d.cmd('AUTH PLAIN !!!')).toMatch(/^-ERR/);
     expect(await d.cmd('AUTH CRAM-MD5')).toMatch(/^-ERR/);
-    d.socket.destroy();
+    d.destroy();
   });
 });
