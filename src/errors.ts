@@ -30,6 +30,7 @@ export const ERRORS = {
   BAD_BASE64: { resp: undefined, text: 'Invalid base64 data', level: 'debug', close: false },
   AUTH_CANCELLED: { resp: undefined, text: 'Authentication cancelled', level: 'debug', close: false },
   UNSUPPORTED_MECHANISM: { resp: undefined, text: 'Unsupported authentication mechanism', level: 'debug', close: false },
+  UNSUPPORTED_SECURITY_LAYER: { resp: undefined, text: 'Unsupported SASL security layer', level: 'info', close: false },
   TLS_ALREADY_ACTIVE: { resp: undefined, text: 'TLS already active', level: 'debug', close: false },
   TLS_UNAVAILABLE: { resp: undefined, text: 'STLS not available on this port', level: 'debug', close: false },
   PLAINTEXT_AUTH_DISALLOWED: {

@@ -1,15 +1,16 @@
 /**
  * Loading the YAML configuration: parse, interpolate `${VAR}` from the
- * environment, resolve relative paths, read `*File` secrets, validate with
- * the schema, and turn every problem into one ConfigError that names config
- * paths and gives hints (but never secret values).
+ * environment, resolve relative paths (`*File` keys and PATH_FIELDS), read
+ * `*File` secrets, validate with the schema, and turn every problem into one
+ * ConfigError that names config paths and gives hints (but never secret
+ * values).
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { typeName } from './duration.js';
-import { allowedKeysAt, allowedValuesAt, configSchema, SECRET_FIELDS, type PopgateConfig } from './schema.js';
+import { allowedKeysAt, allowedValuesAt, configSchema, FREE_FORM_FIELDS, PATH_FIELDS, SECRET_FIELDS, type PopgateConfig } from './schema.js';
 
 export interface ConfigIssue {
   /** Config path in `a.b[0].c` form; empty for the whole document. */
@@ -230,14 +231,19 @@ function interpolate(v: Tree, path: Segment[], st: InterpolationState): Tree {
 // ---------------------------------------------------------------------------
 // Stage 3: relative paths and *File secrets
 
-/** Resolves every relative `*File` path against `baseDir` (in place). */
-function resolvePaths(v: Tree, baseDir: string): void {
-  if (Array.isArray(v)) for (const item of v) resolvePaths(item, baseDir);
+/**
+ * Resolves every relative path against `baseDir` (in place): `*File` keys
+ * and the keys in PATH_FIELDS. Free-form maps (FREE_FORM_FIELDS) are left alone.
+ */
+function resolvePaths(v: Tree, baseDir: string, path: Segment[] = []): void {
+  if (Array.isArray(v)) v.forEach((item, i) => resolvePaths(item, baseDir, [...path, i]));
   else if (isRecord(v)) {
+    if (FREE_FORM_FIELDS.includes(pathPattern(path))) return;
     for (const [k, child] of Object.entries(v)) {
-      if (k.endsWith('File') && typeof child === 'string' && child !== '' && !isAbsolute(child)) {
+      const isPath = k.endsWith('File') || PATH_FIELDS.includes(pathPattern([...path, k]));
+      if (isPath && typeof child === 'string' && child !== '' && !isAbsolute(child)) {
         setOwn(v, k, resolve(baseDir, child));
-      } else resolvePaths(child, baseDir);
+      } else resolvePaths(child, baseDir, [...path, k]);
     }
   }
 }
@@ -252,6 +258,7 @@ interface SecretRef {
 function findSecretFiles(v: Tree, path: Segment[], out: SecretRef[]): void {
   if (Array.isArray(v)) v.forEach((item, i) => findSecretFiles(item, [...path, i], out));
   else if (isRecord(v)) {
+    if (FREE_FORM_FIELDS.includes(pathPattern(path))) return;
     for (const [k, child] of Object.entries(v)) {
       if (k.length > 4 && k.endsWith('File')) {
         const key = k.slice(0, -4);

@@ -6,6 +6,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration } from './duration.js';
+import { checkMappingOptions, parsePrincipal } from '../kerberos/principal-mapper.js';
+import { KPOP_DEFAULT_PORT } from '../kerberos/kpop-framing.js';
 
 const MINUTE = 60_000;
 
@@ -52,12 +54,15 @@ const tlsSchema = z.strictObject({
 
 export const DEFAULT_GREETING = 'POP3 gateway ready.';
 
+export const LISTENER_KINDS = ['pop3', 'pop3s', 'kpop'] as const;
+
 const listenerSchema = z
   .strictObject({
     name: nonEmpty.regex(/^[A-Za-z0-9._-]+$/, 'may only contain letters, digits, ".", "_" and "-"').optional(),
-    kind: z.enum(['pop3', 'pop3s']),
+    kind: z.enum(LISTENER_KINDS),
     address: hostOrAddress.default('0.0.0.0'),
-    port,
+    /** Required for pop3/pop3s; a kpop listener defaults to 1109. */
+    port: port.optional(),
     tls: tlsSchema.optional(),
     allowPlaintextAuth: z.boolean().default(false),
     greeting: protocolText.min(1, 'must not be empty').default(DEFAULT_GREETING),
@@ -71,8 +76,22 @@ const listenerSchema = z
         ...hint('add tls: { certFile: ..., keyFile: ... }, or use kind: pop3 for a plaintext listener'),
       });
     }
+    if (l.kind === 'kpop' && l.tls !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls'],
+        message: 'a kpop listener cannot use TLS (krb5_sendauth starts in plaintext and Kerberos protects the login)',
+        ...hint('remove tls from this listener; offer TLS on a separate pop3s or pop3 listener'),
+      });
+    }
+    if (l.kind !== 'kpop' && l.port === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: `required for a ${l.kind} listener (expected number)` });
+    }
   })
-  .transform((l) => ({ ...l, name: l.name ?? `${l.kind}-${l.port}` }));
+  .transform((l) => {
+    const p = l.port ?? KPOP_DEFAULT_PORT;
+    return { ...l, port: p, name: l.name ?? `${l.kind}-${p}` };
+  });
 
 const listenersSchema = z
   .array(listenerSchema)
@@ -123,17 +142,96 @@ function uniqueItems<T>(what: string) {
   };
 }
 
-export const SASL_MECHANISMS = ['PLAIN', 'LOGIN'] as const;
+export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI'] as const;
 
-const authSchema = z.strictObject({
-  userFile: filePath,
-  mechanisms: z
-    .array(z.enum(SASL_MECHANISMS))
-    .superRefine(uniqueItems('mechanism'))
-    .default(['PLAIN', 'LOGIN']),
-  maxAttempts: z.number().int().min(1).max(100).default(3),
-  failureDelay: duration({ max: MINUTE }).prefault('2s'),
+/** Password verifiers, tried in the configured order. */
+export const PASSWORD_VERIFIERS = ['userFile', 'kerberos'] as const;
+
+const authSchema = z
+  .strictObject({
+    verifiers: z
+      .array(z.enum(PASSWORD_VERIFIERS))
+      .min(1, 'at least one verifier is required')
+      .superRefine(uniqueItems('verifier'))
+      .default(['userFile']),
+    /** Required when `verifiers` includes userFile (the default). */
+    userFile: filePath.optional(),
+    mechanisms: z
+      .array(z.enum(SASL_MECHANISMS))
+      .superRefine(uniqueItems('mechanism'))
+      .default(['PLAIN', 'LOGIN']),
+    maxAttempts: z.number().int().min(1).max(100).default(3),
+    failureDelay: duration({ max: MINUTE }).prefault('2s'),
+  })
+  .superRefine((a, ctx) => {
+    if (a.verifiers.includes('userFile') && a.userFile === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['userFile'],
+        message: 'required when auth.verifiers includes userFile (the default)',
+        ...hint('give the user file, or set auth.verifiers: [kerberos] to check passwords against the Kerberos realm'),
+      });
+    }
+  });
+
+// ---------------------------------------------------------------------------
+// Kerberos
+
+/** A principal written in full (`service/host@REALM`); names are case-sensitive. */
+const principalName = nonEmpty.refine((v) => parsePrincipal(v) !== undefined, {
+  message: 'must be a Kerberos principal with its realm, e.g. pop/mail.example.com@EXAMPLE.COM',
 });
+
+const mappingRuleSchema = z.strictObject({
+  /**
+   * JavaScript regex (no flags) tested against the whole principal; anchor it
+   * yourself. Compiled (and refused when invalid or empty) by checkMappingOptions.
+   */
+  match: z.string(),
+  /** Replacement with $1, $<name>, $& (String.prototype.replace). */
+  replace: z.string(),
+});
+
+const mappingSchema = z
+  .strictObject({
+    /** Non-empty; checked (with the realm syntax) by checkMappingOptions. */
+    realms: z.array(nonEmpty),
+    stripRealm: z.boolean().default(true),
+    lowercase: z.boolean().default(false),
+    map: z.record(z.string(), z.string()).default({}),
+    rules: z.array(mappingRuleSchema).default([]),
+  })
+  // The mapper's own validation (regexes compile, map keys parse, users are
+  // POP3 names), reported at config paths: one source of truth with the runtime.
+  .superRefine((m, ctx) => {
+    for (const problem of checkMappingOptions(m)) {
+      ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
+    }
+  });
+
+const kdcSchema = z
+  .strictObject({
+    /** KDC calls in flight at once (each holds a libuv pool thread). */
+    maxConcurrent: z.number().int().min(1).max(64).default(4),
+    /** popgate's own deadline per KDC call (MIT krb5 has none). */
+    timeout: duration({ min: 100, max: 5 * MINUTE }).prefault('10s'),
+    /** Calls waiting for a slot; beyond this a check fails at once with [SYS/TEMP]. */
+    maxQueue: z.number().int().min(0).max(100_000).default(100),
+  })
+  .prefault({});
+
+const kerberosSchema = z
+  .strictObject({
+    keytab: filePath,
+    servicePrincipals: z.array(principalName).min(1, 'at least one service principal is required').superRefine(uniqueItems('principal')),
+    rcacheDir: filePath,
+    krb5Config: filePath.optional(),
+    kdc: kdcSchema,
+    /** Whose key verifies the KDC's answer to a password check. Default: servicePrincipals[0]. */
+    passwordServicePrincipal: principalName.optional(),
+    mapping: mappingSchema,
+  })
+  .transform((k) => ({ ...k, passwordServicePrincipal: k.passwordServicePrincipal ?? k.servicePrincipals[0] ?? '' }));
 
 // ---------------------------------------------------------------------------
 
@@ -231,19 +329,52 @@ const shutdownSchema = z
 
 // ---------------------------------------------------------------------------
 
-export const configSchema = z.strictObject({
-  log: logSchema,
-  listeners: listenersSchema,
-  auth: authSchema,
-  backend: backendSchema,
-  limits: limitsSchema,
-  shutdown: shutdownSchema,
-  /** IMPLEMENTATION capability text; "" or null hides it (output: null). */
-  implementation: protocolText
-    .nullable()
-    .default('popgate')
-    .transform((v) => (v === null || v.trim() === '' ? null : v)),
-});
+/** Top-level sections the cross-field checks read. */
+const CROSS_CHECKED = new Set<PropertyKey>(['listeners', 'auth', 'kerberos']);
+
+export const configSchema = z
+  .strictObject({
+    log: logSchema,
+    listeners: listenersSchema,
+    auth: authSchema,
+    /** Required when a kpop listener, GSSAPI or the kerberos verifier is used. */
+    kerberos: kerberosSchema.optional(),
+    backend: backendSchema,
+    limits: limitsSchema,
+    shutdown: shutdownSchema,
+    /** IMPLEMENTATION capability text; "" or null hides it (output: null). */
+    implementation: protocolText
+      .nullable()
+      .default('popgate')
+      .transform((v) => (v === null || v.trim() === '' ? null : v)),
+  })
+  .superRefine(
+    (cfg, ctx) => {
+      if (cfg.kerberos !== undefined) return;
+      const need = (path: (string | number)[], what: string): void => {
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `${what} requires the kerberos section`,
+          ...hint('add kerberos: { keytab: ..., servicePrincipals: [...], rcacheDir: ..., mapping: { realms: [...] } }'),
+        });
+      };
+      cfg.listeners.forEach((l, i) => {
+        if (l.kind === 'kpop') need(['listeners', i, 'kind'], 'a kpop listener');
+      });
+      cfg.auth.mechanisms.forEach((m, i) => {
+        if (m === 'GSSAPI') need(['auth', 'mechanisms', i], 'the GSSAPI mechanism');
+      });
+      cfg.auth.verifiers.forEach((v, i) => {
+        if (v === 'kerberos') need(['auth', 'verifiers', i], 'the kerberos verifier');
+      });
+    },
+    // Also when other sections have problems, so everything is reported at once.
+    {
+      when: (payload) =>
+        !payload.issues.some((issue) => issue.path === undefined || issue.path.length === 0 || CROSS_CHECKED.has(issue.path[0] ?? '')),
+    },
+  );
 
 /** The parsed configuration (durations in milliseconds, defaults applied). */
 export type PopgateConfig = z.output<typeof configSchema>;
@@ -257,6 +388,11 @@ export type BackendConfig = PopgateConfig['backend'];
 export type BackendLoginConfig = BackendConfig['login'];
 export type LimitsConfig = PopgateConfig['limits'];
 export type ShutdownConfig = PopgateConfig['shutdown'];
+export type KerberosConfig = NonNullable<PopgateConfig['kerberos']>;
+export type KerberosMappingConfig = KerberosConfig['mapping'];
+export type KdcConfig = KerberosConfig['kdc'];
+export type ListenerKind = (typeof LISTENER_KINDS)[number];
+export type PasswordVerifierName = (typeof PASSWORD_VERIFIERS)[number];
 
 // ---------------------------------------------------------------------------
 // Secrets
@@ -267,6 +403,19 @@ export type ShutdownConfig = PopgateConfig['shutdown'];
  * the loader reads it into `<key>`. redactConfig replaces these with "***".
  */
 export const SECRET_FIELDS: readonly string[] = ['backend.login.password'];
+
+/**
+ * Filesystem paths whose keys do not end in `File` (those are paths by
+ * convention). The loader resolves relative ones against the config file's
+ * directory, like every `*File` key.
+ */
+export const PATH_FIELDS: readonly string[] = ['kerberos.keytab', 'kerberos.rcacheDir', 'kerberos.krb5Config'];
+
+/**
+ * Objects whose keys are data, not config keys (principal names): the
+ * loader's key conventions (`*File` paths and secrets) do not apply inside.
+ */
+export const FREE_FORM_FIELDS: readonly string[] = ['kerberos.mapping.map'];
 
 // ---------------------------------------------------------------------------
 // Introspection (error hints, docs drift test)

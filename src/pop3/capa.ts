@@ -2,7 +2,10 @@
  * The CAPA list (RFC 2449) for the AUTHORIZATION state on a given channel.
  * Only what truly applies is advertised: password mechanisms and USER only
  * when they would be accepted (TLS, or plaintext explicitly allowed; RFC 2595
- * section 2.2), STLS only while the channel is still plaintext.
+ * section 2.2), GSSAPI on any channel (it never exposes a password), STLS
+ * only while the channel is still plaintext. A KPOP session (Kerberos
+ * authenticated the connection before the greeting) offers USER and nothing
+ * else: no SASL, no STLS.
  */
 import type { SaslMechanism } from './types.js';
 
@@ -15,6 +18,8 @@ export interface CapabilityContext {
   readonly implementation?: string | undefined;
   /** Transaction-state capabilities of the backend (TOP, UIDL, ...). */
   readonly backendCapabilities: readonly string[];
+  /** Set on a KPOP session: the principal krb5_sendauth authenticated. */
+  readonly kerberosPrincipal?: string | undefined;
 }
 
 /** Capabilities popgate itself decides; a backend's version of them is never passed through. */
@@ -25,12 +30,18 @@ export function passwordAuthUsable(ctx: Pick<CapabilityContext, 'tls' | 'allowPl
   return ctx.tls || ctx.allowPlaintextAuth;
 }
 
-/** The configured mechanisms usable on this channel, deduplicated, in configured order. */
+/** Whether a mechanism sends a password the channel must protect (PLAIN, LOGIN); GSSAPI does not. */
+export function carriesPassword(mech: SaslMechanism): boolean {
+  return mech !== 'GSSAPI';
+}
+
+/** The configured mechanisms usable on this channel, deduplicated, in configured order (none on KPOP). */
 export function usableMechanisms(
-  ctx: Pick<CapabilityContext, 'tls' | 'allowPlaintextAuth' | 'saslMechanisms'>,
+  ctx: Pick<CapabilityContext, 'tls' | 'allowPlaintextAuth' | 'saslMechanisms' | 'kerberosPrincipal'>,
 ): SaslMechanism[] {
-  // Both supported mechanisms carry the password in the clear.
-  return passwordAuthUsable(ctx) ? [...new Set(ctx.saslMechanisms)] : [];
+  if (ctx.kerberosPrincipal !== undefined) return [];
+  const passwordOk = passwordAuthUsable(ctx);
+  return [...new Set(ctx.saslMechanisms)].filter((m) => passwordOk || !carriesPassword(m));
 }
 
 /**
@@ -54,10 +65,11 @@ export function buildCapabilities(ctx: CapabilityContext): string[] {
     lines.push(cap);
   }
   lines.push('RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING');
-  if (passwordAuthUsable(ctx)) lines.push('USER');
+  const kpop = ctx.kerberosPrincipal !== undefined;
+  if (kpop || passwordAuthUsable(ctx)) lines.push('USER');
   const mechs = usableMechanisms(ctx);
   if (mechs.length > 0) lines.push(`SASL ${mechs.join(' ')}`);
-  if (ctx.stlsAvailable && !ctx.tls) lines.push('STLS');
+  if (ctx.stlsAvailable && !ctx.tls && !kpop) lines.push('STLS');
   if (ctx.implementation !== undefined) {
     const impl = ctx.implementation.replace(/[^\x20-\x7e]/g, '').trim();
     if (impl !== '') lines.push(`IMPLEMENTATION ${impl}`);

@@ -1,6 +1,7 @@
 /**
- * SASL pieces for POP3 AUTH (RFC 5034): strict base64, PLAIN (RFC 4616) and
- * the LOGIN prompts (draft-murchison-sasl-login). Pure functions only.
+ * SASL pieces for POP3 AUTH (RFC 5034): strict base64, PLAIN (RFC 4616), the
+ * LOGIN prompts (draft-murchison-sasl-login) and the GSSAPI security-layer
+ * messages (RFC 4752 section 3.1). Pure functions only.
  */
 
 /** Server challenge line for an empty challenge (PLAIN without initial response): plus, space. */
@@ -96,4 +97,50 @@ export function decodePlain(buf: Buffer): PlainResult {
   if (authcid === '') return { ok: false, reason: 'empty-authcid' };
   if (passwd === '') return { ok: false, reason: 'empty-password' };
   return { ok: true, authzid, authcid, passwd };
+}
+
+/** `+ ` followed by the base64 of `data` (just `+ ` when empty): a server challenge line. */
+export function saslChallenge(data: Buffer): string {
+  return `${SASL_EMPTY_CHALLENGE}${data.toString('base64')}`;
+}
+
+/** RFC 4752 security-layer bit: no security layer. The only one popgate offers. */
+export const GSSAPI_LAYER_NONE = 0x01;
+
+/**
+ * The server's RFC 4752 security-layer offer, before wrapping: octet 0 the
+ * bit mask of offered layers (no security layer only), octets 1-3 the maximum
+ * message size the server can receive (0: no layer, no messages). A fresh
+ * buffer on every call (buffers are mutable).
+ */
+export function gssapiLayerOffer(): Buffer {
+  return Buffer.from([GSSAPI_LAYER_NONE, 0x00, 0x00, 0x00]);
+}
+
+export type GssapiLayerFailure =
+  /** Fewer than the 4 octets of layer and size. */
+  | 'short'
+  /** The client chose something other than exactly "no security layer". */
+  | 'layer'
+  | 'bad-utf8'
+  /** CR, LF or NUL inside the authzid. */
+  | 'bad-characters';
+
+export type GssapiLayerResult =
+  | { readonly ok: true; readonly authzid: string }
+  | { readonly ok: false; readonly reason: GssapiLayerFailure };
+
+/**
+ * Reads the client's unwrapped RFC 4752 answer: octet 0 the chosen layer (a
+ * single bit, and it must be one we offered: only 0x01), octets 1-3 its
+ * maximum message size (meaningless without a layer, ignored), then the
+ * authorization identity as UTF-8 ('' when the client sent none).
+ */
+export function decodeGssapiLayerResponse(buf: Buffer): GssapiLayerResult {
+  if (buf.length < 4) return { ok: false, reason: 'short' };
+  if (buf[0] !== GSSAPI_LAYER_NONE) return { ok: false, reason: 'layer' };
+  const authzid = decodeUtf8Strict(buf.subarray(4));
+  if (authzid === undefined) return { ok: false, reason: 'bad-utf8' };
+  if (hasForbiddenCredentialChars(authzid)) return { ok: false, reason: 'bad-characters' };
+  return { ok: true, authzid };
 }

@@ -1,33 +1,60 @@
 /**
  * The POP3 AUTHORIZATION-state protocol machine (RFC 1939, 2449, 2595, 3206,
- * 5034), sans-I/O: lines in, actions out. The host (src/server) owns the
- * socket, the framer, timers, TLS and the login; it reports outcomes back
- * through `tlsStarted`, `loginSucceeded`, `loginFailed`, `timeout`, `overflow`.
+ * 4752, 5034), sans-I/O: lines in, actions out. The host (src/server) owns the
+ * socket, the framer, timers, TLS, the GSS context and the login; it reports
+ * outcomes back through `tlsStarted`, `gssAcceptResult`, `gssWrapped`,
+ * `gssUnwrapped`, `gssFailed`, `loginSucceeded`, `loginFailed`, `timeout`,
+ * `overflow`.
+ *
+ * AUTH GSSAPI (RFC 4752), as the session drives it:
+ *
+ *   C: AUTH GSSAPI [token]      S: "+ " (no token, or "=")
+ *   C: token                    -> gssAccept      <- gssAcceptResult
+ *   not done:                   S: "+ " b64(output), next client token -> gssAccept ...
+ *   done, output non-empty:     S: "+ " b64(output), C: line (content ignored)
+ *   done:                       -> gssWrap([01 00 00 00])  <- gssWrapped(token)
+ *                               S: "+ " b64(token)
+ *   C: token                    -> gssUnwrap      <- gssUnwrapped(data)
+ *   data = [01, size x3, authzid] -> authenticate {GSSAPI, principal, requestedUser: authzid}
+ *
+ * `*` cancels at every client step. GSSAPI is usable on plaintext channels.
+ *
+ * KPOP: when `kerberosPrincipal` is set (krb5_sendauth done before the
+ * greeting), USER/PASS is accepted on any channel, the PASS value is ignored
+ * (fetchmail sends `krb_ticket`) and KPOP credentials are emitted; STLS is
+ * refused with TLS_UNAVAILABLE and `AUTH <mechanism>` with
+ * UNSUPPORTED_MECHANISM (a bare AUTH lists no mechanisms, as CAPA lists no SASL).
  *
  * Once the client is logged in the session is done: the host splices the
  * client to the backend (state RELAY), so TRANSACTION commands never reach
  * this machine.
  */
 import { ERRORS, GatewayError, errorReply, type ErrorCode } from '../errors.js';
-import { buildCapabilities, passwordAuthUsable, usableMechanisms } from './capa.js';
+import { buildCapabilities, carriesPassword, passwordAuthUsable, usableMechanisms } from './capa.js';
 import { parseCommand, maskCommandForLog, type CommandParseError, type Pop3Command } from './command.js';
 import {
   SASL_CANCEL,
   SASL_EMPTY_CHALLENGE,
   decodeBase64Strict,
+  decodeGssapiLayerResponse,
   decodePlain,
   decodeUtf8Strict,
+  gssapiLayerOffer,
   hasForbiddenCredentialChars,
   loginPrompt,
+  saslChallenge,
+  type GssapiLayerFailure,
   type PlainFailure,
 } from './sasl.js';
-import type { PasswordCredentials, Pop3Action, Pop3SessionOptions, SaslMechanism } from './types.js';
+import type { GssAcceptResult, LoginCredentials, Pop3Action, Pop3SessionOptions, SaslMechanism } from './types.js';
 
 export type SessionState =
   /** Reading commands before login. */
   | 'AUTHORIZATION'
   /** An AUTH exchange waits for a continuation line. */
   | 'SASL'
+  /** A `gss*` action emitted; waiting for the host's `gss*()` answer or `gssFailed()`. */
+  | 'GSS_PENDING'
   /** `startTls` emitted; waiting for `tlsStarted()`. */
   | 'TLS_PENDING'
   /** `authenticate` emitted; waiting for `loginSucceeded()` / `loginFailed()`. */
@@ -92,6 +119,24 @@ const PLAIN_FAILURE: Record<PlainFailure, ErrorCode> = {
   'bad-utf8': 'BAD_CHARACTERS',
 };
 
+/**
+ * Refusals of the client's RFC 4752 security-layer answer. Malformed data
+ * follows the PLAIN rules (protocol errors); choosing a layer that was not
+ * offered fails the login and spends an attempt.
+ */
+const GSSAPI_LAYER_FAILURE: Record<GssapiLayerFailure, Failure> = {
+  short: { fail: 'BAD_SYNTAX', count: 'error' },
+  layer: { fail: 'UNSUPPORTED_SECURITY_LAYER', count: 'auth' },
+  'bad-utf8': { fail: 'BAD_CHARACTERS', count: 'error' },
+  'bad-characters': { fail: 'BAD_CHARACTERS', count: 'error' },
+};
+
+/** Server-side trouble ([SYS/*], [IN-USE]): not the client's fault, so it spends no attempt. */
+function isServerTrouble(code: ErrorCode): boolean {
+  const resp: string | undefined = ERRORS[code].resp;
+  return resp === 'SYS/TEMP' || resp === 'SYS/PERM' || resp === 'IN-USE';
+}
+
 /** Verbs whose arguments are credentials: a NUL or bad UTF-8 there is a credential problem. */
 const CREDENTIAL_VERBS: ReadonlySet<string> = new Set(['USER', 'PASS', 'AUTH']);
 
@@ -106,7 +151,19 @@ function parseFailureCode(err: CommandParseError): ErrorCode {
 type SaslExchange =
   | { readonly mech: 'PLAIN' }
   | { readonly mech: 'LOGIN'; readonly step: 'username' }
-  | { readonly mech: 'LOGIN'; readonly step: 'password'; readonly username: string };
+  | { readonly mech: 'LOGIN'; readonly step: 'password'; readonly username: string }
+  /** GSSAPI: the next context token (`first`: no token fed to the acceptor yet). */
+  | { readonly mech: 'GSSAPI'; readonly step: 'accept'; readonly first: boolean }
+  /** GSSAPI: the client's answer to the final context token (RFC 4752: no data). */
+  | { readonly mech: 'GSSAPI'; readonly step: 'ack'; readonly principal: string }
+  /** GSSAPI: the client's wrapped security-layer answer. */
+  | { readonly mech: 'GSSAPI'; readonly step: 'layer'; readonly principal: string };
+
+/** Which host answer a GSSAPI exchange waits for (state GSS_PENDING). */
+type GssWait =
+  | { readonly op: 'accept' }
+  | { readonly op: 'wrap'; readonly principal: string }
+  | { readonly op: 'unwrap'; readonly principal: string };
 
 export class Pop3Session {
   /**
@@ -127,6 +184,7 @@ export class Pop3Session {
       NOOP: (_s, c) => (noArgs(c) ? [reply('+OK')] : protocolError('BAD_SYNTAX')),
     },
     SASL: {},
+    GSS_PENDING: {},
     TLS_PENDING: {},
     LOGIN_PENDING: {},
     RELAY: {},
@@ -141,6 +199,7 @@ export class Pop3Session {
   /** Last user name presented by any mechanism (for logs). */
   private lastUser: string | undefined;
   private sasl: SaslExchange | undefined;
+  private gss: GssWait | undefined;
   private errors = 0;
   private authFailures = 0;
 
@@ -148,6 +207,10 @@ export class Pop3Session {
     for (const key of ['maxAuthAttempts', 'maxErrors', 'maxCommandLine', 'maxSaslLine'] as const) {
       const v = options[key];
       if (!Number.isInteger(v) || v < 1) throw new RangeError(`Pop3SessionOptions.${key} must be a positive integer, got ${v}`);
+    }
+    const principal = options.kerberosPrincipal;
+    if (principal !== undefined && (principal === '' || hasForbiddenCredentialChars(principal))) {
+      throw new RangeError('Pop3SessionOptions.kerberosPrincipal must be non-empty, without CR, LF or NUL');
     }
     this.opts = options;
     this.tlsActive = options.tls;
@@ -157,16 +220,34 @@ export class Pop3Session {
     return this.st;
   }
 
-  /** Set while the host must act before feeding more lines. */
-  get awaiting(): 'tls' | 'login' | undefined {
+  /**
+   * Set while the host must act before feeding more lines: 'tls' after
+   * `startTls`, 'login' after `authenticate`, 'gss' after `gssAccept`,
+   * `gssWrap` or `gssUnwrap`.
+   */
+  get awaiting(): 'tls' | 'login' | 'gss' | undefined {
     if (this.st === 'TLS_PENDING') return 'tls';
     if (this.st === 'LOGIN_PENDING') return 'login';
+    if (this.st === 'GSS_PENDING') return 'gss';
     return undefined;
   }
 
-  /** The cap (octets incl. CRLF) for the next line the framer delivers. */
+  /**
+   * The cap (octets incl. CRLF) for the next line the framer delivers: the
+   * SASL cap while an AUTH exchange waits for a continuation (or for the
+   * host's GSS answer, after which it normally will), else the command cap.
+   */
   get lineLimit(): number {
-    return this.st === 'SASL' ? this.opts.maxSaslLine : this.opts.maxCommandLine;
+    return this.st === 'SASL' || this.st === 'GSS_PENDING' ? this.opts.maxSaslLine : this.opts.maxCommandLine;
+  }
+
+  /**
+   * Whether an AUTH GSSAPI exchange is in progress (waiting for a client
+   * line or for the host). Once false, the session will ask nothing more of
+   * the current GSS context: the host may dispose of its acceptor.
+   */
+  get gssInProgress(): boolean {
+    return this.gss !== undefined || this.sasl?.mech === 'GSSAPI';
   }
 
   /** Whether the channel is protected by TLS (initially, or after STLS). */
@@ -174,7 +255,7 @@ export class Pop3Session {
     return this.tlsActive;
   }
 
-  /** The last user name presented (USER, PLAIN authcid, LOGIN user name), for logs. */
+  /** The last user name presented (USER, PLAIN authcid, LOGIN user name, GSSAPI principal), for logs. */
   get username(): string | undefined {
     return this.lastUser;
   }
@@ -184,9 +265,9 @@ export class Pop3Session {
     return { errors: this.errors, authFailures: this.authFailures };
   }
 
-  /** A log-safe rendering of the line about to be fed (SASL continuations are fully masked). */
+  /** A log-safe rendering of the line about to be fed (SASL continuations, GSSAPI tokens included, are fully masked). */
   maskLine(line: Buffer): string {
-    return maskCommandForLog(line, this.st === 'SASL' ? 'continuation' : 'command');
+    return maskCommandForLog(line, this.st === 'SASL' || this.st === 'GSS_PENDING' ? 'continuation' : 'command');
   }
 
   greet(): Pop3Action[] {
@@ -209,6 +290,7 @@ export class Pop3Session {
       case 'AUTHORIZATION':
         return this.settle(this.dispatch(line));
       case 'TLS_PENDING':
+      case 'GSS_PENDING':
       case 'LOGIN_PENDING':
       case 'RELAY':
         // A host bug. For TLS_PENDING it would mean plaintext injected after
@@ -264,6 +346,78 @@ export class Pop3Session {
     return this.settle({ fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none' });
   }
 
+  // ---- GSSAPI host answers -------------------------------------------------
+
+  /**
+   * The acceptor consumed the client's token (answer to `gssAccept`). Not
+   * done: the output goes to the client and the next token is awaited. Done:
+   * `principal` is required; a non-empty output is sent first and the
+   * client's empty answer awaited, then the security-layer offer is wrapped.
+   */
+  gssAcceptResult(result: GssAcceptResult): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    this.expectGss('accept', 'gssAcceptResult');
+    if (result.done && (result.principal === undefined || result.principal === '')) {
+      throw new GatewayError('INTERNAL', 'Pop3Session.gssAcceptResult(): done without a principal');
+    }
+    this.gss = undefined;
+    this.st = 'AUTHORIZATION';
+    if (!result.done) {
+      this.beginSasl({ mech: 'GSSAPI', step: 'accept', first: false });
+      return [reply(saslChallenge(result.output))];
+    }
+    const principal = result.principal ?? '';
+    // Kerberos escapes such characters in unparsed names; fail closed anyway.
+    if (hasForbiddenCredentialChars(principal)) return this.settle({ fail: 'AUTH_FAILED', count: 'auth' });
+    this.lastUser = principal;
+    if (result.output.length > 0) {
+      this.beginSasl({ mech: 'GSSAPI', step: 'ack', principal });
+      return [reply(saslChallenge(result.output))];
+    }
+    return this.requestGss({ op: 'wrap', principal }, { kind: 'gssWrap', data: gssapiLayerOffer() });
+  }
+
+  /** The security-layer offer was wrapped (answer to `gssWrap`): send it, await the client's choice. */
+  gssWrapped(token: Buffer): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    const wait = this.expectGss('wrap', 'gssWrapped');
+    this.gss = undefined;
+    this.beginSasl({ mech: 'GSSAPI', step: 'layer', principal: wait.principal });
+    return [reply(saslChallenge(token))];
+  }
+
+  /**
+   * The client's security-layer answer was unwrapped (answer to `gssUnwrap`):
+   * it must choose exactly "no security layer"; its authzid goes to the host
+   * as `requestedUser`.
+   */
+  gssUnwrapped(data: Buffer): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    const wait = this.expectGss('unwrap', 'gssUnwrapped');
+    this.gss = undefined;
+    this.st = 'AUTHORIZATION';
+    const answer = decodeGssapiLayerResponse(data);
+    if (!answer.ok) return this.settle(GSSAPI_LAYER_FAILURE[answer.reason]);
+    return this.authenticate({ mechanism: 'GSSAPI', principal: wait.principal, requestedUser: answer.authzid });
+  }
+
+  /**
+   * A GSS call failed (bad or replayed token, wrong service principal, skew,
+   * failed unwrap, or trouble on our side). The exchange ends with the
+   * catalogue reply for `code`. It spends one login attempt like a failed
+   * password (the last one closes with TOO_MANY_AUTH_ATTEMPTS), except for
+   * server-side trouble ([SYS/*] codes such as VERIFIER_UNAVAILABLE), which,
+   * as in `loginFailed`, is not counted; codes whose catalogue entry closes
+   * the connection close it.
+   */
+  gssFailed(code: ErrorCode): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    this.expect('GSS_PENDING', 'gssFailed');
+    this.gss = undefined;
+    this.st = 'AUTHORIZATION';
+    return this.settle({ fail: code, count: isServerTrouble(code) ? 'none' : 'auth' });
+  }
+
   // ---- dispatch -----------------------------------------------------------
 
   private dispatch(line: Buffer): Outcome {
@@ -300,10 +454,33 @@ export class Pop3Session {
     this.st = 'CLOSED';
     this.pendingUser = undefined;
     this.sasl = undefined;
+    this.gss = undefined;
   }
 
   private expect(state: SessionState, method: string): void {
     if (this.st !== state) throw new GatewayError('INTERNAL', `Pop3Session.${method}() called in state ${this.st}`);
+  }
+
+  /** The pending GSS step, which must be `op` (anything else is a host bug). */
+  private expectGss<Op extends GssWait['op']>(op: Op, method: string): Extract<GssWait, { op: Op }> {
+    this.expect('GSS_PENDING', method);
+    const wait = this.gss;
+    if (wait?.op !== op) {
+      throw new GatewayError('INTERNAL', `Pop3Session.${method}() called while waiting for ${wait?.op ?? 'nothing'}`);
+    }
+    return wait as Extract<GssWait, { op: Op }>;
+  }
+
+  /** Asks the host for a GSS operation and waits (awaiting 'gss'). */
+  private requestGss(wait: GssWait, action: Pop3Action): Pop3Action[] {
+    this.gss = wait;
+    this.st = 'GSS_PENDING';
+    return [action];
+  }
+
+  /** A KPOP session: Kerberos authenticated the connection before the greeting. */
+  private get kpop(): boolean {
+    return this.opts.kerberosPrincipal !== undefined;
   }
 
   private get passwordAuthOk(): boolean {
@@ -315,7 +492,7 @@ export class Pop3Session {
   }
 
   /** Emits the credentials for verification and waits for the host's answer. */
-  private authenticate(credentials: PasswordCredentials): Pop3Action[] {
+  private authenticate(credentials: LoginCredentials): Pop3Action[] {
     this.pendingUser = undefined;
     this.st = 'LOGIN_PENDING';
     return [{ kind: 'authenticate', credentials }];
@@ -330,7 +507,8 @@ export class Pop3Session {
 
   private onStls(cmd: Pop3Command): Outcome {
     if (this.tlsActive) return protocolError('TLS_ALREADY_ACTIVE');
-    if (!this.opts.stlsAvailable) return protocolError('TLS_UNAVAILABLE');
+    // KPOP: the Kerberos identity belongs to this plaintext stream; no upgrade.
+    if (!this.opts.stlsAvailable || this.kpop) return protocolError('TLS_UNAVAILABLE');
     if (!noArgs(cmd)) return protocolError('BAD_SYNTAX');
     this.pendingUser = undefined;
     this.st = 'TLS_PENDING';
@@ -342,7 +520,8 @@ export class Pop3Session {
   }
 
   private onUser(cmd: Pop3Command): Outcome {
-    if (!this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
+    // KPOP sends no password: USER only names the mailbox the principal asks for.
+    if (!this.kpop && !this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
     const problem = credentialProblem(cmd.args);
     if (problem) return protocolError(problem);
     this.pendingUser = cmd.args;
@@ -351,6 +530,13 @@ export class Pop3Session {
   }
 
   private onPass(cmd: Pop3Command): Outcome {
+    const principal = this.opts.kerberosPrincipal;
+    if (principal !== undefined) {
+      // KPOP: the PASS value is meaningless (fetchmail sends `krb_ticket`), even empty.
+      const requestedUser = this.pendingUser;
+      if (requestedUser === undefined) return protocolError('BAD_SEQUENCE');
+      return this.authenticate({ mechanism: 'KPOP', principal, requestedUser });
+    }
     if (!this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
     const username = this.pendingUser;
     if (username === undefined) return protocolError('BAD_SEQUENCE');
@@ -375,10 +561,13 @@ export class Pop3Session {
     const mech = (tokens[0] ?? '').toUpperCase();
     const initial = tokens[1];
 
-    if (!isSaslMechanism(mech) || !this.opts.saslMechanisms.includes(mech)) return protocolError('UNSUPPORTED_MECHANISM');
-    if (!this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
+    if (!isSaslMechanism(mech) || !this.opts.saslMechanisms.includes(mech) || this.kpop) {
+      return protocolError('UNSUPPORTED_MECHANISM');
+    }
+    if (carriesPassword(mech) && !this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
     this.pendingUser = undefined;
 
+    if (mech === 'GSSAPI') return this.startGssapi(initial);
     if (initial === undefined) {
       this.beginSasl(mech === 'PLAIN' ? { mech: 'PLAIN' } : { mech: 'LOGIN', step: 'username' });
       return [reply(mech === 'PLAIN' ? SASL_EMPTY_CHALLENGE : loginPrompt('username'))];
@@ -386,6 +575,17 @@ export class Pop3Session {
     const decoded = decodeBase64Strict(initial);
     if (decoded === undefined) return protocolError('BAD_BASE64');
     return mech === 'PLAIN' ? this.finishPlain(decoded) : this.loginUsername(decoded);
+  }
+
+  /** `AUTH GSSAPI [token]`: an absent or empty (`=`) initial response asks for the first token. */
+  private startGssapi(initial: string | undefined): Outcome {
+    const token = initial === undefined ? Buffer.alloc(0) : decodeBase64Strict(initial);
+    if (token === undefined) return protocolError('BAD_BASE64');
+    if (token.length === 0) {
+      this.beginSasl({ mech: 'GSSAPI', step: 'accept', first: true });
+      return [reply(SASL_EMPTY_CHALLENGE)];
+    }
+    return this.requestGss({ op: 'accept' }, { kind: 'gssAccept', token, first: true });
   }
 
   // ---- SASL exchange -----------------------------------------------------
@@ -410,8 +610,28 @@ export class Pop3Session {
     if (decoded === undefined) return protocolError('BAD_BASE64');
 
     if (exchange.mech === 'PLAIN') return this.finishPlain(decoded);
+    if (exchange.mech === 'GSSAPI') return this.gssapiResponse(exchange, decoded);
     if (exchange.step === 'username') return this.loginUsername(decoded);
     return this.loginPassword(exchange.username, decoded);
+  }
+
+  /** A decoded client line in a GSSAPI exchange: hand it to the host's GSS context. */
+  private gssapiResponse(exchange: Extract<SaslExchange, { mech: 'GSSAPI' }>, data: Buffer): Outcome {
+    switch (exchange.step) {
+      case 'accept':
+        // A context token is never empty; do not bother the acceptor with one.
+        if (data.length === 0) return protocolError('BAD_SYNTAX');
+        return this.requestGss({ op: 'accept' }, { kind: 'gssAccept', token: data, first: exchange.first });
+      case 'ack':
+        // RFC 4752 expects no data here; whatever the client sent is unused.
+        return this.requestGss(
+          { op: 'wrap', principal: exchange.principal },
+          { kind: 'gssWrap', data: gssapiLayerOffer() },
+        );
+      case 'layer':
+        if (data.length === 0) return protocolError('BAD_SYNTAX');
+        return this.requestGss({ op: 'unwrap', principal: exchange.principal }, { kind: 'gssUnwrap', token: data });
+    }
   }
 
   private finishPlain(message: Buffer): Outcome {
@@ -447,5 +667,5 @@ export class Pop3Session {
 }
 
 function isSaslMechanism(s: string): s is SaslMechanism {
-  return s === 'PLAIN' || s === 'LOGIN';
+  return s === 'PLAIN' || s === 'LOGIN' || s === 'GSSAPI';
 }

@@ -11,8 +11,48 @@ export interface PasswordCredentials {
 }
 
 /**
+ * A login Kerberos already authenticated: AUTH GSSAPI (RFC 4752) or a KPOP
+ * session (krb5_sendauth before the greeting). No password: the host maps
+ * `principal` to a local user and checks `requestedUser` against it.
+ */
+export interface KerberosCredentials {
+  readonly mechanism: 'GSSAPI' | 'KPOP';
+  /** The client principal as Kerberos authenticated it (e.g. `alice@EXAMPLE.COM`). */
+  readonly principal: string;
+  /**
+   * KPOP: the USER name. GSSAPI: the RFC 4752 authorization identity, '' when
+   * the client sent none. Never contains CR, LF or NUL.
+   */
+  readonly requestedUser: string;
+}
+
+/** What an `authenticate` action asks the host to verify. */
+export type LoginCredentials = PasswordCredentials | KerberosCredentials;
+
+/**
+ * Tells Kerberos logins from password logins. (Comparing `mechanism` with
+ * `!==` does not narrow the union: each side's discriminant is itself a union.)
+ */
+export function isKerberosCredentials(c: LoginCredentials): c is KerberosCredentials {
+  return c.mechanism === 'GSSAPI' || c.mechanism === 'KPOP';
+}
+
+/** The host's answer to a `gssAccept` action (one `GssAcceptor.step` call). */
+export interface GssAcceptResult {
+  /** The security context is established (GSS_S_COMPLETE). */
+  readonly done: boolean;
+  /** Token for the client; may be empty. */
+  readonly output: Buffer;
+  /** The authenticated client principal; required when `done`. */
+  readonly principal?: string | undefined;
+}
+
+/**
  * What the protocol core asks its host (src/server) to do. Replies are single
  * lines without CRLF; the host writes consecutive replies in one write.
+ *
+ * The `gss*` actions each put the session in `awaiting === 'gss'`: no line is
+ * fed until the host answers with the matching method, or with `gssFailed()`.
  */
 export type Pop3Action =
   | { readonly kind: 'reply'; readonly line: string }
@@ -22,13 +62,29 @@ export type Pop3Action =
    * Verify the credentials and open the backend session, then call
    * `loginSucceeded()` or `loginFailed()`. No line is fed until then.
    */
-  | { readonly kind: 'authenticate'; readonly credentials: PasswordCredentials }
+  | { readonly kind: 'authenticate'; readonly credentials: LoginCredentials }
+  /**
+   * AUTH GSSAPI: pass the client's context token to the connection's GSS
+   * acceptor (`GssAcceptor.step`), then call `gssAcceptResult()` or
+   * `gssFailed()`. `first` marks the first token of an exchange: start a fresh
+   * acceptor (disposing of any earlier one).
+   */
+  | { readonly kind: 'gssAccept'; readonly token: Buffer; readonly first: boolean }
+  /** Wrap `data` without confidentiality (`GssAcceptor.wrap`), then call `gssWrapped()` or `gssFailed()`. */
+  | { readonly kind: 'gssWrap'; readonly data: Buffer }
+  /** Unwrap the client's token (`GssAcceptor.unwrap`), then call `gssUnwrapped()` or `gssFailed()`. */
+  | { readonly kind: 'gssUnwrap'; readonly token: Buffer }
   /** The client is logged in: hand the socket and any buffered bytes to the backend splice. */
   | { readonly kind: 'relay' }
   /** Flush the preceding replies, then close the connection. */
   | { readonly kind: 'close'; readonly reason: string };
 
-export type SaslMechanism = 'PLAIN' | 'LOGIN';
+/**
+ * SASL mechanisms the session implements. PLAIN and LOGIN carry a password
+ * (TLS or allowPlaintextAuth needed); GSSAPI never exposes one and is usable
+ * on any channel.
+ */
+export type SaslMechanism = 'PLAIN' | 'LOGIN' | 'GSSAPI';
 
 export interface Pop3SessionOptions {
   /** The channel is already protected by TLS (pop3s listener, or after STLS). */
@@ -37,7 +93,7 @@ export interface Pop3SessionOptions {
   readonly stlsAvailable: boolean;
   /** Accept USER/PASS and PLAIN/LOGIN without TLS (trusted networks only). */
   readonly allowPlaintextAuth: boolean;
-  /** SASL mechanisms enabled for password logins, in advertised order. */
+  /** SASL mechanisms enabled, in advertised order. */
   readonly saslMechanisms: readonly SaslMechanism[];
   /** Text after `+OK ` in the greeting. */
   readonly greeting: string;
@@ -53,6 +109,13 @@ export interface Pop3SessionOptions {
   readonly maxCommandLine: number;
   /** Cap for SASL continuation lines (base64 tokens, several KiB). */
   readonly maxSaslLine: number;
+  /**
+   * KPOP: the client principal a successful krb5_sendauth handshake
+   * authenticated, set by the host before `greet()`. The session then offers
+   * only USER/PASS (any channel, PASS value ignored) and emits KPOP
+   * credentials; STLS and AUTH are refused.
+   */
+  readonly kerberosPrincipal?: string | undefined;
 }
 
 export type { ErrorCode };

@@ -6,13 +6,20 @@ import type { BackendSession } from '../backend/types.js';
 import { errorReply, GatewayError, isGatewayError, type ErrorCode } from '../errors.js';
 import { LineFramer } from '../pop3/framer.js';
 import { Pop3Session } from '../pop3/session.js';
-import type { PasswordCredentials, Pop3Action, Pop3SessionOptions } from '../pop3/types.js';
+import { isKerberosCredentials, type LoginCredentials, type Pop3Action, type Pop3SessionOptions } from '../pop3/types.js';
+import type { GssAcceptor } from '../kerberos/types.js';
+import { GssBridge, type GssAction } from './gss-bridge.js';
+import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
 import type { LoginService } from './login-service.js';
 
 /** What a connection needs from its listener; fixed for the connection's life. */
 export interface ConnectionContext {
   readonly listenerName: string;
-  readonly session: Omit<Pop3SessionOptions, 'tls'>;
+  readonly session: Omit<Pop3SessionOptions, 'tls' | 'kerberosPrincipal'>;
+  /** Set on kpop listeners: the krb5_sendauth preamble runs before the greeting. */
+  readonly kpop?: KpopDeps;
+  /** GSSAPI acceptor factory, when AUTH GSSAPI is enabled. */
+  readonly gss?: () => GssAcceptor;
   /** Current TLS context for STLS (undefined: STLS unavailable). */
   readonly secureContext: () => SecureContext | undefined;
   readonly login: LoginService;
@@ -33,7 +40,9 @@ const CRLF = '\r\n';
 export class ClientConnection {
   private socket: Socket;
   private readonly framer = new LineFramer();
-  private readonly session: Pop3Session;
+  /** Created at the greeting (after the KPOP preamble on kpop listeners). */
+  private session!: Pop3Session;
+  private readonly gss: GssBridge;
   private log: Logger;
   private readonly baseLog: Logger;
   private readonly bindings: Record<string, unknown>;
@@ -72,7 +81,7 @@ export class ClientConnection {
       tls: tls ? socket.getProtocol() : false,
     };
     this.log = logger.child(this.bindings);
-    this.session = new Pop3Session({ ...ctx.session, tls });
+    this.gss = new GssBridge(ctx.gss, () => this.log);
   }
 
   start(): void {
@@ -81,20 +90,56 @@ export class ClientConnection {
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'));
     this.socket.on('close', () => this.onSocketClose());
     this.socket.on('end', () => this.onClientEnd());
-    this.preAuthTimer = setTimeout(() => this.run(this.session.timeout()), this.ctx.preAuthTimeoutMs);
+    this.preAuthTimer = setTimeout(() => this.onPreAuthTimeout(), this.ctx.preAuthTimeoutMs);
     this.preAuthTimer.unref();
     this.log.debug('connection accepted');
+    if (this.ctx.kpop) {
+      this.socket.removeListener('data', this.onData);
+      void runKpopPreamble(this.socket, this.ctx.kpop, this.log).then((outcome) => {
+        if (!outcome.ok) {
+          this.close('KPOP handshake failed');
+          return;
+        }
+        this.rebind({ principal: outcome.principal });
+        this.log.debug({ server: outcome.server }, 'KPOP ticket verified');
+        this.framer.push(outcome.pipelined);
+        this.beginPop3(outcome.principal);
+        this.socket.on('data', this.onData);
+        this.socket.resume();
+      });
+      return;
+    }
+    this.beginPop3(undefined);
+  }
+
+  private beginPop3(kerberosPrincipal: string | undefined): void {
+    if (this.closed) return;
+    this.session = new Pop3Session({
+      ...this.ctx.session,
+      tls: this.socket instanceof TLSSocket,
+      ...(kerberosPrincipal !== undefined ? { kerberosPrincipal } : {}),
+    });
     this.run(this.session.greet());
+    this.pump();
+  }
+
+  private onPreAuthTimeout(): void {
+    if (this.session) this.run(this.session.timeout());
+    else {
+      this.log.info({ reason: 'PREAUTH_TIMEOUT' }, 'closing connection');
+      this.close('PREAUTH_TIMEOUT');
+    }
   }
 
   /** Stop a connection that has not reached the relay (gateway shutdown). */
   shutdown(): void {
     if (this.relaying || this.closed) return;
-    this.write(errorReply('SHUTTING_DOWN') + CRLF);
+    if (this.session) this.write(errorReply('SHUTTING_DOWN') + CRLF);
     this.close('shutdown');
   }
 
   private pump(): void {
+    if (!this.session) return;
     while (!this.closed && !this.relaying && !this.session.awaiting) {
       const framed = this.framer.next(this.session.lineLimit);
       if (!framed) return;
@@ -119,6 +164,13 @@ export class ClientConnection {
           this.write(out);
           out = '';
           this.startTls();
+          break;
+        case 'gssAccept':
+        case 'gssWrap':
+        case 'gssUnwrap':
+          this.write(out);
+          out = '';
+          this.runGss(action);
           break;
         case 'authenticate':
           this.write(out);
@@ -188,12 +240,38 @@ export class ClientConnection {
     secure.on('end', () => this.onClientEnd());
   }
 
-  private async authenticate(credentials: PasswordCredentials): Promise<void> {
+  /** One GSSAPI step off the event loop; input stays paused until the core is answered. */
+  private runGss(action: GssAction): void {
+    this.socket.pause();
+    this.gss.handle(action, this.session).then(
+      (actions) => {
+        if (this.closed) return;
+        if (this.gss.lastFailure) this.loggedFailure = this.gss.lastFailure;
+        this.run(actions);
+        this.resumeIfIdle();
+      },
+      (err: unknown) => {
+        this.log.error({ err: err instanceof Error ? err.stack : String(err) }, 'internal error during GSSAPI');
+        this.close('INTERNAL');
+      },
+    );
+  }
+
+  /** Read again once the core is waiting for the client (not for us). */
+  private resumeIfIdle(): void {
+    if (this.closed || this.relaying || this.session.awaiting) return;
+    this.socket.resume();
+    this.pump();
+  }
+
+  private async authenticate(credentials: LoginCredentials): Promise<void> {
     this.socket.pause();
     const mechanism = credentials.mechanism;
     const started = process.hrtime.bigint();
     let backend: BackendSession | undefined;
-    let user = credentials.username;
+    const kerberos = isKerberosCredentials(credentials);
+    let user = kerberos ? credentials.requestedUser : credentials.username;
+    const principal = kerberos ? credentials.principal : undefined;
     let failure: ErrorCode | undefined;
     try {
       const result = await this.ctx.login.login({
@@ -210,7 +288,7 @@ export class ClientConnection {
       this.loggedFailure = gw.code;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.log[gw.entry.level === 'debug' ? 'info' : gw.entry.level](
-        { event: 'login', outcome: 'failure', mechanism, user, code: gw.code, reason: gw.detail, ms },
+        { event: 'login', outcome: 'failure', mechanism, user, principal, code: gw.code, reason: gw.detail, ms },
         'login failed',
       );
       if (gw.code === 'AUTH_FAILED' && this.ctx.failureDelayMs > 0) {
@@ -226,17 +304,14 @@ export class ClientConnection {
     if (failure !== undefined || !backend) {
       this.run(this.session.loginFailed(failure ?? 'INTERNAL'));
       if (this.endAfterLogin) this.close('client closed');
-      if (!this.closed) {
-        this.socket.resume();
-        this.pump();
-      }
+      this.resumeIfIdle();
       return;
     }
 
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     this.rebind({ user });
     this.log.info(
-      { event: 'login', outcome: 'success', mechanism, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
+      { event: 'login', outcome: 'success', mechanism, principal, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
       'login succeeded',
     );
     this.startRelay(backend);
@@ -285,6 +360,10 @@ export class ClientConnection {
    * close our side (listeners are half-open only for the relay's sake).
    */
   private onClientEnd(): void {
+    if (!this.session) {
+      this.close('client closed');
+      return;
+    }
     if (this.relaying || this.session.awaiting === 'login') {
       // A login in flight finishes first; its reply is written, then closed.
       if (!this.relaying) this.endAfterLogin = true;
@@ -299,6 +378,7 @@ export class ClientConnection {
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.pendingLogin.abort();
+    this.gss.dispose();
     this.resolveFinished();
   }
 }

@@ -3,11 +3,14 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { ListenerConfig, PopgateConfig } from '../config/index.js';
-import { createUserFileVerifier, type UserFileVerifier } from '../auth/index.js';
+import { createUserFileVerifier, createVerifierChain, type UserFileVerifier } from '../auth/index.js';
+import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
+import type { PasswordVerifier } from '../auth/types.js';
 import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';
 import { errorReply } from '../errors.js';
 import { ClientConnection, type ConnectionContext } from './connection.js';
 import { createLoginService, type LoginService } from './login-service.js';
+import { setupKerberos, type KerberosServices } from './kerberos-services.js';
 import { TlsContextStore } from './tls-context.js';
 
 export interface BoundListener {
@@ -39,13 +42,35 @@ export class Gateway {
   private constructor(
     private readonly config: PopgateConfig,
     private readonly log: Logger,
-    private readonly verifier: UserFileVerifier,
+    private readonly verifier: PasswordVerifier,
+    private readonly userFile: UserFileVerifier | undefined,
     private readonly resolver: ReloadableLoginResolver,
     private readonly login: LoginService,
+    private readonly kerberos: KerberosServices | undefined,
   ) {}
 
   static async start(config: PopgateConfig, log: Logger): Promise<Gateway> {
-    const verifier = await createUserFileVerifier({ path: config.auth.userFile, logger: log });
+    const kerberos = config.kerberos ? await setupKerberos(config.kerberos, log) : undefined;
+    let userFile: UserFileVerifier | undefined;
+    const verifiers: PasswordVerifier[] = [];
+    for (const name of config.auth.verifiers) {
+      if (name === 'userFile') {
+        // The schema guarantees userFile is set when this verifier is listed.
+        userFile = await createUserFileVerifier({ path: config.auth.userFile!, logger: log });
+        verifiers.push(userFile);
+      } else {
+        verifiers.push(
+          createKerberosPasswordVerifier({
+            binding: kerberos!.binding,
+            keytab: kerberos!.config.keytab,
+            servicePrincipal: kerberos!.config.passwordServicePrincipal,
+            defaultRealm: kerberos!.config.mapping.realms[0]!,
+            mapper: kerberos!.mapper,
+          }),
+        );
+      }
+    }
+    const verifier = createVerifierChain(verifiers);
     let resolver: ReloadableLoginResolver;
     try {
       resolver = await createInternalLoginResolver(config.backend.login, log);
@@ -56,6 +81,7 @@ export class Gateway {
     const login = createLoginService({
       verifier,
       resolver,
+      ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
       endpoint: { host: config.backend.host, port: config.backend.port },
       timeouts: {
         connectMs: config.backend.timeouts.connect,
@@ -63,7 +89,7 @@ export class Gateway {
         loginMs: config.backend.timeouts.login,
       },
     });
-    const gateway = new Gateway(config, log, verifier, resolver, login);
+    const gateway = new Gateway(config, log, verifier, userFile, resolver, login, kerberos);
     try {
       for (const listener of config.listeners) await gateway.listen(listener);
     } catch (err) {
@@ -165,13 +191,20 @@ export class Gateway {
       socket.destroy();
       return;
     }
-    const { config } = this;
+    const { config, kerberos } = this;
+    const kpop = listener.config.kind === 'kpop';
+    const gssEnabled = kerberos !== undefined && config.auth.mechanisms.includes('GSSAPI');
     const ctx: ConnectionContext = {
       listenerName: listener.name,
+      ...(kpop && kerberos
+        ? { kpop: { verifyApReq: (apReq: Buffer) => kerberos.binding.verifyApReq(apReq, kerberos.acceptor), maxApReqLength: 64 * 1024 } }
+        : {}),
+      ...(gssEnabled ? { gss: () => kerberos.binding.createGssAcceptor(kerberos.acceptor) } : {}),
       session: {
         stlsAvailable: listener.config.kind === 'pop3' && listener.tls !== undefined,
         allowPlaintextAuth: listener.config.allowPlaintextAuth,
-        saslMechanisms: config.auth.mechanisms,
+        // A KPOP session is authenticated by its ticket; it offers no SASL.
+        saslMechanisms: kpop ? [] : config.auth.mechanisms,
         greeting: listener.config.greeting,
         implementation: config.implementation || undefined,
         backendCapabilities: config.backend.capabilities,
@@ -209,7 +242,14 @@ export class Gateway {
         this.log.error({ listener: l.name, err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');
       }
     }
-    await this.verifier.reload();
+    await this.userFile?.reload();
+    if (this.kerberos) {
+      try {
+        await this.kerberos.reload();
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'kerberos reload: keytab check failed');
+      }
+    }
     try {
       await this.resolver.reload();
     } catch (err) {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { configLeafPaths, parseConfigText } from '../../src/config/index.js';
+import { PrincipalMapper } from '../../src/kerberos/index.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.url));
 
@@ -12,6 +13,33 @@ const COMMENTED_ONLY = new Set([
   'backend.login.password',
   'backend.login.secretsFile',
 ]);
+
+/**
+ * The example with its commented-out optional parts enabled: one "#" removed
+ * from the start of every line between a "# --- optional: ..." marker and the
+ * next "# --- end ..." marker (what the file tells readers to do).
+ */
+function enableOptional(text: string): { text: string; blocks: string[] } {
+  const blocks: string[] = [];
+  let inside = false;
+  const lines = text.split('\n').map((line) => {
+    const start = /^\s*# --- optional: ([a-z]+)/.exec(line);
+    if (start?.[1]) {
+      blocks.push(start[1]);
+      inside = true;
+      return line;
+    }
+    if (/^\s*# --- end /.test(line)) {
+      inside = false;
+      return line;
+    }
+    if (!inside) return line;
+    if (!/^\s*#/.test(line)) throw new Error(`line inside an optional block is not commented out: ${line}`);
+    return line.replace('#', '');
+  });
+  if (inside) throw new Error('an optional block has no end marker');
+  return { text: lines.join('\n'), blocks };
+}
 
 function hasPath(tree: unknown, path: string): boolean {
   const segments = path.split('.');
@@ -38,15 +66,53 @@ describe('config.example.yaml', () => {
     ]);
     expect(cfg.backend.login).toMatchObject({ mode: 'master', passwordFile: '/run/secrets/master-password', password: '***' });
     expect(cfg.auth.userFile).toBe('/etc/popgate/users');
+    expect(cfg.auth.verifiers).toEqual(['userFile']);
+    expect(cfg.kerberos).toBeUndefined();
     expect(cfg.limits.idleTimeout).toBe(600_000);
+  });
+
+  it('is valid with its optional parts enabled', async () => {
+    const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
+    expect(blocks).toEqual(['kpop', 'kerberos']);
+    const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
+    expect(cfg.listeners.map((l) => [l.name, l.kind, l.port, l.tls])).toEqual([
+      ['pop3s', 'pop3s', 995, expect.anything()],
+      ['pop3', 'pop3', 110, expect.anything()],
+      ['kpop', 'kpop', 1109, undefined],
+    ]);
+    expect(cfg.kerberos).toEqual({
+      keytab: '/etc/popgate/popgate.keytab',
+      servicePrincipals: ['pop/mail.example.com@EXAMPLE.COM'],
+      rcacheDir: '/var/lib/popgate/rcache',
+      krb5Config: '/etc/krb5.conf',
+      kdc: { maxConcurrent: 4, timeout: 10_000, maxQueue: 100 },
+      passwordServicePrincipal: 'pop/mail.example.com@EXAMPLE.COM',
+      mapping: {
+        realms: ['EXAMPLE.COM'],
+        stripRealm: true,
+        lowercase: false,
+        map: { 'bob@PARTNER.ORG': 'bob' },
+        rules: [{ match: '^([^/@]+)@LEGACY\\.EXAMPLE\\.COM$', replace: '$1' }],
+      },
+    });
+    // The documented mapping does what the comments say.
+    const mapper = new PrincipalMapper(cfg.kerberos!.mapping);
+    expect(mapper.map('alice@EXAMPLE.COM')).toEqual({ ok: true, user: 'alice', rule: 'realm' });
+    expect(mapper.map('bob@PARTNER.ORG')).toEqual({ ok: true, user: 'bob', rule: 'map[bob@PARTNER.ORG]' });
+    expect(mapper.map('carol@LEGACY.EXAMPLE.COM')).toEqual({ ok: true, user: 'carol', rule: 'rules[0]' });
+    expect(mapper.map('eve@EVIL.ORG')).toEqual({ ok: false, reason: 'foreign-realm' });
+    expect(mapper.map('alice/admin@EXAMPLE.COM')).toEqual({ ok: false, reason: 'instance' });
   });
 
   it('documents every leaf key of the schema', async () => {
     const text = await readFile(EXAMPLE, 'utf8');
-    const tree: unknown = YAML.parse(text);
+    // Optional sections count as documented when they are valid once enabled (tested above).
+    const tree: unknown = YAML.parse(enableOptional(text).text);
     const leaves = configLeafPaths();
     // Sanity: the walk reaches into arrays and every login mode.
-    expect(leaves).toEqual(expect.arrayContaining(['log.level', 'listeners[].tls.certFile', 'backend.login.secretsFile', 'implementation']));
+    expect(leaves).toEqual(
+      expect.arrayContaining(['log.level', 'listeners[].tls.certFile', 'backend.login.secretsFile', 'implementation', 'kerberos.kdc.timeout', 'kerberos.mapping.rules[].match']),
+    );
     expect(leaves.length).toBeGreaterThan(30);
 
     const commentKeys = new Set(
@@ -64,7 +130,7 @@ describe('config.example.yaml', () => {
   });
 
   it('documents each key with a comment', async () => {
-    const lines = (await readFile(EXAMPLE, 'utf8')).split('\n');
+    const lines = enableOptional(await readFile(EXAMPLE, 'utf8')).text.split('\n');
     // Every key line of the first listener and of the other sections follows a comment
     // (directly, or after other comment lines) or carries one itself.
     const undocumented: string[] = [];

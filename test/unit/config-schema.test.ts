@@ -53,7 +53,14 @@ describe('defaults', () => {
         greeting: 'POP3 gateway ready.',
       },
     ]);
-    expect(cfg.auth).toEqual({ userFile: '/etc/popgate/users', mechanisms: ['PLAIN', 'LOGIN'], maxAttempts: 3, failureDelay: 2000 });
+    expect(cfg.auth).toEqual({
+      verifiers: ['userFile'],
+      userFile: '/etc/popgate/users',
+      mechanisms: ['PLAIN', 'LOGIN'],
+      maxAttempts: 3,
+      failureDelay: 2000,
+    });
+    expect(cfg.kerberos).toBeUndefined();
     expect(cfg.backend).toEqual({
       host: '127.0.0.1',
       port: 110,
@@ -201,7 +208,7 @@ describe('validation errors', () => {
     expect(issues).toEqual(
       expect.arrayContaining([
         { path: 'listeners', message: 'required (expected list (array))' },
-        { path: 'auth.userFile', message: 'required (expected string)' },
+        { path: 'auth.userFile', message: 'required when auth.verifiers includes userFile (the default)', hint: expect.stringMatching(/verifiers: \[kerberos\]/) },
       ]),
     );
   });
@@ -232,7 +239,7 @@ describe('validation errors', () => {
   it('refuses a bad mechanism and duplicates', async () => {
     const bad = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [PLAIN, CRAM-MD5]'));
     expect(bad.issues[0]?.path).toBe('auth.mechanisms[1]');
-    expect(bad.issues[0]?.message).toBe("expected one of 'PLAIN', 'LOGIN'");
+    expect(bad.issues[0]?.message).toBe("expected one of 'PLAIN', 'LOGIN', 'GSSAPI'");
     const dup = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [LOGIN, LOGIN]'));
     expect(dup.issues).toEqual([{ path: 'auth.mechanisms[1]', message: 'duplicate mechanism LOGIN' }]);
   });

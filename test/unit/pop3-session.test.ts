@@ -3,7 +3,7 @@ import { errorReply, type ErrorCode } from '../../src/errors.js';
 import { buildCapabilities } from '../../src/pop3/capa.js';
 import { LineFramer } from '../../src/pop3/framer.js';
 import { Pop3Session } from '../../src/pop3/session.js';
-import type { PasswordCredentials, Pop3Action, Pop3SessionOptions } from '../../src/pop3/types.js';
+import { isKerberosCredentials, type LoginCredentials, type Pop3Action, type Pop3SessionOptions } from '../../src/pop3/types.js';
 
 function options(over: Partial<Pop3SessionOptions> = {}): Pop3SessionOptions {
   return {
@@ -27,7 +27,7 @@ const feed = (s: Pop3Session, line: string): Pop3Action[] => s.feedLine(Buffer.f
 const replies = (actions: Pop3Action[]): string[] =>
   actions.flatMap((a) => (a.kind === 'reply' ? [a.line] : []));
 const kinds = (actions: Pop3Action[]): string[] => actions.map((a) => a.kind);
-function credentialsOf(actions: Pop3Action[]): PasswordCredentials {
+function credentialsOf(actions: Pop3Action[]): LoginCredentials {
   const a = actions.find((x) => x.kind === 'authenticate');
   if (!a || a.kind !== 'authenticate') throw new Error(`no authenticate in ${JSON.stringify(actions)}`);
   return a.credentials;
@@ -571,14 +571,40 @@ function prng(seed: number): () => number {
 
 describe('Pop3Session: seeded random input', () => {
   const SEEDS = [1, 2, 3, 42, 1337, 20240601];
+  const LINES = 4000;
   const CORPUS = [
     'CAPA', 'STLS', 'USER alice', 'PASS secret', 'PASS two words', 'AUTH', 'AUTH PLAIN', 'AUTH LOGIN', 'AUTH CRAM-MD5',
     `AUTH PLAIN ${b64('\0alice\0secret')}`, `AUTH PLAIN ${b64('bob\0alice\0secret')}`, `AUTH LOGIN ${b64('alice')}`,
     'AUTH PLAIN =', b64('\0alice\0pw'), b64('alice'), b64('pw'), '*', '=', '', 'QUIT', 'NOOP', 'STAT', 'RETR 1',
     'TOP 1 10', 'UIDL', 'APOP alice c4c9334bac560ecc979e58001b3e22fb', 'capa', 'uSeR x',
+    // GSSAPI: commands, context tokens and (wrapped) security-layer answers; the fake host decides what they mean.
+    'AUTH GSSAPI', 'AUTH GSSAPI =', 'auth gssapi YIIBAgYJKoZIhvcSAQICAQBu', 'YIIBAgYJKoZIhvcSAQICAQBu',
+    Buffer.from([5, 4, 0, 0xff, 1, 0, 0, 0]).toString('base64'), Buffer.from('\x01\0\0\0alice', 'latin1').toString('base64'),
+  ];
+  const GSS_FAIL_CODES: ErrorCode[] = ['AUTH_FAILED', 'AUTH_FAILED', 'VERIFIER_UNAVAILABLE', 'INTERNAL', 'BAD_SYNTAX'];
+  const PRINCIPALS = ['alice@EXAMPLE.COM', 'bob@EXAMPLE.COM', 'evil\r\nDELE 1@EXAMPLE.COM', 'nul\0@EXAMPLE.COM'];
+  /** Unwrapped security-layer answers a client might send, good and bad. */
+  const LAYER_ANSWERS = [
+    [1, 0, 0, 0, ...Buffer.from('alice')], [1, 0, 0, 0], [1, 0xff, 0xff, 0xff, ...Buffer.from('bob')],
+    [2, 0, 0x10, 0], [4, 0, 0x10, 0], [7, 0, 0, 0], [0, 0, 0, 0], [3, 0, 0, 0], [1, 0, 0], [],
+    [1, 0, 0, 0, ...Buffer.from('a\r\nb')], [1, 0, 0, 0, 0x61, 0], [1, 0, 0, 0, 0xff, 0xfe],
+  ].map((bytes) => Buffer.from(bytes));
+  const randomBytes = (rnd: () => number, max: number): Buffer =>
+    Buffer.from(Array.from({ length: Math.floor(rnd() * max) }, () => Math.floor(rnd() * 256)));
+
+  /** What a client sends inside an exchange: tokens, empty answers, cancels. */
+  const CONTINUATIONS = [
+    'YIIBAgYJKoZIhvcSAQICAQBu', Buffer.from([5, 4, 0, 0xff, 1, 0, 0, 0]).toString('base64'), b64('\x01\0\0\0alice'),
+    b64('\0alice\0pw'), b64('alice'), '', '', '*', '=', 'not base64!',
   ];
 
-  function randomLine(rnd: () => number): Buffer {
+  /** What a KPOP client (fetchmail) sends after the greeting. */
+  const KPOP_LINES = ['USER alice', 'PASS krb_ticket', 'PASS', 'PASS ', 'USER', 'STLS', 'AUTH GSSAPI'];
+
+  function randomLine(rnd: () => number, s: Pop3Session, kpop: boolean): Buffer {
+    // Favour plausible lines for the session's situation so deep steps are reached.
+    if (s.state === 'SASL' && rnd() < 0.8) return Buffer.from(CONTINUATIONS[Math.floor(rnd() * CONTINUATIONS.length)] ?? '', 'latin1');
+    if (kpop && rnd() < 0.4) return Buffer.from(KPOP_LINES[Math.floor(rnd() * KPOP_LINES.length)] ?? '');
     const pick = rnd();
     if (pick < 0.15) {
       // Pure noise, any bytes.
@@ -607,17 +633,21 @@ describe('Pop3Session: seeded random input', () => {
     const failCodes: ErrorCode[] = ['AUTH_FAILED', 'VERIFIER_UNAVAILABLE', 'BACKEND_UNREACHABLE', 'BACKEND_IN_USE'];
     let linesFed = 0;
     let sessions = 0;
-    const seen = { authenticate: 0, startTls: 0, relay: 0, close: 0, sasl: 0 };
+    const seen = {
+      authenticate: 0, startTls: 0, relay: 0, close: 0, sasl: 0,
+      gssAccept: 0, gssWrap: 0, gssUnwrap: 0, gssFailed: 0, GSSAPI: 0, KPOP: 0,
+    };
 
-    while (linesFed < 3000) {
+    while (linesFed < LINES) {
       sessions++;
       const opts = options({
         tls: rnd() < 0.4,
         stlsAvailable: rnd() < 0.7,
         allowPlaintextAuth: rnd() < 0.2,
-        saslMechanisms: (['PLAIN', 'LOGIN'] as const).filter(() => rnd() < 0.7),
+        saslMechanisms: (['PLAIN', 'LOGIN', 'GSSAPI'] as const).filter(() => rnd() < 0.7),
         maxErrors: 1 + Math.floor(rnd() * 8),
         maxAuthAttempts: 1 + Math.floor(rnd() * 4),
+        kerberosPrincipal: rnd() < 0.25 ? 'carol@EXAMPLE.COM' : undefined,
       });
       const s = new Pop3Session(opts);
       let closed = false;
@@ -643,23 +673,83 @@ describe('Pop3Session: seeded random input', () => {
           expect(s.state).toBe('CLOSED');
           closed = true;
         }
+        // A request to the host is the last action of its batch, and the session then waits for it.
+        const gssAt = actions.findIndex((a) => a.kind.startsWith('gss'));
+        if (gssAt >= 0) {
+          expect(gssAt).toBe(actions.length - 1);
+          expect(s.awaiting).toBe('gss');
+        } else {
+          expect(s.awaiting).not.toBe('gss');
+        }
         for (const a of actions) {
           if (a.kind === 'startTls' || a.kind === 'relay' || a.kind === 'close') seen[a.kind]++;
+          if (a.kind === 'gssAccept' || a.kind === 'gssUnwrap') {
+            seen[a.kind]++;
+            // Only from an enabled GSSAPI, never on KPOP, never with an empty token.
+            expect(opts.saslMechanisms).toContain('GSSAPI');
+            expect(opts.kerberosPrincipal).toBeUndefined();
+            expect(a.token.length).toBeGreaterThan(0);
+          }
+          if (a.kind === 'gssWrap') {
+            seen.gssWrap++;
+            expect(a.data).toEqual(Buffer.from([1, 0, 0, 0]));
+          }
           if (a.kind !== 'authenticate') continue;
           seen.authenticate++;
-          // Password logins only where they are allowed, with clean credentials.
-          expect(secure || opts.allowPlaintextAuth).toBe(true);
           const c = a.credentials;
-          expect(c.username).not.toBe('');
-          expect(c.password).not.toBe('');
-          expect(`${c.username}${c.password}${c.authzid ?? ''}`).not.toMatch(/[\r\n\0]/);
-          if (c.authzid !== undefined) expect(c.authzid).toBe(c.username);
+          if (isKerberosCredentials(c)) {
+            seen[c.mechanism]++;
+            expect(c.principal).not.toBe('');
+            expect(`${c.principal}${c.requestedUser}`).not.toMatch(/[\r\n\0]/);
+            if (c.mechanism === 'KPOP') {
+              expect(c.principal).toBe(opts.kerberosPrincipal);
+              expect(c.requestedUser).not.toBe('');
+            } else {
+              expect(opts.saslMechanisms).toContain('GSSAPI');
+              expect(opts.kerberosPrincipal).toBeUndefined();
+              expect(PRINCIPALS.slice(0, 2)).toContain(c.principal);
+            }
+          } else {
+            // Password logins only where they are allowed, with clean credentials.
+            expect(opts.kerberosPrincipal).toBeUndefined();
+            expect(secure || opts.allowPlaintextAuth).toBe(true);
+            expect(c.username).not.toBe('');
+            expect(c.password).not.toBe('');
+            expect(`${c.username}${c.password}${c.authzid ?? ''}`).not.toMatch(/[\r\n\0]/);
+            if (c.authzid !== undefined) expect(c.authzid).toBe(c.username);
+          }
+        }
+      };
+
+      /** The fake GSS host: answers the pending request at random, well or badly. */
+      const answerGss = (request: Pop3Action | undefined): Pop3Action[] => {
+        if (rnd() < 0.12) {
+          seen.gssFailed++;
+          return s.gssFailed(GSS_FAIL_CODES[Math.floor(rnd() * GSS_FAIL_CODES.length)] ?? 'AUTH_FAILED');
+        }
+        switch (request?.kind) {
+          case 'gssAccept':
+            return s.gssAcceptResult({
+              done: rnd() < 0.6,
+              output: rnd() < 0.5 ? Buffer.alloc(0) : randomBytes(rnd, 64),
+              principal: PRINCIPALS[Math.floor(rnd() * (rnd() < 0.8 ? 2 : PRINCIPALS.length))],
+            });
+          case 'gssWrap':
+            return s.gssWrapped(randomBytes(rnd, 40));
+          case 'gssUnwrap': {
+            // Half the time one of the well-formed answers (the first three), else anything.
+            const r = rnd();
+            const answer = r < 0.2 ? randomBytes(rnd, 12) : LAYER_ANSWERS[Math.floor(rnd() * (r < 0.6 ? 3 : LAYER_ANSWERS.length))];
+            return s.gssUnwrapped(answer ?? Buffer.alloc(0));
+          }
+          default:
+            throw new Error(`awaiting gss after ${JSON.stringify(request)}`);
         }
       };
 
       check(s.greet());
-      for (let step = 0; step < 40 && !closed && linesFed < 3000; step++) {
-        const line = randomLine(rnd);
+      for (let step = 0; step < 40 && !closed && linesFed < LINES; step++) {
+        const line = randomLine(rnd, s, opts.kerberosPrincipal !== undefined);
         // Host contract: a line longer than the current cap never reaches feedLine.
         const actions = line.length + 2 > s.lineLimit ? s.overflow() : s.feedLine(line);
         linesFed++;
@@ -667,7 +757,14 @@ describe('Pop3Session: seeded random input', () => {
         if (s.state === 'SASL') seen.sasl++;
         if (closed) break;
 
-        // Play the host's part for whatever the session asked.
+        // Play the host's part for whatever the session asked (a GSS answer may lead to another request).
+        let last = actions;
+        while (s.awaiting === 'gss' && !closed) {
+          last = answerGss(last.at(-1));
+          check(last);
+          if (s.state === 'SASL') seen.sasl++;
+        }
+        if (closed) break;
         if (s.awaiting === 'tls') {
           expect(actions.at(-1)).toEqual({ kind: 'startTls' });
           s.tlsStarted();
@@ -683,6 +780,8 @@ describe('Pop3Session: seeded random input', () => {
             break;
           }
         }
+        // Outside an exchange the host may release its GSS context.
+        if (s.state === 'AUTHORIZATION') expect(s.gssInProgress).toBe(false);
         expect(s.counters.errors).toBeLessThan(opts.maxErrors);
         expect(s.counters.authFailures).toBeLessThan(opts.maxAuthAttempts);
       }
@@ -690,12 +789,12 @@ describe('Pop3Session: seeded random input', () => {
       if (closed) {
         // Nothing is processed after close.
         expect(s.feedLine(Buffer.from('CAPA'))).toEqual([]);
-        expect(s.feedLine(randomLine(rnd))).toEqual([]);
+        expect(s.feedLine(randomLine(rnd, s, false))).toEqual([]);
         expect(s.overflow()).toEqual([]);
         expect(s.timeout()).toEqual([]);
       }
     }
-    expect(linesFed).toBeGreaterThanOrEqual(3000);
+    expect(linesFed).toBeGreaterThanOrEqual(LINES);
     expect(sessions).toBeGreaterThan(10);
     // The generator must actually reach the interesting paths.
     for (const [what, n] of Object.entries(seen)) expect(n, what).toBeGreaterThan(0);
