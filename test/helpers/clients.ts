@@ -278,6 +278,8 @@ export interface CurlPop3Options {
   sslReqd?: boolean;
   extra?: string[];
   timeoutMs?: number;
+  /** Extra environment (e.g. KRB5_CONFIG, KRB5CCNAME for GSSAPI). */
+  env?: Record<string, string>;
 }
 
 /** Runs curl; `body` is the raw bytes curl wrote (the message for a RETR URL). */
@@ -288,7 +290,7 @@ export async function curlPop3(opts: CurlPop3Options): Promise<RunResult & { bod
   if (opts.caFile) args.push('--cacert', opts.caFile);
   if (opts.sslReqd) args.push('--ssl-reqd');
   args.push(...(opts.extra ?? []), opts.url);
-  const r = await runProgram('curl', args, { timeoutMs });
+  const r = await runProgram('curl', args, { timeoutMs, env: { ...process.env, ...opts.env } });
   return { ...r, body: r.stdoutBytes };
 }
 

@@ -22,7 +22,7 @@ export interface LogRecord {
 export interface TestGateway {
   readonly gateway: Gateway;
   readonly dir: string;
-  port(kind: 'pop3' | 'pop3s'): number;
+  port(kind: 'pop3' | 'pop3s' | 'kpop'): number;
   readonly logs: LogRecord[];
   /** Every raw log line, for secret greps. */
   rawLog(): string;
@@ -44,6 +44,12 @@ export interface TestGatewayOptions {
   readonly backendTimeouts?: string;
   /** Files written into the gateway's directory before the config is loaded. */
   readonly files?: Record<string, string>;
+  /** Extra listener entries (YAML flow maps, one per line), e.g. a kpop listener. */
+  readonly extraListeners?: readonly string[];
+  /** auth.mechanisms; default PLAIN, LOGIN. */
+  readonly mechanisms?: readonly string[];
+  /** auth.verifiers; default [userFile]. */
+  readonly verifiers?: readonly string[];
 }
 
 /** The gateway's directory (users file, config-relative files) is removed by stop(), or at once if the start fails. */
@@ -67,7 +73,13 @@ listeners:
   - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
   - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},
       tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
-auth: { userFile: users, failureDelay: ${opts.failureDelay ?? '0s'}, maxAttempts: ${opts.maxAuthAttempts ?? 3} }
+${(opts.extraListeners ?? []).map((l) => `  - ${l}`).join('\n')}
+auth:
+  userFile: users
+  failureDelay: ${opts.failureDelay ?? '0s'}
+  maxAttempts: ${opts.maxAuthAttempts ?? 3}
+  mechanisms: [${(opts.mechanisms ?? ['PLAIN', 'LOGIN']).join(', ')}]
+  verifiers: [${(opts.verifiers ?? ['userFile']).join(', ')}]
 backend:
   host: 127.0.0.1
   port: ${opts.backendPort}
@@ -93,7 +105,7 @@ ${opts.extra ?? ''}
     dir,
     logs,
     rawLog: () => raw,
-    port(kind) {
+    port(kind: 'pop3' | 'pop3s' | 'kpop') {
       const l = gateway.bound.find((b) => b.kind === kind);
       if (!l) throw new Error(`no ${kind} listener`);
       return l.port;
