@@ -4,7 +4,7 @@
  * test plays the host.
  */
 import { describe, expect, it } from 'vitest';
-import { errorReply, type ErrorCode } from '../../src/errors.js';
+import { errorReply } from '../../src/errors.js';
 import { LineFramer } from '../../src/pop3/framer.js';
 import {
   GSSAPI_LAYER_NONE,
@@ -13,24 +13,10 @@ import {
   saslChallenge,
 } from '../../src/pop3/sasl.js';
 import { Pop3Session } from '../../src/pop3/session.js';
-import type { LoginCredentials, Pop3Action, Pop3SessionOptions } from '../../src/pop3/types.js';
+import type { Pop3Action, Pop3SessionOptions } from '../../src/pop3/types.js';
+import { capaOf, credentialsOf, errActions, feedLine, replies, sessionOptions } from '../helpers/pop3-session.js';
 
-function options(over: Partial<Pop3SessionOptions> = {}): Pop3SessionOptions {
-  return {
-    tls: false,
-    stlsAvailable: true,
-    allowPlaintextAuth: false,
-    saslMechanisms: ['PLAIN', 'LOGIN', 'GSSAPI'],
-    greeting: 'popgate ready',
-    implementation: 'popgate',
-    backendCapabilities: ['TOP', 'UIDL'],
-    maxAuthAttempts: 3,
-    maxErrors: 5,
-    maxCommandLine: 255,
-    maxSaslLine: 8192,
-    ...over,
-  };
-}
+const options = sessionOptions;
 
 const PRINCIPAL = 'alice@EXAMPLE.COM';
 /** A client's first context token (GSS-API framing + AP-REQ), as bytes and base64. */
@@ -44,25 +30,13 @@ const CLIENT_WRAPPED = Buffer.from([0x05, 0x04, 0x01, 0xff, 0x00, 0x0c, 0x00, 0x
 const OFFER = Buffer.from([0x01, 0x00, 0x00, 0x00]);
 
 const b64 = (b: Buffer): string => b.toString('base64');
-const feed = (s: Pop3Session, line: string): Pop3Action[] => s.feedLine(Buffer.from(line, 'latin1'));
-const replies = (actions: Pop3Action[]): string[] => actions.flatMap((a) => (a.kind === 'reply' ? [a.line] : []));
-const err = (code: ErrorCode): Pop3Action[] => [{ kind: 'reply', line: errorReply(code) }];
+const feed = (s: Pop3Session, line: string): Pop3Action[] => feedLine(s, line, 'latin1');
+const err = errActions;
 /** The client's unwrapped security-layer answer: chosen layer, max size, authzid. */
 const layerAnswer = (layer: number, authzid: string | Buffer = '', size: [number, number, number] = [0, 0, 0]): Buffer =>
   Buffer.concat([Buffer.from([layer, ...size]), typeof authzid === 'string' ? Buffer.from(authzid, 'utf8') : authzid]);
 
-function credentialsOf(actions: Pop3Action[]): LoginCredentials {
-  const a = actions.find((x) => x.kind === 'authenticate');
-  if (!a || a.kind !== 'authenticate') throw new Error(`no authenticate in ${JSON.stringify(actions)}`);
-  return a.credentials;
-}
-/** The CAPA list without head and terminator. */
-function capa(s: Pop3Session): string[] {
-  const r = replies(feed(s, 'CAPA'));
-  expect(r[0]).toMatch(/^\+OK/);
-  expect(r.at(-1)).toBe('.');
-  return r.slice(1, -1);
-}
+const capa = capaOf;
 
 /** A session that has sent AUTH GSSAPI with an initial token and waits for the acceptor. */
 function accepting(over: Partial<Pop3SessionOptions> = {}): Pop3Session {

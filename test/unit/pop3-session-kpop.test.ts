@@ -4,46 +4,22 @@
  * USER/PASS on any channel, ignores the PASS value and emits KPOP credentials.
  */
 import { describe, expect, it } from 'vitest';
-import { errorReply, type ErrorCode } from '../../src/errors.js';
+import { errorReply } from '../../src/errors.js';
 import { LineFramer } from '../../src/pop3/framer.js';
 import { Pop3Session } from '../../src/pop3/session.js';
-import type { LoginCredentials, Pop3Action, Pop3SessionOptions } from '../../src/pop3/types.js';
+import type { Pop3Action, Pop3SessionOptions } from '../../src/pop3/types.js';
+import { capaOf, credentialsOf, errActions, feedLine, replies, sessionOptions } from '../helpers/pop3-session.js';
 
 const PRINCIPAL = 'alice@EXAMPLE.COM';
 
 function options(over: Partial<Pop3SessionOptions> = {}): Pop3SessionOptions {
-  return {
-    // A KPOP listener: plaintext, no password auth allowed, every mechanism configured.
-    tls: false,
-    stlsAvailable: false,
-    allowPlaintextAuth: false,
-    saslMechanisms: ['PLAIN', 'LOGIN', 'GSSAPI'],
-    greeting: 'popgate KPOP ready',
-    implementation: 'popgate',
-    backendCapabilities: ['TOP', 'UIDL'],
-    maxAuthAttempts: 3,
-    maxErrors: 5,
-    maxCommandLine: 255,
-    maxSaslLine: 8192,
-    kerberosPrincipal: PRINCIPAL,
-    ...over,
-  };
+  // A KPOP listener: plaintext, no password auth allowed, every mechanism configured.
+  return sessionOptions({ stlsAvailable: false, greeting: 'popgate KPOP ready', kerberosPrincipal: PRINCIPAL, ...over });
 }
 
-const feed = (s: Pop3Session, line: string): Pop3Action[] => s.feedLine(Buffer.from(line, 'utf8'));
-const replies = (actions: Pop3Action[]): string[] => actions.flatMap((a) => (a.kind === 'reply' ? [a.line] : []));
-const err = (code: ErrorCode): Pop3Action[] => [{ kind: 'reply', line: errorReply(code) }];
-function credentialsOf(actions: Pop3Action[]): LoginCredentials {
-  const a = actions.find((x) => x.kind === 'authenticate');
-  if (!a || a.kind !== 'authenticate') throw new Error(`no authenticate in ${JSON.stringify(actions)}`);
-  return a.credentials;
-}
-function capa(s: Pop3Session): string[] {
-  const r = replies(feed(s, 'CAPA'));
-  expect(r[0]).toMatch(/^\+OK/);
-  expect(r.at(-1)).toBe('.');
-  return r.slice(1, -1);
-}
+const feed = (s: Pop3Session, line: string): Pop3Action[] => feedLine(s, line);
+const err = errActions;
+const capa = capaOf;
 
 describe('KPOP: options', () => {
   it('greets as usual', () => {

@@ -3,42 +3,18 @@ import { errorReply, type ErrorCode } from '../../src/errors.js';
 import { buildCapabilities } from '../../src/pop3/capa.js';
 import { LineFramer } from '../../src/pop3/framer.js';
 import { Pop3Session } from '../../src/pop3/session.js';
-import { isKerberosCredentials, type LoginCredentials, type Pop3Action, type Pop3SessionOptions } from '../../src/pop3/types.js';
+import { isKerberosCredentials, type Pop3Action, type Pop3SessionOptions } from '../../src/pop3/types.js';
+import { capaOf, credentialsOf, feedLine, replies, sessionOptions } from '../helpers/pop3-session.js';
 
 function options(over: Partial<Pop3SessionOptions> = {}): Pop3SessionOptions {
-  return {
-    tls: true,
-    stlsAvailable: false,
-    allowPlaintextAuth: false,
-    saslMechanisms: ['PLAIN', 'LOGIN'],
-    greeting: 'popgate ready',
-    implementation: 'popgate',
-    backendCapabilities: ['TOP', 'UIDL'],
-    maxAuthAttempts: 3,
-    maxErrors: 5,
-    maxCommandLine: 255,
-    maxSaslLine: 8192,
-    ...over,
-  };
+  // A pop3s listener with the password mechanisms only.
+  return sessionOptions({ tls: true, stlsAvailable: false, saslMechanisms: ['PLAIN', 'LOGIN'], ...over });
 }
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
-const feed = (s: Pop3Session, line: string): Pop3Action[] => s.feedLine(Buffer.from(line, 'utf8'));
-const replies = (actions: Pop3Action[]): string[] =>
-  actions.flatMap((a) => (a.kind === 'reply' ? [a.line] : []));
+const feed = (s: Pop3Session, line: string): Pop3Action[] => feedLine(s, line);
 const kinds = (actions: Pop3Action[]): string[] => actions.map((a) => a.kind);
-function credentialsOf(actions: Pop3Action[]): LoginCredentials {
-  const a = actions.find((x) => x.kind === 'authenticate');
-  if (!a || a.kind !== 'authenticate') throw new Error(`no authenticate in ${JSON.stringify(actions)}`);
-  return a.credentials;
-}
-/** The CAPA list without head and terminator. */
-function capa(s: Pop3Session): string[] {
-  const r = replies(feed(s, 'CAPA'));
-  expect(r[0]).toMatch(/^\+OK/);
-  expect(r.at(-1)).toBe('.');
-  return r.slice(1, -1);
-}
+const capa = capaOf;
 
 /** A minimal host: framer + session, obeying the host contract of Pop3Session. */
 class TestHost {
