@@ -86,7 +86,6 @@ export class ClientConnection {
 
   start(): void {
     this.socket.setNoDelay(true);
-    this.socket.on('data', this.onData);
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'));
     this.socket.on('close', () => this.onSocketClose());
     this.socket.on('end', () => this.onClientEnd());
@@ -94,7 +93,6 @@ export class ClientConnection {
     this.preAuthTimer.unref();
     this.log.debug('connection accepted');
     if (this.ctx.kpop) {
-      this.socket.removeListener('data', this.onData);
       void runKpopPreamble(this.socket, this.ctx.kpop, this.log).then((outcome) => {
         if (!outcome.ok) {
           this.close('KPOP handshake failed');
@@ -102,16 +100,16 @@ export class ClientConnection {
         }
         this.rebind({ principal: outcome.principal });
         this.log.debug({ server: outcome.server }, 'KPOP ticket verified');
+        // Heimdal `push` pipelines its POP3 commands right behind the AP-REQ.
         this.framer.push(outcome.pipelined);
         this.beginPop3(outcome.principal);
-        this.socket.on('data', this.onData);
-        this.socket.resume();
       });
       return;
     }
     this.beginPop3(undefined);
   }
 
+  /** Greet and start reading commands (after the KPOP preamble, with its principal). */
   private beginPop3(kerberosPrincipal: string | undefined): void {
     if (this.closed) return;
     this.session = new Pop3Session({
@@ -119,8 +117,10 @@ export class ClientConnection {
       tls: this.socket instanceof TLSSocket,
       ...(kerberosPrincipal !== undefined ? { kerberosPrincipal } : {}),
     });
+    this.socket.on('data', this.onData);
     this.run(this.session.greet());
     this.pump();
+    this.resumeIfIdle();
   }
 
   private onPreAuthTimeout(): void {
