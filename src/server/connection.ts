@@ -283,6 +283,11 @@ export class ClientConnection {
       backend = result.backend;
       user = result.user;
     } catch (err) {
+      if (this.pendingLogin.signal.aborted) {
+        // The client left (or the gateway is stopping) mid-login: not a login failure.
+        this.log.info({ event: 'login', outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
+        return;
+      }
       const gw = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
       failure = gw.code;
       this.loggedFailure = gw.code;

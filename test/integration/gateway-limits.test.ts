@@ -117,6 +117,35 @@ describe('backend failures', () => {
     await new Promise((r) => silent.close(r));
   });
 
+  it('a client that drops (RST) mid-login abandons it cleanly (no error, no backend left open)', async () => {
+    const addr = silent.address();
+    const port = addr && typeof addr === 'object' ? addr.port : 0;
+    // Plain TCP so the client can really reset (TLS sockets cannot).
+    const gw = await startTestGateway({
+      users: USERS, backendPort: port, certFile: pki.certFile, keyFile: pki.keyFile, login: LOGIN,
+      allowPlaintextAuth: true, backendTimeouts: '{ connect: 2s, greeting: 10s, login: 2s }',
+    });
+    try {
+      const before = held.length;
+      const c = await LineClient.plain(gw.port('pop3'));
+      expect(await c.line()).toMatch(/^\+OK/);
+      c.send('USER gina\r\nPASS Gina-front-pw\r\n');
+      expect(await c.line()).toBe('+OK');
+      // The gateway is now waiting for the hung backend's greeting.
+      for (let i = 0; i < 50 && held.length === before; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(held.length).toBe(before + 1);
+      const backendSide = held[held.length - 1]!;
+      const backendClosed = new Promise<void>((r) => backendSide.once('close', () => r()));
+      // A crash, not a half-close: a FIN would rightly let the login finish and answer.
+      c.socket.resetAndDestroy();
+      await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'abandoned');
+      await backendClosed; // the half-opened backend connection is closed, not leaked
+      expect(gw.logs.some((l) => l.code === 'INTERNAL' || l.level >= 50)).toBe(false);
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it('a backend that never greets gets [SYS/TEMP] after the greeting timeout', async () => {
     const addr = silent.address();
     const port = addr && typeof addr === 'object' ? addr.port : 0;

@@ -1,0 +1,164 @@
+/**
+ * Shared by the benchmark's parts: LIFO cleanup, progress output, the popgate
+ * child process (started and stopped by PID) and waiting for its greeting.
+ */
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pop3Client, type Pop3Endpoint } from './pop3-load.js';
+
+/** The checkout root (this file runs from dist-bench/bench/). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const GATEWAY_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
+export const HOST = '127.0.0.1';
+
+export function envNumber(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+/** LIFO cleanup actions, run once (on success, failure or a signal). */
+export class Cleanup {
+  private readonly actions: Array<{ name: string; fn: () => Promise<void> | void }> = [];
+  private running: Promise<void> | undefined;
+
+  add(name: string, fn: () => Promise<void> | void): void {
+    this.actions.push({ name, fn });
+  }
+
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      for (let a = this.actions.pop(); a !== undefined; a = this.actions.pop()) {
+        try {
+          await a.fn();
+        } catch (err) {
+          process.stderr.write(`bench: cleanup "${a.name}" failed: ${describe(err)}\n`);
+        }
+      }
+    })();
+    return this.running;
+  }
+}
+
+export function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export const log = (line: string): void => void process.stdout.write(`${line}\n`);
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Sends SIGTERM to `pid`, then SIGKILL after `graceMs` unless `exited`
+ * settled first. Never signals anything but that PID.
+ */
+export async function stopPid(pid: number, exited: Promise<unknown>, graceMs = 5_000): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return; // already gone
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Kills `pid` with SIGKILL if this process exits abruptly while it still runs. Returns the remover. */
+export function killOnExit(pid: number, alive: () => boolean): () => void {
+  const onExit = (): void => {
+    if (alive()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  };
+  process.on('exit', onExit);
+  return () => void process.removeListener('exit', onExit);
+}
+
+// ------------------------------------------------------------------ popgate child
+
+export interface GatewayChild {
+  readonly pid: number;
+  /** The Node child object (IPC, when spawned with `ipc: true`). */
+  readonly child: ChildProcess;
+  running(): boolean;
+  /** The last ~64 KiB of its stdout+stderr. */
+  output(): string;
+  /** SIGTERM by PID, SIGKILL by PID after 5 s. */
+  stop(): Promise<void>;
+}
+
+export interface SpawnGatewayOptions {
+  /** Node options before the script, e.g. `['--import', file]`. */
+  readonly execArgv?: readonly string[];
+  /** Open an IPC channel (fd 3) to the child. */
+  readonly ipc?: boolean;
+}
+
+export function spawnGateway(configFile: string, opts: SpawnGatewayOptions = {}): GatewayChild {
+  const stdio: StdioOptions = opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
+  const child: ChildProcess = spawn(process.execPath, [...(opts.execArgv ?? []), GATEWAY_MAIN, 'serve', '--config', configFile], {
+    cwd: REPO_ROOT,
+    stdio,
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`cannot start popgate (${process.execPath} ${GATEWAY_MAIN})`);
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out += d.toString('utf8');
+    if (out.length > 65_536) out = out.slice(-65_536);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exitInfo: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitInfo = `exit code ${code ?? 'null'}, signal ${signal ?? 'none'}`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exitInfo = `spawn error: ${err.message}`;
+      resolve();
+    });
+  });
+  // Never leave the gateway behind, even on an abrupt exit of this process.
+  const removeExitHook = killOnExit(pid, () => exitInfo === undefined);
+  return {
+    pid,
+    child,
+    running: () => exitInfo === undefined,
+    output: () => (exitInfo === undefined ? out : `${out}\n[popgate ${exitInfo}]`),
+    stop: async () => {
+      if (exitInfo === undefined) await stopPid(pid, exited);
+      removeExitHook();
+    },
+  };
+}
+
+export async function waitForGreeting(endpoint: Pop3Endpoint, gw: GatewayChild, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!gw.running()) throw new Error(`popgate exited during start-up:\n${gw.output()}`);
+    try {
+      const c = await Pop3Client.connect(endpoint, 1_000);
+      c.destroy();
+      return;
+    } catch (err) {
+      last = describe(err);
+      await sleep(100);
+    }
+  }
+  throw new Error(`popgate did not greet on ${endpoint.label} within ${timeoutMs} ms (${last}):\n${gw.output()}`);
+}
