@@ -70,8 +70,12 @@ async function gateway(opts: { krb5Config?: string; realms?: string[]; verifiers
   });
 }
 
+/** Every ticket/token a test sent: none may ever appear in a log line. */
+const sentTokens: Buffer[] = [];
+
 /** A KPOP client by hand: hello, AP-REQ; returns the connection after the version byte. */
 async function kpopConnect(port: number, apReq: Buffer): Promise<LineClient> {
+  sentTokens.push(apReq);
   const c = await LineClient.plain(port);
   c.send(Buffer.concat([kpopClientHello(), kpopApReqFrame(apReq)]));
   return c;
@@ -166,6 +170,7 @@ describe('AUTH GSSAPI with real clients', () => {
         const c = await LineClient.tls(gw.port('pop3s'), pki.caFile);
         expect(await c.line()).toMatch(/^\+OK/);
         const first = await gss.init(`pop/localhost@${REALM}`);
+        sentTokens.push(first);
         // RFC 5034: a token that would push AUTH past 255 octets goes in a continuation.
         c.send('AUTH GSSAPI\r\n');
         expect(await c.line()).toBe('+ ');
@@ -334,6 +339,19 @@ describe('refusals', () => {
       extra: ['--login-options', 'AUTH=GSSAPI'], env: aliceEnv,
     });
     expect(r.code).toBe(0);
+  });
+});
+
+describe('secrets', () => {
+  it('no password, ticket or GSSAPI token appears in any log line (trace level)', () => {
+    const raw = gw.rawLog();
+    expect(raw).toContain('client command'); // trace lines were written
+    expect(sentTokens.length).toBeGreaterThan(3);
+    for (const t of sentTokens) {
+      expect(raw).not.toContain(t.toString('base64').slice(0, 40));
+      expect(raw).not.toContain(t.toString('hex').slice(0, 40));
+    }
+    for (const pw of ['alice-realm-pw', 'bob-realm-pw', 'carol-file-pw', MASTER.password]) expect(raw).not.toContain(pw);
   });
 });
 
