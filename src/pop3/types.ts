@@ -26,8 +26,30 @@ export interface KerberosCredentials {
   readonly requestedUser: string;
 }
 
+/**
+ * RFC 1939 APOP or RFC 2195 CRAM-MD5: the client digested `challenge` (the
+ * greeting timestamp / the challenge the session sent) with its secret.
+ */
+export interface ChallengeCredentials {
+  readonly mechanism: 'APOP' | 'CRAM-MD5';
+  readonly username: string;
+  readonly challenge: string;
+  /** Lowercase hex MD5 / HMAC-MD5 digest. */
+  readonly response: string;
+}
+
+/**
+ * SASL EXTERNAL (RFC 4422 appendix A): the TLS client certificate the host
+ * verified is the credential; the host maps it to a user and checks
+ * `requestedUser` (the authzid, '' if none) against it.
+ */
+export interface ExternalCredentials {
+  readonly mechanism: 'EXTERNAL';
+  readonly requestedUser: string;
+}
+
 /** What an `authenticate` action asks the host to verify. */
-export type LoginCredentials = PasswordCredentials | KerberosCredentials;
+export type LoginCredentials = PasswordCredentials | KerberosCredentials | ChallengeCredentials | ExternalCredentials;
 
 /**
  * Tells Kerberos logins from password logins. (Comparing `mechanism` with

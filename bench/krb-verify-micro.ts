@@ -1,0 +1,83 @@
+/**
+ * Ticket verification without sockets: popgate's own binding
+ * (src/kerberos/binding.ts over the native addon, the call a KPOP listener
+ * makes per connection: keytab, service principals, replay cache) driven in
+ * a child process of its own, `concurrency` calls in flight, as fast as the
+ * libuv pool answers. Run by the benchmark as
+ *
+ *   UV_THREADPOOL_SIZE=16 KRB5_CONFIG=... node dist-bench/bench/krb-verify-micro.js '<json args>'
+ *
+ * args: { tokensFile, keytab, servicePrincipals, rcacheDir, concurrency, seconds, warmup }
+ * (tokensFile: base64 GSS initial tokens, one per line; the AP-REQ inside
+ * each is verified). Prints one JSON line: ops, elapsedMs, cpuMs (this
+ * process, all threads), eld (event-loop delay, as in eld-preload.ts), ranOut.
+ */
+import { readFileSync } from 'node:fs';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { loadKerberosBinding } from '../src/kerberos/binding.js';
+import { apReqFromGssToken } from '../test/helpers/kdc.js';
+
+interface Args {
+  tokensFile: string;
+  keytab: string;
+  servicePrincipals: string[];
+  rcacheDir: string;
+  concurrency: number;
+  seconds: number;
+  warmup: number;
+}
+
+const RESOLUTION_MS = 1;
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '{}') as Args;
+  const apReqs = readFileSync(args.tokensFile, 'latin1')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => apReqFromGssToken(Buffer.from(l, 'base64')));
+  const binding = loadKerberosBinding();
+  const opts = { keytab: args.keytab, servicePrincipals: args.servicePrincipals, rcacheDir: args.rcacheDir };
+  let next = 0;
+  // Warm-up: every pool thread creates its krb5_context on first use.
+  await Promise.all(
+    Array.from({ length: Math.min(args.warmup, apReqs.length) }, async () => {
+      await binding.verifyApReq(apReqs[next++]!, opts);
+    }),
+  );
+  const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
+  histogram.enable();
+  const cpu0 = process.cpuUsage();
+  const start = performance.now();
+  const deadline = start + args.seconds * 1000;
+  let ops = 0;
+  let ranOut = false;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      if (next >= apReqs.length) {
+        ranOut = true;
+        return;
+      }
+      await binding.verifyApReq(apReqs[next++]!, opts);
+      ops++;
+    }
+  };
+  await Promise.all(Array.from({ length: args.concurrency }, worker));
+  const elapsedMs = performance.now() - start;
+  const cpu = process.cpuUsage(cpu0);
+  histogram.disable();
+  const d = (ns: number): number => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+  process.stdout.write(
+    `${JSON.stringify({
+      ops,
+      elapsedMs,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      ranOut,
+      eld: { count: histogram.count, p50Ms: d(histogram.percentile(50)), p99Ms: d(histogram.percentile(99)), maxMs: d(histogram.max) },
+    })}\n`,
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`krb-verify-micro: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
