@@ -51,4 +51,20 @@ describe('verifier chain', () => {
     const only = fake('only', {});
     expect(createVerifierChain([only])).toBe(only);
   });
+
+  it('sends challenge checks and authorizations only to the verifiers that offer them, in order', async () => {
+    const file = fake('user-file', {});
+    const http = Object.assign(fake('http', {}), {
+      verifyChallenge: async () => ({ ok: true, user: 'apop-user' }) as VerifyOutcome,
+      authorize: async () => ({ ok: true, user: 'routed', route: { endpoint: { host: '10.0.0.9', port: 110 } } }) as VerifyOutcome,
+    });
+    const chain = createVerifierChain([file, http]);
+    expect(await chain.verifyChallenge!({ username: 'u', mechanism: 'APOP', challenge: '<1.2@h>', response: 'ab' })).toEqual({
+      ok: true,
+      user: 'apop-user',
+    });
+    expect(await chain.authorize!({ user: 'u', mechanism: 'KPOP', identity: 'u@R' })).toMatchObject({ route: { endpoint: { port: 110 } } });
+    // Without any challenge-capable verifier the chain offers no challenge check at all.
+    expect(createVerifierChain([fake('a', {}), fake('b', {})]).verifyChallenge).toBeUndefined();
+  });
 });
