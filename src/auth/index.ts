@@ -27,3 +27,4 @@ export type {
   UserFileVerifierOptions,
 } from './user-file.js';
 export { createVerifierChain } from './chain.js';
+export { createHttpAuthVerifier, type HttpAuthOptions, type HttpAuthVerifier } from './http-auth.js';

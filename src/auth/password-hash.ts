@@ -15,6 +15,10 @@
  * Passwords are always hashed as their UTF-8 bytes, without Unicode
  * normalisation.
  *
+ * User files may also hold plaintext-equivalent secrets (see
+ * parseStoredSecret): not hashes, but what APOP and CRAM-MD5 need, since
+ * both prove knowledge of the secret itself. parseHash never accepts them.
+ *
  * bcrypt only looks at the first 72 bytes of the UTF-8 password: longer
  * passwords that share those 72 bytes are equivalent under bcrypt (a limit of
  * the algorithm, for hashes made here or by htpasswd alike). scrypt has no
@@ -25,7 +29,7 @@
  * gigabytes of memory: scrypt ln 10..20, r 1..32, p 1..16 and at most 1 GiB
  * of memory (128 * N * r); bcrypt cost 4..17 (the range htpasswd accepts).
  */
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 
 export const SCRYPT_DEFAULT_LOG_N = 15;
@@ -263,4 +267,75 @@ export function dummyHashLike(like: ParsedHash): ParsedHash {
 /** The dummy for DUMMY_SCRYPT_HASH, parsed. */
 export function defaultDummyHash(): ParsedHash {
   return parseHash(DUMMY_SCRYPT_HASH) as ScryptHash;
+}
+
+// ---- plaintext-equivalent secrets --------------------------------------
+
+/**
+ * A plaintext-equivalent secret from a user file, Dovecot's scheme syntax:
+ * `{PLAIN}secret` (the secret's UTF-8 bytes) or `{PLAIN.B64}base64` (any
+ * bytes, standard padded base64). `CLEAR` and `CLEARTEXT` are accepted as
+ * Dovecot's aliases of `PLAIN`; scheme names are case-insensitive. Whoever
+ * reads the file can log in as these users: prefer hashes unless APOP or
+ * CRAM-MD5 is needed.
+ */
+export interface PlainSecret {
+  readonly algorithm: 'plain';
+  readonly secret: Buffer;
+}
+
+/** What a user-file entry can hold: a password hash or a plaintext-equivalent secret. */
+export type StoredSecret = ParsedHash | PlainSecret;
+
+const SCHEME_PREFIX = /^\{([A-Za-z0-9.-]+)\}/;
+const PLAIN_SCHEMES = new Set(['PLAIN', 'CLEAR', 'CLEARTEXT']);
+const B64_PADDED = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Parse `{PLAIN}secret` / `{PLAIN.B64}base64` (see PlainSecret). Undefined
+ * for anything else, an empty secret, non-canonical base64, or a `{PLAIN}`
+ * secret with control characters (use `{PLAIN.B64}` for unusual bytes).
+ */
+export function parsePlainSecret(encoded: string): PlainSecret | undefined {
+  const m = SCHEME_PREFIX.exec(encoded);
+  if (!m || m[1] === undefined) return undefined;
+  const scheme = m[1].toUpperCase();
+  const body = encoded.slice(m[0].length);
+  const b64 = scheme.endsWith('.B64');
+  if (!PLAIN_SCHEMES.has(b64 ? scheme.slice(0, -4) : scheme)) return undefined;
+  let secret: Buffer;
+  if (b64) {
+    if (!B64_PADDED.test(body)) return undefined;
+    secret = Buffer.from(body, 'base64');
+    if (secret.toString('base64') !== body) return undefined;
+  } else {
+    // eslint-disable-next-line no-control-regex
+    if (/[\x00-\x1f\x7f]/.test(body)) return undefined;
+    secret = Buffer.from(body, 'utf8');
+  }
+  return secret.length > 0 ? { algorithm: 'plain', secret } : undefined;
+}
+
+/** Parse a user-file secret: a `{scheme}` plaintext-equivalent secret or a hash (parseHash). */
+export function parseStoredSecret(encoded: string): StoredSecret | undefined {
+  return encoded.startsWith('{') ? parsePlainSecret(encoded) : parseHash(encoded);
+}
+
+export function isPlaintextEquivalent(stored: StoredSecret): stored is PlainSecret {
+  return stored.algorithm === 'plain';
+}
+
+/**
+ * Compares two byte strings in time independent of where they differ and
+ * (beyond SHA-256's own length dependence) of their lengths.
+ */
+export function constantTimeEqual(a: Buffer, b: Buffer): boolean {
+  const da = createHash('sha256').update(a).digest();
+  const db = createHash('sha256').update(b).digest();
+  return timingSafeEqual(da, db) && a.length === b.length;
+}
+
+/** Check a password (its UTF-8 bytes) against a plaintext-equivalent secret, in constant time. */
+export function verifyPlainSecret(password: string, stored: PlainSecret): boolean {
+  return constantTimeEqual(Buffer.from(password, 'utf8'), stored.secret);
 }

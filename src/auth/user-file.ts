@@ -11,8 +11,32 @@
  * one wins) are skipped with a warning naming the file and line number,
  * never the hash.
  *
+ * Plaintext-equivalent entries (Dovecot's scheme syntax), needed for APOP and
+ * CRAM-MD5, which prove knowledge of the secret itself:
+ *
+ *   alice:{PLAIN}secret          the secret's UTF-8 bytes
+ *   bob:{PLAIN.B64}c2VjcmV0      any bytes, standard padded base64
+ *
+ * (`CLEAR`/`CLEARTEXT` are aliases of `PLAIN`; scheme names are
+ * case-insensitive.) The same field rule applies as for hashes: the secret
+ * ends at the next colon, so a `{PLAIN}` secret cannot contain `:`, and the
+ * trailing whitespace of a line is not part of it; a secret with a colon,
+ * trailing whitespace or control characters must be written `{PLAIN.B64}`.
+ * An empty secret is an invalid entry. Such entries verify ordinary passwords
+ * too (constant-time comparison of UTF-8 bytes) and answer `verifyChallenge`;
+ * hashed entries refuse challenges (reason 'disabled'). Anyone who can read
+ * the file can log in as these users: keep it to the users who need APOP or
+ * CRAM-MD5, and the file readable by popgate only.
+ *
  * User names are matched exactly: case-sensitive, no trimming, no Unicode
  * normalisation. `Alice` and `alice` are different users.
+ *
+ * Timing: every answer costs the same work whatever the user, so it does not
+ * tell which users exist. A password check for an unknown user, and for a
+ * plaintext-equivalent entry (before its comparison), runs against a dummy
+ * like most of the file's entries (the same hash cost, or a plain compare
+ * when most entries are plain). A challenge check computes one digest for an
+ * unknown user, a hashed entry and a plaintext-equivalent one alike.
  *
  * The file is re-read when it changes, by stat polling (fs.watchFile), which
  * follows symlinks and therefore notices Kubernetes Secret/ConfigMap updates
@@ -24,8 +48,19 @@ import { readFile } from 'node:fs/promises';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
-import type { PasswordRequest, PasswordVerifier, VerifyOutcome } from './types.js';
-import { defaultDummyHash, dummyHashLike, parseHash, verifyParsedHash, type ParsedHash } from './password-hash.js';
+import { randomBytes } from 'node:crypto';
+import type { ChallengeRequest, PasswordRequest, PasswordVerifier, VerifyOutcome } from './types.js';
+import { checkChallenge } from './challenge.js';
+import {
+  defaultDummyHash,
+  dummyHashLike,
+  parseStoredSecret,
+  verifyParsedHash,
+  verifyPlainSecret,
+  type ParsedHash,
+  type PlainSecret,
+  type StoredSecret,
+} from './password-hash.js';
 
 export interface UserFileVerifierOptions {
   readonly path: string;
@@ -44,6 +79,13 @@ export interface UserFileVerifier extends PasswordVerifier {
   reload(): Promise<void>;
   /** Number of users currently loaded. */
   get userCount(): number;
+  /**
+   * Whether some loaded entry is plaintext-equivalent, i.e. `verifyChallenge`
+   * can succeed for someone: offer APOP / CRAM-MD5 only then. It follows
+   * reloads, so read it per connection.
+   */
+  get canVerifyChallenges(): boolean;
+  verifyChallenge(request: ChallengeRequest): Promise<VerifyOutcome>;
 }
 
 export type UserFileProblem = 'missing-colon' | 'empty-user' | 'user-whitespace' | 'invalid-hash' | 'duplicate-user';
@@ -57,13 +99,14 @@ export interface UserFileLineProblem {
 }
 
 export interface ParsedUserFile {
-  readonly users: ReadonlyMap<string, ParsedHash>;
+  /** Hashes and plaintext-equivalent secrets (`algorithm: 'plain'`). */
+  readonly users: ReadonlyMap<string, StoredSecret>;
   readonly problems: readonly UserFileLineProblem[];
 }
 
 /** Parse user-file text (see the module comment). Pure; never throws. */
 export function parseUserFile(text: string): ParsedUserFile {
-  const users = new Map<string, ParsedHash>();
+  const users = new Map<string, StoredSecret>();
   const problems: UserFileLineProblem[] = [];
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
   const lines = body.split('\n');
@@ -89,7 +132,7 @@ export function parseUserFile(text: string): ParsedUserFile {
     const rest = line.slice(colon + 1);
     const next = rest.indexOf(':');
     const hashText = next < 0 ? rest : rest.slice(0, next);
-    const parsed = parseHash(hashText);
+    const parsed = parseStoredSecret(hashText);
     if (!parsed) {
       problems.push({ line: lineNo, problem: 'invalid-hash', user });
       continue;
@@ -103,18 +146,25 @@ export function parseUserFile(text: string): ParsedUserFile {
   return { users, problems };
 }
 
-function costKey(h: ParsedHash): string {
+function costKey(h: StoredSecret): string {
+  if (h.algorithm === 'plain') return 'plain';
   return h.algorithm === 'scrypt' ? `scrypt:${h.logN}:${h.r}:${h.p}:${h.hash.length}` : `bcrypt:${h.cost}`;
 }
 
+/** A secret no one knows (fresh random bytes), for work that must not match. */
+function dummyPlainSecret(): PlainSecret {
+  return { algorithm: 'plain', secret: randomBytes(32) };
+}
+
 /**
- * The dummy hash for unknown users: same algorithm and cost as most of the
- * file's hashes so an unknown user takes as long as a wrong password (the
- * default scrypt parameters when the file has no users).
+ * The dummy for unknown users: same algorithm and cost as most of the file's
+ * entries so an unknown user takes as long as a wrong password (the default
+ * scrypt parameters when the file has no users; a random plain secret when
+ * plaintext-equivalent entries are the majority).
  */
-function pickDummy(users: ReadonlyMap<string, ParsedHash>): ParsedHash {
-  const counts = new Map<string, { n: number; sample: ParsedHash }>();
-  let best: { n: number; sample: ParsedHash } | undefined;
+function pickDummy(users: ReadonlyMap<string, StoredSecret>): StoredSecret {
+  const counts = new Map<string, { n: number; sample: StoredSecret }>();
+  let best: { n: number; sample: StoredSecret } | undefined;
   for (const h of users.values()) {
     const key = costKey(h);
     const entry = counts.get(key) ?? { n: 0, sample: h };
@@ -122,12 +172,18 @@ function pickDummy(users: ReadonlyMap<string, ParsedHash>): ParsedHash {
     counts.set(key, entry);
     if (!best || entry.n > best.n) best = entry;
   }
-  return best ? dummyHashLike(best.sample) : defaultDummyHash();
+  if (!best) return defaultDummyHash();
+  return best.sample.algorithm === 'plain' ? dummyPlainSecret() : dummyHashLike(best.sample);
 }
 
 interface UserTable {
-  readonly users: ReadonlyMap<string, ParsedHash>;
-  readonly dummy: ParsedHash;
+  readonly users: ReadonlyMap<string, StoredSecret>;
+  /** What a password check for an unknown user runs against. */
+  readonly dummy: StoredSecret;
+  /** What a challenge check runs against when there is no plaintext-equivalent secret. */
+  readonly challengeDummy: Buffer;
+  /** Number of plaintext-equivalent entries. */
+  readonly plainCount: number;
 }
 
 async function loadTable(path: string, logger: Logger): Promise<UserTable> {
@@ -140,7 +196,9 @@ async function loadTable(path: string, logger: Logger): Promise<UserTable> {
     );
   }
   if (users.size === 0) logger.warn({ file: path }, 'user file contains no valid users');
-  return { users, dummy: pickDummy(users) };
+  let plainCount = 0;
+  for (const h of users.values()) if (h.algorithm === 'plain') plainCount++;
+  return { users, dummy: pickDummy(users), challengeDummy: randomBytes(32), plainCount };
 }
 
 function errorSummary(err: unknown): string {
@@ -165,7 +223,7 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
   } catch (err) {
     throw new Error(`cannot read user file ${path}: ${errorSummary(err)}`, { cause: err });
   }
-  logger.info({ file: path, users: table.users.size }, 'user file loaded');
+  logger.info({ file: path, users: table.users.size, plaintextEquivalent: table.plainCount }, 'user file loaded');
 
   let closed = false;
   let chain: Promise<void> = Promise.resolve();
@@ -174,7 +232,7 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
     try {
       const next = await loadTable(path, logger);
       table = next; // atomic swap: verify() sees the old or the new table, never a mix
-      logger.info({ file: path, users: next.users.size }, 'user file reloaded');
+      logger.info({ file: path, users: next.users.size, plaintextEquivalent: next.plainCount }, 'user file reloaded');
     } catch (err) {
       logger.error(
         { file: path, err, users: table.users.size },
@@ -202,20 +260,45 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
     get userCount(): number {
       return table.users.size;
     },
+    get canVerifyChallenges(): boolean {
+      return table.plainCount > 0;
+    },
     reload,
     async verify(request: PasswordRequest): Promise<VerifyOutcome> {
       const current = table;
       const stored = current.users.get(request.username);
+      const check = (secret: StoredSecret): Promise<boolean> | boolean =>
+        secret.algorithm === 'plain' ? verifyPlainSecret(request.password, secret) : verifyHash(request.password, secret);
       try {
         if (!stored) {
-          await verifyHash(request.password, current.dummy);
+          await check(current.dummy);
           return { ok: false, reason: 'unknown-user' };
         }
-        return (await verifyHash(request.password, stored))
-          ? { ok: true, user: request.username }
-          : { ok: false, reason: 'bad-password' };
+        // A plain comparison is instant: do the unknown-user work first so
+        // timing does not single out plaintext-equivalent entries.
+        if (stored.algorithm === 'plain') await check(current.dummy);
+        return (await check(stored)) ? { ok: true, user: request.username } : { ok: false, reason: 'bad-password' };
       } catch (err) {
         throw new GatewayError('VERIFIER_UNAVAILABLE', `user file ${path}: hash computation failed`, { cause: err });
+      }
+    },
+    async verifyChallenge(request: ChallengeRequest): Promise<VerifyOutcome> {
+      const current = table;
+      const stored = current.users.get(request.username);
+      try {
+        if (stored?.algorithm === 'plain') {
+          return checkChallenge(request, stored.secret) ? { ok: true, user: request.username } : { ok: false, reason: 'bad-password' };
+        }
+        // The same digest work as a real check, for unknown users and hashed entries alike.
+        checkChallenge(request, current.challengeDummy);
+        if (!stored) return { ok: false, reason: 'unknown-user' };
+        logger.debug(
+          { file: path, user: request.username, mechanism: request.mechanism },
+          'challenge login refused: user has no plaintext-equivalent secret',
+        );
+        return { ok: false, reason: 'disabled' };
+      } catch (err) {
+        throw new GatewayError('VERIFIER_UNAVAILABLE', `user file ${path}: digest computation failed`, { cause: err });
       }
     },
     close(): void {
