@@ -10,7 +10,18 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { typeName } from './duration.js';
-import { allowedKeysAt, allowedValuesAt, configSchema, FREE_FORM_FIELDS, PATH_FIELDS, SECRET_FIELDS, type PopgateConfig } from './schema.js';
+import {
+  allowedKeysAt,
+  allowedValuesAt,
+  checkStaticHeader,
+  configSchema,
+  FREE_FORM_FIELDS,
+  HEADER_MAP_FIELDS,
+  PATH_FIELDS,
+  SECRET_FIELDS,
+  SECRET_MAPS,
+  type PopgateConfig,
+} from './schema.js';
 
 export interface ConfigIssue {
   /** Config path in `a.b[0].c` form; empty for the whole document. */
@@ -316,6 +327,112 @@ async function loadSecretFiles(root: Tree, readSecrets: boolean, issues: ConfigI
   return filled;
 }
 
+/**
+ * Parses a headers file: one `Name: value` per line, as in an HTTP request.
+ * Blank lines and lines starting with `#` are skipped; the value is all
+ * after the first `:`, surrounding spaces trimmed, taken literally (no
+ * quoting or escapes). Problems name lines and headers, never values.
+ */
+export function parseHeaderLines(text: string): { headers: Map<string, string>; problems: string[] } {
+  const headers = new Map<string, string>();
+  const lowered = new Map<string, number>();
+  const problems: string[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const n = i + 1;
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    const colon = line.indexOf(':');
+    if (colon < 0) {
+      problems.push(`line ${n}: expected "Name: value"`);
+      return;
+    }
+    const name = line.slice(0, colon).trim();
+    const value = line.slice(colon + 1).trim();
+    const problem = checkStaticHeader(name, value);
+    if (problem) {
+      // An invalid name is not echoed: it may be part of a mangled secret.
+      problems.push(`line ${n}${problem.field === 'value' ? ` (${name})` : ''}: ${problem.message}`);
+      return;
+    }
+    const first = lowered.get(name.toLowerCase());
+    if (first !== undefined) {
+      problems.push(`line ${n}: ${name} repeats the header of line ${first}`);
+      return;
+    }
+    lowered.set(name.toLowerCase(), n);
+    headers.set(name, value);
+  });
+  if (headers.size === 0 && problems.length === 0) problems.push('contains no headers');
+  return { headers, problems };
+}
+
+interface HeaderFileRef {
+  readonly obj: Record<string, unknown>;
+  readonly path: readonly Segment[];
+  readonly key: string;
+}
+
+function findHeaderFiles(v: Tree, path: Segment[], out: HeaderFileRef[]): void {
+  if (Array.isArray(v)) v.forEach((item, i) => findHeaderFiles(item, [...path, i], out));
+  else if (isRecord(v)) {
+    if (FREE_FORM_FIELDS.includes(pathPattern(path))) return;
+    for (const [k, child] of Object.entries(v)) {
+      if (k.length > 4 && k.endsWith('File') && HEADER_MAP_FIELDS.includes(pathPattern([...path, k.slice(0, -4)]))) {
+        out.push({ obj: v, path, key: k.slice(0, -4) });
+      }
+      findHeaderFiles(child, [...path, k], out);
+    }
+  }
+}
+
+/**
+ * Reads every `<key>File` of HEADER_MAP_FIELDS and merges its headers into
+ * `<key>` (in place). Skipped with readSecrets false (the file holds secrets).
+ */
+async function loadHeaderFiles(root: Tree, readSecrets: boolean, issues: ConfigIssue[]): Promise<void> {
+  if (!readSecrets) return;
+  const refs: HeaderFileRef[] = [];
+  findHeaderFiles(root, [], refs);
+  await Promise.all(
+    refs.map(async ({ obj, path, key }) => {
+      const fileKey = `${key}File`;
+      const file = obj[fileKey];
+      const at = formatConfigPath([...path, fileKey]);
+      if (typeof file !== 'string' || file === '') return; // the schema reports it
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'read error';
+        issues.push({ path: at, message: `cannot read headers file ${file} (${code})`, hint: 'check that the file exists and is readable by the popgate user' });
+        return;
+      }
+      const { headers, problems } = parseHeaderLines(text);
+      for (const problem of problems) {
+        issues.push({ path: at, message: `${file}: ${problem}`, hint: 'one "Name: value" per line; blank lines and lines starting with # are ignored' });
+      }
+      if (problems.length > 0) return;
+      const inline = obj[key] ?? {};
+      if (!isRecord(inline)) return; // the schema reports it
+      const inlineNames = new Map(Object.keys(inline).map((n) => [n.toLowerCase(), n]));
+      const merged: Record<string, unknown> = { ...inline };
+      for (const [name, value] of headers) {
+        const clash = inlineNames.get(name.toLowerCase());
+        if (clash !== undefined) {
+          issues.push({
+            path: at,
+            message: `header ${name} from ${file} is also set in ${formatConfigPath([...path, key])} (as ${clash})`,
+            hint: 'set each header in one place',
+          });
+          continue;
+        }
+        setOwn(merged, name, value);
+      }
+      setOwn(obj, key, merged);
+    }),
+  );
+}
+
 // ---------------------------------------------------------------------------
 // Stage 4: schema validation and issue translation
 
@@ -442,6 +559,7 @@ export async function parseConfigText(text: string, opts: ParseConfigOptions): P
   resolvePaths(tree, baseDir);
   const secretIssues: ConfigIssue[] = [];
   const filled = await loadSecretFiles(tree, opts.readSecrets ?? true, secretIssues);
+  await loadHeaderFiles(tree, opts.readSecrets ?? true, secretIssues);
 
   let result = configSchema.safeParse(tree, { reportInput: false });
   for (let round = 0; !result.success && round < 3 && coerceInterpolated(result.error.issues, tree, st.whole); round += 1) {
@@ -475,6 +593,10 @@ function redactAt(v: unknown, path: Segment[]): unknown {
   if (Array.isArray(v)) return v.map((item, i) => redactAt(item, [...path, i]));
   if (isRecord(v)) {
     const out: Record<string, unknown> = {};
+    if (SECRET_MAPS.includes(pathPattern(path))) {
+      for (const k of Object.keys(v)) setOwn(out, k, REDACTED);
+      return out;
+    }
     for (const [k, child] of Object.entries(v)) {
       const secret = SECRET_FIELDS.includes(pathPattern([...path, k])) && child !== undefined && child !== null;
       setOwn(out, k, secret ? REDACTED : redactAt(child, [...path, k]));
@@ -484,7 +606,7 @@ function redactAt(v: unknown, path: Segment[]): unknown {
   return v;
 }
 
-/** A deep copy with every secret (see SECRET_FIELDS) replaced by "***". */
+/** A deep copy with every secret (SECRET_FIELDS, and each value of SECRET_MAPS) replaced by "***". */
 export function redactConfig<T extends object = PopgateConfig>(cfg: T): T {
   return redactAt(cfg, []) as T;
 }

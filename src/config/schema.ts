@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { duration } from './duration.js';
 import { checkMappingOptions, parsePrincipal } from '../kerberos/principal-mapper.js';
 import { KPOP_DEFAULT_PORT } from '../kerberos/kpop-framing.js';
+import { isValidPop3User } from '../kerberos/principal-mapper.js';
+import { parseCidr } from './cidr.js';
 
 const MINUTE = 60_000;
 
@@ -35,6 +37,18 @@ const hostOrAddress = nonEmpty.refine((v) => isIP(v) !== 0 || HOSTNAME.test(v), 
 
 const port = z.number().int().min(0).max(65535);
 
+function uniqueItems<T>(what: string) {
+  return (items: readonly T[], ctx: z.RefinementCtx): void => {
+    const seen = new Set<T>();
+    items.forEach((item, i) => {
+      if (seen.has(item)) {
+        ctx.addIssue({ code: 'custom', path: [i], message: `duplicate ${what} ${String(item)}` });
+      }
+      seen.add(item);
+    });
+  };
+}
+
 // ---------------------------------------------------------------------------
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -45,11 +59,58 @@ const logSchema = z
   })
   .prefault({});
 
+export const CLIENT_CERTIFICATE_MODES = ['none', 'optional', 'required'] as const;
+export const CLIENT_CERTIFICATE_IDENTITIES = ['san-email', 'cn'] as const;
+
+/** TLS client certificates on a pop3/pop3s listener (for SASL EXTERNAL and the auth service). */
+const clientCertificatesSchema = z
+  .strictObject({
+    /** none: not asked for; optional: asked for, a client may send none; required: the handshake fails without one. */
+    mode: z.enum(CLIENT_CERTIFICATE_MODES).default('none'),
+    /** CAs that issue client certificates; required unless mode is none. */
+    caFile: filePath.optional(),
+    /** Which certificate field names the user for SASL EXTERNAL. */
+    identity: z.enum(CLIENT_CERTIFICATE_IDENTITIES).default('san-email'),
+    /** alice@example.com -> alice (the part before the last "@"). */
+    stripDomain: z.boolean().default(false),
+  })
+  .superRefine((c, ctx) => {
+    if (c.mode !== 'none' && c.caFile === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['caFile'],
+        message: `required when mode is ${c.mode} (the CAs that issue client certificates)`,
+        ...hint('give a PEM bundle of the client CA(s), or set mode: none'),
+      });
+    }
+  });
+
 const tlsSchema = z.strictObject({
   certFile: filePath,
   keyFile: filePath,
   minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   ciphers: nonEmpty.regex(NO_CRLF, 'must not contain line breaks').optional(),
+  clientCertificates: clientCertificatesSchema.optional(),
+});
+
+/** An IPv4/IPv6 network (`10.0.0.0/8`, `fd00::/8`) or single address; output is always `address/prefix`. */
+const cidr = z.string().transform((value, ctx): string => {
+  const parsed = parseCidr(value);
+  if (!parsed.ok) {
+    ctx.issues.push({ code: 'custom', message: parsed.message, input: undefined, ...(parsed.hint ? hint(parsed.hint) : {}) });
+    return z.NEVER;
+  }
+  return parsed.cidr.text;
+});
+
+/** HAProxy PROXY protocol (v1 text and v2 binary) in front of a listener. */
+const listenerProxyProtocolSchema = z.strictObject({
+  /** Peers allowed to send a PROXY header (the load balancers). */
+  trustedNetworks: z.array(cidr).min(1, 'at least one trusted network is required').superRefine(uniqueItems('network')),
+  /** true: a trusted peer must send a header; false: it may (health checks connect without one). */
+  required: z.boolean().default(true),
+  /** Time allowed for the header to arrive after connect. */
+  timeout: duration({ min: 100, max: 5 * MINUTE }).prefault('5s'),
 });
 
 export const DEFAULT_GREETING = 'POP3 gateway ready.';
@@ -64,6 +125,8 @@ const listenerSchema = z
     /** Required for pop3/pop3s; a kpop listener defaults to 1109. */
     port: port.optional(),
     tls: tlsSchema.optional(),
+    /** Accept HAProxy PROXY headers from trusted load balancers. */
+    proxyProtocol: listenerProxyProtocolSchema.optional(),
     allowPlaintextAuth: z.boolean().default(false),
     greeting: protocolText.min(1, 'must not be empty').default(DEFAULT_GREETING),
   })
@@ -83,6 +146,14 @@ const listenerSchema = z
         message: 'a kpop listener cannot use TLS (krb5_sendauth starts in plaintext and Kerberos protects the login)',
         ...hint('remove tls from this listener; offer TLS on a separate pop3s or pop3 listener'),
       });
+      if (l.tls.clientCertificates !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tls', 'clientCertificates'],
+          message: 'a kpop listener cannot ask for TLS client certificates (its clients authenticate with Kerberos tickets)',
+          ...hint('move clientCertificates to a pop3s or pop3 listener'),
+        });
+      }
     }
     if (l.kind !== 'kpop' && l.port === undefined) {
       ctx.addIssue({ code: 'custom', path: ['port'], message: `required for a ${l.kind} listener (expected number)` });
@@ -130,22 +201,119 @@ const listenersSchema = z
 
 // ---------------------------------------------------------------------------
 
-function uniqueItems<T>(what: string) {
-  return (items: readonly T[], ctx: z.RefinementCtx): void => {
-    const seen = new Set<T>();
-    items.forEach((item, i) => {
-      if (seen.has(item)) {
-        ctx.addIssue({ code: 'custom', path: [i], message: `duplicate ${what} ${String(item)}` });
-      }
-      seen.add(item);
-    });
-  };
-}
-
-export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI'] as const;
+export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL'] as const;
 
 /** Password verifiers, tried in the configured order. */
-export const PASSWORD_VERIFIERS = ['userFile', 'kerberos'] as const;
+export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http'] as const;
+
+/** Verifiers that can check APOP and CRAM-MD5 digests (they know plaintext-equivalent secrets or ask a service). */
+export const CHALLENGE_VERIFIERS: readonly PasswordVerifierName[] = ['userFile', 'http'];
+
+/** An http:// or https:// URL; never echoed in messages (a query string may hold a key). */
+function checkHttpUrl(value: string, ctx: z.RefinementCtx, allowNone = false): void {
+  const what = allowNone ? 'must be "none" or an http:// or https:// URL' : 'must be an http:// or https:// URL';
+  if (/[\s\0]/.test(value)) {
+    ctx.addIssue({ code: 'custom', message: `${what} (without spaces or line breaks)` });
+    return;
+  }
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
+    ctx.addIssue({ code: 'custom', message: `${what} (it has no scheme)` });
+    return;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: what, ...hint(allowNone ? 'e.g. http://proxy.example.com:3128' : 'e.g. http://127.0.0.1:9000/auth') });
+    return;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `${what}, not ${url.protocol}` });
+  } else if (url.username !== '' || url.password !== '') {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must not contain credentials (user:password@)',
+      ...hint(allowNone ? 'proxy authentication is not supported; use a proxy that admits popgate by address' : 'send credentials as a static header instead (auth.http.headers or headersFile), e.g. X-Auth-Key or Authorization'),
+    });
+  } else if (url.hash !== '') {
+    ctx.addIssue({ code: 'custom', message: 'must not contain a #fragment' });
+  }
+}
+
+/** RFC 9110 token: the characters of an HTTP header name. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What Node.js accepts in a header value: no control characters except tab. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Headers popgate sends itself on an auth call (the nginx auth_http request)
+ * or that frame the HTTP message; a static header must not replace them.
+ */
+export const RESERVED_AUTH_HEADERS: ReadonlySet<string> = new Set(
+  [
+    'Auth-Method', 'Auth-User', 'Auth-Pass', 'Auth-Salt', 'Auth-Protocol', 'Auth-Login-Attempt',
+    'Auth-SSL', 'Auth-SSL-Protocol', 'Auth-SSL-Cipher', 'Auth-SSL-Verify', 'Auth-SSL-Subject',
+    'Auth-SSL-Issuer', 'Auth-SSL-Serial', 'Auth-SSL-Fingerprint', 'Auth-SSL-Cert',
+    'Client-IP', 'Client-Host',
+    'Proxy-Protocol-Addr', 'Proxy-Protocol-Port', 'Proxy-Protocol-Server-Addr', 'Proxy-Protocol-Server-Port',
+    'Host', 'Content-Length', 'Transfer-Encoding', 'Connection', 'Keep-Alive', 'Upgrade', 'TE', 'Trailer',
+  ].map((h) => h.toLowerCase()),
+);
+
+/**
+ * Why `name: value` cannot be a static auth header, or undefined when it can.
+ * Shared with the loader's headersFile parser. Never mentions the value.
+ */
+export function checkStaticHeader(name: string, value: string): { field: 'name' | 'value'; message: string; hint?: string } | undefined {
+  if (!HEADER_NAME.test(name)) {
+    return { field: 'name', message: 'header name must be an HTTP token (letters, digits and !#$%&\'*+-.^_`|~; no spaces or ":")' };
+  }
+  if (RESERVED_AUTH_HEADERS.has(name.toLowerCase())) {
+    return { field: 'name', message: `${name} is sent by popgate itself and cannot be set statically`, hint: 'use another name for a shared secret, e.g. X-Auth-Key' };
+  }
+  if (!HEADER_VALUE.test(value)) {
+    return { field: 'value', message: 'header value must not contain line breaks or other control characters' };
+  }
+  return undefined;
+}
+
+const headersSchema = z.record(z.string(), z.string()).superRefine((headers, ctx) => {
+  const seen = new Map<string, string>();
+  for (const [name, value] of Object.entries(headers)) {
+    const problem = checkStaticHeader(name, value);
+    if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem.message, ...(problem.hint ? hint(problem.hint) : {}) });
+    const other = seen.get(name.toLowerCase());
+    if (other !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [name], message: `the same header as "${other}" (header names are case-insensitive)` });
+    } else seen.set(name.toLowerCase(), name);
+  }
+});
+
+/** An nginx-mail-compatible auth service (the auth_http contract). */
+const httpAuthSchema = z.strictObject({
+  url: nonEmpty.superRefine((v, ctx) => checkHttpUrl(v, ctx)),
+  /** Deadline for one call (each Auth-Wait round is a new call). */
+  timeout: duration({ min: 100, max: 5 * MINUTE }).prefault('10s'),
+  /** Calls in flight at once; more wait for a slot. */
+  maxConcurrent: z.number().int().min(1).max(10_000).default(32),
+  /** Calls waiting for a slot; beyond this a login fails at once with [SYS/TEMP]. */
+  maxQueue: z.number().int().min(0).max(100_000).default(256),
+  /** Auth-Wait / `Auth-Status: WAIT` rounds followed before giving up with [SYS/TEMP]. */
+  maxWaits: z.number().int().min(0).max(100).default(3),
+  /** Static extra request headers (a shared secret). Merged with headersFile by the loader. */
+  headers: headersSchema.default({}),
+  /** File of `Name: value` lines merged into headers (read by the loader; see HEADER_MAP_FIELDS). */
+  headersFile: filePath.optional(),
+  /** null: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the environment; "none": never a proxy; else the proxy URL. */
+  proxy: nonEmpty
+    .superRefine((v, ctx) => {
+      if (v !== 'none') checkHttpUrl(v, ctx, true);
+    })
+    .nullable()
+    .default(null),
+  /** Also ask the service about GSSAPI/KPOP/EXTERNAL logins (routing and internal credentials, no password). */
+  authorizeTicketLogins: z.boolean().default(true),
+});
 
 const authSchema = z
   .strictObject({
@@ -160,6 +328,10 @@ const authSchema = z
       .array(z.enum(SASL_MECHANISMS))
       .superRefine(uniqueItems('mechanism'))
       .default(['PLAIN', 'LOGIN']),
+    /** Offer APOP (RFC 1939): a timestamp in the greeting. Needs a challenge-capable verifier. */
+    apop: z.boolean().default(false),
+    /** Required when `verifiers` includes http; refused otherwise. */
+    http: httpAuthSchema.optional(),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     failureDelay: duration({ max: MINUTE }).prefault('2s'),
   })
@@ -172,6 +344,43 @@ const authSchema = z
         ...hint('give the user file, or set auth.verifiers: [kerberos] to check passwords against the Kerberos realm'),
       });
     }
+    const usesHttp = a.verifiers.includes('http');
+    if (usesHttp && a.http === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http'],
+        message: 'required when auth.verifiers includes http',
+        ...hint('add http: { url: http://127.0.0.1:9000/auth } (the nginx auth_http service)'),
+      });
+    }
+    if (!usesHttp && a.http !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http'],
+        message: 'configured but not used: auth.verifiers does not include http',
+        ...hint(`add http to auth.verifiers (e.g. verifiers: [${[...a.verifiers, 'http'].join(', ')}]), or remove auth.http`),
+      });
+    }
+    const canChallenge = a.verifiers.some((v) => CHALLENGE_VERIFIERS.includes(v));
+    const challengeHint = hint('add userFile or http to auth.verifiers: a Kerberos KDC cannot check APOP/CRAM-MD5 digests');
+    if (a.apop && !canChallenge) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['apop'],
+        message: `APOP needs a verifier that can check challenges (userFile or http); auth.verifiers is [${a.verifiers.join(', ')}]`,
+        ...challengeHint,
+      });
+    }
+    a.mechanisms.forEach((m, i) => {
+      if (m === 'CRAM-MD5' && !canChallenge) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mechanisms', i],
+          message: `CRAM-MD5 needs a verifier that can check challenges (userFile or http); auth.verifiers is [${a.verifiers.join(', ')}]`,
+          ...challengeHint,
+        });
+      }
+    });
   });
 
 // ---------------------------------------------------------------------------
@@ -294,16 +503,110 @@ const passthroughLoginSchema = z.strictObject({
 
 const backendLoginSchema = z.discriminatedUnion('mode', [masterLoginSchema, mappedLoginSchema, passthroughLoginSchema]);
 
-const backendSchema = z.strictObject({
-  host: hostOrAddress,
-  port: port.min(1).default(110),
-  capabilities: z
-    .array(capability)
-    .superRefine(uniqueItems('capability'))
-    .default(['TOP', 'UIDL']),
-  timeouts: timeoutsSchema,
-  login: backendLoginSchema,
+export const BACKEND_TLS_MODES = ['none', 'starttls', 'implicit'] as const;
+export const BACKEND_PROXY_PROTOCOLS = ['none', 'v1', 'v2'] as const;
+
+/** The backend port used when none is given: 995 for implicit TLS (RFC 8314), else 110. */
+export function defaultBackendPort(tlsMode: (typeof BACKEND_TLS_MODES)[number]): number {
+  return tlsMode === 'implicit' ? 995 : 110;
+}
+
+/** How popgate protects its link to a backend (output matches BackendTls in src/backend/types.ts). */
+const backendTlsSchema = z.strictObject({
+  /** none: plaintext; starttls: STLS after the greeting (RFC 2595); implicit: TLS first (RFC 8314). */
+  mode: z.enum(BACKEND_TLS_MODES).default('none'),
+  /** Trusted CAs (PEM); the system store when absent. */
+  caFile: filePath.optional(),
+  /** Name checked in the certificate and sent as SNI; default: the backend host. */
+  serverName: hostOrAddress.optional(),
+  /** false: no certificate or name check (an explicit opt-out the runtime logs loudly). */
+  verify: z.boolean().default(true),
 });
+
+const backendSchema = z
+  .strictObject({
+    host: hostOrAddress,
+    /** Default: 110, or 995 when tls.mode is implicit. */
+    port: port.min(1).optional(),
+    tls: backendTlsSchema.prefault({}),
+    proxyProtocol: z.enum(BACKEND_PROXY_PROTOCOLS).default('none'),
+    xclient: z.boolean().default(true),
+    capabilities: z
+      .array(capability)
+      .superRefine(uniqueItems('capability'))
+      .default(['TOP', 'UIDL']),
+    timeouts: timeoutsSchema,
+    login: backendLoginSchema,
+  })
+  .transform((b) => ({ ...b, port: b.port ?? defaultBackendPort(b.tls.mode) }));
+
+// ---------------------------------------------------------------------------
+// Routing
+
+/**
+ * One backend of a route. tls, proxyProtocol and xclient are inherited from
+ * `backend` when absent (left undefined here; see backendTargets); port is
+ * not inherited: 110, or 995 with implicit TLS.
+ */
+const routeEntrySchema = z.strictObject({
+  host: hostOrAddress,
+  port: port.min(1).optional(),
+  /** Replaces backend.tls as a whole (its own defaults apply to keys not given). */
+  tls: backendTlsSchema.optional(),
+  proxyProtocol: z.enum(BACKEND_PROXY_PROTOCOLS).optional(),
+  xclient: z.boolean().optional(),
+});
+
+/** Backends tried in order until one is reachable. */
+const routeListSchema = z.array(routeEntrySchema).min(1, 'at least one backend is required');
+
+const routeUsersSchema = z.record(z.string(), routeListSchema).superRefine((users, ctx) => {
+  for (const user of Object.keys(users)) {
+    if (!isValidPop3User(user)) {
+      ctx.addIssue({ code: 'custom', path: [user], message: 'key must be a POP3 user name (not empty; no spaces, control characters or ":")' });
+    }
+  }
+});
+
+/** A mail domain as a routing key: compared lowercase and without a trailing dot. */
+function normalizeDomain(domain: string): string {
+  return domain.toLowerCase().replace(/\.$/, '');
+}
+
+const routeDomainsSchema = z
+  .record(z.string(), routeListSchema)
+  .superRefine((domains, ctx) => {
+    const seen = new Map<string, string>();
+    for (const domain of Object.keys(domains)) {
+      if (domain.includes('@') || isIP(domain) !== 0 || !HOSTNAME.test(domain)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [domain],
+          message: 'key must be a mail domain (e.g. example.com)',
+          ...hint('route single users under routing.users'),
+        });
+        continue;
+      }
+      const key = normalizeDomain(domain);
+      const other = seen.get(key);
+      if (other !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [domain], message: `the same domain as "${other}" (domains are case-insensitive)` });
+      } else seen.set(key, domain);
+    }
+  })
+  .transform((domains) => Object.fromEntries(Object.entries(domains).map(([d, list]) => [normalizeDomain(d), list])));
+
+/**
+ * Per-user and per-domain backends. A user's route: routing.users[user]
+ * (exact name), else routing.domains[domain after the last "@"], else
+ * [backend].
+ */
+const routingSchema = z
+  .strictObject({
+    users: routeUsersSchema.default({}),
+    domains: routeDomainsSchema.default({}),
+  })
+  .prefault({});
 
 // ---------------------------------------------------------------------------
 
@@ -329,8 +632,39 @@ const shutdownSchema = z
 
 // ---------------------------------------------------------------------------
 
-/** Top-level sections the cross-field checks read. */
-const CROSS_CHECKED = new Set<PropertyKey>(['listeners', 'auth', 'kerberos']);
+/**
+ * Cross-field checks run also when other sections have problems (so everything
+ * is reported at once), but not when a section they read is itself invalid.
+ */
+function whenValid(sections: readonly string[]): { when: (payload: z.core.ParsePayload) => boolean } {
+  const read = new Set<PropertyKey>(sections);
+  return {
+    when: (payload) => !payload.issues.some((issue) => issue.path === undefined || issue.path.length === 0 || read.has(issue.path[0] ?? '')),
+  };
+}
+
+/** Whether `host:port` pairs repeat within one route list (compared after inheritance). */
+function checkRouteDuplicates(
+  list: readonly z.output<typeof routeEntrySchema>[],
+  path: readonly (string | number)[],
+  inheritedMode: (typeof BACKEND_TLS_MODES)[number],
+  ctx: z.RefinementCtx,
+): void {
+  const seen = new Map<string, number>();
+  list.forEach((entry, i) => {
+    const p = entry.port ?? defaultBackendPort(entry.tls?.mode ?? inheritedMode);
+    const key = `${entry.host.toLowerCase()}|${p}`;
+    const first = seen.get(key);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [...path, i],
+        message: `duplicate backend ${entry.host} port ${p} (also entry ${first} of this list)`,
+        ...hint('each backend of a route is tried once; remove the repeated entry'),
+      });
+    } else seen.set(key, i);
+  });
+}
 
 export const configSchema = z
   .strictObject({
@@ -340,6 +674,8 @@ export const configSchema = z
     /** Required when a kpop listener, GSSAPI or the kerberos verifier is used. */
     kerberos: kerberosSchema.optional(),
     backend: backendSchema,
+    /** Per-user and per-domain backends; by default everyone goes to `backend`. */
+    routing: routingSchema,
     limits: limitsSchema,
     shutdown: shutdownSchema,
     /** IMPLEMENTATION capability text; "" or null hides it (output: null). */
@@ -348,33 +684,44 @@ export const configSchema = z
       .default('popgate')
       .transform((v) => (v === null || v.trim() === '' ? null : v)),
   })
-  .superRefine(
-    (cfg, ctx) => {
-      if (cfg.kerberos !== undefined) return;
-      const need = (path: (string | number)[], what: string): void => {
-        ctx.addIssue({
-          code: 'custom',
-          path,
-          message: `${what} requires the kerberos section`,
-          ...hint('add kerberos: { keytab: ..., servicePrincipals: [...], rcacheDir: ..., mapping: { realms: [...] } }'),
-        });
-      };
-      cfg.listeners.forEach((l, i) => {
-        if (l.kind === 'kpop') need(['listeners', i, 'kind'], 'a kpop listener');
+  .superRefine((cfg, ctx) => {
+    if (cfg.kerberos !== undefined) return;
+    const need = (path: (string | number)[], what: string): void => {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `${what} requires the kerberos section`,
+        ...hint('add kerberos: { keytab: ..., servicePrincipals: [...], rcacheDir: ..., mapping: { realms: [...] } }'),
       });
-      cfg.auth.mechanisms.forEach((m, i) => {
-        if (m === 'GSSAPI') need(['auth', 'mechanisms', i], 'the GSSAPI mechanism');
+    };
+    cfg.listeners.forEach((l, i) => {
+      if (l.kind === 'kpop') need(['listeners', i, 'kind'], 'a kpop listener');
+    });
+    cfg.auth.mechanisms.forEach((m, i) => {
+      if (m === 'GSSAPI') need(['auth', 'mechanisms', i], 'the GSSAPI mechanism');
+    });
+    cfg.auth.verifiers.forEach((v, i) => {
+      if (v === 'kerberos') need(['auth', 'verifiers', i], 'the kerberos verifier');
+    });
+  }, whenValid(['listeners', 'auth', 'kerberos']))
+  .superRefine((cfg, ctx) => {
+    const i = cfg.auth.mechanisms.indexOf('EXTERNAL');
+    if (i < 0) return;
+    const certListener = cfg.listeners.some((l) => (l.tls?.clientCertificates?.mode ?? 'none') !== 'none');
+    if (!certListener) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth', 'mechanisms', i],
+        message: 'EXTERNAL needs a listener that asks for TLS client certificates (tls.clientCertificates.mode optional or required)',
+        ...hint('add clientCertificates: { mode: optional, caFile: ... } to the tls section of a pop3s or pop3 listener, or remove EXTERNAL'),
       });
-      cfg.auth.verifiers.forEach((v, i) => {
-        if (v === 'kerberos') need(['auth', 'verifiers', i], 'the kerberos verifier');
-      });
-    },
-    // Also when other sections have problems, so everything is reported at once.
-    {
-      when: (payload) =>
-        !payload.issues.some((issue) => issue.path === undefined || issue.path.length === 0 || CROSS_CHECKED.has(issue.path[0] ?? '')),
-    },
-  );
+    }
+  }, whenValid(['listeners', 'auth']))
+  .superRefine((cfg, ctx) => {
+    const mode = cfg.backend.tls.mode;
+    for (const [user, list] of Object.entries(cfg.routing.users)) checkRouteDuplicates(list, ['routing', 'users', user], mode, ctx);
+    for (const [domain, list] of Object.entries(cfg.routing.domains)) checkRouteDuplicates(list, ['routing', 'domains', domain], mode, ctx);
+  }, whenValid(['backend', 'routing']));
 
 /** The parsed configuration (durations in milliseconds, defaults applied). */
 export type PopgateConfig = z.output<typeof configSchema>;
@@ -388,6 +735,14 @@ export type BackendConfig = PopgateConfig['backend'];
 export type BackendLoginConfig = BackendConfig['login'];
 export type LimitsConfig = PopgateConfig['limits'];
 export type ShutdownConfig = PopgateConfig['shutdown'];
+export type BackendTlsConfig = BackendConfig['tls'];
+export type BackendProxyProtocol = BackendConfig['proxyProtocol'];
+export type RoutingConfig = PopgateConfig['routing'];
+export type RouteEntryConfig = RoutingConfig['users'][string][number];
+export type ListenerProxyProtocolConfig = NonNullable<ListenerConfig['proxyProtocol']>;
+export type ClientCertificatesConfig = NonNullable<TlsConfig['clientCertificates']>;
+export type HttpAuthConfig = NonNullable<AuthConfig['http']>;
+export type SaslMechanismName = (typeof SASL_MECHANISMS)[number];
 export type KerberosConfig = NonNullable<PopgateConfig['kerberos']>;
 export type KerberosMappingConfig = KerberosConfig['mapping'];
 export type KdcConfig = KerberosConfig['kdc'];
@@ -415,7 +770,20 @@ export const PATH_FIELDS: readonly string[] = ['kerberos.keytab', 'kerberos.rcac
  * Objects whose keys are data, not config keys (principal names): the
  * loader's key conventions (`*File` paths and secrets) do not apply inside.
  */
-export const FREE_FORM_FIELDS: readonly string[] = ['kerberos.mapping.map'];
+export const FREE_FORM_FIELDS: readonly string[] = ['kerberos.mapping.map', 'auth.http.headers'];
+
+/**
+ * Maps whose every value is secret (a shared key in a static header):
+ * redactConfig replaces each value with "***".
+ */
+export const SECRET_MAPS: readonly string[] = ['auth.http.headers'];
+
+/**
+ * Maps of HTTP headers for which a sibling `<key>File` names a file of
+ * `Name: value` lines (a mounted Kubernetes Secret). The loader reads it and
+ * merges its headers into `<key>`; a name given in both places is refused.
+ */
+export const HEADER_MAP_FIELDS: readonly string[] = ['auth.http.headers'];
 
 // ---------------------------------------------------------------------------
 // Introspection (error hints, docs drift test)
@@ -427,6 +795,8 @@ interface ZodDefLike {
   readonly out?: ZodLike;
   readonly shape?: Record<string, ZodLike>;
   readonly element?: ZodLike;
+  /** record */
+  readonly valueType?: ZodLike;
   readonly options?: readonly ZodLike[];
   readonly discriminator?: string;
 }
@@ -479,6 +849,7 @@ function schemasAt(path: readonly (string | number)[], root: unknown): ZodLike[]
       const def = s._zod.def;
       if (typeof seg === 'number' && def.type === 'array' && def.element) next.push(...describe(def.element, child));
       if (typeof seg === 'string' && def.type === 'object' && def.shape?.[seg]) next.push(...describe(def.shape[seg], child));
+      if (typeof seg === 'string' && def.type === 'record' && def.valueType) next.push(...describe(def.valueType, child));
     }
     current = next;
     value = child;
@@ -506,9 +877,19 @@ export function allowedValuesAt(path: readonly (string | number)[], root: unknow
   return [...values];
 }
 
+/** Whether a schema holds config keys (an object, or a list of objects). */
+function hasKeys(schema: ZodLike): boolean {
+  const def = unwrap(schema)._zod.def;
+  if (def.type === 'object') return true;
+  return def.type === 'array' && def.element !== undefined && unwrap(def.element)._zod.def.type === 'object';
+}
+
 /**
  * Every leaf key of the schema as a dotted path (`listeners[].tls.certFile`,
- * `backend.login.secretsFile`), over all union branches.
+ * `backend.login.secretsFile`), over all union branches. `[]` stands for any
+ * list item, `{}` for any key of a map whose values hold config keys
+ * (`routing.users{}[].host`); maps of plain values (`kerberos.mapping.map`)
+ * are leaves.
  */
 export function configLeafPaths(): string[] {
   const out = new Set<string>();
@@ -519,6 +900,8 @@ export function configLeafPaths(): string[] {
         for (const [k, v] of Object.entries(def.shape)) walk(v, prefix ? `${prefix}.${k}` : k);
       } else if (def.type === 'array' && def.element && unwrap(def.element)._zod.def.type === 'object') {
         walk(def.element, `${prefix}[]`);
+      } else if (def.type === 'record' && def.valueType && hasKeys(def.valueType)) {
+        walk(def.valueType, `${prefix}{}`);
       } else {
         out.add(prefix);
       }

@@ -28,12 +28,12 @@ const V2_MAX = 16 + 2048;
 
 /** Incremental reader: feed chunks until it says done or error. */
 export class ProxyHeaderReader {
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private finished = false;
 
   feed(chunk: Buffer): ProxyHeaderEvent {
     if (this.finished) return { kind: 'error', reason: 'header already read' };
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.buf = this.buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buf, chunk]);
     const event = this.parse();
     if (event.kind !== 'need-more') {
       this.finished = true;
@@ -152,8 +152,9 @@ export class TrustedNetworks {
   }
 
   /** IPv4-mapped IPv6 peers (`::ffff:10.0.0.1`, dual-stack listeners) match IPv4 networks. */
-  has(address: string | undefined): boolean {
-    if (!address) return false;
+  has(peer: string | undefined): boolean {
+    if (!peer) return false;
+    const address = peer.split('%')[0] ?? ''; // zones (fe80::1%eth0) do not matter here
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
     if (mapped) return this.list.check(mapped[1]!, 'ipv4');
     const family = isIP(address);

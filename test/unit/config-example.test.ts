@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { configLeafPaths, parseConfigText } from '../../src/config/index.js';
+import { backendTargets, configLeafPaths, parseConfigText, targetsForUser } from '../../src/config/index.js';
 import { PrincipalMapper } from '../../src/kerberos/index.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.url));
@@ -12,6 +12,8 @@ const COMMENTED_ONLY = new Set([
   'listeners[].tls.ciphers',
   'backend.login.password',
   'backend.login.secretsFile',
+  'backend.tls.caFile',
+  'backend.tls.serverName',
 ]);
 
 /**
@@ -23,7 +25,7 @@ function enableOptional(text: string): { text: string; blocks: string[] } {
   const blocks: string[] = [];
   let inside = false;
   const lines = text.split('\n').map((line) => {
-    const start = /^\s*# --- optional: ([a-z]+)/.exec(line);
+    const start = /^\s*# --- optional: ([a-z-]+)/.exec(line);
     if (start?.[1]) {
       blocks.push(start[1]);
       inside = true;
@@ -41,17 +43,25 @@ function enableOptional(text: string): { text: string; blocks: string[] } {
   return { text: lines.join('\n'), blocks };
 }
 
+/**
+ * Whether `tree` has a value at a configLeafPaths path: `[]` matches any
+ * list item, `{}` any value of a map (`routing.users{}[].host`).
+ */
 function hasPath(tree: unknown, path: string): boolean {
-  const segments = path.split('.');
+  // Each step: a key, or '[]' / '{}' for "some item" / "some value".
+  const steps = path.split('.').flatMap((seg) => {
+    const m = /^([^[{]+)((?:\[\]|\{\})*)$/.exec(seg);
+    if (!m?.[1]) throw new Error(`bad leaf path ${path}`);
+    return [m[1], ...(m[2]?.match(/\[\]|\{\}/g) ?? [])];
+  });
   const walk = (v: unknown, i: number): boolean => {
-    if (i === segments.length) return true;
-    const seg = segments[i] ?? '';
-    const isArray = seg.endsWith('[]');
-    const key = isArray ? seg.slice(0, -2) : seg;
-    if (v === null || typeof v !== 'object' || !Object.prototype.hasOwnProperty.call(v, key)) return false;
-    const child = (v as Record<string, unknown>)[key];
-    if (isArray) return Array.isArray(child) && child.some((item) => walk(item, i + 1));
-    return walk(child, i + 1);
+    if (i === steps.length) return true;
+    const step = steps[i] ?? '';
+    if (step === '[]') return Array.isArray(v) && v.some((item) => walk(item, i + 1));
+    const isMap = v !== null && typeof v === 'object' && !Array.isArray(v);
+    if (step === '{}') return isMap && Object.values(v).some((child) => walk(child, i + 1));
+    if (!isMap || !Object.prototype.hasOwnProperty.call(v, step)) return false;
+    return walk((v as Record<string, unknown>)[step], i + 1);
   };
   return walk(tree, 0);
 }
@@ -68,18 +78,64 @@ describe('config.example.yaml', () => {
     expect(cfg.auth.userFile).toBe('/etc/popgate/users');
     expect(cfg.auth.verifiers).toEqual(['userFile']);
     expect(cfg.kerberos).toBeUndefined();
+    expect(cfg.auth.http).toBeUndefined();
+    expect(cfg.listeners[0]?.proxyProtocol).toBeUndefined();
+    expect(cfg.listeners[0]?.tls?.clientCertificates).toBeUndefined();
+    expect(cfg.backend).toMatchObject({ port: 110, tls: { mode: 'none', verify: true }, proxyProtocol: 'none', xclient: true });
+    expect(cfg.routing).toEqual({ users: {}, domains: {} });
     expect(cfg.limits.idleTimeout).toBe(600_000);
   });
 
   it('is valid with its optional parts enabled', async () => {
     const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
-    expect(blocks).toEqual(['kpop', 'kerberos']);
+    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'http', 'kerberos', 'routing']);
     const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
     expect(cfg.listeners.map((l) => [l.name, l.kind, l.port, l.tls])).toEqual([
       ['pop3s', 'pop3s', 995, expect.anything()],
       ['pop3', 'pop3', 110, expect.anything()],
       ['kpop', 'kpop', 1109, undefined],
     ]);
+    expect(cfg.listeners[0]?.tls?.clientCertificates).toEqual({
+      mode: 'optional',
+      caFile: '/etc/popgate/client-ca.pem',
+      identity: 'san-email',
+      stripDomain: false,
+    });
+    expect(cfg.listeners[0]?.proxyProtocol).toEqual({ trustedNetworks: ['10.0.0.0/8', 'fd00::/8'], required: true, timeout: 5000 });
+    expect(cfg.auth.verifiers).toEqual(['userFile', 'http']);
+    expect(cfg.auth.http).toEqual({
+      url: 'http://127.0.0.1:9000/auth',
+      timeout: 10_000,
+      maxConcurrent: 32,
+      maxQueue: 256,
+      maxWaits: 3,
+      headers: { 'X-Gateway': 'popgate' },
+      headersFile: '/run/secrets/auth-headers',
+      proxy: null,
+      authorizeTicketLogins: true,
+    });
+    // The routing block resolves as its comments say.
+    const targets = backendTargets(cfg);
+    expect(targetsForUser(targets, 'alice')).toEqual([
+      {
+        host: '10.0.0.5',
+        port: 110,
+        tls: { mode: 'starttls', caFile: '/etc/popgate/backend-ca.pem', serverName: 'pop5.internal.example.com', verify: true },
+        proxyProtocol: 'v2',
+        xclient: false,
+      },
+    ]);
+    expect(targetsForUser(targets, 'bob@Example.COM')).toEqual([
+      { host: '10.0.0.6', port: 110, tls: { mode: 'none', verify: true }, proxyProtocol: 'none', xclient: true },
+      {
+        host: 'pop.example.net',
+        port: 995,
+        tls: { mode: 'implicit', caFile: '/etc/popgate/partner-ca.pem', serverName: 'pop.example.net', verify: true },
+        proxyProtocol: 'none',
+        xclient: true,
+      },
+    ]);
+    expect(targetsForUser(targets, 'carol')).toEqual(targets.defaultTargets);
     expect(cfg.kerberos).toEqual({
       keytab: '/etc/popgate/popgate.keytab',
       servicePrincipals: ['pop/mail.example.com@EXAMPLE.COM'],
@@ -111,9 +167,26 @@ describe('config.example.yaml', () => {
     const leaves = configLeafPaths();
     // Sanity: the walk reaches into arrays and every login mode.
     expect(leaves).toEqual(
-      expect.arrayContaining(['log.level', 'listeners[].tls.certFile', 'backend.login.secretsFile', 'implementation', 'kerberos.kdc.timeout', 'kerberos.mapping.rules[].match']),
+      expect.arrayContaining([
+        'log.level',
+        'listeners[].tls.certFile',
+        'listeners[].tls.clientCertificates.caFile',
+        'listeners[].proxyProtocol.trustedNetworks',
+        'auth.http.headers',
+        'auth.http.headersFile',
+        'backend.login.secretsFile',
+        'backend.tls.verify',
+        'routing.users{}[].tls.serverName',
+        'routing.domains{}[].xclient',
+        'implementation',
+        'kerberos.kdc.timeout',
+        'kerberos.mapping.rules[].match',
+      ]),
     );
-    expect(leaves.length).toBeGreaterThan(30);
+    // Maps of plain values are leaves themselves.
+    expect(leaves).toEqual(expect.arrayContaining(['kerberos.mapping.map', 'auth.http.headers']));
+    expect(leaves.some((l) => l.startsWith('auth.http.headers.') || l.startsWith('kerberos.mapping.map{'))).toBe(false);
+    expect(leaves.length).toBeGreaterThan(60);
 
     const commentKeys = new Set(
       text

@@ -251,7 +251,7 @@ describe('auth verifiers and mechanisms', () => {
     const cfg = await parse(
       KPOP.replace('userFile: /etc/popgate/users', 'verifiers: [kerberos]\n  mechanisms: [GSSAPI, PLAIN]'),
     );
-    expect(cfg.auth).toEqual({ verifiers: ['kerberos'], mechanisms: ['GSSAPI', 'PLAIN'], maxAttempts: 3, failureDelay: 2000 });
+    expect(cfg.auth).toEqual({ verifiers: ['kerberos'], mechanisms: ['GSSAPI', 'PLAIN'], apop: false, maxAttempts: 3, failureDelay: 2000 });
     expect(cfg.auth.userFile).toBeUndefined();
     const both = await parse(KPOP.replace('userFile:', 'verifiers: [userFile, kerberos]\n  userFile:'));
     expect(both.auth.verifiers).toEqual(['userFile', 'kerberos']);
@@ -278,7 +278,7 @@ describe('auth verifiers and mechanisms', () => {
   });
 
   it('does not blame a missing section when the sections it reads are themselves invalid', async () => {
-    const issues = await issuesOf(NO_KERBEROS.replace('userFile: users', 'userFile: users\n  mechanisms: [GSSAPI, CRAM-MD5]'));
+    const issues = await issuesOf(NO_KERBEROS.replace('userFile: users', 'userFile: users\n  mechanisms: [GSSAPI, DIGEST-MD5]'));
     expect(issues.map((i) => i.path)).toEqual(['auth.mechanisms[1]']);
   });
 
@@ -301,7 +301,7 @@ describe('auth verifiers and mechanisms', () => {
       { path: 'auth.verifiers[1]', message: 'duplicate verifier userFile' },
     ]);
     expect(await issuesOf(NO_KERBEROS.replace('userFile: users', 'userFile: users\n  verifiers: [userfile]'))).toEqual([
-      { path: 'auth.verifiers[0]', message: "expected one of 'userFile', 'kerberos'", hint: "did you mean 'userFile'?" },
+      { path: 'auth.verifiers[0]', message: "expected one of 'userFile', 'kerberos', 'http'", hint: "did you mean 'userFile'?" },
     ]);
   });
 });

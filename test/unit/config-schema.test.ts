@@ -57,6 +57,7 @@ describe('defaults', () => {
       verifiers: ['userFile'],
       userFile: '/etc/popgate/users',
       mechanisms: ['PLAIN', 'LOGIN'],
+      apop: false,
       maxAttempts: 3,
       failureDelay: 2000,
     });
@@ -64,6 +65,9 @@ describe('defaults', () => {
     expect(cfg.backend).toEqual({
       host: '127.0.0.1',
       port: 110,
+      tls: { mode: 'none', verify: true },
+      proxyProtocol: 'none',
+      xclient: true,
       capabilities: ['TOP', 'UIDL'],
       timeouts: { connect: 10_000, greeting: 10_000, login: 30_000 },
       login: { mode: 'master', method: 'auth-plain', user: 'popgate', password: 's3cret', separator: '*' },
@@ -76,6 +80,7 @@ describe('defaults', () => {
       idleTimeout: 600_000,
       maxConnections: 5000,
     });
+    expect(cfg.routing).toEqual({ users: {}, domains: {} });
     expect(cfg.shutdown).toEqual({ drainTimeout: 30_000 });
     expect(cfg.implementation).toBe('popgate');
   });
@@ -166,7 +171,7 @@ describe('validation errors', () => {
     expect(issues).toHaveLength(1);
     expect(issues[0]?.path).toBe('listeners[0].tls.certfile');
     expect(issues[0]?.message).toBe('unknown key');
-    expect(issues[0]?.hint).toBe("did you mean 'certFile'? allowed keys: certFile, keyFile, minVersion, ciphers");
+    expect(issues[0]?.hint).toBe("did you mean 'certFile'? allowed keys: certFile, keyFile, minVersion, ciphers, clientCertificates");
     expect(message).toContain("listeners[0].tls.certfile: unknown key (hint: did you mean 'certFile'?");
   });
 
@@ -237,9 +242,9 @@ describe('validation errors', () => {
   });
 
   it('refuses a bad mechanism and duplicates', async () => {
-    const bad = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [PLAIN, CRAM-MD5]'));
+    const bad = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [PLAIN, DIGEST-MD5]'));
     expect(bad.issues[0]?.path).toBe('auth.mechanisms[1]');
-    expect(bad.issues[0]?.message).toBe("expected one of 'PLAIN', 'LOGIN', 'GSSAPI'");
+    expect(bad.issues[0]?.message).toBe("expected one of 'PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL'");
     const dup = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [LOGIN, LOGIN]'));
     expect(dup.issues).toEqual([{ path: 'auth.mechanisms[1]', message: 'duplicate mechanism LOGIN' }]);
   });
