@@ -40,6 +40,7 @@ export const ERRORS = {
     close: false,
   },
   BAD_CHARACTERS: { resp: 'AUTH', text: 'Invalid characters in credentials', level: 'info', close: false },
+  NO_CLIENT_CERTIFICATE: { resp: 'AUTH', text: 'No verified TLS client certificate', level: 'info', close: false },
   PREAUTH_TIMEOUT: { resp: undefined, text: 'Timeout, closing connection', level: 'info', close: true },
   // Authentication outcomes
   AUTH_FAILED: { resp: 'AUTH', text: 'Authentication failed', level: 'info', close: false },

@@ -1,11 +1,13 @@
 /**
  * The CAPA list (RFC 2449) for the AUTHORIZATION state on a given channel.
- * Only what truly applies is advertised: password mechanisms and USER only
- * when they would be accepted (TLS, or plaintext explicitly allowed; RFC 2595
- * section 2.2), GSSAPI on any channel (it never exposes a password), STLS
- * only while the channel is still plaintext. A KPOP session (Kerberos
- * authenticated the connection before the greeting) offers USER and nothing
- * else: no SASL, no STLS.
+ * Only what truly applies is advertised: password mechanisms (PLAIN, LOGIN,
+ * CRAM-MD5) and USER only when they would be accepted (TLS, or plaintext
+ * explicitly allowed; RFC 2595 section 2.2), GSSAPI on any channel (it never
+ * exposes a password), EXTERNAL only on TLS with a verified client
+ * certificate, STLS only while the channel is still plaintext. A KPOP
+ * session (Kerberos authenticated the connection before the greeting) offers
+ * USER and nothing else: no SASL, no STLS. APOP is no CAPA tag: the greeting
+ * timestamp signals it (RFC 1939).
  */
 import type { SaslMechanism } from './types.js';
 
@@ -20,6 +22,8 @@ export interface CapabilityContext {
   readonly backendCapabilities: readonly string[];
   /** Set on a KPOP session: the principal krb5_sendauth authenticated. */
   readonly kerberosPrincipal?: string | undefined;
+  /** The identity of the verified TLS client certificate, when there is one (enables EXTERNAL). */
+  readonly externalIdentity?: string | undefined;
 }
 
 /** Capabilities popgate itself decides; a backend's version of them is never passed through. */
@@ -30,18 +34,35 @@ export function passwordAuthUsable(ctx: Pick<CapabilityContext, 'tls' | 'allowPl
   return ctx.tls || ctx.allowPlaintextAuth;
 }
 
-/** Whether a mechanism sends a password the channel must protect (PLAIN, LOGIN); GSSAPI does not. */
+/**
+ * Whether a mechanism sends a password, or a digest as weak as one, that the
+ * channel must protect (PLAIN, LOGIN, CRAM-MD5): usable only where
+ * `passwordAuthUsable`. GSSAPI and EXTERNAL do not.
+ */
 export function carriesPassword(mech: SaslMechanism): boolean {
-  return mech !== 'GSSAPI';
+  return mech === 'PLAIN' || mech === 'LOGIN' || mech === 'CRAM-MD5';
+}
+
+/** Whether EXTERNAL can be used: TLS with a verified client certificate. */
+export function externalUsable(ctx: Pick<CapabilityContext, 'tls' | 'externalIdentity'>): boolean {
+  return ctx.tls && ctx.externalIdentity !== undefined;
+}
+
+/** Whether one mechanism can be used on this channel (whether it is configured is the caller's business). */
+export function mechanismUsable(
+  mech: SaslMechanism,
+  ctx: Pick<CapabilityContext, 'tls' | 'allowPlaintextAuth' | 'externalIdentity'>,
+): boolean {
+  if (mech === 'EXTERNAL') return externalUsable(ctx);
+  return !carriesPassword(mech) || passwordAuthUsable(ctx);
 }
 
 /** The configured mechanisms usable on this channel, deduplicated, in configured order (none on KPOP). */
 export function usableMechanisms(
-  ctx: Pick<CapabilityContext, 'tls' | 'allowPlaintextAuth' | 'saslMechanisms' | 'kerberosPrincipal'>,
+  ctx: Pick<CapabilityContext, 'tls' | 'allowPlaintextAuth' | 'saslMechanisms' | 'kerberosPrincipal' | 'externalIdentity'>,
 ): SaslMechanism[] {
   if (ctx.kerberosPrincipal !== undefined) return [];
-  const passwordOk = passwordAuthUsable(ctx);
-  return [...new Set(ctx.saslMechanisms)].filter((m) => passwordOk || !carriesPassword(m));
+  return [...new Set(ctx.saslMechanisms)].filter((m) => mechanismUsable(m, ctx));
 }
 
 /**

@@ -81,9 +81,9 @@ function escapeControls(s: string): string {
 }
 
 /**
- * A rendering of a client line that is safe to log: the PASS argument, an
- * AUTH initial response and SASL continuation lines become `***`; control
- * characters are escaped.
+ * A rendering of a client line that is safe to log: the PASS argument, the
+ * APOP digest, an AUTH initial response and SASL continuation lines (CRAM-MD5
+ * responses included) become `***`; control characters are escaped.
  *
  * `kind` says how the session will read the line: pass 'continuation' while a
  * SASL exchange waits for a response (see `Pop3Session.maskLine`). The keyword
@@ -100,6 +100,15 @@ export function maskCommandForLog(line: Buffer | string, kind: 'command' | 'cont
   switch (keyword.toUpperCase()) {
     case 'PASS':
       return rest === '' ? escapeControls(keyword) : `${escapeControls(keyword)} ***`;
+    case 'APOP': {
+      // Keep the name's first word (as USER shows names), hide everything
+      // after it: the digest, wherever a malformed line puts it. A lone
+      // token may be a digest: hide it too.
+      const args = rest.replace(/^ +/, '');
+      if (args === '') return escapeControls(keyword);
+      const sp = args.indexOf(' ');
+      return sp <= 0 ? `${escapeControls(keyword)} ***` : `${escapeControls(keyword)} ${escapeControls(args.slice(0, sp))} ***`;
+    }
     case 'AUTH': {
       // Keep the mechanism name (SASL names are [A-Z0-9-_], RFC 4422), hide
       // whatever follows it: the initial response, or anything malformed.

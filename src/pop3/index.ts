@@ -12,19 +12,27 @@ export {
 export {
   GSSAPI_LAYER_NONE,
   LOGIN_PASSWORD_CHALLENGE,
+  MAX_CHALLENGE_LENGTH,
   LOGIN_USERNAME_CHALLENGE,
   SASL_CANCEL,
   SASL_EMPTY_CHALLENGE,
+  cramMd5Challenge,
   decodeBase64Strict,
+  decodeCramMd5Response,
   decodeGssapiLayerResponse,
+  decodeNameDigest,
   decodePlain,
   decodeUtf8Strict,
   gssapiLayerOffer,
   hasForbiddenCredentialChars,
+  isValidChallengeString,
   loginPrompt,
+  normaliseHexDigest,
   saslChallenge,
   type GssapiLayerFailure,
   type GssapiLayerResult,
+  type NameDigestFailure,
+  type NameDigestResult,
   type PlainFailure,
   type PlainMessage,
   type PlainResult,
@@ -32,14 +40,24 @@ export {
 export {
   buildCapabilities,
   carriesPassword,
+  externalUsable,
+  mechanismUsable,
   passwordAuthUsable,
   usableMechanisms,
   type CapabilityContext,
 } from './capa.js';
 export { POP3_VERBS, Pop3Session, type Pop3Verb, type SessionState } from './session.js';
-export { isKerberosCredentials } from './types.js';
+export {
+  SASL_MECHANISMS,
+  isChallengeCredentials,
+  isExternalCredentials,
+  isKerberosCredentials,
+  isPasswordCredentials,
+} from './types.js';
 export type {
+  ChallengeCredentials,
   ErrorCode,
+  ExternalCredentials,
   GssAcceptResult,
   KerberosCredentials,
   LoginCredentials,

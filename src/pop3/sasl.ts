@@ -1,7 +1,8 @@
 /**
  * SASL pieces for POP3 AUTH (RFC 5034): strict base64, PLAIN (RFC 4616), the
- * LOGIN prompts (draft-murchison-sasl-login) and the GSSAPI security-layer
- * messages (RFC 4752 section 3.1). Pure functions only.
+ * LOGIN prompts (draft-murchison-sasl-login), the GSSAPI security-layer
+ * messages (RFC 4752 section 3.1), and the challenge-response forms of APOP
+ * (RFC 1939 section 7) and CRAM-MD5 (RFC 2195). Pure functions only.
  */
 
 /** Server challenge line for an empty challenge (PLAIN without initial response): plus, space. */
@@ -143,4 +144,66 @@ export function decodeGssapiLayerResponse(buf: Buffer): GssapiLayerResult {
   if (authzid === undefined) return { ok: false, reason: 'bad-utf8' };
   if (hasForbiddenCredentialChars(authzid)) return { ok: false, reason: 'bad-characters' };
   return { ok: true, authzid };
+}
+
+// ---- APOP (RFC 1939) and CRAM-MD5 (RFC 2195) -------------------------------
+
+/** Longest APOP timestamp or CRAM-MD5 challenge accepted, in octets (keeps the greeting well under 512). */
+export const MAX_CHALLENGE_LENGTH = 200;
+
+/** msg-id form `<left@right>`: printable ASCII without space, `<`, `>` or `@` in either part. */
+const MSG_ID = /^<[\x21-\x3b\x3d\x3f\x41-\x7e]+@[\x21-\x3b\x3d\x3f\x41-\x7e]+>$/;
+
+/**
+ * Whether `s` can serve as an APOP greeting timestamp or a CRAM-MD5
+ * challenge: the RFC 822 msg-id form both RFCs ask for (`<1896.697170952@host>`),
+ * at most MAX_CHALLENGE_LENGTH octets. Uniqueness is the generator's duty.
+ */
+export function isValidChallengeString(s: string): boolean {
+  return s.length <= MAX_CHALLENGE_LENGTH && MSG_ID.test(s);
+}
+
+/** The `+ ` line carrying a CRAM-MD5 challenge (base64 of its ASCII text). */
+export function cramMd5Challenge(challenge: string): string {
+  return saslChallenge(Buffer.from(challenge, 'latin1'));
+}
+
+const HEX_DIGEST = /^[0-9a-fA-F]{32}$/;
+
+/** A 16-octet digest as 32 hex digits (either case) -> lowercase, else undefined. */
+export function normaliseHexDigest(s: string): string | undefined {
+  return HEX_DIGEST.test(s) ? s.toLowerCase() : undefined;
+}
+
+export type NameDigestFailure =
+  /** No space, an empty name, or a digest that is not 32 hex digits. */
+  | 'syntax'
+  /** CR, LF or NUL in the name. */
+  | 'bad-characters'
+  /** CRAM-MD5 only: the decoded response is not UTF-8. */
+  | 'bad-utf8';
+
+export type NameDigestResult =
+  | { readonly ok: true; readonly username: string; /** Lowercase hex. */ readonly digest: string }
+  | { readonly ok: false; readonly reason: NameDigestFailure };
+
+/**
+ * Splits `name SP digest` (APOP arguments; a decoded CRAM-MD5 response) at
+ * the last space: the digest never contains one, so a name may.
+ */
+export function decodeNameDigest(text: string): NameDigestResult {
+  const sp = text.lastIndexOf(' ');
+  if (sp <= 0) return { ok: false, reason: 'syntax' };
+  const username = text.slice(0, sp);
+  const digest = normaliseHexDigest(text.slice(sp + 1));
+  if (digest === undefined) return { ok: false, reason: 'syntax' };
+  if (hasForbiddenCredentialChars(username)) return { ok: false, reason: 'bad-characters' };
+  return { ok: true, username, digest };
+}
+
+/** The client's decoded CRAM-MD5 response, `username SP hexdigest` in UTF-8 (RFC 2195 section 2). */
+export function decodeCramMd5Response(buf: Buffer): NameDigestResult {
+  const text = decodeUtf8Strict(buf);
+  if (text === undefined) return { ok: false, reason: 'bad-utf8' };
+  return decodeNameDigest(text);
 }

@@ -1,6 +1,6 @@
 /**
- * The POP3 AUTHORIZATION-state protocol machine (RFC 1939, 2449, 2595, 3206,
- * 4752, 5034), sans-I/O: lines in, actions out. The host (src/server) owns the
+ * The POP3 AUTHORIZATION-state protocol machine (RFC 1939, 2195, 2449, 2595,
+ * 3206, 4422, 4752, 5034), sans-I/O: lines in, actions out. The host (src/server) owns the
  * socket, the framer, timers, TLS, the GSS context and the login; it reports
  * outcomes back through `tlsStarted`, `gssAcceptResult`, `gssWrapped`,
  * `gssUnwrapped`, `gssFailed`, `loginSucceeded`, `loginFailed`, `timeout`,
@@ -19,6 +19,34 @@
  *
  * `*` cancels at every client step. GSSAPI is usable on plaintext channels.
  *
+ * Challenge-response logins, emitting ChallengeCredentials for the host's
+ * `PasswordVerifier.verifyChallenge` (digests: 32 hex digits, either case
+ * accepted, emitted lowercase):
+ *
+ *   APOP (RFC 1939 section 7), with `apopTimestamp` set:
+ *     S: +OK <greeting> <timestamp>
+ *     C: APOP name digest          -> authenticate {APOP, username, challenge: timestamp, response}
+ *   Without a timestamp (or on KPOP, or on a plaintext connection that can
+ *   never carry password logins) APOP is UNKNOWN_COMMAND. APOP follows the
+ *   USER/PASS channel rule (TLS or allowPlaintextAuth, else
+ *   PLAINTEXT_AUTH_DISALLOWED): it hides the password itself, but its digest
+ *   is MD5 over a plaintext-equivalent secret, which an eavesdropper can
+ *   brute-force offline at MD5 speed; RFC 1939 calls it weak, and RFC 2595
+ *   section 2.2 asks for it to be treated like a password on cleartext.
+ *
+ *   AUTH CRAM-MD5 (RFC 2195), same channel rule as APOP:
+ *     C: AUTH CRAM-MD5             S: "+ " b64(challenge)   (challengeFactory(), fresh per command)
+ *     C: b64(username SP digest)   -> authenticate {CRAM-MD5, username, challenge, response}
+ *   An initial response is refused with BAD_SYNTAX (the client cannot answer
+ *   a challenge it has not seen).
+ *
+ *   AUTH EXTERNAL (RFC 4422 appendix A), only on TLS with `externalIdentity`
+ *   set (at construction, or by `tlsStarted` after STLS), else
+ *   NO_CLIENT_CERTIFICATE:
+ *     C: AUTH EXTERNAL [b64(authzid) | =]   or   AUTH EXTERNAL, S: "+ ", C: b64(authzid) | "" | =
+ *     -> authenticate {EXTERNAL, requestedUser: authzid, '' when empty}
+ *   The host checks requestedUser against the certificate's identity.
+ *
  * KPOP: when `kerberosPrincipal` is set (krb5_sendauth done before the
  * greeting), USER/PASS is accepted on any channel, the PASS value is ignored
  * (fetchmail sends `krb_ticket`) and KPOP credentials are emitted; STLS is
@@ -30,23 +58,42 @@
  * this machine.
  */
 import { ERRORS, GatewayError, errorReply, type ErrorCode } from '../errors.js';
-import { buildCapabilities, carriesPassword, passwordAuthUsable, usableMechanisms } from './capa.js';
+import {
+  buildCapabilities,
+  carriesPassword,
+  externalUsable,
+  passwordAuthUsable,
+  usableMechanisms,
+  type CapabilityContext,
+} from './capa.js';
 import { parseCommand, maskCommandForLog, type CommandParseError, type Pop3Command } from './command.js';
 import {
   SASL_CANCEL,
   SASL_EMPTY_CHALLENGE,
+  cramMd5Challenge,
   decodeBase64Strict,
+  decodeCramMd5Response,
   decodeGssapiLayerResponse,
+  decodeNameDigest,
   decodePlain,
   decodeUtf8Strict,
   gssapiLayerOffer,
   hasForbiddenCredentialChars,
+  isValidChallengeString,
   loginPrompt,
   saslChallenge,
   type GssapiLayerFailure,
+  type NameDigestFailure,
   type PlainFailure,
 } from './sasl.js';
-import type { GssAcceptResult, LoginCredentials, Pop3Action, Pop3SessionOptions, SaslMechanism } from './types.js';
+import {
+  SASL_MECHANISMS,
+  type GssAcceptResult,
+  type LoginCredentials,
+  type Pop3Action,
+  type Pop3SessionOptions,
+  type SaslMechanism,
+} from './types.js';
 
 export type SessionState =
   /** Reading commands before login. */
@@ -65,7 +112,7 @@ export type SessionState =
 
 /** Every POP3 keyword this machine knows (RFC 1939, 2449, 2595, 5034). */
 export const POP3_VERBS = [
-  'CAPA', 'STLS', 'USER', 'PASS', 'AUTH', 'QUIT', 'NOOP',
+  'CAPA', 'STLS', 'USER', 'PASS', 'APOP', 'AUTH', 'QUIT', 'NOOP',
   'STAT', 'LIST', 'RETR', 'DELE', 'RSET', 'TOP', 'UIDL', 'LAST',
 ] as const;
 export type Pop3Verb = (typeof POP3_VERBS)[number];
@@ -119,6 +166,13 @@ const PLAIN_FAILURE: Record<PlainFailure, ErrorCode> = {
   'bad-utf8': 'BAD_CHARACTERS',
 };
 
+/** Refusals of APOP arguments and CRAM-MD5 responses. */
+const NAME_DIGEST_FAILURE: Record<NameDigestFailure, ErrorCode> = {
+  syntax: 'BAD_SYNTAX',
+  'bad-characters': 'BAD_CHARACTERS',
+  'bad-utf8': 'BAD_CHARACTERS',
+};
+
 /**
  * Refusals of the client's RFC 4752 security-layer answer. Malformed data
  * follows the PLAIN rules (protocol errors); choosing a layer that was not
@@ -138,7 +192,7 @@ function isServerTrouble(code: ErrorCode): boolean {
 }
 
 /** Verbs whose arguments are credentials: a NUL or bad UTF-8 there is a credential problem. */
-const CREDENTIAL_VERBS: ReadonlySet<string> = new Set(['USER', 'PASS', 'AUTH']);
+const CREDENTIAL_VERBS: ReadonlySet<string> = new Set(['USER', 'PASS', 'APOP', 'AUTH']);
 
 function parseFailureCode(err: CommandParseError): ErrorCode {
   if ((err.reason === 'nul' || err.reason === 'bad-utf8') && err.verb !== undefined && CREDENTIAL_VERBS.has(err.verb)) {
@@ -157,7 +211,11 @@ type SaslExchange =
   /** GSSAPI: the client's answer to the final context token (RFC 4752: no data). */
   | { readonly mech: 'GSSAPI'; readonly step: 'ack'; readonly principal: string }
   /** GSSAPI: the client's wrapped security-layer answer. */
-  | { readonly mech: 'GSSAPI'; readonly step: 'layer'; readonly principal: string };
+  | { readonly mech: 'GSSAPI'; readonly step: 'layer'; readonly principal: string }
+  /** CRAM-MD5: the client's `username SP digest` answer to `challenge`. */
+  | { readonly mech: 'CRAM-MD5'; readonly challenge: string }
+  /** EXTERNAL: the client's authorization identity (possibly empty). */
+  | { readonly mech: 'EXTERNAL' };
 
 /** Which host answer a GSSAPI exchange waits for (state GSS_PENDING). */
 type GssWait =
@@ -179,6 +237,7 @@ export class Pop3Session {
       STLS: (s, c) => s.onStls(c),
       USER: (s, c) => s.onUser(c),
       PASS: (s, c) => s.onPass(c),
+      APOP: (s, c) => s.onApop(c),
       AUTH: (s, c) => s.onAuth(c),
       QUIT: (s, c) => s.onQuit(c),
       NOOP: (_s, c) => (noArgs(c) ? [reply('+OK')] : protocolError('BAD_SYNTAX')),
@@ -202,6 +261,10 @@ export class Pop3Session {
   private gss: GssWait | undefined;
   private errors = 0;
   private authFailures = 0;
+  /** The greeting timestamp when APOP is enabled on this connection. */
+  private readonly apopTimestamp: string | undefined;
+  /** The verified TLS client certificate's identity (EXTERNAL), from the options or `tlsStarted`. */
+  private externalIdentity: string | undefined;
 
   constructor(options: Pop3SessionOptions) {
     for (const key of ['maxAuthAttempts', 'maxErrors', 'maxCommandLine', 'maxSaslLine'] as const) {
@@ -212,8 +275,25 @@ export class Pop3Session {
     if (principal !== undefined && (principal === '' || hasForbiddenCredentialChars(principal))) {
       throw new RangeError('Pop3SessionOptions.kerberosPrincipal must be non-empty, without CR, LF or NUL');
     }
+    const timestamp = options.apopTimestamp;
+    if (timestamp !== undefined && !isValidChallengeString(timestamp)) {
+      throw new RangeError('Pop3SessionOptions.apopTimestamp must have the msg-id form <left@right> (printable ASCII, at most 200 octets)');
+    }
+    if (options.saslMechanisms.includes('CRAM-MD5') && options.challengeFactory === undefined) {
+      throw new RangeError('Pop3SessionOptions.challengeFactory is required when saslMechanisms lists CRAM-MD5');
+    }
+    const identity = options.externalIdentity;
+    if (identity !== undefined) {
+      checkExternalIdentity(identity);
+      if (!options.tls) throw new RangeError('Pop3SessionOptions.externalIdentity requires tls: a client certificate comes with TLS');
+    }
     this.opts = options;
     this.tlsActive = options.tls;
+    this.externalIdentity = identity;
+    // APOP where it can ever be used: not on KPOP, not on a plaintext channel
+    // that neither allows password logins nor can upgrade to TLS.
+    const apopPossible = options.tls || options.allowPlaintextAuth || options.stlsAvailable;
+    this.apopTimestamp = principal === undefined && apopPossible ? timestamp : undefined;
   }
 
   get state(): SessionState {
@@ -255,7 +335,11 @@ export class Pop3Session {
     return this.tlsActive;
   }
 
-  /** The last user name presented (USER, PLAIN authcid, LOGIN user name, GSSAPI principal), for logs. */
+  /**
+   * The last user name presented (USER, PLAIN authcid, LOGIN user name, APOP
+   * and CRAM-MD5 name, GSSAPI principal, EXTERNAL: the certificate's
+   * `externalIdentity`), for logs.
+   */
   get username(): string | undefined {
     return this.lastUser;
   }
@@ -265,15 +349,27 @@ export class Pop3Session {
     return { errors: this.errors, authFailures: this.authFailures };
   }
 
-  /** A log-safe rendering of the line about to be fed (SASL continuations, GSSAPI tokens included, are fully masked). */
+  /**
+   * A log-safe rendering of the line about to be fed: the PASS argument, the
+   * APOP digest and AUTH initial responses are masked, SASL continuations
+   * (CRAM-MD5 responses, GSSAPI tokens included) fully.
+   */
   maskLine(line: Buffer): string {
     return maskCommandForLog(line, this.st === 'SASL' || this.st === 'GSS_PENDING' ? 'continuation' : 'command');
   }
 
+  /**
+   * The greeting: `+OK <greeting>`, and ` <timestamp>` after it when APOP is
+   * enabled (RFC 1939 section 7); the greeting text then loses any `<` or `>`
+   * so the timestamp is the first `<...>` on the line.
+   */
   greet(): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
-    const text = this.opts.greeting.replace(/[\r\n\0]/g, ' ').trim();
-    return [reply(text === '' ? '+OK' : `+OK ${text}`)];
+    const timestamp = this.apopTimestamp;
+    let text = this.opts.greeting.replace(/[\r\n\0]/g, ' ');
+    if (timestamp !== undefined) text = text.replace(/[<>]/g, '');
+    const parts = [text.trim(), timestamp ?? ''].filter((p) => p !== '');
+    return [reply(['+OK', ...parts].join(' '))];
   }
 
   /**
@@ -314,12 +410,18 @@ export class Pop3Session {
   /**
    * The TLS handshake after STLS completed. RFC 2595 section 4: the client
    * starts over in AUTHORIZATION and anything learned before (a USER name)
-   * is forgotten; it will re-issue CAPA.
+   * is forgotten; it will re-issue CAPA. `externalIdentity`: the identity of
+   * the client certificate the handshake verified and the host mapped (see
+   * the option of that name); enables EXTERNAL. RangeError when empty or
+   * with CR/LF/NUL.
    */
-  tlsStarted(): void {
+  tlsStarted(info: { readonly externalIdentity?: string | undefined } = {}): void {
     if (this.st === 'CLOSED') return;
     this.expect('TLS_PENDING', 'tlsStarted');
+    const identity = info.externalIdentity;
+    if (identity !== undefined) checkExternalIdentity(identity);
     this.tlsActive = true;
+    this.externalIdentity = identity;
     this.pendingUser = undefined;
     this.st = 'AUTHORIZATION';
   }
@@ -487,8 +589,13 @@ export class Pop3Session {
     return passwordAuthUsable({ tls: this.tlsActive, allowPlaintextAuth: this.opts.allowPlaintextAuth });
   }
 
+  /** What CAPA and the mechanism checks see: the options as the channel stands now. */
+  private get capabilityContext(): CapabilityContext {
+    return { ...this.opts, tls: this.tlsActive, externalIdentity: this.externalIdentity };
+  }
+
   private get mechanisms(): SaslMechanism[] {
-    return usableMechanisms({ ...this.opts, tls: this.tlsActive });
+    return usableMechanisms(this.capabilityContext);
   }
 
   /** Emits the credentials for verification and waits for the host's answer. */
@@ -502,7 +609,7 @@ export class Pop3Session {
 
   private onCapa(cmd: Pop3Command): Outcome {
     if (!noArgs(cmd)) return protocolError('BAD_SYNTAX');
-    return multiLine('+OK Capability list follows', buildCapabilities({ ...this.opts, tls: this.tlsActive }));
+    return multiLine('+OK Capability list follows', buildCapabilities(this.capabilityContext));
   }
 
   private onStls(cmd: Pop3Command): Outcome {
@@ -546,6 +653,18 @@ export class Pop3Session {
     return this.authenticate({ mechanism: 'USER', username, password: cmd.args });
   }
 
+  /** `APOP name digest` (RFC 1939 section 7). */
+  private onApop(cmd: Pop3Command): Outcome {
+    const challenge = this.apopTimestamp;
+    // Not enabled: answered as a server without APOP would.
+    if (challenge === undefined) return protocolError('UNKNOWN_COMMAND');
+    if (!this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
+    const parsed = decodeNameDigest(cmd.args);
+    if (!parsed.ok) return protocolError(NAME_DIGEST_FAILURE[parsed.reason]);
+    this.lastUser = parsed.username;
+    return this.authenticate({ mechanism: 'APOP', username: parsed.username, challenge, response: parsed.digest });
+  }
+
   private onQuit(cmd: Pop3Command): Outcome {
     if (!noArgs(cmd)) return protocolError('BAD_SYNTAX');
     // No UPDATE state before login: nothing to commit.
@@ -564,10 +683,13 @@ export class Pop3Session {
     if (!isSaslMechanism(mech) || !this.opts.saslMechanisms.includes(mech) || this.kpop) {
       return protocolError('UNSUPPORTED_MECHANISM');
     }
+    if (mech === 'EXTERNAL' && !externalUsable(this.capabilityContext)) return protocolError('NO_CLIENT_CERTIFICATE');
     if (carriesPassword(mech) && !this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
     this.pendingUser = undefined;
 
     if (mech === 'GSSAPI') return this.startGssapi(initial);
+    if (mech === 'CRAM-MD5') return this.startCramMd5(initial);
+    if (mech === 'EXTERNAL') return this.startExternal(initial);
     if (initial === undefined) {
       this.beginSasl(mech === 'PLAIN' ? { mech: 'PLAIN' } : { mech: 'LOGIN', step: 'username' });
       return [reply(mech === 'PLAIN' ? SASL_EMPTY_CHALLENGE : loginPrompt('username'))];
@@ -586,6 +708,30 @@ export class Pop3Session {
       return [reply(SASL_EMPTY_CHALLENGE)];
     }
     return this.requestGss({ op: 'accept' }, { kind: 'gssAccept', token, first: true });
+  }
+
+  /** `AUTH CRAM-MD5`: send a fresh challenge. The server speaks first, so an initial response is an error. */
+  private startCramMd5(initial: string | undefined): Outcome {
+    if (initial !== undefined) return protocolError('BAD_SYNTAX');
+    const factory = this.opts.challengeFactory;
+    if (factory === undefined) throw new GatewayError('INTERNAL', 'CRAM-MD5 enabled without a challengeFactory');
+    const challenge = factory();
+    if (!isValidChallengeString(challenge)) {
+      throw new GatewayError('INTERNAL', 'Pop3SessionOptions.challengeFactory() returned a value not of the form <left@right>');
+    }
+    this.beginSasl({ mech: 'CRAM-MD5', challenge });
+    return [reply(cramMd5Challenge(challenge))];
+  }
+
+  /** `AUTH EXTERNAL [authzid]`: without an initial response, ask for the authzid with an empty challenge. */
+  private startExternal(initial: string | undefined): Outcome {
+    if (initial === undefined) {
+      this.beginSasl({ mech: 'EXTERNAL' });
+      return [reply(SASL_EMPTY_CHALLENGE)];
+    }
+    const decoded = decodeBase64Strict(initial);
+    if (decoded === undefined) return protocolError('BAD_BASE64');
+    return this.finishExternal(decoded);
   }
 
   // ---- SASL exchange -----------------------------------------------------
@@ -609,10 +755,19 @@ export class Pop3Session {
     const decoded = decodeBase64Strict(text);
     if (decoded === undefined) return protocolError('BAD_BASE64');
 
-    if (exchange.mech === 'PLAIN') return this.finishPlain(decoded);
-    if (exchange.mech === 'GSSAPI') return this.gssapiResponse(exchange, decoded);
-    if (exchange.step === 'username') return this.loginUsername(decoded);
-    return this.loginPassword(exchange.username, decoded);
+    switch (exchange.mech) {
+      case 'PLAIN':
+        return this.finishPlain(decoded);
+      case 'GSSAPI':
+        return this.gssapiResponse(exchange, decoded);
+      case 'CRAM-MD5':
+        return this.finishCramMd5(exchange.challenge, decoded);
+      case 'EXTERNAL':
+        return this.finishExternal(decoded);
+      case 'LOGIN':
+        if (exchange.step === 'username') return this.loginUsername(decoded);
+        return this.loginPassword(exchange.username, decoded);
+    }
   }
 
   /** A decoded client line in a GSSAPI exchange: hand it to the host's GSS context. */
@@ -647,6 +802,23 @@ export class Pop3Session {
     return this.authenticate({ mechanism: 'PLAIN', username: plain.authcid, authzid: plain.authzid, password: plain.passwd });
   }
 
+  private finishCramMd5(challenge: string, message: Buffer): Outcome {
+    const answer = decodeCramMd5Response(message);
+    if (!answer.ok) return protocolError(NAME_DIGEST_FAILURE[answer.reason]);
+    this.lastUser = answer.username;
+    return this.authenticate({ mechanism: 'CRAM-MD5', username: answer.username, challenge, response: answer.digest });
+  }
+
+  /** The EXTERNAL authorization identity ('' when empty): the host checks it against the certificate's identity. */
+  private finishExternal(raw: Buffer): Outcome {
+    const identity = this.externalIdentity;
+    if (identity === undefined) throw new GatewayError('INTERNAL', 'AUTH EXTERNAL without an externalIdentity');
+    const requestedUser = decodeUtf8Strict(raw);
+    if (requestedUser === undefined || hasForbiddenCredentialChars(requestedUser)) return protocolError('BAD_CHARACTERS');
+    this.lastUser = identity;
+    return this.authenticate({ mechanism: 'EXTERNAL', requestedUser });
+  }
+
   private loginUsername(raw: Buffer): Outcome {
     const username = decodeUtf8Strict(raw);
     if (username === undefined) return protocolError('BAD_CHARACTERS');
@@ -667,5 +839,12 @@ export class Pop3Session {
 }
 
 function isSaslMechanism(s: string): s is SaslMechanism {
-  return s === 'PLAIN' || s === 'LOGIN' || s === 'GSSAPI';
+  return (SASL_MECHANISMS as readonly string[]).includes(s);
+}
+
+/** An `externalIdentity` (option or `tlsStarted`) must be a usable log name: non-empty, no CR/LF/NUL. */
+function checkExternalIdentity(identity: string): void {
+  if (identity === '' || hasForbiddenCredentialChars(identity)) {
+    throw new RangeError('externalIdentity must be non-empty, without CR, LF or NUL');
+  }
 }

@@ -9,6 +9,13 @@ import {
   parseHash,
   verifyPasswordHash,
 } from '../../src/auth/index.js';
+import {
+  constantTimeEqual,
+  parsePlainSecret,
+  parseStoredSecret,
+  verifyPlainSecret,
+  type PlainSecret,
+} from '../../src/auth/password-hash.js';
 
 /** Computed independently with Python's hashlib.scrypt(n=1024, r=8, p=1, dklen=32), salt bytes 0..15. */
 const PY_SCRYPT_PASSWORD = 'correct horse \u2603';
@@ -189,5 +196,55 @@ describe('dummy hashes', () => {
     if (!s || !b) throw new Error('parse failed');
     expect(dummyHashLike(s)).toMatchObject({ algorithm: 'scrypt', logN: 11, r: 8, p: 1 });
     expect(dummyHashLike(b)).toMatchObject({ algorithm: 'bcrypt', cost: 5 });
+  });
+});
+
+describe('plaintext-equivalent secrets ({PLAIN}, {PLAIN.B64})', () => {
+  it('parses {PLAIN} as the UTF-8 bytes of the rest, with Dovecot aliases and any case', () => {
+    expect(parsePlainSecret('{PLAIN}tanstaaf')).toEqual({ algorithm: 'plain', secret: Buffer.from('tanstaaf') });
+    expect(parsePlainSecret('{plain}p\u00e4ss w\u00f6rd')).toEqual({ algorithm: 'plain', secret: Buffer.from('p\u00e4ss w\u00f6rd', 'utf8') });
+    expect(parsePlainSecret('{CLEAR}x')?.secret).toEqual(Buffer.from('x'));
+    expect(parsePlainSecret('{CLEARTEXT}x')?.secret).toEqual(Buffer.from('x'));
+    expect(parsePlainSecret('{PLAIN}{PLAIN}')?.secret).toEqual(Buffer.from('{PLAIN}'));
+  });
+
+  it('parses {PLAIN.B64} as canonical padded base64 of any bytes', () => {
+    expect(parsePlainSecret('{PLAIN.B64}dGFuc3RhYWY=')?.secret).toEqual(Buffer.from('tanstaaf'));
+    expect(parsePlainSecret('{PLAIN.B64}dGFuc3RhYWY')).toBeUndefined(); // unpadded
+    expect(parsePlainSecret('{PLAIN.B64}dGFuc3RhYWZ0YW5zdGFhZg==')?.secret).toEqual(Buffer.from('tanstaaftanstaaf'));
+    expect(parsePlainSecret('{plain.b64}YTpi')?.secret).toEqual(Buffer.from('a:b'));
+    expect(parsePlainSecret('{PLAIN.B64}AP8K')?.secret).toEqual(Buffer.from([0x00, 0xff, 0x0a]));
+  });
+
+  it.each(['{PLAIN}', '{PLAIN.B64}', '{PLAIN.B64}not base64!', '{PLAIN.B64}YR==', '{PLAIN}a\tb', '{PLAIN}a\0b', '{SHA512-CRYPT}$6$x', '{CRAM-MD5}abc', '{PLAIN', 'PLAIN}x', '{}x', 'tanstaaf'])(
+    'refuses %j',
+    (text) => {
+      expect(parsePlainSecret(text)).toBeUndefined();
+    },
+  );
+
+  it('parseStoredSecret takes hashes and {PLAIN}; parseHash never takes {PLAIN}', () => {
+    expect(parseStoredSecret('{PLAIN}x')).toMatchObject({ algorithm: 'plain' });
+    expect(parseStoredSecret(OPENWALL_2Y)).toMatchObject({ algorithm: 'bcrypt' });
+    expect(parseStoredSecret(PY_SCRYPT_HASH)).toMatchObject({ algorithm: 'scrypt' });
+    expect(parseStoredSecret('x')).toBeUndefined();
+    expect(parseHash('{PLAIN}x')).toBeUndefined();
+  });
+
+  it('verifies passwords against a plain secret by exact UTF-8 bytes', () => {
+    const stored = parsePlainSecret('{PLAIN}p\u00e4ss') as PlainSecret;
+    expect(verifyPlainSecret('p\u00e4ss', stored)).toBe(true);
+    expect(verifyPlainSecret('pa\u0308ss', stored)).toBe(false); // no Unicode normalisation
+    expect(verifyPlainSecret('P\u00e4ss', stored)).toBe(false);
+    expect(verifyPlainSecret('p\u00e4s', stored)).toBe(false);
+    expect(verifyPlainSecret('p\u00e4sss', stored)).toBe(false);
+    expect(verifyPlainSecret('', stored)).toBe(false);
+  });
+
+  it('constantTimeEqual compares bytes of any lengths', () => {
+    expect(constantTimeEqual(Buffer.from('abc'), Buffer.from('abc'))).toBe(true);
+    expect(constantTimeEqual(Buffer.from('abc'), Buffer.from('abd'))).toBe(false);
+    expect(constantTimeEqual(Buffer.alloc(0), Buffer.alloc(0))).toBe(true);
+    expect(constantTimeEqual(Buffer.from('abc'), Buffer.from('abcd'))).toBe(false);
   });
 });

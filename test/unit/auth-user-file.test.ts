@@ -5,7 +5,8 @@ import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pino, { type Logger } from 'pino';
 import { createUserFileVerifier, hashPassword, parseUserFile, verifyParsedHash, type ParsedHash, type UserFileVerifier } from '../../src/auth/index.js';
-import type { PasswordRequest } from '../../src/auth/types.js';
+import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
+import type { ChallengeRequest, PasswordRequest } from '../../src/auth/types.js';
 
 interface LogRecord {
   level: number;
@@ -32,6 +33,7 @@ function memoryLogger(): { logger: Logger; records: () => LogRecord[]; text: () 
   return { logger, records, text };
 }
 
+const DEBUG = 20;
 const WARN = 40;
 const ERROR = 50;
 const INFO = 30;
@@ -300,5 +302,165 @@ describe('createUserFileVerifier', () => {
     // the loaded users still answer
     expect(await v.verify(req('alice', 'alice-pw'))).toEqual({ ok: true, user: 'alice' });
     expect(await v.verify(req('carol', 'carol-pw'))).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+});
+
+describe('plaintext-equivalent entries ({PLAIN}) and challenge logins', () => {
+  /** RFC 2195's and RFC 1939's examples. */
+  const CRAM = { challenge: '<1896.697170952@postoffice.reston.mci.net>', digest: 'b913a602c7eda7a495b4e6e7334d3890' };
+  const APOP = { challenge: '<1896.697170952@dbc.mtview.ca.us>', digest: 'c4c9334bac560ecc979e58001b3e22fb' };
+  const cram = (username: string, response = CRAM.digest): ChallengeRequest => ({
+    username,
+    mechanism: 'CRAM-MD5',
+    challenge: CRAM.challenge,
+    response,
+  });
+  const apop = (username: string, response = APOP.digest): ChallengeRequest => ({
+    username,
+    mechanism: 'APOP',
+    challenge: APOP.challenge,
+    response,
+  });
+
+  it('parses {PLAIN} and {PLAIN.B64} entries; the secret ends at the next colon like a hash', () => {
+    const { users, problems } = parseUserFile(
+      [
+        'tim:{PLAIN}tanstaaftanstaaf',
+        'mrose:{plain}tanstaaf:Marshall Rose',
+        'colon:{PLAIN}a:b',
+        'b64:{PLAIN.B64}YTpi:secret with a colon',
+        'spaces:{PLAIN}two words   ',
+        'empty:{PLAIN}',
+        'other:{SHA512-CRYPT}$6$abc',
+        `alice:${aliceHash}`,
+      ].join('\n'),
+    );
+    const secret = (u: string): string | undefined => {
+      const e = users.get(u);
+      return e?.algorithm === 'plain' ? e.secret.toString('utf8') : undefined;
+    };
+    expect([...users.keys()]).toEqual(['tim', 'mrose', 'colon', 'b64', 'spaces', 'alice']);
+    expect(secret('tim')).toBe('tanstaaftanstaaf');
+    expect(secret('mrose')).toBe('tanstaaf');
+    expect(secret('colon')).toBe('a');
+    expect(secret('b64')).toBe('a:b');
+    expect(secret('spaces')).toBe('two words');
+    expect(users.get('alice')).toMatchObject({ algorithm: 'scrypt' });
+    expect(problems).toEqual([
+      { line: 6, problem: 'invalid-hash', user: 'empty' },
+      { line: 7, problem: 'invalid-hash', user: 'other' },
+    ]);
+  });
+
+  it('verifies ordinary passwords against {PLAIN} entries', async () => {
+    const path = await userFile('tim:{PLAIN}tanstaaftanstaaf\nb64:{PLAIN.B64}cMOkc3M6d8O2cmQ=\n');
+    const v = await create(path, memoryLogger().logger);
+    expect(await v.verify(req('tim', 'tanstaaftanstaaf'))).toEqual({ ok: true, user: 'tim' });
+    expect(await v.verify(req('tim', 'tanstaaftanstaaF'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verify(req('tim', 'tanstaaftanstaaf '))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verify(req('tim', 'tanstaaf'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verify(req('b64', 'p\u00e4ss:w\u00f6rd'))).toEqual({ ok: true, user: 'b64' });
+    expect(await v.verify(req('nobody', 'tanstaaftanstaaf'))).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
+  it('answers APOP and CRAM-MD5 for {PLAIN} entries (the RFC examples)', async () => {
+    const path = await userFile(`tim:{PLAIN}tanstaaftanstaaf\nmrose:{PLAIN}tanstaaf\nalice:${aliceHash}\n`);
+    const v = await create(path, memoryLogger().logger);
+    expect(v.canVerifyChallenges).toBe(true);
+    expect(await v.verifyChallenge(cram('tim'))).toEqual({ ok: true, user: 'tim' });
+    expect(await v.verifyChallenge(cram('tim', CRAM.digest.toUpperCase()))).toEqual({ ok: true, user: 'tim' });
+    expect(await v.verifyChallenge(apop('mrose'))).toEqual({ ok: true, user: 'mrose' });
+    // Digest mismatch: another user's secret, the other mechanism, garbage.
+    expect(await v.verifyChallenge(cram('mrose'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verifyChallenge(apop('tim'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verifyChallenge({ ...apop('mrose'), mechanism: 'CRAM-MD5' })).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verifyChallenge(cram('tim', 'not-hex'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verifyChallenge(cram('Tim'))).toEqual({ ok: false, reason: 'unknown-user' });
+    expect(await v.verifyChallenge(cram('nobody'))).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
+  it('refuses challenges for hashed entries as disabled, saying why at debug level', async () => {
+    const path = await userFile(`tim:{PLAIN}tanstaaftanstaaf\nalice:${aliceHash}\n`);
+    const mem = memoryLogger();
+    const v = await create(path, mem.logger);
+    const response = apopDigest(APOP.challenge, 'alice-pw');
+    expect(await v.verifyChallenge(apop('alice', response))).toEqual({ ok: false, reason: 'disabled' });
+    const why = mem.records().find((r) => r.msg.includes('no plaintext-equivalent secret'));
+    expect(why).toMatchObject({ level: DEBUG, user: 'alice', mechanism: 'APOP', file: path });
+    expect(JSON.stringify(why)).not.toContain(response);
+    // The ordinary password still works for that user.
+    expect(await v.verify(req('alice', 'alice-pw'))).toEqual({ ok: true, user: 'alice' });
+  });
+
+  it('canVerifyChallenges says whether any entry is plaintext-equivalent, and follows reloads', async () => {
+    const path = await userFile(`alice:${aliceHash}\nbob:${bobHash}\n`);
+    const mem = memoryLogger();
+    const v = await create(path, mem.logger, 60_000);
+    expect(v.canVerifyChallenges).toBe(false);
+    expect(mem.records().find((r) => r.msg === 'user file loaded')).toMatchObject({ users: 2, plaintextEquivalent: 0 });
+    expect(await v.verifyChallenge(cram('alice'))).toEqual({ ok: false, reason: 'disabled' });
+
+    await replaceFile(path, `alice:${aliceHash}\ntim:{PLAIN}tanstaaftanstaaf\n`);
+    await v.reload();
+    expect(v.canVerifyChallenges).toBe(true);
+    expect(mem.records().find((r) => r.msg === 'user file reloaded')).toMatchObject({ users: 2, plaintextEquivalent: 1 });
+    expect(await v.verifyChallenge(cram('tim'))).toEqual({ ok: true, user: 'tim' });
+  });
+
+  it('does the unknown-user work for {PLAIN} entries too, so timing does not single them out', async () => {
+    const slowHash = await hashPassword('slow-pw', { scryptLogN: 11 });
+    const seen: ParsedHash[] = [];
+    const verifyHash = async (pw: string, hash: ParsedHash): Promise<boolean> => {
+      seen.push(hash);
+      return verifyParsedHash(pw, hash);
+    };
+    // Mostly hashed: a {PLAIN} check runs the dummy hash first, like an unknown user.
+    const mixed = await createUserFileVerifier({
+      path: await userFile(`a:${slowHash}\nb:${slowHash}\ntim:{PLAIN}tanstaaftanstaaf\n`),
+      logger: memoryLogger().logger,
+      verifyHash,
+    });
+    open.push(mixed);
+    expect(await mixed.verify(req('tim', 'tanstaaftanstaaf'))).toEqual({ ok: true, user: 'tim' });
+    expect(await mixed.verify(req('nobody', 'x'))).toEqual({ ok: false, reason: 'unknown-user' });
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toEqual(seen[1]);
+    expect(seen[0]).toMatchObject({ algorithm: 'scrypt', logN: 11 });
+
+    // Mostly plain: unknown users cost a plain comparison, no hash at all.
+    seen.length = 0;
+    const plain = await createUserFileVerifier({
+      path: await userFile(`tim:{PLAIN}tanstaaftanstaaf\nmrose:{PLAIN}tanstaaf\na:${slowHash}\n`),
+      logger: memoryLogger().logger,
+      verifyHash,
+    });
+    open.push(plain);
+    expect(await plain.verify(req('nobody', 'x'))).toEqual({ ok: false, reason: 'unknown-user' });
+    expect(await plain.verify(req('tim', 'tanstaaftanstaaf'))).toEqual({ ok: true, user: 'tim' });
+    expect(seen).toHaveLength(0);
+    expect(await plain.verify(req('a', 'slow-pw'))).toEqual({ ok: true, user: 'a' });
+    expect(seen).toHaveLength(1);
+  });
+
+  it('never logs secrets, digests or passwords', async () => {
+    const path = await userFile(
+      ['tim:{PLAIN}tanstaaftanstaaf', 'b64:{PLAIN.B64}c2VrcmV0LWI2NA==', 'broken:{PLAIN.B64}c2VrcmV0!', `alice:${aliceHash}`, ''].join('\n'),
+    );
+    const mem = memoryLogger();
+    const v = await create(path, mem.logger);
+    const wrongDigest = cramMd5Digest(CRAM.challenge, 'guess');
+    await v.verify(req('tim', 'tanstaaftanstaaf'));
+    await v.verify(req('tim', 'wrong-guess'));
+    await v.verifyChallenge(cram('tim'));
+    await v.verifyChallenge(cram('tim', wrongDigest));
+    await v.verifyChallenge(cram('alice', wrongDigest));
+    await v.verifyChallenge(apop('nobody'));
+    await v.reload();
+    const warns = mem.records().filter((r) => r.level === WARN);
+    expect(warns.map((w) => [w.line, w.problem])).toEqual([[3, 'invalid-hash'], [3, 'invalid-hash']]);
+    const text = mem.text();
+    for (const secret of ['tanstaaf', 'c2VrcmV0', 'sekret', 'wrong-guess', CRAM.digest, APOP.digest, wrongDigest, '{PLAIN']) {
+      expect(text).not.toContain(secret);
+    }
   });
 });

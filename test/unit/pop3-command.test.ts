@@ -70,6 +70,26 @@ describe('maskCommandForLog', () => {
     expect(maskCommandForLog('AUTH PLAIN\tc2VjcmV0')).toBe('AUTH PLAIN ***');
   });
 
+  it('masks the APOP digest but keeps the name, whatever the line looks like', () => {
+    const digest = 'c4c9334bac560ecc979e58001b3e22fb';
+    expect(maskCommandForLog(`APOP mrose ${digest}`)).toBe('APOP mrose ***');
+    expect(maskCommandForLog(`apop mrose ${digest}`)).toBe('apop mrose ***');
+    expect(maskCommandForLog(`APOP ${digest}`)).toBe('APOP ***');
+    expect(maskCommandForLog(`APOP mrose ${digest} `)).toBe('APOP mrose ***');
+    expect(maskCommandForLog(`APOP  mrose  ${digest}`)).toBe('APOP mrose ***');
+    expect(maskCommandForLog(`APOP\tmrose ${digest}`)).toBe('APOP \\x09mrose ***');
+    expect(maskCommandForLog('APOP')).toBe('APOP');
+    for (const line of [`APOP mrose ${digest}`, `APOP ${digest}`, `APOP mr ose ${digest} x`, `APOP\t${digest}`]) {
+      expect(maskCommandForLog(line)).not.toContain(digest.slice(0, 8));
+    }
+  });
+
+  it('masks a CRAM-MD5 response line (a continuation) and an AUTH CRAM-MD5 initial response', () => {
+    expect(maskCommandForLog('dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw', 'continuation')).toBe('***');
+    expect(maskCommandForLog('AUTH CRAM-MD5 dGltIGI5MTNhNjAy')).toBe('AUTH CRAM-MD5 ***');
+    expect(maskCommandForLog('AUTH EXTERNAL YWxpY2U=')).toBe('AUTH EXTERNAL ***');
+  });
+
   it('masks every SASL continuation except the cancel line', () => {
     expect(maskCommandForLog('AGFsaWNlAHNlY3JldA==', 'continuation')).toBe('***');
     expect(maskCommandForLog('USER alice', 'continuation')).toBe('***');

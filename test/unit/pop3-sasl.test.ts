@@ -2,10 +2,16 @@ import { describe, expect, it } from 'vitest';
 import {
   LOGIN_PASSWORD_CHALLENGE,
   LOGIN_USERNAME_CHALLENGE,
+  MAX_CHALLENGE_LENGTH,
+  cramMd5Challenge,
   decodeBase64Strict,
+  decodeCramMd5Response,
+  decodeNameDigest,
   decodePlain,
   hasForbiddenCredentialChars,
+  isValidChallengeString,
   loginPrompt,
+  normaliseHexDigest,
 } from '../../src/pop3/sasl.js';
 
 const plain = (s: string): Buffer => Buffer.from(s, 'utf8');
@@ -103,5 +109,55 @@ describe('AUTH LOGIN prompts and credential checks', () => {
     expect(hasForbiddenCredentialChars('a\rb')).toBe(true);
     expect(hasForbiddenCredentialChars('a\nb')).toBe(true);
     expect(hasForbiddenCredentialChars('a\0b')).toBe(true);
+  });
+});
+
+describe('APOP / CRAM-MD5 helpers', () => {
+  const DIGEST = 'b913a602c7eda7a495b4e6e7334d3890';
+
+  it('accepts msg-id form challenges <left@right> only', () => {
+    for (const ok of ['<1896.697170952@dbc.mtview.ca.us>', '<1896.697170952@postoffice.reston.mci.net>', '<a@b>', '<x!#$%&*+-/=?^_`{|}~.y@[127.0.0.1]>']) {
+      expect(isValidChallengeString(ok), ok).toBe(true);
+    }
+    for (const bad of ['', '<>', '<@>', '<a@>', '<@b>', 'a@b', '<a@b', 'a@b>', '<a@b@c>', '<a b@c>', '<a@b> ', ' <a@b>', '<a<@b>', '<a@b>>', '<a@b\r\n>', '<\u00e9@b>', '<a\0@b>']) {
+      expect(isValidChallengeString(bad), JSON.stringify(bad)).toBe(false);
+    }
+    const longest = `<${'x'.repeat(MAX_CHALLENGE_LENGTH - 4)}@h>`;
+    expect(longest).toHaveLength(MAX_CHALLENGE_LENGTH);
+    expect(isValidChallengeString(longest)).toBe(true);
+    expect(isValidChallengeString(`<x${longest.slice(1)}`)).toBe(false);
+  });
+
+  it('renders the CRAM-MD5 challenge line as RFC 2195 shows it', () => {
+    expect(cramMd5Challenge('<1896.697170952@postoffice.reston.mci.net>')).toBe(
+      '+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+',
+    );
+  });
+
+  it('normalises 32-hex-digit digests to lowercase and refuses anything else', () => {
+    expect(normaliseHexDigest(DIGEST.toUpperCase())).toBe(DIGEST);
+    expect(normaliseHexDigest(DIGEST)).toBe(DIGEST);
+    for (const bad of ['', DIGEST.slice(1), `${DIGEST}0`, `${DIGEST.slice(1)}g`, ` ${DIGEST.slice(1)}`]) {
+      expect(normaliseHexDigest(bad)).toBeUndefined();
+    }
+  });
+
+  it('splits "name digest" at the last space', () => {
+    expect(decodeNameDigest(`tim ${DIGEST}`)).toEqual({ ok: true, username: 'tim', digest: DIGEST });
+    expect(decodeNameDigest(`Tim Berners ${DIGEST.toUpperCase()}`)).toEqual({ ok: true, username: 'Tim Berners', digest: DIGEST });
+    for (const bad of ['', 'tim', DIGEST, ` ${DIGEST}`, `tim ${DIGEST} `, `tim ${DIGEST.slice(2)}`, `tim  ${DIGEST}x`]) {
+      expect(decodeNameDigest(bad), JSON.stringify(bad)).toEqual({ ok: false, reason: 'syntax' });
+    }
+    expect(decodeNameDigest(`t\rim ${DIGEST}`)).toEqual({ ok: false, reason: 'bad-characters' });
+    expect(decodeNameDigest(`t\0im ${DIGEST}`)).toEqual({ ok: false, reason: 'bad-characters' });
+  });
+
+  it('decodes the RFC 2195 example response and refuses non-UTF-8', () => {
+    const response = decodeBase64Strict('dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw');
+    expect(response).toBeDefined();
+    expect(decodeCramMd5Response(response ?? Buffer.alloc(0))).toEqual({ ok: true, username: 'tim', digest: DIGEST });
+    expect(decodeCramMd5Response(Buffer.concat([Buffer.from([0xff]), Buffer.from(` ${DIGEST}`)]))).toEqual({ ok: false, reason: 'bad-utf8' });
+    expect(decodeCramMd5Response(Buffer.alloc(0))).toEqual({ ok: false, reason: 'syntax' });
+    expect(decodeCramMd5Response(Buffer.from(`j\u00fcrgen ${DIGEST}`))).toEqual({ ok: true, username: 'j\u00fcrgen', digest: DIGEST });
   });
 });

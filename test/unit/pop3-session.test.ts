@@ -3,7 +3,13 @@ import { errorReply, type ErrorCode } from '../../src/errors.js';
 import { buildCapabilities } from '../../src/pop3/capa.js';
 import { LineFramer } from '../../src/pop3/framer.js';
 import { Pop3Session } from '../../src/pop3/session.js';
-import { isKerberosCredentials, type Pop3Action, type Pop3SessionOptions } from '../../src/pop3/types.js';
+import {
+  isChallengeCredentials,
+  isKerberosCredentials,
+  isPasswordCredentials,
+  type Pop3Action,
+  type Pop3SessionOptions,
+} from '../../src/pop3/types.js';
 import { capaOf, credentialsOf, feedLine, replies, sessionOptions } from '../helpers/pop3-session.js';
 
 function options(over: Partial<Pop3SessionOptions> = {}): Pop3SessionOptions {
@@ -553,6 +559,10 @@ describe('Pop3Session: seeded random input', () => {
     `AUTH PLAIN ${b64('\0alice\0secret')}`, `AUTH PLAIN ${b64('bob\0alice\0secret')}`, `AUTH LOGIN ${b64('alice')}`,
     'AUTH PLAIN =', b64('\0alice\0pw'), b64('alice'), b64('pw'), '*', '=', '', 'QUIT', 'NOOP', 'STAT', 'RETR 1',
     'TOP 1 10', 'UIDL', 'APOP alice c4c9334bac560ecc979e58001b3e22fb', 'capa', 'uSeR x',
+    // APOP, CRAM-MD5 and EXTERNAL, good and bad.
+    'APOP alice C4C9334BAC560ECC979E58001B3E22FB', 'APOP alice c4c9', 'APOP c4c9334bac560ecc979e58001b3e22fb', 'APOP',
+    'AUTH CRAM-MD5 =', 'auth Cram-MD5', 'AUTH CRAM-MD5', `AUTH CRAM-MD5 ${b64('tim b913a602c7eda7a495b4e6e7334d3890')}`, 'auth external', 'AUTH EXTERNAL =',
+    `AUTH EXTERNAL ${b64('alice')}`, `AUTH EXTERNAL ${b64('a\r\nb')}`, b64('tim b913a602c7eda7a495b4e6e7334d3890'),
     // GSSAPI: commands, context tokens and (wrapped) security-layer answers; the fake host decides what they mean.
     'AUTH GSSAPI', 'AUTH GSSAPI =', 'auth gssapi YIIBAgYJKoZIhvcSAQICAQBu', 'YIIBAgYJKoZIhvcSAQICAQBu',
     Buffer.from([5, 4, 0, 0xff, 1, 0, 0, 0]).toString('base64'), Buffer.from('\x01\0\0\0alice', 'latin1').toString('base64'),
@@ -572,13 +582,25 @@ describe('Pop3Session: seeded random input', () => {
   const CONTINUATIONS = [
     'YIIBAgYJKoZIhvcSAQICAQBu', Buffer.from([5, 4, 0, 0xff, 1, 0, 0, 0]).toString('base64'), b64('\x01\0\0\0alice'),
     b64('\0alice\0pw'), b64('alice'), '', '', '*', '=', 'not base64!',
+    b64('tim b913a602c7eda7a495b4e6e7334d3890'), b64('tim B913A602C7EDA7A495B4E6E7334D3890'), b64('tim b913'),
+    b64('t\rm b913a602c7eda7a495b4e6e7334d3890'), b64('b913a602c7eda7a495b4e6e7334d3890'),
   ];
+  const APOP_TIMESTAMP = '<1896.697170952@dbc.mtview.ca.us>';
+  const CERT_IDENTITY = 'dave';
 
   /** What a KPOP client (fetchmail) sends after the greeting. */
   const KPOP_LINES = ['USER alice', 'PASS krb_ticket', 'PASS', 'PASS ', 'USER', 'STLS', 'AUTH GSSAPI'];
 
-  function randomLine(rnd: () => number, s: Pop3Session, kpop: boolean): Buffer {
+  /** Answers to a CRAM-MD5 challenge, good and bad. */
+  const CRAM_ANSWERS = [
+    b64('tim b913a602c7eda7a495b4e6e7334d3890'), b64('tim B913A602C7EDA7A495B4E6E7334D3890'),
+    b64('tim b913a602c7eda7a495b4e6e7334d3890'), b64('tim B913A602C7EDA7A495B4E6E7334D3890'), b64('tim b913'),
+    b64('t\rm b913a602c7eda7a495b4e6e7334d3890'), b64('b913a602c7eda7a495b4e6e7334d3890'), '*', '', '=', 'not base64!',
+  ];
+
+  function randomLine(rnd: () => number, s: Pop3Session, kpop: boolean, cram = false): Buffer {
     // Favour plausible lines for the session's situation so deep steps are reached.
+    if (s.state === 'SASL' && cram && rnd() < 0.8) return Buffer.from(CRAM_ANSWERS[Math.floor(rnd() * CRAM_ANSWERS.length)] ?? '', 'latin1');
     if (s.state === 'SASL' && rnd() < 0.8) return Buffer.from(CONTINUATIONS[Math.floor(rnd() * CONTINUATIONS.length)] ?? '', 'latin1');
     if (kpop && rnd() < 0.4) return Buffer.from(KPOP_LINES[Math.floor(rnd() * KPOP_LINES.length)] ?? '');
     const pick = rnd();
@@ -609,9 +631,12 @@ describe('Pop3Session: seeded random input', () => {
     const failCodes: ErrorCode[] = ['AUTH_FAILED', 'VERIFIER_UNAVAILABLE', 'BACKEND_UNREACHABLE', 'BACKEND_IN_USE'];
     let linesFed = 0;
     let sessions = 0;
+    /** Counter behind every session's challengeFactory: the last challenge issued is `<n.697170952@...>`. */
+    let challenges = 0;
     const seen = {
       authenticate: 0, startTls: 0, relay: 0, close: 0, sasl: 0,
       gssAccept: 0, gssWrap: 0, gssUnwrap: 0, gssFailed: 0, GSSAPI: 0, KPOP: 0,
+      APOP: 0, 'CRAM-MD5': 0, EXTERNAL: 0,
     };
 
     while (linesFed < LINES) {
@@ -620,14 +645,20 @@ describe('Pop3Session: seeded random input', () => {
         tls: rnd() < 0.4,
         stlsAvailable: rnd() < 0.7,
         allowPlaintextAuth: rnd() < 0.2,
-        saslMechanisms: (['PLAIN', 'LOGIN', 'GSSAPI'] as const).filter(() => rnd() < 0.7),
+        saslMechanisms: (['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL'] as const).filter(() => rnd() < 0.7),
         maxErrors: 1 + Math.floor(rnd() * 8),
         maxAuthAttempts: 1 + Math.floor(rnd() * 4),
         kerberosPrincipal: rnd() < 0.25 ? 'carol@EXAMPLE.COM' : undefined,
+        apopTimestamp: rnd() < 0.6 ? APOP_TIMESTAMP : undefined,
+        challengeFactory: () => `<${++challenges}.697170952@postoffice.example>`,
       });
-      const s = new Pop3Session(opts);
+      const withCert = opts.tls && rnd() < 0.6;
+      const s = new Pop3Session(withCert ? { ...opts, externalIdentity: CERT_IDENTITY } : opts);
       let closed = false;
       let secure = opts.tls;
+      /** The certificate identity the host gave the session (options, or tlsStarted after STLS). */
+      let identity = withCert ? CERT_IDENTITY : undefined;
+      let cramPending = false;
 
       /** Checks one batch of actions as the host would see it. */
       const check = (actions: Pop3Action[]): void => {
@@ -685,7 +716,7 @@ describe('Pop3Session: seeded random input', () => {
               expect(opts.kerberosPrincipal).toBeUndefined();
               expect(PRINCIPALS.slice(0, 2)).toContain(c.principal);
             }
-          } else {
+          } else if (isPasswordCredentials(c)) {
             // Password logins only where they are allowed, with clean credentials.
             expect(opts.kerberosPrincipal).toBeUndefined();
             expect(secure || opts.allowPlaintextAuth).toBe(true);
@@ -693,6 +724,29 @@ describe('Pop3Session: seeded random input', () => {
             expect(c.password).not.toBe('');
             expect(`${c.username}${c.password}${c.authzid ?? ''}`).not.toMatch(/[\r\n\0]/);
             if (c.authzid !== undefined) expect(c.authzid).toBe(c.username);
+          } else if (isChallengeCredentials(c)) {
+            // APOP/CRAM-MD5 follow the password rule, digest normalised, challenge the one this session issued.
+            seen[c.mechanism]++;
+            expect(opts.kerberosPrincipal).toBeUndefined();
+            expect(secure || opts.allowPlaintextAuth).toBe(true);
+            expect(c.username).not.toBe('');
+            expect(c.username).not.toMatch(/[\r\n\0]/);
+            expect(c.response).toMatch(/^[0-9a-f]{32}$/);
+            if (c.mechanism === 'APOP') {
+              expect(c.challenge).toBe(opts.apopTimestamp);
+            } else {
+              expect(opts.saslMechanisms).toContain('CRAM-MD5');
+              expect(c.challenge).toBe(`<${challenges}.697170952@postoffice.example>`);
+            }
+          } else {
+            // EXTERNAL only on TLS with a certificate identity, with a clean authzid.
+            seen.EXTERNAL++;
+            expect(opts.saslMechanisms).toContain('EXTERNAL');
+            expect(opts.kerberosPrincipal).toBeUndefined();
+            expect(secure).toBe(true);
+            expect(identity).toBe(CERT_IDENTITY);
+            expect(c.requestedUser).not.toMatch(/[\r\n\0]/);
+            expect(s.username).toBe(CERT_IDENTITY);
           }
         }
       };
@@ -723,13 +777,19 @@ describe('Pop3Session: seeded random input', () => {
         }
       };
 
-      check(s.greet());
+      const greeting = s.greet();
+      check(greeting);
+      // The timestamp is shown exactly when APOP is enabled on this connection.
+      const apopOn = opts.apopTimestamp !== undefined && opts.kerberosPrincipal === undefined && (opts.tls || opts.stlsAvailable || opts.allowPlaintextAuth);
+      expect(replies(greeting)[0]?.endsWith(` ${APOP_TIMESTAMP}`)).toBe(apopOn);
       for (let step = 0; step < 40 && !closed && linesFed < LINES; step++) {
-        const line = randomLine(rnd, s, opts.kerberosPrincipal !== undefined);
+        const line = randomLine(rnd, s, opts.kerberosPrincipal !== undefined, cramPending);
         // Host contract: a line longer than the current cap never reaches feedLine.
         const actions = line.length + 2 > s.lineLimit ? s.overflow() : s.feedLine(line);
         linesFed++;
         check(actions);
+        // A CRAM-MD5 challenge ("+ " b64("<...")) waits for its answer.
+        cramPending = replies(actions).at(-1)?.startsWith(`+ ${b64('<').slice(0, 2)}`) === true && s.state === 'SASL';
         if (s.state === 'SASL') seen.sasl++;
         if (closed) break;
 
@@ -743,7 +803,8 @@ describe('Pop3Session: seeded random input', () => {
         if (closed) break;
         if (s.awaiting === 'tls') {
           expect(actions.at(-1)).toEqual({ kind: 'startTls' });
-          s.tlsStarted();
+          identity = rnd() < 0.5 ? CERT_IDENTITY : undefined;
+          s.tlsStarted({ externalIdentity: identity });
           secure = true;
         } else if (s.awaiting === 'login') {
           const r = rnd();
