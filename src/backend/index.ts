@@ -1,19 +1,29 @@
 export type {
   BackendEndpoint,
+  BackendLinkInfo,
+  BackendLinkSession,
   BackendLogin,
   BackendSession,
+  BackendTarget,
   BackendTimeouts,
+  BackendTls,
+  ForwardedClient,
   InternalLoginResolver,
   SpliceResult,
 } from './types.js';
 export {
   openBackendSession,
   assertSafeCredentials,
+  backendErrorPhase,
   classifyLoginFailure,
   MAX_BACKEND_LINE,
+  PRE_LOGIN_PHASES,
   type OpenBackendOptions,
   type BackendPhase,
 } from './client.js';
+export { openBackendWithFailover, isFailoverError, type OpenBackendWithFailoverOptions } from './failover.js';
+export { encodeProxyV1, encodeProxyV2, encodeProxyHeader, PROXY_V2_SIGNATURE } from './proxy-header.js';
+export { checkBackendIdentity } from './tls-identity.js';
 export {
   createInternalLoginResolver,
   parseSecrets,

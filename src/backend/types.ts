@@ -75,3 +75,31 @@ export interface SpliceResult {
   readonly endedBy: 'client' | 'backend' | 'client-error' | 'backend-error' | 'idle-timeout' | 'shutdown';
   readonly error?: Error;
 }
+
+/** How a backend link was set up, for the log (see BackendLinkSession). */
+export interface BackendLinkInfo {
+  /** The backend's greeting line (without CRLF). */
+  readonly greeting: string;
+  /** The TLS layer, when the link is encrypted. */
+  readonly tls?: {
+    readonly mode: 'starttls' | 'implicit';
+    /** Negotiated protocol, e.g. 'TLSv1.3'. */
+    readonly protocol: string;
+    readonly cipher: string;
+    /** false when the target had `verify: false` (no certificate or name check). */
+    readonly verified: boolean;
+    /** The name the certificate was checked against (when verified). */
+    readonly checkedName?: string;
+  };
+  /** The PROXY header sent first ('none' if none). */
+  readonly proxyProtocol: 'none' | 'v1' | 'v2';
+  /** The greeting offered `[XCLIENT]`. */
+  readonly xclientOffered: boolean;
+  /** `XCLIENT ADDR= PORT=` was sent and answered `+OK`. */
+  readonly xclientSent: boolean;
+}
+
+/** A logged-in backend session plus how its link was set up. */
+export interface BackendLinkSession extends BackendSession {
+  readonly link: BackendLinkInfo;
+}

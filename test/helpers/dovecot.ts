@@ -29,6 +29,16 @@
  *   the master is SIGKILLed its children (log, login...) survive as orphans:
  *   so the master runs detached in its own process group, and the group is
  *   SIGKILLed after the master is gone.
+ * - Client addresses: every successful login is logged (info_log_path) as
+ *   `pop3-login: Info: Login: user=<alice>, method=PLAIN, rip=<ip>,
+ *   lip=<ip>, mpid=<pid>, <TLS|secured|nothing>, session=<...>` (default
+ *   login_log_format_elements; add `rport=%{rport}` to see the port). `rip`
+ *   is the PROXY header's source on a `haproxy` listener (v1 and v2, TCP4 and
+ *   TCP6; v2 LOCAL / v1 UNKNOWN keep the connection's address), or the
+ *   `XCLIENT ADDR=` value. The greeting is `+OK [XCLIENT] Dovecot (Debian)
+ *   ready.` to login_trusted_networks (127.0.0.0/8 here); XCLIENT answers
+ *   `+OK Updated`, STLS `+OK Begin TLS negotiation now.`, and no greeting
+ *   follows either. `secured` = plaintext from a trusted network.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
@@ -67,6 +77,14 @@ export interface StartDovecotOptions {
    * (pop3s) on `tlsPort`. Without it, `ssl = no` and no pop3s listener.
    */
   tls?: { certFile: string; keyFile: string };
+  /**
+   * Add listeners that expect a HAProxy PROXY header (v1 or v2) before
+   * anything else (`haproxy = yes`), with `haproxy_trusted_networks =
+   * 127.0.0.0/8`: plain POP3 on `haproxyPort`, and with `tls` also implicit
+   * TLS on `haproxyTlsPort` (header first, then the handshake). Dovecot then
+   * logs the address from the header as `rip=` of the login line.
+   */
+  haproxy?: boolean;
   /** How long to wait for the +OK greeting; default 20 s. */
   startTimeoutMs?: number;
 }
@@ -77,6 +95,10 @@ export interface DovecotInstance {
   port: number;
   /** Implicit-TLS POP3 port when started with `tls`, else undefined. */
   tlsPort: number | undefined;
+  /** Plain POP3 behind a PROXY header when started with `haproxy`, else undefined. */
+  haproxyPort: number | undefined;
+  /** Implicit-TLS POP3 behind a PROXY header when started with `haproxy` and `tls`, else undefined. */
+  haproxyTlsPort: number | undefined;
   pid: number;
   /** The temp dir holding everything (config, state, log, mail). */
   rootDir: string;
@@ -286,7 +308,7 @@ export async function startDovecot(opts: StartDovecotOptions = {}): Promise<Dove
     })
     .join(' ');
 
-  const writeConfig = async (port: number, tlsPort: number): Promise<void> => {
+  const writeConfig = async (port: number, tlsPort: number, haproxyPort: number, haproxyTlsPort: number): Promise<void> => {
     const conf = `# private Dovecot for popgate tests (generated)
 base_dir = ${baseDir}
 state_dir = ${stateDir}
@@ -308,7 +330,7 @@ auth_verbose = yes
 auth_debug = ${opts.debug ? 'yes' : 'no'}
 mail_debug = ${opts.debug ? 'yes' : 'no'}
 login_trusted_networks = 127.0.0.0/8
-mail_location = maildir:${mailRoot}/%u
+${opts.haproxy ? 'haproxy_trusted_networks = 127.0.0.0/8\n' : ''}mail_location = maildir:${mailRoot}/%u
 mail_uid = ${MAIL_UID}
 mail_gid = ${MAIL_GID}
 first_valid_uid = ${MAIL_UID}
@@ -339,7 +361,18 @@ service pop3-login {
     port = ${tlsPort}
     ssl = yes
   }
-}
+${opts.haproxy ? `  inet_listener pop3-haproxy {
+    address = ${host}
+    port = ${haproxyPort}
+    haproxy = yes
+  }
+` : ''}${opts.haproxy && opts.tls ? `  inet_listener pop3s-haproxy {
+    address = ${host}
+    port = ${haproxyTlsPort}
+    ssl = yes
+    haproxy = yes
+  }
+` : ''}}
 service imap-login {
   inet_listener imap {
     port = 0
@@ -373,12 +406,27 @@ ${opts.extraConfig ?? ''}
   let child: ChildProcess | undefined;
   let port = 0;
   let tlsPort = 0;
+  let haproxyPort = 0;
+  let haproxyTlsPort = 0;
   let lastError = '';
   for (let attempt = 1; attempt <= 3 && child === undefined; attempt++) {
     port = await freePort(host);
     tlsPort = opts.tls ? await freePort(host) : 0;
     if (tlsPort === port) tlsPort = await freePort(host);
-    await writeConfig(port, tlsPort);
+    const taken = new Set([port, tlsPort]);
+    const another = async (wanted: boolean): Promise<number> => {
+      if (!wanted) return 0;
+      for (;;) {
+        const p = await freePort(host);
+        if (!taken.has(p)) {
+          taken.add(p);
+          return p;
+        }
+      }
+    };
+    haproxyPort = await another(opts.haproxy === true);
+    haproxyTlsPort = await another(opts.haproxy === true && opts.tls !== undefined);
+    await writeConfig(port, tlsPort, haproxyPort, haproxyTlsPort);
     const c = spawn(bin, ['-F', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const cpid = c.pid;
     let output = '';
@@ -454,6 +502,8 @@ ${opts.extraConfig ?? ''}
     host,
     port,
     tlsPort: opts.tls ? tlsPort : undefined,
+    haproxyPort: opts.haproxy ? haproxyPort : undefined,
+    haproxyTlsPort: opts.haproxy && opts.tls ? haproxyTlsPort : undefined,
     pid,
     rootDir,
     baseDir,

@@ -2,12 +2,21 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openBackendSession } from '../../src/backend/client.js';
-import type { BackendLogin, BackendSession, BackendTimeouts } from '../../src/backend/types.js';
+import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { LineClient } from '../helpers/line-client.js';
 
 const T: BackendTimeouts = { connectMs: 2000, greetingMs: 2000, loginMs: 2000 };
+
+/** Plain POP3 on loopback, no PROXY header, no XCLIENT. */
+const plainTarget = (port: number): BackendTarget => ({
+  host: '127.0.0.1',
+  port,
+  tls: { mode: 'none', verify: true },
+  proxyProtocol: 'none',
+  xclient: false,
+});
 
 /** A tiny POP3-ish server that records every byte and answers lines from a script. */
 interface Scripted {
@@ -107,6 +116,7 @@ describe('openBackendSession against the demo backend', () => {
   });
 
   const endpoint = (): { host: string; port: number } => ({ host: '127.0.0.1', port: demo.port });
+  const target = (): BackendTarget => plainTarget(demo.port);
 
   const cases: [string, BackendLogin, string][] = [
     ['user-pass', { method: 'user-pass', user: 'alice', password: 'alice pw' }, '+OK 1 '],
@@ -121,11 +131,17 @@ describe('openBackendSession against the demo backend', () => {
 
   for (const [name, login, stat] of cases) {
     it(`logs in with ${name}`, async () => {
-      const session = await openBackendSession({ endpoint: endpoint(), timeouts: T, login });
+      const session = await openBackendSession({ target: target(), timeouts: T, login });
       try {
         expect(session.loginReply).toBe('+OK Logged in.');
         expect(session.leftover.length).toBe(0);
         expect(session.endpoint).toEqual(endpoint());
+        expect(session.link).toEqual({
+          greeting: expect.stringMatching(/^\+OK/) as unknown,
+          proxyProtocol: 'none',
+          xclientOffered: false,
+          xclientSent: false,
+        });
         checkPristine(session);
         expect(await ask(session, 'STAT')).toMatch(new RegExp(`^\\${stat}`));
       } finally {
@@ -136,7 +152,7 @@ describe('openBackendSession against the demo backend', () => {
 
   it('maps a wrong password to BACKEND_LOGIN_REJECTED, with the backend text but not the secret', async () => {
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: endpoint(), timeouts: T, login: { method: 'user-pass', user: 'alice', password: 'nope-secret' } }),
+      openBackendSession({ target: target(), timeouts: T, login: { method: 'user-pass', user: 'alice', password: 'nope-secret' } }),
       'BACKEND_LOGIN_REJECTED',
     );
     expect(err.detail).toContain('-ERR [AUTH] Authentication failed.');
@@ -146,7 +162,7 @@ describe('openBackendSession against the demo backend', () => {
   it('maps a wrong master password over AUTH PLAIN to BACKEND_LOGIN_REJECTED', async () => {
     await expectGatewayError(
       openBackendSession({
-        endpoint: endpoint(),
+        target: target(),
         timeouts: T,
         login: { method: 'auth-plain', authzid: 'alice', authcid: 'gateway', password: 'bad' },
       }),
@@ -168,7 +184,7 @@ describe('openBackendSession failures', () => {
   const userPass: BackendLogin = { method: 'user-pass', user: 'alice', password: 'pw' };
   /** openBackendSession against a scripted server, as alice with T unless overridden. */
   const openAt = (s: Scripted, o: Partial<Parameters<typeof openBackendSession>[0]> = {}): Promise<BackendSession> =>
-    openBackendSession({ endpoint: { host: '127.0.0.1', port: s.port }, timeouts: T, login: userPass, ...o });
+    openBackendSession({ target: plainTarget(s.port), timeouts: T, login: userPass, ...o });
 
   it('connection refused → BACKEND_UNREACHABLE naming host:port and errno', async () => {
     const probe = createServer();
@@ -177,7 +193,7 @@ describe('openBackendSession failures', () => {
     const port = (probe.address() as { port: number }).port;
     await new Promise<void>((r) => probe.close(() => r()));
     const err = await expectGatewayError(
-      openBackendSession({ endpoint: { host: '127.0.0.1', port }, timeouts: T, login: userPass }),
+      openBackendSession({ target: plainTarget(port), timeouts: T, login: userPass }),
       'BACKEND_UNREACHABLE',
     );
     expect(err.detail).toContain(`127.0.0.1:${port}`);

@@ -64,7 +64,7 @@ async function harness(opts: {
     clientSock.pause();
     void (async () => {
       const session = await openBackendSession({
-        endpoint: { host: '127.0.0.1', port: demo.port },
+        target: { host: '127.0.0.1', port: demo.port, tls: { mode: 'none', verify: true }, proxyProtocol: 'none', xclient: false },
         timeouts: { connectMs: 2000, greetingMs: 2000, loginMs: 2000 },
         login: { method: 'user-pass', user: 'alice', password: 'pw' },
       });
