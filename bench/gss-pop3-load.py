@@ -4,7 +4,8 @@
     /usr/bin/python3 bench/gss-pop3-load.py HOST PORT TARGET USER CONCURRENCY SECONDS
 
 CONCURRENCY threads each run back-to-back logins until SECONDS have passed
-(a login under way then is finished and counted):
+(a login under way then is finished and counted; each thread does at least
+one):
 
     connect, greeting, AUTH GSSAPI, "+ ", initial token (a NEW initiator
     context per login, mutual authentication), "+ <AP-REP token>", feed it
@@ -103,7 +104,9 @@ def main():
     deadline = start + seconds
 
     def worker():
-        while not errors and time.perf_counter() < deadline:
+        first = True  # every thread completes at least one login
+        while not errors and (first or time.perf_counter() < deadline):
+            first = False
             try:
                 ms = login_once(host, port, name, creds, user)
             except Exception as e:  # first failure stops everyone

@@ -10,7 +10,7 @@
  *                   POP3 greeting; close.
  *  - `kpop-mutual`: the same with an AP-REQ asking for mutual authentication:
  *                   the OK frame is followed by `u32 len + AP-REP` (0x6f...),
- *                   read in full (not verified: the client context is gone).
+ *                   read in full (not decrypted: the client context is gone).
  *  - `kpop-login`:  as `kpop`, then `USER <user>`, `PASS krb_ticket` (popgate
  *                   logs in to the backend), `QUIT`.
  *  - `gss-accept`:  greeting, `AUTH GSSAPI`, `+ `, the initial GSS token,
@@ -136,23 +136,31 @@ async function expectOk(c: Conn, label: string, step: string): Promise<string> {
   return line;
 }
 
-/** The KPOP preamble: version byte, OK frame (+ AP-REP when mutual). */
+/**
+ * The KPOP preamble: version byte `00`, then the recvauth reply: `00 00 00 00`
+ * (success) followed, when mutual authentication was asked for, by
+ * `u32 len + AP-REP`; a failure is `u32 len + KRB-ERROR` instead.
+ */
 async function kpopPreamble(c: Conn, label: string, mutual: boolean): Promise<void> {
   const version = await c.bytes(1, 'KPOP version byte');
   if (version[0] !== 0) throw new Pop3Error(label, 'KPOP version byte', `expected 00, got ${version.toString('hex')}`);
   const len = (await c.bytes(4, 'KPOP reply frame')).readUInt32BE(0);
-  if (len === 0) {
-    if (mutual) throw new Pop3Error(label, 'KPOP reply frame', 'mutual authentication asked for, but no AP-REP came');
-    return;
+  if (len !== 0) {
+    if (len > 65_536) throw new Pop3Error(label, 'KPOP reply frame', `implausible length ${len}`);
+    const body = await c.bytes(len, 'KPOP reply frame');
+    throw new Pop3Error(
+      label,
+      'KPOP reply frame',
+      body[0] === 0x7e
+        ? "KRB-ERROR: the ticket was refused (a replay, a clock skew or a wrong key: see popgate's log)"
+        : `unexpected ${len}-byte frame starting 0x${(body[0] ?? 0).toString(16)}`,
+    );
   }
-  if (len > 65_536) throw new Pop3Error(label, 'KPOP reply frame', `implausible length ${len}`);
-  const body = await c.bytes(len, 'KPOP reply frame');
-  if (body[0] === 0x7e) {
-    throw new Pop3Error(label, 'KPOP reply frame', 'KRB-ERROR: the ticket was refused (a replay, a clock skew or a wrong key: see popgate\'s log)');
-  }
-  if (!mutual || body[0] !== 0x6f) {
-    throw new Pop3Error(label, 'KPOP reply frame', `unexpected ${len}-byte frame starting 0x${(body[0] ?? 0).toString(16)}`);
-  }
+  if (!mutual) return;
+  const repLen = (await c.bytes(4, 'KPOP AP-REP')).readUInt32BE(0);
+  if (repLen === 0 || repLen > 65_536) throw new Pop3Error(label, 'KPOP AP-REP', `implausible AP-REP length ${repLen}`);
+  const rep = await c.bytes(repLen, 'KPOP AP-REP');
+  if (rep[0] !== 0x6f) throw new Pop3Error(label, 'KPOP AP-REP', `expected an AP-REP (0x6f), got 0x${(rep[0] ?? 0).toString(16)}`);
 }
 
 /**

@@ -17,83 +17,54 @@
  * Every process started here is stopped by PID on success, failure, SIGINT
  * and SIGTERM.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
-import { makeTestPki } from '../test/helpers/certs.js';
+import { makeTestPki, type TestPki } from '../test/helpers/certs.js';
 import { startDovecot, type DovecotInstance } from '../test/helpers/dovecot.js';
 import { freePort } from '../test/helpers/ports.js';
-import { CpuMeter, clockTicksPerSecond } from './proc-cpu.js';
+import {
+  Cleanup,
+  GATEWAY_MAIN,
+  HOST,
+  REPO_ROOT,
+  describe,
+  envNumber,
+  log,
+  sleep,
+  spawnGateway,
+  waitForGreeting,
+  type GatewayChild,
+} from './common.js';
+import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResults } from './kerberos.js';
+import { CpuMeter, clockTicksPerSecond, readMachineCpu } from './proc-cpu.js';
 import {
   Pop3Client,
   Pop3Error,
   loginOnce,
   retrSession,
   runLoginLoad,
-  type Pop3Endpoint,
   type Pop3Target,
 } from './pop3-load.js';
 import { median, summarize, type Summary } from './stats.js';
 
 // ------------------------------------------------------------------ settings
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const GATEWAY_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
 const RESULTS_FILE = path.join(REPO_ROOT, 'bench/results/latest.md');
-const HOST = '127.0.0.1';
 const CHEAP_LOG_N = 10;
-
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 const RUNS = Math.round(envNumber('BENCH_RUNS', 5, 1));
 const LOGIN_SECONDS = envNumber('BENCH_LOGIN_SECONDS', 3, 0.2);
+/** Only the Kerberos part (for development); bench/results/latest.md is then left alone. */
+const KERBEROS_ONLY = !['', '0', 'false', 'no'].includes((process.env['BENCH_KERBEROS_ONLY'] ?? '').toLowerCase());
 const CONCURRENCIES = [1, 8] as const;
 /** RETRs per session in the sustained pass (also where popgate's CPU per GB is measured). */
 const STREAM_RETRS = 20;
-
-// ------------------------------------------------------------------ cleanup
-
-/** LIFO cleanup actions, run once (on success, failure or a signal). */
-class Cleanup {
-  private readonly actions: Array<{ name: string; fn: () => Promise<void> | void }> = [];
-  private running: Promise<void> | undefined;
-
-  add(name: string, fn: () => Promise<void> | void): void {
-    this.actions.push({ name, fn });
-  }
-
-  run(): Promise<void> {
-    this.running ??= (async () => {
-      for (let a = this.actions.pop(); a !== undefined; a = this.actions.pop()) {
-        try {
-          await a.fn();
-        } catch (err) {
-          process.stderr.write(`bench: cleanup "${a.name}" failed: ${describe(err)}\n`);
-        }
-      }
-    })();
-    return this.running;
-  }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-const log = (line: string): void => void process.stdout.write(`${line}\n`);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------ test data
 
@@ -112,92 +83,6 @@ const SMALL_MESSAGE = Buffer.from(
   'From: bench@example.test\r\nTo: alice@example.test\r\nSubject: small\r\n' +
     'Message-ID: <bench-small@example.test>\r\n\r\nhello\r\n',
 );
-
-// ------------------------------------------------------------------ popgate child
-
-interface GatewayChild {
-  readonly pid: number;
-  running(): boolean;
-  /** The last ~64 KiB of its stdout+stderr. */
-  output(): string;
-  /** SIGTERM by PID, SIGKILL by PID after 5 s. */
-  stop(): Promise<void>;
-}
-
-function spawnGateway(configFile: string): GatewayChild {
-  const child: ChildProcess = spawn(process.execPath, [GATEWAY_MAIN, 'serve', '--config', configFile], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start popgate (${process.execPath} ${GATEWAY_MAIN})`);
-  let out = '';
-  const keep = (d: Buffer): void => {
-    out += d.toString('utf8');
-    if (out.length > 65_536) out = out.slice(-65_536);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitInfo = `exit code ${code ?? 'null'}, signal ${signal ?? 'none'}`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      exitInfo = `spawn error: ${err.message}`;
-      resolve();
-    });
-  });
-  // Never leave the gateway behind, even on an abrupt exit of this process.
-  const onExit = (): void => {
-    if (exitInfo === undefined) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  };
-  process.on('exit', onExit);
-  return {
-    pid,
-    running: () => exitInfo === undefined,
-    output: () => (exitInfo === undefined ? out : `${out}\n[popgate ${exitInfo}]`),
-    stop: async () => {
-      if (exitInfo === undefined) {
-        process.kill(pid, 'SIGTERM');
-        const timer = setTimeout(() => {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }, 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      process.removeListener('exit', onExit);
-    },
-  };
-}
-
-async function waitForGreeting(endpoint: Pop3Endpoint, gw: GatewayChild, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    if (!gw.running()) throw new Error(`popgate exited during start-up:\n${gw.output()}`);
-    try {
-      const c = await Pop3Client.connect(endpoint, 1_000);
-      c.destroy();
-      return;
-    } catch (err) {
-      last = describe(err);
-      await sleep(100);
-    }
-  }
-  throw new Error(`popgate did not greet on ${endpoint.label} within ${timeoutMs} ms (${last}):\n${gw.output()}`);
-}
 
 // ------------------------------------------------------------------ machine info
 
@@ -282,6 +167,17 @@ interface LoginScenario {
   readonly runs: LoginRun[];
 }
 
+/** Dovecot and the test PKI: shared by the main part and the Kerberos part. */
+interface Backend {
+  readonly dovecot: DovecotInstance;
+  readonly pki: TestPki;
+  readonly ca: Buffer;
+  readonly master: { readonly name: string; readonly password: string };
+  readonly backendUsers: ReadonlyArray<{ readonly name: string; readonly password: string }>;
+  readonly bigSize: number;
+  readonly smallSize: number;
+}
+
 interface Setup {
   readonly dovecot: DovecotInstance;
   readonly gateway: GatewayChild;
@@ -295,7 +191,7 @@ interface Setup {
   };
 }
 
-async function setUp(cleanup: Cleanup): Promise<Setup> {
+async function startBackend(cleanup: Cleanup): Promise<Backend> {
   if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/bench.sh does)`);
 
   const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-pki-'));
@@ -309,10 +205,6 @@ async function setUp(cleanup: Cleanup): Promise<Setup> {
     { name: 'alice', password: `dovecot-alice-${randomBytes(8).toString('hex')}` },
     { name: 'fastuser', password: `dovecot-fast-${randomBytes(8).toString('hex')}` },
   ];
-  const frontUsers = {
-    alice: `front-alice-${randomBytes(8).toString('hex')}`,
-    fastuser: `front-fast-${randomBytes(8).toString('hex')}`,
-  };
   const big = bigMessage();
   log(`bench: starting private Dovecot (message 1: ${big.length} bytes, message 2: ${SMALL_MESSAGE.length} bytes)`);
   const dovecot = await startDovecot({
@@ -320,12 +212,20 @@ async function setUp(cleanup: Cleanup): Promise<Setup> {
     masterUser: master,
     messages: { alice: [big, SMALL_MESSAGE], fastuser: [big, SMALL_MESSAGE] },
     // Dovecot's default of 10 sessions per user+IP could be hit at concurrency
-    // 8 while finished sessions are still being torn down.
+    // 8 (32 in the Kerberos part) while finished sessions are still being torn down.
     extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
   });
   cleanup.add('stop Dovecot', () => dovecot.stop());
   log(`bench: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
+  return { dovecot, pki, ca, master, backendUsers, bigSize: big.length, smallSize: SMALL_MESSAGE.length };
+}
 
+async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
+  const { dovecot, pki, ca, master, backendUsers } = b;
+  const frontUsers = {
+    alice: `front-alice-${randomBytes(8).toString('hex')}`,
+    fastuser: `front-fast-${randomBytes(8).toString('hex')}`,
+  };
   const gwDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-gw-'));
   cleanup.add('remove gateway dir', () => rm(gwDir, { recursive: true, force: true }));
   const t0 = performance.now();
@@ -367,8 +267,8 @@ shutdown: { drainTimeout: 1s }
   return {
     dovecot,
     gateway,
-    bigSize: big.length,
-    smallSize: SMALL_MESSAGE.length,
+    bigSize: b.bigSize,
+    smallSize: b.smallSize,
     targets: {
       direct: { label: 'direct Dovecot (plain)', host: HOST, port: dovecot.port, user: fastBackend.name, password: fastBackend.password },
       popPlainCheap: { label: 'popgate pop3 (plain), fastuser', host: HOST, port: plainPort, user: 'fastuser', password: frontUsers.fastuser },
@@ -508,19 +408,16 @@ function loginTable(scenarios: LoginScenario[]): string {
   return rows.join('\n');
 }
 
-function report(
-  m: MachineInfo,
-  s: Setup,
-  retr: RetrScenario[],
-  logins: LoginScenario[],
-  tlsSeen: string | undefined,
-  startedAt: Date,
-): string {
-  return `# popgate benchmark
+interface MainPart {
+  readonly s: Setup;
+  readonly retr: RetrScenario[];
+  readonly logins: LoginScenario[];
+  readonly tlsSeen: string | undefined;
+}
 
-${startedAt.toISOString()} · ${RUNS} runs per scenario, median reported (min–max alongside) · everything on ${HOST}
-
-## RETR throughput (one ${(s.bigSize / 1e6).toFixed(2)} MB message, timed from \`RETR\` sent to the terminating dot)
+function mainSections(p: MainPart): string {
+  const { s, retr, logins } = p;
+  return `## RETR throughput (one ${(s.bigSize / 1e6).toFixed(2)} MB message, timed from \`RETR\` sent to the terminating dot)
 
 A session logs in, RETRs message 1 and QUITs; only the RETR is timed. The ${STREAM_RETRS}-RETR column times
 ${STREAM_RETRS} back-to-back RETRs of the same message in one session (${((s.bigSize * STREAM_RETRS) / 1e6).toFixed(0)} MB),
@@ -535,28 +432,42 @@ popgate = client login checked by popgate (scrypt), then AUTH PLAIN master login
 
 ${loginTable(logins)}
 
+`;
+}
+
+/** CPU busy on the whole machine over `ms` (in % of one core), before anything of ours runs: other tenants. */
+async function machineBusyPct(ms: number): Promise<number> {
+  const a = readMachineCpu().busyMs;
+  await sleep(ms);
+  return ((readMachineCpu().busyMs - a) / ms) * 100;
+}
+
+function report(m: MachineInfo, main: MainPart | undefined, krb: KerberosResults, startedAt: Date, busyBefore: number): string {
+  const pool = process.env['UV_THREADPOOL_SIZE'] ?? "16 (popgate's CLI default)";
+  return `# popgate benchmark
+
+${startedAt.toISOString()} · ${RUNS} runs per scenario, median reported (min–max alongside) · everything on ${HOST}${
+    main ? '' : ' · BENCH_KERBEROS_ONLY: the Kerberos part alone'
+  }
+
+${main ? mainSections(main) : ''}${kerberosReport(krb)}
 ## Setup
 
 - Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.memoryGiB)} GiB RAM, ${m.kernel}
 - Node ${m.node}, Dovecot ${m.dovecot}, popgate ${m.popgate}; CPU clock ticks ${m.clockTicks}/s
-- popgate: child process \`node dist/cli/main.js serve\`, log level warn, UV_THREADPOOL_SIZE ${process.env['UV_THREADPOOL_SIZE'] ?? 'default (4)'}; backend login master / auth-plain
-- Users: \`fastuser\` scrypt ln=${CHEAP_LOG_N},r=8,p=1; \`alice\` scrypt ln=${SCRYPT_DEFAULT_LOG_N},r=8,p=1 (the default)
-- TLS: ${tlsSeen ?? 'n/a'}, P-256 ECDSA certificate, full handshake per connection (no session resumption)
-- Dovecot: private instance from test/helpers/dovecot.ts (maildir, stock login/pop3 services, auth_failure_delay 0, mail_max_userip_connections 1000)
-- Load client: bench/pop3-load.ts in the benchmark process on the same machine (it competes with popgate and Dovecot for the ${m.cores} cores)
+- Machine load before the benchmark started (other processes, 2 s sample): ${f(busyBefore, 0)} % of one core busy
+- popgate: child process \`node dist/cli/main.js serve\`, log level warn, UV_THREADPOOL_SIZE ${pool}; backend login master / auth-plain
+- Users: \`fastuser\` scrypt ln=${CHEAP_LOG_N},r=8,p=1; \`alice\` scrypt ln=${SCRYPT_DEFAULT_LOG_N},r=8,p=1 (the default); Kerberos: \`alice@POPGATE.TEST\` → \`alice\`
+${main ? `- TLS: ${main.tlsSeen ?? 'n/a'}, P-256 ECDSA certificate, full handshake per connection (no session resumption)\n` : ''}${kerberosSetupLines(krb)}- Dovecot: private instance from test/helpers/dovecot.ts (maildir, stock login/pop3 services, auth_failure_delay 0, mail_max_userip_connections 1000)
+- Load client: bench/pop3-load.ts and bench/krb-load.ts in the benchmark process (python3-gssapi for GSSAPI logins) on the same machine: it competes with popgate and Dovecot for the ${m.cores} cores
 - MB = 10^6 bytes, GB = 10^9 bytes. popgate CPU = utime+stime of the popgate process (all threads) from /proc/<pid>/stat, sampled around each run (for RETR: from the first RETR sent to the last terminating dot).
 `;
 }
 
 // ------------------------------------------------------------------ main
 
-async function main(cleanup: Cleanup): Promise<void> {
-  const startedAt = new Date();
-  const t0 = performance.now();
-  const machine = machineInfo();
-  log(`bench: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, dovecot ${machine.dovecot}`);
-  log(`bench: ${RUNS} runs per scenario, ${LOGIN_SECONDS} s per login run`);
-  const s = await setUp(cleanup);
+async function runMainPart(cleanup: Cleanup, b: Backend): Promise<MainPart> {
+  const s = await setUp(cleanup, b);
   try {
     const tlsSeen = await checkTargets(s);
     log(`bench: all four login targets verified (STAT 2 messages); TLS ${tlsSeen ?? 'n/a'}`);
@@ -597,16 +508,11 @@ async function main(cleanup: Cleanup): Promise<void> {
     }
 
     if (!s.gateway.running()) throw new Error(`popgate exited during the benchmark:\n${s.gateway.output()}`);
-    const md = report(machine, s, retr, logins, tlsSeen, startedAt);
-    await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
-    const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
-    await writeFile(tmp, md);
-    await rename(tmp, RESULTS_FILE);
-    log('');
-    log(md);
     const gwOut = s.gateway.output().trim();
     if (gwOut) log(`bench: note: popgate wrote at warn level or above:\n${gwOut.slice(-4000)}`);
-    log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    // Done with this popgate: the Kerberos part runs its own, on quiet cores.
+    await s.gateway.stop();
+    return { s, retr, logins, tlsSeen };
   } catch (err) {
     // A dropped connection is often popgate gone: give its exit a moment to be seen.
     for (let i = 0; i < 10 && s.gateway.running(); i++) await sleep(50);
@@ -615,6 +521,42 @@ async function main(cleanup: Cleanup): Promise<void> {
     if (gwOut) process.stderr.write(`bench: popgate output (tail):\n${gwOut.slice(-4000)}\n`);
     throw err;
   }
+}
+
+async function main(cleanup: Cleanup): Promise<void> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const machine = machineInfo();
+  log(`bench: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, dovecot ${machine.dovecot}`);
+  log(`bench: ${RUNS} runs per scenario, ${LOGIN_SECONDS} s per login run${KERBEROS_ONLY ? '; BENCH_KERBEROS_ONLY: Kerberos part only' : ''}`);
+  const busyBefore = await machineBusyPct(2_000);
+  log(`bench: machine CPU busy before starting (other processes): ${f(busyBefore, 0)} % of one core${busyBefore > 25 ? ' -- WARNING: the figures will be disturbed' : ''}`);
+  const backend = await startBackend(cleanup);
+  const mainPart = KERBEROS_ONLY ? undefined : await runMainPart(cleanup, backend);
+  log('bench: Kerberos part');
+  const krb = await runKerberosBench({
+    cleanup,
+    runs: RUNS,
+    seconds: LOGIN_SECONDS,
+    dovecotPort: backend.dovecot.port,
+    master: backend.master,
+    certFile: backend.pki.certFile,
+    keyFile: backend.pki.keyFile,
+    ca: backend.ca,
+    user: 'alice',
+  });
+  const md = report(machine, mainPart, krb, startedAt, busyBefore);
+  log('');
+  log(md);
+  if (KERBEROS_ONLY) {
+    log(`bench: BENCH_KERBEROS_ONLY: ${path.relative(REPO_ROOT, RESULTS_FILE)} left unchanged; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return;
+  }
+  await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
+  const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
+  await writeFile(tmp, md);
+  await rename(tmp, RESULTS_FILE);
+  log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 const cleanup = new Cleanup();

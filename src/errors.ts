@@ -69,12 +69,18 @@ export type ErrorCode = keyof typeof ERRORS;
 export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly detail: string | undefined;
+  /** Replaces the catalogue text in the client's reply (an auth service's Auth-Status text). */
+  readonly clientText: string | undefined;
+  /** Close after replying even if the catalogue would not (nginx: failure without Auth-Wait). */
+  readonly closeAfter: boolean;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
-    super(detail ? `${code}: ${detail}` : code, options);
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; clientText?: string; closeAfter?: boolean }) {
+    super(detail ? `${code}: ${detail}` : code, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'GatewayError';
     this.code = code;
     this.detail = detail;
+    this.clientText = options?.clientText;
+    this.closeAfter = options?.closeAfter ?? false;
   }
 
   get entry(): CatalogueEntry {
@@ -82,10 +88,15 @@ export class GatewayError extends Error {
   }
 }
 
-/** The POP3 reply line (without CRLF) for a catalogue code. */
-export function errorReply(code: ErrorCode): string {
+/**
+ * The POP3 reply line (without CRLF) for a catalogue code. `text` replaces
+ * the catalogue text (it is cleaned to printable characters and capped so the
+ * line stays within RFC 2449's 512 octets).
+ */
+export function errorReply(code: ErrorCode, text?: string): string {
   const e: CatalogueEntry = ERRORS[code];
-  return e.resp ? `-ERR [${e.resp}] ${e.text}` : `-ERR ${e.text}`;
+  const shown = text === undefined ? e.text : text.replace(/[\x00-\x1f\x7f]/g, ' ').trim().slice(0, 200) || e.text;
+  return e.resp ? `-ERR [${e.resp}] ${shown}` : `-ERR ${shown}`;
 }
 
 export function isGatewayError(err: unknown): err is GatewayError {

@@ -130,6 +130,10 @@ function isVerb(s: string): s is Pop3Verb {
 interface Failure {
   readonly fail: ErrorCode;
   readonly count: 'error' | 'auth' | 'none';
+  /** Client-visible text instead of the catalogue's (auth service failure text). */
+  readonly text?: string;
+  /** Close after this reply even if the catalogue entry would not. */
+  readonly close?: boolean;
 }
 type Outcome = Pop3Action[] | Failure;
 type Handler = (session: Pop3Session, cmd: Pop3Command) => Outcome;
@@ -441,11 +445,16 @@ export class Pop3Session {
    * (the last one closes with TOO_MANY_AUTH_ATTEMPTS); other codes close when
    * the catalogue says so (backend trouble) and otherwise let the client retry.
    */
-  loginFailed(code: ErrorCode): Pop3Action[] {
+  /**
+   * The login failed. `opts.text` replaces the catalogue text (an auth
+   * service's own message); `opts.close` closes even where the catalogue
+   * would let the client retry (nginx closes on a failure without Auth-Wait).
+   */
+  loginFailed(code: ErrorCode, opts: { text?: string; close?: boolean } = {}): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
     this.expect('LOGIN_PENDING', 'loginFailed');
     this.st = 'AUTHORIZATION';
-    return this.settle({ fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none' });
+    return this.settle({ fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none', ...opts });
   }
 
   // ---- GSSAPI host answers -------------------------------------------------
@@ -538,18 +547,18 @@ export class Pop3Session {
    */
   private settle(outcome: Outcome): Pop3Action[] {
     if (Array.isArray(outcome)) return outcome;
-    const { fail, count } = outcome;
+    const { fail, count, text } = outcome;
     if (count === 'error' && ++this.errors >= this.opts.maxErrors) return this.closeWith('TOO_MANY_ERRORS');
     if (count === 'auth' && ++this.authFailures >= this.opts.maxAuthAttempts) {
       return this.closeWith('TOO_MANY_AUTH_ATTEMPTS');
     }
-    if (ERRORS[fail].close) return this.closeWith(fail);
-    return [reply(errorReply(fail))];
+    if (ERRORS[fail].close || outcome.close) return this.closeWith(fail, text);
+    return [reply(errorReply(fail, text))];
   }
 
-  private closeWith(code: ErrorCode): Pop3Action[] {
+  private closeWith(code: ErrorCode, text?: string): Pop3Action[] {
     this.enterClosed();
-    return [reply(errorReply(code)), { kind: 'close', reason: code }];
+    return [reply(errorReply(code, text)), { kind: 'close', reason: code }];
   }
 
   private enterClosed(): void {

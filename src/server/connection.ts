@@ -3,10 +3,13 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { spliceSessions } from '../backend/splice.js';
 import type { BackendSession } from '../backend/types.js';
-import { errorReply, GatewayError, isGatewayError, type ErrorCode } from '../errors.js';
+import { errorReply, GatewayError, isGatewayError } from '../errors.js';
 import { LineFramer } from '../pop3/framer.js';
 import { Pop3Session } from '../pop3/session.js';
-import { isKerberosCredentials, type LoginCredentials, type Pop3Action, type Pop3SessionOptions } from '../pop3/types.js';
+import type { ClientContext } from '../auth/types.js';
+import type { LoginCredentials, Pop3Action, Pop3SessionOptions } from '../pop3/types.js';
+import { clientCertIdentity, type ClientCertIdentity, type IdentityRule } from './client-cert.js';
+import type { PeerInfo, ServerTlsOptions } from './transport.js';
 import type { GssAcceptor } from '../kerberos/types.js';
 import { GssBridge, type GssAction } from './gss-bridge.js';
 import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
@@ -15,7 +18,13 @@ import type { LoginService } from './login-service.js';
 /** What a connection needs from its listener; fixed for the connection's life. */
 export interface ConnectionContext {
   readonly listenerName: string;
-  readonly session: Omit<Pop3SessionOptions, 'tls' | 'kerberosPrincipal'>;
+  readonly session: Omit<Pop3SessionOptions, 'tls' | 'kerberosPrincipal' | 'apopTimestamp' | 'externalIdentity'>;
+  /** Handshake settings for STLS (client certificates as on the listener). */
+  readonly tlsOptions?: ServerTlsOptions;
+  /** How a verified client certificate names a user (SASL EXTERNAL); undefined: not asked for. */
+  readonly certificateIdentity?: IdentityRule;
+  /** Fresh APOP timestamp per connection; undefined: APOP off. */
+  readonly apopTimestamp?: () => string;
   /** Set on kpop listeners: the krb5_sendauth preamble runs before the greeting. */
   readonly kpop?: KpopDeps;
   /** GSSAPI acceptor factory, when AUTH GSSAPI is enabled. */
@@ -64,8 +73,12 @@ export class ClientConnection {
     this.pump();
   };
 
+  private certificate: ClientCertIdentity | undefined;
+  private loginAttempts = 0;
+
   constructor(
     socket: Socket,
+    private readonly peer: PeerInfo,
     private readonly ctx: ConnectionContext,
     logger: Logger,
     readonly id: string,
@@ -75,8 +88,9 @@ export class ClientConnection {
     this.baseLog = logger;
     this.bindings = {
       cid: id,
-      remote: socket.remoteAddress,
-      rport: socket.remotePort,
+      remote: peer.remoteAddress,
+      rport: peer.remotePort,
+      ...(peer.proxiedBy ? { via: peer.proxiedBy.address } : {}),
       listener: ctx.listenerName,
       tls: tls ? socket.getProtocol() : false,
     };
@@ -112,10 +126,16 @@ export class ClientConnection {
   /** Greet and start reading commands (after the KPOP preamble, with its principal). */
   private beginPop3(kerberosPrincipal: string | undefined): void {
     if (this.closed) return;
+    const tls = this.socket instanceof TLSSocket;
+    if (this.socket instanceof TLSSocket) this.noteCertificate(this.socket);
+    const externalIdentity = this.certificate?.user;
+    const apop = this.ctx.apopTimestamp?.();
     this.session = new Pop3Session({
       ...this.ctx.session,
-      tls: this.socket instanceof TLSSocket,
+      tls,
       ...(kerberosPrincipal !== undefined ? { kerberosPrincipal } : {}),
+      ...(externalIdentity !== undefined ? { externalIdentity } : {}),
+      ...(apop !== undefined ? { apopTimestamp: apop } : {}),
     });
     this.socket.on('data', this.onData);
     this.run(this.session.greet());
@@ -222,12 +242,19 @@ export class ClientConnection {
     const plain = this.socket;
     plain.pause();
     plain.removeListener('data', this.onData);
-    const secure = new TLSSocket(plain, { isServer: true, secureContext: context });
+    const secure = new TLSSocket(plain, {
+      isServer: true,
+      secureContext: context,
+      requestCert: this.ctx.tlsOptions?.requestCert ?? false,
+      rejectUnauthorized: this.ctx.tlsOptions?.rejectUnauthorized ?? false,
+    });
     this.socket = secure;
     secure.once('secure', () => {
       this.rebind({ tls: secure.getProtocol() });
       this.log.debug({ cipher: secure.getCipher().name }, 'STLS handshake complete');
-      this.session.tlsStarted();
+      this.noteCertificate(secure);
+      const externalIdentity = this.certificate?.user;
+      this.session.tlsStarted(externalIdentity !== undefined ? { externalIdentity } : undefined);
       secure.on('data', this.onData);
       this.pump();
     });
@@ -238,6 +265,41 @@ export class ClientConnection {
     });
     secure.on('close', () => this.onSocketClose());
     secure.on('end', () => this.onClientEnd());
+  }
+
+  /** What the client's TLS certificate says (when the listener asks for one). */
+  private noteCertificate(secure: TLSSocket): void {
+    if (!this.ctx.certificateIdentity) return;
+    this.certificate = clientCertIdentity(secure, this.ctx.certificateIdentity);
+    this.log.debug({ certVerify: this.certificate.verify, certSubject: this.certificate.subject, certUser: this.certificate.user }, 'client certificate');
+  }
+
+  /** The client as auth services see it (nginx auth_http headers). */
+  private clientContext(): ClientContext {
+    const s = this.socket;
+    const cert = this.certificate;
+    return {
+      remoteAddress: this.peer.remoteAddress,
+      remotePort: this.peer.remotePort,
+      localAddress: this.peer.localAddress,
+      localPort: this.peer.localPort,
+      ...(this.peer.proxiedBy ? { proxiedBy: this.peer.proxiedBy } : {}),
+      ...(s instanceof TLSSocket
+        ? {
+            tls: {
+              protocol: s.getProtocol() ?? '',
+              cipher: s.getCipher()?.name ?? '',
+              verify: cert?.verify ?? 'NONE',
+              ...(cert?.subject ? { subject: cert.subject } : {}),
+              ...(cert?.issuer ? { issuer: cert.issuer } : {}),
+              ...(cert?.serial ? { serial: cert.serial } : {}),
+              ...(cert?.fingerprint ? { fingerprint: cert.fingerprint } : {}),
+            },
+          }
+        : {}),
+      loginAttempt: this.loginAttempts,
+      listener: this.ctx.listenerName,
+    };
   }
 
   /** One GSSAPI step off the event loop; input stays paused until the core is answered. */
@@ -269,15 +331,16 @@ export class ClientConnection {
     const mechanism = credentials.mechanism;
     const started = process.hrtime.bigint();
     let backend: BackendSession | undefined;
-    const kerberos = isKerberosCredentials(credentials);
-    let user = kerberos ? credentials.requestedUser : credentials.username;
-    const principal = kerberos ? credentials.principal : undefined;
-    let failure: ErrorCode | undefined;
+    let user = 'username' in credentials ? credentials.username : credentials.requestedUser;
+    const principal = 'principal' in credentials ? credentials.principal : undefined;
+    let failure: GatewayError | undefined;
+    this.loginAttempts++;
     try {
       const result = await this.ctx.login.login({
         credentials,
-        remoteAddress: this.socket.remoteAddress,
+        client: this.clientContext(),
         tls: this.socket instanceof TLSSocket,
+        ...(this.certificate?.user !== undefined ? { certificateUser: this.certificate.user } : {}),
         signal: this.pendingLogin.signal,
       });
       backend = result.backend;
@@ -289,7 +352,7 @@ export class ClientConnection {
         return;
       }
       const gw = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
-      failure = gw.code;
+      failure = gw;
       this.loggedFailure = gw.code;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.log[gw.entry.level === 'debug' ? 'info' : gw.entry.level](
@@ -307,7 +370,13 @@ export class ClientConnection {
       return;
     }
     if (failure !== undefined || !backend) {
-      this.run(this.session.loginFailed(failure ?? 'INTERNAL'));
+      const gw = failure ?? new GatewayError('INTERNAL', 'login produced no backend');
+      this.run(
+        this.session.loginFailed(gw.code, {
+          ...(gw.clientText !== undefined ? { text: gw.clientText } : {}),
+          ...(gw.closeAfter ? { close: true } : {}),
+        }),
+      );
       if (this.endAfterLogin) this.close('client closed');
       this.resumeIfIdle();
       return;

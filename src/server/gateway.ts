@@ -1,17 +1,23 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { ListenerConfig, PopgateConfig } from '../config/index.js';
-import { createUserFileVerifier, createVerifierChain, type UserFileVerifier } from '../auth/index.js';
+import { createHttpAuthVerifier, createUserFileVerifier, createVerifierChain, type UserFileVerifier } from '../auth/index.js';
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
 import type { PasswordVerifier } from '../auth/types.js';
 import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';
 import { errorReply } from '../errors.js';
+import { backendTargets, resolveRouteEntry, targetsForUser } from '../config/routing.js';
+import type { SaslMechanism } from '../pop3/types.js';
 import { ClientConnection, type ConnectionContext } from './connection.js';
-import { createLoginService, type LoginService } from './login-service.js';
+import { createLoginService, type BackendRoutes, type LoginService } from './login-service.js';
+import { TrustedNetworks } from './proxy-header.js';
+import { openTransport, type ProxyOptions, type ServerTlsOptions } from './transport.js';
 import { setupKerberos, type KerberosServices } from './kerberos-services.js';
 import { TlsContextStore } from './tls-context.js';
+import type { PeerInfo } from './transport.js';
 
 export interface BoundListener {
   readonly name: string;
@@ -23,8 +29,11 @@ export interface BoundListener {
 interface ListenerRuntime {
   readonly config: ListenerConfig;
   readonly name: string;
-  readonly server: Server | TlsServer;
+  readonly server: Server;
   readonly tls: TlsContextStore | undefined;
+  readonly proxy: ProxyOptions | undefined;
+  /** Client-certificate handshake settings (pop3s handshake and STLS alike). */
+  readonly tlsOptions: ServerTlsOptions | undefined;
 }
 
 /**
@@ -58,6 +67,21 @@ export class Gateway {
         // The schema guarantees userFile is set when this verifier is listed.
         userFile = await createUserFileVerifier({ path: config.auth.userFile!, logger: log });
         verifiers.push(userFile);
+      } else if (name === 'http') {
+        const http = config.auth.http!;
+        verifiers.push(
+          createHttpAuthVerifier({
+            url: http.url,
+            timeoutMs: http.timeout,
+            maxConcurrent: http.maxConcurrent,
+            maxQueue: http.maxQueue,
+            maxWaits: http.maxWaits,
+            headers: http.headers,
+            proxy: http.proxy,
+            authorizeTicketLogins: http.authorizeTicketLogins,
+            logger: log,
+          }),
+        );
       } else {
         verifiers.push(
           createKerberosPasswordVerifier({
@@ -82,7 +106,7 @@ export class Gateway {
       verifier,
       resolver,
       ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
-      endpoint: { host: config.backend.host, port: config.backend.port },
+      routes: backendRoutes(config),
       timeouts: {
         connectMs: config.backend.timeouts.connect,
         greetingMs: config.backend.timeouts.greeting,
@@ -113,6 +137,8 @@ export class Gateway {
 
   private async listen(config: ListenerConfig): Promise<void> {
     const name = config.name;
+    const clientCerts = config.tls?.clientCertificates;
+    const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
     let tls: TlsContextStore | undefined;
     if (config.tls) {
       tls = new TlsContextStore({
@@ -120,32 +146,36 @@ export class Gateway {
         keyFile: config.tls.keyFile,
         minVersion: config.tls.minVersion,
         ciphers: config.tls.ciphers,
+        ...(wantCerts ? { clientCaFile: clientCerts.caFile } : {}),
       });
       await tls.load();
     }
     const log = this.log.child({ listener: name });
-    let server: Server | TlsServer;
-    if (config.kind === 'pop3s') {
-      const store = tls!;
-      const tlsServer = createTlsServer({
-        ...store.currentOptions,
-        // A client may send QUIT and FIN at once; it must still read the backend's +OK.
-        allowHalfOpen: true,
-        handshakeTimeout: this.config.limits.preAuthTimeout });
-      tlsServer.on('secureConnection', (socket) => this.accept(socket, runtime));
-      // Admission happens on the raw TCP socket so the limit holds during handshakes.
-      tlsServer.on('connection', (socket: Socket) => this.admit(socket, runtime));
-      tlsServer.on('tlsClientError', (err, socket) =>
-        log.info({ remote: socket.remoteAddress, err: err.message }, 'TLS handshake failed'),
-      );
-      server = tlsServer;
-    } else {
-      server = createNetServer({ allowHalfOpen: true }, (socket) => {
-        if (this.admit(socket, runtime)) this.accept(socket, runtime);
-      });
-    }
+    const store = tls;
+    const runtime: ListenerRuntime = {
+      config,
+      name,
+      tls,
+      proxy: config.proxyProtocol
+        ? {
+            trusted: new TrustedNetworks(config.proxyProtocol.trustedNetworks),
+            required: config.proxyProtocol.required,
+            timeoutMs: config.proxyProtocol.timeout,
+          }
+        : undefined,
+      tlsOptions: store
+        ? {
+            context: () => store.current,
+            requestCert: wantCerts,
+            rejectUnauthorized: clientCerts?.mode === 'required',
+            handshakeTimeoutMs: this.config.limits.preAuthTimeout,
+          }
+        : undefined,
+      // A client may send QUIT and FIN at once; it must still read the backend's +OK.
+      server: createNetServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket, runtime, log)),
+    };
+    const { server } = runtime;
     server.on('error', (err) => log.error({ err: err.message }, 'listener error'));
-    const runtime: ListenerRuntime = { config, name, server, tls };
     server.listen({ host: config.address, port: config.port });
     await Promise.race([
       once(server, 'listening'),
@@ -156,6 +186,21 @@ export class Gateway {
     this.listeners.push(runtime);
     const bound = server.address();
     log.info({ kind: config.kind, address: config.address, port: bound && typeof bound === 'object' ? bound.port : config.port }, 'listening');
+  }
+
+  /** accept → admission → PROXY header / implicit TLS → POP3. */
+  private onConnection(raw: Socket, listener: ListenerRuntime, log: Logger): void {
+    if (!this.admit(raw, listener)) return;
+    void openTransport(
+      raw,
+      {
+        ...(listener.proxy ? { proxy: listener.proxy } : {}),
+        ...(listener.config.kind === 'pop3s' && listener.tlsOptions ? { tls: listener.tlsOptions } : {}),
+      },
+      log,
+    ).then((opened) => {
+      if (opened) this.accept(opened.socket, opened.peer, listener);
+    });
   }
 
   /**
@@ -186,7 +231,7 @@ export class Gateway {
     return true;
   }
 
-  private accept(socket: Socket, listener: ListenerRuntime): void {
+  private accept(socket: Socket, peer: PeerInfo, listener: ListenerRuntime): void {
     if (this.stopping) {
       socket.destroy();
       return;
@@ -194,8 +239,14 @@ export class Gateway {
     const { config, kerberos } = this;
     const kpop = listener.config.kind === 'kpop';
     const gssEnabled = kerberos !== undefined && config.auth.mechanisms.includes('GSSAPI');
+    const mechanisms = this.usableMechanisms();
+    const challenges = this.canVerifyChallenges();
+    const certs = listener.config.tls?.clientCertificates;
     const ctx: ConnectionContext = {
       listenerName: listener.name,
+      ...(listener.tlsOptions ? { tlsOptions: listener.tlsOptions } : {}),
+      ...(certs && certs.mode !== 'none' ? { certificateIdentity: { identity: certs.identity, stripDomain: certs.stripDomain } } : {}),
+      ...(config.auth.apop && challenges && !kpop ? { apopTimestamp: () => challengeString() } : {}),
       ...(kpop && kerberos
         ? { kpop: { verifyApReq: (apReq: Buffer) => kerberos.binding.verifyApReq(apReq, kerberos.acceptor), maxApReqLength: 64 * 1024 } }
         : {}),
@@ -204,7 +255,8 @@ export class Gateway {
         stlsAvailable: listener.config.kind === 'pop3' && listener.tls !== undefined,
         allowPlaintextAuth: listener.config.allowPlaintextAuth,
         // A KPOP session is authenticated by its ticket; it offers no SASL.
-        saslMechanisms: kpop ? [] : config.auth.mechanisms,
+        saslMechanisms: kpop ? [] : mechanisms,
+        challengeFactory: challengeString,
         greeting: listener.config.greeting,
         implementation: config.implementation || undefined,
         backendCapabilities: config.backend.capabilities,
@@ -221,10 +273,21 @@ export class Gateway {
       shutdownSignal: this.shutdown.signal,
     };
     const id = (++this.nextId).toString(36).padStart(6, '0');
-    const connection = new ClientConnection(socket, ctx, this.log, id);
+    const connection = new ClientConnection(socket, peer, ctx, this.log, id);
     this.connections.add(connection);
     void connection.finished.then(() => this.connections.delete(connection));
     connection.start();
+  }
+
+  /** Whether some verifier can check APOP / CRAM-MD5 now ({PLAIN} entries come and go with reloads). */
+  private canVerifyChallenges(): boolean {
+    return this.config.auth.verifiers.includes('http') || (this.userFile?.canVerifyChallenges ?? false);
+  }
+
+  /** Configured mechanisms minus those nothing can answer right now. */
+  private usableMechanisms(): SaslMechanism[] {
+    const challenges = this.canVerifyChallenges();
+    return this.config.auth.mechanisms.filter((m) => m !== 'CRAM-MD5' || challenges);
   }
 
   /**
@@ -235,8 +298,8 @@ export class Gateway {
     for (const l of this.listeners) {
       if (!l.tls) continue;
       try {
+        // New handshakes use the new context; live sessions keep theirs.
         await l.tls.load();
-        if (l.config.kind === 'pop3s' && l.tls.currentOptions) (l.server as TlsServer).setSecureContext(l.tls.currentOptions);
         this.log.info({ listener: l.name }, 'TLS certificate reloaded');
       } catch (err) {
         this.log.error({ listener: l.name, err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');
@@ -288,4 +351,19 @@ export class Gateway {
     this.resolver.close();
     this.log.info('stopped');
   }
+}
+
+/** RFC 1939 / RFC 2195 challenge: `<random.time@host>`, fresh per use. */
+function challengeString(): string {
+  const host = hostname().replace(/[^A-Za-z0-9.-]/g, '') || 'popgate';
+  return `<${randomBytes(12).toString('hex')}.${Date.now()}@${host}>`;
+}
+
+/** Per-user routes from config, with the default backend's link settings for auth-service answers. */
+function backendRoutes(config: PopgateConfig): BackendRoutes {
+  const targets = backendTargets(config);
+  return {
+    targetsFor: (user) => targetsForUser(targets, user),
+    targetFor: (endpoint) => resolveRouteEntry({ host: endpoint.host, port: endpoint.port }, config.backend),
+  };
 }

@@ -1,19 +1,21 @@
-import type { PasswordVerifier } from '../auth/types.js';
-import type { BackendEndpoint, BackendSession, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
-import { openBackendSession } from '../backend/client.js';
+import type { ClientContext, PasswordVerifier, VerifiedRoute, VerifyOutcome } from '../auth/types.js';
+import { openBackendWithFailover } from '../backend/failover.js';
+import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { PrincipalMapResult } from '../kerberos/principal-mapper.js';
-import { isKerberosCredentials, type KerberosCredentials, type LoginCredentials, type PasswordCredentials } from '../pop3/types.js';
+import type { KerberosCredentials, LoginCredentials } from '../pop3/types.js';
 
 export interface LoginRequest {
   readonly credentials: LoginCredentials;
-  readonly remoteAddress: string | undefined;
+  readonly client: ClientContext;
   readonly tls: boolean;
+  /** The user a verified TLS client certificate names (SASL EXTERNAL). */
+  readonly certificateUser?: string;
   readonly signal: AbortSignal;
 }
 
 export interface LoginSuccess {
-  /** Local user name: from the verifier, or mapped from the Kerberos principal. */
+  /** Local user name: from the verifier, or mapped from the Kerberos principal / certificate. */
   readonly user: string;
   readonly backend: BackendSession;
   /** Which mapping rule turned the principal into the user (Kerberos logins). */
@@ -21,41 +23,44 @@ export interface LoginSuccess {
 }
 
 /**
- * Turns a client's credentials into a logged-in backend session: verify the
- * password (or authorize the Kerberos principal) → resolve internal
- * credentials → backend login. Rejects with a GatewayError whose code decides
- * the client's reply.
+ * Turns a client's credentials into a logged-in backend session: verify (or
+ * authorize what Kerberos / a client certificate authenticated) → pick the
+ * backend(s) → internal credentials → backend login. Rejects with a
+ * GatewayError whose code decides the client's reply.
  */
 export interface LoginService {
   login(request: LoginRequest): Promise<LoginSuccess>;
 }
 
+/** Where users go: exact user, then domain, then the default backend(s). */
+export interface BackendRoutes {
+  targetsFor(user: string): readonly BackendTarget[];
+  /** A backend named by the auth service, with the default link settings. */
+  targetFor(endpoint: { host: string; port: number }): BackendTarget;
+}
+
 export interface LoginServiceDeps {
   readonly verifier: PasswordVerifier;
   readonly resolver: InternalLoginResolver;
-  readonly endpoint: BackendEndpoint;
+  readonly routes: BackendRoutes;
   readonly timeouts: BackendTimeouts;
   /** Principal → local user; undefined when Kerberos is not configured. */
   readonly principalMapper?: { map(principal: string): PrincipalMapResult };
 }
 
 export function createLoginService(deps: LoginServiceDeps): LoginService {
-  async function verifyPassword(credentials: PasswordCredentials, remoteAddress: string | undefined, tls: boolean): Promise<string> {
-    let outcome;
+  const { verifier } = deps;
+
+  /** A verifier that cannot answer is our trouble ([SYS/TEMP]), never the user's. */
+  async function ask(what: () => Promise<VerifyOutcome>): Promise<VerifyOutcome> {
     try {
-      outcome = await deps.verifier.verify({
-        username: credentials.username,
-        password: credentials.password,
-        mechanism: credentials.mechanism,
-        remoteAddress,
-        tls,
-      });
+      return await what();
     } catch (err) {
       if (isGatewayError(err)) throw err;
-      throw new GatewayError('VERIFIER_UNAVAILABLE', `${deps.verifier.name}: ${errorText(err)}`, { cause: err });
+      throw new GatewayError('VERIFIER_UNAVAILABLE', `${verifier.name}: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     }
-    if (!outcome.ok) throw new GatewayError('AUTH_FAILED', outcome.reason);
-    return outcome.user;
   }
 
   /**
@@ -77,25 +82,99 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
     return { user: mapped.user, rule: mapped.rule };
   }
 
-  return {
-    async login({ credentials, remoteAddress, tls, signal }) {
-      let user: string;
-      let mappedBy: string | undefined;
-      let password: string | undefined;
-      if (isKerberosCredentials(credentials)) {
-        ({ user, rule: mappedBy } = authorizePrincipal(credentials));
-      } else {
-        user = await verifyPassword(credentials, remoteAddress, tls);
-        password = credentials.password;
+  /** Logins authenticated elsewhere still go to an auth service that routes (auth_http). */
+  async function authorized(
+    user: string,
+    mechanism: 'GSSAPI' | 'KPOP' | 'EXTERNAL',
+    identity: string,
+    client: ClientContext,
+  ): Promise<VerifyOutcome> {
+    if (!verifier.authorize) return { ok: true, user };
+    return ask(() => verifier.authorize!({ user, mechanism, identity, client }));
+  }
+
+  async function verifyCredentials(req: LoginRequest): Promise<{ outcome: VerifyOutcome; password?: string; mappedBy?: string }> {
+    const c = req.credentials;
+    switch (c.mechanism) {
+      case 'USER':
+      case 'PLAIN':
+      case 'LOGIN': {
+        const outcome = await ask(() =>
+          verifier.verify({
+            username: c.username,
+            password: c.password,
+            mechanism: c.mechanism,
+            remoteAddress: req.client.remoteAddress,
+            tls: req.tls,
+            client: req.client,
+          }),
+        );
+        return { outcome, password: c.password };
       }
-      signal.throwIfAborted();
-      const login = await deps.resolver.resolve(user, deps.resolver.mode === 'passthrough' ? password : undefined);
-      const backend = await openBackendSession({ endpoint: deps.endpoint, timeouts: deps.timeouts, login, signal });
+      case 'APOP':
+      case 'CRAM-MD5': {
+        if (!verifier.verifyChallenge) throw new GatewayError('AUTH_FAILED', `no verifier can check ${c.mechanism}`);
+        const outcome = await ask(() =>
+          verifier.verifyChallenge!({
+            username: c.username,
+            mechanism: c.mechanism,
+            challenge: c.challenge,
+            response: c.response,
+            client: req.client,
+          }),
+        );
+        return { outcome };
+      }
+      case 'GSSAPI':
+      case 'KPOP': {
+        const { user, rule } = authorizePrincipal(c);
+        return { outcome: await authorized(user, c.mechanism, c.principal, req.client), mappedBy: rule };
+      }
+      case 'EXTERNAL': {
+        const user = req.certificateUser;
+        if (!user) throw new GatewayError('AUTH_FAILED', 'EXTERNAL without a verified client certificate');
+        if (c.requestedUser !== '' && c.requestedUser !== user) {
+          throw new GatewayError('AUTH_FAILED', `authorization refused: certificate names ${user}, not ${JSON.stringify(c.requestedUser)}`);
+        }
+        return { outcome: await authorized(user, 'EXTERNAL', user, req.client), mappedBy: 'certificate' };
+      }
+    }
+  }
+
+  async function backendLogin(user: string, route: VerifiedRoute | undefined, password: string | undefined): Promise<BackendLogin> {
+    // nginx semantics: Auth-User/Auth-Pass from the auth service are the backend credentials.
+    if (route?.login) return { method: 'user-pass', user: route.login.user, password: route.login.password };
+    return deps.resolver.resolve(user, deps.resolver.mode === 'passthrough' ? password : undefined);
+  }
+
+  return {
+    async login(req) {
+      const { outcome, password, mappedBy } = await verifyCredentials(req);
+      if (!outcome.ok) {
+        // An auth service's own failure text goes to the client; like nginx, close unless it said Auth-Wait.
+        throw new GatewayError(
+          'AUTH_FAILED',
+          outcome.reason,
+          outcome.clientText !== undefined ? { clientText: outcome.clientText, closeAfter: outcome.retryable !== true } : {},
+        );
+      }
+      req.signal.throwIfAborted();
+      const user = outcome.user;
+      const targets = outcome.route?.endpoint ? [deps.routes.targetFor(outcome.route.endpoint)] : deps.routes.targetsFor(user);
+      const login = await backendLogin(user, outcome.route, password);
+      const backend = await openBackendWithFailover({
+        targets,
+        timeouts: deps.timeouts,
+        login,
+        signal: req.signal,
+        client: {
+          address: req.client.remoteAddress,
+          port: req.client.remotePort,
+          localAddress: req.client.localAddress,
+          localPort: req.client.localPort,
+        },
+      });
       return { user, backend, ...(mappedBy !== undefined ? { mappedBy } : {}) };
     },
   };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

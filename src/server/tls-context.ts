@@ -6,6 +6,8 @@ export interface TlsFiles {
   readonly keyFile: string;
   readonly minVersion: SecureVersion;
   readonly ciphers?: string | undefined;
+  /** CAs that sign acceptable client certificates (SASL EXTERNAL). */
+  readonly clientCaFile?: string | undefined;
 }
 
 /**
@@ -29,10 +31,15 @@ export class TlsContextStore {
   }
 
   async load(): Promise<void> {
-    const [cert, key] = await Promise.all([readFile(this.files.certFile), readFile(this.files.keyFile)]);
+    const [cert, key, ca] = await Promise.all([
+      readFile(this.files.certFile),
+      readFile(this.files.keyFile),
+      this.files.clientCaFile ? readFile(this.files.clientCaFile) : undefined,
+    ]);
     const options: SecureContextOptions = {
       cert,
       key,
+      ...(ca ? { ca } : {}),
       minVersion: this.files.minVersion,
       ...(this.files.ciphers ? { ciphers: this.files.ciphers } : {}),
     };
