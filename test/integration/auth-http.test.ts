@@ -3,78 +3,24 @@
  * (test/fixtures/nginx-auth/auth.py, python3 http.server) and through a
  * recording HTTP forward proxy.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { apopDigest, cramMd5Digest, createHttpAuthVerifier, type HttpAuthOptions, type HttpAuthVerifier } from '../../src/auth/http-auth.js';
 import type { ClientContext } from '../../src/auth/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/http-proxy.js';
+import { startAuthService as startAuthServiceIn, type AuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/nginx-auth/auth.py', import.meta.url));
-const PYTHON = '/usr/bin/python3';
-
-interface AuthService {
-  url: string;
-  logFile: string;
-  /** Every question the service got: headers as [name, value] (Auth-Pass left out). */
-  log(): Promise<Array<{ path: string; headers: Record<string, string> }>>;
-  stop(): Promise<void>;
-}
-
 let dir: string;
-const children: ChildProcess[] = [];
-
+const services: AuthService[] = [];
 async function startAuthService(name: string, args: string[]): Promise<AuthService> {
-  const logFile = join(dir, `${name}.log`);
-  const child = spawn(PYTHON, [FIXTURE, '--port', '0', '--log', logFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`auth.py did not start: ${stderr}`)), 10_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`auth.py exited ${code}: ${stderr}`));
-    });
-  });
-  return {
-    url: `http://127.0.0.1:${port}/auth`,
-    logFile,
-    async log() {
-      const text = await readFile(logFile, 'utf8').catch(() => '');
-      return text
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => {
-          const rec = JSON.parse(l) as { path: string; headers: Array<[string, string]> };
-          return { path: rec.path, headers: Object.fromEntries(rec.headers) };
-        });
-    },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) {
-          resolve();
-          return;
-        }
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+  const svc = await startAuthServiceIn(dir, name, args);
+  services.push(svc);
+  return svc;
 }
 
 const verifiers: HttpAuthVerifier[] = [];
@@ -145,7 +91,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const v of verifiers) v.close();
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await Promise.all(services.map((svc) => svc.stop()));
   await rm(dir, { recursive: true, force: true });
 });
 
