@@ -34,9 +34,9 @@
  * Answer (headers only; the body is ignored), parsed like nginx:
  * - `Auth-Status: OK` (exact, case-sensitive): success. `Auth-Server` +
  *   `Auth-Port` route to that backend (both or neither: one alone, a bad
- *   port or a malformed address is a broken service); `Auth-User` renames
- *   the user (it becomes the canonical user and the backend login name);
- *   `Auth-Pass` supplies the backend password (route.login). Without
+ *   port or a malformed address is a broken service); `Auth-User` is the
+ *   backend login name (the client's user name stays the user for logs and
+ *   routing, as nginx logs it); `Auth-Pass` supplies the backend password (route.login). Without
  *   Auth-Pass there is no login override and popgate's own internal-login
  *   configuration applies (nginx would refuse: it needs Auth-Pass for POP3).
  * - `Auth-Status: WAIT`: sleep `Auth-Wait` seconds (0/absent: at once; each
@@ -642,13 +642,13 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
   }
 
   function success(answer: Extract<AuthAnswer, { kind: 'ok' }>, requestedUser: string): VerifyOutcome {
-    const user = answer.user ?? requestedUser;
+    // The client's user stays the user (logs, routing map); Auth-User only names the backend account.
     const pass = answer.pass;
     const route: VerifiedRoute = {
       ...(answer.endpoint ? { endpoint: answer.endpoint } : {}),
-      ...(pass !== undefined ? { login: { user, password: pass } } : {}),
+      ...(pass !== undefined ? { login: { user: answer.user ?? requestedUser, password: pass } } : {}),
     };
-    return route.endpoint || route.login ? { ok: true, user, route } : { ok: true, user };
+    return route.endpoint || route.login ? { ok: true, user: requestedUser, route } : { ok: true, user: requestedUser };
   }
 
   const verifier: HttpAuthVerifier = {

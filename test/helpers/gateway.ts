@@ -50,6 +50,12 @@ export interface TestGatewayOptions {
   readonly mechanisms?: readonly string[];
   /** auth.verifiers; default [userFile]. */
   readonly verifiers?: readonly string[];
+  /** Extra YAML lines inside the auth section (indented by the helper), e.g. `apop: true`, `http: { url: ... }`. */
+  readonly authExtra?: readonly string[];
+  /** Extra keys inside the backend block, e.g. `tls: { mode: implicit }` (indented by the helper). */
+  readonly backendExtra?: string;
+  /** Extra keys for the plaintext pop3 listener's flow map, e.g. `proxyProtocol: { ... }`. */
+  readonly listenerExtra?: string;
 }
 
 /** The gateway's directory (users file, config-relative files) is removed by stop(), or at once if the start fails. */
@@ -71,7 +77,7 @@ async function startIn(dir: string, opts: TestGatewayOptions): Promise<TestGatew
 log: { level: debug }
 listeners:
   - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
-  - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},
+  - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},${opts.listenerExtra ? ` ${opts.listenerExtra},` : ''}
       tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
 ${(opts.extraListeners ?? []).map((l) => `  - ${l}`).join('\n')}
 auth:
@@ -80,11 +86,13 @@ auth:
   maxAttempts: ${opts.maxAuthAttempts ?? 3}
   mechanisms: [${(opts.mechanisms ?? ['PLAIN', 'LOGIN']).join(', ')}]
   verifiers: [${(opts.verifiers ?? ['userFile']).join(', ')}]
+${(opts.authExtra ?? []).map((l) => `  ${l}`).join('\n')}
 backend:
   host: 127.0.0.1
   port: ${opts.backendPort}
   timeouts: ${opts.backendTimeouts ?? '{ connect: 5s, greeting: 5s, login: 10s }'}
   login: ${opts.login}
+${opts.backendExtra ? `  ${opts.backendExtra}` : ''}
 ${opts.extra ?? ''}
 `;
   const config = await parseConfigText(yaml, { baseDir: dir, source: 'test' });

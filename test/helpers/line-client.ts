@@ -24,6 +24,8 @@ export interface LineClientConnectOptions {
   tls?: LineClientTls;
   /** Rejects when the connection (and TLS handshake) is not up within this time. Default 10 s. */
   timeoutMs?: number;
+  /** Source address to connect from (e.g. a spare loopback address such as 127.0.0.5). */
+  localAddress?: string;
 }
 
 /** A terminator to read through: bytes (strings are taken as latin1), or a function returning the end index (exclusive) of the wanted bytes, or -1 for "not yet". */
@@ -105,7 +107,8 @@ export class LineClient {
     const host = opts.host ?? '127.0.0.1';
     const { port } = opts;
     const timeoutMs = opts.timeoutMs ?? 10_000;
-    const s = opts.tls ? tlsConnect({ ...tlsOptions(opts.tls), host, port }) : netConnect({ port, host });
+    const local = opts.localAddress ? { localAddress: opts.localAddress } : {};
+    const s = opts.tls ? tlsConnect({ ...tlsOptions(opts.tls), host, port, ...local }) : netConnect({ port, host, ...local });
     return new Promise<LineClient>((resolve, reject) => {
       const fail = (e: Error): void => {
         clearTimeout(timer);

@@ -100,7 +100,7 @@ describe('auth_http against the nginx-style python service', () => {
     const v = verifier(main.url);
     expect(await v.verify({ username: 'alice', password: 'wonderland', mechanism: 'USER', tls: true, client: tlsClient })).toEqual({
       ok: true,
-      user: 'alice*popgate',
+      user: 'alice', // the client's user; Auth-User names the backend account
       route: { endpoint: { host: '127.0.0.1', port: 1110 }, login: { user: 'alice*popgate', password: 'masterpw' } },
     });
     expect(await v.verify({ username: 'bob', password: BOB_PASS, mechanism: 'PLAIN', tls: true })).toEqual({
@@ -169,7 +169,7 @@ describe('auth_http against the nginx-style python service', () => {
     const trusting = verifier(main.url, { checkChallengeDigest: false });
     expect(await trusting.verifyChallenge!({ username: 'alice', mechanism: 'CRAM-MD5', challenge: ch, response: cramMd5Digest(ch, 'wonderland') })).toEqual({
       ok: true,
-      user: 'alice*popgate',
+      user: 'alice', // the client's user; Auth-User names the backend account
       route: { endpoint: { host: '127.0.0.1', port: 1110 }, login: { user: 'alice*popgate', password: 'masterpw' } },
     });
     expect(await v.verifyChallenge!({ username: 'bob', mechanism: 'CRAM-MD5', challenge: ch, response: cramMd5Digest(ch, BOB_PASS) })).toMatchObject({
@@ -201,7 +201,7 @@ describe('auth_http against the nginx-style python service', () => {
     const v = verifier(main.url);
     expect(await v.authorize!({ user: 'alice', mechanism: 'GSSAPI', identity: 'alice@EXAMPLE.TEST' })).toEqual({
       ok: true,
-      user: 'alice*popgate',
+      user: 'alice', // the client's user; Auth-User names the backend account
       route: { endpoint: { host: '127.0.0.1', port: 1110 }, login: { user: 'alice*popgate', password: 'masterpw' } },
     });
     const rec = (await main.log()).at(-1)!;
@@ -272,7 +272,7 @@ describe('auth_http through an HTTP forward proxy', () => {
     expect(v.proxyUrl).toBe(`${proxy.url}/`);
     expect(await v.verify({ username: 'alice', password: 'wonderland', mechanism: 'USER', tls: true })).toMatchObject({
       ok: true,
-      user: 'alice*popgate',
+      route: { login: { user: 'alice*popgate' } },
     });
     const seen = proxy.requests.slice(before);
     expect(seen).toHaveLength(1);

@@ -330,7 +330,7 @@ describe('createHttpAuthVerifier against an in-process service', () => {
     const out = await v.verify({ username: 'alice', password: 'wonder land', mechanism: 'PLAIN', tls: true, client });
     expect(out).toEqual({
       ok: true,
-      user: 'alice*popgate',
+      user: 'alice', // the client's user; Auth-User names the backend account
       route: { endpoint: { host: '127.0.0.1', port: 1110 }, login: { user: 'alice*popgate', password: 'masterpw' } },
     });
     const h = srv.seen[0]!.headers;
