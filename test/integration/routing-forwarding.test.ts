@@ -17,6 +17,7 @@ import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/http-proxy.js';
 import { LineClient } from '../helpers/line-client.js';
+import { freePort } from '../helpers/ports.js';
 import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
 
 const MASTER = { name: 'popgate', password: 'Route-Master-Pw' };
@@ -131,6 +132,28 @@ describe('nginx auth_http routing and internal credentials', () => {
     const calls = proxy.requests.slice(before);
     expect(calls.length).toBeGreaterThan(0);
     expect(JSON.stringify(calls[0])).toContain(auth.url.replace(/^http:\/\//, ''));
+  });
+});
+
+describe('routing map from config', () => {
+  it('routes a user to its backends in order, skipping one that is down', async () => {
+    const dead = await freePort();
+    const gw = await startTestGateway({
+      users: [{ name: 'carol', password: 'carol-front' }],
+      backendPort: backendB.port, // the default backend does not have carol
+      certFile: pki.certFile,
+      keyFile: pki.keyFile,
+      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
+      extra: `routing: { users: { carol: [{ host: 127.0.0.1, port: ${dead} }, { host: 127.0.0.1, port: ${backendA.port} }] } }`,
+    });
+    gateways.push(gw);
+    const { result } = await poplibFetch({
+      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'carol', password: 'carol-front', retrieve: [1],
+    });
+    expect(result.error).toBeNull();
+    expect(result.messages[0]?.sha256).toBe(sha(pop3Wire(MSG_C)));
+    const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success');
+    expect(rec.backend).toBe(`127.0.0.1:${backendA.port}`);
   });
 });
 
