@@ -32,6 +32,9 @@ export async function setupKerberos(config: KerberosConfig, log: Logger): Promis
   const binding = loadKerberosBinding({
     kdcGate: new KdcGate({ maxConcurrent: config.kdc.maxConcurrent, maxQueue: config.kdc.maxQueue, timeoutMs: config.kdc.timeout }),
   });
+  // Worker threads cache a krb5_context (which read krb5.conf when it was made):
+  // make them pick up the configuration this gateway was started with.
+  binding.reload();
   const principals = [...new Set([...config.servicePrincipals, config.passwordServicePrincipal])];
   const checkKeytab = async (): Promise<void> => {
     try {
