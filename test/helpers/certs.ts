@@ -40,6 +40,8 @@ export interface IssueOptions {
   name: string;
   dns?: string[];
   ips?: string[];
+  /** rfc822Name (email) subjectAltNames, e.g. for TLS client certificates (SASL EXTERNAL). */
+  emails?: string[];
   /** Subject CN; defaults to the first DNS name, else the first IP, else `name`. */
   cn?: string;
   days?: number;
@@ -121,7 +123,9 @@ export async function issueCert(
   const extFile = path.join(pki.dir, `${opts.name}.ext`);
   await genKey(keyFile, pki.dir);
   await openssl(['req', '-new', '-key', keyFile, '-subj', `/O=popgate tests/CN=${cn}`, '-out', csrFile], pki.dir);
-  const san = [...dns.map((d) => `DNS:${d}`), ...ips.map((ip) => `IP:${ip}`)];
+  const emails = opts.emails ?? [];
+  if (emails.some((e) => !/^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+$/.test(e))) throw new Error(`issueCert: bad email ${emails.join(',')}`);
+  const san = [...dns.map((d) => `DNS:${d}`), ...ips.map((ip) => `IP:${ip}`), ...emails.map((e) => `email:${e}`)];
   const ext = [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
