@@ -1,5 +1,5 @@
 import { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { spliceSessions } from '../backend/splice.js';
 import type { BackendSession } from '../backend/types.js';
@@ -9,7 +9,8 @@ import { Pop3Session } from '../pop3/session.js';
 import type { ClientContext } from '../auth/types.js';
 import type { LoginCredentials, Pop3Action, Pop3SessionOptions } from '../pop3/types.js';
 import { clientCertIdentity, type ClientCertIdentity, type IdentityRule } from './client-cert.js';
-import type { PeerInfo, ServerTlsOptions } from './transport.js';
+import type { PeerInfo } from './transport.js';
+import type { TlsHandshaker } from './tls-handshaker.js';
 import type { GssAcceptor } from '../kerberos/types.js';
 import { GssBridge, type GssAction } from './gss-bridge.js';
 import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
@@ -19,8 +20,6 @@ import type { LoginService } from './login-service.js';
 export interface ConnectionContext {
   readonly listenerName: string;
   readonly session: Omit<Pop3SessionOptions, 'tls' | 'kerberosPrincipal' | 'apopTimestamp' | 'externalIdentity'>;
-  /** Handshake settings for STLS (client certificates as on the listener). */
-  readonly tlsOptions?: ServerTlsOptions;
   /** How a verified client certificate names a user (SASL EXTERNAL); undefined: not asked for. */
   readonly certificateIdentity?: IdentityRule;
   /** Fresh APOP timestamp per connection; undefined: APOP off. */
@@ -29,8 +28,8 @@ export interface ConnectionContext {
   readonly kpop?: KpopDeps;
   /** GSSAPI acceptor factory, when AUTH GSSAPI is enabled. */
   readonly gss?: () => GssAcceptor;
-  /** Current TLS context for STLS (undefined: STLS unavailable). */
-  readonly secureContext: () => SecureContext | undefined;
+  /** Performs the STLS handshake (undefined: STLS unavailable). */
+  readonly tls?: TlsHandshaker;
   readonly login: LoginService;
   readonly preAuthTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -230,26 +229,36 @@ export class ClientConnection {
   }
 
   private startTls(): void {
-    const context = this.ctx.secureContext();
     // RFC 2595 / CVE-2011-0411: anything pipelined after STLS was sent in
     // plaintext and must never be executed inside the TLS session.
     const discarded = this.framer.discardBuffered();
     if (discarded > 0) this.log.warn({ bytes: discarded }, 'discarded plaintext pipelined after STLS');
-    if (!context) {
-      this.close('STLS without TLS context');
+    const handshaker = this.ctx.tls;
+    if (!handshaker) {
+      this.close('STLS without TLS');
       return;
     }
     const plain = this.socket;
     plain.pause();
     plain.removeListener('data', this.onData);
-    const secure = new TLSSocket(plain, {
-      isServer: true,
-      secureContext: context,
-      requestCert: this.ctx.tlsOptions?.requestCert ?? false,
-      rejectUnauthorized: this.ctx.tlsOptions?.rejectUnauthorized ?? false,
-    });
-    this.socket = secure;
-    secure.once('secure', () => {
+    void handshaker.handshake(plain).then((secure) => {
+      if (secure instanceof Error) {
+        this.log.info({ err: secure.message }, 'TLS handshake failed after STLS');
+        this.close('tls error');
+        return;
+      }
+      if (this.closed) {
+        secure.destroy();
+        return;
+      }
+      this.socket = secure;
+      secure.on('error', (err) => {
+        if (this.relaying) return; // the splice reports relay errors
+        this.log.info({ err: err.message }, 'TLS error');
+        this.close('tls error');
+      });
+      secure.on('close', () => this.onSocketClose());
+      secure.on('end', () => this.onClientEnd());
       this.rebind({ tls: secure.getProtocol() });
       this.log.debug({ cipher: secure.getCipher().name }, 'STLS handshake complete');
       this.noteCertificate(secure);
@@ -258,13 +267,6 @@ export class ClientConnection {
       secure.on('data', this.onData);
       this.pump();
     });
-    secure.on('error', (err) => {
-      if (this.relaying) return; // the splice reports relay errors
-      this.log.info({ err: err.message }, 'TLS handshake failed after STLS');
-      this.close('tls error');
-    });
-    secure.on('close', () => this.onSocketClose());
-    secure.on('end', () => this.onClientEnd());
   }
 
   /** What the client's TLS certificate says (when the listener asks for one). */

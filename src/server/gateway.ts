@@ -14,7 +14,8 @@ import type { SaslMechanism } from '../pop3/types.js';
 import { ClientConnection, type ConnectionContext } from './connection.js';
 import { createLoginService, type BackendRoutes, type LoginService } from './login-service.js';
 import { TrustedNetworks } from './proxy-header.js';
-import { openTransport, type ProxyOptions, type ServerTlsOptions } from './transport.js';
+import { openTransport, type ProxyOptions } from './transport.js';
+import { TlsHandshaker } from './tls-handshaker.js';
 import { setupKerberos, type KerberosServices } from './kerberos-services.js';
 import { TlsContextStore } from './tls-context.js';
 import type { PeerInfo } from './transport.js';
@@ -32,8 +33,8 @@ interface ListenerRuntime {
   readonly server: Server;
   readonly tls: TlsContextStore | undefined;
   readonly proxy: ProxyOptions | undefined;
-  /** Client-certificate handshake settings (pop3s handshake and STLS alike). */
-  readonly tlsOptions: ServerTlsOptions | undefined;
+  /** Server-side handshakes (pop3s and STLS alike), with the listener's client-certificate policy. */
+  readonly handshaker: TlsHandshaker | undefined;
 }
 
 /**
@@ -163,13 +164,12 @@ export class Gateway {
             timeoutMs: config.proxyProtocol.timeout,
           }
         : undefined,
-      tlsOptions: store
-        ? {
-            context: () => store.current,
+      handshaker: store?.currentOptions
+        ? new TlsHandshaker(store.currentOptions, {
             requestCert: wantCerts,
             rejectUnauthorized: clientCerts?.mode === 'required',
             handshakeTimeoutMs: this.config.limits.preAuthTimeout,
-          }
+          })
         : undefined,
       // A client may send QUIT and FIN at once; it must still read the backend's +OK.
       server: createNetServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket, runtime, log)),
@@ -195,7 +195,7 @@ export class Gateway {
       raw,
       {
         ...(listener.proxy ? { proxy: listener.proxy } : {}),
-        ...(listener.config.kind === 'pop3s' && listener.tlsOptions ? { tls: listener.tlsOptions } : {}),
+        ...(listener.config.kind === 'pop3s' && listener.handshaker ? { tls: listener.handshaker } : {}),
       },
       log,
     ).then((opened) => {
@@ -244,7 +244,7 @@ export class Gateway {
     const certs = listener.config.tls?.clientCertificates;
     const ctx: ConnectionContext = {
       listenerName: listener.name,
-      ...(listener.tlsOptions ? { tlsOptions: listener.tlsOptions } : {}),
+      ...(listener.handshaker && listener.config.kind === 'pop3' ? { tls: listener.handshaker } : {}),
       ...(certs && certs.mode !== 'none' ? { certificateIdentity: { identity: certs.identity, stripDomain: certs.stripDomain } } : {}),
       ...(config.auth.apop && challenges && !kpop ? { apopTimestamp: () => challengeString() } : {}),
       ...(kpop && kerberos
@@ -265,7 +265,6 @@ export class Gateway {
         maxCommandLine: config.limits.maxCommandLine,
         maxSaslLine: config.limits.maxSaslLine,
       },
-      secureContext: () => listener.tls?.current,
       login: this.login,
       preAuthTimeoutMs: config.limits.preAuthTimeout,
       idleTimeoutMs: config.limits.idleTimeout,
@@ -300,6 +299,7 @@ export class Gateway {
       try {
         // New handshakes use the new context; live sessions keep theirs.
         await l.tls.load();
+        if (l.tls.currentOptions) l.handshaker?.setContext(l.tls.currentOptions);
         this.log.info({ listener: l.name }, 'TLS certificate reloaded');
       } catch (err) {
         this.log.error({ listener: l.name, err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');

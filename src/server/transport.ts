@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { ProxyHeaderReader, type TrustedNetworks } from './proxy-header.js';
+import type { TlsHandshaker } from './tls-handshaker.js';
 
 /** The client as popgate sees it: after a trusted PROXY header, the real one. */
 export interface PeerInfo {
@@ -18,15 +18,6 @@ export interface ProxyOptions {
   /** A trusted peer must send a header (false: it may). */
   readonly required: boolean;
   readonly timeoutMs: number;
-}
-
-export interface ServerTlsOptions {
-  readonly context: () => SecureContext | undefined;
-  /** Ask for a client certificate (optional or required verification). */
-  readonly requestCert: boolean;
-  /** Refuse the handshake without a valid client certificate. */
-  readonly rejectUnauthorized: boolean;
-  readonly handshakeTimeoutMs: number;
 }
 
 function ownPeer(socket: Socket): PeerInfo {
@@ -95,7 +86,7 @@ function readProxyHeader(socket: Socket, opts: ProxyOptions, log: Logger): Promi
  */
 export async function openTransport(
   raw: Socket,
-  opts: { proxy?: ProxyOptions; tls?: ServerTlsOptions },
+  opts: { proxy?: ProxyOptions; tls?: TlsHandshaker },
   log: Logger,
 ): Promise<{ socket: Socket; peer: PeerInfo } | undefined> {
   let peer: PeerInfo | undefined = ownPeer(raw);
@@ -104,40 +95,13 @@ export async function openTransport(
     if (!peer) return undefined;
   }
   if (!opts.tls) return { socket: raw, peer };
-  const context = opts.tls.context();
-  if (!context) {
+  const secured = await opts.tls.handshake(raw);
+  if (secured instanceof Error) {
+    log.info({ remote: peer.remoteAddress, err: secured.message }, 'TLS handshake failed');
     raw.destroy();
     return undefined;
   }
-  const secure = new TLSSocket(raw, {
-    isServer: true,
-    secureContext: context,
-    requestCert: opts.tls.requestCert,
-    rejectUnauthorized: opts.tls.rejectUnauthorized,
-  });
-  const tlsOpts = opts.tls;
-  const established = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      log.info({ remote: peer!.remoteAddress }, 'TLS handshake timed out');
-      secure.destroy();
-      resolve(false);
-    }, tlsOpts.handshakeTimeoutMs);
-    secure.once('secure', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-    secure.once('error', (err) => {
-      clearTimeout(timer);
-      log.info({ remote: peer!.remoteAddress, err: err.message }, 'TLS handshake failed');
-      secure.destroy();
-      resolve(false);
-    });
-    secure.once('close', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  return established ? { socket: secure, peer } : undefined;
+  return { socket: secured, peer };
 }
 
 /** `required: false`: a trusted peer may or may not start with a header. */
