@@ -17,6 +17,8 @@ import { runFetchmail } from '../helpers/fetchmail.js';
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
 import { apReqFromGssToken, deadKdcAddress, GssClient, gssInitialToken, setCcacheTimeOffset, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
+import { startAuthService } from '../helpers/nginx-auth.js';
+import { freePort } from '../helpers/ports.js';
 
 const REALM = 'POPGATE.TEST';
 const MASTER = { name: 'popgate', password: 'Krb-Master-Pw' };
@@ -339,6 +341,55 @@ describe('refusals', () => {
       extra: ['--login-options', 'AUTH=GSSAPI'], env: aliceEnv,
     });
     expect(r.code).toBe(0);
+  });
+});
+
+describe('ticket logins through an nginx-style auth service', () => {
+  it('KPOP and GSSAPI logins ask the service (Auth-Method kpop/gssapi, the principal, no password) for routing and credentials', async () => {
+    const svc = await startAuthService(work, 'krb-routing', [
+      '--user', 'alice=unused-password',
+      '--backend', `alice=127.0.0.1:${dovecot.port}`,
+      '--login', 'alice=alice:dovecot-alice',
+    ]);
+    // The gateway's own backend settings are wrong on purpose: only the service's answer can work.
+    const routed = await startTestGateway({
+      users: [],
+      backendPort: await freePort(),
+      certFile: pki.certFile,
+      keyFile: pki.keyFile,
+      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: wrong }`,
+      extraListeners: ['{ name: t-kpop, kind: kpop, address: 127.0.0.1, port: 0 }'],
+      mechanisms: ['PLAIN', 'LOGIN', 'GSSAPI'],
+      verifiers: ['userFile', 'http'],
+      authExtra: [`http: { url: ${svc.url}, timeout: 5s }`],
+      extra: kerberosYaml({ krb5Config: kdc.krb5Config }),
+    });
+    try {
+      const token = await gssInitialToken(aliceEnv, `pop/localhost@${REALM}`, { mutual: false });
+      const c = await kpopConnect(routed.port('kpop'), apReqFromGssToken(token));
+      await c.readUntil(Buffer.from([0, 0, 0, 0, 0]));
+      expect(await c.line()).toMatch(/^\+OK/);
+      c.send('USER alice\r\nPASS krb_ticket\r\nSTAT\r\nQUIT\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toMatch(/^\+OK Logged in/);
+      expect(await c.line()).toMatch(/^\+OK 2 \d+$/);
+      expect(await c.line()).toMatch(/^\+OK/);
+      const r = await curlPop3({
+        url: `pop3s://localhost:${routed.port('pop3s')}/1`, user: '', password: '', caFile: pki.caFile,
+        extra: ['--login-options', 'AUTH=GSSAPI'], env: aliceEnv,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha(r.body)).toBe(sha(MSGS.alice[0]!));
+      const asked = (await svc.log()).map((q) => q.headers);
+      expect(asked.map((h) => h['Auth-Method']).sort()).toEqual(['gssapi', 'kpop']);
+      for (const h of asked) {
+        expect(h['Auth-User']).toBe('alice');
+        expect(h['Auth-Principal']).toBe(`alice@${REALM}`);
+      }
+    } finally {
+      await routed.stop();
+      await svc.stop();
+    }
   });
 });
 
