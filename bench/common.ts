@@ -29,6 +29,11 @@ export class Cleanup {
     this.actions.push({ name, fn });
   }
 
+  /** Whether run() was called (a signal or the end): failures after that are expected. */
+  get started(): boolean {
+    return this.running !== undefined;
+  }
+
   run(): Promise<void> {
     this.running ??= (async () => {
       for (let a = this.actions.pop(); a !== undefined; a = this.actions.pop()) {

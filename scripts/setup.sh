@@ -11,7 +11,7 @@ APT_PACKAGES=(
   dovecot-core dovecot-pop3d dovecot-gssapi
   krb5-kdc krb5-admin-server krb5-user libkrb5-dev
   fetchmail mpop curl
-  python3 python3-gssapi
+  python3 python3-gssapi redis-server
   openssl ca-certificates
 )
 

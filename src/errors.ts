@@ -42,9 +42,15 @@ export const ERRORS = {
   BAD_CHARACTERS: { resp: 'AUTH', text: 'Invalid characters in credentials', level: 'info', close: false },
   NO_CLIENT_CERTIFICATE: { resp: 'AUTH', text: 'No verified TLS client certificate', level: 'info', close: false },
   PREAUTH_TIMEOUT: { resp: undefined, text: 'Timeout, closing connection', level: 'info', close: true },
+  // Hostile or misdirected clients (Pop3Session's pre-dispatch checks)
+  TLS_ON_PLAINTEXT_PORT: { resp: undefined, text: 'This port speaks POP3; use port 995 for POP3S or STLS', level: 'info', close: true },
+  HTTP_ON_POP3_PORT: { resp: undefined, text: 'This port speaks POP3, not HTTP', level: 'info', close: true },
+  EARLY_TALKER: { resp: undefined, text: 'Protocol error: data sent before the greeting', level: 'info', close: true },
   // Authentication outcomes
   AUTH_FAILED: { resp: 'AUTH', text: 'Authentication failed', level: 'info', close: false },
   TOO_MANY_AUTH_ATTEMPTS: { resp: 'AUTH', text: 'Too many authentication failures', level: 'info', close: true },
+  /** The login throttle locked the client's address or the user (auth.throttle). */
+  LOGIN_THROTTLED: { resp: 'LOGIN-DELAY', text: 'Too many failed logins, try again later', level: 'info', close: true },
   VERIFIER_UNAVAILABLE: { resp: 'SYS/TEMP', text: 'Authentication service temporarily unavailable', level: 'error', close: false },
   // Backend problems
   BACKEND_UNREACHABLE: { resp: 'SYS/TEMP', text: 'Mail server temporarily unavailable', level: 'error', close: true },
@@ -56,6 +62,7 @@ export const ERRORS = {
   NO_BACKEND_CREDENTIALS: { resp: 'SYS/PERM', text: 'No mail server account for this user', level: 'error', close: true },
   // Server problems
   TOO_MANY_CONNECTIONS: { resp: 'SYS/TEMP', text: 'Too many connections, try again later', level: 'warn', close: true },
+  TOO_MANY_FROM_ADDRESS: { resp: 'SYS/TEMP', text: 'Too many connections from your address', level: 'warn', close: true },
   SHUTTING_DOWN: { resp: 'SYS/TEMP', text: 'Server shutting down', level: 'info', close: true },
   INTERNAL: { resp: 'SYS/TEMP', text: 'Internal server error', level: 'error', close: true },
 } as const satisfies Record<string, CatalogueEntry>;
@@ -73,6 +80,11 @@ export class GatewayError extends Error {
   readonly clientText: string | undefined;
   /** Close after replying even if the catalogue would not (nginx: failure without Auth-Wait). */
   readonly closeAfter: boolean;
+  /**
+   * Set by the login throttle on AUTH_FAILED: how long the connection waits
+   * before replying (replaces auth.failureDelay). Undefined: the default.
+   */
+  delayMs: number | undefined = undefined;
 
   constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; clientText?: string; closeAfter?: boolean }) {
     super(detail ? `${code}: ${detail}` : code, options?.cause !== undefined ? { cause: options.cause } : undefined);

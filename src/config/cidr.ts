@@ -27,7 +27,7 @@ function ipv4Value(address: string): bigint {
 }
 
 /** IPv6 text (as accepted by isIP, no zone) to a 128-bit number. */
-function ipv6Value(address: string): bigint {
+export function ipv6Value(address: string): bigint {
   let text = address;
   let tail: bigint[] = [];
   // An embedded IPv4 tail (::ffff:10.1.2.3) is two 16-bit groups.
@@ -54,7 +54,7 @@ function formatIpv4(value: bigint): string {
   return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join('.');
 }
 
-function formatIpv6(value: bigint): string {
+export function formatIpv6(value: bigint): string {
   const groups = Array.from({ length: 8 }, (_, i) => (value >> BigInt(112 - 16 * i)) & 0xffffn);
   // Compress the longest run of zero groups (RFC 5952).
   let best = -1;

@@ -603,6 +603,10 @@ function redactAt(v: unknown, path: Segment[]): unknown {
     }
     return out;
   }
+  // Credentials inside URLs (redis://:password@host, http://user:pw@proxy) are secrets too.
+  if (typeof v === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*@/i.test(v)) {
+    return v.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, `$1${REDACTED}@`);
+  }
   return v;
 }
 

@@ -315,6 +315,70 @@ const httpAuthSchema = z.strictObject({
   authorizeTicketLogins: z.boolean().default(true),
 });
 
+export const THROTTLE_STORES = ['memory', 'redis'] as const;
+
+/** A redis:// or rediss:// URL naming a host (and at most a database number as its path). */
+function checkRedisUrl(value: string, ctx: z.RefinementCtx): void {
+  const what = 'must be a redis:// or rediss:// URL';
+  let url: URL | undefined;
+  try {
+    if (!/[\s\0]/.test(value)) url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url) ctx.addIssue({ code: 'custom', message: what, ...hint('e.g. redis://127.0.0.1:6379 or rediss://user:password@redis.example.com:6380/0') });
+  else if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') ctx.addIssue({ code: 'custom', message: `${what}, not ${url.protocol}` });
+  else if (url.hostname === '') ctx.addIssue({ code: 'custom', message: `${what} with a host` });
+  else if (!/^\/?\d*$/.test(url.pathname) || url.search !== '' || url.hash !== '') {
+    ctx.addIssue({ code: 'custom', message: 'the path may only be a database number', ...hint('e.g. redis://127.0.0.1:6379/0') });
+  }
+}
+
+/** Where the login throttle keeps its counters when they are shared (store: redis). */
+const throttleRedisSchema = z.strictObject({
+  url: nonEmpty.superRefine((v, ctx) => checkRedisUrl(v, ctx)),
+  /** Prefix of every key popgate writes. */
+  keyPrefix: z.string().max(100, 'must be at most 100 characters').regex(NO_CRLF, 'must not contain line breaks').default('popgate:'),
+});
+
+/** Brute-force protection (src/auth/throttle.ts): failures per client address (IPv6 by /64) and per user. */
+const throttleSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    /** Delay before answering the Nth consecutive failure; the last value repeats. Replaces failureDelay. */
+    delays: z.array(duration({ max: MINUTE })).min(1, 'at least one delay is required').max(100).prefault(['2s', '4s', '8s', '15s']),
+    /** Failures of one address or user within `window` that lock it out. */
+    maxFailures: z.number().int().min(1).max(100_000).default(10),
+    /** A counter is forgotten this long after its latest failure. */
+    window: duration({ min: 1_000 }).prefault('15m'),
+    /** How long a locked address or user is refused ([LOGIN-DELAY]). */
+    lockout: duration({ min: 1_000 }).prefault('15m'),
+    /** Client networks the throttle ignores (auth.failureDelay still applies to them). */
+    trustedNetworks: z.array(cidr).superRefine(uniqueItems('network')).default([]),
+    store: z.enum(THROTTLE_STORES).default('memory'),
+    /** Required when store is redis; refused otherwise. */
+    redis: throttleRedisSchema.optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.store === 'redis' && t.redis === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redis'],
+        message: 'required when auth.throttle.store is redis',
+        ...hint('add redis: { url: redis://127.0.0.1:6379 }'),
+      });
+    }
+    if (t.store !== 'redis' && t.redis !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redis'],
+        message: `configured but not used: auth.throttle.store is ${t.store}`,
+        ...hint('set store: redis to share the counters between replicas, or remove auth.throttle.redis'),
+      });
+    }
+  })
+  .prefault({});
+
 const authSchema = z
   .strictObject({
     verifiers: z
@@ -333,7 +397,9 @@ const authSchema = z
     /** Required when `verifiers` includes http; refused otherwise. */
     http: httpAuthSchema.optional(),
     maxAttempts: z.number().int().min(1).max(100).default(3),
+    /** Delay before answering a failed login; the throttle's delays replace it while the throttle is enabled. */
     failureDelay: duration({ max: MINUTE }).prefault('2s'),
+    throttle: throttleSchema,
   })
   .superRefine((a, ctx) => {
     if (a.verifiers.includes('userFile') && a.userFile === undefined) {
@@ -621,6 +687,20 @@ const limitsSchema = z
       minHint: 'RFC 1939 section 3 requires an inactivity autologout timer of at least 10 minutes; use 10m or more',
     }).prefault('10m'),
     maxConnections: z.number().int().min(1).default(5000),
+    /** Concurrent connections per client address (IPv6: per /64); behind a trusted PROXY peer, per real client. */
+    maxConnectionsPerIp: z.number().int().min(1).default(50),
+    /** Wait this long before the greeting; a client that talks meanwhile is closed (EARLY_TALKER). 0: greet at once. */
+    greetingDelay: duration({ max: 10_000 }).prefault('0s'),
+  })
+  .superRefine((limits, ctx) => {
+    const { greetingDelay, preAuthTimeout } = limits as { greetingDelay: unknown; preAuthTimeout: unknown };
+    if (typeof greetingDelay !== 'number' || typeof preAuthTimeout !== 'number' || greetingDelay < preAuthTimeout) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['greetingDelay'],
+      message: 'must be shorter than limits.preAuthTimeout',
+      ...hint('the pre-authentication timer runs during the delay; a delay of 1s or less is plenty (Postfix postscreen waits up to 6s)'),
+    });
   })
   .prefault({});
 

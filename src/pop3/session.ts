@@ -67,6 +67,7 @@ import {
   type CapabilityContext,
 } from './capa.js';
 import { parseCommand, maskCommandForLog, type CommandParseError, type Pop3Command } from './command.js';
+import { looksLikeHttpRequest, looksLikeTlsClientHello } from './hostile.js';
 import {
   SASL_CANCEL,
   SASL_EMPTY_CHALLENGE,
@@ -269,6 +270,10 @@ export class Pop3Session {
   private readonly apopTimestamp: string | undefined;
   /** The verified TLS client certificate's identity (EXTERNAL), from the options or `tlsStarted`. */
   private externalIdentity: string | undefined;
+  /** `greet()` has run: client bytes before it make an early talker. */
+  private greeted = false;
+  /** The client's first bytes (chunk or line) went through `screen`. */
+  private firstInputScreened = false;
 
   constructor(options: Pop3SessionOptions) {
     for (const key of ['maxAuthAttempts', 'maxErrors', 'maxCommandLine', 'maxSaslLine'] as const) {
@@ -369,6 +374,7 @@ export class Pop3Session {
    */
   greet(): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
+    this.greeted = true;
     const timestamp = this.apopTimestamp;
     let text = this.opts.greeting.replace(/[\r\n\0]/g, ' ');
     if (timestamp !== undefined) text = text.replace(/[<>]/g, '');
@@ -377,18 +383,37 @@ export class Pop3Session {
   }
 
   /**
+   * The first chunk of raw bytes the client sent, before the host pushes it
+   * to the framer (call once per connection; later calls, and empty chunks,
+   * are ignored; a KPOP host skips it: its preamble read the first bytes).
+   * It runs the pre-dispatch checks that cannot wait for a line: bytes before
+   * `greet()` (an early talker: the host delays the greeting to catch them)
+   * and a TLS ClientHello on a plaintext channel (it carries no line
+   * terminator the framer would wait for). Returns [] when the bytes may be
+   * framed, else a closing `-ERR` (EARLY_TALKER, TLS_ON_PLAINTEXT_PORT).
+   */
+  firstBytes(chunk: Buffer): Pop3Action[] {
+    if (this.st === 'CLOSED' || this.firstInputScreened || chunk.length === 0) return [];
+    const hostile = this.screen(chunk, 'chunk');
+    return hostile ? this.closeWith(hostile) : [];
+  }
+
+  /**
    * One line from the framer (terminator stripped): a command, or the
    * client's response in a SASL exchange. This is the single entry point for
-   * client input, and `settle` the single place where refusals are counted.
+   * client lines: `screen` runs first, then dispatch, and `settle` is the
+   * single place where refusals are counted.
    */
   feedLine(line: Buffer): Pop3Action[] {
     switch (this.st) {
       case 'CLOSED':
         return [];
       case 'SASL':
-        return this.settle(this.onSaslResponse(line));
-      case 'AUTHORIZATION':
-        return this.settle(this.dispatch(line));
+      case 'AUTHORIZATION': {
+        const hostile = this.screen(line, 'line');
+        if (hostile) return this.closeWith(hostile);
+        return this.settle(this.st === 'SASL' ? this.onSaslResponse(line) : this.dispatch(line));
+      }
       case 'TLS_PENDING':
       case 'GSS_PENDING':
       case 'LOGIN_PENDING':
@@ -530,6 +555,34 @@ export class Pop3Session {
   }
 
   // ---- dispatch -----------------------------------------------------------
+
+  /**
+   * All pre-dispatch checks in one place (smtp-server `_onCommand`): input
+   * that no POP3 client sends, answered with its own catalogue code (so the
+   * host's close log names the reason) and a close, before anything is
+   * parsed or counted. In order:
+   *
+   * - EARLY_TALKER: raw bytes before `greet()`. POP3 servers speak first; a
+   *   client that does not wait for the greeting is a bot (Postfix
+   *   postscreen's pregreet test). Only observable when the host delays the
+   *   greeting; checked on the raw first chunk only (lines are fed after
+   *   `greet()`, e.g. Heimdal push's commands pipelined behind its AP-REQ).
+   * - TLS_ON_PLAINTEXT_PORT: the client's first bytes (raw chunk, or first
+   *   line when the host does not call `firstBytes`) are a TLS ClientHello on
+   *   a channel without TLS.
+   * - HTTP_ON_POP3_PORT: an HTTP request line (a browser, curl, or a
+   *   cross-protocol form POST); nothing after it is processed.
+   *
+   * The too-many-errors rule stays in `settle` (it needs the dispatch outcome).
+   */
+  private screen(input: Buffer, from: 'chunk' | 'line'): ErrorCode | undefined {
+    const first = !this.firstInputScreened;
+    this.firstInputScreened = true;
+    if (from === 'chunk' && !this.greeted) return 'EARLY_TALKER';
+    if (first && !this.tlsActive && looksLikeTlsClientHello(input)) return 'TLS_ON_PLAINTEXT_PORT';
+    if (from === 'line' && looksLikeHttpRequest(input)) return 'HTTP_ON_POP3_PORT';
+    return undefined;
+  }
 
   private dispatch(line: Buffer): Outcome {
     const cmd = parseCommand(line);

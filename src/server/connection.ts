@@ -34,6 +34,12 @@ export interface ConnectionContext {
   readonly preAuthTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly failureDelayMs: number;
+  /**
+   * limits.greetingDelay: listen this long before greeting; bytes meanwhile
+   * close the connection (EARLY_TALKER). 0 or absent: greet at once. Never on
+   * KPOP (the client speaks first there).
+   */
+  readonly greetingDelayMs?: number;
   /** Aborted when the gateway stops: ends relayed sessions without QUIT. */
   readonly shutdownSignal: AbortSignal;
 }
@@ -65,7 +71,18 @@ export class ClientConnection {
   readonly finished = new Promise<void>((resolve) => {
     this.resolveFinished = resolve;
   });
+  /** The first chunk went through `session.firstBytes` (set from the start on KPOP). */
+  private firstChunkScreened = false;
   private readonly onData = (chunk: Buffer): void => {
+    if (!this.firstChunkScreened) {
+      // Pre-dispatch checks on raw bytes (early talker, TLS ClientHello): before framing.
+      this.firstChunkScreened = true;
+      const refused = this.session.firstBytes(chunk);
+      if (refused.length > 0) {
+        this.run(refused);
+        return;
+      }
+    }
     this.framer.push(chunk);
     // Bound memory while a login or TLS handshake is pending: stop reading.
     if (this.session.awaiting && this.framer.bufferedBytes > this.session.lineLimit) this.socket.pause();
@@ -137,6 +154,21 @@ export class ClientConnection {
       ...(apop !== undefined ? { apopTimestamp: apop } : {}),
     });
     this.socket.on('data', this.onData);
+    // KPOP: the preamble read the first bytes, and its pipelined commands are in the framer.
+    this.firstChunkScreened = kerberosPrincipal !== undefined;
+    const delay = kerberosPrincipal === undefined ? (this.ctx.greetingDelayMs ?? 0) : 0;
+    if (delay > 0) {
+      // Read during the delay: whatever arrives is early talk (session.firstBytes).
+      this.socket.resume();
+      setTimeout(() => this.greet(), delay).unref();
+      return;
+    }
+    this.greet();
+  }
+
+  /** Send the greeting and start reading commands. */
+  private greet(): void {
+    if (this.closed) return;
     this.run(this.session.greet());
     this.pump();
     this.resumeIfIdle();
@@ -357,12 +389,14 @@ export class ClientConnection {
       failure = gw;
       this.loggedFailure = gw.code;
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      // The login throttle's delay (auth.throttle), when it set one, replaces auth.failureDelay.
+      const delayMs = gw.delayMs ?? (gw.code === 'AUTH_FAILED' ? this.ctx.failureDelayMs : 0);
       this.log[gw.entry.level === 'debug' ? 'info' : gw.entry.level](
-        { event: 'login', outcome: 'failure', mechanism, user, principal, code: gw.code, reason: gw.detail, ms },
+        { event: 'login', outcome: 'failure', mechanism, user, principal, code: gw.code, reason: gw.detail, ms, delayMs },
         'login failed',
       );
-      if (gw.code === 'AUTH_FAILED' && this.ctx.failureDelayMs > 0) {
-        await new Promise((r) => setTimeout(r, this.ctx.failureDelayMs).unref());
+      if (delayMs > 0) {
+        await new Promise((r) => setTimeout(r, delayMs).unref());
       }
     }
 

@@ -1,19 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { once } from 'node:events';
+import { TLSSocket } from 'node:tls';
+import { once, setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { ListenerConfig, PopgateConfig } from '../config/index.js';
 import { createHttpAuthVerifier, createUserFileVerifier, createVerifierChain, type UserFileVerifier } from '../auth/index.js';
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
+import { createLoginThrottle, type LoginThrottle } from '../auth/throttle.js';
 import type { PasswordVerifier } from '../auth/types.js';
 import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';
-import { errorReply } from '../errors.js';
+import { errorReply, type ErrorCode } from '../errors.js';
 import { backendTargets, resolveRouteEntry, targetsForUser } from '../config/routing.js';
 import type { SaslMechanism } from '../pop3/types.js';
 import { ClientConnection, type ConnectionContext } from './connection.js';
 import { createLoginService, type BackendRoutes, type LoginService } from './login-service.js';
 import { TrustedNetworks } from './proxy-header.js';
+import { addressKey, LogRateLimiter, PerAddressCounter } from './address-limit.js';
 import { openTransport, type ProxyOptions } from './transport.js';
 import { TlsHandshaker } from './tls-handshaker.js';
 import { setupKerberos, type KerberosServices } from './kerberos-services.js';
@@ -47,6 +50,10 @@ export class Gateway {
   private readonly shutdown = new AbortController();
   private nextId = 0;
   private openSockets = 0;
+  /** limits.maxConnectionsPerIp bookkeeping (created on first use: the config is a constructor parameter). */
+  private addressSlots: PerAddressCounter | undefined;
+  /** Refusal log lines: at most one per limit and address (or per limit, for the global one) every 10 s. */
+  private readonly refusalLog = new LogRateLimiter({ windowMs: 10_000 });
   private stopping: Promise<void> | undefined;
 
   private constructor(
@@ -57,6 +64,7 @@ export class Gateway {
     private readonly resolver: ReloadableLoginResolver,
     private readonly login: LoginService,
     private readonly kerberos: KerberosServices | undefined,
+    private readonly throttle: LoginThrottle | undefined,
   ) {}
 
   static async start(config: PopgateConfig, log: Logger): Promise<Gateway> {
@@ -103,10 +111,19 @@ export class Gateway {
       verifier.close();
       throw err;
     }
+    let throttle: LoginThrottle | undefined;
+    try {
+      throttle = await createLoginThrottle(config.auth.throttle, log);
+    } catch (err) {
+      verifier.close();
+      resolver.close();
+      throw err;
+    }
     const login = createLoginService({
       verifier,
       resolver,
       ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
+      ...(throttle ? { throttle } : {}),
       routes: backendRoutes(config),
       timeouts: {
         connectMs: config.backend.timeouts.connect,
@@ -114,7 +131,7 @@ export class Gateway {
         loginMs: config.backend.timeouts.login,
       },
     });
-    const gateway = new Gateway(config, log, verifier, userFile, resolver, login, kerberos);
+    const gateway = new Gateway(config, log, verifier, userFile, resolver, login, kerberos, throttle);
     try {
       for (const listener of config.listeners) await gateway.listen(listener);
     } catch (err) {
@@ -205,8 +222,16 @@ export class Gateway {
 
   /**
    * Count every TCP connection from accept to close, TLS handshakes included,
-   * and refuse those over `limits.maxConnections`: with a POP3 reply where the
-   * channel is plaintext, by closing where a TLS handshake would come first.
+   * and refuse those over `limits.maxConnections` or, per client address,
+   * `limits.maxConnectionsPerIp` (see `refuse` for how).
+   *
+   * A peer in the listener's PROXY `trustedNetworks` is a load balancer
+   * carrying many clients: counting it here would cap the whole balancer at
+   * the per-address limit. Its connections are counted per address in
+   * `accept()` instead, once the header has named the real client (or, for a
+   * connection without header, by the balancer's own address). Until then
+   * only the global limit and the PROXY header timeout bound them, and on
+   * pop3s listeners the TLS handshake also runs before that count.
    */
   private admit(socket: Socket, listener: ListenerRuntime): boolean {
     if (this.stopping) {
@@ -214,27 +239,81 @@ export class Gateway {
       return false;
     }
     if (this.openSockets >= this.config.limits.maxConnections) {
-      this.log.warn(
-        { remote: socket.remoteAddress, listener: listener.name, open: this.openSockets },
-        'connection limit reached, refusing',
-      );
-      if (listener.config.kind === 'pop3') {
-        socket.end(errorReply('TOO_MANY_CONNECTIONS') + '\r\n');
-        setTimeout(() => socket.destroy(), 1_000).unref();
-      } else {
-        socket.destroy();
-      }
+      this.refuse(socket, listener, 'TOO_MANY_CONNECTIONS', '*', 'connection limit reached, refusing', {
+        remote: socket.remoteAddress,
+        open: this.openSockets,
+      });
       return false;
     }
+    const viaBalancer = listener.proxy?.trusted.has(socket.remoteAddress) ?? false;
+    if (!viaBalancer && !this.claimAddressSlot(socket, socket.remoteAddress ?? '', listener)) return false;
     this.openSockets++;
     socket.once('close', () => this.openSockets--);
     return true;
+  }
+
+  /**
+   * Takes one of `address`'s `limits.maxConnectionsPerIp` slots for `socket`
+   * until it closes; refuses the socket (false) when there is none left.
+   */
+  private claimAddressSlot(socket: Socket, address: string, listener: ListenerRuntime, via?: string): boolean {
+    this.addressSlots ??= new PerAddressCounter(this.config.limits.maxConnectionsPerIp);
+    const release = this.addressSlots.acquire(address);
+    if (release) {
+      socket.once('close', release);
+      return true;
+    }
+    const key = addressKey(address);
+    this.refuse(socket, listener, 'TOO_MANY_FROM_ADDRESS', key, 'per-address connection limit reached, refusing', {
+      remote: address,
+      ...(via !== undefined ? { via } : {}),
+      ...(key !== address ? { addressKey: key } : {}),
+      limit: this.addressSlots.max,
+    });
+    return false;
+  }
+
+  /**
+   * Refuses a connection over a limit: with the catalogue's POP3 reply where
+   * the client reads POP3 now (a plaintext pop3 listener, or a pop3s one after
+   * its handshake), by just closing where a TLS handshake or the KPOP preamble
+   * comes first. One warn line per limit and `logKey` every 10 s; the next
+   * one counts the refusals it did not log (`suppressed`).
+   */
+  private refuse(
+    socket: Socket,
+    listener: ListenerRuntime,
+    code: Extract<ErrorCode, 'TOO_MANY_CONNECTIONS' | 'TOO_MANY_FROM_ADDRESS'>,
+    logKey: string,
+    msg: string,
+    fields: Record<string, unknown>,
+  ): void {
+    const note = this.refusalLog.take(`${code} ${logKey}`);
+    if (note.log) {
+      this.log.warn(
+        { ...fields, listener: listener.name, code, ...(note.suppressed > 0 ? { suppressed: note.suppressed } : {}) },
+        msg,
+      );
+    }
+    const readsPop3 = listener.config.kind === 'pop3' || (listener.config.kind === 'pop3s' && socket instanceof TLSSocket);
+    if (readsPop3) {
+      socket.end(errorReply(code) + '\r\n');
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    } else {
+      socket.destroy();
+    }
   }
 
   private accept(socket: Socket, peer: PeerInfo, listener: ListenerRuntime): void {
     if (this.stopping) {
       socket.destroy();
       return;
+    }
+    // From a trusted PROXY peer: the per-address count admit() left to us.
+    const balancer = peer.proxiedBy?.address ?? peer.remoteAddress;
+    if (listener.proxy?.trusted.has(balancer)) {
+      if (socket.destroyed) return; // gone during the header or handshake: nothing to count or serve
+      if (!this.claimAddressSlot(socket, peer.remoteAddress, listener, peer.proxiedBy?.address)) return;
     }
     const { config, kerberos } = this;
     const kpop = listener.config.kind === 'kpop';
@@ -269,6 +348,7 @@ export class Gateway {
       preAuthTimeoutMs: config.limits.preAuthTimeout,
       idleTimeoutMs: config.limits.idleTimeout,
       failureDelayMs: config.auth.failureDelay,
+      greetingDelayMs: config.limits.greetingDelay,
       shutdownSignal: this.shutdown.signal,
     };
     const id = (++this.nextId).toString(36).padStart(6, '0');
@@ -349,6 +429,7 @@ export class Gateway {
     await Promise.all(closing);
     this.verifier.close();
     this.resolver.close();
+    await this.throttle?.close();
     this.log.info('stopped');
   }
 }

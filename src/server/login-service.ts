@@ -1,9 +1,10 @@
+import type { LoginThrottle } from '../auth/throttle.js';
 import type { ClientContext, PasswordVerifier, VerifiedRoute, VerifyOutcome } from '../auth/types.js';
 import { openBackendWithFailover } from '../backend/failover.js';
 import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { PrincipalMapResult } from '../kerberos/principal-mapper.js';
-import type { KerberosCredentials, LoginCredentials } from '../pop3/types.js';
+import { isKerberosCredentials, isExternalCredentials, type KerberosCredentials, type LoginCredentials } from '../pop3/types.js';
 
 export interface LoginRequest {
   readonly credentials: LoginCredentials;
@@ -46,6 +47,16 @@ export interface LoginServiceDeps {
   readonly timeouts: BackendTimeouts;
   /** Principal → local user; undefined when Kerberos is not configured. */
   readonly principalMapper?: { map(principal: string): PrincipalMapResult };
+  /** Brute-force protection (auth.throttle); undefined when disabled. */
+  readonly throttle?: LoginThrottle;
+}
+
+/** The name a client claims before anything is verified: the throttle's user key. */
+function claimedUser(req: LoginRequest): string {
+  const c = req.credentials;
+  if (isKerberosCredentials(c)) return c.requestedUser || c.principal;
+  if (isExternalCredentials(c)) return c.requestedUser || (req.certificateUser ?? '');
+  return c.username;
 }
 
 export function createLoginService(deps: LoginServiceDeps): LoginService {
@@ -149,15 +160,37 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
 
   return {
     async login(req) {
-      const { outcome, password, mappedBy } = await verifyCredentials(req);
+      const { throttle } = deps;
+      const ip = req.client.remoteAddress;
+      const claimed = claimedUser(req);
+      // A locked address or user is refused before its credentials are checked.
+      if (throttle && (await throttle.check(ip, claimed)).locked) {
+        throw new GatewayError('LOGIN_THROTTLED', 'address or user locked out after repeated failed logins');
+      }
+      // Every AUTH_FAILED counts (Kerberos and EXTERNAL refusals too); the throttle sets the reply's delay.
+      const counted = async (err: GatewayError): Promise<GatewayError> => {
+        const t = throttle ? await throttle.failed(ip, claimed) : undefined;
+        if (t && !t.exempt) err.delayMs = t.delayMs;
+        return err;
+      };
+      let verified: Awaited<ReturnType<typeof verifyCredentials>>;
+      try {
+        verified = await verifyCredentials(req);
+      } catch (err) {
+        throw isGatewayError(err) && err.code === 'AUTH_FAILED' ? await counted(err) : err;
+      }
+      const { outcome, password, mappedBy } = verified;
       if (!outcome.ok) {
         // An auth service's own failure text goes to the client; like nginx, close unless it said Auth-Wait.
-        throw new GatewayError(
-          'AUTH_FAILED',
-          outcome.reason,
-          outcome.clientText !== undefined ? { clientText: outcome.clientText, closeAfter: outcome.retryable !== true } : {},
+        throw await counted(
+          new GatewayError(
+            'AUTH_FAILED',
+            outcome.reason,
+            outcome.clientText !== undefined ? { clientText: outcome.clientText, closeAfter: outcome.retryable !== true } : {},
+          ),
         );
       }
+      await throttle?.succeeded(ip, claimed);
       req.signal.throwIfAborted();
       const user = outcome.user;
       const targets = outcome.route?.endpoint ? [deps.routes.targetFor(outcome.route.endpoint)] : deps.routes.targetsFor(user);

@@ -40,6 +40,11 @@ export interface TestGatewayOptions {
   readonly extra?: string;
   readonly allowPlaintextAuth?: boolean;
   readonly failureDelay?: string;
+  /**
+   * auth.throttle as a YAML flow map, e.g. `{ delays: [100ms, 200ms], maxFailures: 3 }`.
+   * Default `{ enabled: false }`: other files' failed logins from 127.0.0.1 must not be delayed or locked out.
+   */
+  readonly throttle?: string;
   readonly maxAuthAttempts?: number;
   readonly backendTimeouts?: string;
   /** Files written into the gateway's directory before the config is loaded. */
@@ -83,6 +88,7 @@ ${(opts.extraListeners ?? []).map((l) => `  - ${l}`).join('\n')}
 auth:
   userFile: users
   failureDelay: ${opts.failureDelay ?? '0s'}
+  throttle: ${opts.throttle ?? '{ enabled: false }'}
   maxAttempts: ${opts.maxAuthAttempts ?? 3}
   mechanisms: [${(opts.mechanisms ?? ['PLAIN', 'LOGIN']).join(', ')}]
   verifiers: [${(opts.verifiers ?? ['userFile']).join(', ')}]

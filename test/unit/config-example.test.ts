@@ -84,11 +84,20 @@ describe('config.example.yaml', () => {
     expect(cfg.backend).toMatchObject({ port: 110, tls: { mode: 'none', verify: true }, proxyProtocol: 'none', xclient: true });
     expect(cfg.routing).toEqual({ users: {}, domains: {} });
     expect(cfg.limits.idleTimeout).toBe(600_000);
+    expect(cfg.auth.throttle).toEqual({
+      enabled: true,
+      delays: [2_000, 4_000, 8_000, 15_000],
+      maxFailures: 10,
+      window: 900_000,
+      lockout: 900_000,
+      trustedNetworks: [],
+      store: 'memory',
+    });
   });
 
   it('is valid with its optional parts enabled', async () => {
     const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
-    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'http', 'kerberos', 'routing']);
+    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'kerberos', 'routing']);
     const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
     expect(cfg.listeners.map((l) => [l.name, l.kind, l.port, l.tls])).toEqual([
       ['pop3s', 'pop3s', 995, expect.anything()],
@@ -103,6 +112,7 @@ describe('config.example.yaml', () => {
     });
     expect(cfg.listeners[0]?.proxyProtocol).toEqual({ trustedNetworks: ['10.0.0.0/8', 'fd00::/8'], required: true, timeout: 5000 });
     expect(cfg.auth.verifiers).toEqual(['userFile', 'http']);
+    expect(cfg.auth.throttle).toMatchObject({ store: 'redis', redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'popgate:' } });
     expect(cfg.auth.http).toEqual({
       url: 'http://127.0.0.1:9000/auth',
       timeout: 10_000,

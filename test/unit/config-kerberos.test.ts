@@ -251,7 +251,14 @@ describe('auth verifiers and mechanisms', () => {
     const cfg = await parse(
       KPOP.replace('userFile: /etc/popgate/users', 'verifiers: [kerberos]\n  mechanisms: [GSSAPI, PLAIN]'),
     );
-    expect(cfg.auth).toEqual({ verifiers: ['kerberos'], mechanisms: ['GSSAPI', 'PLAIN'], apop: false, maxAttempts: 3, failureDelay: 2000 });
+    expect(cfg.auth).toEqual({
+      verifiers: ['kerberos'],
+      mechanisms: ['GSSAPI', 'PLAIN'],
+      apop: false,
+      maxAttempts: 3,
+      failureDelay: 2000,
+      throttle: expect.objectContaining({ enabled: true, store: 'memory' }),
+    });
     expect(cfg.auth.userFile).toBeUndefined();
     const both = await parse(KPOP.replace('userFile:', 'verifiers: [userFile, kerberos]\n  userFile:'));
     expect(both.auth.verifiers).toEqual(['userFile', 'kerberos']);

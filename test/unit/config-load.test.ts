@@ -263,3 +263,13 @@ describe('redactConfig', () => {
     expect(redactConfig(cfg)).toEqual(cfg);
   });
 });
+
+describe('redactConfig and URLs', () => {
+  it('masks credentials embedded in URLs (Redis, proxies) and leaves other URLs alone', async () => {
+    const { redactConfig } = await import('../../src/config/index.js');
+    const out = redactConfig({ a: 'redis://:S3cret@10.0.0.5:6379', b: 'rediss://user:pw@redis:6380/0', c: 'http://127.0.0.1:9000/auth' } as never) as unknown as Record<string, string>;
+    expect(out.a).toBe('redis://***@10.0.0.5:6379');
+    expect(out.b).toBe('rediss://***@redis:6380/0');
+    expect(out.c).toBe('http://127.0.0.1:9000/auth');
+  });
+});

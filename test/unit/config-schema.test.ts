@@ -60,6 +60,15 @@ describe('defaults', () => {
       apop: false,
       maxAttempts: 3,
       failureDelay: 2000,
+      throttle: {
+        enabled: true,
+        delays: [2_000, 4_000, 8_000, 15_000],
+        maxFailures: 10,
+        window: 900_000,
+        lockout: 900_000,
+        trustedNetworks: [],
+        store: 'memory',
+      },
     });
     expect(cfg.kerberos).toBeUndefined();
     expect(cfg.backend).toEqual({
@@ -79,6 +88,8 @@ describe('defaults', () => {
       preAuthTimeout: 60_000,
       idleTimeout: 600_000,
       maxConnections: 5000,
+      maxConnectionsPerIp: 50,
+      greetingDelay: 0,
     });
     expect(cfg.routing).toEqual({ users: {}, domains: {} });
     expect(cfg.shutdown).toEqual({ drainTimeout: 30_000 });
@@ -179,7 +190,7 @@ describe('validation errors', () => {
     const { issues } = await issuesOf(`${MINIMAL}limits: { frobnicate: 1 }\n`);
     expect(issues[0]?.path).toBe('limits.frobnicate');
     expect(issues[0]?.hint).toBe(
-      'allowed keys: maxCommandLine, maxSaslLine, maxErrors, preAuthTimeout, idleTimeout, maxConnections',
+      'allowed keys: maxCommandLine, maxSaslLine, maxErrors, preAuthTimeout, idleTimeout, maxConnections, maxConnectionsPerIp, greetingDelay',
     );
   });
 

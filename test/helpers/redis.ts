@@ -1,0 +1,109 @@
+/**
+ * A PRIVATE redis-server per test file: the real server (apt package
+ * redis-server, installed by scripts/setup.sh), on a free loopback port, no
+ * persistence, its working directory a temp dir; stopped by its own PID. It
+ * never touches a system instance (which does not auto-start here anyway).
+ *
+ * Fails loudly when redis-server is missing: a skipped Redis test would hide
+ * that the shared-store path is untested.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from './ports.js';
+
+export const REDIS_SERVER_BIN = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
+
+export interface TestRedis {
+  readonly port: number;
+  /** redis://127.0.0.1:<port> */
+  readonly url: string;
+  readonly pid: number;
+  /** Everything the server printed so far (for failure messages). */
+  output(): string;
+  /** Stops the server (SIGTERM, SIGKILL after 5 s) and removes its directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  if (!existsSync(REDIS_SERVER_BIN)) {
+    throw new Error(`${REDIS_SERVER_BIN} not found: install the apt package redis-server (scripts/setup.sh does)`);
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'popgate-redis-'));
+  try {
+    // A port found free can be taken before the server binds it: retry on another.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      try {
+        return await startOn(port, dir);
+      } catch (err) {
+        if (!/Address already in use/i.test(String(err)) || attempt >= 5) throw err;
+      }
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+function startOn(port: number, dir: string): Promise<TestRedis> {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'];
+  const child: ChildProcess = spawn(REDIS_SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let exited: string | undefined;
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = `exit ${code ?? signal}`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exited = `spawn error ${err.message}`;
+      resolve();
+    });
+  });
+  return new Promise<TestRedis>((resolve, reject) => {
+    const timer = setTimeout(() => fail('not ready within 10 s'), 10_000);
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString('utf8');
+      if (/Ready to accept connections/.test(output)) {
+        clearTimeout(timer);
+        resolve(handle());
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    void exit.then(() => fail(exited ?? 'exited'));
+
+    function fail(why: string): void {
+      clearTimeout(timer);
+      if (exited === undefined && child.pid !== undefined) child.kill('SIGKILL');
+      reject(new Error(`redis-server on port ${port} did not start (${why}).\n--- output ---\n${output}`));
+    }
+
+    function handle(): TestRedis {
+      let stopping: Promise<void> | undefined;
+      return {
+        port,
+        url: `redis://127.0.0.1:${port}`,
+        pid: child.pid!,
+        output: () => output,
+        stop() {
+          stopping ??= (async () => {
+            if (exited === undefined) {
+              process.kill(child.pid!, 'SIGTERM');
+              const killer = setTimeout(() => {
+                if (exited === undefined) process.kill(child.pid!, 'SIGKILL');
+              }, 5_000);
+              await exit;
+              clearTimeout(killer);
+            }
+            await rm(dir, { recursive: true, force: true });
+          })();
+          return stopping;
+        },
+      };
+    }
+  });
+}

@@ -1,0 +1,302 @@
+/**
+ * The login throttle (auth.throttle) through the real gateway: reply order
+ * and codes, progressive delays (asserted on the logged delayMs, never on
+ * elapsed time), the [LOGIN-DELAY] lockout, trusted networks; and the Redis
+ * store against a REAL private redis-server: its key layout, two gateways
+ * sharing one Redis, and failing open when Redis goes away.
+ *
+ * Clients connect from distinct loopback addresses (127.0.0.x) to be
+ * distinct client addresses for the throttle.
+ */
+import { rm } from 'node:fs/promises';
+import { createClient } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisFailureStore } from '../../src/auth/throttle.js';
+import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
+import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { LineClient } from '../helpers/line-client.js';
+import { freePort } from '../helpers/ports.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+let pki: TestPki;
+let backend: DemoBackend;
+let redis: TestRedis;
+const USERS = [
+  { name: 'gina', password: 'Gina-front-pw' },
+  { name: 'hank', password: 'Hank-front-pw' },
+];
+const PASSWORD: Record<string, string> = { gina: 'Gina-front-pw', hank: 'Hank-front-pw' };
+const LOGIN = '{ mode: master, method: auth-plain, user: popgate, password: Demo-Master }';
+const AUTH_FAILED = '-ERR [AUTH] Authentication failed';
+const THROTTLED = '-ERR [LOGIN-DELAY] Too many failed logins, try again later';
+
+beforeAll(async () => {
+  pki = await makeTempTestPki();
+  backend = await startDemoBackend({
+    users: { gina: 'unused', hank: 'unused' },
+    masterUser: 'popgate',
+    masterPassword: 'Demo-Master',
+    messages: { gina: [Buffer.from('Subject: hi\r\n\r\nhi\r\n')], hank: [] },
+  });
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await backend?.close();
+  if (pki) await rm(pki.dir, { recursive: true, force: true });
+});
+
+function gatewayWith(throttle: string, opts: { failureDelay?: string } = {}): Promise<TestGateway> {
+  return startTestGateway({
+    users: USERS,
+    backendPort: backend.port,
+    certFile: pki.certFile,
+    keyFile: pki.keyFile,
+    login: LOGIN,
+    allowPlaintextAuth: true,
+    maxAuthAttempts: 20,
+    throttle,
+    ...(opts.failureDelay ? { failureDelay: opts.failureDelay } : {}),
+  });
+}
+
+async function connect(gw: TestGateway, from: string): Promise<LineClient> {
+  const c = await LineClient.connect({ port: gw.port('pop3'), localAddress: from });
+  expect(await c.line()).toMatch(/^\+OK/);
+  return c;
+}
+
+/** USER/PASS; returns the reply to PASS. */
+async function login(c: LineClient, user: string, password: string): Promise<string> {
+  expect(await c.cmd(`USER ${user}`)).toBe('+OK');
+  return c.cmd(`PASS ${password}`);
+}
+
+/** The delayMs of every logged login failure so far, in order. */
+function loggedDelays(gw: TestGateway): unknown[] {
+  return gw.logs.filter((l) => l.msg === 'login failed').map((l) => l.delayMs);
+}
+
+async function failures(gw: TestGateway, n: number): Promise<void> {
+  await waitForLog(gw, () => gw.logs.filter((l) => l.msg === 'login failed').length >= n);
+}
+
+describe('login throttle (memory store)', () => {
+  it('delays failures progressively, then refuses the address and the user with [LOGIN-DELAY]', async () => {
+    const gw = await gatewayWith('{ delays: [100ms, 200ms], maxFailures: 3, lockout: 1m }');
+    try {
+      const c = await connect(gw, '127.0.0.1');
+      expect(await login(c, 'gina', 'wrong-1')).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', 'wrong-2')).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', 'wrong-3')).toBe(AUTH_FAILED);
+      // Locked now: even the right password is refused, and the connection closed.
+      expect(await login(c, 'gina', PASSWORD.gina!)).toBe(THROTTLED);
+      await c.closed();
+      await failures(gw, 4);
+      expect(loggedDelays(gw)).toEqual([100, 200, 200, 0]);
+      expect(gw.logs.filter((l) => l.msg === 'login failed').map((l) => l.code)).toEqual([
+        'AUTH_FAILED',
+        'AUTH_FAILED',
+        'AUTH_FAILED',
+        'LOGIN_THROTTLED',
+      ]);
+      const lock = await waitForLog(gw, (l) => l.msg === 'login throttle: locked out after repeated failures');
+      expect(lock).toMatchObject({ locked: ['ip:127.0.0.1', 'user:gina'], failures: 3, lockoutMs: 60_000 });
+
+      // The user is locked from anywhere; the address for any user.
+      const d = await connect(gw, '127.0.0.2');
+      expect(await login(d, 'gina', PASSWORD.gina!)).toBe(THROTTLED);
+      await d.closed();
+      const e = await connect(gw, '127.0.0.1');
+      expect(await login(e, 'hank', PASSWORD.hank!)).toBe(THROTTLED);
+      await e.closed();
+      // Another user from another address is not affected.
+      const f = await connect(gw, '127.0.0.3');
+      expect(await login(f, 'hank', PASSWORD.hank!)).toMatch(/^\+OK/);
+      expect(await f.cmd('QUIT')).toMatch(/^\+OK/);
+      await f.closed();
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a successful login clears the counters of its address and user', async () => {
+    const gw = await gatewayWith('{ delays: [100ms, 200ms, 300ms], maxFailures: 3 }');
+    try {
+      const c = await connect(gw, '127.0.0.4');
+      expect(await login(c, 'gina', 'wrong-1')).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', 'wrong-2')).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', PASSWORD.gina!)).toMatch(/^\+OK/);
+      expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+      await c.closed();
+      const d = await connect(gw, '127.0.0.4');
+      expect(await login(d, 'gina', 'wrong-3')).toBe(AUTH_FAILED);
+      expect(await login(d, 'gina', 'wrong-4')).toBe(AUTH_FAILED);
+      await failures(gw, 4);
+      // Back to the first delay, and two more failures are not a lockout.
+      expect(loggedDelays(gw)).toEqual([100, 200, 100, 200]);
+      d.destroy();
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('exempts trusted networks (auth.failureDelay applies to them); AUTH PLAIN failures count like USER/PASS', async () => {
+    const gw = await gatewayWith('{ delays: [100ms], maxFailures: 2, trustedNetworks: [127.0.0.5] }', { failureDelay: '50ms' });
+    try {
+      const c = await connect(gw, '127.0.0.5');
+      for (let i = 0; i < 4; i++) expect(await login(c, 'gina', `wrong-${i}`)).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', PASSWORD.gina!)).toMatch(/^\+OK/);
+      expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+      await c.closed();
+      await failures(gw, 4);
+      expect(loggedDelays(gw)).toEqual([50, 50, 50, 50]);
+
+      // An untrusted address: AUTH PLAIN failures count the same.
+      const d = await connect(gw, '127.0.0.6');
+      const plain = (pw: string): string => Buffer.from(`\0hank\0${pw}`).toString('base64');
+      expect(await d.cmd(`AUTH PLAIN ${plain('wrong-1')}`)).toBe(AUTH_FAILED);
+      expect(await d.cmd(`AUTH PLAIN ${plain('wrong-2')}`)).toBe(AUTH_FAILED);
+      expect(await d.cmd(`AUTH PLAIN ${plain(PASSWORD.hank!)}`)).toBe(THROTTLED);
+      await d.closed();
+      await failures(gw, 7);
+      expect(loggedDelays(gw).slice(4)).toEqual([100, 100, 0]);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it('with the throttle disabled, auth.failureDelay applies and nothing is locked', async () => {
+    const gw = await gatewayWith('{ enabled: false, maxFailures: 1 }', { failureDelay: '30ms' });
+    try {
+      const c = await connect(gw, '127.0.0.7');
+      for (let i = 0; i < 3; i++) expect(await login(c, 'gina', `wrong-${i}`)).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', PASSWORD.gina!)).toMatch(/^\+OK/);
+      expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+      await c.closed();
+      expect(loggedDelays(gw)).toEqual([30, 30, 30]);
+      expect(gw.logs.some((l) => l.msg === 'login throttle enabled')).toBe(false);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
+describe('RedisFailureStore against a real redis-server', () => {
+  it('counts with INCR + PEXPIRE under the key prefix, locks with PX, clears counters', async () => {
+    const store = await RedisFailureStore.connect({ url: redis.url, keyPrefix: 'unit:' });
+    const raw = createClient({ url: redis.url });
+    await raw.connect();
+    try {
+      expect(store.ready).toBe(true);
+      expect(await store.recordFailure(['ip:192.0.2.1', 'user:alice'], 60_000)).toEqual([1, 1]);
+      expect(await store.recordFailure(['ip:192.0.2.1', 'user:bob'], 60_000)).toEqual([2, 1]);
+      expect(await store.failures(['ip:192.0.2.1', 'user:alice', 'user:nobody'])).toEqual([2, 1, 0]);
+      const ttl = await raw.pTTL('unit:fail:ip:192.0.2.1');
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+
+      expect(await store.isLocked(['ip:192.0.2.1', 'user:alice'])).toBe(false);
+      await store.lock(['user:alice'], 30_000);
+      expect(await store.isLocked(['ip:192.0.2.1', 'user:alice'])).toBe(true);
+      const lockTtl = await raw.pTTL('unit:lock:user:alice');
+      expect(lockTtl).toBeGreaterThan(0);
+      expect(lockTtl).toBeLessThanOrEqual(30_000);
+
+      await store.clear(['ip:192.0.2.1', 'user:alice']);
+      expect(await store.failures(['ip:192.0.2.1', 'user:alice', 'user:bob'])).toEqual([0, 0, 1]);
+      expect(await store.isLocked(['user:alice'])).toBe(true);
+      expect((await raw.keys('unit:*')).sort()).toEqual(['unit:fail:user:bob', 'unit:lock:user:alice']);
+    } finally {
+      await store.close();
+      await raw.close();
+    }
+  });
+});
+
+describe('login throttle (redis store)', () => {
+  it('two gateways sharing one Redis: failures on A count and lock out on B', async () => {
+    const shared = `{ delays: [100ms, 200ms, 300ms], maxFailures: 3, lockout: 1m, store: redis, redis: { url: '${redis.url}', keyPrefix: 'shared:' } }`;
+    const a = await gatewayWith(shared);
+    const b = await gatewayWith(shared);
+    try {
+      const ca = await connect(a, '127.0.1.1');
+      expect(await login(ca, 'gina', 'wrong-1')).toBe(AUTH_FAILED);
+      expect(await login(ca, 'gina', 'wrong-2')).toBe(AUTH_FAILED);
+      ca.destroy();
+      // B sees gina's third failure (another address): the third delay, and the lock.
+      const cb = await connect(b, '127.0.1.2');
+      expect(await login(cb, 'gina', 'wrong-3')).toBe(AUTH_FAILED);
+      cb.destroy();
+      await failures(a, 2);
+      await failures(b, 1);
+      expect(loggedDelays(a)).toEqual([100, 200]);
+      expect(loggedDelays(b)).toEqual([300]);
+      await waitForLog(b, (l) => l.msg === 'login throttle: locked out after repeated failures');
+
+      // Locked on both replicas, with the right password, from a fresh address.
+      for (const [gw, from] of [[a, '127.0.1.3'], [b, '127.0.1.4']] as const) {
+        const c = await connect(gw, from);
+        expect(await login(c, 'gina', PASSWORD.gina!)).toBe(THROTTLED);
+        await c.closed();
+      }
+      // Others are not.
+      const ok = await connect(b, '127.0.1.5');
+      expect(await login(ok, 'hank', PASSWORD.hank!)).toMatch(/^\+OK/);
+      expect(await ok.cmd('QUIT')).toMatch(/^\+OK/);
+      await ok.closed();
+
+      const raw = createClient({ url: redis.url });
+      await raw.connect();
+      try {
+        expect(await raw.exists('shared:lock:user:gina')).toBe(1);
+        expect(await raw.get('shared:fail:ip:127.0.1.1')).toBe('2');
+        // hank's success cleared its counters (none were set) and left gina's alone.
+        expect(await raw.get('shared:fail:user:gina')).toBe('3');
+      } finally {
+        await raw.close();
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('fails open when Redis goes away: first delay only, no lockout, one error logged; and starts without it', async () => {
+    const own = await startRedis();
+    let gw: TestGateway | undefined;
+    try {
+      gw = await gatewayWith(`{ delays: [100ms, 200ms], maxFailures: 2, store: redis, redis: { url: '${own.url}' } }`);
+      const c = await connect(gw, '127.0.2.1');
+      expect(await login(c, 'gina', 'wrong-1')).toBe(AUTH_FAILED);
+      await own.stop();
+      for (let i = 2; i <= 4; i++) expect(await login(c, 'gina', `wrong-${i}`)).toBe(AUTH_FAILED);
+      expect(await login(c, 'gina', PASSWORD.gina!)).toMatch(/^\+OK/);
+      expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+      await c.closed();
+      expect(loggedDelays(gw)).toEqual([100, 100, 100, 100]);
+      const errors = gw.logs.filter((l) => l.msg.startsWith('login throttle: failure store unavailable'));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ store: 'redis' });
+    } finally {
+      await gw?.stop();
+      await own.stop();
+    }
+
+    // Nothing listening at all: the gateway still starts and answers.
+    const nobody = await freePort();
+    const late = await gatewayWith(`{ delays: [100ms], store: redis, redis: { url: 'redis://127.0.0.1:${nobody}' } }`);
+    try {
+      const c = await connect(late, '127.0.2.2');
+      expect(await login(c, 'hank', 'wrong')).toBe(AUTH_FAILED);
+      expect(await login(c, 'hank', PASSWORD.hank!)).toMatch(/^\+OK/);
+      expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+      await c.closed();
+      expect(late.logs.filter((l) => l.msg.startsWith('login throttle: failure store unavailable'))).toHaveLength(1);
+    } finally {
+      await late.stop();
+    }
+  });
+});

@@ -1,0 +1,282 @@
+/**
+ * The login throttle (src/auth/throttle.ts) with its in-memory store and an
+ * injected clock: keys (IPv6 by /64, IPv4-mapped, user case), the delay
+ * sequence, lockout and its expiry, trusted networks, the store's size bound,
+ * failing open when the store breaks; and the auth.throttle config section.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  addressKey,
+  LoginThrottle,
+  MemoryFailureStore,
+  userKey,
+  type FailureStore,
+  type LoginThrottleOptions,
+} from '../../src/auth/throttle.js';
+import { parseConfigText } from '../../src/config/index.js';
+
+const MIN = 60_000;
+
+class Clock {
+  t = 1_000_000;
+  now = (): number => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+interface LogCall {
+  level: 'info' | 'warn' | 'error';
+  obj: Record<string, unknown>;
+  msg: string;
+}
+
+function recordingLog(calls: LogCall[]): NonNullable<LoginThrottleOptions['log']> {
+  const at =
+    (level: LogCall['level']) =>
+    (obj: unknown, msg?: string): void => {
+      calls.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
+    };
+  return { info: at('info'), warn: at('warn'), error: at('error') } as unknown as NonNullable<LoginThrottleOptions['log']>;
+}
+
+function setup(overrides: Partial<LoginThrottleOptions> = {}) {
+  const clock = new Clock();
+  const store = new MemoryFailureStore({ now: clock.now, sweepIntervalMs: 0 });
+  const logs: LogCall[] = [];
+  const throttle = new LoginThrottle({
+    store,
+    delays: [2_000, 4_000, 8_000, 15_000],
+    maxFailures: 10,
+    windowMs: 15 * MIN,
+    lockoutMs: 15 * MIN,
+    log: recordingLog(logs),
+    now: clock.now,
+    ...overrides,
+  });
+  return { clock, store, throttle, logs };
+}
+
+describe('throttle keys', () => {
+  it('keys IPv4 as is and IPv4-mapped IPv6 as IPv4', () => {
+    expect(addressKey('192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('::FFFF:c000:0207')).toBe('192.0.2.7');
+  });
+
+  it('groups IPv6 by /64 (one end site), whatever the notation and zone', () => {
+    expect(addressKey('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:DB8:1:2::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:3::1')).toBe('2001:db8:1:3::/64');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80::/64');
+    expect(addressKey('::1')).toBe('::/64');
+    expect(addressKey('')).toBeUndefined();
+  });
+
+  it('folds user case, hashes very long names, and skips empty ones', () => {
+    expect(userKey('Alice')).toBe('alice');
+    expect(userKey('')).toBeUndefined();
+    const long = userKey('x'.repeat(5_000));
+    expect(long).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const { throttle } = setup();
+    expect(throttle.keysFor('2001:db8::5', 'Bob')).toEqual(['ip:2001:db8::/64', 'user:bob']);
+    expect(throttle.keysFor('10.0.0.1', '')).toEqual(['ip:10.0.0.1']);
+  });
+});
+
+describe('LoginThrottle with the memory store', () => {
+  it('delays the Nth consecutive failure by delays[N-1], the last value repeating', async () => {
+    const { throttle } = setup({ maxFailures: 100 });
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) delays.push((await throttle.failed('192.0.2.1', 'alice')).delayMs);
+    expect(delays).toEqual([2_000, 4_000, 8_000, 15_000, 15_000, 15_000]);
+  });
+
+  it('counts per address and per user: the higher count decides the delay', async () => {
+    const { throttle } = setup({ maxFailures: 100 });
+    await throttle.failed('192.0.2.1', 'alice');
+    await throttle.failed('192.0.2.1', 'alice');
+    // Same user from elsewhere: the user's third failure.
+    expect(await throttle.failed('198.51.100.9', 'alice')).toMatchObject({ delayMs: 8_000, failures: 3 });
+    // Same address, another user: the address's third failure.
+    expect(await throttle.failed('192.0.2.1', 'bob')).toMatchObject({ delayMs: 8_000, failures: 3 });
+    // Fresh address and user.
+    expect(await throttle.failed('203.0.113.1', 'carol')).toMatchObject({ delayMs: 2_000, failures: 1 });
+  });
+
+  it('counts a whole IPv6 /64 as one client', async () => {
+    const { throttle } = setup({ maxFailures: 100 });
+    await throttle.failed('2001:db8:1:2::1', 'a');
+    await throttle.failed('2001:db8:1:2::ffff', 'b');
+    expect(await throttle.failed('2001:db8:1:2:dead:beef:0:1', 'c')).toMatchObject({ failures: 3 });
+    expect(await throttle.failed('2001:db8:1:3::1', 'd')).toMatchObject({ failures: 1 });
+  });
+
+  it('locks the address after maxFailures, refuses it during the lockout, and lets it in again after', async () => {
+    const { throttle, clock, logs } = setup({ maxFailures: 3, lockoutMs: 10 * MIN });
+    expect((await throttle.failed('192.0.2.1', 'u1')).locked).toBe(false);
+    expect((await throttle.failed('192.0.2.1', 'u2')).locked).toBe(false);
+    expect(await throttle.check('192.0.2.1', 'u3')).toEqual({ locked: false, exempt: false });
+    expect((await throttle.failed('192.0.2.1', 'u3')).locked).toBe(true);
+    expect(logs.filter((l) => l.level === 'warn').map((l) => l.obj.locked)).toEqual([['ip:192.0.2.1']]);
+    // Any user from that address is refused; the users themselves are not locked.
+    expect((await throttle.check('192.0.2.1', 'someone')).locked).toBe(true);
+    expect((await throttle.check('198.51.100.1', 'u1')).locked).toBe(false);
+    clock.advance(10 * MIN - 1);
+    expect((await throttle.check('192.0.2.1', 'someone')).locked).toBe(true);
+    clock.advance(1);
+    expect((await throttle.check('192.0.2.1', 'someone')).locked).toBe(false);
+  });
+
+  it('locks a user attacked from many addresses', async () => {
+    const { throttle } = setup({ maxFailures: 3 });
+    await throttle.failed('192.0.2.1', 'alice');
+    await throttle.failed('192.0.2.2', 'alice');
+    expect((await throttle.failed('192.0.2.3', 'ALICE')).locked).toBe(true);
+    expect((await throttle.check('203.0.113.5', 'alice')).locked).toBe(true);
+  });
+
+  it('forgets failures a window after the latest one', async () => {
+    const { throttle, clock } = setup({ maxFailures: 100, windowMs: 5 * MIN });
+    await throttle.failed('192.0.2.1', 'alice');
+    clock.advance(4 * MIN);
+    expect((await throttle.failed('192.0.2.1', 'alice')).failures).toBe(2);
+    clock.advance(5 * MIN);
+    expect((await throttle.failed('192.0.2.1', 'alice')).failures).toBe(1);
+  });
+
+  it('a success clears the address and user counters but not a running lock', async () => {
+    const { throttle, store } = setup({ maxFailures: 3 });
+    await throttle.failed('192.0.2.1', 'alice');
+    await throttle.failed('192.0.2.1', 'alice');
+    await throttle.succeeded('192.0.2.1', 'Alice');
+    expect(await store.failures(['ip:192.0.2.1', 'user:alice'])).toEqual([0, 0]);
+    expect((await throttle.failed('192.0.2.1', 'alice')).delayMs).toBe(2_000);
+
+    await throttle.failed('198.51.100.1', 'bob');
+    await throttle.failed('198.51.100.1', 'bob');
+    await throttle.failed('198.51.100.1', 'bob');
+    await throttle.succeeded('198.51.100.1', 'bob');
+    expect((await throttle.check('198.51.100.1', 'bob')).locked).toBe(true);
+  });
+
+  it('exempts trusted networks: nothing counted, no delay of its own, never locked', async () => {
+    const { throttle, store } = setup({ maxFailures: 2, trustedNetworks: ['10.0.0.0/8', '2001:db8:ffff::/48'] });
+    for (let i = 0; i < 5; i++) {
+      expect(await throttle.failed('10.1.2.3', 'alice')).toEqual({ delayMs: 0, locked: false, failures: 0, exempt: true });
+    }
+    expect(await throttle.check('::ffff:10.1.2.3', 'alice')).toEqual({ locked: false, exempt: true });
+    expect(await throttle.failed('2001:db8:ffff:1::1', 'alice')).toMatchObject({ exempt: true });
+    expect(store.size).toBe(0);
+    // The user is not locked for the others either.
+    expect((await throttle.check('192.0.2.1', 'alice')).locked).toBe(false);
+  });
+
+  it('fails open when the store breaks, logging at most once a minute', async () => {
+    const clock = new Clock();
+    const logs: LogCall[] = [];
+    const broken: FailureStore = {
+      name: 'broken',
+      recordFailure: () => Promise.reject(new Error('ECONNREFUSED')),
+      failures: () => Promise.reject(new Error('ECONNREFUSED')),
+      lock: () => Promise.reject(new Error('ECONNREFUSED')),
+      isLocked: () => Promise.reject(new Error('ECONNREFUSED')),
+      clear: () => Promise.reject(new Error('ECONNREFUSED')),
+      close: () => Promise.resolve(),
+    };
+    const throttle = new LoginThrottle({
+      store: broken,
+      delays: [100, 200],
+      maxFailures: 1,
+      windowMs: MIN,
+      lockoutMs: MIN,
+      log: recordingLog(logs),
+      now: clock.now,
+    });
+    expect(await throttle.check('192.0.2.1', 'alice')).toEqual({ locked: false, exempt: false });
+    expect(await throttle.failed('192.0.2.1', 'alice')).toEqual({ delayMs: 100, locked: false, failures: 0, exempt: false });
+    expect(await throttle.failed('192.0.2.1', 'alice')).toMatchObject({ delayMs: 100, locked: false });
+    await throttle.succeeded('192.0.2.1', 'alice');
+    expect(logs.filter((l) => l.level === 'error')).toHaveLength(1);
+    clock.advance(MIN);
+    await throttle.check('192.0.2.1', 'alice');
+    const errors = logs.filter((l) => l.level === 'error');
+    expect(errors).toHaveLength(2);
+    expect(errors[1]?.obj).toMatchObject({ store: 'broken', err: 'ECONNREFUSED', unlogged: 3 });
+  });
+});
+
+describe('MemoryFailureStore', () => {
+  it('keeps at most maxEntries keys, dropping the least recently updated', async () => {
+    const clock = new Clock();
+    const store = new MemoryFailureStore({ maxEntries: 100, now: clock.now, sweepIntervalMs: 0 });
+    for (let i = 0; i < 1_000; i++) await store.recordFailure([`ip:10.0.${i >> 8}.${i & 255}`], MIN);
+    expect(store.size).toBe(100);
+    // The newest survive, the oldest are gone.
+    expect(await store.failures(['ip:10.0.3.231', 'ip:10.0.0.0'])).toEqual([1, 0]);
+    // Updating a key makes it the most recent.
+    await store.recordFailure(['ip:10.0.3.132'], MIN); // the oldest survivor (i = 900)
+    await store.recordFailure(['ip:10.9.9.9'], MIN);
+    expect(await store.failures(['ip:10.0.3.132', 'ip:10.0.3.133'])).toEqual([2, 0]);
+    await store.close();
+  });
+
+  it('sweeps expired counters and locks', async () => {
+    const clock = new Clock();
+    const store = new MemoryFailureStore({ now: clock.now, sweepIntervalMs: 0 });
+    await store.recordFailure(['a', 'b'], 1_000);
+    await store.lock(['c'], 5_000);
+    expect(store.size).toBe(3);
+    clock.advance(1_000);
+    expect(store.sweep()).toBe(2);
+    expect(await store.isLocked(['c'])).toBe(true);
+    clock.advance(4_000);
+    expect(store.sweep()).toBe(1);
+    expect(store.size).toBe(0);
+    await store.close();
+  });
+});
+
+describe('auth.throttle config', () => {
+  const BASE = `listeners:\n  - { kind: pop3s, port: 995, tls: { certFile: c, keyFile: k } }\nbackend: { host: 127.0.0.1, login: { mode: master, user: popgate, password: x } }\n`;
+  const parse = (auth: string) => parseConfigText(`${BASE}auth:\n  userFile: users\n${auth}`, { baseDir: '/etc/popgate', env: {}, source: 't', readSecrets: false });
+
+  it('has the documented defaults', async () => {
+    const cfg = await parse('');
+    expect(cfg.auth.throttle).toEqual({
+      enabled: true,
+      delays: [2_000, 4_000, 8_000, 15_000],
+      maxFailures: 10,
+      window: 900_000,
+      lockout: 900_000,
+      trustedNetworks: [],
+      store: 'memory',
+    });
+  });
+
+  it('parses durations, normalises networks and takes a redis store', async () => {
+    const cfg = await parse(
+      '  throttle: { delays: [100ms, 1], window: 1m, lockout: 30s, trustedNetworks: [10.0.0.0/8, 192.0.2.1], store: redis, redis: { url: redis://127.0.0.1:6379/2 } }\n',
+    );
+    expect(cfg.auth.throttle).toMatchObject({
+      delays: [100, 1_000],
+      window: 60_000,
+      lockout: 30_000,
+      trustedNetworks: ['10.0.0.0/8', '192.0.2.1/32'],
+      store: 'redis',
+      redis: { url: 'redis://127.0.0.1:6379/2', keyPrefix: 'popgate:' },
+    });
+  });
+
+  it.each([
+    ['  throttle: { store: redis }\n', /auth\.throttle\.redis: required when auth\.throttle\.store is redis/],
+    ['  throttle: { redis: { url: redis://h:6379 } }\n', /auth\.throttle\.redis: configured but not used/],
+    ['  throttle: { store: redis, redis: { url: http://h:6379 } }\n', /auth\.throttle\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL, not http:/],
+    ['  throttle: { delays: [] }\n', /auth\.throttle\.delays: at least one delay is required/],
+    ['  throttle: { delays: [2m] }\n', /auth\.throttle\.delays\[0\]: must be at most 1m/],
+    ['  throttle: { trustedNetworks: [10.0.0.1/8] }\n', /auth\.throttle\.trustedNetworks\[0\]: .*host bits set/],
+    ['  throttle: { maxFailure: 3 }\n', /auth\.throttle\.maxFailure: unknown key/],
+  ])('refuses %s', async (yaml, message) => {
+    await expect(parse(yaml)).rejects.toThrow(message);
+  });
+});
