@@ -107,8 +107,21 @@ export class GatewayError extends Error {
  */
 export function errorReply(code: ErrorCode, text?: string): string {
   const e: CatalogueEntry = ERRORS[code];
-  const shown = text === undefined ? e.text : text.replace(/[\x00-\x1f\x7f]/g, ' ').trim().slice(0, 200) || e.text;
+  const shown = text === undefined ? e.text : clip(text.replace(/[\x00-\x1f\x7f]/g, ' ').trim(), 200) || e.text;
   return e.resp ? `-ERR [${e.resp}] ${shown}` : `-ERR ${shown}`;
+}
+
+/** At most `max` UTF-8 octets, never splitting a character. */
+function clip(text: string, max: number): string {
+  if (Buffer.byteLength(text) <= max) return text;
+  let out = '';
+  let size = 0;
+  for (const ch of text) {
+    size += Buffer.byteLength(ch);
+    if (size > max) break;
+    out += ch;
+  }
+  return out;
 }
 
 export function isGatewayError(err: unknown): err is GatewayError {

@@ -460,8 +460,9 @@ export class Pop3Session {
     if (this.st === 'CLOSED') return [];
     this.expect('LOGIN_PENDING', 'loginSucceeded');
     this.st = 'RELAY';
-    // One line, and a positive one: a reply with CR/LF would inject lines.
-    const line = /^\+OK(?: [^\r\n\0]*)?$/.test(backendReply) ? backendReply : '+OK Logged in';
+    // One line, a positive one (CR/LF would inject lines), within RFC 2449's 512 octets.
+    const fits = /^\+OK(?: [^\r\n\0]*)?$/.test(backendReply) && Buffer.byteLength(backendReply) + 2 <= 512;
+    const line = fits ? backendReply : '+OK Logged in';
     return [reply(line), { kind: 'relay' }];
   }
 

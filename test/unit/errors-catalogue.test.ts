@@ -45,3 +45,12 @@ describe('error catalogue', () => {
     expect(errorReply(err.code)).not.toContain('ECONNREFUSED');
   });
 });
+
+describe('client-visible text from outside (auth service, backend)', () => {
+  it('is cleaned and clipped by octets so the line stays within 512 octets', () => {
+    const line = errorReply('AUTH_FAILED', `${'中'.repeat(300)}\r\nINJECTED`);
+    expect(line).not.toMatch(/[\r\n]/);
+    expect(Buffer.byteLength(line) + 2).toBeLessThanOrEqual(512);
+    expect(line.startsWith('-ERR [AUTH] 中')).toBe(true);
+  });
+});

@@ -478,6 +478,8 @@ describe('Pop3Session: login outcomes', () => {
   it('loginSucceeded never forwards a multi-line or negative reply', () => {
     expect(replies(pending().loginSucceeded('+OK a\r\n-ERR b'))).toEqual(['+OK Logged in']);
     expect(replies(pending().loginSucceeded('-ERR no'))).toEqual(['+OK Logged in']);
+    // Nor one longer than RFC 2449's 512 octets (a backend may send up to 2048).
+    expect(replies(pending().loginSucceeded(`+OK ${'x'.repeat(600)}`))).toEqual(['+OK Logged in']);
   });
 
   it('loginFailed(AUTH_FAILED) replies [AUTH] and lets the client retry', () => {
