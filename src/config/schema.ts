@@ -26,7 +26,11 @@ const nonEmpty = z.string().min(1, 'must not be empty');
 const filePath = nonEmpty.regex(NO_CRLF, 'must not contain line breaks');
 
 /** One line of text sent to clients: no CR/LF/NUL. */
-const protocolText = z.string().max(200, 'must be at most 200 characters').regex(NO_CRLF, 'must not contain line breaks');
+/** Text that ends up in a POP3 reply line: bounded in octets so the line stays within RFC 2449's 512. */
+const protocolText = z
+  .string()
+  .regex(NO_CRLF, 'must not contain line breaks')
+  .refine((s) => Buffer.byteLength(s) <= 200, 'must be at most 200 octets (UTF-8), so the reply line fits in 512');
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
 
@@ -515,6 +519,7 @@ const GATEWAY_CAPABILITIES = new Set(['STLS', 'SASL', 'USER', 'IMPLEMENTATION', 
 
 const capability = z
   .string()
+  .max(200, 'must be at most 200 characters (a CAPA line is limited to 512 octets)')
   .regex(/^[A-Za-z0-9][A-Za-z0-9-]*(?: [\x21-\x7e]+)*$/, 'must be a capability tag optionally followed by arguments, e.g. "TOP" or "EXPIRE 30"')
   .transform((c) => {
     const [tag = '', ...args] = c.split(' ');
