@@ -2,7 +2,12 @@ import { loadConfig, redactConfig, ConfigError } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import { Gateway } from '../server/gateway.js';
 
-/** `popgate serve`: run until SIGTERM/SIGINT; SIGHUP reloads certificates and user files. */
+/**
+ * `popgate serve`: run until SIGTERM/SIGINT. SIGHUP re-reads the config file
+ * (an invalid one is refused with an error line and the running config kept),
+ * then certificates, the user file, mapped secrets and the keytab; live
+ * sessions are never dropped.
+ */
 export async function runServe(configFile: string): Promise<number> {
   let config;
   try {
@@ -42,9 +47,23 @@ export async function runServe(configFile: string): Promise<number> {
         resolve(0);
       });
     };
+    // Reloads run one at a time, in signal order.
+    let reloading: Promise<void> = Promise.resolve();
+    const reloadAll = async (): Promise<void> => {
+      let next;
+      try {
+        next = await loadConfig(configFile);
+      } catch (err) {
+        log.error({ file: configFile, err: describe(err).replace(/\n\s*/g, ' ') }, `config reload refused: ${configFile} is invalid; keeping the running configuration`);
+      }
+      if (next && (await gateway.applyConfig(next))) log.level = next.log.level;
+      await gateway.reload();
+    };
     const hup = (): void => {
-      log.info('SIGHUP: reloading certificates and user files');
-      void gateway.reload().catch((err: unknown) => log.error({ err: describe(err) }, 'reload failed'));
+      log.info({ file: configFile }, 'SIGHUP: reloading configuration, certificates and user files');
+      reloading = reloading
+        .then(reloadAll)
+        .catch((err: unknown) => log.error({ err: describe(err) }, 'reload failed'));
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

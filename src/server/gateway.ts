@@ -21,6 +21,7 @@ import { openTransport, type ProxyOptions } from './transport.js';
 import { TlsHandshaker } from './tls-handshaker.js';
 import { setupKerberos, type KerberosServices } from './kerberos-services.js';
 import { TlsContextStore } from './tls-context.js';
+import { Generations, listenerRestartChanges, sameConfig } from './config-reload.js';
 import type { PeerInfo } from './transport.js';
 
 export interface BoundListener {
@@ -30,15 +31,41 @@ export interface BoundListener {
   readonly port: number;
 }
 
+/**
+ * One listener. Everything but the socket (name, kind, address, port) can be
+ * replaced by a config reload: connections read these fields when they are
+ * accepted and keep what they got.
+ */
 interface ListenerRuntime {
-  readonly config: ListenerConfig;
+  config: ListenerConfig;
   readonly name: string;
   readonly server: Server;
-  readonly tls: TlsContextStore | undefined;
-  readonly proxy: ProxyOptions | undefined;
+  tls: TlsContextStore | undefined;
+  proxy: ProxyOptions | undefined;
   /** Server-side handshakes (pop3s and STLS alike), with the listener's client-certificate policy. */
-  readonly handshaker: TlsHandshaker | undefined;
+  handshaker: TlsHandshaker | undefined;
+  /** Stops watching the certificate files. */
+  unwatch: (() => void) | undefined;
 }
+
+/** The per-login services one config describes; a reload builds a new set and swaps it in for new logins. */
+interface Services {
+  readonly config: PopgateConfig;
+  readonly verifier: PasswordVerifier;
+  readonly userFile: UserFileVerifier | undefined;
+  readonly resolver: ReloadableLoginResolver;
+  readonly login: LoginService;
+  readonly kerberos: KerberosServices | undefined;
+  readonly throttle: LoginThrottle | undefined;
+}
+
+/** What a listener's TLS needs, made from its config before anything is swapped. */
+interface ListenerTls {
+  readonly store: TlsContextStore | undefined;
+}
+
+/** How often certificate files are polled for changes. */
+const CERT_WATCH_INTERVAL_MS = 2_000;
 
 /**
  * The running gateway: listeners, live connections, and the shared services
@@ -50,88 +77,38 @@ export class Gateway {
   private readonly shutdown = new AbortController();
   private nextId = 0;
   private openSockets = 0;
+  /** Every accepted TCP socket until it closes (handshakes and PROXY waits included). */
+  private readonly rawSockets = new Set<Socket>();
   /** limits.maxConnectionsPerIp bookkeeping (created on first use: the config is a constructor parameter). */
   private addressSlots: PerAddressCounter | undefined;
   /** Refusal log lines: at most one per limit and address (or per limit, for the global one) every 10 s. */
   private readonly refusalLog = new LogRateLimiter({ windowMs: 10_000 });
+  /** The client-certificate policy and timeout each listener's handshaker was made with. */
+  private readonly handshakerKeys = new WeakMap<ListenerRuntime, string>();
   private stopping: Promise<void> | undefined;
+  /** Per-login services; a config reload swaps them, old ones close once their in-flight logins finish. */
+  private readonly services: Generations<Services>;
+  /** Throttles already closed (a throttle can be shared by several generations of services). */
+  private readonly closedThrottles = new WeakSet<LoginThrottle>();
+  /** Every login goes to the services current when it starts (pre-auth connections pick up a reload too). */
+  private readonly login: LoginService = {
+    login: (request) => this.services.use((s) => s.login.login(request)),
+  };
 
   private constructor(
-    private readonly config: PopgateConfig,
+    initial: Services,
     private readonly log: Logger,
-    private readonly verifier: PasswordVerifier,
-    private readonly userFile: UserFileVerifier | undefined,
-    private readonly resolver: ReloadableLoginResolver,
-    private readonly login: LoginService,
-    private readonly kerberos: KerberosServices | undefined,
-    private readonly throttle: LoginThrottle | undefined,
-  ) {}
+  ) {
+    this.services = new Generations(initial, (old, alive) => this.closeServices(old, alive));
+  }
+
+  private get config(): PopgateConfig {
+    return this.services.current.config;
+  }
 
   static async start(config: PopgateConfig, log: Logger): Promise<Gateway> {
-    const kerberos = config.kerberos ? await setupKerberos(config.kerberos, log) : undefined;
-    let userFile: UserFileVerifier | undefined;
-    const verifiers: PasswordVerifier[] = [];
-    for (const name of config.auth.verifiers) {
-      if (name === 'userFile') {
-        // The schema guarantees userFile is set when this verifier is listed.
-        userFile = await createUserFileVerifier({ path: config.auth.userFile!, logger: log });
-        verifiers.push(userFile);
-      } else if (name === 'http') {
-        const http = config.auth.http!;
-        verifiers.push(
-          createHttpAuthVerifier({
-            url: http.url,
-            timeoutMs: http.timeout,
-            maxConcurrent: http.maxConcurrent,
-            maxQueue: http.maxQueue,
-            maxWaits: http.maxWaits,
-            headers: http.headers,
-            proxy: http.proxy,
-            authorizeTicketLogins: http.authorizeTicketLogins,
-            logger: log,
-          }),
-        );
-      } else {
-        verifiers.push(
-          createKerberosPasswordVerifier({
-            binding: kerberos!.binding,
-            keytab: kerberos!.config.keytab,
-            servicePrincipal: kerberos!.config.passwordServicePrincipal,
-            defaultRealm: kerberos!.config.mapping.realms[0]!,
-            mapper: kerberos!.mapper,
-          }),
-        );
-      }
-    }
-    const verifier = createVerifierChain(verifiers);
-    let resolver: ReloadableLoginResolver;
-    try {
-      resolver = await createInternalLoginResolver(config.backend.login, log);
-    } catch (err) {
-      verifier.close();
-      throw err;
-    }
-    let throttle: LoginThrottle | undefined;
-    try {
-      throttle = await createLoginThrottle(config.auth.throttle, log);
-    } catch (err) {
-      verifier.close();
-      resolver.close();
-      throw err;
-    }
-    const login = createLoginService({
-      verifier,
-      resolver,
-      ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
-      ...(throttle ? { throttle } : {}),
-      routes: backendRoutes(config),
-      timeouts: {
-        connectMs: config.backend.timeouts.connect,
-        greetingMs: config.backend.timeouts.greeting,
-        loginMs: config.backend.timeouts.login,
-      },
-    });
-    const gateway = new Gateway(config, log, verifier, userFile, resolver, login, kerberos, throttle);
+    const services = await buildServices(config, log, undefined);
+    const gateway = new Gateway(services, log);
     try {
       for (const listener of config.listeners) await gateway.listen(listener);
     } catch (err) {
@@ -139,6 +116,21 @@ export class Gateway {
       throw err;
     }
     return gateway;
+  }
+
+  /** Closes what `old` holds that no live generation (`alive`) shares. */
+  private async closeServices(old: Services, alive: readonly Services[]): Promise<void> {
+    try {
+      old.verifier.close();
+      old.resolver.close();
+      const throttle = old.throttle;
+      if (throttle && !this.closedThrottles.has(throttle) && !alive.some((s) => s.throttle === throttle)) {
+        this.closedThrottles.add(throttle);
+        await throttle.close();
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'closing the previous configuration\'s services failed');
+    }
   }
 
   get bound(): BoundListener[] {
@@ -155,54 +147,96 @@ export class Gateway {
 
   private async listen(config: ListenerConfig): Promise<void> {
     const name = config.name;
-    const clientCerts = config.tls?.clientCertificates;
-    const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
-    let tls: TlsContextStore | undefined;
-    if (config.tls) {
-      tls = new TlsContextStore({
-        certFile: config.tls.certFile,
-        keyFile: config.tls.keyFile,
-        minVersion: config.tls.minVersion,
-        ciphers: config.tls.ciphers,
-        ...(wantCerts ? { clientCaFile: clientCerts.caFile } : {}),
-      });
-      await tls.load();
-    }
+    const tls = await loadListenerTls(config);
     const log = this.log.child({ listener: name });
-    const store = tls;
     const runtime: ListenerRuntime = {
       config,
       name,
-      tls,
-      proxy: config.proxyProtocol
-        ? {
-            trusted: new TrustedNetworks(config.proxyProtocol.trustedNetworks),
-            required: config.proxyProtocol.required,
-            timeoutMs: config.proxyProtocol.timeout,
-          }
-        : undefined,
-      handshaker: store?.currentOptions
-        ? new TlsHandshaker(store.currentOptions, {
-            requestCert: wantCerts,
-            rejectUnauthorized: clientCerts?.mode === 'required',
-            handshakeTimeoutMs: this.config.limits.preAuthTimeout,
-          })
-        : undefined,
+      tls: undefined,
+      proxy: undefined,
+      handshaker: undefined,
+      unwatch: undefined,
       // A client may send QUIT and FIN at once; it must still read the backend's +OK.
       server: createNetServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket, runtime, log)),
     };
+    this.configureListener(runtime, config, tls, this.config);
     const { server } = runtime;
     server.on('error', (err) => log.error({ err: err.message }, 'listener error'));
     server.listen({ host: config.address, port: config.port });
-    await Promise.race([
-      once(server, 'listening'),
-      once(server, 'error').then(([err]: unknown[]) => {
-        throw new Error(`listener ${name}: cannot listen on ${config.address}:${config.port}: ${(err as Error).message}`);
-      }),
-    ]);
+    try {
+      await Promise.race([
+        once(server, 'listening'),
+        once(server, 'error').then(([err]: unknown[]) => {
+          throw new Error(`listener ${name}: cannot listen on ${config.address}:${config.port}: ${(err as Error).message}`);
+        }),
+      ]);
+    } catch (err) {
+      runtime.unwatch?.();
+      throw err;
+    }
     this.listeners.push(runtime);
     const bound = server.address();
     log.info({ kind: config.kind, address: config.address, port: bound && typeof bound === 'object' ? bound.port : config.port }, 'listening');
+  }
+
+  /**
+   * Sets everything about a listener but its socket from `config` (`tls`
+   * already loaded from it): what connections accepted from now on get.
+   * The TLS handshaker is kept (with the new certificate) when its
+   * client-certificate policy and timeout are unchanged, and the certificate
+   * files are watched for changes.
+   */
+  private configureListener(runtime: ListenerRuntime, config: ListenerConfig, tls: ListenerTls, gatewayConfig: PopgateConfig): void {
+    const clientCerts = config.tls?.clientCertificates;
+    const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
+    const handshakeTimeoutMs = gatewayConfig.limits.preAuthTimeout;
+    const handshakerKey = JSON.stringify([wantCerts, clientCerts?.mode, handshakeTimeoutMs]);
+    const store = tls.store;
+    let handshaker: TlsHandshaker | undefined;
+    if (store?.currentOptions) {
+      if (runtime.handshaker && runtime.tls && this.handshakerKeys.get(runtime) === handshakerKey) {
+        handshaker = runtime.handshaker;
+        // New handshakes use the new context; live sessions keep theirs.
+        if (runtime.tls !== store) handshaker.setContext(store.currentOptions);
+      } else {
+        handshaker = new TlsHandshaker(store.currentOptions, {
+          requestCert: wantCerts,
+          rejectUnauthorized: clientCerts?.mode === 'required',
+          handshakeTimeoutMs,
+        });
+      }
+    }
+    if (runtime.tls !== store) {
+      runtime.unwatch?.();
+      runtime.unwatch = store?.watch(() => void this.reloadListenerTls(runtime, store, 'certificate files changed'), {
+        intervalMs: CERT_WATCH_INTERVAL_MS,
+      });
+    }
+    this.handshakerKeys.set(runtime, handshakerKey);
+    runtime.config = config;
+    runtime.tls = store;
+    runtime.handshaker = handshaker;
+    runtime.proxy = config.proxyProtocol
+      ? {
+          trusted: new TrustedNetworks(config.proxyProtocol.trustedNetworks),
+          required: config.proxyProtocol.required,
+          timeoutMs: config.proxyProtocol.timeout,
+        }
+      : undefined;
+  }
+
+  /** Re-reads a listener's certificate files; a bad pair keeps the old context. */
+  private async reloadListenerTls(l: ListenerRuntime, store: TlsContextStore, reason: string): Promise<void> {
+    if (l.tls !== store || this.stopping) return; // replaced by a config reload meanwhile
+    try {
+      await store.load();
+      if (l.tls !== store) return;
+      // New handshakes use the new context; live sessions keep theirs.
+      if (store.currentOptions) l.handshaker?.setContext(store.currentOptions);
+      this.log.info({ listener: l.name, reason }, 'TLS certificate reloaded');
+    } catch (err) {
+      this.log.error({ listener: l.name, reason, err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');
+    }
   }
 
   /** accept → admission → PROXY header / implicit TLS → POP3. */
@@ -248,7 +282,11 @@ export class Gateway {
     const viaBalancer = listener.proxy?.trusted.has(socket.remoteAddress) ?? false;
     if (!viaBalancer && !this.claimAddressSlot(socket, socket.remoteAddress ?? '', listener)) return false;
     this.openSockets++;
-    socket.once('close', () => this.openSockets--);
+    this.rawSockets.add(socket);
+    socket.once('close', () => {
+      this.openSockets--;
+      this.rawSockets.delete(socket);
+    });
     return true;
   }
 
@@ -315,11 +353,12 @@ export class Gateway {
       if (socket.destroyed) return; // gone during the header or handshake: nothing to count or serve
       if (!this.claimAddressSlot(socket, peer.remoteAddress, listener, peer.proxiedBy?.address)) return;
     }
-    const { config, kerberos } = this;
+    const services = this.services.current;
+    const { config, kerberos } = services;
     const kpop = listener.config.kind === 'kpop';
     const gssEnabled = kerberos !== undefined && config.auth.mechanisms.includes('GSSAPI');
-    const mechanisms = this.usableMechanisms();
-    const challenges = this.canVerifyChallenges();
+    const mechanisms = usableMechanisms(services);
+    const challenges = canVerifyChallenges(services);
     const certs = listener.config.tls?.clientCertificates;
     const ctx: ConnectionContext = {
       listenerName: listener.name,
@@ -358,15 +397,63 @@ export class Gateway {
     connection.start();
   }
 
-  /** Whether some verifier can check APOP / CRAM-MD5 now ({PLAIN} entries come and go with reloads). */
-  private canVerifyChallenges(): boolean {
-    return this.config.auth.verifiers.includes('http') || (this.userFile?.canVerifyChallenges ?? false);
-  }
-
-  /** Configured mechanisms minus those nothing can answer right now. */
-  private usableMechanisms(): SaslMechanism[] {
-    const challenges = this.canVerifyChallenges();
-    return this.config.auth.mechanisms.filter((m) => m !== 'CRAM-MD5' || challenges);
+  /**
+   * Switch to a new configuration (SIGHUP) without dropping anything live:
+   * new verifiers, internal-login resolver, routes, timeouts, throttle,
+   * mechanisms and limits serve the logins and connections that start from
+   * now on; relayed sessions keep their backend, accepted connections the
+   * settings they were accepted with. The previous services close once no
+   * login uses them any more. Listener certificates, greetings and other
+   * per-listener settings are applied too, but a changed listener set
+   * (listener added or removed, kind/address/port changed) needs a restart:
+   * that is logged and the running listeners stay as they are. Resolves
+   * false (with an error logged, nothing changed) when the new services or
+   * certificates cannot be set up.
+   */
+  async applyConfig(next: PopgateConfig): Promise<boolean> {
+    if (this.stopping) return false;
+    const current = this.services.current;
+    const restart = listenerRestartChanges(
+      this.listeners.map((l) => l.config),
+      next.listeners,
+    );
+    if (restart.length > 0) {
+      this.log.warn({ changes: restart }, `config reload: listener changes need a restart (restart needed): ${restart.join('; ')}; keeping the running listeners`);
+    }
+    const blocked = new Set(restart.map((c) => /^listener (\S+?):? /.exec(c)?.[1]));
+    // Load every changed certificate first: a bad one refuses the whole config.
+    const updates: Array<{ runtime: ListenerRuntime; config: ListenerConfig; tls: ListenerTls }> = [];
+    try {
+      for (const runtime of this.listeners) {
+        const config = next.listeners.find((l) => l.name === runtime.name);
+        if (!config || blocked.has(runtime.name)) continue;
+        const tls = sameConfig(runtime.config.tls, config.tls) ? { store: runtime.tls } : await loadListenerTls(config);
+        updates.push({ runtime, config, tls });
+      }
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'config reload failed: cannot load a listener certificate; keeping the running configuration');
+      return false;
+    }
+    let services: Services;
+    try {
+      services = await buildServices(next, this.log, current);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'config reload failed; keeping the running configuration');
+      return false;
+    }
+    if (this.stopping) {
+      await this.closeServices(services, [current]);
+      return false;
+    }
+    // The swap: from here on, no await until everything is in place.
+    if (next.limits.maxConnectionsPerIp !== current.config.limits.maxConnectionsPerIp) {
+      // Open connections release their slots in the old counter; new ones count in a fresh one.
+      this.addressSlots = undefined;
+    }
+    this.services.swap(services);
+    for (const u of updates) this.configureListener(u.runtime, u.config, u.tls, next);
+    this.log.info({ listeners: updates.map((u) => u.runtime.name), retiring: this.services.retiringCount }, 'configuration reloaded');
+    return true;
   }
 
   /**
@@ -375,26 +462,19 @@ export class Gateway {
    */
   async reload(): Promise<void> {
     for (const l of this.listeners) {
-      if (!l.tls) continue;
-      try {
-        // New handshakes use the new context; live sessions keep theirs.
-        await l.tls.load();
-        if (l.tls.currentOptions) l.handshaker?.setContext(l.tls.currentOptions);
-        this.log.info({ listener: l.name }, 'TLS certificate reloaded');
-      } catch (err) {
-        this.log.error({ listener: l.name, err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');
-      }
+      if (l.tls) await this.reloadListenerTls(l, l.tls, 'reload');
     }
-    await this.userFile?.reload();
-    if (this.kerberos) {
+    const { userFile, kerberos, resolver } = this.services.current;
+    await userFile?.reload();
+    if (kerberos) {
       try {
-        await this.kerberos.reload();
+        await kerberos.reload();
       } catch (err) {
         this.log.error({ err: (err as Error).message }, 'kerberos reload: keytab check failed');
       }
     }
     try {
-      await this.resolver.reload();
+      await resolver.reload();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'backend secrets reload failed; keeping the old entries');
     }
@@ -426,12 +506,45 @@ export class Gateway {
       this.shutdown.abort();
       await Promise.race([drained, new Promise((r) => setTimeout(r, 2_000).unref())]);
     }
+    // Whatever is left (a TLS handshake or PROXY header still pending, a client
+    // not reading its last reply) would hold server.close() open: cut it.
+    for (const socket of this.rawSockets) socket.destroy();
     await Promise.all(closing);
-    this.verifier.close();
-    this.resolver.close();
-    await this.throttle?.close();
+    for (const l of this.listeners) l.unwatch?.();
+    await this.services.closeAll();
     this.log.info('stopped');
   }
+}
+
+/** Whether some verifier can check APOP / CRAM-MD5 now ({PLAIN} entries come and go with reloads). */
+function canVerifyChallenges(services: Services): boolean {
+  return services.config.auth.verifiers.includes('http') || (services.userFile?.canVerifyChallenges ?? false);
+}
+
+/** Configured mechanisms minus those nothing can answer right now. */
+function usableMechanisms(services: Services): SaslMechanism[] {
+  const challenges = canVerifyChallenges(services);
+  return services.config.auth.mechanisms.filter((m) => m !== 'CRAM-MD5' || challenges);
+}
+
+/** A listener's certificate store, loaded (none for a listener without TLS). Throws on unreadable or bad files. */
+async function loadListenerTls(config: ListenerConfig): Promise<ListenerTls> {
+  if (!config.tls) return { store: undefined };
+  const clientCerts = config.tls.clientCertificates;
+  const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
+  const store = new TlsContextStore({
+    certFile: config.tls.certFile,
+    keyFile: config.tls.keyFile,
+    minVersion: config.tls.minVersion,
+    ciphers: config.tls.ciphers,
+    ...(wantCerts ? { clientCaFile: clientCerts.caFile } : {}),
+  });
+  try {
+    await store.load();
+  } catch (err) {
+    throw new Error(`listener ${config.name}: TLS certificate ${config.tls.certFile} / key ${config.tls.keyFile}: ${(err as Error).message}`);
+  }
+  return { store };
 }
 
 /** RFC 1939 / RFC 2195 challenge: `<random.time@host>`, fresh per use. */
@@ -447,4 +560,90 @@ function backendRoutes(config: PopgateConfig): BackendRoutes {
     targetsFor: (user) => targetsForUser(targets, user),
     targetFor: (endpoint) => resolveRouteEntry({ host: endpoint.host, port: endpoint.port }, config.backend),
   };
+}
+
+/**
+ * The per-login services `config` describes. Kerberos and the login throttle
+ * (whose memory store holds failure counts) are taken over from `previous`
+ * when their settings did not change; everything else is built afresh. On
+ * failure, whatever was built is closed again and the error thrown.
+ */
+async function buildServices(config: PopgateConfig, log: Logger, previous: Services | undefined): Promise<Services> {
+  const kerberos =
+    previous?.kerberos && config.kerberos && sameConfig(previous.config.kerberos, config.kerberos)
+      ? previous.kerberos
+      : config.kerberos
+        ? await setupKerberos(config.kerberos, log)
+        : undefined;
+  let userFile: UserFileVerifier | undefined;
+  const verifiers: PasswordVerifier[] = [];
+  try {
+    for (const name of config.auth.verifiers) {
+      if (name === 'userFile') {
+        // The schema guarantees userFile is set when this verifier is listed.
+        userFile = await createUserFileVerifier({ path: config.auth.userFile!, logger: log });
+        verifiers.push(userFile);
+      } else if (name === 'http') {
+        const http = config.auth.http!;
+        verifiers.push(
+          createHttpAuthVerifier({
+            url: http.url,
+            timeoutMs: http.timeout,
+            maxConcurrent: http.maxConcurrent,
+            maxQueue: http.maxQueue,
+            maxWaits: http.maxWaits,
+            headers: http.headers,
+            proxy: http.proxy,
+            authorizeTicketLogins: http.authorizeTicketLogins,
+            logger: log,
+          }),
+        );
+      } else {
+        verifiers.push(
+          createKerberosPasswordVerifier({
+            binding: kerberos!.binding,
+            keytab: kerberos!.config.keytab,
+            servicePrincipal: kerberos!.config.passwordServicePrincipal,
+            defaultRealm: kerberos!.config.mapping.realms[0]!,
+            mapper: kerberos!.mapper,
+          }),
+        );
+      }
+    }
+  } catch (err) {
+    for (const v of verifiers) v.close();
+    throw err;
+  }
+  const verifier = createVerifierChain(verifiers);
+  let resolver: ReloadableLoginResolver;
+  try {
+    resolver = await createInternalLoginResolver(config.backend.login, log);
+  } catch (err) {
+    verifier.close();
+    throw err;
+  }
+  let throttle: LoginThrottle | undefined;
+  try {
+    throttle =
+      previous?.throttle && sameConfig(previous.config.auth.throttle, config.auth.throttle)
+        ? previous.throttle
+        : await createLoginThrottle(config.auth.throttle, log);
+  } catch (err) {
+    verifier.close();
+    resolver.close();
+    throw err;
+  }
+  const login = createLoginService({
+    verifier,
+    resolver,
+    ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
+    ...(throttle ? { throttle } : {}),
+    routes: backendRoutes(config),
+    timeouts: {
+      connectMs: config.backend.timeouts.connect,
+      greetingMs: config.backend.timeouts.greeting,
+      loginMs: config.backend.timeouts.login,
+    },
+  });
+  return { config, verifier, userFile, resolver, login, kerberos, throttle };
 }

@@ -1,3 +1,4 @@
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
 
@@ -47,4 +48,50 @@ export class TlsContextStore {
     this.context = createSecureContext(options);
     this.options = options;
   }
+
+  /**
+   * Calls `onChange` (debounced) when the certificate, key or client CA file
+   * changes on disk; returns the function that stops watching. See watchFiles.
+   */
+  watch(onChange: () => void, opts?: WatchOptions): () => void {
+    const files = [this.files.certFile, this.files.keyFile, ...(this.files.clientCaFile ? [this.files.clientCaFile] : [])];
+    return watchFiles(files, onChange, opts);
+  }
+}
+
+export interface WatchOptions {
+  /** How often each file is stat()ed; default 2 s. */
+  readonly intervalMs?: number;
+  /** Quiet time after the last change before `onChange` runs; default 500 ms. */
+  readonly debounceMs?: number;
+}
+
+/**
+ * Polls `files` with fs.watchFile (which stats through symlinks, so a
+ * Kubernetes Secret's `..data` symlink swap counts as a change) and calls
+ * `onChange` once things have been quiet for `debounceMs`: a certificate and
+ * its key written one after the other give one call. Only content-related
+ * changes count (mtime, ctime, inode, size), never a mere read. The watchers
+ * never keep the process alive.
+ */
+export function watchFiles(files: readonly string[], onChange: () => void, opts: WatchOptions = {}): () => void {
+  const interval = opts.intervalMs ?? 2_000;
+  const debounce = opts.debounceMs ?? 500;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const listener = (curr: Stats, prev: Stats): void => {
+    if (curr.mtimeMs === prev.mtimeMs && curr.ctimeMs === prev.ctimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (!stopped) onChange();
+    }, debounce);
+    timer.unref();
+  };
+  const unique = [...new Set(files)];
+  for (const f of unique) watchFile(f, { interval, persistent: false }, listener);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    for (const f of unique) unwatchFile(f, listener);
+  };
 }

@@ -266,6 +266,15 @@ export async function poplibFetch(
   return { ...r, result };
 }
 
+/** poplibFetch over implicit TLS (POP3S) to 127.0.0.1:`port`, trusting `caFile`. */
+export function poplibOverTls(
+  port: number,
+  caFile: string,
+  opts: Omit<PoplibOptions, 'host' | 'port' | 'mode' | 'caFile'>,
+): Promise<RunResult & { result: PoplibResult }> {
+  return poplibFetch({ host: '127.0.0.1', port, mode: 'ssl', caFile, ...opts });
+}
+
 // ---------------------------------------------------------------- curl
 
 export interface CurlPop3Options {

@@ -63,6 +63,14 @@ export interface TestGatewayOptions {
   readonly listenerExtra?: string;
 }
 
+/** backend.login (flow YAML) for a Dovecot master user with AUTH PLAIN, the usual setup of these tests. */
+export function masterLogin(master: { readonly name: string; readonly password: string }): string {
+  return `{ mode: master, method: auth-plain, user: ${master.name}, password: ${master.password} }`;
+}
+
+/** An extra KPOP listener (see TestGatewayOptions.extraListeners); port('kpop') finds it. */
+export const KPOP_LISTENER = '{ name: t-kpop, kind: kpop, address: 127.0.0.1, port: 0 }';
+
 /** The gateway's directory (users file, config-relative files) is removed by stop(), or at once if the start fails. */
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'popgate-gw-'));

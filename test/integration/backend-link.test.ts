@@ -6,8 +6,6 @@
  * rport=..., lip=..., mpid=..., TLS, session=<...>`) proves which client
  * address it saw.
  */
-import { createServer } from 'node:net';
-import { once } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendErrorPhase, openBackendSession } from '../../src/backend/client.js';
@@ -17,6 +15,7 @@ import { GatewayError } from '../../src/errors.js';
 import { makeTempTestPki, makeWrongNameCert, type TestPki } from '../helpers/certs.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { LineClient } from '../helpers/line-client.js';
+import { freePort } from '../helpers/ports.js';
 
 const T: BackendTimeouts = { connectMs: 5000, greetingMs: 5000, loginMs: 10_000 };
 const USER = { name: 'alice', password: 'alice-secret' };
@@ -226,11 +225,7 @@ describe('forwarding the client address to Dovecot', () => {
 
 describe('failover to Dovecot', () => {
   it('from a dead port to Dovecot', async () => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const dead = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    const dead = await freePort(); // nothing listens there any more
     const client = forwarded();
     const s = await openBackendWithFailover({
       targets: [target(dead, { tls: tlsSettings('implicit', 'localhost') }), target(dovecot.tlsPort!, { tls: tlsSettings('implicit', 'localhost'), xclient: true })],

@@ -14,25 +14,22 @@
  *   the answer's Auth-Server/Auth-Port, as the backend login.
  * - Neither is offered when the only verifier cannot answer challenges.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
 import { hashPassword } from '../../src/auth/index.js';
 import { issueCert, makeTempTestPki, type TestCert, type TestPki } from '../helpers/certs.js';
-import { curlPop3, PYTHON, runProgram } from '../helpers/clients.js';
+import { curlPop3, runProgram } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
-import { startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
+import { masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
+import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';
-
-const FIXTURE = fileURLToPath(new URL('../fixtures/nginx-auth/auth.py', import.meta.url));
 
 const MASTER = { name: 'popgate', password: `master-${randomBytes(9).toString('hex')}` };
 // The client-side secrets, and (for the auth-service tests, which log in with
@@ -49,6 +46,8 @@ const MSGS = {
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 /** fetchmail and mpop hand messages over with LF line ends. */
 const lf = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+/** What fetchmail and mpop should deliver for `msgs`, as sorted hashes. */
+const lfShas = (msgs: Buffer[]): string[] => msgs.map((m) => sha(lf(m))).sort();
 /** A RETR body as LineClient.multiline() returns it (still dot-stuffed, no final ".") -> the message bytes. */
 const unstuff = (body: Buffer): Buffer =>
   Buffer.from(
@@ -69,9 +68,7 @@ let aliceCert: TestCert;
 let rogueCert: TestCert;
 let dovecot: DovecotInstance;
 const gateways: TestGateway[] = [];
-const children: ChildProcess[] = [];
-
-const MASTER_LOGIN = (): string => `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`;
+const services: AuthService[] = [];
 
 /** A listener's port by name (the helper's port() finds the first of a kind). */
 function portOf(gw: TestGateway, name: string): number {
@@ -80,48 +77,31 @@ function portOf(gw: TestGateway, name: string): number {
   return l.port;
 }
 
+/** A gateway in front of Dovecot with the server certificate and popgate's master login; `opts` adds or replaces. */
+async function gateway(opts: Partial<TestGatewayOptions> & Pick<TestGatewayOptions, 'users'>): Promise<TestGateway> {
+  const gw = await startTestGateway({
+    backendPort: dovecot.port,
+    certFile: serverPki.certFile,
+    keyFile: serverPki.keyFile,
+    login: masterLogin(MASTER),
+    ...opts,
+  });
+  gateways.push(gw);
+  return gw;
+}
+
+/** A gateway offering APOP and CRAM-MD5 (and plaintext logins), as the challenge tests want it. */
+function challengeGateway(opts: Partial<TestGatewayOptions> & Pick<TestGatewayOptions, 'users'>): Promise<TestGateway> {
+  return gateway({ allowPlaintextAuth: true, mechanisms: ['PLAIN', 'LOGIN', 'CRAM-MD5'], authExtra: ['apop: true'], ...opts });
+}
+
+/** Waits for the first successful login with `mechanism`. */
+function successLogin(gw: TestGateway, mechanism: string): Promise<LogRecord> {
+  return waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === mechanism);
+}
+
 function successLogins(gw: TestGateway, mechanism: string): LogRecord[] {
   return gw.logs.filter((l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === mechanism);
-}
-
-interface AuthService {
-  url: string;
-  /** Every question the service got (Auth-Pass left out by the service). */
-  log(): Promise<Array<Record<string, string>>>;
-}
-
-async function startAuthService(name: string, args: string[]): Promise<AuthService> {
-  const logFile = join(work, `${name}.log`);
-  const child = spawn(PYTHON, [FIXTURE, '--port', '0', '--log', logFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`auth.py did not start: ${stderr}`)), 10_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`auth.py exited ${code}: ${stderr}`));
-    });
-  });
-  return {
-    url: `http://127.0.0.1:${port}/auth`,
-    async log() {
-      const text = await readFile(logFile, 'utf8').catch(() => '');
-      return text
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => Object.fromEntries((JSON.parse(l) as { headers: Array<[string, string]> }).headers));
-    },
-  };
 }
 
 /** TLS options for LineClient: trust the server CA, present `cert` (if any). */
@@ -166,6 +146,45 @@ async function runMpop(args: string[]): Promise<{ code: number | null; out: stri
   return { code: r.code, out: r.stdout + r.stderr, messages };
 }
 
+/** One fetchmail poll (no environment): APOP, or AUTH CRAM-MD5 over POP3; plaintext, or POP3S checking the certificate. */
+function fetchmail(
+  login: 'APOP' | 'CRAM-MD5',
+  port: number,
+  user: string,
+  password: string,
+  opts: { tls?: boolean } = {},
+): ReturnType<typeof runFetchmail> {
+  const protocol = login === 'APOP' ? 'protocol APOP' : 'protocol POP3';
+  const auth = login === 'CRAM-MD5' ? ' auth cram-md5' : '';
+  const tls = opts.tls ? `ssl sslcertck sslcertfile "${serverPki.caFile}"` : "sslproto ''";
+  return runFetchmail({ poll: `poll localhost ${protocol} service ${port}${auth} user "${user}" there password "${password}" ${tls}`, env: {} });
+}
+
+/** mpop with AUTH CRAM-MD5 as alice: STLS on the plaintext listener, or POP3S. */
+function mpopCramMd5(gw: TestGateway, via: 'stls' | 'pop3s'): ReturnType<typeof runMpop> {
+  return runMpop([
+    '--host=localhost',
+    `--port=${gw.port(via === 'stls' ? 'pop3' : 'pop3s')}`,
+    '--tls=on',
+    `--tls-starttls=${via === 'stls' ? 'on' : 'off'}`,
+    `--tls-trust-file=${serverPki.caFile}`,
+    '--auth=cram-md5',
+    '--user=alice',
+    `--passwordeval=echo ${ALICE_SECRET}`,
+  ]);
+}
+
+/** The greeting and CAPA's lines on a fresh connection to the plaintext listener. */
+async function greetingAndCapa(gw: TestGateway): Promise<{ greeting: string; caps: string[] }> {
+  const c = await LineClient.plain(gw.port('pop3'));
+  try {
+    const greeting = await c.line();
+    return { greeting, caps: await capa(c) };
+  } finally {
+    c.destroy();
+  }
+}
+
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'popgate-challenge-'));
   serverPki = await makeTempTestPki('popgate-pki-server-');
@@ -186,7 +205,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const gw of gateways) await gw.stop().catch(() => undefined);
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const s of services) await s.stop();
   await dovecot?.stop();
   for (const p of [serverPki, clientPki, otherPki]) if (p) await rm(p.dir, { recursive: true, force: true });
   if (work) await rm(work, { recursive: true, force: true });
@@ -201,13 +220,9 @@ describe('SASL EXTERNAL with TLS client certificates', () => {
     `clientCertificates: { mode: ${mode}, caFile: ${clientPki.caFile}, identity: san-email, stripDomain: true } }`;
 
   beforeAll(async () => {
-    gw = await startTestGateway({
+    gw = await gateway({
       // alice also has an ordinary password, for a client without a certificate.
       users: [{ name: 'alice', password: 'alice-front-pw' }],
-      backendPort: dovecot.port,
-      certFile: serverPki.certFile,
-      keyFile: serverPki.keyFile,
-      login: MASTER_LOGIN(),
       mechanisms: ['PLAIN', 'LOGIN', 'EXTERNAL'],
       extraListeners: [
         `{ name: ext-optional, kind: pop3s, address: 127.0.0.1, port: 0, ${tlsBlock('optional')} }`,
@@ -215,7 +230,6 @@ describe('SASL EXTERNAL with TLS client certificates', () => {
         `{ name: ext-stls, kind: pop3, address: 127.0.0.1, port: 0, ${tlsBlock('optional')} }`,
       ],
     });
-    gateways.push(gw);
   });
 
   it('curl --cert --login-options AUTH=EXTERNAL logs in as alice and RETRs byte-exact (master login to Dovecot)', async () => {
@@ -231,7 +245,7 @@ describe('SASL EXTERNAL with TLS client certificates', () => {
       expect(r.code).toBe(0);
       expect(sha(r.body)).toBe(sha(pop3Wire(msg)));
     }
-    const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === 'EXTERNAL');
+    const rec = await successLogin(gw, 'EXTERNAL');
     expect(rec.user).toBe('alice');
     expect(rec.listener).toBe('ext-optional');
     // Dovecot saw popgate's master login for alice (AUTH PLAIN with authzid alice).
@@ -266,7 +280,7 @@ describe('SASL EXTERNAL with TLS client certificates', () => {
       '--user=alice',
     ]);
     expect(r.code, r.out).toBe(0);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.alice.map((m) => sha(lf(m))).sort());
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.alice));
     await waitForLog(gw, () => successLogins(gw, 'EXTERNAL').length > before);
   });
 
@@ -407,7 +421,7 @@ describe('SASL EXTERNAL with TLS client certificates', () => {
 describe('APOP and CRAM-MD5 through a user file with {PLAIN} entries', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startTestGateway({
+    gw = await challengeGateway({
       users: [],
       // Overwrites the helper's hashed file: plaintext-equivalent entries, plus a hashed one.
       files: {
@@ -418,67 +432,38 @@ describe('APOP and CRAM-MD5 through a user file with {PLAIN} entries', () => {
           '',
         ].join('\n'),
       },
-      backendPort: dovecot.port,
-      certFile: serverPki.certFile,
-      keyFile: serverPki.keyFile,
-      login: MASTER_LOGIN(),
-      allowPlaintextAuth: true,
-      mechanisms: ['PLAIN', 'LOGIN', 'CRAM-MD5'],
-      authExtra: ['apop: true'],
     });
-    gateways.push(gw);
   });
 
   it('offers both: a timestamp in the greeting, CRAM-MD5 in CAPA', async () => {
-    const c = await LineClient.plain(gw.port('pop3'));
-    try {
-      expect(await c.line()).toMatch(/^\+OK .*<[^<>@\s]+@[^<>\s]+>$/);
-      expect(await capa(c)).toContain('SASL PLAIN LOGIN CRAM-MD5');
-    } finally {
-      c.destroy();
-    }
+    const { greeting, caps } = await greetingAndCapa(gw);
+    expect(greeting).toMatch(/^\+OK .*<[^<>@\s]+@[^<>\s]+>$/);
+    expect(caps).toContain('SASL PLAIN LOGIN CRAM-MD5');
   });
 
   it('fetchmail protocol APOP over POP3S (sslcertck) fetches every message byte-exact', async () => {
-    const r = await runFetchmail({
-      poll:
-        `poll localhost protocol APOP service ${gw.port('pop3s')} user "alice" there password "${ALICE_SECRET}" ` +
-        `ssl sslcertck sslcertfile "${serverPki.caFile}"`,
-      env: {},
-    });
+    const r = await fetchmail('APOP', gw.port('pop3s'), 'alice', ALICE_SECRET, { tls: true });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toMatch(/APOP alice [0-9a-f]{32}/);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.alice.map((m) => sha(lf(m))).sort());
-    const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === 'APOP');
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.alice));
+    const rec = await successLogin(gw, 'APOP');
     expect(rec.user).toBe('alice');
   });
 
   it('fetchmail auth cram-md5 over plaintext POP3 (allowPlaintextAuth) fetches byte-exact', async () => {
-    const r = await runFetchmail({
-      poll: `poll localhost protocol POP3 service ${gw.port('pop3')} auth cram-md5 user "bob" there password "${BOB_SECRET}" sslproto ''`,
-      env: {},
-    });
+    const r = await fetchmail('CRAM-MD5', gw.port('pop3'), 'bob', BOB_SECRET);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout + r.stderr).toMatch(/AUTH CRAM-MD5/);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.bob.map((m) => sha(lf(m))).sort());
-    const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === 'CRAM-MD5');
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.bob));
+    const rec = await successLogin(gw, 'CRAM-MD5');
     expect(rec.user).toBe('bob');
   });
 
   it('mpop --auth=cram-md5 over STLS fetches byte-exact', async () => {
     const before = successLogins(gw, 'CRAM-MD5').length;
-    const r = await runMpop([
-      '--host=localhost',
-      `--port=${gw.port('pop3')}`,
-      '--tls=on',
-      '--tls-starttls=on',
-      `--tls-trust-file=${serverPki.caFile}`,
-      '--auth=cram-md5',
-      '--user=alice',
-      `--passwordeval=echo ${ALICE_SECRET}`,
-    ]);
+    const r = await mpopCramMd5(gw, 'stls');
     expect(r.code, r.out).toBe(0);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.alice.map((m) => sha(lf(m))).sort());
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.alice));
     await waitForLog(gw, () => successLogins(gw, 'CRAM-MD5').length > before);
   });
 
@@ -494,10 +479,7 @@ describe('APOP and CRAM-MD5 through a user file with {PLAIN} entries', () => {
       c.destroy();
     }
     // fetchmail with a wrong password: the server's [AUTH] refusal, exit 3 (authentication failed).
-    const r = await runFetchmail({
-      poll: `poll localhost protocol APOP service ${gw.port('pop3')} user "alice" there password "not-${ALICE_SECRET}" sslproto ''`,
-      env: {},
-    });
+    const r = await fetchmail('APOP', gw.port('pop3'), 'alice', `not-${ALICE_SECRET}`);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     expect(r.stdout + r.stderr).toContain('-ERR [AUTH] Authentication failed');
     expect(r.messages).toEqual([]);
@@ -513,7 +495,7 @@ describe('APOP and CRAM-MD5 through the nginx-style auth service (http verifier)
   let gw: TestGateway;
   let svc: AuthService;
   beforeAll(async () => {
-    svc = await startAuthService('http', [
+    svc = await startAuthService(work, 'http', [
       '--user', `alice=${ALICE_SECRET}`,
       '--user', `bob=${BOB_SECRET}`,
       // Per-user backends: the gateway's own default backend below is dead.
@@ -521,44 +503,31 @@ describe('APOP and CRAM-MD5 through the nginx-style auth service (http verifier)
       '--backend', `bob=127.0.0.1:${dovecot.port}`,
       '--fail-wait', '0',
     ]);
-    gw = await startTestGateway({
+    services.push(svc);
+    gw = await challengeGateway({
       users: [],
       backendPort: await freePort(),
-      certFile: serverPki.certFile,
-      keyFile: serverPki.keyFile,
       // A master password Dovecot refuses: a login can only work with the service's Auth-User/Auth-Pass.
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: not-the-master-password }`,
-      allowPlaintextAuth: true,
-      mechanisms: ['PLAIN', 'LOGIN', 'CRAM-MD5'],
+      login: masterLogin({ ...MASTER, password: 'not-the-master-password' }),
       verifiers: ['http'],
       authExtra: ['apop: true', `http: { url: "${svc.url}", proxy: none, timeout: 5s }`],
     });
-    gateways.push(gw);
   });
 
   it('offers both (the service can answer challenges)', async () => {
-    const c = await LineClient.plain(gw.port('pop3'));
-    try {
-      expect(await c.line()).toMatch(/^\+OK .*<[^<>@\s]+@[^<>\s]+>$/);
-      expect(await capa(c)).toContain('SASL PLAIN LOGIN CRAM-MD5');
-    } finally {
-      c.destroy();
-    }
+    const { greeting, caps } = await greetingAndCapa(gw);
+    expect(greeting).toMatch(/^\+OK .*<[^<>@\s]+@[^<>\s]+>$/);
+    expect(caps).toContain('SASL PLAIN LOGIN CRAM-MD5');
   });
 
   it('fetchmail protocol APOP: digest checked, Auth-Pass used as the Dovecot password, byte-exact', async () => {
-    const r = await runFetchmail({
-      poll:
-        `poll localhost protocol APOP service ${gw.port('pop3s')} user "alice" there password "${ALICE_SECRET}" ` +
-        `ssl sslcertck sslcertfile "${serverPki.caFile}"`,
-      env: {},
-    });
+    const r = await fetchmail('APOP', gw.port('pop3s'), 'alice', ALICE_SECRET, { tls: true });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.alice.map((m) => sha(lf(m))).sort());
-    const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === 'APOP');
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.alice));
+    const rec = await successLogin(gw, 'APOP');
     expect(rec.user).toBe('alice');
     expect(rec.backend).toBe(`127.0.0.1:${dovecot.port}`);
-    const q = (await svc.log()).filter((h) => h['Auth-Method'] === 'apop').at(-1)!;
+    const q = (await svc.log()).map((r) => r.headers).filter((h) => h['Auth-Method'] === 'apop').at(-1)!;
     expect(q['Auth-User']).toBe('alice');
     expect(q['Auth-Salt']).toMatch(/^<[^<>]+@[^<>]+>$/);
     expect(q['Auth-SSL']).toBe('on');
@@ -566,32 +535,20 @@ describe('APOP and CRAM-MD5 through the nginx-style auth service (http verifier)
   });
 
   it('fetchmail auth cram-md5 over plaintext POP3: byte-exact', async () => {
-    const r = await runFetchmail({
-      poll: `poll localhost protocol POP3 service ${gw.port('pop3')} auth cram-md5 user "bob" there password "${BOB_SECRET}" sslproto ''`,
-      env: {},
-    });
+    const r = await fetchmail('CRAM-MD5', gw.port('pop3'), 'bob', BOB_SECRET);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.bob.map((m) => sha(lf(m))).sort());
-    const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success' && l.mechanism === 'CRAM-MD5');
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.bob));
+    const rec = await successLogin(gw, 'CRAM-MD5');
     expect(rec.user).toBe('bob');
-    const q = (await svc.log()).filter((h) => h['Auth-Method'] === 'cram-md5').at(-1)!;
+    const q = (await svc.log()).map((r) => r.headers).filter((h) => h['Auth-Method'] === 'cram-md5').at(-1)!;
     expect(q['Auth-User']).toBe('bob');
   });
 
   it('mpop --auth=cram-md5 over POP3S: byte-exact', async () => {
     const before = successLogins(gw, 'CRAM-MD5').length;
-    const r = await runMpop([
-      '--host=localhost',
-      `--port=${gw.port('pop3s')}`,
-      '--tls=on',
-      '--tls-starttls=off',
-      `--tls-trust-file=${serverPki.caFile}`,
-      '--auth=cram-md5',
-      '--user=alice',
-      `--passwordeval=echo ${ALICE_SECRET}`,
-    ]);
+    const r = await mpopCramMd5(gw, 'pop3s');
     expect(r.code, r.out).toBe(0);
-    expect(r.messages.map(sha).sort()).toEqual(MSGS.alice.map((m) => sha(lf(m))).sort());
+    expect(r.messages.map(sha).sort()).toEqual(lfShas(MSGS.alice));
     await waitForLog(gw, () => successLogins(gw, 'CRAM-MD5').length > before);
   });
 
@@ -613,10 +570,7 @@ describe('APOP and CRAM-MD5 through the nginx-style auth service (http verifier)
     } finally {
       cram.destroy();
     }
-    const r = await runFetchmail({
-      poll: `poll localhost protocol POP3 service ${gw.port('pop3')} auth cram-md5 user "bob" there password "not-${BOB_SECRET}" sslproto ''`,
-      env: {},
-    });
+    const r = await fetchmail('CRAM-MD5', gw.port('pop3'), 'bob', `not-${BOB_SECRET}`);
     expect(r.code, r.stdout + r.stderr).toBe(3);
     expect(r.stdout + r.stderr).toContain('-ERR [AUTH] Invalid login or password');
     expect(r.messages).toEqual([]);
@@ -628,21 +582,13 @@ describe('APOP and CRAM-MD5 through the nginx-style auth service (http verifier)
 describe('APOP and CRAM-MD5 are not offered when no verifier can answer challenges', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startTestGateway({
+    gw = await challengeGateway({
       // Hashed entries only.
       users: [
         { name: 'alice', password: 'alice-front-pw' },
         { name: 'bob', password: 'bob-front-pw' },
       ],
-      backendPort: dovecot.port,
-      certFile: serverPki.certFile,
-      keyFile: serverPki.keyFile,
-      login: MASTER_LOGIN(),
-      allowPlaintextAuth: true,
-      mechanisms: ['PLAIN', 'LOGIN', 'CRAM-MD5'],
-      authExtra: ['apop: true'],
     });
-    gateways.push(gw);
   });
 
   it('no timestamp in the greeting, no CRAM-MD5 in CAPA, both commands refused (plaintext and TLS)', async () => {
@@ -669,10 +615,7 @@ describe('APOP and CRAM-MD5 are not offered when no verifier can answer challeng
   });
 
   it('fetchmail protocol APOP finds no timestamp and does not log in', async () => {
-    const r = await runFetchmail({
-      poll: `poll localhost protocol APOP service ${gw.port('pop3')} user "alice" there password "alice-front-pw" sslproto ''`,
-      env: {},
-    });
+    const r = await fetchmail('APOP', gw.port('pop3'), 'alice', 'alice-front-pw');
     expect(r.code).not.toBe(0);
     expect(r.messages).toEqual([]);
     expect(successLogins(gw, 'APOP')).toEqual([]);

@@ -7,9 +7,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
-import { curlPop3, opensslStarttls, poplibFetch } from '../helpers/clients.js';
+import { curlPop3, opensslStarttls, poplibFetch, poplibOverTls } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
-import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { masterLogin, startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -59,14 +59,20 @@ beforeAll(async () => {
       erin: [MESSAGES.small],
     },
   });
-  gw = await startTestGateway({
+  gw = await gateway();
+});
+
+/** A gateway for CLIENTS in front of Dovecot with popgate's master login; `opts` adds or replaces. */
+function gateway(opts: Partial<TestGatewayOptions> = {}): Promise<TestGateway> {
+  return startTestGateway({
     users: CLIENTS,
     backendPort: dovecot.port,
     certFile: pki.certFile,
     keyFile: pki.keyFile,
-    login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
+    login: masterLogin(MASTER),
+    ...opts,
   });
-});
+}
 
 afterAll(async () => {
   await gw?.stop();
@@ -76,10 +82,7 @@ afterAll(async () => {
 
 describe('real clients through popgate to Dovecot', () => {
   it('poplib over POP3S (USER/PASS) reads every message byte-exact', async () => {
-    const { result: r } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-      user: 'alice', password: 'Alice-front-pw', retrieve: 'all',
-    });
+    const { result: r } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'alice', password: 'Alice-front-pw', retrieve: 'all' });
     expect(r.error).toBeNull();
     expect(r.stat?.[0]).toBe(3);
     expect(r.messages.map((m) => m.sha256)).toEqual([MESSAGES.big, MESSAGES.dots, MESSAGES.small].map((m) => sha(pop3Wire(m))));
@@ -96,10 +99,7 @@ describe('real clients through popgate to Dovecot', () => {
   });
 
   it('a password with spaces works through USER/PASS', async () => {
-    const { result: r } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-      user: 'erin', password: 'Erin pw with spaces', retrieve: [1],
-    });
+    const { result: r } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'erin', password: 'Erin pw with spaces', retrieve: [1] });
     expect(r.error).toBeNull();
     expect(r.messages[0]?.sha256).toBe(sha(pop3Wire(MESSAGES.small)));
   });
@@ -133,10 +133,7 @@ describe('real clients through popgate to Dovecot', () => {
 describe('deletion only on a completed QUIT', () => {
   it('DELE then QUIT deletes the message from the maildir', async () => {
     expect(await dovecot.listMessages('carol')).toHaveLength(2);
-    const { result: r } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-      user: 'carol', password: 'Carol-front-pw', dele: [1],
-    });
+    const { result: r } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'carol', password: 'Carol-front-pw', dele: [1] });
     expect(r.error).toBeNull();
     expect(r.quit).toMatch(/^\+OK/);
     const left = await dovecot.listMessages('carol');
@@ -163,10 +160,7 @@ describe('deletion only on a completed QUIT', () => {
 
 describe('errors get the right RFC 3206 code', () => {
   it('a wrong password gets -ERR [AUTH] and the log says why without the password', async () => {
-    const { result: r } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-      user: 'alice', password: 'not-the-password',
-    });
+    const { result: r } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'alice', password: 'not-the-password' });
     expect(r.error).toMatch(/^-ERR \[AUTH\] /);
     const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'failure' && l.reason === 'bad-password');
     expect(rec.user).toBe('alice');
@@ -174,25 +168,16 @@ describe('errors get the right RFC 3206 code', () => {
   });
 
   it('an unknown user gets the same reply as a wrong password', async () => {
-    const { result: r } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-      user: 'mallory', password: 'whatever',
-    });
+    const { result: r } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'mallory', password: 'whatever' });
     expect(r.error).toBe('-ERR [AUTH] Authentication failed');
     await waitForLog(gw, (l) => l.event === 'login' && l.reason === 'unknown-user');
   });
 
   it('a backend that is down gets -ERR [SYS/TEMP]; the gateway keeps serving', async () => {
     const deadPort = await freePort();
-    const down = await startTestGateway({
-      users: CLIENTS, backendPort: deadPort, certFile: pki.certFile, keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
-    });
+    const down = await gateway({ backendPort: deadPort });
     try {
-      const { result: r } = await poplibFetch({
-        host: '127.0.0.1', port: down.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-        user: 'alice', password: 'Alice-front-pw',
-      });
+      const { result: r } = await poplibOverTls(down.port('pop3s'), pki.caFile, { user: 'alice', password: 'Alice-front-pw' });
       expect(r.error).toMatch(/^-ERR \[SYS\/TEMP\] /);
       const rec = await waitForLog(down, (l) => l.event === 'login' && l.code === 'BACKEND_UNREACHABLE');
       expect(String(rec.reason)).toContain(`127.0.0.1:${deadPort}`);
@@ -206,15 +191,9 @@ describe('errors get the right RFC 3206 code', () => {
   });
 
   it('a backend refusing the internal login gets -ERR [SYS/PERM]', async () => {
-    const wrong = await startTestGateway({
-      users: CLIENTS, backendPort: dovecot.port, certFile: pki.certFile, keyFile: pki.keyFile,
-      login: `{ mode: master, method: user-separator, user: ${MASTER.name}, password: wrong-master }`,
-    });
+    const wrong = await gateway({ login: `{ mode: master, method: user-separator, user: ${MASTER.name}, password: wrong-master }` });
     try {
-      const { result: r } = await poplibFetch({
-        host: '127.0.0.1', port: wrong.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
-        user: 'alice', password: 'Alice-front-pw',
-      });
+      const { result: r } = await poplibOverTls(wrong.port('pop3s'), pki.caFile, { user: 'alice', password: 'Alice-front-pw' });
       expect(r.error).toMatch(/^-ERR \[SYS\/PERM\] /);
       const rec = await waitForLog(wrong, (l) => l.event === 'login' && l.code === 'BACKEND_LOGIN_REJECTED');
       expect(String(rec.reason)).toMatch(/-ERR/); // the backend's text is in the log, not the reply

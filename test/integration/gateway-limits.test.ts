@@ -7,7 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
-import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 
 let pki: TestPki;
@@ -30,15 +30,12 @@ afterAll(async () => {
   if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
 
-async function gatewayWith(
-  extra: string,
-  opts: { backendPort?: number; timeouts?: string; maxAuthAttempts?: number } = {},
-): Promise<TestGateway> {
+/** A gateway in front of the demo backend with `extra` top-level YAML; `opts` adds or replaces gateway options. */
+async function gatewayWith(extra: string, opts: Partial<TestGatewayOptions> = {}): Promise<TestGateway> {
   return startTestGateway({
-    users: USERS, backendPort: opts.backendPort ?? backend.port, certFile: pki.certFile, keyFile: pki.keyFile,
+    users: USERS, backendPort: backend.port, certFile: pki.certFile, keyFile: pki.keyFile,
     login: LOGIN, extra,
-    ...(opts.timeouts ? { backendTimeouts: opts.timeouts } : {}),
-    ...(opts.maxAuthAttempts ? { maxAuthAttempts: opts.maxAuthAttempts } : {}),
+    ...opts,
   });
 }
 
@@ -122,9 +119,8 @@ describe('backend failures', () => {
     const addr = silent.address();
     const port = addr && typeof addr === 'object' ? addr.port : 0;
     // Plain TCP so the client can really reset (TLS sockets cannot).
-    const gw = await startTestGateway({
-      users: USERS, backendPort: port, certFile: pki.certFile, keyFile: pki.keyFile, login: LOGIN,
-      allowPlaintextAuth: true, backendTimeouts: '{ connect: 2s, greeting: 10s, login: 2s }',
+    const gw = await gatewayWith('', {
+      backendPort: port, allowPlaintextAuth: true, backendTimeouts: '{ connect: 2s, greeting: 10s, login: 2s }',
     });
     try {
       const before = held.length;
@@ -150,7 +146,7 @@ describe('backend failures', () => {
   it('a backend that never greets gets [SYS/TEMP] after the greeting timeout', async () => {
     const addr = silent.address();
     const port = addr && typeof addr === 'object' ? addr.port : 0;
-    const gw = await gatewayWith('', { backendPort: port, timeouts: '{ connect: 2s, greeting: 500ms, login: 2s }' });
+    const gw = await gatewayWith('', { backendPort: port, backendTimeouts: '{ connect: 2s, greeting: 500ms, login: 2s }' });
     try {
       const c = await LineClient.tls(gw.port('pop3s'), pki.caFile);
       expect(await c.line()).toMatch(/^\+OK/);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { runProgram } from '../helpers/clients.js';
-import { startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, waitForLog, type LogRecord, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 
 let pki: TestPki;
@@ -47,7 +47,8 @@ afterAll(async () => {
   if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
 
-function gatewayWith(extra = '', opts: { maxAuthAttempts?: number } = {}): Promise<TestGateway> {
+/** A gateway in front of the demo backend with `extra` top-level YAML; `opts` adds or replaces gateway options. */
+function gatewayWith(extra = '', opts: Partial<TestGatewayOptions> = {}): Promise<TestGateway> {
   return startTestGateway({
     users: USERS,
     backendPort: backend.port,
@@ -55,7 +56,7 @@ function gatewayWith(extra = '', opts: { maxAuthAttempts?: number } = {}): Promi
     keyFile: pki.keyFile,
     login: LOGIN,
     extra,
-    ...(opts.maxAuthAttempts ? { maxAuthAttempts: opts.maxAuthAttempts } : {}),
+    ...opts,
   });
 }
 
@@ -153,13 +154,7 @@ describe('per-address connection limit', () => {
   });
 
   it('behind a trusted PROXY peer, counts the client named in the header, not the balancer', async () => {
-    const gw = await startTestGateway({
-      users: USERS,
-      backendPort: backend.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: LOGIN,
-      extra: 'limits: { maxConnectionsPerIp: 1 }',
+    const gw = await gatewayWith('limits: { maxConnectionsPerIp: 1 }', {
       listenerExtra: 'proxyProtocol: { trustedNetworks: [127.0.0.7/32] }',
       extraListeners: [
         `{ name: lb-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, proxyProtocol: { trustedNetworks: [127.0.0.7/32] }, tls: { certFile: ${pki.certFile}, keyFile: ${pki.keyFile} } }`,
@@ -394,13 +389,7 @@ describe('CR, LF and NUL in credentials never reach the backend as commands', ()
   });
 
   it('also when the user name is written into the backend USER line (user-separator master login)', async () => {
-    const gw = await startTestGateway({
-      users: USERS,
-      backendPort: backend.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: '{ mode: master, method: user-separator, user: popgate, password: Demo-Master }',
-    });
+    const gw = await gatewayWith('', { login: '{ mode: master, method: user-separator, user: popgate, password: Demo-Master }' });
     try {
       const mark = backend.commandLog().length;
       const c = await LineClient.tls(gw.port('pop3s'), pki.caFile);

@@ -14,7 +14,7 @@ import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { curlPop3 } from '../helpers/clients.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
-import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { KPOP_LISTENER, masterLogin, startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { apReqFromGssToken, deadKdcAddress, GssClient, gssInitialToken, setCcacheTimeOffset, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
 import { startAuthService } from '../helpers/nginx-auth.js';
@@ -58,17 +58,22 @@ kerberos:
 `;
 }
 
-async function gateway(opts: { krb5Config?: string; realms?: string[]; verifiers?: string[]; extraMap?: string } = {}): Promise<TestGateway> {
+/** A gateway with a kpop listener and GSSAPI in front of Dovecot; `over` adds or replaces gateway options. */
+async function gateway(
+  opts: { krb5Config?: string; realms?: string[]; verifiers?: string[]; extraMap?: string } = {},
+  over: Partial<TestGatewayOptions> = {},
+): Promise<TestGateway> {
   return startTestGateway({
     users: [{ name: 'carol', password: 'carol-file-pw' }],
     backendPort: dovecot.port,
     certFile: pki.certFile,
     keyFile: pki.keyFile,
-    login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
-    extraListeners: ['{ name: t-kpop, kind: kpop, address: 127.0.0.1, port: 0 }'],
+    login: masterLogin(MASTER),
+    extraListeners: [KPOP_LISTENER],
     mechanisms: ['PLAIN', 'LOGIN', 'GSSAPI'],
     verifiers: opts.verifiers ?? ['userFile', 'kerberos'],
     extra: kerberosYaml({ krb5Config: opts.krb5Config ?? kdc.krb5Config, ...opts }),
+    ...over,
   });
 }
 
@@ -352,18 +357,15 @@ describe('ticket logins through an nginx-style auth service', () => {
       '--login', 'alice=alice:dovecot-alice',
     ]);
     // The gateway's own backend settings are wrong on purpose: only the service's answer can work.
-    const routed = await startTestGateway({
-      users: [],
-      backendPort: await freePort(),
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: wrong }`,
-      extraListeners: ['{ name: t-kpop, kind: kpop, address: 127.0.0.1, port: 0 }'],
-      mechanisms: ['PLAIN', 'LOGIN', 'GSSAPI'],
-      verifiers: ['userFile', 'http'],
-      authExtra: [`http: { url: ${svc.url}, timeout: 5s }`],
-      extra: kerberosYaml({ krb5Config: kdc.krb5Config }),
-    });
+    const routed = await gateway(
+      { verifiers: ['userFile', 'http'] },
+      {
+        users: [],
+        backendPort: await freePort(),
+        login: masterLogin({ ...MASTER, password: 'wrong' }),
+        authExtra: [`http: { url: ${svc.url}, timeout: 5s }`],
+      },
+    );
     try {
       const token = await gssInitialToken(aliceEnv, `pop/localhost@${REALM}`, { mutual: false });
       const c = await kpopConnect(routed.port('kpop'), apReqFromGssToken(token));

@@ -11,7 +11,7 @@ import { kpopApReqFrame, kpopClientHello } from '../../src/kerberos/kpop-framing
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { runProgram } from '../helpers/clients.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
-import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { KPOP_LISTENER, masterLogin, startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
 import { apReqFromGssToken, gssInitialToken, startBlackHole, startKdc, type BlackHole, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
 
@@ -43,8 +43,8 @@ function gateway(extra: string, verifiers = ['kerberos']): Promise<TestGateway> 
     backendPort: dovecot.port,
     certFile: pki.certFile,
     keyFile: pki.keyFile,
-    login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
-    extraListeners: ['{ name: t-kpop, kind: kpop, address: 127.0.0.1, port: 0 }'],
+    login: masterLogin(MASTER),
+    extraListeners: [KPOP_LISTENER],
     mechanisms: ['PLAIN', 'LOGIN', 'GSSAPI'],
     verifiers,
     extra,

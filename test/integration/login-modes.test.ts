@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { curlPop3, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
-import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { masterLogin, startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 
 const MASTER = { name: 'gatekeeper', password: 'Master-Pw-7d1f' };
@@ -77,7 +77,7 @@ describe('master mode', () => {
   });
 
   it('AUTH LOGIN from the client (curl) also works', async () => {
-    const gw = await gateway(`{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`);
+    const gw = await gateway(masterLogin(MASTER));
     const r = await curlPop3({
       url: `pop3s://localhost:${gw.port('pop3s')}/1`, user: 'alice', password: 'alice-front', caFile: pki.caFile,
       extra: ['--login-options', 'AUTH=LOGIN'],
@@ -139,7 +139,7 @@ describe('passthrough mode', () => {
 
 describe('connection lifecycle', () => {
   it('QUIT followed at once by FIN still delivers the backend +OK and the deletion', async () => {
-    const gw = await gateway(`{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`);
+    const gw = await gateway(masterLogin(MASTER));
     await dovecot.deliver('alice', Buffer.from('Subject: delete me\r\n\r\nbye\r\n'));
     const before = (await dovecot.listMessages('alice')).length;
     const c = await LineClient.tls(gw.port('pop3s'), pki.caFile);
@@ -156,7 +156,7 @@ describe('connection lifecycle', () => {
 
   it('a silent client is closed after the pre-auth timeout with a log line', async () => {
     const gw = await gateway(
-      `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
+      masterLogin(MASTER),
       undefined,
       'limits: { preAuthTimeout: 1s }',
     );

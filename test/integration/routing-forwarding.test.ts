@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
-import { poplibFetch } from '../helpers/clients.js';
+import { poplibOverTls } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
-import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
+import { masterLogin, startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/http-proxy.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
@@ -37,6 +37,20 @@ const gateways: TestGateway[] = [];
 /** auth.http for the gateway helper's auth block. */
 function httpAuth(url: string, extra = ''): string[] {
   return [`http: { url: ${url}, timeout: 5s${extra} }`];
+}
+
+/** A gateway for carol in front of backend A with popgate's master login; `opts` adds or replaces. */
+async function gateway(opts: Partial<TestGatewayOptions> = {}): Promise<TestGateway> {
+  const gw = await startTestGateway({
+    users: [{ name: 'carol', password: 'carol-front' }],
+    backendPort: backendA.port,
+    certFile: pki.certFile,
+    keyFile: pki.keyFile,
+    login: masterLogin(MASTER),
+    ...opts,
+  });
+  gateways.push(gw);
+  return gw;
 }
 
 beforeAll(async () => {
@@ -80,23 +94,16 @@ afterAll(async () => {
 
 describe('nginx auth_http routing and internal credentials', () => {
   it('routes two users to two Dovecot backends with the credentials the service supplies', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateway({
       users: [],
-      backendPort: backendA.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       verifiers: ['http'],
       authExtra: httpAuth(auth.url),
     });
-    gateways.push(gw);
     for (const [user, password, msg] of [
       ['alice', 'alice-front', MSG_A],
       ['bob', 'bob-front', MSG_B],
     ] as const) {
-      const { result } = await poplibFetch({
-        host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user, password, retrieve: 'all',
-      });
+      const { result } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user, password, retrieve: 'all' });
       expect(result.error, user).toBeNull();
       expect(result.messages.map((m) => m.sha256)).toEqual([sha(pop3Wire(msg))]);
     }
@@ -107,27 +114,18 @@ describe('nginx auth_http routing and internal credentials', () => {
     const aliceAsk = seen.find((h) => h['Auth-User'] === 'alice')!;
     expect(aliceAsk).toMatchObject({ 'Auth-Method': 'plain', 'Auth-Protocol': 'pop3', 'Auth-Login-Attempt': '1', 'Client-IP': '127.0.0.1', 'Auth-SSL': 'on' });
     // A wrong password gets the service's own text.
-    const { result: wrong } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'alice', password: 'nope',
-    });
+    const { result: wrong } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'alice', password: 'nope' });
     expect(wrong.error).toMatch(/^-ERR \[AUTH\] Invalid login or password/);
   });
 
   it('sends the auth calls through the configured HTTP proxy', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateway({
       users: [],
-      backendPort: backendA.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       verifiers: ['http'],
       authExtra: httpAuth(auth.url, `, proxy: "${proxy.url}"`),
     });
-    gateways.push(gw);
     const before = proxy.requests.length;
-    const { result } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'alice', password: 'alice-front', retrieve: [1],
-    });
+    const { result } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'alice', password: 'alice-front', retrieve: [1] });
     expect(result.error).toBeNull();
     const calls = proxy.requests.slice(before);
     expect(calls.length).toBeGreaterThan(0);
@@ -138,18 +136,11 @@ describe('nginx auth_http routing and internal credentials', () => {
 describe('routing map from config', () => {
   it('routes a user to its backends in order, skipping one that is down', async () => {
     const dead = await freePort();
-    const gw = await startTestGateway({
-      users: [{ name: 'carol', password: 'carol-front' }],
+    const gw = await gateway({
       backendPort: backendB.port, // the default backend does not have carol
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       extra: `routing: { users: { carol: [{ host: 127.0.0.1, port: ${dead} }, { host: 127.0.0.1, port: ${backendA.port} }] } }`,
     });
-    gateways.push(gw);
-    const { result } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'carol', password: 'carol-front', retrieve: [1],
-    });
+    const { result } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'carol', password: 'carol-front', retrieve: [1] });
     expect(result.error).toBeNull();
     expect(result.messages[0]?.sha256).toBe(sha(pop3Wire(MSG_C)));
     const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success');
@@ -159,16 +150,11 @@ describe('routing map from config', () => {
 
 describe('client address forwarding to Dovecot', () => {
   it('PROXY v2 to the backend makes Dovecot log the real client (127.0.0.5)', async () => {
-    const viaProxy = await startTestGateway({
-      users: [{ name: 'carol', password: 'carol-front' }],
+    const viaProxy = await gateway({
       backendPort: backendA.haproxyPort!,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       allowPlaintextAuth: true,
       backendExtra: 'proxyProtocol: v2\n  xclient: false',
     });
-    gateways.push(viaProxy);
     const c = await LineClient.connect({ port: viaProxy.port('pop3'), localAddress: '127.0.0.5' });
     expect(await c.line()).toMatch(/^\+OK/);
     c.send('USER carol\r\nPASS carol-front\r\nQUIT\r\n');
@@ -180,15 +166,11 @@ describe('client address forwarding to Dovecot', () => {
   });
 
   it('XCLIENT makes Dovecot log the real client when its greeting offers [XCLIENT]', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateway({
       users: [{ name: 'alice', password: 'alice-front' }],
       backendPort: backendB.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       allowPlaintextAuth: true,
     });
-    gateways.push(gw);
     const c = await LineClient.connect({ port: gw.port('pop3'), localAddress: '127.0.0.5' });
     expect(await c.line()).toMatch(/^\+OK/);
     // alice is not on backend B: the login fails there, but XCLIENT came first and Dovecot logs the address.
@@ -202,16 +184,10 @@ describe('client address forwarding to Dovecot', () => {
 
 describe('PROXY protocol on the listener', () => {
   it('uses the address from a trusted balancer and refuses headers from untrusted peers', async () => {
-    const gw = await startTestGateway({
-      users: [{ name: 'carol', password: 'carol-front' }],
-      backendPort: backendA.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
+    const gw = await gateway({
       allowPlaintextAuth: true,
       listenerExtra: 'proxyProtocol: { trustedNetworks: [127.0.0.1/32], required: true, timeout: 2s }',
     });
-    gateways.push(gw);
     // Trusted (127.0.0.1): header first, then POP3; XCLIENT carries 192.0.2.7 on to Dovecot.
     const lb = await LineClient.connect({ port: gw.port('pop3') });
     lb.send(`PROXY TCP4 192.0.2.7 127.0.0.1 40000 ${gw.port('pop3')}\r\n`);
@@ -243,51 +219,29 @@ describe('PROXY protocol on the listener', () => {
 
 describe('backend link security', () => {
   it('implicit TLS to Dovecot with a name check; a wrong-name certificate is refused', async () => {
-    const gw = await startTestGateway({
-      users: [{ name: 'carol', password: 'carol-front' }],
+    const gw = await gateway({
       backendPort: backendA.tlsPort!,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       backendExtra: `tls: { mode: implicit, caFile: ${pki.caFile}, serverName: localhost }`,
     });
-    gateways.push(gw);
-    const { result } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'carol', password: 'carol-front', retrieve: 'all',
-    });
+    const { result } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'carol', password: 'carol-front', retrieve: 'all' });
     expect(result.error).toBeNull();
     expect(result.messages.map((m) => m.sha256)).toEqual([sha(pop3Wire(MSG_C))]);
 
-    const wrongName = await startTestGateway({
-      users: [{ name: 'carol', password: 'carol-front' }],
+    const wrongName = await gateway({
       backendPort: backendA.tlsPort!,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
       backendExtra: `tls: { mode: implicit, caFile: ${pki.caFile}, serverName: mail.example.test }`,
     });
-    gateways.push(wrongName);
-    const refused = await poplibFetch({
-      host: '127.0.0.1', port: wrongName.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'carol', password: 'carol-front',
-    });
+    const refused = await poplibOverTls(wrongName.port('pop3s'), pki.caFile, { user: 'carol', password: 'carol-front' });
     expect(refused.result.error).toMatch(/^-ERR \[SYS\/TEMP\] /);
     const rec = await waitForLog(wrongName, (l) => l.event === 'login' && l.outcome === 'failure');
     expect(String(rec.reason)).toMatch(/name/i);
   });
 
   it('STLS to Dovecot before the internal login', async () => {
-    const gw = await startTestGateway({
-      users: [{ name: 'carol', password: 'carol-front' }],
-      backendPort: backendA.port,
-      certFile: pki.certFile,
-      keyFile: pki.keyFile,
-      login: `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`,
+    const gw = await gateway({
       backendExtra: `tls: { mode: starttls, caFile: ${pki.caFile}, serverName: localhost }`,
     });
-    gateways.push(gw);
-    const { result } = await poplibFetch({
-      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile, user: 'carol', password: 'carol-front', retrieve: [1],
-    });
+    const { result } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'carol', password: 'carol-front', retrieve: [1] });
     expect(result.error).toBeNull();
     await expect.poll(async () => backendA.readLog(), { timeout: 5_000 }).toMatch(/Login: user=<carol>.*TLS/);
   });

@@ -1,22 +1,14 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openBackendSession } from '../../src/backend/client.js';
 import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { LineClient } from '../helpers/line-client.js';
+import { freePort } from '../helpers/ports.js';
+import { closeServer, listenLoopback, plainTarget } from '../helpers/servers.js';
 
 const T: BackendTimeouts = { connectMs: 2000, greetingMs: 2000, loginMs: 2000 };
-
-/** Plain POP3 on loopback, no PROXY header, no XCLIENT. */
-const plainTarget = (port: number): BackendTarget => ({
-  host: '127.0.0.1',
-  port,
-  tls: { mode: 'none', verify: true },
-  proxyProtocol: 'none',
-  xclient: false,
-});
 
 /** A tiny POP3-ish server that records every byte and answers lines from a script. */
 interface Scripted {
@@ -58,20 +50,12 @@ async function scripted(opts: {
     });
     if (opts.greeting !== undefined) sock.write(opts.greeting);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const addr = server.address();
-  if (typeof addr !== 'object' || !addr) throw new Error('no address');
   return {
-    port: addr.port,
+    port: await listenLoopback(server),
     received: () => Buffer.concat(chunks).toString('latin1'),
     connections: () => connections,
     closedOnce: () => closed,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
+    close: () => closeServer(server, sockets),
   };
 }
 
@@ -187,11 +171,7 @@ describe('openBackendSession failures', () => {
     openBackendSession({ target: plainTarget(s.port), timeouts: T, login: userPass, ...o });
 
   it('connection refused → BACKEND_UNREACHABLE naming host:port and errno', async () => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const port = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    const port = await freePort(); // nothing listens there any more
     const err = await expectGatewayError(
       openBackendSession({ target: plainTarget(port), timeouts: T, login: userPass }),
       'BACKEND_UNREACHABLE',

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -9,6 +8,8 @@ import { isFailoverError, openBackendWithFailover } from '../../src/backend/fail
 import type { BackendLinkSession, BackendTarget, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { makeTempTestPki, makeWrongNameCert, type TestCert, type TestPki } from '../helpers/certs.js';
+import { freePort as deadPort } from '../helpers/ports.js';
+import { closeServer, listenLoopback, plainTarget as plain } from '../helpers/servers.js';
 
 const T: BackendTimeouts = { connectMs: 2000, greetingMs: 300, loginMs: 300 };
 const LOGIN = { method: 'user-pass', user: 'alice', password: 'pw' } as const;
@@ -40,17 +41,11 @@ async function listen(server: Server, sockets: Set<Socket>, received: string[]):
     s.on('close', () => sockets.delete(s));
   });
   server.on('secureConnection', (s: Socket) => sockets.add(s));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
   const f: Fake = {
-    port: (server.address() as { port: number }).port,
+    port: await listenLoopback(server),
     connections: () => connections,
     received: () => received.join(''),
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
+    close: () => closeServer(server, sockets),
   };
   fakes.push(f);
   return f;
@@ -86,24 +81,6 @@ async function tlsFake(cert: TestCert): Promise<Fake> {
   server.on('tlsClientError', () => {});
   return listen(server, sockets, received);
 }
-
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-const plain = (port: number): BackendTarget => ({
-  host: '127.0.0.1',
-  port,
-  tls: { mode: 'none', verify: true },
-  proxyProtocol: 'none',
-  xclient: false,
-});
 
 const open = (targets: BackendTarget[], signal?: AbortSignal): Promise<BackendLinkSession> =>
   openBackendWithFailover({ targets, timeouts: T, login: LOGIN, ...(signal ? { signal } : {}) });

@@ -17,6 +17,7 @@ import type { BackendLinkSession, BackendTarget, BackendTimeouts, ForwardedClien
 import { GatewayError } from '../../src/errors.js';
 import { issueCert, makeTempTestPki, makeWrongNameCert, type TestCert, type TestPki } from '../helpers/certs.js';
 import { LineClient } from '../helpers/line-client.js';
+import { closeServer, listenLoopback } from '../helpers/servers.js';
 
 const T: BackendTimeouts = { connectMs: 3000, greetingMs: 3000, loginMs: 3000 };
 const LOGIN = { method: 'user-pass', user: 'alice', password: 'pw' } as const;
@@ -205,19 +206,13 @@ async function fake(opts: FakeOptions): Promise<Fake> {
     };
     sock.on('data', onHeader);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
   const f: Fake = {
-    port: (server.address() as { port: number }).port,
+    port: await listenLoopback(server),
     lines,
     header: () => header,
     sni: () => sni,
     connections: () => connections,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
+    close: () => closeServer(server, sockets),
   };
   fakes.push(f);
   return f;

@@ -2,15 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  parseConfigText,
-  parseHeaderLines,
-  redactConfig,
-  type ConfigIssue,
-  type ParseConfigOptions,
-  type PopgateConfig,
-} from '../../src/config/index.js';
+import { parseHeaderLines, redactConfig, type ConfigIssue, type ParseConfigOptions, type PopgateConfig } from '../../src/config/index.js';
+import { issuesOf as issuesOfConfig, MASTER_BACKEND as BACKEND, parseConfig } from '../helpers/config.js';
 
 let dir: string;
 
@@ -33,12 +26,6 @@ listeners:
     tls: { certFile: /etc/popgate/tls.crt, keyFile: /etc/popgate/tls.key }
 `;
 
-const BACKEND = `
-backend:
-  host: 127.0.0.1
-  login: { mode: master, user: popgate, password: s3cret }
-`;
-
 /** A config whose auth section is `auth` (2-space indented lines under `auth:`). */
 function withAuth(auth: string, listeners = LISTENER): string {
   return `${listeners}auth:\n${auth.replace(/^/gm, '  ')}\n${BACKEND}`;
@@ -46,19 +33,10 @@ function withAuth(auth: string, listeners = LISTENER): string {
 
 const HTTP = 'verifiers: [userFile, http]\nuserFile: /etc/popgate/users\nhttp:\n  url: http://127.0.0.1:9000/auth';
 
-function parse(text: string, opts: Partial<ParseConfigOptions> = {}): Promise<PopgateConfig> {
-  return parseConfigText(text, { baseDir: dir, env: {}, source: 'test.yaml', ...opts });
-}
-
-async function issuesOf(text: string, opts: Partial<ParseConfigOptions> = {}): Promise<readonly ConfigIssue[]> {
-  try {
-    await parse(text, opts);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
-}
+/** Relative paths (headersFile) resolve in the temporary directory. */
+const parse = (text: string, opts: Partial<ParseConfigOptions> = {}): Promise<PopgateConfig> => parseConfig(text, { baseDir: dir, ...opts });
+const issuesOf = (text: string, opts: Partial<ParseConfigOptions> = {}): Promise<readonly ConfigIssue[]> =>
+  issuesOfConfig(text, { baseDir: dir, ...opts });
 
 describe('auth.http', () => {
   it('fills its defaults from the schema', async () => {

@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfigText, type ConfigIssue, type PopgateConfig } from '../../src/config/index.js';
 import { PATH_FIELDS } from '../../src/config/schema.js';
-
-const BACKEND = `
-backend:
-  host: 127.0.0.1
-  login: { mode: master, user: popgate, password: s3cret }
-`;
+import { issuesOf, MASTER_BACKEND as BACKEND, parseConfig as parse } from '../helpers/config.js';
 
 const KERBEROS = `
 kerberos:
@@ -29,20 +23,6 @@ ${KERBEROS}${BACKEND}`;
 function sub(text: string, find: string, replacement: string): string {
   if (!text.includes(find)) throw new Error(`no ${find}`);
   return text.split(find).join(replacement);
-}
-
-function parse(text: string, baseDir = '/etc/popgate'): Promise<PopgateConfig> {
-  return parseConfigText(text, { baseDir, env: {}, source: 'test.yaml' });
-}
-
-async function issuesOf(text: string): Promise<readonly ConfigIssue[]> {
-  try {
-    await parse(text);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 describe('kerberos section', () => {
@@ -104,7 +84,7 @@ describe('kerberos section', () => {
         'rcacheDir: /var/lib/popgate/rcache',
         'rcacheDir: ../rcache',
       ),
-      '/srv/popgate/conf',
+      { baseDir: '/srv/popgate/conf' },
     );
     expect(cfg.kerberos).toMatchObject({
       keytab: '/srv/popgate/conf/keys/pop.keytab',

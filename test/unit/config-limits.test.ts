@@ -1,29 +1,12 @@
 /** The limits added for hostile clients: per-address connections and the greeting delay. */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfigText, type PopgateConfig } from '../../src/config/index.js';
+import type { PopgateConfig } from '../../src/config/index.js';
+import { configError, MINIMAL_CONFIG, parseConfig } from '../helpers/config.js';
 
-const MINIMAL = `
-listeners:
-  - kind: pop3s
-    port: 995
-    tls: { certFile: /etc/popgate/tls/tls.crt, keyFile: /etc/popgate/tls/tls.key }
-auth:
-  userFile: /etc/popgate/users
-backend:
-  host: 127.0.0.1
-  login: { mode: master, user: popgate, password: s3cret }
-`;
-
-const parse = (limits: string): Promise<PopgateConfig> =>
-  parseConfigText(`${MINIMAL}limits: ${limits}\n`, { baseDir: '/etc/popgate', env: {}, source: 'test.yaml' });
+const parse = (limits: string): Promise<PopgateConfig> => parseConfig(`${MINIMAL_CONFIG}limits: ${limits}\n`);
 
 async function issues(limits: string): Promise<{ path: string; message: string; hint?: string | undefined }[]> {
-  const err = await parse(limits).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConfigError);
-  return (err as ConfigError).issues.map((i) => ({ path: i.path, message: i.message, hint: i.hint }));
+  return (await configError(parse(limits))).issues.map((i) => ({ path: i.path, message: i.message, hint: i.hint }));
 }
 
 describe('limits.maxConnectionsPerIp and limits.greetingDelay', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseCidr, parseConfigText, type ConfigIssue, type PopgateConfig } from '../../src/config/index.js';
+import { parseCidr } from '../../src/config/index.js';
+import { issuesOf, parseConfig as parse } from '../helpers/config.js';
 
 const BASE = `
 listeners:
@@ -23,20 +24,6 @@ function listener(lines: string): string {
 /** BASE with `lines` added to the first listener's tls section. */
 function tls(lines: string): string {
   return BASE.replace('      keyFile: /etc/popgate/tls/tls.key\n', `      keyFile: /etc/popgate/tls/tls.key\n${lines.replace(/^/gm, '      ')}\n`);
-}
-
-function parse(text: string, baseDir = '/etc/popgate'): Promise<PopgateConfig> {
-  return parseConfigText(text, { baseDir, env: {}, source: 'test.yaml' });
-}
-
-async function issuesOf(text: string): Promise<readonly ConfigIssue[]> {
-  try {
-    await parse(text);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 describe('listeners[].proxyProtocol', () => {
@@ -133,7 +120,7 @@ describe('listeners[].tls.clientCertificates', () => {
   });
 
   it('takes every key and resolves caFile relative to the config directory', async () => {
-    const cfg = await parse(tls('clientCertificates: { mode: required, caFile: ca/clients.pem, identity: cn, stripDomain: true }'), '/srv/popgate');
+    const cfg = await parse(tls('clientCertificates: { mode: required, caFile: ca/clients.pem, identity: cn, stripDomain: true }'), { baseDir: '/srv/popgate' });
     expect(cfg.listeners[0]?.tls?.clientCertificates).toEqual({
       mode: 'required',
       caFile: '/srv/popgate/ca/clients.pem',

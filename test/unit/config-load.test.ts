@@ -2,15 +2,8 @@ import { chmod, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigError,
-  loadConfig,
-  parseConfigText,
-  redactConfig,
-  type ConfigIssue,
-  type ParseConfigOptions,
-  type PopgateConfig,
-} from '../../src/config/index.js';
+import { ConfigError, loadConfig, redactConfig, type ParseConfigOptions, type PopgateConfig } from '../../src/config/index.js';
+import { configError as failure, parseConfig } from '../helpers/config.js';
 
 let dir: string;
 
@@ -44,19 +37,8 @@ function config(login: string, extra = ''): string {
 
 const MASTER = config('mode: master\nuser: popgate\npassword: inline-Secret');
 
-function parse(text: string, opts: Partial<ParseConfigOptions> = {}): Promise<PopgateConfig> {
-  return parseConfigText(text, { baseDir: dir, env: {}, source: 'test.yaml', ...opts });
-}
-
-async function failure(p: Promise<unknown>): Promise<{ issues: readonly ConfigIssue[]; message: string }> {
-  const err: unknown = await p.then(
-    () => new Error('expected a ConfigError'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConfigError);
-  const e = err as ConfigError;
-  return { issues: e.issues, message: e.message };
-}
+/** Relative paths (secrets, tls) resolve in the temporary directory. */
+const parse = (text: string, opts: Partial<ParseConfigOptions> = {}): Promise<PopgateConfig> => parseConfig(text, { baseDir: dir, ...opts });
 
 function masterPassword(cfg: PopgateConfig): string | undefined {
   return cfg.backend.login.mode === 'master' ? cfg.backend.login.password : undefined;

@@ -1,13 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BackendTarget } from '../../src/backend/types.js';
-import {
-  backendTargets,
-  ConfigError,
-  parseConfigText,
-  targetsForUser,
-  type ConfigIssue,
-  type PopgateConfig,
-} from '../../src/config/index.js';
+import { backendTargets, targetsForUser } from '../../src/config/index.js';
+import { issuesOf, parseConfig as parse } from '../helpers/config.js';
 
 const FRONT = `
 listeners:
@@ -20,20 +14,6 @@ auth:
 function config(backendExtra = '', tail = ''): string {
   const extra = backendExtra === '' ? '' : `${backendExtra.replace(/^/gm, '  ')}\n`;
   return `${FRONT}backend:\n  host: pop.internal\n${extra}  login: { mode: master, user: popgate, password: s3cret }\n${tail}`;
-}
-
-function parse(text: string, baseDir = '/etc/popgate'): Promise<PopgateConfig> {
-  return parseConfigText(text, { baseDir, env: {}, source: 'test.yaml' });
-}
-
-async function issuesOf(text: string): Promise<readonly ConfigIssue[]> {
-  try {
-    await parse(text);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 describe('backend tls, proxyProtocol and xclient', () => {
@@ -52,7 +32,7 @@ describe('backend tls, proxyProtocol and xclient', () => {
   it('takes every key and resolves caFile relative to the config directory', async () => {
     const cfg = await parse(
       config('tls: { mode: starttls, caFile: ca/backend.pem, serverName: pop.internal.example.com, verify: true }\nproxyProtocol: v2\nxclient: false'),
-      '/srv/popgate',
+      { baseDir: '/srv/popgate' },
     );
     expect(cfg.backend).toMatchObject({
       port: 110,
@@ -98,7 +78,7 @@ describe('routing', () => {
   });
 
   it('resolves relative caFile in route entries', async () => {
-    const cfg = await parse(config('', 'routing:\n  users: { alice: [{ host: h, tls: { mode: implicit, caFile: ca.pem } }] }\n'), '/srv/popgate');
+    const cfg = await parse(config('', 'routing:\n  users: { alice: [{ host: h, tls: { mode: implicit, caFile: ca.pem } }] }\n'), { baseDir: '/srv/popgate' });
     expect(cfg.routing.users.alice?.[0]?.tls?.caFile).toBe('/srv/popgate/ca.pem');
   });
 

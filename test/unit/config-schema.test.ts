@@ -1,33 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfigText, type ConfigIssue, type PopgateConfig } from '../../src/config/index.js';
+import type { ConfigError, PopgateConfig } from '../../src/config/index.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { configError, MINIMAL_CONFIG as MINIMAL, parseConfig } from '../helpers/config.js';
 
-const MINIMAL = `
-listeners:
-  - kind: pop3s
-    port: 995
-    tls: { certFile: /etc/popgate/tls/tls.crt, keyFile: /etc/popgate/tls/tls.key }
-auth:
-  userFile: /etc/popgate/users
-backend:
-  host: 127.0.0.1
-  login: { mode: master, user: popgate, password: s3cret }
-`;
-
-function parse(text: string, env: NodeJS.ProcessEnv = {}): Promise<PopgateConfig> {
-  return parseConfigText(text, { baseDir: '/etc/popgate', env, source: 'test.yaml' });
-}
-
-async function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): Promise<{ issues: readonly ConfigIssue[]; message: string }> {
-  try {
-    await parse(text, env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    const e = err as ConfigError;
-    return { issues: e.issues, message: e.message };
-  }
-  throw new Error('expected a ConfigError');
-}
+const parse = (text: string, env: NodeJS.ProcessEnv = {}): Promise<PopgateConfig> => parseConfig(text, { env });
+/** The ConfigError (issues and message) of a config that must fail. */
+const issuesOf = (text: string, env: NodeJS.ProcessEnv = {}): Promise<ConfigError> => configError(parse(text, env));
 
 /** MINIMAL with `patch` lines replacing the line starting with `find`. */
 function withLine(find: string, replacement: string): string {
