@@ -141,6 +141,11 @@ export class Gateway {
     });
   }
 
+  /** Accepted TCP connections not yet closed, including those still in a TLS handshake or PROXY wait. */
+  get openTcpConnections(): number {
+    return this.openSockets;
+  }
+
   get activeConnections(): number {
     return this.connections.size;
   }

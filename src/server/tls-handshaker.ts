@@ -39,10 +39,19 @@ export class TlsHandshaker {
   /** Resolves with the secured socket, or the reason the handshake failed (the socket is then destroyed). */
   handshake(raw: Socket): Promise<TLSSocket | Error> {
     const key = keyOf(raw);
+    // Listeners are half-open for the relay's sake (QUIT then FIN must still get
+    // its +OK), but a FIN during the handshake must end it at once, not at the
+    // handshake timeout: half-open is switched back on once the session is secure.
+    const halfOpen = raw.allowHalfOpen;
+    raw.allowHalfOpen = false;
     return new Promise((resolve) => {
       const onClose = (): void => this.finish(key, new Error('connection closed during the TLS handshake'));
       this.waiting.set(key, (result) => {
         raw.removeListener('close', onClose);
+        if (!(result instanceof Error)) {
+          raw.allowHalfOpen = halfOpen;
+          result.allowHalfOpen = halfOpen;
+        }
         resolve(result);
       });
       // A refused client certificate makes Node destroy the socket without an event.

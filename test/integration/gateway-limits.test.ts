@@ -102,6 +102,22 @@ describe('connection limits', () => {
   });
 });
 
+describe('TLS handshakes', () => {
+  it('a client that leaves during the handshake frees its connection at once, not at the handshake timeout', async () => {
+    const gw = await gatewayWith('limits: { preAuthTimeout: 60s }');
+    try {
+      for (let i = 0; i < 5; i++) {
+        const raw = await import('node:net').then((net) => net.connect({ port: gw.port('pop3s'), host: '127.0.0.1' }));
+        await new Promise<void>((r) => raw.once('connect', () => r()));
+        raw.end(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x01])); // a truncated ClientHello, then FIN
+      }
+      await expect.poll(() => gw.gateway.openTcpConnections, { timeout: 5_000 }).toBe(0);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
 describe('backend failures', () => {
   let silent: Server;
   const held: Socket[] = [];
