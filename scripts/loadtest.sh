@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `npm run loadtest`: hostile load test (issue 5). Installs/builds via setup.sh
+# (apt incl. Dovecot, npm ci, npm run build), compiles bench/ with
+# bench/tsconfig.json into dist-bench/, then runs bench/hostile-load.ts: a
+# private Dovecot + popgate child on 127.0.0.1, 1,000 slow-loris sockets and
+# 1,000 brute-force attempts from 127.0.1.x / 127.0.2.x while a normal client
+# logs in and reads mail. Not part of the test suite. Must run as root (the
+# private Dovecot needs it). LOADTEST_SLOWLORIS, LOADTEST_BRUTEFORCE (default
+# 1000 each) and LOADTEST_RUNS (default 20) shorten a trial run.
+# Results: printed, and written to bench/results/hostile-load.md.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+echo "loadtest: compiling bench/ -> dist-bench/ (bench/tsconfig.json)"
+rm -rf dist-bench
+npx tsc -p bench/tsconfig.json
+
+# 1,000+ sockets here and in popgate (which inherits this limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+exec node dist-bench/bench/hostile-load.js "$@"
