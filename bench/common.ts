@@ -167,3 +167,37 @@ export async function waitForGreeting(endpoint: Pop3Endpoint, gw: GatewayChild, 
   }
   throw new Error(`popgate did not greet on ${endpoint.label} within ${timeoutMs} ms (${last}):\n${gw.output()}`);
 }
+
+/**
+ * Runs a benchmark program's `main` with one Cleanup: SIGINT/SIGTERM stop
+ * everything started so far (exit 130/143), a failure is reported once
+ * (`Error`s that already name their step, like Pop3Error, without a stack).
+ */
+export async function runBenchMain(
+  name: string,
+  main: (cleanup: Cleanup) => Promise<void>,
+  conciseErrors: ReadonlyArray<new (...args: never[]) => Error> = [],
+): Promise<void> {
+  const cleanup = new Cleanup();
+  let signalled = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (signalled) return;
+      signalled = true;
+      process.stderr.write(`\n${name}: ${signal}, stopping everything started here\n`);
+      void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
+  try {
+    await main(cleanup);
+  } catch (err) {
+    if (!signalled) {
+      const concise = conciseErrors.some((E) => err instanceof E);
+      const text = err instanceof Error ? (concise ? err.message : (err.stack ?? err.message)) : String(err);
+      process.stderr.write(`${name}: FAILED: ${text}\n`);
+      process.exitCode = 1;
+    }
+  } finally {
+    await cleanup.run();
+  }
+}

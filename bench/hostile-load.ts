@@ -32,7 +32,7 @@ import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js
 import { makeTestPki } from '../test/helpers/certs.js';
 import { startDovecot } from '../test/helpers/dovecot.js';
 import { freePort } from '../test/helpers/ports.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, describe, envNumber, log, sleep, spawnGateway, waitForGreeting } from './common.js';
+import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, describe, envNumber, log, runBenchMain, sleep, spawnGateway, waitForGreeting } from './common.js';
 import { Pop3Client, Pop3Error, type Pop3Target } from './pop3-load.js';
 import { clockTicksPerSecond, readMachineCpu, readProcCpu } from './proc-cpu.js';
 import { quantile } from './stats.js';
@@ -709,25 +709,4 @@ function sumMap(m: Map<string, number>): number {
   return n;
 }
 
-const cleanup = new Cleanup();
-let signalled = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (signalled) return;
-    signalled = true;
-    process.stderr.write(`\nloadtest: ${signal}, stopping everything started here\n`);
-    void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  });
-}
-
-try {
-  await main(cleanup);
-} catch (err) {
-  if (!signalled) {
-    const text = err instanceof Pop3Error ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
-    process.stderr.write(`loadtest: FAILED: ${text}\n`);
-    process.exitCode = 1;
-  }
-} finally {
-  await cleanup.run();
-}
+await runBenchMain('loadtest', main, [Pop3Error]);

@@ -36,6 +36,7 @@ import {
   describe,
   envNumber,
   log,
+  runBenchMain,
   sleep,
   spawnGateway,
   waitForGreeting,
@@ -559,26 +560,4 @@ async function main(cleanup: Cleanup): Promise<void> {
   log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-const cleanup = new Cleanup();
-let signalled = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (signalled) return;
-    signalled = true;
-    process.stderr.write(`\nbench: ${signal}, stopping everything started here\n`);
-    void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  });
-}
-
-try {
-  await main(cleanup);
-} catch (err) {
-  if (!signalled) {
-    // A Pop3Error already says where it failed; anything else gets its stack.
-    const text = err instanceof Pop3Error ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
-    process.stderr.write(`bench: FAILED: ${text}\n`);
-    process.exitCode = 1;
-  }
-} finally {
-  await cleanup.run();
-}
+await runBenchMain('bench', main, [Pop3Error]);

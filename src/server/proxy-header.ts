@@ -88,28 +88,18 @@ export class ProxyHeaderReader {
     const command = verCmd & 0x0f;
     if (command === 0x0) return { kind: 'done', version: 2, address: undefined, rest }; // LOCAL
     if (command !== 0x1) return { kind: 'error', reason: 'unsupported PROXY v2 command' };
-    if (fam === 0x11 && body.length >= 12) {
+    // TCP over IPv4 (4-byte addresses) or IPv6 (16-byte): src, dst, sport, dport.
+    const size = fam === 0x11 ? 4 : fam === 0x21 ? 16 : 0;
+    if (size > 0 && body.length >= 2 * size + 4) {
+      const ip = size === 4 ? ipv4 : ipv6;
       return {
         kind: 'done',
         version: 2,
         address: {
-          sourceAddress: ipv4(body.subarray(0, 4)),
-          destinationAddress: ipv4(body.subarray(4, 8)),
-          sourcePort: body.readUInt16BE(8),
-          destinationPort: body.readUInt16BE(10),
-        },
-        rest,
-      };
-    }
-    if (fam === 0x21 && body.length >= 36) {
-      return {
-        kind: 'done',
-        version: 2,
-        address: {
-          sourceAddress: ipv6(body.subarray(0, 16)),
-          destinationAddress: ipv6(body.subarray(16, 32)),
-          sourcePort: body.readUInt16BE(32),
-          destinationPort: body.readUInt16BE(34),
+          sourceAddress: ip(body.subarray(0, size)),
+          destinationAddress: ip(body.subarray(size, 2 * size)),
+          sourcePort: body.readUInt16BE(2 * size),
+          destinationPort: body.readUInt16BE(2 * size + 2),
         },
         rest,
       };
