@@ -552,8 +552,13 @@ describe('file descriptors', () => {
         await c.closed();
       },
     ];
+    // Sessions and also raw sockets (TLS handshakes, clients not yet closed) must all be gone.
     const settle = async (): Promise<void> => {
-      await waitUntil('no active connection', () => g.gateway.activeConnections === 0, 20_000);
+      await waitUntil(
+        'no open connection',
+        () => g.gateway.activeConnections === 0 && g.gateway.openTcpConnections === 0,
+        20_000,
+      );
     };
 
     // Warm-up: lazily opened descriptors (agents, the TLS context...) are not leaks.
