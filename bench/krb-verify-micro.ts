@@ -7,14 +7,16 @@
  *
  *   UV_THREADPOOL_SIZE=16 KRB5_CONFIG=... node dist-bench/bench/krb-verify-micro.js '<json args>'
  *
- * args: { tokensFile, keytab, servicePrincipals, rcacheDir, concurrency, seconds, warmup }
+ * args: { tokensFile, keytab, servicePrincipals, rcacheDir, concurrency, seconds, warmup, gate? }
+ * (gate: the binding's cap on checks in flight, as `kerberos.ticketChecks.maxConcurrent`;
+ * default popgate's own default, one per core)
  * (tokensFile: base64 GSS initial tokens, one per line; the AP-REQ inside
  * each is verified). Prints one JSON line: ops, elapsedMs, cpuMs (this
  * process, all threads), eld (event-loop delay, as in eld-preload.ts), ranOut.
  */
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { loadKerberosBinding } from '../src/kerberos/binding.js';
+import { loadKerberosBinding, ticketCheckGate } from '../src/kerberos/binding.js';
 import { apReqFromGssToken } from '../test/helpers/kdc.js';
 
 interface Args {
@@ -25,6 +27,7 @@ interface Args {
   concurrency: number;
   seconds: number;
   warmup: number;
+  gate?: number;
 }
 
 const RESOLUTION_MS = 1;
@@ -35,7 +38,9 @@ async function main(): Promise<void> {
     .split('\n')
     .filter((l) => l.length > 0)
     .map((l) => apReqFromGssToken(Buffer.from(l, 'base64')));
-  const binding = loadKerberosBinding();
+  const binding = loadKerberosBinding({
+    ticketGate: ticketCheckGate(args.gate !== undefined ? { maxConcurrent: args.gate } : {}),
+  });
   const opts = { keytab: args.keytab, servicePrincipals: args.servicePrincipals, rcacheDir: args.rcacheDir };
   let next = 0;
   // Warm-up: every pool thread creates its krb5_context on first use.

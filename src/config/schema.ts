@@ -499,6 +499,19 @@ const kdcSchema = z
   })
   .prefault({});
 
+const ticketChecksSchema = z
+  .strictObject({
+    /**
+     * Ticket checks (KPOP AP-REQ, GSSAPI accept steps) in flight at once; the
+     * rest wait their turn. Default: one per CPU core (at most 8): they are
+     * pure CPU, and more only crowds the event loop off the cores.
+     */
+    maxConcurrent: z.number().int().min(1).max(64).optional(),
+    /** Checks waiting for a slot; beyond this a login fails at once with [SYS/TEMP]. */
+    maxQueue: z.number().int().min(0).max(100_000).default(10_000),
+  })
+  .prefault({});
+
 const kerberosSchema = z
   .strictObject({
     keytab: filePath,
@@ -506,6 +519,7 @@ const kerberosSchema = z
     rcacheDir: filePath,
     krb5Config: filePath.optional(),
     kdc: kdcSchema,
+    ticketChecks: ticketChecksSchema,
     /** Whose key verifies the KDC's answer to a password check. Default: servicePrincipals[0]. */
     passwordServicePrincipal: principalName.optional(),
     mapping: mappingSchema,

@@ -61,7 +61,10 @@ export class ClientConnection {
   private readonly baseLog: Logger;
   private readonly bindings: Record<string, unknown>;
   private preAuthTimer: NodeJS.Timeout | undefined;
-  private readonly pendingLogin = new AbortController();
+  /** Aborts a login in flight when the client leaves; made per login (most connections never log in). */
+  private pendingLogin: AbortController | undefined;
+  /** close(): destroys a socket whose client never reads its last reply. */
+  private destroyTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private relaying = false;
   private loggedFailure: string | undefined;
@@ -132,7 +135,11 @@ export class ClientConnection {
         this.log.debug({ server: outcome.server }, 'KPOP ticket verified');
         // Heimdal `push` pipelines its POP3 commands right behind the AP-REQ.
         this.framer.push(outcome.pipelined);
+        // The OK frame and the greeting (and any replies to pipelined commands) in one write.
+        this.socket.cork();
+        this.socket.write(outcome.okFrame);
         this.beginPop3(outcome.principal);
+        this.socket.uncork();
       });
       return;
     }
@@ -369,18 +376,20 @@ export class ClientConnection {
     const principal = 'principal' in credentials ? credentials.principal : undefined;
     let failure: GatewayError | undefined;
     this.loginAttempts++;
+    const pendingLogin = new AbortController();
+    this.pendingLogin = pendingLogin;
     try {
       const result = await this.ctx.login.login({
         credentials,
         client: this.clientContext(),
         tls: this.socket instanceof TLSSocket,
         ...(this.certificate?.user !== undefined ? { certificateUser: this.certificate.user } : {}),
-        signal: this.pendingLogin.signal,
+        signal: pendingLogin.signal,
       });
       backend = result.backend;
       user = result.user;
     } catch (err) {
-      if (this.pendingLogin.signal.aborted) {
+      if (pendingLogin.signal.aborted) {
         // The client left (or the gateway is stopping) mid-login: not a login failure.
         this.log.info({ event: 'login', outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
         return;
@@ -398,6 +407,8 @@ export class ClientConnection {
       if (delayMs > 0) {
         await new Promise((r) => setTimeout(r, delayMs).unref());
       }
+    } finally {
+      if (this.pendingLogin === pendingLogin) this.pendingLogin = undefined;
     }
 
     if (this.closed) {
@@ -459,10 +470,10 @@ export class ClientConnection {
     this.closed = true;
     this.log.debug({ reason }, 'closing');
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
-    this.pendingLogin.abort();
+    this.abortPendingLogin();
     this.socket.end();
     // A client that never reads its last reply must not hold the socket.
-    setTimeout(() => this.socket.destroy(), 5_000).unref();
+    this.destroyTimer = setTimeout(() => this.socket.destroy(), 5_000).unref();
   }
 
   /**
@@ -482,12 +493,19 @@ export class ClientConnection {
     this.close('client closed');
   }
 
+  private abortPendingLogin(): void {
+    const pending = this.pendingLogin;
+    this.pendingLogin = undefined;
+    pending?.abort();
+  }
+
   /** The client socket is gone (before the relay; the splice owns it after). */
   private onSocketClose(): void {
     if (this.relaying) return;
     this.closed = true;
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
-    this.pendingLogin.abort();
+    if (this.destroyTimer) clearTimeout(this.destroyTimer);
+    this.abortPendingLogin();
     this.gss.dispose();
     this.resolveFinished();
   }

@@ -2,7 +2,7 @@ import { access, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { Logger } from 'pino';
 import type { KerberosConfig } from '../config/schema.js';
-import { KdcGate, loadKerberosBinding, type NativeKerberosBinding } from '../kerberos/binding.js';
+import { KdcGate, loadKerberosBinding, ticketCheckGate, type NativeKerberosBinding } from '../kerberos/binding.js';
 import { PrincipalMapper } from '../kerberos/principal-mapper.js';
 import type { AcceptorOptions } from '../kerberos/types.js';
 
@@ -31,6 +31,10 @@ export async function setupKerberos(config: KerberosConfig, log: Logger): Promis
   }
   const binding = loadKerberosBinding({
     kdcGate: new KdcGate({ maxConcurrent: config.kdc.maxConcurrent, maxQueue: config.kdc.maxQueue, timeoutMs: config.kdc.timeout }),
+    ticketGate: ticketCheckGate({
+      maxQueue: config.ticketChecks.maxQueue,
+      ...(config.ticketChecks.maxConcurrent !== undefined ? { maxConcurrent: config.ticketChecks.maxConcurrent } : {}),
+    }),
   });
   // Worker threads cache a krb5_context (which read krb5.conf when it was made):
   // make them pick up the configuration this gateway was started with.

@@ -10,13 +10,21 @@ export interface KpopDeps {
 }
 
 export type KpopOutcome =
-  | { readonly ok: true; readonly principal: string; readonly server: string; readonly pipelined: Buffer }
+  | {
+      readonly ok: true;
+      readonly principal: string;
+      readonly server: string;
+      /** The OK frame (+ AP-REP), for the caller to write together with the POP3 greeting. */
+      readonly okFrame: Buffer;
+      readonly pipelined: Buffer;
+    }
   | { readonly ok: false };
 
 /**
  * The krb5_recvauth side of a KPOP connection, before any POP3: version
  * exchange, AP-REQ verification, then the OK frame (+ AP-REP when the client
- * asked for mutual authentication) in one write, or a KRB-ERROR and close.
+ * asked for mutual authentication), returned for the caller to write in one
+ * piece with the greeting, or a KRB-ERROR and close.
  * Bytes the client pipelined behind its AP-REQ (Heimdal `push`) are returned
  * for the POP3 framer. The socket is left paused with no listeners of ours.
  */
@@ -33,18 +41,28 @@ export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger): Pr
       resolve(outcome);
     };
     const onClose = (): void => finish({ ok: false });
+    // The version-accept byte is held back while an AP-REQ that came in the
+    // same chunk is verified: it then goes out with the answer, one write
+    // (a client that pipelined its AP-REQ is not waiting for it).
+    let held: Buffer | undefined;
+    const withHeld = (bytes: Buffer): Buffer => (held === undefined ? bytes : Buffer.concat([held, bytes]));
     const onData = (chunk: Buffer): void => {
-      for (const event of handshake.feed(chunk)) {
+      const events = handshake.feed(chunk);
+      const apReqFollows = events.some((e) => e.kind === 'ap-req');
+      for (const event of events) {
         switch (event.kind) {
           case 'write':
-            socket.write(event.bytes);
+            if (apReqFollows) held = withHeld(event.bytes);
+            else socket.write(event.bytes);
             break;
-          case 'reject':
+          case 'reject': {
             log.info({ event: 'login', outcome: 'failure', mechanism: 'KPOP', stage: event.stage, reason: event.reason }, 'KPOP handshake refused');
-            if (event.bytes.length > 0) socket.write(event.bytes);
+            const out = withHeld(event.bytes);
+            if (out.length > 0) socket.write(out);
             socket.end();
             finish({ ok: false });
             return;
+          }
           case 'ap-req':
             socket.pause();
             void verify(event.apReq);
@@ -56,9 +74,10 @@ export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger): Pr
       try {
         const result = await deps.verifyApReq(apReq);
         if (settled) return;
-        // One write: the OK frame and AP-REP as separate segments stall ~40 ms (Nagle).
-        socket.write(kpopOkFrame(result.mutual ? result.apRep : undefined));
-        finish({ ok: true, principal: result.client, server: result.server, pipelined: handshake.takeRemaining() });
+        // Not written here: the OK frame, AP-REP and greeting go out in one
+        // write (separate segments stall ~40 ms on Nagle, and cost a syscall each).
+        const okFrame = withHeld(kpopOkFrame(result.mutual ? result.apRep : undefined));
+        finish({ ok: true, principal: result.client, server: result.server, okFrame, pipelined: handshake.takeRemaining() });
       } catch (err) {
         if (settled) return;
         const failure = err instanceof KerberosError ? err.failure : 'internal';
@@ -73,7 +92,8 @@ export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger): Pr
           },
           'KPOP ticket refused',
         );
-        if (err instanceof KerberosError && err.krbError) socket.write(kpopErrorFrame(err.krbError));
+        const out = withHeld(err instanceof KerberosError && err.krbError ? kpopErrorFrame(err.krbError) : Buffer.alloc(0));
+        if (out.length > 0) socket.write(out);
         socket.end();
         finish({ ok: false });
       }

@@ -152,6 +152,7 @@ describe('config.example.yaml', () => {
       rcacheDir: '/var/lib/popgate/rcache',
       krb5Config: '/etc/krb5.conf',
       kdc: { maxConcurrent: 4, timeout: 10_000, maxQueue: 100 },
+      ticketChecks: { maxConcurrent: 2, maxQueue: 10_000 },
       passwordServicePrincipal: 'pop/mail.example.com@EXAMPLE.COM',
       mapping: {
         realms: ['EXAMPLE.COM'],

@@ -39,10 +39,13 @@ describe('kerberos section', () => {
       servicePrincipals: ['pop/mail.example.com@EXAMPLE.COM', 'pop/localhost@EXAMPLE.COM'],
       rcacheDir: '/var/lib/popgate/rcache',
       kdc: { maxConcurrent: 4, timeout: 10_000, maxQueue: 100 },
+      ticketChecks: { maxQueue: 10_000 },
       passwordServicePrincipal: 'pop/mail.example.com@EXAMPLE.COM',
       mapping: { realms: ['EXAMPLE.COM'], stripRealm: true, lowercase: false, map: {}, rules: [] },
     });
     expect(cfg.kerberos?.krb5Config).toBeUndefined();
+    // Unset: the binding caps ticket checks at one per core (DEFAULT_TICKET_GATE).
+    expect(cfg.kerberos?.ticketChecks.maxConcurrent).toBeUndefined();
   });
 
   it('takes every key', async () => {
@@ -53,6 +56,7 @@ describe('kerberos section', () => {
         [
           'krb5Config: /etc/popgate/krb5.conf',
           '  kdc: { maxConcurrent: 8, timeout: 2500ms, maxQueue: 0 }',
+          '  ticketChecks: { maxConcurrent: 3, maxQueue: 50 }',
           '  passwordServicePrincipal: pop/localhost@EXAMPLE.COM',
           '  mapping:',
           '    realms: [EXAMPLE.COM, EXAMPLE.ORG]',
@@ -66,6 +70,7 @@ describe('kerberos section', () => {
     expect(cfg.kerberos).toMatchObject({
       krb5Config: '/etc/popgate/krb5.conf',
       kdc: { maxConcurrent: 8, timeout: 2500, maxQueue: 0 },
+      ticketChecks: { maxConcurrent: 3, maxQueue: 50 },
       passwordServicePrincipal: 'pop/localhost@EXAMPLE.COM',
       mapping: {
         realms: ['EXAMPLE.COM', 'EXAMPLE.ORG'],
@@ -184,7 +189,7 @@ describe('kerberos section', () => {
       {
         path: 'kerberos.keyTab',
         message: 'unknown key',
-        hint: "did you mean 'keytab'? allowed keys: keytab, servicePrincipals, rcacheDir, krb5Config, kdc, passwordServicePrincipal, mapping",
+        hint: "did you mean 'keytab'? allowed keys: keytab, servicePrincipals, rcacheDir, krb5Config, kdc, ticketChecks, passwordServicePrincipal, mapping",
       },
     ]);
   });

@@ -3,12 +3,15 @@
  * mapping of addon errors to KerberosError kinds, and the binding's glue over
  * a fake addon.
  */
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   KRB5,
   KdcGate,
+  DEFAULT_TICKET_GATE,
+  ticketCheckGate,
   NativeKerberosBinding,
   classifyPasswordError,
   failureForCode,
@@ -333,6 +336,57 @@ describe('NativeKerberosBinding over a fake addon', () => {
       fakeAddon({ verifyPassword: () => Promise.reject(nativeError({ code: KRB5.KDC_UNREACH, stage: 'as' })) }),
     );
     expect(await failureOf(down.verifyPassword(check))).toBe('kdc-unreachable');
+  });
+
+  it('caps ticket checks in flight (AP-REQs and GSS accept steps share one gate)', async () => {
+    const gate = ticketCheckGate({ maxConcurrent: 2, maxQueue: 1 });
+    expect(gate.options.maxConcurrent).toBe(2);
+    const releases: Array<() => void> = [];
+    let running = 0;
+    let peak = 0;
+    const held = async <T>(value: T): Promise<T> => {
+      running++;
+      peak = Math.max(peak, running);
+      await new Promise<void>((r) => releases.push(r));
+      running--;
+      return value;
+    };
+    const ctx: NativeGssContext = {
+      step: () => held({ done: true, output: Buffer.from('rep'), client: 'alice@R' }),
+      wrap: async (b) => b,
+      unwrap: async (b) => b,
+      dispose: () => undefined,
+    };
+    const b = new NativeKerberosBinding(
+      fakeAddon({
+        verifyApReq: () => held({ client: 'alice@R', server: 'pop/h@R', mutual: false, apRep: Buffer.alloc(0) }),
+        GssContext: class {
+          constructor() {
+            return ctx;
+          }
+        } as unknown as NativeAddon['GssContext'],
+      }),
+      { ticketGate: gate },
+    );
+    const a = b.verifyApReq(Buffer.from('a'), acceptor);
+    const g = b.createGssAcceptor(acceptor).step(Buffer.from('t'));
+    const queued = b.verifyApReq(Buffer.from('c'), acceptor);
+    // Two run, one waits; one more than the queue holds is refused at once, as [SYS/TEMP] material.
+    const refused = await failureOf(b.verifyApReq(Buffer.from('d'), acceptor));
+    expect(refused).toBe('timeout');
+    expect(gate.inFlight).toBe(2);
+    expect(gate.queued).toBe(1);
+    while (releases.length > 0 || gate.inFlight > 0) {
+      releases.shift()?.();
+      await tick();
+    }
+    await expect(a).resolves.toMatchObject({ client: 'alice@R' });
+    await expect(g).resolves.toMatchObject({ done: true });
+    await expect(queued).resolves.toMatchObject({ client: 'alice@R' });
+    expect(peak).toBe(2);
+    // The default: one per core, at most 8.
+    expect(DEFAULT_TICKET_GATE.maxConcurrent).toBe(Math.max(1, Math.min(8, availableParallelism())));
+    expect(new NativeKerberosBinding(fakeAddon()).ticketGate.options).toEqual(DEFAULT_TICKET_GATE);
   });
 
   it('makes every checkKeytab failure a config error', async () => {
