@@ -346,18 +346,36 @@ export class ClientConnection {
   /** One GSSAPI step off the event loop; input stays paused until the core is answered. */
   private runGss(action: GssAction): void {
     this.socket.pause();
-    this.gss.handle(action, this.session).then(
-      (actions) => {
+    this.gss
+      .handle(action, this.session)
+      .then(async (actions) => {
         if (this.closed) return;
-        if (this.gss.lastFailure) this.loggedFailure = this.gss.lastFailure;
+        const failure = this.gss.lastFailure;
+        if (failure) {
+          this.loggedFailure = failure;
+          // A refused token is a failed login like a wrong password: the throttle counts it.
+          if (failure === 'AUTH_FAILED') await this.delayAfterGssFailure();
+          if (this.closed) return;
+        }
         this.run(actions);
         this.resumeIfIdle();
-      },
-      (err: unknown) => {
+      })
+      .catch((err: unknown) => {
         this.log.error({ err: err instanceof Error ? err.stack : String(err) }, 'internal error during GSSAPI');
         this.close('INTERNAL');
-      },
-    );
+      });
+  }
+
+  /** Counts a refused GSSAPI token against the client's address; waits the throttle's delay (or auth.failureDelay). */
+  private async delayAfterGssFailure(): Promise<void> {
+    let delayMs = this.ctx.failureDelayMs;
+    try {
+      const throttled = await this.ctx.login.recordFailure(this.clientContext(), '');
+      if (throttled > 0) delayMs = throttled;
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'login throttle unavailable; GSSAPI failure not counted');
+    }
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs).unref());
   }
 
   /** Read again once the core is waiting for the client (not for us). */

@@ -93,6 +93,7 @@ export class Gateway {
   /** Every login goes to the services current when it starts (pre-auth connections pick up a reload too). */
   private readonly login: LoginService = {
     login: (request) => this.services.use((s) => s.login.login(request)),
+    recordFailure: (client, claimedUser) => this.services.use((s) => s.login.recordFailure(client, claimedUser)),
   };
 
   private constructor(

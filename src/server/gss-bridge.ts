@@ -42,6 +42,7 @@ export class GssBridge {
   ) {}
 
   async handle(action: GssAction, session: Pop3Session): Promise<Pop3Action[]> {
+    this.lastFailure = undefined;
     try {
       switch (action.kind) {
         case 'gssAccept': {
@@ -71,7 +72,7 @@ export class GssBridge {
     }
   }
 
-  /** The code of the last failure this bridge logged (so the close is not logged twice). */
+  /** The code of the failure the last handle() logged, if it failed (so the close is not logged twice). */
   lastFailure: ErrorCode | undefined;
 
   private fail(session: Pop3Session, code: ErrorCode, reason: string): Pop3Action[] {

@@ -31,6 +31,13 @@ export interface LoginSuccess {
  */
 export interface LoginService {
   login(request: LoginRequest): Promise<LoginSuccess>;
+  /**
+   * Counts a failed login decided before login() was reached (an AUTH
+   * GSSAPI token refused: replayed, forged, skewed) against the client's
+   * address, and the claimed user when known. Resolves the delay the
+   * throttle wants before the reply (0 without a throttle or when exempt).
+   */
+  recordFailure(client: ClientContext, claimedUser: string): Promise<number>;
 }
 
 /** Where users go: exact user, then domain, then the default backend(s). */
@@ -159,6 +166,11 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
   }
 
   return {
+    async recordFailure(client, claimed) {
+      if (!deps.throttle) return 0;
+      const t = await deps.throttle.failed(client.remoteAddress, claimed);
+      return t.exempt ? 0 : t.delayMs;
+    },
     async login(req) {
       const { throttle } = deps;
       const ip = req.client.remoteAddress;

@@ -395,6 +395,42 @@ describe('ticket logins through an nginx-style auth service', () => {
   });
 });
 
+describe('AUTH GSSAPI failures and the login throttle', () => {
+  it('counts refused GSSAPI tokens (forged, replayed) per address: the next password login from there is throttled', async () => {
+    const t = await gateway({}, { throttle: '{ delays: [20ms], maxFailures: 2, lockout: 1m }' });
+    try {
+      const valid = await gssInitialToken(aliceEnv, `pop/localhost@${REALM}`, { mutual: true });
+      sentTokens.push(valid);
+      // 1: a forged token; 2: a replayed one (its first use succeeds the accept step).
+      const steps: Array<{ token: Buffer; expect: RegExp }> = [
+        { token: Buffer.from('not a GSS token at all'), expect: /^-ERR \[AUTH\] / },
+        { token: valid, expect: /^\+ / },
+        { token: valid, expect: /^-ERR \[AUTH\] / },
+      ];
+      for (const step of steps) {
+        const c = await LineClient.plain(t.port('pop3'));
+        expect(await c.line()).toMatch(/^\+OK/);
+        c.send('AUTH GSSAPI\r\n');
+        expect(await c.line()).toBe('+ ');
+        c.send(`${step.token.toString('base64')}\r\n`);
+        expect(await c.line()).toMatch(step.expect);
+        c.destroy();
+      }
+      const locked = await waitForLog(t, (l) => l.event === 'login-throttle' && Array.isArray(l.locked));
+      expect(locked.locked).toContain('ip:127.0.0.1');
+      // carol's right password, from the same address: refused before it is checked.
+      const c = await LineClient.tls(t.port('pop3s'), pki.caFile);
+      expect(await c.line()).toMatch(/^\+OK/);
+      c.send('USER carol\r\nPASS carol-file-pw\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toBe('-ERR [LOGIN-DELAY] Too many failed logins, try again later');
+      c.destroy();
+    } finally {
+      await t.stop();
+    }
+  });
+});
+
 describe('secrets', () => {
   it('no password, ticket or GSSAPI token appears in any log line (trace level)', () => {
     const raw = gw.rawLog();
