@@ -89,6 +89,11 @@ function escapeControls(s: string): string {
  * SASL exchange waits for a response (see `Pop3Session.maskLine`). The keyword
  * is cut at the first non-alphanumeric character, so a malformed line such as
  * `PASS\tsecret` is still masked.
+ *
+ * Only the commands of RFC 1939/2449/2595 without secrets are shown whole.
+ * Anything else (an unknown keyword, a line starting with a blank, a SASL
+ * response sent when no exchange waits for it) may be a credential a client
+ * sent at the wrong moment: it is shown as `***` with its length.
  */
 export function maskCommandForLog(line: Buffer | string, kind: 'command' | 'continuation' = 'command'): string {
   const text = typeof line === 'string' ? line : line.toString('utf8');
@@ -119,6 +124,10 @@ export function maskCommandForLog(line: Buffer | string, kind: 'command' | 'cont
       return tail === '' ? `${keyword} ${mech}` : `${keyword} ${mech} ***`;
     }
     default:
-      return escapeControls(text);
+      if (kwLen > 0 && PLAIN_COMMANDS.has(keyword.toUpperCase())) return escapeControls(text);
+      return `*** (${Buffer.byteLength(text)} bytes)`;
   }
 }
+
+/** Commands whose arguments are never secret (names, message numbers, STLS). */
+const PLAIN_COMMANDS: ReadonlySet<string> = new Set(['USER', 'STAT', 'LIST', 'RETR', 'DELE', 'NOOP', 'RSET', 'QUIT', 'TOP', 'UIDL', 'CAPA', 'STLS', 'UTF8', 'LANG']);

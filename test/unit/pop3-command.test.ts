@@ -100,5 +100,17 @@ describe('maskCommandForLog', () => {
     expect(maskCommandForLog('USER alice')).toBe('USER alice');
     expect(maskCommandForLog('CAPA')).toBe('CAPA');
     expect(maskCommandForLog(b('USER a\rb\x1b[2J'))).toBe('USER a\\x0db\\x1b[2J');
+    expect(maskCommandForLog('retr 1')).toBe('retr 1');
+  });
+
+  it('hides unknown and malformed lines: they may be a credential sent at the wrong moment', () => {
+    // A SASL response after the mechanism was refused (base64 of "\0pat\0secret").
+    expect(maskCommandForLog('AHBhdABzZWNyZXQ=')).toBe('*** (16 bytes)');
+    // PASS with a leading blank is not PASS to the parser, and not shown either.
+    expect(maskCommandForLog(' PASS hunter2')).toBe('*** (13 bytes)');
+    expect(maskCommandForLog('\tPASS hunter2')).toBe('*** (13 bytes)');
+    expect(maskCommandForLog('hunter2')).toBe('*** (7 bytes)');
+    expect(maskCommandForLog('GET / HTTP/1.1')).toBe('*** (14 bytes)');
+    expect(maskCommandForLog('')).toBe('*** (0 bytes)');
   });
 });
