@@ -60,6 +60,19 @@ else
   log "apt packages installed"
 fi
 
+# The deploy/k8s tests render the Kustomize overlays with `kubectl kustomize`.
+# Any kubectl will do; without one, Debian's kubernetes-client (kubectl 1.20,
+# kustomize v2.0.3, which the overlays are written for as well).
+if ! command -v kubectl >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ] && [ "${#SUDO[@]}" -eq 0 ]; then
+    log "ERROR: kubectl missing (apt package kubernetes-client) and not root, no sudo" >&2
+    exit 1
+  fi
+  log "kubectl not found: installing apt package kubernetes-client"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
+fi
+
 if [ -f package-lock.json ]; then
   log "npm ci"
   npm ci --no-audit --no-fund

@@ -1,5 +1,6 @@
 import { stat, readFile } from 'node:fs/promises';
 import { connect, isIP, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
 import { encodeProxyHeader, forwardedAddressText } from './proxy-header.js';
@@ -8,6 +9,7 @@ import type {
   BackendLinkInfo,
   BackendLinkSession,
   BackendLogin,
+  BackendObserver,
   BackendTarget,
   BackendTimeouts,
   ForwardedClient,
@@ -27,6 +29,8 @@ export interface OpenBackendOptions {
   readonly login: BackendLogin;
   /** Aborting destroys the connection and rejects with the signal's reason. */
   readonly signal?: AbortSignal;
+  /** Told the connect and login latencies and the failure of this attempt (metrics). */
+  readonly observer?: BackendObserver;
 }
 
 /**
@@ -190,6 +194,7 @@ export async function openBackendSession(opts: OpenBackendOptions): Promise<Back
       ca = await loadCa(target.tls.caFile);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      opts.observer?.failed('INTERNAL', 'connect');
       throw new GatewayError('INTERNAL', `${where}: cannot read backend CA file ${target.tls.caFile}: ${code}`, {
         cause: err,
       });
@@ -215,7 +220,7 @@ function runLink(
   xclientLine: string | undefined,
   ca: Buffer | undefined,
 ): Promise<BackendLinkSession> {
-  const { target, timeouts, signal } = opts;
+  const { target, timeouts, signal, observer } = opts;
   const endpoint = { host: target.host, port: target.port };
   const tlsMode = target.tls.mode;
   const verify = target.tls.verify;
@@ -235,6 +240,8 @@ function runLink(
     let xclientSent = false;
     let tlsInfo: BackendLinkInfo['tls'];
     let tlsModeInProgress: 'starttls' | 'implicit' = 'implicit';
+    /** performance.now() at connect(), then when the login was sent (observer only). */
+    let since = observer ? performance.now() : 0;
 
     const raw: Socket = connect({ host: target.host, port: target.port });
     raw.setNoDelay(true);
@@ -272,7 +279,10 @@ function runLink(
     const fail = (err: unknown): void => {
       if (settled) return;
       settled = true;
-      if (err instanceof GatewayError) errorPhases.set(err, step.phase);
+      if (err instanceof GatewayError) {
+        errorPhases.set(err, step.phase);
+        observer?.failed(err.code, step.phase);
+      }
       cleanup();
       // A TLSSocket may still report the teardown ("socket disconnected before
       // secure TLS connection was established"): nobody may be left unlistened.
@@ -287,6 +297,7 @@ function runLink(
       if (settled) return;
       settled = true;
       step = { phase: 'done' };
+      if (observer) observer.loggedIn((performance.now() - since) / 1000);
       sock.pause();
       cleanup();
       const link: BackendLinkInfo = {
@@ -367,6 +378,7 @@ function runLink(
     };
 
     const onConnect = (): void => {
+      if (observer) observer.connected((performance.now() - since) / 1000);
       if (proxyHeader.length > 0) {
         // The PROXY header goes first, before any TLS byte or command.
         if (tlsMode === 'implicit') {
@@ -436,6 +448,7 @@ function runLink(
       const l = login;
       if (!l) return;
       step = l.method === 'auth-plain' ? { phase: 'login', awaiting: 'auth' } : { phase: 'login', awaiting: 'user' };
+      if (observer) since = performance.now();
       arm(timeouts.loginMs);
       if (l.method === 'auth-plain') {
         authToken = Buffer.from(`${l.authzid}\0${l.authcid}\0${l.password}`, 'utf8').toString('base64');

@@ -3,6 +3,7 @@ export type {
   BackendLinkInfo,
   BackendLinkSession,
   BackendLogin,
+  BackendObserver,
   BackendSession,
   BackendTarget,
   BackendTimeouts,

@@ -34,6 +34,19 @@ export interface ForwardedClient {
   readonly localPort: number;
 }
 
+/**
+ * Told how each backend attempt goes (metrics): every call is cheap and
+ * synchronous. Aborts (the client left) are not failures and are not reported.
+ */
+export interface BackendObserver {
+  /** The TCP connection was up `seconds` after connect() was called. */
+  connected(seconds: number): void;
+  /** The backend accepted the login `seconds` after it was sent. */
+  loggedIn(seconds: number): void;
+  /** The attempt failed with a GatewayError of `code`, in `phase` (see BackendPhase). */
+  failed(code: string, phase: string): void;
+}
+
 export interface BackendTimeouts {
   readonly connectMs: number;
   readonly greetingMs: number;

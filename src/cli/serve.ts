@@ -26,7 +26,7 @@ export async function runServe(configFile: string): Promise<number> {
     process.stderr.write(`popgate: start-up failed: ${describe(err)}\n`);
     return 1;
   }
-  log.info({ listeners: gateway.bound }, 'popgate ready');
+  log.info({ listeners: gateway.bound, ...(gateway.admin ? { admin: gateway.admin } : {}) }, 'popgate ready');
   // A stray rejection is a bug in one code path: log it loudly, keep serving.
   process.on('unhandledRejection', (reason) => {
     log.error({ err: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled promise rejection');

@@ -23,6 +23,8 @@ export {
   type BackendLoginConfig,
   type LimitsConfig,
   type ShutdownConfig,
+  type AdminConfig,
+  DEFAULT_ADMIN_PORT,
   type ListenerProxyProtocolConfig,
   type ClientCertificatesConfig,
   type HttpAuthConfig,

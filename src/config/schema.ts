@@ -729,6 +729,19 @@ const shutdownSchema = z
   })
   .prefault({});
 
+export const DEFAULT_ADMIN_PORT = 9110;
+
+/**
+ * The admin HTTP listener (GET /metrics, /healthz, /readyz), separate from
+ * the mail ports. Absent: no admin listener. Changing it needs a restart.
+ */
+const adminSchema = z.strictObject({
+  /** Address to bind: loopback by default (the endpoints have no authentication). */
+  address: hostOrAddress.default('127.0.0.1'),
+  /** TCP port; 0 = an ephemeral port (tests). */
+  port: port.default(DEFAULT_ADMIN_PORT),
+});
+
 // ---------------------------------------------------------------------------
 
 /**
@@ -777,6 +790,8 @@ export const configSchema = z
     routing: routingSchema,
     limits: limitsSchema,
     shutdown: shutdownSchema,
+    /** Admin HTTP listener (metrics, health, readiness); absent = none. */
+    admin: adminSchema.optional(),
     /** IMPLEMENTATION capability text; "" or null hides it (output: null). */
     implementation: protocolText
       .nullable()
@@ -820,7 +835,19 @@ export const configSchema = z
     const mode = cfg.backend.tls.mode;
     for (const [user, list] of Object.entries(cfg.routing.users)) checkRouteDuplicates(list, ['routing', 'users', user], mode, ctx);
     for (const [domain, list] of Object.entries(cfg.routing.domains)) checkRouteDuplicates(list, ['routing', 'domains', domain], mode, ctx);
-  }, whenValid(['backend', 'routing']));
+  }, whenValid(['backend', 'routing']))
+  .superRefine((cfg, ctx) => {
+    const admin = cfg.admin;
+    if (admin === undefined || admin.port === 0) return;
+    const i = cfg.listeners.findIndex((l) => l.port === admin.port && l.address.toLowerCase() === admin.address.toLowerCase());
+    if (i < 0) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['admin', 'port'],
+      message: `address ${admin.address} port ${admin.port} is already used by listeners[${i}]`,
+      ...hint('the admin listener needs its own (address, port) pair'),
+    });
+  }, whenValid(['listeners', 'admin']));
 
 /** The parsed configuration (durations in milliseconds, defaults applied). */
 export type PopgateConfig = z.output<typeof configSchema>;
@@ -834,6 +861,7 @@ export type BackendConfig = PopgateConfig['backend'];
 export type BackendLoginConfig = BackendConfig['login'];
 export type LimitsConfig = PopgateConfig['limits'];
 export type ShutdownConfig = PopgateConfig['shutdown'];
+export type AdminConfig = NonNullable<PopgateConfig['admin']>;
 export type BackendTlsConfig = BackendConfig['tls'];
 export type BackendProxyProtocol = BackendConfig['proxyProtocol'];
 export type RoutingConfig = PopgateConfig['routing'];

@@ -15,6 +15,8 @@ import type { GssAcceptor } from '../kerberos/types.js';
 import { GssBridge, type GssAction } from './gss-bridge.js';
 import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
 import type { LoginService } from './login-service.js';
+import type { ListenerMetrics, Metrics, RefusalReason } from '../observability/metrics.js';
+import { auditLogin } from './login-audit.js';
 
 /** What a connection needs from its listener; fixed for the connection's life. */
 export interface ConnectionContext {
@@ -42,9 +44,15 @@ export interface ConnectionContext {
   readonly greetingDelayMs?: number;
   /** Aborted when the gateway stops: ends relayed sessions without QUIT. */
   readonly shutdownSignal: AbortSignal;
+  readonly metrics: Metrics;
+  /** This listener's counters (made once per listener). */
+  readonly listenerMetrics: ListenerMetrics;
 }
 
 const CRLF = '\r\n';
+
+/** Pre-dispatch refusals of the protocol core that count as refused connections. */
+const EARLY_REFUSALS: ReadonlySet<string> = new Set<RefusalReason>(['TLS_ON_PLAINTEXT_PORT', 'HTTP_ON_POP3_PORT', 'EARLY_TALKER']);
 
 /**
  * Glue between one client socket and the sans-I/O protocol core: feeds lines
@@ -69,6 +77,9 @@ export class ClientConnection {
   private relaying = false;
   private loggedFailure: string | undefined;
   private endAfterLogin = false;
+  /** The mechanism the session logged in with (metrics); undefined until then. */
+  private loggedInWith: string | undefined;
+  private ended = false;
   private resolveFinished!: () => void;
   /** Settles when the connection, and its relayed session if any, is over. */
   readonly finished = new Promise<void>((resolve) => {
@@ -112,9 +123,11 @@ export class ClientConnection {
       ...(peer.proxiedBy ? { via: peer.proxiedBy.address } : {}),
       listener: ctx.listenerName,
       tls: tls ? socket.getProtocol() : false,
+      ...(tls ? { cipher: socket.getCipher()?.name } : {}),
     };
     this.log = logger.child(this.bindings);
-    this.gss = new GssBridge(ctx.gss, () => this.log);
+    this.gss = new GssBridge(ctx.gss, () => this.log, ctx.metrics);
+    ctx.listenerMetrics.sessionStarted();
   }
 
   start(): void {
@@ -126,7 +139,7 @@ export class ClientConnection {
     this.preAuthTimer.unref();
     this.log.debug('connection accepted');
     if (this.ctx.kpop) {
-      void runKpopPreamble(this.socket, this.ctx.kpop, this.log).then((outcome) => {
+      void runKpopPreamble(this.socket, this.ctx.kpop, this.log, this.ctx.metrics).then((outcome) => {
         if (!outcome.ok) {
           this.close('KPOP handshake failed');
           return;
@@ -250,6 +263,7 @@ export class ClientConnection {
           if (action.reason !== 'QUIT' && action.reason !== this.loggedFailure) {
             this.log.info({ reason: action.reason, user: this.session.username }, 'closing connection');
           }
+          if (EARLY_REFUSALS.has(action.reason)) this.ctx.listenerMetrics.refused(action.reason as RefusalReason);
           this.close(action.reason);
           break;
       }
@@ -282,6 +296,7 @@ export class ClientConnection {
     plain.removeListener('data', this.onData);
     void handshaker.handshake(plain).then((secure) => {
       if (secure instanceof Error) {
+        this.ctx.listenerMetrics.tlsHandshakeFailed();
         this.log.info({ err: secure.message }, 'TLS handshake failed after STLS');
         this.close('tls error');
         return;
@@ -298,8 +313,8 @@ export class ClientConnection {
       });
       secure.on('close', () => this.onSocketClose());
       secure.on('end', () => this.onClientEnd());
-      this.rebind({ tls: secure.getProtocol() });
-      this.log.debug({ cipher: secure.getCipher().name }, 'STLS handshake complete');
+      this.rebind({ tls: secure.getProtocol(), cipher: secure.getCipher()?.name });
+      this.log.debug('STLS handshake complete');
       this.noteCertificate(secure);
       const externalIdentity = this.certificate?.user;
       this.session.tlsStarted(externalIdentity !== undefined ? { externalIdentity } : undefined);
@@ -391,7 +406,8 @@ export class ClientConnection {
     const started = process.hrtime.bigint();
     let backend: BackendSession | undefined;
     let user = 'username' in credentials ? credentials.username : credentials.requestedUser;
-    const principal = 'principal' in credentials ? credentials.principal : undefined;
+    // A KPOP connection has the principal in its bindings already (pino would repeat the key).
+    const principal = 'principal' in credentials && this.bindings.principal === undefined ? credentials.principal : undefined;
     let failure: GatewayError | undefined;
     this.loginAttempts++;
     const pendingLogin = new AbortController();
@@ -409,7 +425,7 @@ export class ClientConnection {
     } catch (err) {
       if (pendingLogin.signal.aborted) {
         // The client left (or the gateway is stopping) mid-login: not a login failure.
-        this.log.info({ event: 'login', outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
+        auditLogin(this.log, this.ctx.metrics, 'info', { outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
         return;
       }
       const gw = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
@@ -418,8 +434,11 @@ export class ClientConnection {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       // The login throttle's delay (auth.throttle), when it set one, replaces auth.failureDelay.
       const delayMs = gw.delayMs ?? (gw.code === 'AUTH_FAILED' ? this.ctx.failureDelayMs : 0);
-      this.log[gw.entry.level === 'debug' ? 'info' : gw.entry.level](
-        { event: 'login', outcome: 'failure', mechanism, user, principal, code: gw.code, reason: gw.detail, ms, delayMs },
+      auditLogin(
+        this.log,
+        this.ctx.metrics,
+        gw.entry.level,
+        { outcome: 'failure', mechanism, user, principal, code: gw.code, reason: gw.detail, ms, delayMs },
         'login failed',
       );
       if (delayMs > 0) {
@@ -431,7 +450,11 @@ export class ClientConnection {
 
     if (this.closed) {
       // The client left while we were logging in: the backend gets no QUIT.
-      backend?.socket.destroy();
+      if (backend) {
+        // The backend accepted just as the client went: still the attempt's one audit line.
+        auditLogin(this.log, this.ctx.metrics, 'info', { outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
+        backend.socket.destroy();
+      }
       return;
     }
     if (failure !== undefined || !backend) {
@@ -449,10 +472,15 @@ export class ClientConnection {
 
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     this.rebind({ user });
-    this.log.info(
-      { event: 'login', outcome: 'success', mechanism, principal, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
+    auditLogin(
+      this.log,
+      this.ctx.metrics,
+      'info',
+      { outcome: 'success', mechanism, principal, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
       'login succeeded',
     );
+    this.loggedInWith = mechanism;
+    this.ctx.listenerMetrics.sessionLoggedIn(mechanism);
     this.startRelay(backend);
   }
 
@@ -469,6 +497,7 @@ export class ClientConnection {
       idleTimeoutMs: this.ctx.idleTimeoutMs,
       signal: this.ctx.shutdownSignal,
     }).then((result) => {
+      this.ctx.metrics.bytesRelayed(result.bytesToBackend, result.bytesToClient);
       this.log.info(
         {
           event: 'session-end',
@@ -479,7 +508,7 @@ export class ClientConnection {
         },
         'session ended',
       );
-      this.resolveFinished();
+      this.end();
     });
   }
 
@@ -490,6 +519,11 @@ export class ClientConnection {
     if (this.preAuthTimer) clearTimeout(this.preAuthTimer);
     this.abortPendingLogin();
     this.socket.end();
+    // Read (and drop) until the client's FIN: a socket left paused (as during
+    // a login) never sees it, and would hold its connection slots until the
+    // fallback below.
+    this.socket.removeListener('data', this.onData);
+    this.socket.resume();
     // A client that never reads its last reply must not hold the socket.
     this.destroyTimer = setTimeout(() => this.socket.destroy(), 5_000).unref();
   }
@@ -525,6 +559,14 @@ export class ClientConnection {
     if (this.destroyTimer) clearTimeout(this.destroyTimer);
     this.abortPendingLogin();
     this.gss.dispose();
+    this.end();
+  }
+
+  /** The connection (and its relayed session, if any) is over: once. */
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.ctx.listenerMetrics.sessionEnded(this.loggedInWith);
     this.resolveFinished();
   }
 }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { once, setMaxListeners } from 'node:events';
+import { setMaxListeners } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ListenerConfig, PopgateConfig } from '../config/index.js';
 import { createHttpAuthVerifier, createUserFileVerifier, createVerifierChain, type UserFileVerifier } from '../auth/index.js';
@@ -23,12 +24,30 @@ import { setupKerberos, type KerberosServices } from './kerberos-services.js';
 import { TlsContextStore } from './tls-context.js';
 import { Generations, listenerRestartChanges, sameConfig } from './config-reload.js';
 import type { PeerInfo } from './transport.js';
+import { KerberosError, type PasswordCheck } from '../kerberos/types.js';
+import { createMetrics, noopMetrics, type ListenerMetrics, type Metrics } from '../observability/metrics.js';
+import { startAdminServer, type AdminServer, type Readiness, type ReadinessCheck } from '../observability/admin-server.js';
+import { BackendProbe } from './readiness.js';
 
 export interface BoundListener {
   readonly name: string;
   readonly kind: ListenerConfig['kind'];
   readonly address: string;
   readonly port: number;
+}
+
+/** Where the admin HTTP listener (metrics, health, readiness) is bound. */
+export interface BoundAdmin {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface GatewayOptions {
+  /**
+   * Where metrics go. Default: a fresh private registry when the config has
+   * an admin section (which serves it at /metrics), else nowhere.
+   */
+  readonly metrics?: Metrics;
 }
 
 /**
@@ -46,6 +65,7 @@ interface ListenerRuntime {
   handshaker: TlsHandshaker | undefined;
   /** Stops watching the certificate files. */
   unwatch: (() => void) | undefined;
+  readonly metrics: ListenerMetrics;
 }
 
 /** The per-login services one config describes; a reload builds a new set and swaps it in for new logins. */
@@ -86,6 +106,13 @@ export class Gateway {
   /** The client-certificate policy and timeout each listener's handshaker was made with. */
   private readonly handshakerKeys = new WeakMap<ListenerRuntime, string>();
   private stopping: Promise<void> | undefined;
+  /** Every configured listener is bound (start() got past them). */
+  private started = false;
+  private adminServer: AdminServer | undefined;
+  /** /readyz: "a backend is reachable", probed at most every 2 s. */
+  private readonly backendProbe = new BackendProbe();
+  /** Why the last keytab re-check (SIGHUP) failed; undefined while it is fine. */
+  private keytabProblem: string | undefined;
   /** Per-login services; a config reload swaps them, old ones close once their in-flight logins finish. */
   private readonly services: Generations<Services>;
   /** Throttles already closed (a throttle can be shared by several generations of services). */
@@ -99,6 +126,7 @@ export class Gateway {
   private constructor(
     initial: Services,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
     this.services = new Generations(initial, (old, alive) => this.closeServices(old, alive));
   }
@@ -107,11 +135,22 @@ export class Gateway {
     return this.services.current.config;
   }
 
-  static async start(config: PopgateConfig, log: Logger): Promise<Gateway> {
-    const services = await buildServices(config, log, undefined);
-    const gateway = new Gateway(services, log);
+  static async start(config: PopgateConfig, log: Logger, opts: GatewayOptions = {}): Promise<Gateway> {
+    const metrics = opts.metrics ?? (config.admin ? createMetrics() : noopMetrics);
+    const services = await buildServices(config, log, undefined, metrics);
+    const gateway = new Gateway(services, log, metrics);
     try {
       for (const listener of config.listeners) await gateway.listen(listener);
+      gateway.started = true;
+      if (config.admin) {
+        gateway.adminServer = await startAdminServer({
+          address: config.admin.address,
+          port: config.admin.port,
+          metrics,
+          readiness: () => gateway.readiness(),
+          log,
+        });
+      }
     } catch (err) {
       await gateway.stop(0);
       throw err;
@@ -142,6 +181,39 @@ export class Gateway {
     });
   }
 
+  /** The admin HTTP listener, when the config has an admin section. */
+  get admin(): BoundAdmin | undefined {
+    const a = this.adminServer;
+    return a ? { address: a.address, port: a.port } : undefined;
+  }
+
+  /**
+   * /readyz: every listener bound, the config loaded, every listener's
+   * certificate loaded, the keytab checked (with Kerberos configured), at
+   * least one default backend reachable (probed, cached ~2 s), and not
+   * draining (after SIGTERM).
+   */
+  async readiness(): Promise<Readiness> {
+    const { config, kerberos } = this.services.current;
+    const checks: ReadinessCheck[] = [];
+    if (this.stopping) checks.push({ name: 'draining', ok: false, detail: 'shutting down' });
+    const unbound = this.listeners.filter((l) => !l.server.listening).map((l) => l.name);
+    checks.push(
+      this.started && unbound.length === 0
+        ? { name: 'listeners', ok: true }
+        : { name: 'listeners', ok: false, detail: unbound.length > 0 ? `not listening: ${unbound.join(', ')}` : 'starting' },
+    );
+    checks.push({ name: 'config', ok: true });
+    const noCert = this.listeners.filter((l) => l.config.tls !== undefined && !l.tls?.currentOptions).map((l) => l.name);
+    checks.push(noCert.length === 0 ? { name: 'tls', ok: true } : { name: 'tls', ok: false, detail: `no certificate loaded: ${noCert.join(', ')}` });
+    if (config.kerberos) {
+      const problem = kerberos ? this.keytabProblem : 'not set up';
+      checks.push(problem === undefined ? { name: 'kerberos', ok: true } : { name: 'kerberos', ok: false, detail: problem });
+    }
+    checks.push(await this.backendProbe.check(backendTargets(config).defaultTargets));
+    return { ready: checks.every((c) => c.ok), checks };
+  }
+
   /** Accepted TCP connections not yet closed, including those still in a TLS handshake or PROXY wait. */
   get openTcpConnections(): number {
     return this.openSockets;
@@ -162,6 +234,7 @@ export class Gateway {
       proxy: undefined,
       handshaker: undefined,
       unwatch: undefined,
+      metrics: this.metrics.listener(name),
       // A client may send QUIT and FIN at once; it must still read the backend's +OK.
       server: createNetServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket, runtime, log)),
     };
@@ -170,12 +243,19 @@ export class Gateway {
     server.on('error', (err) => log.error({ err: err.message }, 'listener error'));
     server.listen({ host: config.address, port: config.port });
     try {
-      await Promise.race([
-        once(server, 'listening'),
-        once(server, 'error').then(([err]: unknown[]) => {
-          throw new Error(`listener ${name}: cannot listen on ${config.address}:${config.port}: ${(err as Error).message}`);
-        }),
-      ]);
+      // Both handlers go once the bind is decided: a later 'error' is the logger's alone.
+      await new Promise<void>((resolve, reject) => {
+        const onListening = (): void => {
+          server.removeListener('error', onError);
+          resolve();
+        };
+        const onError = (err: Error): void => {
+          server.removeListener('listening', onListening);
+          reject(new Error(`listener ${name}: cannot listen on ${config.address}:${config.port}: ${err.message}`));
+        };
+        server.once('listening', onListening);
+        server.once('error', onError);
+      });
     } catch (err) {
       runtime.unwatch?.();
       throw err;
@@ -253,6 +333,7 @@ export class Gateway {
       {
         ...(listener.proxy ? { proxy: listener.proxy } : {}),
         ...(listener.config.kind === 'pop3s' && listener.handshaker ? { tls: listener.handshaker } : {}),
+        metrics: listener.metrics,
       },
       log,
     ).then((opened) => {
@@ -275,6 +356,7 @@ export class Gateway {
    */
   private admit(socket: Socket, listener: ListenerRuntime): boolean {
     if (this.stopping) {
+      listener.metrics.refused('SHUTTING_DOWN');
       socket.destroy();
       return false;
     }
@@ -287,6 +369,7 @@ export class Gateway {
     }
     const viaBalancer = listener.proxy?.trusted.has(socket.remoteAddress) ?? false;
     if (!viaBalancer && !this.claimAddressSlot(socket, socket.remoteAddress ?? '', listener)) return false;
+    listener.metrics.accepted();
     this.openSockets++;
     this.rawSockets.add(socket);
     socket.once('close', () => {
@@ -332,6 +415,7 @@ export class Gateway {
     msg: string,
     fields: Record<string, unknown>,
   ): void {
+    listener.metrics.refused(code);
     const note = this.refusalLog.take(`${code} ${logKey}`);
     if (note.log) {
       this.log.warn(
@@ -350,6 +434,7 @@ export class Gateway {
 
   private accept(socket: Socket, peer: PeerInfo, listener: ListenerRuntime): void {
     if (this.stopping) {
+      listener.metrics.refused('SHUTTING_DOWN');
       socket.destroy();
       return;
     }
@@ -395,6 +480,8 @@ export class Gateway {
       failureDelayMs: config.auth.failureDelay,
       greetingDelayMs: config.limits.greetingDelay,
       shutdownSignal: this.shutdown.signal,
+      metrics: this.metrics,
+      listenerMetrics: listener.metrics,
     };
     const id = (++this.nextId).toString(36).padStart(6, '0');
     const connection = new ClientConnection(socket, peer, ctx, this.log, id);
@@ -426,6 +513,12 @@ export class Gateway {
     if (restart.length > 0) {
       this.log.warn({ changes: restart }, `config reload: listener changes need a restart (restart needed): ${restart.join('; ')}; keeping the running listeners`);
     }
+    if (!sameConfig(current.config.admin, next.admin)) {
+      this.log.warn(
+        { current: current.config.admin ?? null, next: next.admin ?? null },
+        'config reload: admin listener changes need a restart (restart needed); keeping the running admin listener',
+      );
+    }
     const blocked = new Set(restart.map((c) => /^listener (\S+?):? /.exec(c)?.[1]));
     // Load every changed certificate first: a bad one refuses the whole config.
     const updates: Array<{ runtime: ListenerRuntime; config: ListenerConfig; tls: ListenerTls }> = [];
@@ -442,7 +535,7 @@ export class Gateway {
     }
     let services: Services;
     try {
-      services = await buildServices(next, this.log, current);
+      services = await buildServices(next, this.log, current, this.metrics);
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'config reload failed; keeping the running configuration');
       return false;
@@ -475,7 +568,9 @@ export class Gateway {
     if (kerberos) {
       try {
         await kerberos.reload();
+        this.keytabProblem = undefined;
       } catch (err) {
+        this.keytabProblem = (err as Error).message;
         this.log.error({ err: (err as Error).message }, 'kerberos reload: keytab check failed');
       }
     }
@@ -518,6 +613,8 @@ export class Gateway {
     await Promise.all(closing);
     for (const l of this.listeners) l.unwatch?.();
     await this.services.closeAll();
+    // Last: /readyz answers 503 (draining) until the very end.
+    await this.adminServer?.close();
     this.log.info('stopped');
   }
 }
@@ -574,7 +671,7 @@ function backendRoutes(config: PopgateConfig): BackendRoutes {
  * when their settings did not change; everything else is built afresh. On
  * failure, whatever was built is closed again and the error thrown.
  */
-async function buildServices(config: PopgateConfig, log: Logger, previous: Services | undefined): Promise<Services> {
+async function buildServices(config: PopgateConfig, log: Logger, previous: Services | undefined, metrics: Metrics): Promise<Services> {
   const kerberos =
     previous?.kerberos && config.kerberos && sameConfig(previous.config.kerberos, config.kerberos)
       ? previous.kerberos
@@ -588,32 +685,31 @@ async function buildServices(config: PopgateConfig, log: Logger, previous: Servi
       if (name === 'userFile') {
         // The schema guarantees userFile is set when this verifier is listed.
         userFile = await createUserFileVerifier({ path: config.auth.userFile!, logger: log });
-        verifiers.push(userFile);
+        verifiers.push(countingErrors(userFile, metrics));
       } else if (name === 'http') {
         const http = config.auth.http!;
-        verifiers.push(
-          createHttpAuthVerifier({
-            url: http.url,
-            timeoutMs: http.timeout,
-            maxConcurrent: http.maxConcurrent,
-            maxQueue: http.maxQueue,
-            maxWaits: http.maxWaits,
-            headers: http.headers,
-            proxy: http.proxy,
-            authorizeTicketLogins: http.authorizeTicketLogins,
-            logger: log,
-          }),
-        );
+        const service = createHttpAuthVerifier({
+          url: http.url,
+          timeoutMs: http.timeout,
+          maxConcurrent: http.maxConcurrent,
+          maxQueue: http.maxQueue,
+          maxWaits: http.maxWaits,
+          headers: http.headers,
+          proxy: http.proxy,
+          authorizeTicketLogins: http.authorizeTicketLogins,
+          logger: log,
+        });
+        verifiers.push(countingErrors(service, metrics));
       } else {
-        verifiers.push(
-          createKerberosPasswordVerifier({
-            binding: kerberos!.binding,
-            keytab: kerberos!.config.keytab,
-            servicePrincipal: kerberos!.config.passwordServicePrincipal,
-            defaultRealm: kerberos!.config.mapping.realms[0]!,
-            mapper: kerberos!.mapper,
-          }),
-        );
+        const binding = kerberos!.binding;
+        const realm = createKerberosPasswordVerifier({
+          binding: { verifyPassword: (check) => timedPasswordCheck(binding, check, metrics) },
+          keytab: kerberos!.config.keytab,
+          servicePrincipal: kerberos!.config.passwordServicePrincipal,
+          defaultRealm: kerberos!.config.mapping.realms[0]!,
+          mapper: kerberos!.mapper,
+        });
+        verifiers.push(countingErrors(realm, metrics));
       }
     }
   } catch (err) {
@@ -644,6 +740,7 @@ async function buildServices(config: PopgateConfig, log: Logger, previous: Servi
     resolver,
     ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
     ...(throttle ? { throttle } : {}),
+    metrics,
     routes: backendRoutes(config),
     timeouts: {
       connectMs: config.backend.timeouts.connect,
@@ -652,4 +749,43 @@ async function buildServices(config: PopgateConfig, log: Logger, previous: Servi
     },
   });
   return { config, verifier, userFile, resolver, login, kerberos, throttle };
+}
+
+/**
+ * `v` with every rejection (the verifier could not answer: KDC, auth
+ * service, user file) counted in popgate_verifier_errors_total.
+ */
+function countingErrors(v: PasswordVerifier, metrics: Metrics): PasswordVerifier {
+  if (metrics === noopMetrics) return v;
+  const counted = <T>(p: Promise<T>): Promise<T> =>
+    p.catch((err: unknown) => {
+      metrics.verifierError(v.name);
+      throw err;
+    });
+  const verifyChallenge = v.verifyChallenge?.bind(v);
+  const authorize = v.authorize?.bind(v);
+  return {
+    name: v.name,
+    verify: (request) => counted(v.verify(request)),
+    ...(verifyChallenge ? { verifyChallenge: (request: Parameters<typeof verifyChallenge>[0]) => counted(verifyChallenge(request)) } : {}),
+    ...(authorize ? { authorize: (request: Parameters<typeof authorize>[0]) => counted(authorize(request)) } : {}),
+    close: () => v.close(),
+  };
+}
+
+/** A realm password check at the KDC, timed into popgate_kerberos_verify_seconds{check="password"}. */
+async function timedPasswordCheck(
+  binding: { verifyPassword(check: PasswordCheck): Promise<boolean> },
+  check: PasswordCheck,
+  metrics: Metrics,
+): Promise<boolean> {
+  const started = performance.now();
+  try {
+    const ok = await binding.verifyPassword(check);
+    metrics.kerberosCheck('password', (performance.now() - started) / 1000, ok ? undefined : 'bad-password');
+    return ok;
+  } catch (err) {
+    metrics.kerberosCheck('password', (performance.now() - started) / 1000, err instanceof KerberosError ? err.failure : 'other');
+    throw err;
+  }
 }

@@ -1,8 +1,11 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { ErrorCode } from '../errors.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
 import { KerberosError, type GssAcceptor } from '../kerberos/types.js';
 import type { Pop3Session } from '../pop3/session.js';
 import type { Pop3Action } from '../pop3/types.js';
+import { auditLogin } from './login-audit.js';
 
 function assertNever(x: never): never {
   throw new Error(`unexpected GSS action ${JSON.stringify(x)}`);
@@ -39,6 +42,7 @@ export class GssBridge {
   constructor(
     private readonly createAcceptor: (() => GssAcceptor) | undefined,
     private readonly log: () => Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   async handle(action: GssAction, session: Pop3Session): Promise<Pop3Action[]> {
@@ -52,7 +56,15 @@ export class GssBridge {
             this.acceptor = this.createAcceptor();
           }
           const acceptor = this.current();
-          const r = await acceptor.step(action.token);
+          const started = performance.now();
+          let r: Awaited<ReturnType<GssAcceptor['step']>>;
+          try {
+            r = await acceptor.step(action.token);
+          } catch (err) {
+            this.metrics.kerberosCheck('gssapi', (performance.now() - started) / 1000, err instanceof KerberosError ? err.failure : 'other');
+            throw err;
+          }
+          this.metrics.kerberosCheck('gssapi', (performance.now() - started) / 1000);
           const principal = acceptor.client;
           return session.gssAcceptResult({ done: r.done, output: r.output, ...(principal ? { principal } : {}) });
         }
@@ -66,7 +78,7 @@ export class GssBridge {
     } catch (err) {
       const code = kerberosFailureCode(err);
       const failure = err instanceof KerberosError ? err.failure : 'internal';
-      return this.fail(session, code, `${action.kind}: ${failure}: ${err instanceof Error ? err.message : String(err)}`);
+      return this.fail(session, code, `${action.kind}: ${failure}: ${err instanceof Error ? err.message : String(err)}`, failure);
     } finally {
       if (!session.gssInProgress) this.dispose();
     }
@@ -75,10 +87,15 @@ export class GssBridge {
   /** The code of the failure the last handle() logged, if it failed (so the close is not logged twice). */
   lastFailure: ErrorCode | undefined;
 
-  private fail(session: Pop3Session, code: ErrorCode, reason: string): Pop3Action[] {
+  private fail(session: Pop3Session, code: ErrorCode, reason: string, krbFailure?: string): Pop3Action[] {
     this.lastFailure = code;
-    this.log()[code === 'AUTH_FAILED' ? 'info' : 'error'](
-      { event: 'login', outcome: 'failure', mechanism: 'GSSAPI', code, reason },
+    // Known when the context was established and a later step failed.
+    const principal = this.acceptor?.client;
+    auditLogin(
+      this.log(),
+      this.metrics,
+      ERRORS[code].level,
+      { outcome: 'failure', mechanism: 'GSSAPI', code, reason, ...(principal ? { principal } : {}), ...(krbFailure !== undefined ? { krbFailure } : {}) },
       'login failed',
     );
     return session.gssFailed(code);

@@ -1,7 +1,12 @@
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { ERRORS } from '../errors.js';
 import { KpopHandshake, kpopErrorFrame, kpopOkFrame } from '../kerberos/kpop-framing.js';
 import { KerberosError, type ApReqResult } from '../kerberos/types.js';
+import type { Metrics } from '../observability/metrics.js';
+import { kerberosFailureCode } from './gss-bridge.js';
+import { auditLogin } from './login-audit.js';
 
 export interface KpopDeps {
   /** Verifies the AP-REQ against the keytab and service principals (off the event loop). */
@@ -27,8 +32,10 @@ export type KpopOutcome =
  * piece with the greeting, or a KRB-ERROR and close.
  * Bytes the client pipelined behind its AP-REQ (Heimdal `push`) are returned
  * for the POP3 framer. The socket is left paused with no listeners of ours.
+ * A refusal is the login attempt's one audit line (`event: "login"`); a
+ * verified ticket is not yet a login (the USER/PASS that follows is).
  */
-export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger): Promise<KpopOutcome> {
+export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger, metrics: Metrics): Promise<KpopOutcome> {
   return new Promise<KpopOutcome>((resolve) => {
     const handshake = new KpopHandshake({ maxApReqLength: deps.maxApReqLength });
     let settled = false;
@@ -56,7 +63,14 @@ export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger): Pr
             else socket.write(event.bytes);
             break;
           case 'reject': {
-            log.info({ event: 'login', outcome: 'failure', mechanism: 'KPOP', stage: event.stage, reason: event.reason }, 'KPOP handshake refused');
+            // Not a KPOP client (or a broken one): a protocol error, not bad credentials.
+            auditLogin(
+              log,
+              metrics,
+              'info',
+              { outcome: 'failure', mechanism: 'KPOP', code: 'BAD_SYNTAX', stage: event.stage, reason: event.reason },
+              'KPOP handshake refused',
+            );
             const out = withHeld(event.bytes);
             if (out.length > 0) socket.write(out);
             socket.end();
@@ -71,22 +85,29 @@ export function runKpopPreamble(socket: Socket, deps: KpopDeps, log: Logger): Pr
       }
     };
     const verify = async (apReq: Buffer): Promise<void> => {
+      const started = performance.now();
       try {
         const result = await deps.verifyApReq(apReq);
+        metrics.kerberosCheck('kpop', (performance.now() - started) / 1000);
         if (settled) return;
         // Not written here: the OK frame, AP-REP and greeting go out in one
         // write (separate segments stall ~40 ms on Nagle, and cost a syscall each).
         const okFrame = withHeld(kpopOkFrame(result.mutual ? result.apRep : undefined));
         finish({ ok: true, principal: result.client, server: result.server, okFrame, pipelined: handshake.takeRemaining() });
       } catch (err) {
-        if (settled) return;
         const failure = err instanceof KerberosError ? err.failure : 'internal';
-        log[failure === 'config' || failure === 'internal' || failure === 'other' ? 'error' : 'info'](
+        metrics.kerberosCheck('kpop', (performance.now() - started) / 1000, err instanceof KerberosError ? err.failure : 'other');
+        if (settled) return;
+        const code = kerberosFailureCode(err);
+        auditLogin(
+          log,
+          metrics,
+          failure === 'config' || failure === 'internal' || failure === 'other' ? 'error' : ERRORS[code].level,
           {
-            event: 'login',
             outcome: 'failure',
             mechanism: 'KPOP',
-            code: failure,
+            code,
+            krbFailure: failure,
             krbCode: err instanceof KerberosError ? err.krbCode : undefined,
             reason: err instanceof Error ? err.message : String(err),
           },

@@ -1,10 +1,11 @@
 import type { LoginThrottle } from '../auth/throttle.js';
 import type { ClientContext, PasswordVerifier, VerifiedRoute, VerifyOutcome } from '../auth/types.js';
 import { openBackendWithFailover } from '../backend/failover.js';
-import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
+import type { BackendLogin, BackendObserver, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { PrincipalMapResult } from '../kerberos/principal-mapper.js';
 import { isKerberosCredentials, isExternalCredentials, type KerberosCredentials, type LoginCredentials } from '../pop3/types.js';
+import type { Metrics } from '../observability/metrics.js';
 
 export interface LoginRequest {
   readonly credentials: LoginCredentials;
@@ -56,6 +57,8 @@ export interface LoginServiceDeps {
   readonly principalMapper?: { map(principal: string): PrincipalMapResult };
   /** Brute-force protection (auth.throttle); undefined when disabled. */
   readonly throttle?: LoginThrottle;
+  /** Throttle events and backend latencies / errors; none when undefined. */
+  readonly metrics?: Metrics;
 }
 
 /** The name a client claims before anything is verified: the throttle's user key. */
@@ -67,7 +70,14 @@ function claimedUser(req: LoginRequest): string {
 }
 
 export function createLoginService(deps: LoginServiceDeps): LoginService {
-  const { verifier } = deps;
+  const { verifier, metrics } = deps;
+  const observer: BackendObserver | undefined = metrics
+    ? {
+        connected: (seconds) => metrics.backendConnected(seconds),
+        loggedIn: (seconds) => metrics.backendLoggedIn(seconds),
+        failed: (code, phase) => metrics.backendError(code, phase),
+      }
+    : undefined;
 
   /** A verifier that cannot answer is our trouble ([SYS/TEMP]), never the user's. */
   async function ask(what: () => Promise<VerifyOutcome>): Promise<VerifyOutcome> {
@@ -169,7 +179,10 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
     async recordFailure(client, claimed) {
       if (!deps.throttle) return 0;
       const t = await deps.throttle.failed(client.remoteAddress, claimed);
-      return t.exempt ? 0 : t.delayMs;
+      if (t.locked) metrics?.throttle('lockout');
+      if (t.exempt || t.delayMs <= 0) return 0;
+      metrics?.throttle('delay');
+      return t.delayMs;
     },
     async login(req) {
       const { throttle } = deps;
@@ -177,12 +190,17 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
       const claimed = claimedUser(req);
       // A locked address or user is refused before its credentials are checked.
       if (throttle && (await throttle.check(ip, claimed)).locked) {
+        metrics?.throttle('refused');
         throw new GatewayError('LOGIN_THROTTLED', 'address or user locked out after repeated failed logins');
       }
       // Every AUTH_FAILED counts (Kerberos and EXTERNAL refusals too); the throttle sets the reply's delay.
       const counted = async (err: GatewayError): Promise<GatewayError> => {
         const t = throttle ? await throttle.failed(ip, claimed) : undefined;
-        if (t && !t.exempt) err.delayMs = t.delayMs;
+        if (t?.locked) metrics?.throttle('lockout');
+        if (t && !t.exempt) {
+          err.delayMs = t.delayMs;
+          if (t.delayMs > 0) metrics?.throttle('delay');
+        }
         return err;
       };
       let verified: Awaited<ReturnType<typeof verifyCredentials>>;
@@ -212,6 +230,7 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
         timeouts: deps.timeouts,
         login,
         signal: req.signal,
+        ...(observer ? { observer } : {}),
         client: {
           address: req.client.remoteAddress,
           port: req.client.remotePort,

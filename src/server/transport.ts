@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ProxyHeaderReader, type TrustedNetworks } from './proxy-header.js';
 import type { TlsHandshaker } from './tls-handshaker.js';
+import type { ListenerMetrics } from '../observability/metrics.js';
 
 /** The client as popgate sees it: after a trusted PROXY header, the real one. */
 export interface PeerInfo {
@@ -29,12 +30,14 @@ function ownPeer(socket: Socket): PeerInfo {
   };
 }
 
+const CLOSED_EARLY = 'closed before the PROXY header';
+
 /**
  * Reads a PROXY header from a trusted peer. Bytes after the header (a TLS
  * ClientHello, early POP3) are pushed back into the socket for whoever
  * reads next. Resolves undefined (and destroys the socket) on refusal.
  */
-function readProxyHeader(socket: Socket, opts: ProxyOptions, log: Logger): Promise<PeerInfo | undefined> {
+function readProxyHeader(socket: Socket, opts: ProxyOptions, log: Logger, metrics: ListenerMetrics | undefined): Promise<PeerInfo | undefined> {
   const own = ownPeer(socket);
   return new Promise((resolve) => {
     const reader = new ProxyHeaderReader();
@@ -44,12 +47,14 @@ function readProxyHeader(socket: Socket, opts: ProxyOptions, log: Logger): Promi
       socket.removeListener('close', onClose);
       socket.pause();
       if (!peer) {
+        // A peer that just hangs up (a TCP health check) was not refused.
+        if (reason !== CLOSED_EARLY) metrics?.refused('PROXY_HEADER');
         log.warn({ remote: own.remoteAddress, reason }, 'PROXY header refused');
         socket.destroy();
       }
       resolve(peer);
     };
-    const onClose = (): void => finish(undefined, 'closed before the PROXY header');
+    const onClose = (): void => finish(undefined, CLOSED_EARLY);
     const onData = (chunk: Buffer): void => {
       const e = reader.feed(chunk);
       if (e.kind === 'need-more') return;
@@ -86,17 +91,20 @@ function readProxyHeader(socket: Socket, opts: ProxyOptions, log: Logger): Promi
  */
 export async function openTransport(
   raw: Socket,
-  opts: { proxy?: ProxyOptions; tls?: TlsHandshaker },
+  opts: { proxy?: ProxyOptions; tls?: TlsHandshaker; metrics?: ListenerMetrics },
   log: Logger,
 ): Promise<{ socket: Socket; peer: PeerInfo } | undefined> {
   let peer: PeerInfo | undefined = ownPeer(raw);
   if (opts.proxy && opts.proxy.trusted.has(raw.remoteAddress)) {
-    peer = opts.proxy.required ? await readProxyHeader(raw, opts.proxy, log) : await readProxyHeaderOptional(raw, opts.proxy, log);
+    peer = opts.proxy.required
+      ? await readProxyHeader(raw, opts.proxy, log, opts.metrics)
+      : await readProxyHeaderOptional(raw, opts.proxy, log, opts.metrics);
     if (!peer) return undefined;
   }
   if (!opts.tls) return { socket: raw, peer };
   const secured = await opts.tls.handshake(raw);
   if (secured instanceof Error) {
+    opts.metrics?.tlsHandshakeFailed();
     log.info({ remote: peer.remoteAddress, err: secured.message }, 'TLS handshake failed');
     raw.destroy();
     return undefined;
@@ -105,7 +113,12 @@ export async function openTransport(
 }
 
 /** `required: false`: a trusted peer may or may not start with a header. */
-async function readProxyHeaderOptional(socket: Socket, opts: ProxyOptions, log: Logger): Promise<PeerInfo | undefined> {
+async function readProxyHeaderOptional(
+  socket: Socket,
+  opts: ProxyOptions,
+  log: Logger,
+  metrics: ListenerMetrics | undefined,
+): Promise<PeerInfo | undefined> {
   // Only a header starts with "PROXY " or the v2 signature's CR; POP3 clients
   // wait for the greeting and TLS starts with 0x16. Peek the first chunk.
   const first = await new Promise<Buffer | undefined>((resolve) => {
@@ -129,5 +142,5 @@ async function readProxyHeaderOptional(socket: Socket, opts: ProxyOptions, log: 
   if (first === undefined) return undefined;
   if (first.length > 0) socket.unshift(first);
   const looksLikeHeader = first.length > 0 && (first[0] === 0x0d || first.subarray(0, 6).toString('latin1') === 'PROXY ');
-  return looksLikeHeader ? readProxyHeader(socket, opts, log) : ownPeer(socket);
+  return looksLikeHeader ? readProxyHeader(socket, opts, log, metrics) : ownPeer(socket);
 }

@@ -23,6 +23,8 @@ export interface TestGateway {
   readonly gateway: Gateway;
   readonly dir: string;
   port(kind: 'pop3' | 'pop3s' | 'kpop'): number;
+  /** The admin HTTP listener's port (throws unless started with `admin: true`). */
+  adminPort(): number;
   readonly logs: LogRecord[];
   /** Every raw log line, for secret greps. */
   rawLog(): string;
@@ -61,6 +63,8 @@ export interface TestGatewayOptions {
   readonly backendExtra?: string;
   /** Extra keys for the plaintext pop3 listener's flow map, e.g. `proxyProtocol: { ... }`. */
   readonly listenerExtra?: string;
+  /** Start the admin HTTP listener (metrics, health, readiness) on 127.0.0.1, an ephemeral port. Default false. */
+  readonly admin?: boolean;
 }
 
 /** backend.login (flow YAML) for a Dovecot master user with AUTH PLAIN, the usual setup of these tests. */
@@ -107,6 +111,7 @@ backend:
   timeouts: ${opts.backendTimeouts ?? '{ connect: 5s, greeting: 5s, login: 10s }'}
   login: ${opts.login}
 ${opts.backendExtra ? `  ${opts.backendExtra}` : ''}
+${opts.admin ? 'admin: { address: 127.0.0.1, port: 0 }' : ''}
 ${opts.extra ?? ''}
 `;
   const config = await parseConfigText(yaml, { baseDir: dir, source: 'test' });
@@ -131,6 +136,11 @@ ${opts.extra ?? ''}
       const l = gateway.bound.find((b) => b.kind === kind);
       if (!l) throw new Error(`no ${kind} listener`);
       return l.port;
+    },
+    adminPort() {
+      const a = gateway.admin;
+      if (!a) throw new Error('no admin listener (start with admin: true)');
+      return a.port;
     },
     async stop(drainMs = 0) {
       try {

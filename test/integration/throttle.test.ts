@@ -48,7 +48,7 @@ afterAll(async () => {
   if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
 
-function gatewayWith(throttle: string, opts: { failureDelay?: string } = {}): Promise<TestGateway> {
+function gatewayWith(throttle: string, opts: { failureDelay?: string; extra?: string } = {}): Promise<TestGateway> {
   return startTestGateway({
     users: USERS,
     backendPort: backend.port,
@@ -59,6 +59,7 @@ function gatewayWith(throttle: string, opts: { failureDelay?: string } = {}): Pr
     maxAuthAttempts: 20,
     throttle,
     ...(opts.failureDelay ? { failureDelay: opts.failureDelay } : {}),
+    ...(opts.extra ? { extra: opts.extra } : {}),
   });
 }
 
@@ -178,6 +179,37 @@ describe('login throttle (memory store)', () => {
       await c.closed();
       expect(loggedDelays(gw)).toEqual([30, 30, 30]);
       expect(gw.logs.some((l) => l.msg === 'login throttle enabled')).toBe(false);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
+describe('a connection closed after a refused login', () => {
+  it('gives its per-address slot back as soon as the client leaves (a locked-out client cannot fill the limit)', async () => {
+    // Two slots per address. Each [LOGIN-DELAY] answer closes the connection
+    // while its socket is paused for the login: it must still see the
+    // client's FIN at once (before: held ~5 s, so the third connect was refused).
+    const gw = await gatewayWith('{ delays: [10ms], maxFailures: 1, lockout: 1m }', { extra: 'limits: { maxConnectionsPerIp: 2 }' });
+    try {
+      const from = '127.0.0.41';
+      const first = await connect(gw, from);
+      expect(await login(first, 'gina', 'wrong')).toBe(AUTH_FAILED);
+      first.destroy();
+      const answers: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const c = await LineClient.connect({ port: gw.port('pop3'), localAddress: from });
+        const greeting = await c.line();
+        expect(greeting, `connection ${i + 2}`).toMatch(/^\+OK/);
+        answers.push(await login(c, 'gina', 'wrong'));
+        // A client that says QUIT on its way out (popgate has closed after [LOGIN-DELAY]).
+        c.send('QUIT\r\n');
+        c.destroy();
+        // The slot is free once popgate has seen the close: well before its 5 s fallback.
+        for (let t = 0; t < 100 && gw.gateway.openTcpConnections > 0; t++) await new Promise((r) => setTimeout(r, 10));
+        expect(gw.gateway.openTcpConnections, `open sockets after connection ${i + 2}`).toBe(0);
+      }
+      expect(answers).toEqual(Array(6).fill(THROTTLED));
     } finally {
       await gw.stop();
     }

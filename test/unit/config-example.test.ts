@@ -83,6 +83,7 @@ describe('config.example.yaml', () => {
     expect(cfg.listeners[0]?.tls?.clientCertificates).toBeUndefined();
     expect(cfg.backend).toMatchObject({ port: 110, tls: { mode: 'none', verify: true }, proxyProtocol: 'none', xclient: true });
     expect(cfg.routing).toEqual({ users: {}, domains: {} });
+    expect(cfg.admin).toBeUndefined();
     expect(cfg.limits.idleTimeout).toBe(600_000);
     expect(cfg.auth.throttle).toEqual({
       enabled: true,
@@ -97,7 +98,7 @@ describe('config.example.yaml', () => {
 
   it('is valid with its optional parts enabled', async () => {
     const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
-    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'kerberos', 'routing']);
+    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'kerberos', 'routing', 'admin']);
     const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
     expect(cfg.listeners.map((l) => [l.name, l.kind, l.port, l.tls])).toEqual([
       ['pop3s', 'pop3s', 995, expect.anything()],
@@ -112,6 +113,7 @@ describe('config.example.yaml', () => {
     });
     expect(cfg.listeners[0]?.proxyProtocol).toEqual({ trustedNetworks: ['10.0.0.0/8', 'fd00::/8'], required: true, timeout: 5000 });
     expect(cfg.auth.verifiers).toEqual(['userFile', 'http']);
+    expect(cfg.admin).toEqual({ address: '127.0.0.1', port: 9110 });
     expect(cfg.auth.throttle).toMatchObject({ store: 'redis', redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'popgate:' } });
     expect(cfg.auth.http).toEqual({
       url: 'http://127.0.0.1:9000/auth',

@@ -1,0 +1,171 @@
+/**
+ * Shared by the deploy-*.test.ts files (deploy/: container image, Kubernetes,
+ * systemd): the built CLI, `popgate check-config`, and re-rooting a popgate
+ * config so that a deployment's absolute paths (/etc/popgate/...,
+ * /run/secrets/..., /var/lib/popgate/...) point into a temp directory.
+ *
+ * Re-rooting: every path-valued key (`*File`, and the keys in PATH_FIELDS:
+ * kerberos.keytab, kerberos.rcacheDir, kerberos.krb5Config) holding an
+ * absolute path P becomes `<root>/P`. The tests then create the files a
+ * deployment would provide there (or, for Kubernetes, build the Pod's file
+ * tree from the rendered volumes) and run the real `check-config` on the
+ * rewritten copy.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { FREE_FORM_FIELDS, PATH_FIELDS } from '../../src/config/schema.js';
+import { runProgram, type RunResult } from './clients.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEPLOY = join(ROOT, 'deploy');
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+
+/** Throws (never skips) when the CLI has not been built. */
+export function requireBuiltCli(): void {
+  if (!existsSync(CLI)) {
+    throw new Error(`${CLI} is missing: run "npm run build" first (scripts/test.sh and scripts/setup.sh do)`);
+  }
+}
+
+/** `node dist/cli/main.js check-config FILE`. */
+export function checkConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
+  return runProgram(process.execPath, [CLI, 'check-config', file], { env, timeoutMs: 30_000 });
+}
+
+export type Tree = unknown;
+type Segment = string | number;
+
+/** One path-valued key of a config. */
+export interface PathEntry {
+  /** Dotted config path with `[]` for list items, e.g. `listeners[].tls.certFile`. */
+  readonly pattern: string;
+  /** The key itself (`certFile`, `keytab`, `rcacheDir`, ...). */
+  readonly key: string;
+  readonly value: string;
+  readonly holder: Record<string, unknown>;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function patternOf(path: readonly Segment[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += '[]';
+    else out += out === '' ? seg : `.${seg}`;
+  }
+  return out;
+}
+
+/** Every path-valued key of a parsed config (as the loader sees them: `*File` and PATH_FIELDS). */
+export function pathEntries(tree: Tree): PathEntry[] {
+  const out: PathEntry[] = [];
+  const walk = (v: unknown, path: Segment[]): void => {
+    if (Array.isArray(v)) v.forEach((item, i) => walk(item, [...path, i]));
+    else if (isRecord(v)) {
+      if (FREE_FORM_FIELDS.includes(patternOf(path))) return;
+      for (const [k, child] of Object.entries(v)) {
+        const pattern = patternOf([...path, k]);
+        const isPath = k.endsWith('File') || PATH_FIELDS.includes(pattern);
+        if (isPath && typeof child === 'string') out.push({ pattern, key: k, value: child, holder: v });
+        else walk(child, [...path, k]);
+      }
+    }
+  };
+  walk(tree, []);
+  return out;
+}
+
+/** A deep copy of `tree` with every absolute path P rewritten to `<root>/P`. */
+export function rerootConfig(tree: Tree, root: string): Tree {
+  const copy = structuredClone(tree);
+  for (const e of pathEntries(copy)) {
+    if (isAbsolute(e.value)) e.holder[e.key] = join(root, e.value);
+  }
+  return copy;
+}
+
+export function parseYaml(text: string): Tree {
+  return YAML.parse(text, { uniqueKeys: true }) as Tree;
+}
+
+export function stringifyYaml(tree: Tree): string {
+  return YAML.stringify(tree);
+}
+
+export async function writeFileMkdir(file: string, data: string | Buffer): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, data);
+}
+
+/** `shutdown.drainTimeout` of a raw config in seconds (default 30 s). */
+export function drainTimeoutSeconds(tree: Tree): number {
+  const shutdown = isRecord(tree) ? tree.shutdown : undefined;
+  const raw = isRecord(shutdown) ? shutdown.drainTimeout : undefined;
+  if (raw === undefined) return 30;
+  return parseDurationSeconds(raw);
+}
+
+/** `30`, `30s`, `500ms`, `10m`, `1h`, `1h30m` -> seconds. */
+export function parseDurationSeconds(raw: unknown): number {
+  if (typeof raw === 'number') return raw;
+  if (typeof raw !== 'string') throw new Error(`not a duration: ${String(raw)}`);
+  const units: Record<string, number> = { ms: 0.001, s: 1, sec: 1, m: 60, min: 60, h: 3600 };
+  if (/^\d+(\.\d+)?$/.test(raw.trim())) return Number(raw);
+  let total = 0;
+  let rest = raw.trim();
+  while (rest !== '') {
+    const m = /^(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h)\s*/.exec(rest);
+    if (!m) throw new Error(`not a duration: ${raw}`);
+    total += Number(m[1]) * (units[m[2] ?? 's'] ?? 1);
+    rest = rest.slice(m[0].length);
+  }
+  return total;
+}
+
+export interface ListenerInfo {
+  readonly name: string;
+  readonly kind: string;
+  readonly address: string;
+  readonly port: number;
+  readonly proxyProtocol?: unknown;
+}
+
+/** The listeners of a raw config (kpop defaults to 1109, as the schema does). */
+export function listenersOf(tree: Tree): ListenerInfo[] {
+  const list = isRecord(tree) && Array.isArray(tree.listeners) ? (tree.listeners as unknown[]) : [];
+  return list.filter(isRecord).map((l) => {
+    const kind = String(l.kind);
+    const port = typeof l.port === 'number' ? l.port : kind === 'kpop' ? 1109 : NaN;
+    return {
+      name: typeof l.name === 'string' ? l.name : `${kind}-${port}`,
+      kind,
+      address: typeof l.address === 'string' ? l.address : '0.0.0.0',
+      port,
+      proxyProtocol: l.proxyProtocol,
+    };
+  });
+}
+
+/** The admin section of a raw config (undefined when absent: no admin listener). */
+export function adminOf(tree: Tree): { address: string; port: number } | undefined {
+  const admin = isRecord(tree) ? tree.admin : undefined;
+  if (!isRecord(admin)) return undefined;
+  return {
+    address: typeof admin.address === 'string' ? admin.address : '127.0.0.1',
+    port: typeof admin.port === 'number' ? admin.port : 9110,
+  };
+}
+
+export function get(tree: Tree, path: readonly Segment[]): unknown {
+  let v: unknown = tree;
+  for (const seg of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string | number, unknown>)[seg];
+  }
+  return v;
+}
