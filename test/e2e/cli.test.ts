@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyPasswordHash } from '../../src/auth/index.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
@@ -101,6 +101,28 @@ backend: { host: 127.0.0.1, login: { mode: master, user: popgate, passwordFile: 
     expect(r.stdout).toContain(': OK');
     expect(r.stdout).toContain('"idleTimeout": 600000');
     expect(r.stdout).not.toContain('S3cret-master-pw');
+  });
+
+  it('accepts config.example.yaml as shipped, once the files it names exist', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'popgate-example-'));
+    try {
+      // Its absolute paths, moved under a temp root; each named file created.
+      const text = (await readFile('config.example.yaml', 'utf8')).replace(/(?<=[\s:"'])\/(etc\/popgate|run\/secrets|var\/lib\/popgate)\//g, `${root}/$1/`);
+      const named = [...new Set(text.match(new RegExp(`${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[^\\s"',}\\]]+`, 'g')) ?? [])];
+      for (const file of named) {
+        await mkdir(dirname(file), { recursive: true });
+        if (file.endsWith('/rcache')) await mkdir(file, { recursive: true });
+        else await writeFile(file, file.endsWith('master-password') ? 'a-master-password\n' : '');
+      }
+      const config = join(root, 'popgate.yaml');
+      await writeFile(config, text);
+      const r = await runProgram(process.execPath, [CLI, 'check-config', config]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain('listeners');
+      expect(named.length).toBeGreaterThan(2);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('refuses unknown keys and wrong types with the exact path and a hint', async () => {
