@@ -80,6 +80,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import type { Logger } from 'pino';
@@ -514,6 +515,8 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
   const log = opts.logger.child({ verifier: 'http', authUrl: where });
   const slots = new Slots(opts.maxConcurrent, opts.maxQueue);
   const closer = new AbortController();
+  // One listener per call in flight (up to maxConcurrent + maxQueue): not a leak.
+  setMaxListeners(0, closer.signal);
 
   /** One HTTP exchange; resolves with the parsed answer. */
   function exchange(headers: Record<string, string>, deadline: number, retryStale: boolean): Promise<AuthAnswer> {

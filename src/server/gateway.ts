@@ -94,7 +94,12 @@ const CERT_WATCH_INTERVAL_MS = 2_000;
 export class Gateway {
   private readonly listeners: ListenerRuntime[] = [];
   private readonly connections = new Set<ClientConnection>();
-  private readonly shutdown = new AbortController();
+  /** Aborted when the gateway stops; every relayed session listens (so no listener cap). */
+  private readonly shutdown = (() => {
+    const c = new AbortController();
+    setMaxListeners(0, c.signal);
+    return c;
+  })();
   private nextId = 0;
   private openSockets = 0;
   /** Every accepted TCP socket until it closes (handshakes and PROXY waits included). */

@@ -246,6 +246,25 @@ describe('auth_http against the nginx-style python service', () => {
     await unavailable(never.verify({ username: 'bob', password: BOB_PASS, mechanism: 'USER', tls: true }));
   });
 
+  it('many calls in flight at once raise no MaxListenersExceededWarning (one abort listener each is not a leak)', async () => {
+    const svc = await startAuthService('busy', [...ROUTING, '--delay-ms', '300']);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const v = verifier(svc.url, { maxConcurrent: 24, maxQueue: 0, timeoutMs: 5_000 });
+      const answers = await Promise.all(
+        Array.from({ length: 16 }, () => v.verify({ username: 'bob', password: BOB_PASS, mechanism: 'USER', tls: true })),
+      );
+      expect(answers.every((a) => a.ok)).toBe(true);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await svc.stop();
+    }
+  });
+
   it('service too slow -> VERIFIER_UNAVAILABLE after timeoutMs', async () => {
     const svc = await startAuthService('slow', [...ROUTING, '--delay-ms', '1500']);
     const v = verifier(svc.url, { timeoutMs: 300 });

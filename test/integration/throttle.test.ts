@@ -216,6 +216,29 @@ describe('a connection closed after a refused login', () => {
   });
 });
 
+describe('many relayed sessions at once', () => {
+  it('raise no MaxListenersExceededWarning (each listens for the gateway stopping)', async () => {
+    const gw = await gatewayWith('{ enabled: false }');
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    const clients: LineClient[] = [];
+    try {
+      for (let i = 0; i < 14; i++) {
+        const c = await connect(gw, '127.0.0.42');
+        expect(await login(c, 'gina', PASSWORD.gina!)).toMatch(/^\+OK/);
+        clients.push(c);
+      }
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      for (const c of clients) c.destroy();
+      await gw.stop();
+    }
+  });
+});
+
 describe('RedisFailureStore against a real redis-server', () => {
   it('counts with INCR + PEXPIRE under the key prefix, locks with PX, clears counters', async () => {
     const store = await RedisFailureStore.connect({ url: redis.url, keyPrefix: 'unit:' });
