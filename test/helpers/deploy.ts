@@ -12,9 +12,11 @@
  * rewritten copy.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import YAML from 'yaml';
 import { FREE_FORM_FIELDS, PATH_FIELDS } from '../../src/config/schema.js';
 import { runProgram, type RunResult } from './clients.js';
@@ -168,4 +170,23 @@ export function get(tree: Tree, path: readonly Segment[]): unknown {
     v = (v as Record<string | number, unknown>)[seg];
   }
   return v;
+}
+
+/**
+ * A temp directory for one test file: made (after checking the built CLI is
+ * there) before its tests, removed after them. Call at module level.
+ */
+export function fileTempDir(prefix: string): () => string {
+  let dir = '';
+  beforeAll(async () => {
+    requireBuiltCli();
+    dir = await mkdtemp(join(tmpdir(), prefix));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  return () => {
+    if (!dir) throw new Error('fileTempDir: used outside the tests');
+    return dir;
+  };
 }

@@ -7,10 +7,8 @@
  * The entrypoint script itself is run in deploy-entrypoint.test.ts.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   DEPLOY,
   ROOT,
@@ -20,7 +18,7 @@ import {
   listenersOf,
   parseYaml,
   pathEntries,
-  requireBuiltCli,
+  fileTempDir,
   rerootConfig,
   stringifyYaml,
   writeFileMkdir,
@@ -115,16 +113,7 @@ function runtimeEnv(): Record<string, string> {
   return env;
 }
 
-let tmp: string;
-
-beforeAll(async () => {
-  requireBuiltCli();
-  tmp = await mkdtemp(join(tmpdir(), 'popgate-dockerfile-'));
-});
-
-afterAll(async () => {
-  if (tmp) await rm(tmp, { recursive: true, force: true });
-});
+const tmp = fileTempDir('popgate-dockerfile-');
 
 describe('deploy/Dockerfile', () => {
   it('has a builder stage and a runtime stage on Debian bookworm Node 20', () => {
@@ -258,7 +247,7 @@ describe('deploy/Dockerfile', () => {
   });
 
   it('deploy/docker/popgate.yaml passes popgate check-config (paths re-rooted, secret files created)', async () => {
-    const root = join(tmp, 'docker');
+    const root = join(tmp(), 'docker');
     for (const e of pathEntries(dockerConfig)) {
       expect(e.value, e.pattern).toMatch(/^\//);
       if (e.key === 'rcacheDir') continue;

@@ -10,10 +10,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runProgram } from '../helpers/clients.js';
 import {
   DEPLOY,
@@ -26,7 +25,7 @@ import {
   parseDurationSeconds,
   parseYaml,
   pathEntries,
-  requireBuiltCli,
+  fileTempDir,
   rerootConfig,
   stringifyYaml,
   writeFileMkdir,
@@ -83,16 +82,7 @@ function credentials(): Map<string, string> {
 
 const HAVE_SYSTEMD_ANALYZE = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' }).status === 0;
 
-let tmp: string;
-
-beforeAll(async () => {
-  requireBuiltCli();
-  tmp = await mkdtemp(join(tmpdir(), 'popgate-systemd-'));
-});
-
-afterAll(async () => {
-  if (tmp) await rm(tmp, { recursive: true, force: true });
-});
+const tmp = fileTempDir('popgate-systemd-');
 
 describe('deploy/systemd/popgate.service (parsed)', () => {
   it('has the three sections and starts after the network', () => {
@@ -177,7 +167,7 @@ describe('deploy/systemd/popgate.service (parsed)', () => {
 
 describe('deploy/systemd/popgate.yaml', () => {
   it('passes popgate check-config (paths re-rooted, credential files created)', async () => {
-    const root = join(tmp, 'root');
+    const root = join(tmp(), 'root');
     for (const e of pathEntries(config)) {
       if (e.key === 'rcacheDir') continue;
       await writeFileMkdir(join(root, e.value), e.key === 'passwordFile' ? 'placeholder-password\n' : 'placeholder\n');
@@ -195,7 +185,7 @@ describe('deploy/systemd/popgate.service (systemd-analyze)', () => {
   if (HAVE_SYSTEMD_ANALYZE) {
     it('systemd-analyze verify accepts it and security --offline rates its exposure at most 2.0', async () => {
       // verify checks that the Exec binaries exist: point them at this Node and checkout.
-      const local = join(tmp, 'popgate.service');
+      const local = join(tmp(), 'popgate.service');
       await writeFile(local, unitText.replaceAll('/usr/bin/node', process.execPath).replaceAll('/opt/popgate', ROOT));
       const verify = await runProgram('systemd-analyze', ['verify', local], { timeoutMs: 30_000 });
       expect(verify.stderr).toBe('');
