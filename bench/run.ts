@@ -42,6 +42,7 @@ import {
   waitForGreeting,
   type GatewayChild,
 } from './common.js';
+import { runCompare } from './compare/compare.js';
 import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResults } from './kerberos.js';
 import { CpuMeter, clockTicksPerSecond, readMachineCpu } from './proc-cpu.js';
 import {
@@ -63,6 +64,8 @@ const RUNS = Math.round(envNumber('BENCH_RUNS', 5, 1));
 const LOGIN_SECONDS = envNumber('BENCH_LOGIN_SECONDS', 3, 0.2);
 /** Only the Kerberos part (for development); bench/results/latest.md is then left alone. */
 const KERBEROS_ONLY = !['', '0', 'false', 'no'].includes((process.env['BENCH_KERBEROS_ONLY'] ?? '').toLowerCase());
+/** Only the comparison with nginx's mail proxy (bench/compare/); bench/results/latest.md is then left alone. */
+const COMPARE_ONLY = !['', '0', 'false', 'no'].includes((process.env['BENCH_COMPARE_ONLY'] ?? '').toLowerCase());
 const CONCURRENCIES = [1, 8] as const;
 /** RETRs per session in the sustained pass (also where popgate's CPU per GB is measured). */
 const STREAM_RETRS = 20;
@@ -532,7 +535,22 @@ async function main(cleanup: Cleanup): Promise<void> {
   log(`bench: ${RUNS} runs per scenario, ${LOGIN_SECONDS} s per login run${KERBEROS_ONLY ? '; BENCH_KERBEROS_ONLY: Kerberos part only' : ''}`);
   const busyBefore = await machineBusyPct(2_000);
   log(`bench: machine CPU busy before starting (other processes): ${f(busyBefore, 0)} % of one core${busyBefore > 25 ? ' -- WARNING: the figures will be disturbed' : ''}`);
+  if (KERBEROS_ONLY && COMPARE_ONLY) throw new Error('BENCH_KERBEROS_ONLY and BENCH_COMPARE_ONLY exclude each other');
   const backend = await startBackend(cleanup);
+  const compareInput = {
+    cleanup,
+    dovecot: backend.dovecot,
+    master: backend.master,
+    dovecotUser: backend.backendUsers[0]!,
+    pki: backend.pki,
+    ca: backend.ca,
+  };
+  if (COMPARE_ONLY) {
+    log('bench: BENCH_COMPARE_ONLY: the comparison with nginx alone (bench/results/latest.md left unchanged)');
+    await runCompare(compareInput);
+    log(`bench: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return;
+  }
   const mainPart = KERBEROS_ONLY ? undefined : await runMainPart(cleanup, backend);
   log('bench: Kerberos part');
   const krb = await runKerberosBench({
@@ -558,6 +576,9 @@ async function main(cleanup: Cleanup): Promise<void> {
   await writeFile(tmp, md);
   await rename(tmp, RESULTS_FILE);
   log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log('bench: comparison with nginx (bench/compare/; the Kerberos figures above are cited there)');
+  await runCompare({ ...compareInput, kerberos: krb });
+  log(`bench: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 await runBenchMain('bench', main, [Pop3Error]);

@@ -8,11 +8,36 @@
 # Kerberos part (private MIT KDC, KPOP/GSSAPI; needs /usr/bin/python3 with
 # python3-gssapi) and leaves bench/results/latest.md alone.
 # Results: printed, and written to bench/results/latest.md.
+# After those parts, the comparison with nginx's mail proxy (bench/compare/,
+# issue 7) runs and writes bench/results/compare.md + compare-logins.svg;
+# BENCH_COMPARE_ONLY=1 runs only it (see bench/compare/compare.ts for its
+# BENCH_COMPARE_* knobs). Bench-only apt packages (not in setup.sh, the test
+# set): nginx + libnginx-mod-mail (the mail proxy is a dynamic module) and
+# stunnel4 (the raw TLS splice baseline).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
+
+BENCH_APT_PACKAGES=(nginx libnginx-mod-mail stunnel4)
+bench_missing=()
+for pkg in "${BENCH_APT_PACKAGES[@]}"; do
+  status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+  [ "$status" = "install ok installed" ] || bench_missing+=("$pkg")
+done
+if [ "${#bench_missing[@]}" -eq 0 ]; then
+  echo "bench: apt packages for the nginx comparison already installed (${BENCH_APT_PACKAGES[*]})"
+else
+  echo "bench: installing apt packages for the nginx comparison: ${bench_missing[*]}"
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo -n); fi
+  # Installing does not start the system nginx/stunnel here (policy-rc.d); the benchmark starts private instances.
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${BENCH_APT_PACKAGES[@]}"
+fi
 
 echo "bench: compiling bench/ -> dist-bench/ (bench/tsconfig.json)"
 rm -rf dist-bench

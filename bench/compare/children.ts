@@ -1,0 +1,357 @@
+/**
+ * The comparison's child processes: Node helpers (fast backend, auth service,
+ * TLS pipe, load worker), nginx and stunnel. Everything binds 127.0.0.1, is
+ * stopped by PID from the Cleanup (nginx through its pid file, with the
+ * process group as the last resort), and is SIGKILLed if the benchmark
+ * process exits abruptly.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HOST, describe, killOnExit, sleep } from '../common.js';
+import { Pop3Client, type Pop3Endpoint } from '../pop3-load.js';
+import type { Job } from './load-worker.js';
+import { childrenOf } from './meter.js';
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** Wanted RLIMIT_NOFILE for every process of the comparison (proxies, backend, load worker). */
+export const WANT_NOFILE = 65_536;
+
+/** This process's RLIMIT_NOFILE (soft, hard) from /proc/self/limits. */
+export function nofileLimits(): { soft: number; hard: number } {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'));
+  const n = (s: string | undefined): number => (s === undefined || s === 'unlimited' ? 1 << 30 : Number(s));
+  return { soft: n(m?.[1]), hard: n(m?.[2]) };
+}
+
+export interface Child {
+  readonly name: string;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  running(): boolean;
+  /** The last ~64 KiB of stdout+stderr. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+interface SpawnOptions {
+  readonly args?: readonly string[];
+  readonly ipc?: boolean;
+  /** Own process group: stop() signals the leader, then SIGKILLs the group. */
+  readonly detached?: boolean;
+  /** The leader's PID as the process writes it (nginx's pid file), when it differs from ours. */
+  readonly pidFile?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export function spawnChild(name: string, file: string, opts: SpawnOptions = {}): Child {
+  const stdio: StdioOptions = opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
+  const child = spawn(file, [...(opts.args ?? [])], { stdio, detached: opts.detached ?? false, env: opts.env ?? process.env });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`cannot start ${name} (${file})`);
+  let out = '';
+  const keep = (d: Buffer): void => {
+    out += d.toString('utf8');
+    if (out.length > 65_536) out = out.slice(-65_536);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let exitInfo: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitInfo = `exit code ${code ?? 'null'}, signal ${signal ?? 'none'}`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exitInfo = `spawn error: ${err.message}`;
+      resolve();
+    });
+  });
+  const killGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(opts.detached ? -pid : pid, signal);
+    } catch {
+      /* gone */
+    }
+  };
+  const removeHook = killOnExit(opts.detached ? -pid : pid, () => exitInfo === undefined);
+  return {
+    name,
+    pid,
+    child,
+    running: () => exitInfo === undefined,
+    output: () => (exitInfo === undefined ? out : `${out}\n[${name} ${exitInfo}]`),
+    stop: async () => {
+      if (exitInfo === undefined) {
+        let leader = pid;
+        if (opts.pidFile && existsSync(opts.pidFile)) {
+          const n = Number(readFileSync(opts.pidFile, 'utf8').trim());
+          if (Number.isSafeInteger(n) && n > 1) leader = n;
+        }
+        try {
+          process.kill(leader, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
+        const timer = setTimeout(() => killGroup('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      // nginx workers or stunnel threads left behind by a killed leader: the whole group.
+      if (opts.detached) killGroup('SIGKILL');
+      removeHook();
+    },
+  };
+}
+
+/** Waits for `READY <port> ...` on the child's stdout; returns the words after READY. */
+export async function waitReady(c: Child, timeoutMs = 30_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = /READY ([^\n]+)\n/.exec(c.output());
+    if (m) return m[1]!.trim().split(' ');
+    if (!c.running()) throw new Error(`${c.name} exited during start-up:\n${c.output()}`);
+    await sleep(50);
+  }
+  throw new Error(`${c.name} did not get ready within ${timeoutMs} ms:\n${c.output()}`);
+}
+
+export function startNodeChild(name: string, script: string, args: readonly string[], opts: { execArgv?: readonly string[]; ipc?: boolean } = {}): Child {
+  return spawnChild(name, process.execPath, { args: [...(opts.execArgv ?? []), path.join(HERE, script), ...args], ...(opts.ipc ? { ipc: true } : {}) });
+}
+
+export async function waitGreeting(endpoint: Pop3Endpoint, running: () => boolean, output: () => string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!running()) throw new Error(`${endpoint.label} exited during start-up:\n${output()}`);
+    try {
+      const c = await Pop3Client.connect(endpoint, 1_000);
+      c.destroy();
+      return;
+    } catch (err) {
+      last = describe(err);
+      await sleep(100);
+    }
+  }
+  throw new Error(`${endpoint.label} did not greet within ${timeoutMs} ms (${last}):\n${output()}`);
+}
+
+/**
+ * Raises this process's RLIMIT_NOFILE (soft and hard) to `want` with prlimit,
+ * so every child inherits it; where the hard limit cannot be raised (no
+ * CAP_SYS_RESOURCE, e.g. in a container) the soft limit goes up to the hard
+ * one. Returns the limit now in force and a note for the report.
+ */
+export function raiseNofile(want = WANT_NOFILE): { limit: number; note: string } {
+  const before = nofileLimits();
+  if (before.soft >= want) return { limit: before.soft, note: `RLIMIT_NOFILE ${before.soft} already` };
+  let error = '';
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${want}:${want}`], { timeout: 5_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    error = (err as { stderr?: Buffer }).stderr?.toString().trim() || describe(err);
+    try {
+      execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${before.hard}:${before.hard}`], { timeout: 5_000, stdio: 'ignore' });
+    } catch {
+      /* keep what we have */
+    }
+  }
+  const now = nofileLimits();
+  return {
+    limit: now.soft,
+    note:
+      now.soft >= want
+        ? `RLIMIT_NOFILE ${now.soft} (prlimit on the benchmark process, inherited by every child)`
+        : `RLIMIT_NOFILE ${now.soft}: the hard limit could not be raised to ${want} here (${error || 'refused'}), so every process of the comparison runs with ${now.soft}`,
+  };
+}
+
+/** A version from a command's stdout + stderr (nginx and stunnel print theirs on stderr). */
+export function versionOf(cmd: string, args: string[], re: RegExp): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  return re.exec(text)?.[1] ?? 'unknown';
+}
+
+// ------------------------------------------------------------------ nginx
+
+export const NGINX_BIN = '/usr/sbin/nginx';
+
+/** The mail module's .so: Debian's libnginx-mod-mail path, else a search of the modules dir. */
+export function nginxMailModule(): string {
+  for (const p of ['/usr/lib/nginx/modules/ngx_mail_module.so', '/usr/share/nginx/modules/ngx_mail_module.so']) {
+    if (existsSync(p)) return p;
+  }
+  throw new Error('ngx_mail_module.so not found: install libnginx-mod-mail (scripts/bench.sh does)');
+}
+
+export interface NginxInstance extends Child {
+  readonly port: number;
+  readonly workers: string;
+  readonly errorLog: string;
+  /** Master + workers, as they are now. */
+  pids(): number[];
+}
+
+export async function startNginx(o: {
+  dir: string;
+  nofile: number;
+  name: string;
+  port: number;
+  workers: '1' | 'auto';
+  /** ssl_session_tickets (nginx's default and popgate's: on). */
+  tickets: boolean;
+  authPort: number;
+  certFile: string;
+  keyFile: string;
+  ca: Buffer;
+}): Promise<NginxInstance> {
+  const conf = path.join(o.dir, `${o.name}.conf`);
+  const pidFile = path.join(o.dir, `${o.name}.pid`);
+  const errorLog = path.join(o.dir, `${o.name}.error.log`);
+  const text = `# nginx mail proxy for popgate's comparison (generated)
+load_module ${nginxMailModule()};
+daemon off;
+master_process on;
+user root;
+worker_processes ${o.workers};
+worker_rlimit_nofile ${o.nofile};
+pid ${pidFile};
+error_log ${errorLog} warn;
+events {
+    worker_connections ${Math.min(32_768, o.nofile)};
+}
+mail {
+    server_name localhost;
+    auth_http 127.0.0.1:${o.authPort}/auth;
+    proxy_pass_error_message on;
+    ssl_certificate ${o.certFile};
+    ssl_certificate_key ${o.keyFile};
+    # nginx 1.22 defaults to TLSv1 TLSv1.1 TLSv1.2 (TLSv1.3 joined the default in 1.23.4): popgate/Node accept TLSv1.2 and TLSv1.3.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    # session cache: nginx's default, like popgate/Node (no server-side cache); tickets: nginx's default (on) is popgate's too
+    ssl_session_cache none;
+    ssl_session_tickets ${o.tickets ? 'on' : 'off'};${o.tickets ? '' : '\n    # OpenSSL still sends TLS 1.3 tickets (stateful ones) with tickets off: none at all\n    ssl_conf_command NumTickets 0;'}
+    server {
+        listen 127.0.0.1:${o.port} ssl;
+        protocol pop3;
+        proxy on;
+        pop3_auth plain;
+    }
+}
+`;
+  await writeFile(conf, text);
+  // -e: the start-up error log too (Debian's build defaults to stderr, fine, but be explicit); -p: prefix for relative paths.
+  const c = spawnChild(o.name, NGINX_BIN, { args: ['-p', `${o.dir}/`, '-c', conf, '-e', errorLog], detached: true, pidFile });
+  await waitGreeting(
+    { label: o.name, host: HOST, port: o.port, tls: { ca: o.ca, servername: 'localhost' } },
+    c.running,
+    () => `${c.output()}\n${existsSync(errorLog) ? readFileSync(errorLog, 'utf8').slice(-4000) : ''}`,
+  );
+  const want = o.workers === '1' ? 1 : undefined;
+  // Workers fork right after the master starts; wait until they are all there.
+  let workers = childrenOf(c.pid);
+  for (let i = 0; i < 50 && (workers.length === 0 || (want !== undefined && workers.length < want)); i++) {
+    await sleep(100);
+    workers = childrenOf(c.pid);
+  }
+  return {
+    ...c,
+    port: o.port,
+    workers: o.workers,
+    errorLog,
+    pids: () => [c.pid, ...childrenOf(c.pid)],
+  };
+}
+
+// ------------------------------------------------------------------ stunnel
+
+export const STUNNEL_BIN = '/usr/bin/stunnel4';
+
+export async function startStunnel(o: { dir: string; port: number; backendPort: number; certFile: string; keyFile: string; ca: Buffer }): Promise<Child> {
+  const conf = path.join(o.dir, 'stunnel.conf');
+  const pidFile = path.join(o.dir, 'stunnel.pid');
+  const text = `; stunnel: the raw TLS splice baseline of popgate's comparison (generated)
+foreground = yes
+pid = ${pidFile}
+output = ${path.join(o.dir, 'stunnel.log')}
+debug = 2
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+
+[pop3s]
+accept = 127.0.0.1:${o.port}
+connect = 127.0.0.1:${o.backendPort}
+cert = ${o.certFile}
+key = ${o.keyFile}
+TIMEOUTclose = 0
+`;
+  await writeFile(conf, text);
+  const c = spawnChild('stunnel', STUNNEL_BIN, { args: [conf], detached: true, pidFile });
+  await waitGreeting({ label: 'stunnel', host: HOST, port: o.port, tls: { ca: o.ca, servername: 'localhost' } }, c.running, c.output);
+  return c;
+}
+
+// ------------------------------------------------------------------ the load worker
+
+export class LoadWorker {
+  private next = 1;
+  private readonly waiters = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(readonly proc: Child) {
+    proc.child.on('message', (m: unknown) => {
+      const msg = m as { id: number; ok: boolean; result?: unknown; error?: string };
+      const w = this.waiters.get(msg.id);
+      if (!w) return;
+      this.waiters.delete(msg.id);
+      if (msg.ok) w.resolve(msg.result);
+      else w.reject(new Error(msg.error ?? 'load worker: unknown error'));
+    });
+    proc.child.once('exit', () => {
+      for (const w of this.waiters.values()) w.reject(new Error(`load worker exited:\n${proc.output()}`));
+      this.waiters.clear();
+    });
+  }
+
+  static start(): LoadWorker {
+    return new LoadWorker(startNodeChild('load worker', 'load-worker.js', [], { ipc: true }));
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  run<T>(job: Job): Promise<T> {
+    if (!this.proc.running()) return Promise.reject(new Error(`load worker is gone:\n${this.proc.output()}`));
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.proc.child.send({ id, job });
+    });
+  }
+}
+
+/** Talks to mem-preload.ts inside a Node child over IPC. */
+export class MemProbe {
+  private readonly waiters: Array<(m: Record<string, number>) => void> = [];
+
+  constructor(private readonly c: { child: ChildProcess; output(): string }) {
+    c.child.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as { mem?: unknown }).mem === 'read') this.waiters.shift()?.(m as Record<string, number>);
+    });
+  }
+
+  read(): Promise<{ rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no memory answer over IPC (is mem-preload loaded?)\n${this.c.output()}`)), 10_000);
+      this.waiters.push((m) => {
+        clearTimeout(timer);
+        resolve({ rss: m['rss']!, heapUsed: m['heapUsed']!, heapTotal: m['heapTotal']!, external: m['external']!, arrayBuffers: m['arrayBuffers']! });
+      });
+      this.c.child.send({ cmd: 'mem', gc: true });
+    });
+  }
+}

@@ -1,0 +1,798 @@
+/**
+ * popgate side by side with nginx's mail proxy (issue 7), same machine, same
+ * run. Part of `npm run bench` (after the other parts); alone with
+ * `BENCH_COMPARE_ONLY=1 npm run bench`.
+ *
+ * On 127.0.0.1, each in a process of its own:
+ *  - backends: the benchmark's private Dovecot (master user) and a lean
+ *    in-memory one (bench/compare/fast-backend.ts), so that logins/s measure
+ *    the proxies and not Dovecot's fork-per-login;
+ *  - an nginx `auth_http` service (bench/compare/auth-service.ts, Node http,
+ *    keep-alive) answering OK + the backend + internal credentials;
+ *  - nginx's mail proxy (Debian's nginx + libnginx-mod-mail), twice: one
+ *    worker (like popgate's one event loop) and `worker_processes auto`;
+ *  - popgate twice: `auth.verifiers: [http]` against that same service (the
+ *    same work as nginx: USER/PASS from Auth-User/Auth-Pass at the backend)
+ *    and with its own user file (scrypt ln=10) + master login;
+ *  - raw TLS splice baselines: stunnel4 and a minimal Node TLS pipe;
+ *  - the load generator (bench/compare/load-worker.ts), which competes for
+ *    the same 2 cores and whose CPU is reported too.
+ *
+ * Scenarios, BENCH_RUNS runs each (interleaved across paths), median (min–max):
+ *  1. full logins over implicit TLS (new TLS session per login; plus a row
+ *     with session resumption) with AUTH PLAIN, on the fast backend and on
+ *     Dovecot, at several concurrencies: logins/s and CPU per login of every
+ *     process involved;
+ *  2. relay throughput of a 50 MB RETR through TLS: MB/s, CPU s/GB;
+ *  3. 10,000 idle authenticated TLS sessions: RSS (and popgate's heap) per session;
+ *  4. STAT latency added by each proxy over a direct plaintext STAT;
+ *  5. KPOP/GSSAPI (popgate only), cited from the Kerberos part of the same
+ *     run or measured here against the fast backend.
+ * Writes bench/results/compare.md, compare-logins.svg and compare.json (raw
+ * figures; bench/compare/render.ts re-renders the other two from it).
+ *
+ * Knobs (environment): BENCH_RUNS (default 5; BENCH_COMPARE_RUNS overrides it
+ * here), BENCH_COMPARE_LOGIN_SECONDS (1.25 per login run),
+ * BENCH_COMPARE_WARMUP_SECONDS (0.5, untimed, per path and concurrency),
+ * BENCH_COMPARE_CONCURRENCIES (1,32,256), BENCH_COMPARE_DOVECOT_CONCURRENCIES
+ * (1,32), BENCH_COMPARE_RESUME_CONCURRENCY (32; 0 = no resumption rows),
+ * BENCH_COMPARE_RETRS (4 RETRs per relay run), BENCH_COMPARE_BIG_MB (50),
+ * BENCH_COMPARE_STAT_SAMPLES (2000 per run), BENCH_COMPARE_IDLE_SESSIONS
+ * (10000, capped by RLIMIT_NOFILE; 0 = skip), BENCH_COMPARE_IDLE_CONCURRENCY
+ * (64), BENCH_COMPARE_KERBEROS (1; 0 = skip when not cited),
+ * BENCH_COMPARE_KRB_RUNS (min(runs, 3)), BENCH_COMPARE_KRB_SECONDS (2),
+ * BENCH_COMPARE_CPU_PROF (0; 1 = popgate runs with --cpu-prof, profiles kept
+ * in a temp dir named in the report).
+ * A trial run: BENCH_COMPARE_ONLY=1 BENCH_RUNS=1 BENCH_COMPARE_LOGIN_SECONDS=0.5
+ * BENCH_COMPARE_IDLE_SESSIONS=1000 npm run bench (about 2 minutes).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { hashPassword } from '../../src/auth/password-hash.js';
+import type { TestPki } from '../../test/helpers/certs.js';
+import type { DovecotInstance } from '../../test/helpers/dovecot.js';
+import { freePort } from '../../test/helpers/ports.js';
+import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, envNumber, log, sleep, spawnGateway, waitForGreeting, type GatewayChild } from '../common.js';
+import { runKerberosBench, type KerberosResults } from '../kerberos.js';
+import { clockTicksPerSecond, readMachineCpu } from '../proc-cpu.js';
+import {
+  HERE,
+  LoadWorker,
+  MemProbe,
+  NGINX_BIN,
+  STUNNEL_BIN,
+  raiseNofile,
+  startNginx,
+  startNodeChild,
+  startStunnel,
+  versionOf,
+  waitReady,
+  type Child,
+  type NginxInstance,
+} from './children.js';
+import type { IdleCheckResult, IdleOpenResult, LoginsResult, ProbeResult, RetrResult, StatResult, WireTarget } from './load-worker.js';
+import { fdCount, rssKiB, type MeterSpec } from './meter.js';
+import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta } from './report.js';
+
+// ------------------------------------------------------------------ settings
+
+const flag = (name: string, fallback = false): boolean => {
+  const v = (process.env[name] ?? '').toLowerCase();
+  return v === '' ? fallback : !['0', 'false', 'no', 'off'].includes(v);
+};
+
+function envList(name: string, fallback: readonly number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return [...fallback];
+  const list = raw.split(',').map((s) => Number(s.trim()));
+  if (list.some((n) => !Number.isSafeInteger(n) || n < 1)) throw new Error(`${name} must be a comma-separated list of integers >= 1, got ${JSON.stringify(raw)}`);
+  return list;
+}
+
+export interface CompareSettings {
+  readonly runs: number;
+  readonly loginSeconds: number;
+  readonly warmupSeconds: number;
+  readonly concurrencies: number[];
+  readonly dovecotConcurrencies: number[];
+  readonly resumeConcurrency: number | undefined;
+  readonly retrs: number;
+  readonly bigBytes: number;
+  readonly statSamples: number;
+  idleSessions: number;
+  readonly idleConcurrency: number;
+  readonly krbRuns: number;
+  readonly krbSeconds: number;
+  readonly kerberos: boolean;
+  readonly cpuProf: boolean;
+}
+
+function settings(): CompareSettings {
+  const runs = Math.round(envNumber('BENCH_COMPARE_RUNS', envNumber('BENCH_RUNS', 5, 1), 1));
+  const resume = Math.round(envNumber('BENCH_COMPARE_RESUME_CONCURRENCY', 32, 0));
+  return {
+    runs,
+    loginSeconds: envNumber('BENCH_COMPARE_LOGIN_SECONDS', 1.25, 0.2),
+    warmupSeconds: envNumber('BENCH_COMPARE_WARMUP_SECONDS', 0.5, 0),
+    concurrencies: envList('BENCH_COMPARE_CONCURRENCIES', [1, 32, 256]),
+    // Dovecot's stock pop3-login service (a process per connection, process_limit 100) queues 256
+    // simultaneous logins past the client's 20 s timeout: 256 only shows Dovecot queueing.
+    dovecotConcurrencies: envList('BENCH_COMPARE_DOVECOT_CONCURRENCIES', [1, 32]),
+    resumeConcurrency: resume > 0 ? resume : undefined,
+    retrs: Math.round(envNumber('BENCH_COMPARE_RETRS', 4, 1)),
+    bigBytes: Math.round(envNumber('BENCH_COMPARE_BIG_MB', 50, 1) * 1e6),
+    statSamples: Math.round(envNumber('BENCH_COMPARE_STAT_SAMPLES', 2000, 10)),
+    idleSessions: Math.round(envNumber('BENCH_COMPARE_IDLE_SESSIONS', 10_000, 0)),
+    idleConcurrency: Math.round(envNumber('BENCH_COMPARE_IDLE_CONCURRENCY', 64, 1)),
+    krbRuns: Math.round(envNumber('BENCH_COMPARE_KRB_RUNS', Math.min(runs, 3), 1)),
+    krbSeconds: envNumber('BENCH_COMPARE_KRB_SECONDS', 2, 0.2),
+    kerberos: flag('BENCH_COMPARE_KERBEROS', true),
+    cpuProf: flag('BENCH_COMPARE_CPU_PROF', false),
+  };
+}
+
+const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
+const MD_FILE = path.join(RESULTS_DIR, 'compare.md');
+const SVG_FILE = path.join(RESULTS_DIR, 'compare-logins.svg');
+/** Every run's raw figures (to re-check, or re-render with bench/compare/render.ts). */
+const JSON_FILE = path.join(RESULTS_DIR, 'compare.json');
+const CHEAP_LOG_N = 10;
+const MEM_PRELOAD = path.join(HERE, 'mem-preload.js');
+
+export interface CompareInput {
+  readonly cleanup: Cleanup;
+  readonly dovecot: DovecotInstance;
+  readonly master: { readonly name: string; readonly password: string };
+  /** A Dovecot user and its own Dovecot password (the direct-to-Dovecot baseline). */
+  readonly dovecotUser: { readonly name: string; readonly password: string };
+  readonly pki: TestPki;
+  readonly ca: Buffer;
+  /** The Kerberos part's results from the same run (full `npm run bench`): cited instead of measured again. */
+  readonly kerberos?: KerberosResults;
+}
+
+// ------------------------------------------------------------------ the rig
+
+interface PathRt extends PathMeta {
+  readonly port: number;
+  readonly tlsPath: boolean;
+  readonly proxyPids: () => number[];
+  readonly mem?: MemProbe;
+  readonly running: () => boolean;
+  readonly output: () => string;
+}
+
+interface Rig {
+  readonly s: CompareSettings;
+  readonly work: string;
+  readonly fast: Child;
+  readonly fastPort: number;
+  readonly bigSize: number;
+  readonly smallSize: number;
+  readonly auth: Child;
+  readonly authPort: number;
+  readonly worker: LoadWorker;
+  readonly paths: PathRt[];
+  readonly ca: string;
+  readonly front: { readonly fast: string; readonly alice: string };
+  readonly input: CompareInput;
+  readonly nofile: number;
+  readonly gateways: GatewayChild[];
+  readonly nginx: NginxInstance[];
+  readonly profDir: string | undefined;
+}
+
+async function ports(n: number): Promise<number[]> {
+  const set = new Set<number>();
+  while (set.size < n) set.add(await freePort(HOST));
+  return [...set];
+}
+
+function popgateYaml(o: { name: string; port: number; pki: TestPki; body: string }): string {
+  const q = JSON.stringify;
+  return `# popgate, nginx comparison (generated)
+log: { level: warn }
+listeners:
+  - { name: ${o.name}, kind: pop3s, address: ${HOST}, port: ${o.port},
+      tls: { certFile: ${q(o.pki.certFile)}, keyFile: ${q(o.pki.keyFile)} } }
+${o.body}
+limits: { maxConnections: 40000, maxConnectionsPerIp: 40000 }
+shutdown: { drainTimeout: 1s }
+`;
+}
+
+async function setUp(input: CompareInput, s: CompareSettings, nofile: number): Promise<Rig> {
+  const { cleanup, pki, master, dovecot } = input;
+  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/bench.sh does)`);
+  for (const bin of [NGINX_BIN, STUNNEL_BIN]) {
+    if (!existsSync(bin)) throw new Error(`${bin} missing: scripts/bench.sh installs nginx, libnginx-mod-mail and stunnel4`);
+  }
+  const work = await mkdtemp(path.join(os.tmpdir(), 'popgate-compare-'));
+  cleanup.add('remove comparison work dir', () => rm(work, { recursive: true, force: true }));
+  const ca = input.ca.toString('latin1');
+
+  // Fast backend.
+  const fast = startNodeChild('fast backend', 'fast-backend.js', [JSON.stringify({ masterUser: master.name, masterPassword: master.password, bigBytes: s.bigBytes })]);
+  cleanup.add('stop fast backend', () => fast.stop());
+  const [fastPortText, bigText, smallText] = await waitReady(fast);
+  const fastPort = Number(fastPortText);
+  log(`compare: fast backend pid ${fast.pid} on ${HOST}:${fastPort} (message 1: ${bigText} bytes, message 2: ${smallText} bytes)`);
+
+  // Auth service.
+  const front = { fast: `front-fast-${randomBytes(8).toString('hex')}`, alice: `front-alice-${randomBytes(8).toString('hex')}` };
+  const authUsers = {
+    fastuser: { password: front.fast, server: HOST, port: fastPort, backendUser: `fastuser*${master.name}`, backendPass: master.password },
+    [input.dovecotUser.name]: {
+      password: front.alice,
+      server: HOST,
+      port: dovecot.port,
+      backendUser: dovecot.masterLogin(input.dovecotUser.name),
+      backendPass: master.password,
+    },
+  };
+  const auth = startNodeChild('auth service', 'auth-service.js', [JSON.stringify({ users: authUsers })]);
+  cleanup.add('stop auth service', () => auth.stop());
+  const authPort = Number((await waitReady(auth))[0]);
+  log(`compare: auth_http service pid ${auth.pid} on ${HOST}:${authPort}`);
+
+  const [pStunnel, pHttp, pFile, pNginx1, pNginxAuto, pNginxNt] = (await ports(6)) as [number, number, number, number, number, number];
+
+  // Raw TLS splice baselines.
+  const stunnel = await startStunnel({ dir: work, port: pStunnel, backendPort: fastPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
+  cleanup.add('stop stunnel', () => stunnel.stop());
+  log(`compare: stunnel pid ${stunnel.pid} on ${HOST}:${pStunnel} -> fast backend`);
+  const pipe = startNodeChild('node TLS pipe', 'tls-pipe.js', [JSON.stringify({ cert: pki.certFile, key: pki.keyFile, backendPort: fastPort })], {
+    execArgv: ['--expose-gc', '--import', MEM_PRELOAD],
+    ipc: true,
+  });
+  cleanup.add('stop node TLS pipe', () => pipe.stop());
+  const pipePort = Number((await waitReady(pipe))[0]);
+  log(`compare: Node TLS pipe pid ${pipe.pid} on ${HOST}:${pipePort} -> fast backend`);
+
+  // popgate, twice.
+  const profDir = s.cpuProf ? await mkdtemp(path.join(os.tmpdir(), 'popgate-compare-prof-')) : undefined;
+  const execArgv = ['--expose-gc', '--import', MEM_PRELOAD, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
+  const userFile = path.join(work, 'users');
+  await writeFile(
+    userFile,
+    `fastuser:${await hashPassword(front.fast, { scryptLogN: CHEAP_LOG_N })}\n${input.dovecotUser.name}:${await hashPassword(front.alice, { scryptLogN: CHEAP_LOG_N })}\n`,
+    { mode: 0o600 },
+  );
+  const q = JSON.stringify;
+  const httpYaml = popgateYaml({
+    name: 'cmp-http',
+    port: pHttp,
+    pki,
+    body: `auth:
+  verifiers: [http]
+  http: { url: ${q(`http://${HOST}:${authPort}/auth`)} }
+  failureDelay: 0s
+backend:
+  host: ${HOST}
+  port: ${fastPort}
+  xclient: false
+  login: { mode: passthrough }`,
+  });
+  const fileYaml = popgateYaml({
+    name: 'cmp-file',
+    port: pFile,
+    pki,
+    body: `auth: { userFile: ${q(userFile)}, failureDelay: 0s }
+backend:
+  host: ${HOST}
+  port: ${fastPort}
+  xclient: false
+  login: { mode: master, method: auth-plain, user: ${q(master.name)}, password: ${q(master.password)} }
+routing:
+  users:
+    ${q(input.dovecotUser.name)}: [{ host: ${HOST}, port: ${dovecot.port} }]`,
+  });
+  const gateways: GatewayChild[] = [];
+  const gwStart = async (name: string, yaml: string, port: number): Promise<GatewayChild> => {
+    const file = path.join(work, `${name}.yaml`);
+    await writeFile(file, yaml, { mode: 0o600 });
+    const gw = spawnGateway(file, { execArgv, ipc: true });
+    cleanup.add(`stop ${name}`, () => gw.stop());
+    gateways.push(gw);
+    await waitForGreeting({ label: name, host: HOST, port, tls: { ca: input.ca, servername: 'localhost' } }, gw, 15_000);
+    log(`compare: ${name} pid ${gw.pid} on ${HOST}:${port}`);
+    return gw;
+  };
+  const gwHttp = await gwStart('popgate-http', httpYaml, pHttp);
+  const gwFile = await gwStart('popgate-file', fileYaml, pFile);
+
+  // nginx, twice.
+  const nginx: NginxInstance[] = [];
+  for (const [name, workers, port, tickets] of [
+    ['nginx-1', '1', pNginx1, true],
+    ['nginx-auto', 'auto', pNginxAuto, true],
+    ['nginx-1-nt', '1', pNginxNt, false],
+  ] as const) {
+    const n = await startNginx({ dir: work, nofile, name, port, workers, tickets, authPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
+    cleanup.add(`stop ${name}`, () => n.stop());
+    nginx.push(n);
+    log(`compare: ${name} master pid ${n.pid}, workers ${n.pids().slice(1).join(', ')} on ${HOST}:${port}`);
+  }
+  const [nginx1, nginxAuto, nginxNt] = nginx as [NginxInstance, NginxInstance, NginxInstance];
+
+  const worker = LoadWorker.start();
+  cleanup.add('stop load worker', () => worker.proc.stop());
+  log(`compare: load worker pid ${worker.pid}`);
+
+  const paths: PathRt[] = [
+    {
+      id: 'direct',
+      label: 'direct (plaintext, no proxy)',
+      family: 'baseline',
+      port: 0,
+      tlsPath: false,
+      proxyPids: () => [],
+      running: () => true,
+      output: () => '',
+    },
+    {
+      id: 'stunnel',
+      label: 'stunnel4 (raw TLS splice)',
+      family: 'baseline',
+      port: pStunnel,
+      tlsPath: true,
+      proxyPids: () => [stunnel.pid],
+      running: stunnel.running,
+      output: stunnel.output,
+    },
+    {
+      id: 'node-tls',
+      label: 'Node TLS pipe (raw TLS splice)',
+      family: 'baseline',
+      port: pipePort,
+      tlsPath: true,
+      proxyPids: () => [pipe.pid],
+      mem: new MemProbe(pipe),
+      running: pipe.running,
+      output: pipe.output,
+    },
+    {
+      id: 'popgate-http',
+      label: 'popgate, auth_http',
+      family: 'popgate',
+      port: pHttp,
+      tlsPath: true,
+      proxyPids: () => [gwHttp.pid],
+      mem: new MemProbe(gwHttp),
+      running: gwHttp.running,
+      output: gwHttp.output,
+    },
+    {
+      id: 'popgate-file',
+      label: 'popgate, user file (ln=10) + master',
+      family: 'popgate',
+      port: pFile,
+      tlsPath: true,
+      proxyPids: () => [gwFile.pid],
+      mem: new MemProbe(gwFile),
+      running: gwFile.running,
+      output: gwFile.output,
+    },
+    {
+      id: 'nginx-1',
+      label: 'nginx, 1 worker',
+      family: 'nginx',
+      port: pNginx1,
+      tlsPath: true,
+      proxyPids: () => nginx1.pids(),
+      running: nginx1.running,
+      output: () => `${nginx1.output()}\n${safeRead(nginx1.errorLog)}`,
+    },
+    {
+      id: 'nginx-auto',
+      label: 'nginx, worker_processes auto',
+      family: 'nginx',
+      port: pNginxAuto,
+      tlsPath: true,
+      proxyPids: () => nginxAuto.pids(),
+      running: nginxAuto.running,
+      output: () => `${nginxAuto.output()}\n${safeRead(nginxAuto.errorLog)}`,
+    },
+    {
+      id: 'nginx-1-nt',
+      label: 'nginx, 1 worker, no session tickets',
+      family: 'nginx',
+      port: pNginxNt,
+      tlsPath: true,
+      proxyPids: () => nginxNt.pids(),
+      running: nginxNt.running,
+      output: () => `${nginxNt.output()}\n${safeRead(nginxNt.errorLog)}`,
+    },
+  ];
+  return {
+    s,
+    work,
+    fast,
+    fastPort,
+    bigSize: Number(bigText),
+    smallSize: Number(smallText),
+    auth,
+    authPort,
+    worker,
+    paths,
+    ca,
+    front,
+    input,
+    nofile,
+    gateways,
+    nginx,
+    profDir,
+  };
+}
+
+function safeRead(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-4000);
+  } catch {
+    return '';
+  }
+}
+
+/** The client's view of a path to a backend. */
+function target(rig: Rig, p: PathRt, backend: BackendId): WireTarget {
+  const tls = p.tlsPath ? { tls: { ca: rig.ca, servername: 'localhost' } } : {};
+  if (p.id === 'direct') {
+    return backend === 'fast'
+      ? { label: 'direct fast backend', host: HOST, port: rig.fastPort, user: 'fastuser', password: 'any' }
+      : { label: 'direct Dovecot', host: HOST, port: rig.input.dovecot.port, user: rig.input.dovecotUser.name, password: rig.input.dovecotUser.password };
+  }
+  if (p.family === 'baseline') {
+    if (backend !== 'fast') throw new Error(`${p.id} only fronts the fast backend`);
+    return { label: p.id, host: HOST, port: p.port, ...tls, user: 'fastuser', password: 'any' };
+  }
+  return backend === 'fast'
+    ? { label: `${p.id} -> fast backend`, host: HOST, port: p.port, ...tls, user: 'fastuser', password: rig.front.fast }
+    : { label: `${p.id} -> Dovecot`, host: HOST, port: p.port, ...tls, user: rig.input.dovecotUser.name, password: rig.front.alice };
+}
+
+function meterSpec(rig: Rig, p: PathRt, backend: BackendId): MeterSpec {
+  return {
+    proxy: p.proxyPids(),
+    auth: [rig.auth.pid],
+    backend: backend === 'fast' ? [rig.fast.pid] : [],
+    load: [rig.worker.pid],
+  };
+}
+
+function checkAlive(rig: Rig): void {
+  for (const p of rig.paths) {
+    if (!p.running()) throw new Error(`${p.id} is no longer running:\n${p.output().slice(-4000)}`);
+  }
+  for (const c of [rig.fast, rig.auth, rig.worker.proc]) {
+    if (!c.running()) throw new Error(`${c.name} is no longer running:\n${c.output().slice(-4000)}`);
+  }
+}
+
+// ------------------------------------------------------------------ scenarios
+
+const f = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+
+async function verifyPaths(rig: Rig): Promise<Partial<Record<PathId, string>>> {
+  const tlsSeen: Partial<Record<PathId, string>> = {};
+  const want = `+OK 2 ${rig.bigSize + rig.smallSize}`;
+  for (const p of rig.paths) {
+    const r = await rig.worker.run<ProbeResult>({ kind: 'probe', target: target(rig, p, 'fast') });
+    if (!r.stat.startsWith(want)) throw new Error(`${p.id}: STAT through it answered ${JSON.stringify(r.stat)}, expected ${want}`);
+    if (r.tls) tlsSeen[p.id] = r.tls;
+    if (p.family !== 'baseline' || p.id === 'direct') {
+      const d = await rig.worker.run<ProbeResult>({ kind: 'probe', target: target(rig, p, 'dovecot') });
+      if (!d.stat.startsWith('+OK')) throw new Error(`${p.id} -> Dovecot: STAT answered ${JSON.stringify(d.stat)}`);
+    }
+  }
+  log(`compare: every path logs in (AUTH PLAIN) and STATs on the fast backend and, where it applies, on Dovecot`);
+  for (const [id, t] of Object.entries(tlsSeen)) log(`compare:   ${id.padEnd(13)} ${t}`);
+  return tlsSeen;
+}
+
+async function loginRun(rig: Rig, cell: LoginCell, p: PathRt, durationMs: number, record: boolean, run: number): Promise<void> {
+  const r = await rig.worker.run<LoginsResult>({
+    kind: 'logins',
+    target: target(rig, p, cell.backend),
+    concurrency: cell.concurrency,
+    durationMs,
+    resume: cell.resume,
+    meter: meterSpec(rig, p, cell.backend),
+  });
+  if (r.logins === 0 || r.failures > Math.max(5, r.logins * 0.01)) {
+    checkAlive(rig);
+    throw new Error(`${p.id} (${cell.backend}, c=${cell.concurrency}): ${r.logins} logins, ${r.failures} failures; first: ${r.firstError ?? '?'}`);
+  }
+  if (!record) return;
+  cell.runs.push(r);
+  const cpu = (g: string): number => (r.meter.cpuMs[g] ?? 0) / r.logins;
+  const rest = r.meter.machineBusyMs - Object.values(r.meter.cpuMs).reduce((a, b) => a + b, 0);
+  log(
+    `  [${cell.backend} c=${cell.concurrency}${cell.resume ? ' resumed' : ''} ${run}/${rig.s.runs}] ${p.id.padEnd(13)} ${f((r.logins * 1000) / r.elapsedMs).padStart(8)}/s ` +
+      `p50 ${f(r.p50Ms, 2)} ms, CPU ms/login: proxy ${f(cpu('proxy'), 3)} auth ${f(cpu('auth'), 3)} backend ${f(cpu('backend'), 3)} load ${f(cpu('load'), 3)} rest ${f(rest / r.logins, 3)}` +
+      (r.failures > 0 ? `, ${r.failures} failed (${r.firstError})` : '') +
+      (cell.resume ? `, ${r.reused}/${r.logins} resumed` : ''),
+  );
+}
+
+async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, concurrencies: number[], pathIds: PathId[], resume: boolean): Promise<void> {
+  const { s } = rig;
+  for (const c of concurrencies) {
+    const group: Array<{ cell: LoginCell; p: PathRt }> = [];
+    for (const id of pathIds) {
+      const p = rig.paths.find((x) => x.id === id)!;
+      const cell: LoginCell = { path: id, backend, concurrency: c, resume, runs: [] };
+      cells.push(cell);
+      group.push({ cell, p });
+    }
+    log(`compare: logins via implicit TLS, ${backend} backend, concurrency ${c}${resume ? ', TLS session resumption' : ', a new TLS session each'}: warm-up, then ${s.runs} runs of ${s.loginSeconds} s`);
+    for (const { cell, p } of group) if (s.warmupSeconds > 0) await loginRun(rig, cell, p, s.warmupSeconds * 1000, false, 0);
+    for (let run = 1; run <= s.runs; run++) {
+      for (const { cell, p } of group) await loginRun(rig, cell, p, s.loginSeconds * 1000, true, run);
+    }
+    checkAlive(rig);
+  }
+}
+
+async function relayScenario(rig: Rig): Promise<Array<{ path: PathId; runs: RetrResult[] }>> {
+  const { s } = rig;
+  const cells = rig.paths.filter((p) => p.id !== 'nginx-1-nt').map((p) => ({ path: p.id, p, runs: [] as RetrResult[] }));
+  log(`compare: relay: ${s.retrs} x RETR of the ${f(rig.bigSize / 1e6)} MB message per session, warm-up then ${s.runs} runs per path`);
+  for (const c of cells) await rig.worker.run<RetrResult>({ kind: 'retr', target: target(rig, c.p, 'fast'), msg: 1, times: 1, meter: meterSpec(rig, c.p, 'fast') });
+  for (let run = 1; run <= s.runs; run++) {
+    for (const c of cells) {
+      const r = await rig.worker.run<RetrResult>({ kind: 'retr', target: target(rig, c.p, 'fast'), msg: 1, times: s.retrs, meter: meterSpec(rig, c.p, 'fast') });
+      if (r.listSize !== rig.bigSize || r.bodyBytes.some((b) => b !== rig.bigSize)) {
+        throw new Error(`${c.path}: RETR: LIST said ${r.listSize}, received ${r.bodyBytes.join(', ')}, expected ${rig.bigSize}`);
+      }
+      c.runs.push(r);
+      const bytes = rig.bigSize * s.retrs;
+      const gb = bytes / 1e9;
+      log(
+        `  [relay ${run}/${s.runs}] ${c.path.padEnd(13)} ${f(bytes / 1e6 / (r.ms / 1000)).padStart(7)} MB/s, CPU s/GB: proxy ${f((r.meter.cpuMs['proxy'] ?? 0) / 1000 / gb, 2)} ` +
+          `backend ${f((r.meter.cpuMs['backend'] ?? 0) / 1000 / gb, 2)} load ${f((r.meter.cpuMs['load'] ?? 0) / 1000 / gb, 2)}`,
+      );
+    }
+  }
+  checkAlive(rig);
+  return cells.map(({ path: id, runs }) => ({ path: id, runs }));
+}
+
+async function statScenario(rig: Rig): Promise<Array<{ path: PathId; runs: StatResult[] }>> {
+  const { s } = rig;
+  const cells = rig.paths.filter((p) => p.id !== 'nginx-1-nt').map((p) => ({ path: p.id, p, runs: [] as StatResult[] }));
+  log(`compare: STAT latency: ${s.statSamples} sequential STATs per run on one logged-in session, ${s.runs} runs per path`);
+  for (let run = 1; run <= s.runs; run++) {
+    for (const c of cells) {
+      const r = await rig.worker.run<StatResult>({ kind: 'stat', target: target(rig, c.p, 'fast'), samples: s.statSamples, warmup: 200, meter: meterSpec(rig, c.p, 'fast') });
+      c.runs.push(r);
+      log(`  [STAT ${run}/${s.runs}] ${c.path.padEnd(13)} p50 ${f(r.p50Ms * 1000, 0).padStart(5)} µs, p99 ${f(r.p99Ms * 1000, 0).padStart(6)} µs, max ${f(r.maxMs, 2)} ms`);
+    }
+  }
+  checkAlive(rig);
+  return cells.map(({ path: id, runs }) => ({ path: id, runs }));
+}
+
+async function idleScenario(rig: Rig): Promise<IdleCell[]> {
+  const { s } = rig;
+  const out: IdleCell[] = [];
+  if (s.idleSessions === 0) return out;
+  const ids: PathId[] = ['node-tls', 'popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
+  log(`compare: ${s.idleSessions} idle authenticated TLS sessions through each proxy (opened ${s.idleConcurrency} at a time), one proxy at a time`);
+  for (const id of ids) {
+    const p = rig.paths.find((x) => x.id === id)!;
+    await sleep(1_000);
+    const rss = (): number => p.proxyPids().reduce((a, pid) => a + rssKiB(pid), 0);
+    const fds = (): number => p.proxyPids().reduce((a, pid) => a + fdCount(pid), 0);
+    const memBefore = p.mem ? await p.mem.read() : undefined;
+    const rssBefore = rss();
+    const fdBefore = fds();
+    const open = await rig.worker.run<IdleOpenResult>({ kind: 'idle-open', target: target(rig, p, 'fast'), n: s.idleSessions, concurrency: s.idleConcurrency });
+    await sleep(1_500);
+    const memAfter = p.mem ? await p.mem.read() : undefined;
+    const rssAfter = rss();
+    const fdAfter = fds();
+    const check = await rig.worker.run<IdleCheckResult>({ kind: 'idle-check', sample: 200 });
+    await rig.worker.run<{ closed: number }>({ kind: 'idle-close' });
+    const cell: IdleCell = {
+      path: id,
+      n: open.opened,
+      openMs: open.ms,
+      rssBeforeKiB: rssBefore,
+      rssAfterKiB: rssAfter,
+      heapBefore: memBefore?.heapUsed,
+      heapAfter: memAfter?.heapUsed,
+      externalBefore: memBefore ? memBefore.external : undefined,
+      externalAfter: memAfter ? memAfter.external : undefined,
+      fdBefore,
+      fdAfter,
+      checked: check.checked,
+      broken: check.broken,
+      workerRssKiB: open.workerRssKiB,
+    };
+    out.push(cell);
+    const per = ((rssAfter - rssBefore) * 1024) / open.opened / 1024;
+    log(
+      `  [idle] ${id.padEnd(13)} ${open.opened} sessions in ${f(open.ms / 1000, 1)} s; RSS ${f(rssBefore / 1024, 0)} -> ${f(rssAfter / 1024, 0)} MiB = ${f(per, 1)} KiB/session` +
+        (memBefore && memAfter ? `; heap ${f((memAfter.heapUsed - memBefore.heapUsed) / open.opened / 1024, 1)} KiB/session, external ${f((memAfter.external - memBefore.external) / open.opened / 1024, 1)} KiB/session` : '') +
+        `; fds ${fdBefore} -> ${fdAfter}; NOOP ok on ${check.checked} sampled, ${check.broken} broken`,
+    );
+    if (check.broken > 0) throw new Error(`${id}: ${check.broken} of ${open.opened} idle sessions were closed by the proxy`);
+    // Let the proxy see the closes before the next one starts.
+    for (let i = 0; i < 50 && fds() > fdBefore + 16; i++) await sleep(200);
+  }
+  checkAlive(rig);
+  return out;
+}
+
+// ------------------------------------------------------------------ machine
+
+function machineInfo(): MachineInfo {
+  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m?.[1]) cpuModel = m[1].trim();
+  } catch {
+    /* keep */
+  }
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version?: string };
+  return {
+    cpuModel,
+    cores: os.availableParallelism(),
+    memoryGiB: os.totalmem() / 2 ** 30,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    nodeOpenssl: process.versions.openssl ?? 'unknown',
+    nginx: versionOf(NGINX_BIN, ['-v'], /nginx version: nginx\/(\S+)/),
+    nginxOpenssl: versionOf(NGINX_BIN, ['-V'], /built with OpenSSL (\S+)/),
+    stunnel: versionOf(STUNNEL_BIN, ['-version'], /stunnel (\d\S*) on/),
+    stunnelOpenssl: versionOf(STUNNEL_BIN, ['-version'], /Running\s+with OpenSSL (\S+)/),
+    dovecot: versionOf('/usr/sbin/dovecot', ['--version'], /^(\S+)/),
+    popgate: pkg.version ?? 'unknown',
+    clockTicks: clockTicksPerSecond(),
+  };
+}
+
+async function machineBusyPct(ms: number): Promise<number> {
+  const a = readMachineCpu().busyMs;
+  await sleep(ms);
+  return ((readMachineCpu().busyMs - a) / ms) * 100;
+}
+
+// ------------------------------------------------------------------ main
+
+export async function runCompare(input: CompareInput): Promise<CompareResults> {
+  const s = settings();
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const notes: string[] = [];
+  process.setMaxListeners(Math.max(process.getMaxListeners(), 64)); // one exit hook per child
+  const nofile = raiseNofile();
+  notes.push(nofile.note);
+  // Each idle session holds two descriptors in a one-process proxy (client + backend).
+  const maxIdle = Math.floor((nofile.limit - 512) / 2);
+  if (s.idleSessions > maxIdle) {
+    notes.push(`idle sessions: ${s.idleSessions} asked for, ${maxIdle} opened: a one-process proxy needs two descriptors per session and RLIMIT_NOFILE is ${nofile.limit}`);
+    log(`compare: WARNING: RLIMIT_NOFILE ${nofile.limit} allows ${maxIdle} idle sessions through a one-process proxy, not ${s.idleSessions}`);
+    s.idleSessions = maxIdle;
+  }
+  const machine = machineInfo();
+  log(`compare: nginx ${machine.nginx} (OpenSSL ${machine.nginxOpenssl}), stunnel ${machine.stunnel}, node ${machine.node} (OpenSSL ${machine.nodeOpenssl})`);
+  log(
+    `compare: ${s.runs} runs, ${s.loginSeconds} s per login run, concurrencies ${s.concurrencies.join('/')} (Dovecot ${s.dovecotConcurrencies.join('/')}), ` +
+      `${s.retrs} x ${f(s.bigBytes / 1e6, 0)} MB RETR, ${s.statSamples} STATs, ${s.idleSessions} idle sessions`,
+  );
+  const busyBefore = await machineBusyPct(2_000);
+  log(`compare: machine CPU busy before starting: ${f(busyBefore, 0)} % of one core${busyBefore > 25 ? ' -- WARNING: other processes are busy, figures will be disturbed' : ''}`);
+
+  const rig = await setUp(input, s, nofile.limit);
+  try {
+    let mark = performance.now();
+    const phase = (name: string): void => {
+      const now = performance.now();
+      log(`compare: ${name} took ${f((now - mark) / 1000, 0)} s (${f((now - t0) / 1000, 0)} s so far)`);
+      mark = now;
+    };
+    const tlsSeen = await verifyPaths(rig);
+    const logins: LoginCell[] = [];
+    const allTls: PathId[] = ['stunnel', 'node-tls', 'popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
+    const proxies: PathId[] = ['popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
+    await loginScenario(rig, logins, 'fast', s.concurrencies, ['direct', ...allTls, 'nginx-1-nt'], false);
+    if (s.resumeConcurrency !== undefined) await loginScenario(rig, logins, 'fast', [s.resumeConcurrency], allTls, true);
+    phase('logins on the fast backend');
+    await loginScenario(rig, logins, 'dovecot', s.dovecotConcurrencies, ['direct', ...proxies], false);
+    phase('logins on Dovecot');
+    const relay = await relayScenario(rig);
+    phase('relay');
+    const stat = await statScenario(rig);
+    phase('STAT latency');
+    const idle = await idleScenario(rig);
+    phase('idle sessions');
+
+    for (const gw of rig.gateways) {
+      const out = gw.output().trim();
+      if (out) notes.push(`popgate (pid ${gw.pid}) wrote at warn level or above: ${out.slice(-1500)}`);
+    }
+    for (const n of rig.nginx) {
+      const err = safeRead(n.errorLog).trim();
+      if (err) notes.push(`${n.name} error_log (warn): ${err.slice(-1500)}`);
+    }
+    if (rig.profDir) {
+      for (const gw of rig.gateways) await gw.stop();
+      notes.push(`popgate ran with --cpu-prof; profiles in ${rig.profDir} (kept)`);
+    }
+
+    let kerberos: CompareResults['kerberos'];
+    if (input.kerberos) {
+      kerberos = { source: 'cited', results: input.kerberos, backend: 'Dovecot' };
+    } else if (s.kerberos) {
+      log(`compare: Kerberos (popgate only): the benchmark's Kerberos part, ${s.krbRuns} runs of ${s.krbSeconds} s, popgate logging in to the FAST backend`);
+      const results = await runKerberosBench({
+        cleanup: input.cleanup,
+        runs: s.krbRuns,
+        seconds: s.krbSeconds,
+        dovecotPort: rig.fastPort,
+        master: input.master,
+        certFile: input.pki.certFile,
+        keyFile: input.pki.keyFile,
+        ca: input.ca,
+        user: input.dovecotUser.name,
+      });
+      kerberos = { source: 'measured', results, backend: 'fast in-memory backend' };
+      phase('Kerberos');
+    } else {
+      kerberos = { source: 'skipped' };
+    }
+
+    const results: CompareResults = {
+      startedAt,
+      totalSeconds: (performance.now() - t0) / 1000,
+      settings: s,
+      machine,
+      busyBefore,
+      paths: rig.paths.map(({ id, label, family }) => ({ id, label, family })),
+      tlsSeen,
+      bigSize: rig.bigSize,
+      logins,
+      relay,
+      stat,
+      idle,
+      kerberos,
+      notes,
+      nofile: rig.nofile,
+    };
+    const md = renderMarkdown(results);
+    const svg = renderSvg(results);
+    await mkdir(RESULTS_DIR, { recursive: true });
+    const raw = JSON.stringify(results, null, 1);
+    for (const [file, text] of [
+      [MD_FILE, md],
+      [SVG_FILE, svg],
+      [JSON_FILE, `${raw}\n`],
+    ] as const) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, text);
+      await rename(tmp, file);
+    }
+    log('');
+    log(md);
+    log(`compare: wrote ${path.relative(REPO_ROOT, MD_FILE)}, ${path.relative(REPO_ROOT, SVG_FILE)} and ${path.relative(REPO_ROOT, JSON_FILE)}; comparison took ${f((performance.now() - t0) / 1000, 0)} s`);
+    return results;
+  } catch (err) {
+    if (!input.cleanup.started) {
+      for (const p of rig.paths) {
+        if (p.id === 'direct') continue;
+        const out = p.output().trim();
+        if (out) process.stderr.write(`compare: ${p.id}${p.running() ? '' : ' (NOT RUNNING)'} output (tail):\n${out.slice(-3000)}\n`);
+      }
+      for (const c of [rig.fast, rig.auth, rig.worker.proc]) {
+        const out = c.output().trim();
+        if (out || !c.running()) process.stderr.write(`compare: ${c.name}${c.running() ? '' : ' (NOT RUNNING)'} output (tail):\n${out.slice(-3000)}\n`);
+      }
+    }
+    throw err;
+  }
+}
