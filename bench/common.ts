@@ -3,6 +3,8 @@
  * child process (started and stopped by PID) and waiting for its greeting.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pop3Client, type Pop3Endpoint } from './pop3-load.js';
@@ -111,14 +113,33 @@ export interface SpawnGatewayOptions {
   readonly ipc?: boolean;
 }
 
-export function spawnGateway(configFile: string, opts: SpawnGatewayOptions = {}): GatewayChild {
+/** A spawned child's output (last ~64 KiB of stdout+stderr) and exit, watched. */
+export interface WatchedChild {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Resolves when the child has exited (or could not be spawned). */
+  readonly exited: Promise<void>;
+  /** undefined while it runs; else how it ended. */
+  exitInfo(): string | undefined;
+  output(): string;
+}
+
+/** Spawns `file args` with piped stdout/stderr (and IPC on request) and watches its output and exit. */
+export function spawnWatched(
+  name: string,
+  file: string,
+  args: readonly string[],
+  opts: { readonly ipc?: boolean; readonly detached?: boolean; readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {},
+): WatchedChild {
   const stdio: StdioOptions = opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
-  const child: ChildProcess = spawn(process.execPath, [...(opts.execArgv ?? []), GATEWAY_MAIN, 'serve', '--config', configFile], {
-    cwd: REPO_ROOT,
+  const child: ChildProcess = spawn(file, [...args], {
     stdio,
+    detached: opts.detached ?? false,
+    env: opts.env ?? process.env,
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
   });
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start popgate (${process.execPath} ${GATEWAY_MAIN})`);
+  if (pid === undefined) throw new Error(`cannot start ${name} (${file})`);
   let out = '';
   const keep = (d: Buffer): void => {
     out += d.toString('utf8');
@@ -137,15 +158,25 @@ export function spawnGateway(configFile: string, opts: SpawnGatewayOptions = {})
       resolve();
     });
   });
+  return { child, pid, exited, exitInfo: () => exitInfo, output: () => (exitInfo === undefined ? out : `${out}\n[${name} ${exitInfo}]`) };
+}
+
+export function spawnGateway(configFile: string, opts: SpawnGatewayOptions = {}): GatewayChild {
+  const w = spawnWatched('popgate', process.execPath, [...(opts.execArgv ?? []), GATEWAY_MAIN, 'serve', '--config', configFile], {
+    cwd: REPO_ROOT,
+    ...(opts.ipc ? { ipc: true } : {}),
+  });
+  const { child, pid, exited } = w;
+  const running = (): boolean => w.exitInfo() === undefined;
   // Never leave the gateway behind, even on an abrupt exit of this process.
-  const removeExitHook = killOnExit(pid, () => exitInfo === undefined);
+  const removeExitHook = killOnExit(pid, running);
   return {
     pid,
     child,
-    running: () => exitInfo === undefined,
-    output: () => (exitInfo === undefined ? out : `${out}\n[popgate ${exitInfo}]`),
+    running,
+    output: w.output,
     stop: async () => {
-      if (exitInfo === undefined) await stopPid(pid, exited);
+      if (running()) await stopPid(pid, exited);
       removeExitHook();
     },
   };
@@ -200,4 +231,33 @@ export async function runBenchMain(
   } finally {
     await cleanup.run();
   }
+}
+
+/** What every benchmark report says about the machine it ran on. */
+export interface BaseMachineInfo {
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly memoryGiB: number;
+  readonly kernel: string;
+  readonly node: string;
+  readonly popgate: string;
+}
+
+export function baseMachineInfo(): BaseMachineInfo {
+  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m?.[1]) cpuModel = m[1].trim();
+  } catch {
+    /* keep os.cpus() */
+  }
+  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version?: string };
+  return {
+    cpuModel,
+    cores: os.availableParallelism(),
+    memoryGiB: os.totalmem() / 2 ** 30,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    popgate: pkg.version ?? 'unknown',
+  };
 }

@@ -41,6 +41,7 @@ import {
   spawnGateway,
   waitForGreeting,
   type GatewayChild,
+  baseMachineInfo,
 } from './common.js';
 import { runCompare } from './compare/compare.js';
 import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResults } from './kerberos.js';
@@ -113,22 +114,9 @@ function dovecotVersion(): string {
 }
 
 function machineInfo(): MachineInfo {
-  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m?.[1]) cpuModel = m[1].trim();
-  } catch {
-    /* keep os.cpus() */
-  }
-  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version?: string };
   return {
-    cpuModel,
-    cores: os.availableParallelism(),
-    memoryGiB: os.totalmem() / 2 ** 30,
-    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
+    ...baseMachineInfo(),
     dovecot: dovecotVersion(),
-    popgate: pkg.version ?? 'unknown',
     clockTicks: clockTicksPerSecond(),
   };
 }

@@ -5,12 +5,12 @@
  * process group as the last resort), and is SIGKILLed if the benchmark
  * process exits abruptly.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, describe, killOnExit, sleep } from '../common.js';
+import { HOST, describe, killOnExit, sleep, spawnWatched } from '../common.js';
 import { Pop3Client, type Pop3Endpoint } from '../pop3-load.js';
 import type { Job } from './load-worker.js';
 import { childrenOf } from './meter.js';
@@ -47,28 +47,12 @@ interface SpawnOptions {
 }
 
 export function spawnChild(name: string, file: string, opts: SpawnOptions = {}): Child {
-  const stdio: StdioOptions = opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
-  const child = spawn(file, [...(opts.args ?? [])], { stdio, detached: opts.detached ?? false, env: opts.env ?? process.env });
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start ${name} (${file})`);
-  let out = '';
-  const keep = (d: Buffer): void => {
-    out += d.toString('utf8');
-    if (out.length > 65_536) out = out.slice(-65_536);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitInfo = `exit code ${code ?? 'null'}, signal ${signal ?? 'none'}`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      exitInfo = `spawn error: ${err.message}`;
-      resolve();
-    });
+  const w = spawnWatched(name, file, opts.args ?? [], {
+    ...(opts.ipc ? { ipc: true } : {}),
+    ...(opts.detached ? { detached: true } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
   });
+  const { child, pid, exited } = w;
   const killGroup = (signal: NodeJS.Signals): void => {
     try {
       process.kill(opts.detached ? -pid : pid, signal);
@@ -76,15 +60,15 @@ export function spawnChild(name: string, file: string, opts: SpawnOptions = {}):
       /* gone */
     }
   };
-  const removeHook = killOnExit(opts.detached ? -pid : pid, () => exitInfo === undefined);
+  const removeHook = killOnExit(opts.detached ? -pid : pid, () => w.exitInfo() === undefined);
   return {
     name,
     pid,
     child,
-    running: () => exitInfo === undefined,
-    output: () => (exitInfo === undefined ? out : `${out}\n[${name} ${exitInfo}]`),
+    running: () => w.exitInfo() === undefined,
+    output: w.output,
     stop: async () => {
-      if (exitInfo === undefined) {
+      if (w.exitInfo() === undefined) {
         let leader = pid;
         if (opts.pidFile && existsSync(opts.pidFile)) {
           const n = Number(readFileSync(opts.pidFile, 'utf8').trim());

@@ -56,7 +56,7 @@ import { hashPassword } from '../../src/auth/password-hash.js';
 import type { TestPki } from '../../test/helpers/certs.js';
 import type { DovecotInstance } from '../../test/helpers/dovecot.js';
 import { freePort } from '../../test/helpers/ports.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, envNumber, log, sleep, spawnGateway, waitForGreeting, type GatewayChild } from '../common.js';
+import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, envNumber, log, sleep, spawnGateway, waitForGreeting, type GatewayChild, baseMachineInfo } from '../common.js';
 import { runKerberosBench, type KerberosResults } from '../kerberos.js';
 import { clockTicksPerSecond, readMachineCpu } from '../proc-cpu.js';
 import {
@@ -631,27 +631,14 @@ async function idleScenario(rig: Rig): Promise<IdleCell[]> {
 // ------------------------------------------------------------------ machine
 
 function machineInfo(): MachineInfo {
-  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m?.[1]) cpuModel = m[1].trim();
-  } catch {
-    /* keep */
-  }
-  const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version?: string };
   return {
-    cpuModel,
-    cores: os.availableParallelism(),
-    memoryGiB: os.totalmem() / 2 ** 30,
-    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
+    ...baseMachineInfo(),
     nodeOpenssl: process.versions.openssl ?? 'unknown',
     nginx: versionOf(NGINX_BIN, ['-v'], /nginx version: nginx\/(\S+)/),
     nginxOpenssl: versionOf(NGINX_BIN, ['-V'], /built with OpenSSL (\S+)/),
     stunnel: versionOf(STUNNEL_BIN, ['-version'], /stunnel (\d\S*) on/),
     stunnelOpenssl: versionOf(STUNNEL_BIN, ['-version'], /Running\s+with OpenSSL (\S+)/),
     dovecot: versionOf('/usr/sbin/dovecot', ['--version'], /^(\S+)/),
-    popgate: pkg.version ?? 'unknown',
     clockTicks: clockTicksPerSecond(),
   };
 }
