@@ -182,11 +182,16 @@ export function spawnGateway(configFile: string, opts: SpawnGatewayOptions = {})
   };
 }
 
-export async function waitForGreeting(endpoint: Pop3Endpoint, gw: GatewayChild, timeoutMs: number): Promise<void> {
+/** Waits until `endpoint` greets with +OK; fails at once (with its output) if the child is gone. */
+export async function waitForGreeting(
+  endpoint: Pop3Endpoint,
+  gw: Pick<GatewayChild, 'running' | 'output'>,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    if (!gw.running()) throw new Error(`popgate exited during start-up:\n${gw.output()}`);
+    if (!gw.running()) throw new Error(`${endpoint.label} exited during start-up:\n${gw.output()}`);
     try {
       const c = await Pop3Client.connect(endpoint, 1_000);
       c.destroy();
@@ -196,7 +201,7 @@ export async function waitForGreeting(endpoint: Pop3Endpoint, gw: GatewayChild, 
       await sleep(100);
     }
   }
-  throw new Error(`popgate did not greet on ${endpoint.label} within ${timeoutMs} ms (${last}):\n${gw.output()}`);
+  throw new Error(`${endpoint.label} did not greet within ${timeoutMs} ms (${last}):\n${gw.output()}`);
 }
 
 /**

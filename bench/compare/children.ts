@@ -10,8 +10,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST, describe, killOnExit, sleep, spawnWatched } from '../common.js';
-import { Pop3Client, type Pop3Endpoint } from '../pop3-load.js';
+import { HOST, describe, killOnExit, sleep, spawnWatched, waitForGreeting } from '../common.js';
+import type { Pop3Endpoint } from '../pop3-load.js';
 import type { Job } from './load-worker.js';
 import { childrenOf } from './meter.js';
 
@@ -107,20 +107,7 @@ export function startNodeChild(name: string, script: string, args: readonly stri
 }
 
 export async function waitGreeting(endpoint: Pop3Endpoint, running: () => boolean, output: () => string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    if (!running()) throw new Error(`${endpoint.label} exited during start-up:\n${output()}`);
-    try {
-      const c = await Pop3Client.connect(endpoint, 1_000);
-      c.destroy();
-      return;
-    } catch (err) {
-      last = describe(err);
-      await sleep(100);
-    }
-  }
-  throw new Error(`${endpoint.label} did not greet within ${timeoutMs} ms (${last}):\n${output()}`);
+  await waitForGreeting(endpoint, { running, output }, timeoutMs);
 }
 
 /**
