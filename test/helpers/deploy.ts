@@ -190,3 +190,18 @@ export function fileTempDir(prefix: string): () => string {
     return dir;
   };
 }
+
+/** A placeholder file under `root` for every file path `config` names (the replay-cache directory excepted). */
+export async function writePlaceholderFiles(config: Tree, root: string): Promise<void> {
+  for (const e of pathEntries(config)) {
+    if (e.key === 'rcacheDir') continue;
+    await writeFileMkdir(join(root, e.value), e.key === 'passwordFile' ? 'placeholder-password\n' : 'placeholder\n');
+  }
+}
+
+/** `popgate check-config` on `config` with its absolute paths moved under `root`, written to `root/relFile`. */
+export async function checkRerooted(config: Tree, root: string, relFile: string): Promise<RunResult & { file: string }> {
+  const file = join(root, relFile);
+  await writeFileMkdir(file, stringifyYaml(rerootConfig(config, root)));
+  return { ...(await checkConfig(file)), file };
+}

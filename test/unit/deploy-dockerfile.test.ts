@@ -10,18 +10,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  DEPLOY,
-  ROOT,
   adminOf,
-  checkConfig,
+  checkRerooted,
+  DEPLOY,
+  fileTempDir,
   get,
   listenersOf,
   parseYaml,
   pathEntries,
-  fileTempDir,
-  rerootConfig,
-  stringifyYaml,
-  writeFileMkdir,
+  ROOT,
+  writePlaceholderFiles,
 } from '../helpers/deploy.js';
 
 interface Instruction {
@@ -248,14 +246,9 @@ describe('deploy/Dockerfile', () => {
 
   it('deploy/docker/popgate.yaml passes popgate check-config (paths re-rooted, secret files created)', async () => {
     const root = join(tmp(), 'docker');
-    for (const e of pathEntries(dockerConfig)) {
-      expect(e.value, e.pattern).toMatch(/^\//);
-      if (e.key === 'rcacheDir') continue;
-      await writeFileMkdir(join(root, e.value), e.key === 'passwordFile' ? 'placeholder-password\n' : 'placeholder\n');
-    }
-    const file = join(root, 'etc', 'popgate', 'popgate.check.yaml');
-    await writeFileMkdir(file, stringifyYaml(rerootConfig(dockerConfig, root)));
-    const r = await checkConfig(file);
+    for (const e of pathEntries(dockerConfig)) expect(e.value, e.pattern).toMatch(/^\//);
+    await writePlaceholderFiles(dockerConfig, root);
+    const r = await checkRerooted(dockerConfig, root, 'etc/popgate/popgate.check.yaml');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
   });

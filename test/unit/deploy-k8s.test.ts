@@ -50,17 +50,15 @@ import {
   type IService,
 } from 'kubernetes-models/v1';
 import {
-  DEPLOY,
   adminOf,
-  checkConfig,
+  checkRerooted,
+  DEPLOY,
   drainTimeoutSeconds,
   get,
   listenersOf,
   parseYaml,
   pathEntries,
   requireBuiltCli,
-  rerootConfig,
-  stringifyYaml,
   writeFileMkdir,
   type Tree,
 } from '../helpers/deploy.js';
@@ -568,12 +566,10 @@ describe.each(OVERLAYS)('deploy/k8s/%s', (dir) => {
     const o = overlay(dir);
     const root = join(tmp, dir.replace(/\//g, '_'), 'check');
     await buildPodFs(dir, o.dep, root);
-    const file = join(root, 'check', 'popgate.yaml');
-    await writeFileMkdir(file, stringifyYaml(rerootConfig(o.config, root)));
-    const r = await checkConfig(file);
+    const r = await checkRerooted(o.config, root, 'check/popgate.yaml');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`${file}: OK`);
+    expect(r.stdout).toContain(`${r.file}: OK`);
   });
 });
 

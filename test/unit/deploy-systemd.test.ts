@@ -15,20 +15,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runProgram } from '../helpers/clients.js';
 import {
-  DEPLOY,
-  ROOT,
   adminOf,
-  checkConfig,
+  checkRerooted,
+  DEPLOY,
   drainTimeoutSeconds,
+  fileTempDir,
   get,
   listenersOf,
   parseDurationSeconds,
   parseYaml,
   pathEntries,
-  fileTempDir,
-  rerootConfig,
-  stringifyYaml,
-  writeFileMkdir,
+  ROOT,
+  writePlaceholderFiles,
 } from '../helpers/deploy.js';
 
 const UNIT_FILE = join(DEPLOY, 'systemd', 'popgate.service');
@@ -168,13 +166,8 @@ describe('deploy/systemd/popgate.service (parsed)', () => {
 describe('deploy/systemd/popgate.yaml', () => {
   it('passes popgate check-config (paths re-rooted, credential files created)', async () => {
     const root = join(tmp(), 'root');
-    for (const e of pathEntries(config)) {
-      if (e.key === 'rcacheDir') continue;
-      await writeFileMkdir(join(root, e.value), e.key === 'passwordFile' ? 'placeholder-password\n' : 'placeholder\n');
-    }
-    const file = join(root, 'etc', 'popgate', 'popgate.yaml');
-    await writeFileMkdir(file, stringifyYaml(rerootConfig(config, root)));
-    const r = await checkConfig(file);
+    await writePlaceholderFiles(config, root);
+    const r = await checkRerooted(config, root, 'etc/popgate/popgate.yaml');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(get(config, ['shutdown', 'drainTimeout'])).toBe('30s');
