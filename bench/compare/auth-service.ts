@@ -16,6 +16,7 @@
  * popgate keeps its connections open: the same service serves both.
  */
 import http from 'node:http';
+import { exitWithParent } from './child-exit.js';
 
 export interface AuthUser {
   /** The password the client gives the proxy. */
@@ -68,13 +69,6 @@ server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
   const a = server.address();
   process.stdout.write(`READY ${typeof a === 'object' && a ? a.port : 0}\n`);
 });
-process.on('SIGTERM', () => {
+exitWithParent(() => {
   process.stderr.write(`auth-service: ${requests} requests\n`);
-  process.exit(0);
 });
-process.on('SIGINT', () => process.exit(0));
-// Never outlive the benchmark, even when it is SIGKILLed (its Cleanup then cannot run).
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(0);
-}, 1_000).unref();

@@ -25,6 +25,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { exitWithParent } from './child-exit.js';
 
 interface Options {
   readonly masterUser: string;
@@ -225,10 +226,4 @@ server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, () => {
   const a = server.address();
   process.stdout.write(`READY ${typeof a === 'object' && a ? a.port : 0} ${big.length} ${small.length}\n`);
 });
-process.on('SIGTERM', () => process.exit(0));
-// Never outlive the benchmark, even when it is SIGKILLed (its Cleanup then cannot run).
-const parent = process.ppid;
-setInterval(() => {
-  if (process.ppid !== parent) process.exit(0);
-}, 1_000).unref();
-process.on('SIGINT', () => process.exit(0));
+exitWithParent();

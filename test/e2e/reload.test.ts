@@ -16,6 +16,7 @@ import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { issueCert, makeTestPki, type TestPki } from '../helpers/certs.js';
 import { runProgram } from '../helpers/clients.js';
 import { LineClient } from '../helpers/line-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const CLI = resolve('dist/cli/main.js');
 
@@ -34,15 +35,6 @@ function start(args: string[]): Running {
   return { child, stdout: () => out, exited };
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function logRecords(text: string): Array<Record<string, unknown>> {
   return text

@@ -31,6 +31,7 @@ import {
   writeFileMkdir,
   type Tree,
 } from '../helpers/deploy.js';
+import { waitFor } from '../helpers/wait.js';
 
 const SCRIPT = join(DEPLOY, 'docker-entrypoint.sh');
 const SH = '/bin/sh';
@@ -113,15 +114,6 @@ function records(text: string): LogRecord[] {
     .map((l) => JSON.parse(l) as LogRecord);
 }
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function readGreeting(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
