@@ -5,6 +5,7 @@ import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'n
 import { GatewayError } from '../errors.js';
 import { encodeProxyHeader, forwardedAddressText } from './proxy-header.js';
 import { checkBackendIdentity } from './tls-identity.js';
+import { connectWithSharedReads, type BackendReader } from './shared-reads.js';
 import type {
   BackendLinkInfo,
   BackendLinkSession,
@@ -243,7 +244,15 @@ function runLink(
     /** performance.now() at connect(), then when the login was sent (observer only). */
     let since = observer ? performance.now() : 0;
 
-    const raw: Socket = connect({ host: target.host, port: target.port });
+    // A plaintext link reads into the shared buffer (see shared-reads.ts); a
+    // TLS link cannot: the TLS layer takes over the socket's reads.
+    let reader: BackendReader | undefined;
+    let raw: Socket;
+    if (tlsMode === 'none') {
+      ({ socket: raw, reader } = connectWithSharedReads(target.host, target.port));
+    } else {
+      raw = connect({ host: target.host, port: target.port });
+    }
     raw.setNoDelay(true);
     /** The socket lines are read from and written to: `raw`, or the TLSSocket over it. */
     let sock: Socket = raw;
@@ -307,7 +316,7 @@ function runLink(
         xclientOffered,
         xclientSent,
       };
-      resolve({ socket: sock, loginReply, leftover, endpoint, link });
+      resolve({ socket: sock, loginReply, leftover, endpoint, link, ...(reader ? { reader } : {}) });
     };
 
     const arm = (ms: number): void => {

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { releaseRelayBuffer, takeRelayBuffer } from './shared-reads.js';
 import type { BackendSession, SpliceResult } from './types.js';
 
 export interface SpliceOptions {
@@ -38,6 +39,7 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
   const { client, pendingClientBytes, idleTimeoutMs, signal } = opts;
   const backend = opts.backend.socket;
   const leftover = opts.backend.leftover;
+  const reader = opts.backend.reader;
   // 0 or a non-finite value disables the idle cut; setTimeout cannot wait longer than 2^31-1 ms.
   const idleMs = Number.isFinite(idleTimeoutMs) && idleTimeoutMs > 0 ? Math.min(idleTimeoutMs, 2 ** 31 - 1) : 0;
 
@@ -119,6 +121,22 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
         backend.pause();
       }
     };
+    /**
+     * A chunk from the shared read buffer (plaintext backends): copied into a
+     * pooled relay buffer that the write hands back when it is done, so the
+     * relay allocates no memory per read.
+     */
+    const onBackendView = (view: Buffer): boolean => {
+      if (!client.writable) return true;
+      bytesToClient += view.length;
+      lastActivity = Date.now();
+      const buf = takeRelayBuffer();
+      view.copy(buf);
+      if (client.write(buf.subarray(0, view.length), () => releaseRelayBuffer(buf))) return true;
+      backendHeld = true;
+      backend.pause();
+      return false;
+    };
     const onClientDrain = (): void => {
       if (backendHeld) {
         backendHeld = false;
@@ -180,6 +198,7 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
       backend.removeListener('error', onBackendError);
       backend.removeListener('close', onBackendClose);
       backend.removeListener('drain', onBackendDrain);
+      reader?.setSink(undefined);
       signal?.removeEventListener('abort', onAbort);
       if (idleTimer) clearTimeout(idleTimer);
       idleTimer = undefined;
@@ -225,7 +244,10 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
         backend.write(pendingClientBytes);
       }
       client.on('data', onClientData);
+      // With a reader, reads come through onBackendView; 'data' still carries
+      // anything the Readable had buffered before the relay began.
       backend.on('data', onBackendData);
+      reader?.setSink(onBackendView);
       client.resume();
       backend.resume();
       // The client may have sent its last commands and FIN before the login

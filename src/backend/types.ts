@@ -1,3 +1,4 @@
+import type { BackendReader } from './shared-reads.js';
 import type { Socket } from 'node:net';
 
 export interface BackendEndpoint {
@@ -79,6 +80,11 @@ export interface BackendSession {
   /** Bytes the backend sent after its login reply (normally empty). */
   readonly leftover: Buffer;
   readonly endpoint: BackendEndpoint;
+  /**
+   * Present when the socket reads into the shared buffer (plaintext links):
+   * a relay can then take chunks without an allocation per read.
+   */
+  readonly reader?: BackendReader;
 }
 
 export interface SpliceResult {

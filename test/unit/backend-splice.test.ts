@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import selfsigned from 'selfsigned';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBackendSession } from '../../src/backend/client.js';
+import { relayBuffersPooled } from '../../src/backend/shared-reads.js';
 import { spliceSessions } from '../../src/backend/splice.js';
 import type { BackendSession, SpliceResult } from '../../src/backend/types.js';
 import { dotStuff, startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
@@ -145,6 +146,49 @@ describe('spliceSessions', () => {
     const r = await h.result;
     expect(r.bytesToClient).toBe(h.client.bytesReceived);
     expect(r.bytesToBackend).toBe('RETR 1\r\nQUIT\r\n'.length);
+  }, 60_000);
+
+  it('relays different messages to concurrent slow clients byte-exact (one shared backend read buffer)', async () => {
+    // Plaintext backends read into one shared buffer and the relay copies each read into a
+    // pooled buffer held until its write is done: any chunk handed on without its copy would
+    // show up here as bytes of another session.
+    const bigs = [1, 2, 3].map((n) => {
+      const body = randomBytes(9 * 1024 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+      return Buffer.from(`Subject: big ${n}\r\n\r\n${body}\r\n`);
+    });
+    const expected = bigs.map((b) => createHash('sha256').update(Buffer.concat(dotStuff(b))).digest('hex'));
+    await demo.close();
+    demo = await startDemoBackend({ users: { alice: 'pw' }, messages: { alice: bigs } });
+    const hs = await Promise.all([harness({}), harness({ tls: true }), harness({})]);
+    const digests = await Promise.all(
+      hs.map(async (h, i) => {
+        h.client.send(`RETR ${i + 1}\r\n`);
+        expect(await h.client.line()).toBe(`+OK ${bigs[i]!.length} octets`);
+        // Stall long enough to fill the kernel's socket buffers (writes then wait in libuv),
+        // then read in fits and starts so the relays stall and resume at different moments.
+        h.client.socket.pause();
+        await new Promise((r) => setTimeout(r, 200 + i * 50));
+        h.client.socket.resume();
+        const stall = setInterval(() => {
+          h.client.socket.pause();
+          setTimeout(() => h.client.socket.resume(), 30 + i * 7);
+        }, 40 + i * 5);
+        const hash = createHash('sha256');
+        try {
+          await h.client.streamUntil('\r\n.\r\n', (b) => hash.update(b), 30_000);
+        } finally {
+          clearInterval(stall);
+          h.client.socket.resume();
+        }
+        h.client.send('QUIT\r\n');
+        await h.client.line();
+        await h.result;
+        return hash.digest('hex');
+      }),
+    );
+    expect(digests).toEqual(expected);
+    expect(relayBuffersPooled()).toBeGreaterThan(0);
+    for (const h of hs) await expectNoLeaks(h);
   }, 60_000);
 
   it('client FIN after QUIT delivers the QUIT and the backend reply, and nothing else', async () => {

@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectWithSharedReads, releaseRelayBuffer, takeRelayBuffer } from '../../src/backend/shared-reads.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** Waits until `cond` holds (polling every 5 ms). */
+const until = (what: string, cond: () => boolean, timeoutMs = 5_000): Promise<true> =>
+  waitFor(what, () => (cond() ? true : undefined), timeoutMs, 5);
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+afterEach(() => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const s of servers.splice(0)) s.close();
+});
+
+/** A server that hands each accepted connection to the test. */
+async function serve(): Promise<{ port: number; next: () => Promise<Socket> }> {
+  const accepted: Socket[] = [];
+  const waiting: ((s: Socket) => void)[] = [];
+  const server = createServer((s) => {
+    sockets.push(s);
+    const w = waiting.shift();
+    if (w) w(s);
+    else accepted.push(s);
+  });
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    next: () => {
+      const s = accepted.shift();
+      return s ? Promise.resolve(s) : new Promise((r) => waiting.push(r));
+    },
+  };
+}
+
+async function connected(port: number): Promise<ReturnType<typeof connectWithSharedReads>> {
+  const c = connectWithSharedReads('127.0.0.1', port);
+  sockets.push(c.socket);
+  await once(c.socket, 'connect');
+  return c;
+}
+
+describe('connectWithSharedReads', () => {
+  it('without a sink, emits every chunk as a copy of its own, in order, then end', async () => {
+    const srv = await serve();
+    const { socket } = await connected(srv.port);
+    const peer = await srv.next();
+    const kept: Buffer[] = [];
+    socket.on('data', (c: Buffer) => kept.push(c));
+    const ended = once(socket, 'end');
+    // Several writes with pauses between, so there are several reads into the shared buffer.
+    const parts = [randomBytes(70_000), randomBytes(10), randomBytes(200_000), randomBytes(3)];
+    for (const p of parts) {
+      peer.write(p);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    peer.end();
+    await ended;
+    expect(kept.length).toBeGreaterThan(parts.length - 1);
+    // Chunks kept from early reads still hold their bytes after later reads reused the shared buffer.
+    expect(Buffer.concat(kept).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('loses nothing that arrives while the socket is paused or before anyone listens', async () => {
+    const srv = await serve();
+    const { socket } = await connected(srv.port);
+    const peer = await srv.next();
+    peer.write('before any listener\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    const got: Buffer[] = [];
+    socket.on('data', (c: Buffer) => {
+      got.push(c);
+      socket.pause();
+    });
+    await until('the first chunk', () => got.length === 1);
+    const big = randomBytes(300_000);
+    peer.write(big);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(socket.isPaused()).toBe(true);
+    socket.removeAllListeners('data');
+    socket.on('data', (c: Buffer) => got.push(c));
+    socket.resume();
+    const all = Buffer.concat([Buffer.from('before any listener\r\n'), big]);
+    await until('every byte', () => Buffer.concat(got).length >= all.length);
+    expect(Buffer.concat(got).equals(all)).toBe(true);
+  });
+
+  it('with a sink, hands each read over as a view, pauses on false and restarts on resume()', async () => {
+    const srv = await serve();
+    const { socket, reader } = await connected(srv.port);
+    const peer = await srv.next();
+    const copies: Buffer[] = [];
+    let calls = 0;
+    let stop = false;
+    reader.setSink((view) => {
+      calls += 1;
+      copies.push(Buffer.from(view));
+      return !stop;
+    });
+    socket.resume();
+    peer.write('one\r\n');
+    await until('read 1', () => calls === 1);
+    stop = true;
+    peer.write('two\r\n');
+    await until('read 2', () => calls === 2);
+    // Paused by the sink's false: what comes now waits in the kernel.
+    peer.write('three\r\n');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls).toBe(2);
+    stop = false;
+    socket.resume();
+    await until('read 3', () => calls === 3);
+    expect(Buffer.concat(copies).toString()).toBe('one\r\ntwo\r\nthree\r\n');
+    // Back to 'data' events once the sink is removed; end still comes.
+    reader.setSink(undefined);
+    const later: Buffer[] = [];
+    socket.on('data', (c: Buffer) => later.push(c));
+    const ended = once(socket, 'end');
+    peer.end('four\r\n');
+    await ended;
+    expect(Buffer.concat(later).toString()).toBe('four\r\n');
+    expect(calls).toBe(3);
+  });
+});
+
+describe('relay buffers', () => {
+  it('are reused once given back, and foreign buffers are not pooled', () => {
+    const a = takeRelayBuffer();
+    expect(a.length).toBe(64 * 1024);
+    releaseRelayBuffer(a);
+    expect(takeRelayBuffer()).toBe(a);
+    const small = Buffer.alloc(10);
+    releaseRelayBuffer(small);
+    expect(takeRelayBuffer()).not.toBe(small);
+  });
+});
