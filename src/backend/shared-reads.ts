@@ -68,21 +68,34 @@ export function connectWithSharedReads(host: string, port: number): { socket: So
 }
 
 /**
- * 64 KiB buffers a relay copies chunks into while a write holds them, handed
- * back by the write's callback; at most RELAY_POOL_MAX are kept (a relaying
- * session has about one write in flight, because it pauses its reader as soon
- * as the other side's write buffer is full).
+ * 64 KiB buffers a relay copies large chunks into while a write holds them,
+ * handed back by the write's callback. A relaying session has about one write
+ * in flight (it pauses its reader as soon as the other side's write buffer is
+ * full), so a few suffice; beyond RELAY_POOL_MAX they are left to the GC
+ * rather than kept (a full pool is RSS every idle gateway would carry).
  */
-const RELAY_POOL_MAX = 64;
+const RELAY_POOL_MAX = 16;
 const relayPool: Buffer[] = [];
+/**
+ * Chunks up to this size (every reply but message bodies) are copied with
+ * Buffer.from, out of Node's shared 8 KiB slabs: they would tie up a 64 KiB
+ * pool buffer for a few bytes.
+ */
+const SMALL_CHUNK = 4 * 1024;
 
-/** A buffer of READ_SIZE bytes for one write; give it back with releaseRelayBuffer once written. */
-export function takeRelayBuffer(): Buffer {
-  return relayPool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+/**
+ * A copy of `view` for one write, and what to do once it is written: give a
+ * pooled buffer back (large chunks), nothing (small ones).
+ */
+export function copyForWrite(view: Buffer): { readonly chunk: Buffer; readonly done: (() => void) | undefined } {
+  if (view.length <= SMALL_CHUNK) return { chunk: Buffer.from(view), done: undefined };
+  const buf = relayPool.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  view.copy(buf);
+  return { chunk: buf.subarray(0, view.length), done: () => releaseRelayBuffer(buf) };
 }
 
-export function releaseRelayBuffer(buf: Buffer): void {
-  if (relayPool.length < RELAY_POOL_MAX && buf.length === READ_SIZE) relayPool.push(buf);
+function releaseRelayBuffer(buf: Buffer): void {
+  if (relayPool.length < RELAY_POOL_MAX) relayPool.push(buf);
 }
 
 /** How many relay buffers are waiting in the pool (for tests and diagnostics). */

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { releaseRelayBuffer, takeRelayBuffer } from './shared-reads.js';
+import { copyForWrite } from './shared-reads.js';
 import type { BackendSession, SpliceResult } from './types.js';
 
 export interface SpliceOptions {
@@ -122,17 +122,16 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
       }
     };
     /**
-     * A chunk from the shared read buffer (plaintext backends): copied into a
-     * pooled relay buffer that the write hands back when it is done, so the
-     * relay allocates no memory per read.
+     * A chunk from the shared read buffer (plaintext backends): copied (into
+     * a pooled relay buffer that the write hands back when done, for message
+     * bodies), so a relay allocates no memory per read.
      */
     const onBackendView = (view: Buffer): boolean => {
       if (!client.writable) return true;
       bytesToClient += view.length;
       lastActivity = Date.now();
-      const buf = takeRelayBuffer();
-      view.copy(buf);
-      if (client.write(buf.subarray(0, view.length), () => releaseRelayBuffer(buf))) return true;
+      const { chunk, done: written } = copyForWrite(view);
+      if (client.write(chunk, written)) return true;
       backendHeld = true;
       backend.pause();
       return false;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectWithSharedReads, releaseRelayBuffer, takeRelayBuffer } from '../../src/backend/shared-reads.js';
+import { connectWithSharedReads, copyForWrite, relayBuffersPooled } from '../../src/backend/shared-reads.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** Waits until `cond` holds (polling every 5 ms). */
@@ -129,14 +129,34 @@ describe('connectWithSharedReads', () => {
   });
 });
 
-describe('relay buffers', () => {
-  it('are reused once given back, and foreign buffers are not pooled', () => {
-    const a = takeRelayBuffer();
-    expect(a.length).toBe(64 * 1024);
-    releaseRelayBuffer(a);
-    expect(takeRelayBuffer()).toBe(a);
-    const small = Buffer.alloc(10);
-    releaseRelayBuffer(small);
-    expect(takeRelayBuffer()).not.toBe(small);
+describe('copyForWrite', () => {
+  it('copies small chunks on their own and large ones into pooled buffers that come back once written', () => {
+    const small = Buffer.from('+OK 2 320\r\n');
+    const a = copyForWrite(small);
+    // A copy: the shared read buffer behind `view` is overwritten by the next read.
+    small.fill(0x21);
+    expect(a.chunk.toString()).toBe('+OK 2 320\r\n');
+    expect(a.done).toBeUndefined();
+
+    const big = randomBytes(60_000);
+    const b = copyForWrite(big);
+    expect(b.chunk.equals(big)).toBe(true);
+    expect(b.chunk.buffer).not.toBe(big.buffer);
+    expect(b.chunk.buffer.byteLength).toBe(64 * 1024);
+    expect(b.done).toBeTypeOf('function');
+    const pooled = relayBuffersPooled();
+    b.done?.();
+    expect(relayBuffersPooled()).toBe(pooled + 1);
+    // The next large copy reuses the buffer just given back.
+    const c = copyForWrite(randomBytes(5_000));
+    expect(c.chunk.buffer).toBe(b.chunk.buffer);
+    expect(relayBuffersPooled()).toBe(pooled);
+    c.done?.();
+  });
+
+  it('keeps at most 16 buffers in the pool', () => {
+    const held = Array.from({ length: 40 }, () => copyForWrite(randomBytes(10_000)));
+    for (const h of held) h.done?.();
+    expect(relayBuffersPooled()).toBe(16);
   });
 });
