@@ -4,9 +4,11 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/ports.js';
 import { Pop3Client, type Pop3Endpoint } from './pop3-load.js';
 
 /** The checkout root (this file runs from dist-bench/bench/). */
@@ -202,6 +204,62 @@ export async function waitForGreeting(
     }
   }
   throw new Error(`${endpoint.label} did not greet within ${timeoutMs} ms (${last}):\n${gw.output()}`);
+}
+
+export interface DovecotGatewayOptions {
+  /** Listener-name prefix and the config's comment, e.g. 'bench'. */
+  readonly name: string;
+  /** Where popgate.yaml is written. */
+  readonly dir: string;
+  readonly userFile: string;
+  readonly pki: { readonly certFile: string; readonly keyFile: string };
+  readonly ca: Buffer;
+  readonly dovecotPort: number;
+  readonly master: { readonly name: string; readonly password: string };
+  /** Entries after `userFile` in the `auth:` flow map, e.g. `failureDelay: 0s`. */
+  readonly auth: string;
+  /** Further top-level YAML lines (e.g. a `limits:` line). */
+  readonly extraYaml?: string;
+}
+
+export interface DovecotGateway {
+  readonly gateway: GatewayChild;
+  readonly tlsPort: number;
+  readonly plainPort: number;
+  readonly tlsOpts: { readonly ca: Buffer; readonly servername: string };
+}
+
+/**
+ * The popgate child the Dovecot-backed benchmarks measure: a pop3s and a
+ * plaintext-auth pop3 listener on free loopback ports, its user file, AUTH
+ * PLAIN as Dovecot's master user; returns once both listeners greet.
+ */
+export async function startDovecotGateway(cleanup: Cleanup, o: DovecotGatewayOptions): Promise<DovecotGateway> {
+  const tlsPort = await freePort(HOST);
+  let plainPort = await freePort(HOST);
+  while (plainPort === tlsPort) plainPort = await freePort(HOST);
+  const q = (s: string): string => JSON.stringify(s);
+  const yaml = `# popgate ${o.name} config (generated)
+log: { level: warn }
+listeners:
+  - { name: ${o.name}-pop3s, kind: pop3s, address: ${HOST}, port: ${tlsPort},
+      tls: { certFile: ${q(o.pki.certFile)}, keyFile: ${q(o.pki.keyFile)} } }
+  - { name: ${o.name}-pop3, kind: pop3, address: ${HOST}, port: ${plainPort}, allowPlaintextAuth: true }
+auth: { userFile: ${q(o.userFile)}, ${o.auth} }
+${o.extraYaml ? `${o.extraYaml}\n` : ''}backend:
+  host: ${HOST}
+  port: ${o.dovecotPort}
+  login: { mode: master, method: auth-plain, user: ${q(o.master.name)}, password: ${q(o.master.password)} }
+shutdown: { drainTimeout: 1s }
+`;
+  const configFile = path.join(o.dir, 'popgate.yaml');
+  await writeFile(configFile, yaml, { mode: 0o600 });
+  const gateway = spawnGateway(configFile);
+  cleanup.add('stop popgate', () => gateway.stop());
+  const tlsOpts = { ca: o.ca, servername: 'localhost' };
+  await waitForGreeting({ label: 'popgate pop3', host: HOST, port: plainPort }, gateway, 15_000);
+  await waitForGreeting({ label: 'popgate pop3s', host: HOST, port: tlsPort, tls: tlsOpts }, gateway, 15_000);
+  return { gateway, tlsPort, plainPort, tlsOpts };
 }
 
 /**

@@ -31,8 +31,7 @@ import tls from 'node:tls';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
 import { makeTestPki } from '../test/helpers/certs.js';
 import { startDovecot } from '../test/helpers/dovecot.js';
-import { freePort } from '../test/helpers/ports.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, describe, envNumber, log, runBenchMain, sleep, spawnGateway, waitForGreeting } from './common.js';
+import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, describe, envNumber, log, runBenchMain, sleep, startDovecotGateway } from './common.js';
 import { Pop3Client, Pop3Error, type Pop3Target } from './pop3-load.js';
 import { clockTicksPerSecond, readMachineCpu, readProcCpu } from './proc-cpu.js';
 import { quantile } from './stats.js';
@@ -520,31 +519,17 @@ async function main(cleanup: Cleanup): Promise<void> {
   }
   const userFile = path.join(gwDir, 'users');
   await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
-  const tlsPort = await freePort(HOST);
-  let plainPort = await freePort(HOST);
-  while (plainPort === tlsPort) plainPort = await freePort(HOST);
-  const q = (s: string): string => JSON.stringify(s);
-  const yaml = `# popgate hostile load test config (generated)
-log: { level: warn }
-listeners:
-  - { name: load-pop3s, kind: pop3s, address: ${HOST}, port: ${tlsPort},
-      tls: { certFile: ${q(pki.certFile)}, keyFile: ${q(pki.keyFile)} } }
-  - { name: load-pop3, kind: pop3, address: ${HOST}, port: ${plainPort}, allowPlaintextAuth: true }
-auth: { userFile: ${q(userFile)}, throttle: { enabled: true } }
-limits: { maxConnections: ${MAX_CONNECTIONS}, maxConnectionsPerIp: ${MAX_PER_IP}, preAuthTimeout: ${PREAUTH_TIMEOUT_S}s }
-backend:
-  host: ${HOST}
-  port: ${dovecot.port}
-  login: { mode: master, method: auth-plain, user: ${q(master.name)}, password: ${q(master.password)} }
-shutdown: { drainTimeout: 1s }
-`;
-  const configFile = path.join(gwDir, 'popgate.yaml');
-  await writeFile(configFile, yaml, { mode: 0o600 });
-  const gw = spawnGateway(configFile);
-  cleanup.add('stop popgate', () => gw.stop());
-  const tlsOpts = { ca, servername: 'localhost' };
-  await waitForGreeting({ label: 'popgate pop3', host: HOST, port: plainPort }, gw, 15_000);
-  await waitForGreeting({ label: 'popgate pop3s', host: HOST, port: tlsPort, tls: tlsOpts }, gw, 15_000);
+  const { gateway: gw, tlsPort, plainPort, tlsOpts } = await startDovecotGateway(cleanup, {
+    name: 'load',
+    dir: gwDir,
+    userFile,
+    pki,
+    ca,
+    dovecotPort: dovecot.port,
+    master,
+    auth: 'throttle: { enabled: true }',
+    extraYaml: `limits: { maxConnections: ${MAX_CONNECTIONS}, maxConnectionsPerIp: ${MAX_PER_IP}, preAuthTimeout: ${PREAUTH_TIMEOUT_S}s }`,
+  });
   log(`loadtest: popgate pid ${gw.pid}: pop3s :${tlsPort}, pop3 :${plainPort}`);
 
   const normal: Pop3Target = { label: 'normal client (pop3s, alice)', host: HOST, port: tlsPort, tls: tlsOpts, user: 'alice', password: alicePass };

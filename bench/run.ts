@@ -19,7 +19,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,19 +27,16 @@ import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
 import { makeTestPki, type TestPki } from '../test/helpers/certs.js';
 import { startDovecot, type DovecotInstance } from '../test/helpers/dovecot.js';
-import { freePort } from '../test/helpers/ports.js';
 import {
   Cleanup,
   GATEWAY_MAIN,
   HOST,
   REPO_ROOT,
-  describe,
   envNumber,
   log,
   runBenchMain,
   sleep,
-  spawnGateway,
-  waitForGreeting,
+  startDovecotGateway,
   type GatewayChild,
   baseMachineInfo,
 } from './common.js';
@@ -228,31 +225,16 @@ async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
   log(`bench: hashed user file in ${(performance.now() - t0).toFixed(0)} ms`);
   const userFile = path.join(gwDir, 'users');
   await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
-  const tlsPort = await freePort(HOST);
-  let plainPort = await freePort(HOST);
-  while (plainPort === tlsPort) plainPort = await freePort(HOST);
-  const q = (s: string): string => JSON.stringify(s);
-  const yaml = `# popgate benchmark config (generated)
-log: { level: warn }
-listeners:
-  - { name: bench-pop3s, kind: pop3s, address: ${HOST}, port: ${tlsPort},
-      tls: { certFile: ${q(pki.certFile)}, keyFile: ${q(pki.keyFile)} } }
-  - { name: bench-pop3, kind: pop3, address: ${HOST}, port: ${plainPort}, allowPlaintextAuth: true }
-auth: { userFile: ${q(userFile)}, failureDelay: 0s }
-backend:
-  host: ${HOST}
-  port: ${dovecot.port}
-  login: { mode: master, method: auth-plain, user: ${q(master.name)}, password: ${q(master.password)} }
-shutdown: { drainTimeout: 1s }
-`;
-  const configFile = path.join(gwDir, 'popgate.yaml');
-  await writeFile(configFile, yaml, { mode: 0o600 });
-
-  const gateway = spawnGateway(configFile);
-  cleanup.add('stop popgate', () => gateway.stop());
-  const tlsOpts = { ca, servername: 'localhost' };
-  await waitForGreeting({ label: 'popgate pop3', host: HOST, port: plainPort }, gateway, 15_000);
-  await waitForGreeting({ label: 'popgate pop3s', host: HOST, port: tlsPort, tls: tlsOpts }, gateway, 15_000);
+  const { gateway, tlsPort, plainPort, tlsOpts } = await startDovecotGateway(cleanup, {
+    name: 'bench',
+    dir: gwDir,
+    userFile,
+    pki,
+    ca,
+    dovecotPort: dovecot.port,
+    master,
+    auth: 'failureDelay: 0s',
+  });
   log(`bench: popgate pid ${gateway.pid}: pop3s ${HOST}:${tlsPort}, pop3 (plaintext auth) ${HOST}:${plainPort}`);
 
   const fastBackend = backendUsers[1]!;

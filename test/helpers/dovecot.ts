@@ -40,6 +40,7 @@
  *   `+OK Updated`, STLS `+OK Begin TLS negotiation now.`, and no greeting
  *   follows either. `secured` = plaintext from a trusted network.
  */
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -135,6 +136,21 @@ export const MAIL_UID = 65534;
 export const MAIL_GID = 65534;
 
 const NAME_RE = /^[A-Za-z0-9._@+-]+$/;
+
+/**
+ * A ~5 MiB message of random base64 lines, CRLF-ended, with a dot-led line
+ * every 97 (dot-stuffing on the wire), addressed to `to`.
+ */
+export function fiveMegabyteMessage(to: string): Buffer {
+  const lines = ['From: big@example.test', `To: ${to}`, 'Subject: five megabytes', ''];
+  let size = 0;
+  for (let i = 0; size < 5 * 1024 * 1024; i++) {
+    const line = `${i % 97 === 0 ? '.' : ''}line ${i} ${randomBytes(30).toString('base64')}`;
+    lines.push(line);
+    size += line.length + 2;
+  }
+  return Buffer.from(lines.join('\r\n') + '\r\n');
+}
 
 /**
  * The bytes a POP3 client reassembles from RETR of a maildir file: bare LF

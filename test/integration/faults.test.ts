@@ -14,7 +14,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
-import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
+import { fiveMegabyteMessage, pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
@@ -38,17 +38,7 @@ const CLIENTS = [
 const BACKEND_USERS = CLIENTS.map((c) => ({ name: c.name, password: `backend-${c.name}-${randomBytes(6).toString('hex')}` }));
 const LOGIN = `{ mode: master, method: auth-plain, user: ${MASTER.name}, password: ${MASTER.password} }`;
 
-function bigMessage(): Buffer {
-  const lines = ['From: big@example.test', 'To: x@example.test', 'Subject: five megabytes', ''];
-  let size = 0;
-  for (let i = 0; size < 5 * 1024 * 1024; i++) {
-    const line = `${i % 97 === 0 ? '.' : ''}line ${i} ${randomBytes(30).toString('base64')}`;
-    lines.push(line);
-    size += line.length + 2;
-  }
-  return Buffer.from(lines.join('\r\n') + '\r\n');
-}
-const BIG = bigMessage();
+const BIG = fiveMegabyteMessage('x@example.test');
 const SMALL = Buffer.from('From: small@example.test\r\nSubject: small\r\n\r\nhello\r\n');
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

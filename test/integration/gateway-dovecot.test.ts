@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { curlPop3, opensslStarttls, poplibFetch, poplibOverTls } from '../helpers/clients.js';
-import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
+import { fiveMegabyteMessage, pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { masterLogin, startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
@@ -23,19 +23,8 @@ const CLIENTS = [
 ];
 const BACKEND_USERS = CLIENTS.map((c) => ({ name: c.name, password: `backend-${c.name}-${randomBytes(6).toString('hex')}` }));
 
-function bigMessage(): Buffer {
-  const lines = ['From: big@example.test', 'To: alice@example.test', 'Subject: five megabytes', ''];
-  let size = 0;
-  for (let i = 0; size < 5 * 1024 * 1024; i++) {
-    const line = `${i % 97 === 0 ? '.' : ''}line ${i} ${randomBytes(30).toString('base64')}`;
-    lines.push(line);
-    size += line.length + 2;
-  }
-  return Buffer.from(lines.join('\r\n') + '\r\n');
-}
-
 const MESSAGES = {
-  big: bigMessage(),
+  big: fiveMegabyteMessage('alice@example.test'),
   dots: Buffer.from(
     'From: dots@example.test\r\nSubject: dots\r\n\r\n.starts with a dot\r\n..two dots\r\n.\r\n...\r\nend\r\n',
   ),
