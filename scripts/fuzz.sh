@@ -15,6 +15,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Node >= 22.12 on PATH (Node 24 LTS from the npm registry when the machine's is older).
+source scripts/toolchain.sh
 
 total="${FUZZ_TOTAL:-1000000}"
 if ! [[ "$total" =~ ^[0-9]+$ ]] || [ "$total" -lt 1 ]; then

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Node >= 22.12 on PATH (Node 24 LTS from the npm registry when the machine's is older).
+source scripts/toolchain.sh
 
 bash scripts/setup.sh
 

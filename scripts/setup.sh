@@ -5,6 +5,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Node >= 22.12 on PATH (Node 24 LTS from the npm registry when the machine's is older).
+source scripts/toolchain.sh
 
 # The apt set for the whole suite, now and for the Kerberos milestone.
 APT_PACKAGES=(
