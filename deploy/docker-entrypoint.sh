@@ -3,10 +3,12 @@
 # the image runs it under tini: ENTRYPOINT ["/usr/bin/tini", "--", ...]).
 #
 #   (no arguments) | serve [ARGS...]
-#       1. `popgate check-config` on the config file; if it is invalid, print the
-#          checker's message and exit with its code (78 = EX_CONFIG);
-#       2. check that the Kerberos replay cache directory exists and is writable
-#          (exit 73 = EX_CANTCREAT with a hint if not);
+#       1. check that the Kerberos replay cache directory exists and is writable
+#          (exit 73 = EX_CANTCREAT with a hint about the volume to mount if not);
+#       2. `popgate check-config` on the config file: the config and every file
+#          it names (certificates, keys, user file, secrets, keytab, ...), as
+#          serve loads them; if anything is wrong, print every problem and exit
+#          with its code (78 = EX_CONFIG);
 #       3. exec `node .../main.js serve --config FILE [ARGS...]` (the gateway
 #          becomes tini's child: SIGTERM drains, SIGHUP reloads).
 #       `--config FILE` / `-c FILE` in ARGS replaces POPGATE_CONFIG.
@@ -24,7 +26,7 @@
 #   POPGATE_NODE        Node.js binary                   default node
 #   POPGATE_CLI         popgate's CLI entry point        default /app/dist/cli/main.js
 #   POPGATE_SKIP_CHECK  1 = do not run check-config before serve (serve itself
-#                       still refuses an invalid config) default 0
+#                       runs the same checks and refuses with exit 78) default 0
 set -eu
 
 POPGATE_CONFIG="${POPGATE_CONFIG:-/etc/popgate/popgate.yaml}"
@@ -68,18 +70,19 @@ serve() {
     prev="$arg"
   done
 
+  # First: a missing volume gets a hint about what to mount.
+  check_rcache
+
   if [ "$POPGATE_SKIP_CHECK" != 1 ]; then
     rc=0
-    # The effective config goes to /dev/null; problems (stderr) stay visible.
+    # What was checked and the effective config go to /dev/null; problems (stderr) stay visible.
     popgate check-config "$config" >/dev/null || rc=$?
     if [ "$rc" -ne 0 ]; then
       say "configuration check failed for $config (exit $rc); not starting"
       exit "$rc"
     fi
-    say "configuration $config is valid"
+    say "configuration $config is valid, and so is every file it names"
   fi
-
-  check_rcache
 
   if [ "$have_config" = 1 ]; then
     exec "$POPGATE_NODE" "$POPGATE_CLI" serve "$@"

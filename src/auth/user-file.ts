@@ -38,16 +38,18 @@
  * when most entries are plain). A challenge check computes one digest for an
  * unknown user, a hashed entry and a plaintext-equivalent one alike.
  *
- * The file is re-read when it changes, by stat polling (fs.watchFile), which
- * follows symlinks and therefore notices Kubernetes Secret/ConfigMap updates
- * (an atomic swap of the `..data` symlink), and whenever reload() is called
+ * The file is re-read when it changes, by stat polling (subscribeToFile:
+ * one fs.watchFile per path), which follows symlinks and therefore notices
+ * Kubernetes Secret/ConfigMap updates (an atomic swap of the `..data`
+ * symlink), and whenever reload() is called
  * (SIGHUP). A reload replaces the whole user table at once; one that cannot
  * read the file keeps the previous table and logs an error.
  */
 import { readFile } from 'node:fs/promises';
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
+import { subscribeToFile } from '../config/file-watch.js';
 import { randomBytes } from 'node:crypto';
 import type { ChallengeRequest, PasswordRequest, PasswordVerifier, VerifyOutcome } from './types.js';
 import { checkChallenge } from './challenge.js';
@@ -252,8 +254,7 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
     logger.debug({ file: path, mtimeMs: curr.mtimeMs, prevMtimeMs: prev.mtimeMs }, 'user file changed');
     void reload();
   };
-  const watcher = watchFile(path, { interval, persistent: false }, onChange);
-  watcher.unref();
+  const unwatch = subscribeToFile(path, onChange, interval);
 
   return {
     name: 'user-file',
@@ -304,7 +305,7 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
     close(): void {
       if (closed) return;
       closed = true;
-      unwatchFile(path, onChange);
+      unwatch();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { constants as cryptoConstants } from 'node:crypto';
 import { stat, readFile } from 'node:fs/promises';
 import { connect, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -160,7 +161,9 @@ function tlsFailure(where: string, err: NodeJS.ErrnoException): GatewayError {
  * the certificate name is checked against `serverName ?? host` (RFC 7817:
  * DNS SAN, CN only without DNS SAN, wildcard only as the whole left-most
  * label; IP SANs for IP literals) and sent as SNI unless it is an IP literal.
- * `verify: false` disables both checks. A refused STLS is a failure, never a
+ * `verify: false` disables both checks. A backend's request to renegotiate
+ * is refused (OpenSSL answers no_renegotiation; the backend then ends the
+ * link). A refused STLS is a failure, never a
  * fallback to plaintext; bytes the backend sends after its STLS answer and
  * before the handshake are refused (response injection).
  *
@@ -341,6 +344,8 @@ function runLink(
       const options: ConnectionOptions = {
         socket: raw,
         minVersion: 'TLSv1.2',
+        // tlsSocket.disableRenegotiation() only guards server sockets; a client refuses in OpenSSL.
+        secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
         rejectUnauthorized: verify,
         ...(ca ? { ca } : {}),
         // SNI only for names (RFC 6066 forbids IP literals).

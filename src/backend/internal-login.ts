@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { subscribeToFile } from '../config/file-watch.js';
 import { GatewayError } from '../errors.js';
 import type { InternalLoginResolver } from './types.js';
 
@@ -23,7 +24,7 @@ export type InternalLoginConfig =
       readonly mode: 'mapped';
       readonly method: 'user-pass' | 'auth-plain';
       readonly secretsFile: string;
-      /** fs.watchFile polling interval; default 1000 ms. */
+      /** Stat polling interval (subscribeToFile); default 1000 ms. */
       readonly watchIntervalMs?: number;
     }
   /** The client's own user and verified password are replayed to the backend. */
@@ -95,7 +96,7 @@ export function parseSecrets(text: string): ParsedSecrets {
  * Builds the resolver that turns a verified client login into backend
  * credentials. For `mapped`, the first read of the secrets file must succeed
  * (else this rejects with an Error naming the path); later changes are picked
- * up by an unref'd fs.watchFile and by `reload()`.
+ * up by an unref'd stat poller (subscribeToFile) and by `reload()`.
  */
 export async function createInternalLoginResolver(
   cfg: InternalLoginConfig,
@@ -188,7 +189,7 @@ async function mappedResolver(
       logger.warn({ file, err: (err as Error).message }, 'backend secrets reload failed; keeping the previous entries');
     });
   };
-  watchFile(file, { persistent: false, interval: cfg.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS }, onChange);
+  const unwatch = subscribeToFile(file, onChange, cfg.watchIntervalMs ?? DEFAULT_WATCH_INTERVAL_MS);
 
   return {
     mode: 'mapped',
@@ -203,7 +204,7 @@ async function mappedResolver(
     close() {
       if (closed) return;
       closed = true;
-      unwatchFile(file, onChange);
+      unwatch();
     },
   };
 }

@@ -1,19 +1,21 @@
-import { loadConfig, redactConfig, ConfigError } from '../config/index.js';
+import { formatConfigIssues, loadConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import { Gateway } from '../server/gateway.js';
+import { checkConfigFile } from './startup-config.js';
 
 /**
- * `popgate serve`: run until SIGTERM/SIGINT. SIGHUP re-reads the config file
- * (an invalid one is refused with an error line and the running config kept),
- * then certificates, the user file, mapped secrets and the keytab; live
- * sessions are never dropped.
+ * `popgate serve`: run until SIGTERM/SIGINT. Before anything listens, the
+ * config and every file it names are checked exactly as check-config does
+ * (startup-config.ts): any problem is printed, all at once, and serve exits
+ * 78 (EX_CONFIG). SIGHUP re-reads the config file (an invalid one is refused
+ * with an error line and the running config kept), then certificates, the
+ * user file, mapped secrets and the keytab; live sessions are never dropped.
  */
 export async function runServe(configFile: string): Promise<number> {
-  let config;
-  try {
-    config = await loadConfig(configFile);
-  } catch (err) {
-    process.stderr.write(`${describe(err)}\n`);
+  const checked = await checkConfigFile(configFile);
+  const config = checked.config;
+  if (config === undefined || checked.issues.length > 0) {
+    process.stderr.write(`popgate: not starting: ${formatConfigIssues(checked.issues, configFile)}\n`);
     return 78; // EX_CONFIG
   }
   const log = createLogger({ level: config.log.level });
@@ -69,18 +71,6 @@ export async function runServe(configFile: string): Promise<number> {
     process.once('SIGINT', stop);
     process.on('SIGHUP', hup);
   });
-}
-
-/** `popgate check-config`: validate and print the effective config with secrets masked. */
-export async function runCheckConfig(configFile: string): Promise<number> {
-  try {
-    const config = await loadConfig(configFile);
-    process.stdout.write(`${configFile}: OK\n${JSON.stringify(redactConfig(config), null, 2)}\n`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`${describe(err)}\n`);
-    return err instanceof ConfigError ? 78 : 1;
-  }
 }
 
 function describe(err: unknown): string {

@@ -42,12 +42,15 @@ export {
   isConfigError,
   formatConfigIssues,
   formatConfigPath,
+  inspectConfig,
+  inspectConfigText,
   loadConfig,
   parseConfigText,
   parseHeaderLines,
   redactConfig,
   REDACTED,
   type ConfigIssue,
+  type ConfigInspection,
   type ParseConfigOptions,
 } from './load.js';
 export { parseDuration, formatDuration, duration, MAX_DURATION_MS, type DurationParse, type DurationBounds } from './duration.js';

@@ -28,6 +28,8 @@ export interface ConfigIssue {
   readonly path: string;
   readonly message: string;
   readonly hint?: string;
+  /** The file the problem is in, for a file the config names (the message names it too). */
+  readonly file?: string;
   /** 1-based position in the YAML text (syntax errors only). */
   readonly line?: number;
   readonly column?: number;
@@ -309,12 +311,13 @@ async function loadSecretFiles(root: Tree, readSecrets: boolean, issues: ConfigI
       if (readSecrets) {
         try {
           const text = (await readFile(file, 'utf8')).replace(/(?:\r?\n)+$/, '');
-          if (text === '') issues.push({ path: filePath, message: `secret file ${file} is empty` });
+          if (text === '') issues.push({ path: filePath, file, message: `secret file ${file} is empty` });
           else value = text;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code ?? 'read error';
           issues.push({
             path: filePath,
+            file,
             message: `cannot read secret file ${file} (${code})`,
             hint: 'check that the file exists and is readable by the popgate user',
           });
@@ -404,12 +407,12 @@ async function loadHeaderFiles(root: Tree, readSecrets: boolean, issues: ConfigI
         text = await readFile(file, 'utf8');
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? 'read error';
-        issues.push({ path: at, message: `cannot read headers file ${file} (${code})`, hint: 'check that the file exists and is readable by the popgate user' });
+        issues.push({ path: at, file, message: `cannot read headers file ${file} (${code})`, hint: 'check that the file exists and is readable by the popgate user' });
         return;
       }
       const { headers, problems } = parseHeaderLines(text);
       for (const problem of problems) {
-        issues.push({ path: at, message: `${file}: ${problem}`, hint: 'one "Name: value" per line; blank lines and lines starting with # are ignored' });
+        issues.push({ path: at, file, message: `${file}: ${problem}`, hint: 'one "Name: value" per line; blank lines and lines starting with # are ignored' });
       }
       if (problems.length > 0) return;
       const inline = obj[key] ?? {};
@@ -421,6 +424,7 @@ async function loadHeaderFiles(root: Tree, readSecrets: boolean, issues: ConfigI
         if (clash !== undefined) {
           issues.push({
             path: at,
+            file,
             message: `header ${name} from ${file} is also set in ${formatConfigPath([...path, key])} (as ${clash})`,
             hint: 'set each header in one place',
           });
@@ -545,46 +549,82 @@ function coerceInterpolated(issues: readonly z.core.$ZodIssue[], root: Tree, who
 
 // ---------------------------------------------------------------------------
 
-/** Parses, interpolates, resolves and validates configuration text. */
-export async function parseConfigText(text: string, opts: ParseConfigOptions): Promise<PopgateConfig> {
+/**
+ * What loading a configuration found: the validated config, or every problem
+ * at once. Problems with the files the loader reads itself (`*File` secrets,
+ * headers files) do not hide the config: `config` is set whenever the text
+ * passed the schema, so that the other files it names can still be checked
+ * (src/server/preflight.ts). With issues, such a config holds "***" for each
+ * secret that could not be read: report it, never run it.
+ */
+export interface ConfigInspection {
+  readonly config: PopgateConfig | undefined;
+  readonly issues: readonly ConfigIssue[];
+}
+
+/** Parses, interpolates, resolves and validates configuration text, collecting every problem. */
+export async function inspectConfigText(text: string, opts: ParseConfigOptions): Promise<ConfigInspection> {
   const { baseDir, source } = opts;
-  const raw = parseYaml(text, source);
+  let raw: Tree;
+  try {
+    raw = parseYaml(text, source);
+  } catch (err) {
+    if (err instanceof ConfigError) return { config: undefined, issues: err.issues };
+    throw err;
+  }
   if (raw === null || raw === undefined) {
-    throw new ConfigError([{ path: '', message: 'the configuration is empty', hint: 'see config.example.yaml' }], source);
+    return { config: undefined, issues: [{ path: '', message: 'the configuration is empty', hint: 'see config.example.yaml' }] };
   }
   const st: InterpolationState = { env: opts.env ?? process.env, issues: [], whole: new Set() };
   const tree = interpolate(raw, [], st);
-  if (st.issues.length > 0) throw new ConfigError(st.issues, source);
+  if (st.issues.length > 0) return { config: undefined, issues: st.issues };
 
   resolvePaths(tree, baseDir);
-  const secretIssues: ConfigIssue[] = [];
-  const filled = await loadSecretFiles(tree, opts.readSecrets ?? true, secretIssues);
-  await loadHeaderFiles(tree, opts.readSecrets ?? true, secretIssues);
+  const fileIssues: ConfigIssue[] = [];
+  const filled = await loadSecretFiles(tree, opts.readSecrets ?? true, fileIssues);
+  await loadHeaderFiles(tree, opts.readSecrets ?? true, fileIssues);
 
   let result = configSchema.safeParse(tree, { reportInput: false });
   for (let round = 0; !result.success && round < 3 && coerceInterpolated(result.error.issues, tree, st.whole); round += 1) {
     result = configSchema.safeParse(tree, { reportInput: false });
   }
-  if (result.success && secretIssues.length === 0) return result.data;
-  const schemaIssues = result.success ? [] : result.error.issues.flatMap((i) => translateIssue(i, tree, filled));
-  throw new ConfigError([...secretIssues, ...schemaIssues], source);
+  if (result.success) return { config: result.data, issues: fileIssues };
+  return { config: undefined, issues: [...fileIssues, ...result.error.issues.flatMap((i) => translateIssue(i, tree, filled))] };
 }
 
-/** Reads and validates a configuration file. */
-export async function loadConfig(
+/** Parses, interpolates, resolves and validates configuration text; throws a ConfigError with every problem. */
+export async function parseConfigText(text: string, opts: ParseConfigOptions): Promise<PopgateConfig> {
+  const { config, issues } = await inspectConfigText(text, opts);
+  if (config !== undefined && issues.length === 0) return config;
+  throw new ConfigError(issues, opts.source);
+}
+
+/** Reads a configuration file and inspects it (see inspectConfigText). */
+export async function inspectConfig(
   file: string,
   env: NodeJS.ProcessEnv = process.env,
   opts: { readonly readSecrets?: boolean } = {},
-): Promise<PopgateConfig> {
+): Promise<ConfigInspection> {
   const path = resolve(file);
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'read error';
-    throw new ConfigError([{ path: '', message: `cannot read configuration file ${path} (${code})` }], file);
+    return { config: undefined, issues: [{ path: '', file: path, message: `cannot read configuration file ${path} (${code})` }] };
   }
-  return parseConfigText(text, { baseDir: dirname(path), env, source: file, ...opts });
+  return inspectConfigText(text, { baseDir: dirname(path), env, source: file, ...opts });
+}
+
+/** Reads and validates a configuration file; throws a ConfigError with every problem. */
+export async function loadConfig(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { readonly readSecrets?: boolean } = {},
+): Promise<PopgateConfig> {
+  const { config, issues } = await inspectConfig(file, env, opts);
+  if (config !== undefined && issues.length === 0) return config;
+  throw new ConfigError(issues, file);
 }
 
 // ---------------------------------------------------------------------------

@@ -4,12 +4,14 @@
  * object is strict so misspelt keys are refused instead of ignored.
  */
 import { isIP } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { duration } from './duration.js';
 import { checkMappingOptions, parsePrincipal } from '../kerberos/principal-mapper.js';
 import { KPOP_DEFAULT_PORT } from '../kerberos/kpop-framing.js';
 import { isValidPop3User } from '../kerberos/principal-mapper.js';
 import { parseCidr } from './cidr.js';
+import { DEFAULT_ECDH_CURVE, INTERMEDIATE_TLS12_CIPHERS } from './tls-profile.js';
 
 const MINUTE = 60_000;
 
@@ -89,11 +91,28 @@ const clientCertificatesSchema = z
     }
   });
 
+/** An OpenSSL list this Node's TLS accepts (`option` of createSecureContext), e.g. a cipher or group list. */
+function opensslList(option: 'ciphers' | 'ecdhCurve', hintText: string) {
+  return nonEmpty.regex(NO_CRLF, 'must not contain line breaks').superRefine((value, ctx) => {
+    try {
+      createSecureContext({ [option]: value });
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `OpenSSL refuses it: ${(err as Error).message}`, ...hint(hintText) });
+    }
+  });
+}
+
+/** A listener's certificate and TLS profile (defaults: Mozilla intermediate, see tls-profile.ts). */
 const tlsSchema = z.strictObject({
   certFile: filePath,
   keyFile: filePath,
   minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
-  ciphers: nonEmpty.regex(NO_CRLF, 'must not contain line breaks').optional(),
+  /** OpenSSL cipher list for TLS 1.2; TLS_* names in it replace the TLS 1.3 suites too. */
+  ciphers: opensslList('ciphers', 'an OpenSSL cipher list such as ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256').default(
+    INTERMEDIATE_TLS12_CIPHERS,
+  ),
+  /** Key exchange groups, most preferred first. */
+  ecdhCurve: opensslList('ecdhCurve', 'colon-separated group names such as X25519:P-256:P-384').default(DEFAULT_ECDH_CURVE),
   clientCertificates: clientCertificatesSchema.optional(),
 });
 

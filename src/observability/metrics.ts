@@ -52,6 +52,8 @@ export interface ListenerMetrics {
   refused(reason: RefusalReason): void;
   /** A TLS handshake failed (pop3s or after STLS). */
   tlsHandshakeFailed(): void;
+  /** A client asked to renegotiate TLS; the connection was closed. */
+  tlsRenegotiationRefused(): void;
   /** A POP3 session began (after the PROXY header and implicit TLS): active with mechanism `none`. */
   sessionStarted(): void;
   /** The session logged in: it moves from `none` to `mechanism`. */
@@ -94,6 +96,7 @@ const NOOP_LISTENER: ListenerMetrics = {
   accepted() {},
   refused() {},
   tlsHandshakeFailed() {},
+  tlsRenegotiationRefused() {},
   sessionStarted() {},
   sessionLoggedIn() {},
   sessionEnded() {},
@@ -118,6 +121,7 @@ export const noopMetrics: Metrics = {
 class ListenerCounters implements ListenerMetrics {
   acceptedCount = 0;
   tlsFailures = 0;
+  renegotiationsRefused = 0;
   readonly refusals = new Map<string, number>(REFUSAL_REASONS.map((r) => [r, 0]));
   /** Live sessions by mechanism. */
   readonly active = new Map<string, number>(SESSION_MECHANISMS.map((m) => [m, 0]));
@@ -136,6 +140,10 @@ class ListenerCounters implements ListenerMetrics {
 
   tlsHandshakeFailed(): void {
     this.tlsFailures++;
+  }
+
+  tlsRenegotiationRefused(): void {
+    this.renegotiationsRefused++;
   }
 
   sessionStarted(): void {
@@ -225,6 +233,17 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     collect() {
       this.reset();
       for (const l of listeners.values()) this.inc({ listener: l.name }, l.tlsFailures);
+    },
+  });
+
+  new Counter({
+    name: 'popgate_tls_renegotiations_refused_total',
+    help: 'Client requests to renegotiate TLS 1.2 (pop3s, after STLS, or in a relayed session): refused, and the connection closed.',
+    labelNames: ['listener'],
+    registers,
+    collect() {
+      this.reset();
+      for (const l of listeners.values()) this.inc({ listener: l.name }, l.renegotiationsRefused);
     },
   });
 

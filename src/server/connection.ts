@@ -10,7 +10,7 @@ import type { ClientContext } from '../auth/types.js';
 import type { LoginCredentials, Pop3Action, Pop3SessionOptions } from '../pop3/types.js';
 import { clientCertIdentity, type ClientCertIdentity, type IdentityRule } from './client-cert.js';
 import type { PeerInfo } from './transport.js';
-import type { TlsHandshaker } from './tls-handshaker.js';
+import { isRenegotiationAttempt, type TlsHandshaker } from './tls-handshaker.js';
 import type { GssAcceptor } from '../kerberos/types.js';
 import { GssBridge, type GssAction } from './gss-bridge.js';
 import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
@@ -82,6 +82,8 @@ export class ClientConnection {
   private relaying = false;
   private loggedFailure: string | undefined;
   private endAfterLogin = false;
+  /** A renegotiation attempt was logged (Node may report one twice). */
+  private renegotiationRefused = false;
   /** The mechanism the session logged in with (metrics); undefined until then. */
   private loggedInWith: string | undefined;
   private ended = false;
@@ -139,7 +141,10 @@ export class ClientConnection {
 
   start(): void {
     this.socket.setNoDelay(true);
-    this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'));
+    this.socket.on('error', (err) => {
+      if (this.refusedRenegotiation(err)) return;
+      this.log.debug({ err: err.message }, 'client socket error');
+    });
     this.socket.on('close', () => this.onSocketClose());
     this.socket.on('end', () => this.onClientEnd());
     this.preAuthTimer = setTimeout(() => this.onPreAuthTimeout(), this.ctx.preAuthTimeoutMs);
@@ -316,6 +321,7 @@ export class ClientConnection {
       }
       this.socket = secure;
       secure.on('error', (err) => {
+        if (this.refusedRenegotiation(err)) return;
         if (this.relaying) return; // the splice reports relay errors
         this.log.info({ err: err.message }, 'TLS error');
         this.close('tls error');
@@ -330,6 +336,24 @@ export class ClientConnection {
       secure.on('data', this.onData);
       this.pump();
     });
+  }
+
+  /**
+   * A client's TLS renegotiation request (pop3s, after STLS, or while
+   * relaying; OpenSSL has already refused it, see tls-context.ts): the
+   * connection is dropped at once (TlsHandshaker destroys the socket too),
+   * before anything else it sent is read. A relayed session's splice sees
+   * the same error and cuts the backend without QUIT.
+   */
+  private refusedRenegotiation(err: Error): boolean {
+    if (!isRenegotiationAttempt(err)) return false;
+    if (this.renegotiationRefused) return true;
+    this.renegotiationRefused = true;
+    this.ctx.listenerMetrics.tlsRenegotiationRefused();
+    this.log.info({ reason: 'TLS_RENEGOTIATION', relaying: this.relaying }, 'TLS renegotiation refused, closing connection');
+    this.closed = true; // answers nothing more, even what was read in the same turn
+    this.socket.destroy();
+    return true;
   }
 
   /** What the client's TLS certificate says (when the listener asks for one). */

@@ -80,7 +80,7 @@ interface Services {
 }
 
 /** What a listener's TLS needs, made from its config before anything is swapped. */
-interface ListenerTls {
+export interface ListenerTls {
   readonly store: TlsContextStore | undefined;
 }
 
@@ -636,7 +636,7 @@ function usableMechanisms(services: Services): SaslMechanism[] {
 }
 
 /** A listener's certificate store, loaded (none for a listener without TLS). Throws on unreadable or bad files. */
-async function loadListenerTls(config: ListenerConfig): Promise<ListenerTls> {
+export async function loadListenerTls(config: ListenerConfig): Promise<ListenerTls> {
   if (!config.tls) return { store: undefined };
   const clientCerts = config.tls.clientCertificates;
   const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
@@ -645,6 +645,7 @@ async function loadListenerTls(config: ListenerConfig): Promise<ListenerTls> {
     keyFile: config.tls.keyFile,
     minVersion: config.tls.minVersion,
     ciphers: config.tls.ciphers,
+    ecdhCurve: config.tls.ecdhCurve,
     ...(wantCerts ? { clientCaFile: clientCerts.caFile } : {}),
   });
   try {

@@ -1,15 +1,30 @@
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import { constants as cryptoConstants } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
+import { contentChanged, subscribeToFile } from '../config/file-watch.js';
 
 export interface TlsFiles {
   readonly certFile: string;
   readonly keyFile: string;
   readonly minVersion: SecureVersion;
-  readonly ciphers?: string | undefined;
+  /** OpenSSL cipher list (listeners[].tls.ciphers; the schema's default is Mozilla intermediate). */
+  readonly ciphers: string;
+  /** Key exchange groups, most preferred first (listeners[].tls.ecdhCurve). */
+  readonly ecdhCurve: string;
   /** CAs that sign acceptable client certificates (SASL EXTERNAL). */
   readonly clientCaFile?: string | undefined;
 }
+
+/**
+ * OpenSSL options of every listener context. NO_RENEGOTIATION: a TLS 1.2
+ * renegotiation request is refused inside OpenSSL (never a second handshake's
+ * key exchange and signature for the client); the connection is then closed
+ * (TlsHandshaker, ClientConnection). PRIORITIZE_CHACHA: under server cipher
+ * preference, a client that lists ChaCha20-Poly1305 first (no AES hardware)
+ * still gets it.
+ */
+export const LISTENER_SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_PRIORITIZE_CHACHA;
 
 /**
  * Holds a listener's current certificate. `load()` reads the files again and
@@ -42,7 +57,10 @@ export class TlsContextStore {
       key,
       ...(ca ? { ca } : {}),
       minVersion: this.files.minVersion,
-      ...(this.files.ciphers ? { ciphers: this.files.ciphers } : {}),
+      ciphers: this.files.ciphers,
+      ecdhCurve: this.files.ecdhCurve,
+      honorCipherOrder: true,
+      secureOptions: LISTENER_SECURE_OPTIONS,
     };
     // Throws on a mismatched key or garbage PEM before anything is swapped.
     this.context = createSecureContext(options);
@@ -67,12 +85,12 @@ export interface WatchOptions {
 }
 
 /**
- * Polls `files` with fs.watchFile (which stats through symlinks, so a
- * Kubernetes Secret's `..data` symlink swap counts as a change) and calls
- * `onChange` once things have been quiet for `debounceMs`: a certificate and
- * its key written one after the other give one call. Only content-related
- * changes count (mtime, ctime, inode, size), never a mere read. The watchers
- * never keep the process alive.
+ * Polls `files` (see subscribeToFile: through symlinks, so a Kubernetes
+ * Secret's `..data` symlink swap counts as a change) and calls `onChange`
+ * once things have been quiet for `debounceMs`: a certificate and its key
+ * written one after the other give one call. Only content-related changes
+ * count (mtime, ctime, inode, size), never a mere read. The pollers never
+ * keep the process alive.
  */
 export function watchFiles(files: readonly string[], onChange: () => void, opts: WatchOptions = {}): () => void {
   const interval = opts.intervalMs ?? 2_000;
@@ -80,18 +98,17 @@ export function watchFiles(files: readonly string[], onChange: () => void, opts:
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   const listener = (curr: Stats, prev: Stats): void => {
-    if (curr.mtimeMs === prev.mtimeMs && curr.ctimeMs === prev.ctimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+    if (!contentChanged(curr, prev)) return;
     clearTimeout(timer);
     timer = setTimeout(() => {
       if (!stopped) onChange();
     }, debounce);
     timer.unref();
   };
-  const unique = [...new Set(files)];
-  for (const f of unique) watchFile(f, { interval, persistent: false }, listener);
+  const unsubscribes = [...new Set(files)].map((f) => subscribeToFile(f, listener, interval));
   return () => {
     stopped = true;
     clearTimeout(timer);
-    for (const f of unique) unwatchFile(f, listener);
+    for (const unsubscribe of unsubscribes) unsubscribe();
   };
 }

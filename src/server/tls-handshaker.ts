@@ -15,6 +15,12 @@ export interface HandshakerOptions {
  * listens, so Node does everything it does for its own connections: client
  * certificate verification (`authorized`, rejectUnauthorized), session
  * tickets and resumption, handshake timeouts, live certificate swaps.
+ *
+ * Every session it secures refuses TLS renegotiation: OpenSSL refuses the
+ * request (SSL_OP_NO_RENEGOTIATION in the listener's context), and
+ * disableRenegotiation() makes the attempt an 'error' on the socket (see
+ * isRenegotiationAttempt), on which the socket is destroyed here, whoever
+ * else listens (ClientConnection logs and counts it).
  */
 export class TlsHandshaker {
   private readonly server: Server;
@@ -27,7 +33,16 @@ export class TlsHandshaker {
       rejectUnauthorized: opts.rejectUnauthorized,
       handshakeTimeout: opts.handshakeTimeoutMs,
     });
-    this.server.on('secureConnection', (socket: TLSSocket) => this.settle(socket, socket));
+    this.server.on('secureConnection', (socket: TLSSocket) => {
+      // Before any further record is read: the renegotiation check runs when a handshake starts.
+      socket.disableRenegotiation();
+      // Also where nobody else listens yet or any more (a refused connection's
+      // last reply): an unheard 'error' would throw.
+      socket.on('error', (err) => {
+        if (isRenegotiationAttempt(err)) socket.destroy();
+      });
+      this.settle(socket, socket);
+    });
     this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => this.settle(socket, err));
   }
 
@@ -75,4 +90,15 @@ export class TlsHandshaker {
 /** A live TCP connection is unique by its remote and local endpoints; TLSSocket reports its transport's. */
 function keyOf(s: Socket): string {
   return `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+}
+
+/**
+ * Whether a TLS socket error is a client's renegotiation request (TLS 1.2;
+ * TLS 1.3 has none). Node reports it on sessions that disabled renegotiation
+ * (ERR_TLS_RENEGOTIATION_DISABLED), or past its renegotiation limit
+ * (ERR_TLS_SESSION_ATTACK); either way the connection must go.
+ */
+export function isRenegotiationAttempt(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ERR_TLS_RENEGOTIATION_DISABLED' || code === 'ERR_TLS_SESSION_ATTACK';
 }

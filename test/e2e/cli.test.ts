@@ -1,18 +1,31 @@
 /**
- * The shipped CLI (dist/cli/main.js) as an operator runs it: hash-password,
- * check-config, serve with SIGHUP/SIGTERM, and the demo with its printed
- * commands pasted into a shell.
+ * The shipped CLI (dist/cli/main.js) as an operator runs it: --help of every
+ * command, hash-password, check-config (the full check with real and with
+ * missing files, --schema-only on the shipped configs), serve with
+ * SIGHUP/SIGTERM and serve refusing a config whose files are missing, and
+ * the demo with its printed commands pasted into a shell.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyPasswordHash } from '../../src/auth/index.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { runProgram } from '../helpers/clients.js';
+import {
+  checkRerooted,
+  checkSchemaOnly,
+  DEPLOY,
+  parseYaml,
+  pathEntries,
+  reportedProblems,
+  rerootConfig,
+  ROOT,
+  writeRealFiles,
+} from '../helpers/deploy.js';
 import { LineClient } from '../helpers/line-client.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -68,10 +81,42 @@ describe('popgate hash-password', () => {
   });
 });
 
+describe('popgate --help', () => {
+  const COMMANDS = ['serve', 'check-config', 'hash-password', 'demo', 'version', 'help'];
+
+  it('every subcommand answers --help (and -h) with its usage, exit 0, and runs nothing', async () => {
+    for (const command of COMMANDS) {
+      const outputs = new Set<string>();
+      for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
+        // Were --help ignored: hash-password would read the empty stdin and exit 2, demo and serve would start.
+        const r = await runProgram(process.execPath, [CLI, ...args], { timeoutMs: 10_000 });
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+        expect(r.stderr, args.join(' ')).toBe('');
+        expect(r.stdout.startsWith(`Usage: popgate ${command}`), `${args.join(' ')}: ${r.stdout}`).toBe(true);
+        outputs.add(r.stdout);
+      }
+      expect(outputs.size, `${command}: --help, -h and help ${command} print the same text`).toBe(1);
+    }
+    const top = await runProgram(process.execPath, [CLI, '--help']);
+    expect(top.code).toBe(0);
+    for (const command of COMMANDS) expect(top.stdout).toContain(`popgate ${command}`);
+    expect(top.stdout).toContain('--schema-only');
+  });
+
+  it('an unknown option is a usage error (exit 2) that shows the command\'s usage', async () => {
+    const r = await runProgram(process.execPath, [CLI, 'check-config', '--bogus', 'x.yaml']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("popgate check-config: Unknown option '--bogus'");
+    expect(r.stderr).toContain('Usage: popgate check-config [--schema-only] FILE');
+  });
+});
+
 describe('popgate check-config', () => {
   let dir: string;
+  let pki: TestPki;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'popgate-cc-'));
+    pki = await makeTestPki(join(dir, 'pki'));
     await writeFile(join(dir, 'users'), '');
     await writeFile(join(dir, 'master'), 'S3cret-master-pw\n');
   });
@@ -79,7 +124,7 @@ describe('popgate check-config', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('accepts a valid file and prints it with secrets masked', async () => {
+  it('accepts a valid file and prints what it checked and the config with secrets masked', async () => {
     const file = join(dir, 'ok.yaml');
     await writeFile(
       file,
@@ -89,32 +134,98 @@ backend: { host: 127.0.0.1, login: { mode: master, user: popgate, passwordFile: 
 `,
     );
     const r = await runProgram(process.execPath, [CLI, 'check-config', file]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain(': OK');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`${file}: OK`);
+    expect(r.stdout).toContain(`  auth.userFile: ${join(dir, 'users')}: user file, 0 users`);
+    expect(r.stdout).toContain(`  backend.login.passwordFile: ${join(dir, 'master')}: secret, read with the configuration`);
     expect(r.stdout).toContain('"idleTimeout": 600000');
     expect(r.stdout).not.toContain('S3cret-master-pw');
   });
 
-  it('accepts config.example.yaml as shipped, once the files it names exist', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'popgate-example-'));
-    try {
-      // Its absolute paths, moved under a temp root; each named file created.
-      const text = (await readFile('config.example.yaml', 'utf8')).replace(/(?<=[\s:"'])\/(etc\/popgate|run\/secrets|var\/lib\/popgate)\//g, `${root}/$1/`);
-      const named = [...new Set(text.match(new RegExp(`${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[^\\s"',}\\]]+`, 'g')) ?? [])];
-      for (const file of named) {
-        await mkdir(dirname(file), { recursive: true });
-        if (file.endsWith('/rcache')) await mkdir(file, { recursive: true });
-        else await writeFile(file, file.endsWith('master-password') ? 'a-master-password\n' : '');
+  it('lists every missing file, each with its config path, and exits 78', async () => {
+    const file = join(dir, 'missing.yaml');
+    await writeFile(
+      file,
+      `listeners:
+  - { kind: pop3s, port: 995, tls: { certFile: tls/cert.pem, keyFile: tls/key.pem } }
+  - { kind: pop3, port: 110, tls: { certFile: ${pki.certFile}, keyFile: ${pki.keyFile}, clientCertificates: { mode: optional, caFile: client-ca.pem } } }
+auth: { userFile: no-users, mechanisms: [PLAIN, EXTERNAL] }
+backend: { host: 127.0.0.1, tls: { mode: starttls, caFile: backend-ca.pem }, login: { mode: master, user: popgate, passwordFile: no-master } }
+`,
+    );
+    const r = await runProgram(process.execPath, [CLI, 'check-config', file]);
+    expect(r.code).toBe(78);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`invalid configuration in ${file} (6 problems):`);
+    expect(reportedProblems(r.stderr)).toEqual([
+      ['listeners[0].tls.certFile', `cannot read certificate file ${join(dir, 'tls/cert.pem')} (ENOENT)`],
+      ['listeners[0].tls.keyFile', `cannot read private key file ${join(dir, 'tls/key.pem')} (ENOENT)`],
+      ['listeners[1].tls.clientCertificates.caFile', `cannot read client CA file ${join(dir, 'client-ca.pem')} (ENOENT)`],
+      ['auth.userFile', `cannot read user file ${join(dir, 'no-users')} (ENOENT)`],
+      [
+        'backend.login.passwordFile',
+        `cannot read secret file ${join(dir, 'no-master')} (ENOENT) (hint: check that the file exists and is readable by the popgate user)`,
+      ],
+      ['backend.tls.caFile', `cannot read CA file ${join(dir, 'backend-ca.pem')} (ENOENT)`],
+    ]);
+  });
+
+  it('passes config.example.yaml with real files at its paths (re-rooted into a temp dir), listing each', async () => {
+    const root = join(dir, 'example-root');
+    const example = parseYaml(await readFile('config.example.yaml', 'utf8'));
+    await writeRealFiles(rerootConfig(example, root), join(dir, 'example-pki'));
+    const r = await checkRerooted(example, root, 'etc/popgate/popgate.yaml');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const entries = pathEntries(example);
+    expect(entries.length).toBeGreaterThan(2);
+    for (const e of entries) expect(r.stdout, e.pattern).toContain(`: ${join(root, e.value)}: `);
+    expect(r.stdout).toMatch(/listeners\[0\]\.tls\.keyFile: .*: private key \(ec\) matching the certificate; TLS context built/);
+  });
+
+  it('--schema-only passes config.example.yaml and every config under deploy/ exactly as shipped, reading no other file', async () => {
+    const shipped = [resolve('config.example.yaml'), ...deployConfigs()];
+    expect(shipped.map((f) => relative(ROOT, f)).sort()).toEqual([
+      'config.example.yaml',
+      'deploy/docker/popgate.yaml',
+      'deploy/k8s/overlays/sidecar/popgate.yaml',
+      'deploy/k8s/overlays/standalone-redis/popgate.yaml',
+      'deploy/k8s/overlays/standalone/popgate.yaml',
+      'deploy/systemd/popgate.yaml',
+    ]);
+    for (const file of shipped) {
+      const r = await checkSchemaOnly(file);
+      expect(r.code, `${file}: ${r.stderr}`).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toContain(`${file}: OK (--schema-only`);
+      // None of the files it names is on this machine: nothing but the config was read.
+      const named = pathEntries(parseYaml(await readFile(file, 'utf8')));
+      expect(named.length, file).toBeGreaterThan(0);
+      for (const e of named) {
+        expect(existsSync(e.value), `${file}: ${e.value} must not exist here for this test to mean anything`).toBe(false);
+        expect(r.stdout, `${file}: lists ${e.pattern} as not checked`).toContain(`: ${e.value} (`);
       }
-      const config = join(root, 'popgate.yaml');
-      await writeFile(config, text);
-      const r = await runProgram(process.execPath, [CLI, 'check-config', config]);
-      expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toContain('listeners');
-      expect(named.length).toBeGreaterThan(2);
-    } finally {
-      await rm(root, { recursive: true, force: true });
     }
+  });
+
+  it('--schema-only still resolves ${ENV}: a missing variable is reported, a given one used', async () => {
+    const file = join(dir, 'env.yaml');
+    await writeFile(
+      file,
+      `listeners: [{ kind: pop3s, port: "\${POP3S_PORT}", tls: { certFile: /nowhere/cert.pem, keyFile: /nowhere/key.pem } }]
+auth: { userFile: /nowhere/users }
+backend: { host: 127.0.0.1, login: { mode: master, user: popgate, passwordFile: /nowhere/master } }
+`,
+    );
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    const missing = await runProgram(process.execPath, [CLI, 'check-config', '--schema-only', file], { env });
+    expect(missing.code).toBe(78);
+    expect(reportedProblems(missing.stderr)).toEqual([
+      ['listeners[0].port', expect.stringMatching(/^environment variable POP3S_PORT is not set/)],
+    ]);
+    const given = await runProgram(process.execPath, [CLI, 'check-config', '--schema-only', file], { env: { ...env, POP3S_PORT: '1995' } });
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.stdout).toContain('"port": 1995');
   });
 
   it('refuses unknown keys and wrong types with the exact path and a hint', async () => {
@@ -126,12 +237,28 @@ auth: { userFile: users }
 backend: { host: 127.0.0.1, login: { mode: master, user: popgate, passwordFile: master } }
 `,
     );
-    const r = await runProgram(process.execPath, [CLI, 'check-config', file]);
-    expect(r.code).toBe(78);
-    expect(r.stderr).toMatch(/listeners\[0\]\.port: .*number/);
-    expect(r.stderr).toMatch(/listeners\[0\]\.tls\.keyfile: .*did you mean 'keyFile'/);
+    for (const options of [[], ['--schema-only']]) {
+      const r = await runProgram(process.execPath, [CLI, 'check-config', ...options, file]);
+      expect(r.code).toBe(78);
+      expect(r.stderr).toMatch(/listeners\[0\]\.port: .*number/);
+      expect(r.stderr).toMatch(/listeners\[0\]\.tls\.keyfile: .*did you mean 'keyFile'/);
+    }
   });
 });
+
+/** Every popgate config under deploy/ (a file named popgate.yaml). */
+function deployConfigs(): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const full = join(d, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name === 'popgate.yaml') out.push(full);
+    }
+  };
+  walk(DEPLOY);
+  return out;
+}
 
 describe('popgate serve', () => {
   let pki: TestPki;
@@ -212,6 +339,27 @@ shutdown: { drainTimeout: 1s }
     const r = await runProgram(process.execPath, [CLI, 'serve', '--config', bad]);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/listeners/);
+  });
+
+  it('refuses to start when files the config names are missing: exit 78, every one listed, nothing listens', async () => {
+    const file = join(dir, 'missing-files.yaml');
+    await writeFile(
+      file,
+      `listeners: [{ name: s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: gone/cert.pem, keyFile: gone/key.pem } }]
+auth: { userFile: gone/users }
+backend: { host: 127.0.0.1, port: ${backend.port}, login: { mode: mapped, secretsFile: gone/secrets } }
+`,
+    );
+    const r = await runProgram(process.execPath, [CLI, 'serve', '--config', file]);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toContain(`popgate: not starting: invalid configuration in ${file} (4 problems):`);
+    expect(reportedProblems(r.stderr)).toEqual([
+      ['listeners[0].tls.certFile', `cannot read certificate file ${join(dir, 'gone/cert.pem')} (ENOENT)`],
+      ['listeners[0].tls.keyFile', `cannot read private key file ${join(dir, 'gone/key.pem')} (ENOENT)`],
+      ['auth.userFile', `cannot read user file ${join(dir, 'gone/users')} (ENOENT)`],
+      ['backend.login.secretsFile', `cannot read backend secrets file ${join(dir, 'gone/secrets')} (ENOENT)`],
+    ]);
+    expect(logRecords(r.stdout).filter((x) => x.msg === 'listening')).toEqual([]);
   });
 });
 

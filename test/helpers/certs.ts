@@ -3,7 +3,8 @@
  * certificates look like what operators deploy: a test CA, a server
  * certificate for `localhost` + 127.0.0.1 signed by it, and extra leaf
  * certificates on demand (a wrong-name one for hostname-verification tests,
- * or any SAN set). Keys are P-256 (fast to generate). Fails loudly when
+ * or any SAN set). Keys are P-256 (fast to generate) unless an RSA leaf is
+ * asked for (cipher-suite tests: ECDHE-RSA suites). Fails loudly when
  * openssl is missing: tests must never silently skip TLS.
  */
 import { execFile } from 'node:child_process';
@@ -47,6 +48,8 @@ export interface IssueOptions {
   days?: number;
   /** Extended key usage; default serverAuth. */
   eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth';
+  /** The leaf's key: ECDSA P-256 (default) or RSA-2048. */
+  keyType?: 'ec' | 'rsa';
 }
 
 function openssl(args: string[], cwd: string): Promise<string> {
@@ -66,11 +69,9 @@ function openssl(args: string[], cwd: string): Promise<string> {
   });
 }
 
-async function genKey(file: string, cwd: string): Promise<void> {
-  await openssl(
-    ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file],
-    cwd,
-  );
+async function genKey(file: string, cwd: string, type: 'ec' | 'rsa' = 'ec'): Promise<void> {
+  const params = type === 'rsa' ? ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048'] : ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+  await openssl(['genpkey', ...params, '-out', file], cwd);
 }
 
 /**
@@ -121,7 +122,7 @@ export async function issueCert(
   const certFile = path.join(pki.dir, `${opts.name}.pem`);
   const csrFile = path.join(pki.dir, `${opts.name}.csr`);
   const extFile = path.join(pki.dir, `${opts.name}.ext`);
-  await genKey(keyFile, pki.dir);
+  await genKey(keyFile, pki.dir, opts.keyType);
   await openssl(['req', '-new', '-key', keyFile, '-subj', `/O=popgate tests/CN=${cn}`, '-out', csrFile], pki.dir);
   const emails = opts.emails ?? [];
   if (emails.some((e) => !/^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+$/.test(e))) throw new Error(`issueCert: bad email ${emails.join(',')}`);

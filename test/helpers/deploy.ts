@@ -1,24 +1,30 @@
 /**
  * Shared by the deploy-*.test.ts files (deploy/: container image, Kubernetes,
- * systemd): the built CLI, `popgate check-config`, and re-rooting a popgate
- * config so that a deployment's absolute paths (/etc/popgate/...,
- * /run/secrets/..., /var/lib/popgate/...) point into a temp directory.
+ * systemd) and the CLI's e2e test: the built CLI, `popgate check-config`, and
+ * re-rooting a popgate config so that a deployment's absolute paths
+ * (/etc/popgate/..., /run/secrets/..., /var/lib/popgate/...) point into a
+ * temp directory.
  *
- * Re-rooting: every path-valued key (`*File`, and the keys in PATH_FIELDS:
- * kerberos.keytab, kerberos.rcacheDir, kerberos.krb5Config) holding an
- * absolute path P becomes `<root>/P`. The tests then create the files a
- * deployment would provide there (or, for Kubernetes, build the Pod's file
- * tree from the rendered volumes) and run the real `check-config` on the
- * rewritten copy.
+ * What each kind of check claims:
+ *  - `check-config --schema-only` on a shipped file, paths untouched: the
+ *    file is valid as shipped (structure, types, ${ENV}, cross-field rules);
+ *    no other file is read.
+ *  - the full `check-config` on a RE-ROOTED copy: every path-valued key
+ *    (`*File`, and PATH_FIELDS: kerberos.keytab, kerberos.rcacheDir,
+ *    kerberos.krb5Config) holding an absolute path P becomes `<root>/P`, and
+ *    the test puts files there (real ones with writeRealFiles, or the Pod's
+ *    files for Kubernetes). That shows the deployment's files are loadable
+ *    at those paths, not that they exist on a real host.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
 import YAML from 'yaml';
 import { FREE_FORM_FIELDS, PATH_FIELDS } from '../../src/config/schema.js';
+import { makeTestPki } from './certs.js';
 import { runProgram, type RunResult } from './clients.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,9 +38,32 @@ export function requireBuiltCli(): void {
   }
 }
 
-/** `node dist/cli/main.js check-config FILE`. */
-export function checkConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
-  return runProgram(process.execPath, [CLI, 'check-config', file], { env, timeoutMs: 30_000 });
+/** `node dist/cli/main.js check-config [OPTIONS] FILE`. */
+export function checkConfig(file: string, env: NodeJS.ProcessEnv = process.env, options: readonly string[] = []): Promise<RunResult> {
+  return runProgram(process.execPath, [CLI, 'check-config', ...options, file], { env, timeoutMs: 30_000 });
+}
+
+/**
+ * `check-config --schema-only FILE` with an environment of PATH alone, so
+ * that no `${VAR}` of the config can be satisfied by the test runner's
+ * environment.
+ */
+export function checkSchemaOnly(file: string): Promise<RunResult> {
+  return checkConfig(file, { PATH: process.env.PATH ?? '/usr/bin:/bin' }, ['--schema-only']);
+}
+
+/**
+ * The problems `check-config` printed (stderr), as [config path, message]
+ * pairs: the lines under the "invalid configuration" heading.
+ */
+export function reportedProblems(stderr: string): Array<[string, string]> {
+  return stderr
+    .split('\n')
+    .filter((l) => /^ {2}\S/.test(l))
+    .map((l): [string, string] => {
+      const m = /^ {2}([^:\s]+): (.*)$/.exec(l);
+      return m ? [m[1]!, m[2]!] : ['', l.trim()];
+    });
 }
 
 export type Tree = unknown;
@@ -191,15 +220,58 @@ export function fileTempDir(prefix: string): () => string {
   };
 }
 
-/** A placeholder file under `root` for every file path `config` names (the replay-cache directory excepted). */
-export async function writePlaceholderFiles(config: Tree, root: string): Promise<void> {
-  for (const e of pathEntries(config)) {
-    if (e.key === 'rcacheDir') continue;
-    await writeFileMkdir(join(root, e.value), e.key === 'passwordFile' ? 'placeholder-password\n' : 'placeholder\n');
-  }
+/** A keytab for `principals`, made offline with MIT ktutil (krb5-user, installed by scripts/setup.sh). */
+export async function makeKeytab(file: string, principals: readonly string[]): Promise<void> {
+  const script = principals.map((p) => `addent -password -p ${p} -k 1 -e aes256-cts-hmac-sha1-96\nservice-key-password\n`).join('') + `wkt ${file}\nquit\n`;
+  const r = await runProgram('ktutil', [], { input: script, timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`ktutil failed (exit ${r.code}): ${r.stderr}`);
+  const check = await runProgram('klist', ['-k', file]);
+  for (const p of principals) if (!check.stdout.includes(p)) throw new Error(`ktutil wrote no key for ${p}: ${check.stdout}${check.stderr}`);
 }
 
-/** `popgate check-config` on `config` with its absolute paths moved under `root`, written to `root/relFile`. */
+/**
+ * Real files at every path `config` names (its paths taken as they are:
+ * re-root the config first): a test certificate and its key, a user file, a
+ * master password, a keytab holding kerberos.servicePrincipals, a krb5.conf,
+ * the replay cache directory. Throws for a kind of file it cannot make, so a
+ * new key in a deploy config is noticed. Returns the replay cache directory.
+ */
+export async function writeRealFiles(config: Tree, pkiDir: string): Promise<{ rcacheDir: string | undefined }> {
+  const pki = await makeTestPki(pkiDir);
+  let rcacheDir: string | undefined;
+  for (const e of pathEntries(config)) {
+    await mkdir(dirname(e.value), { recursive: true });
+    switch (e.key) {
+      case 'certFile':
+        await copyFile(pki.certFile, e.value);
+        break;
+      case 'keyFile':
+        await copyFile(pki.keyFile, e.value);
+        break;
+      case 'userFile':
+        await writeFileMkdir(e.value, 'alice:{PLAIN}alice-password\n');
+        break;
+      case 'passwordFile':
+        await writeFileMkdir(e.value, 'master-password\n');
+        break;
+      case 'keytab':
+        await makeKeytab(e.value, get(config, ['kerberos', 'servicePrincipals']) as string[]);
+        break;
+      case 'krb5Config':
+        await writeFileMkdir(e.value, '[libdefaults]\n    default_realm = EXAMPLE.COM\n    rdns = false\n');
+        break;
+      case 'rcacheDir':
+        await mkdir(e.value, { recursive: true });
+        rcacheDir = e.value;
+        break;
+      default:
+        throw new Error(`writeRealFiles: no test file for ${e.pattern}`);
+    }
+  }
+  return { rcacheDir };
+}
+
+/** The full `popgate check-config` on `config` with its absolute paths moved under `root`, written to `root/relFile`. */
 export async function checkRerooted(config: Tree, root: string, relFile: string): Promise<RunResult & { file: string }> {
   const file = join(root, relFile);
   await writeFileMkdir(file, stringifyYaml(rerootConfig(config, root)));

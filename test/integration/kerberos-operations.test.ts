@@ -99,7 +99,7 @@ describe('start-up checks', () => {
     );
   });
 
-  it('popgate serve exits 1 with the reason on stderr', async () => {
+  it('popgate serve exits 78 (EX_CONFIG) with the reason, config path and file, on stderr', async () => {
     const file = join(work, 'bad.yaml');
     await writeFile(join(work, 'users'), '');
     await writeFile(
@@ -110,8 +110,8 @@ backend: { host: 127.0.0.1, port: ${dovecot.port}, login: { mode: master, user: 
 ${kerberosYaml({ keytab: join(work, 'missing.keytab') })}`,
     );
     const r = await runProgram(process.execPath, [resolve('dist/cli/main.js'), 'serve', '--config', file]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/start-up failed: kerberos\.keytab .*missing\.keytab/);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/^ {2}kerberos\.keytab: cannot read keytab .*missing\.keytab/m);
   });
 });
 

@@ -62,6 +62,8 @@ interface FakeOptions {
   echo?: boolean;
   /** Server-side TLS options (e.g. maxVersion). */
   tlsOptions?: { maxVersion?: 'TLSv1.2' | 'TLSv1.3' | 'TLSv1.1' | 'TLSv1' };
+  /** Called with the server side of the connection once the client has logged in. */
+  onLogin?: (s: Duplex) => void;
 }
 
 interface Fake {
@@ -152,6 +154,7 @@ async function fake(opts: FakeOptions): Promise<Fake> {
         else if (cmd === 'PASS') {
           loggedIn = true;
           s.write('+OK Logged in.\r\n');
+          opts.onLogin?.(s);
         } else if (cmd === 'QUIT') s.end('+OK bye\r\n');
         else s.write('-ERR unknown\r\n');
       }
@@ -513,6 +516,30 @@ describe('XCLIENT', () => {
     expect(err.detail).toContain('XCLIENT refused');
     expect(backendErrorPhase(err)).toBe('xclient');
     expect(f.lines).toEqual(['XCLIENT ADDR=127.0.0.5 PORT=40000']);
+  });
+});
+
+describe('renegotiation asked for by the backend', () => {
+  it('is refused: the backend aborts the handshake it asked for, and the link reports an error', async () => {
+    let server: TLSSocket | undefined;
+    const f = await fake({ mode: 'implicit', cert: pki, tlsOptions: { maxVersion: 'TLSv1.2' }, onLogin: (s) => (server = s as TLSSocket) });
+    const s = await open(target(f.port));
+    try {
+      expect(s.link.tls?.protocol).toBe('TLSv1.2');
+      expect(server).toBeInstanceOf(TLSSocket);
+      // OpenSSL on our side answers the HelloRequest with a no_renegotiation
+      // warning; the backend's OpenSSL then ends with a handshake_failure
+      // alert, which our side reports (the splice cuts both sides on it).
+      const outcome = new Promise<string>((resolve) => {
+        s.socket.once('error', (e: NodeJS.ErrnoException) => resolve(`error: ${e.message}`));
+        server!.renegotiate({}, (err) => resolve(err ? `renegotiate failed: ${err.message}` : 'renegotiated'));
+      });
+      s.socket.resume(); // the client reads, so it sees the HelloRequest
+      expect(await outcome).toMatch(/^error: .*alert handshake failure/);
+    } finally {
+      s.socket.destroy();
+      server?.destroy();
+    }
   });
 });
 

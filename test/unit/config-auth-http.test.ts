@@ -166,6 +166,7 @@ describe('auth.http', () => {
     expect(issues).toEqual([
       {
         path: 'auth.http.headersFile',
+        file,
         message: `header x-gateway from ${file} is also set in auth.http.headers (as X-Gateway)`,
         hint: 'set each header in one place',
       },
@@ -188,10 +189,10 @@ describe('auth.http', () => {
   it('refuses a missing or empty headersFile', async () => {
     const missing = join(dir, 'nope');
     expect(await issuesOf(withAuth(`${HTTP}\n  headersFile: nope`))).toEqual([
-      { path: 'auth.http.headersFile', message: `cannot read headers file ${missing} (ENOENT)`, hint: expect.any(String) },
+      { path: 'auth.http.headersFile', file: missing, message: `cannot read headers file ${missing} (ENOENT)`, hint: expect.any(String) },
     ]);
     expect(await issuesOf(withAuth(`${HTTP}\n  headersFile: empty-headers`))).toEqual([
-      { path: 'auth.http.headersFile', message: `${join(dir, 'empty-headers')}: contains no headers`, hint: expect.any(String) },
+      { path: 'auth.http.headersFile', file: join(dir, 'empty-headers'), message: `${join(dir, 'empty-headers')}: contains no headers`, hint: expect.any(String) },
     ]);
   });
 

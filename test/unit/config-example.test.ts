@@ -10,6 +10,7 @@ const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.u
 /** Leaves that the example documents only in comments (alternatives and optional extras). */
 const COMMENTED_ONLY = new Set([
   'listeners[].tls.ciphers',
+  'listeners[].tls.ecdhCurve',
   'backend.login.password',
   'backend.login.secretsFile',
   'backend.tls.caFile',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCidr } from '../../src/config/index.js';
+import { DEFAULT_ECDH_CURVE, INTERMEDIATE_TLS12_CIPHERS } from '../../src/config/tls-profile.js';
 import { issuesOf, parseConfig as parse } from '../helpers/config.js';
 
 const BASE = `
@@ -171,6 +172,28 @@ describe('listeners[].tls.clientCertificates', () => {
   it('is accepted on a pop3 listener (asked for in the STLS handshake)', async () => {
     const cfg = await parse(tls('clientCertificates: { mode: optional, caFile: /ca.pem }').replace('kind: pop3s\n    port: 995', 'kind: pop3\n    port: 110'));
     expect(cfg.listeners[0]).toMatchObject({ kind: 'pop3', tls: { clientCertificates: { mode: 'optional' } } });
+  });
+});
+
+describe('listeners[].tls profile', () => {
+  it('defaults to Mozilla intermediate: ECDHE with AES-GCM or ChaCha20 for TLS 1.2, X25519/P-256/P-384', async () => {
+    const t = (await parse(BASE)).listeners[0]?.tls;
+    expect(t).toMatchObject({ minVersion: 'TLSv1.2', ciphers: INTERMEDIATE_TLS12_CIPHERS, ecdhCurve: DEFAULT_ECDH_CURVE });
+    for (const suite of INTERMEDIATE_TLS12_CIPHERS.split(':')) expect(suite).toMatch(/^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
+    // The post-quantum hybrid leads where this Node's OpenSSL has it (3.5 and later).
+    expect(DEFAULT_ECDH_CURVE).toMatch(/^(X25519MLKEM768:)?X25519:P-256:P-384$/);
+  });
+
+  it('takes ciphers, ecdhCurve and minVersion as overrides', async () => {
+    const cfg = await parse(tls('minVersion: TLSv1.3\nciphers: ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384\necdhCurve: P-384'));
+    expect(cfg.listeners[0]?.tls).toMatchObject({ minVersion: 'TLSv1.3', ciphers: 'ECDHE-RSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384', ecdhCurve: 'P-384' });
+  });
+
+  it('refuses a cipher or group list OpenSSL cannot use, at its path', async () => {
+    expect(await issuesOf(tls('ciphers: NO-SUCH-CIPHER\necdhCurve: X25519:P-999'))).toEqual([
+      { path: 'listeners[0].tls.ciphers', message: expect.stringMatching(/^OpenSSL refuses it: /), hint: expect.stringMatching(/cipher list/) },
+      { path: 'listeners[0].tls.ecdhCurve', message: expect.stringMatching(/^OpenSSL refuses it: /), hint: expect.stringMatching(/X25519:P-256:P-384/) },
+    ]);
   });
 });
 

@@ -142,7 +142,7 @@ describe('secret files', () => {
     const { issues, message } = await failure(parse(config('mode: master\nuser: popgate\npasswordFile: secrets/missing')));
     const missing = join(dir, 'secrets', 'missing');
     expect(issues).toEqual([
-      { path: 'backend.login.passwordFile', message: `cannot read secret file ${missing} (ENOENT)`, hint: expect.any(String) },
+      { path: 'backend.login.passwordFile', file: missing, message: `cannot read secret file ${missing} (ENOENT)`, hint: expect.any(String) },
     ]);
     expect(message).toContain(missing);
     // Other problems are reported along with it.
@@ -157,7 +157,7 @@ describe('secret files', () => {
 
   it('refuses an empty secret file', async () => {
     const { issues } = await failure(parse(config('mode: master\nuser: popgate\npasswordFile: secrets/empty')));
-    expect(issues[0]).toEqual({ path: 'backend.login.passwordFile', message: `secret file ${join(dir, 'secrets', 'empty')} is empty` });
+    expect(issues[0]).toEqual({ path: 'backend.login.passwordFile', file: join(dir, 'secrets', 'empty'), message: `secret file ${join(dir, 'secrets', 'empty')} is empty` });
   });
 
   it('blames passwordFile, not the filled-in password, in a mode without it', async () => {

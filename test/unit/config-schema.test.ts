@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ConfigError, PopgateConfig } from '../../src/config/index.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { DEFAULT_ECDH_CURVE, INTERMEDIATE_TLS12_CIPHERS } from '../../src/config/tls-profile.js';
 import { configError, MINIMAL_CONFIG as MINIMAL, parseConfig } from '../helpers/config.js';
 
 const parse = (text: string, env: NodeJS.ProcessEnv = {}): Promise<PopgateConfig> => parseConfig(text, { env });
@@ -26,7 +27,13 @@ describe('defaults', () => {
         kind: 'pop3s',
         address: '0.0.0.0',
         port: 995,
-        tls: { certFile: '/etc/popgate/tls/tls.crt', keyFile: '/etc/popgate/tls/tls.key', minVersion: 'TLSv1.2' },
+        tls: {
+          certFile: '/etc/popgate/tls/tls.crt',
+          keyFile: '/etc/popgate/tls/tls.key',
+          minVersion: 'TLSv1.2',
+          ciphers: INTERMEDIATE_TLS12_CIPHERS,
+          ecdhCurve: DEFAULT_ECDH_CURVE,
+        },
         allowPlaintextAuth: false,
         greeting: 'POP3 gateway ready.',
       },
@@ -160,7 +167,7 @@ describe('validation errors', () => {
     expect(issues).toHaveLength(1);
     expect(issues[0]?.path).toBe('listeners[0].tls.certfile');
     expect(issues[0]?.message).toBe('unknown key');
-    expect(issues[0]?.hint).toBe("did you mean 'certFile'? allowed keys: certFile, keyFile, minVersion, ciphers, clientCertificates");
+    expect(issues[0]?.hint).toBe("did you mean 'certFile'? allowed keys: certFile, keyFile, minVersion, ciphers, ecdhCurve, clientCertificates");
     expect(message).toContain("listeners[0].tls.certfile: unknown key (hint: did you mean 'certFile'?");
   });
 

@@ -5,30 +5,30 @@
  * (paths re-rooted into a temp dir holding a real test certificate, user file,
  * master password, a keytab made offline with ktutil and a krb5.conf;
  * listeners and the admin port moved to 127.0.0.1 port 0) and a temp replay
- * cache directory. The serve case also runs the image's HEALTHCHECK command
+ * cache directory. The entrypoint runs the full check-config on it, which
+ * loads every one of those files as serve does. The serve case also runs the image's HEALTHCHECK command
  * (taken from deploy/Dockerfile) against the live admin listener.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestPki } from '../helpers/certs.js';
 import { runProgram, type RunResult } from '../helpers/clients.js';
 import { freePort } from '../helpers/ports.js';
 import {
   CLI,
   DEPLOY,
   ROOT,
-  get,
   parseYaml,
-  pathEntries,
+  reportedProblems,
   requireBuiltCli,
   rerootConfig,
   stringifyYaml,
   writeFileMkdir,
+  writeRealFiles,
   type Tree,
 } from '../helpers/deploy.js';
 import { waitFor } from '../helpers/wait.js';
@@ -47,15 +47,6 @@ function entrypoint(args: string[], extraEnv: NodeJS.ProcessEnv = {}, input?: st
   return runProgram(SH, [SCRIPT, ...args], { env: { ...env, ...extraEnv }, input, timeoutMs: 30_000 });
 }
 
-/** A keytab for `principals`, made offline with MIT ktutil (krb5-user, installed by scripts/setup.sh). */
-async function makeKeytab(file: string, principals: readonly string[]): Promise<void> {
-  const script = principals.map((p) => `addent -password -p ${p} -k 1 -e aes256-cts-hmac-sha1-96\nservice-key-password\n`).join('') + `wkt ${file}\nquit\n`;
-  const r = await runProgram('ktutil', [], { input: script, timeoutMs: 30_000 });
-  if (r.code !== 0) throw new Error(`ktutil failed (exit ${r.code}): ${r.stderr}`);
-  const check = await runProgram('klist', ['-k', file]);
-  for (const p of principals) if (!check.stdout.includes(p)) throw new Error(`ktutil wrote no key for ${p}: ${check.stdout}${check.stderr}`);
-}
-
 /** deploy/docker/popgate.yaml on loopback ephemeral ports, every file created under `root`. */
 async function makeConfig(root: string): Promise<Tree> {
   const config = parseYaml(await readFile(join(DEPLOY, 'docker', 'popgate.yaml'), 'utf8')) as Record<string, unknown>;
@@ -68,36 +59,9 @@ async function makeConfig(root: string): Promise<Tree> {
   backend.host = '127.0.0.1';
   backend.port = await freePort(); // nothing listens: the gateway starts without its backend
   const rerooted = rerootConfig(config, root);
-  const pki = await makeTestPki(join(tmp, 'pki'));
-  for (const e of pathEntries(rerooted)) {
-    await mkdir(join(e.value, '..'), { recursive: true });
-    switch (e.key) {
-      case 'certFile':
-        await copyFile(pki.certFile, e.value);
-        break;
-      case 'keyFile':
-        await copyFile(pki.keyFile, e.value);
-        break;
-      case 'userFile':
-        await writeFileMkdir(e.value, 'alice:{PLAIN}alice-password\n');
-        break;
-      case 'passwordFile':
-        await writeFileMkdir(e.value, 'master-password\n');
-        break;
-      case 'keytab':
-        await makeKeytab(e.value, get(rerooted, ['kerberos', 'servicePrincipals']) as string[]);
-        break;
-      case 'krb5Config':
-        await writeFileMkdir(e.value, '[libdefaults]\n    default_realm = EXAMPLE.COM\n    rdns = false\n');
-        break;
-      case 'rcacheDir':
-        await mkdir(e.value, { recursive: true });
-        rcacheDir = e.value;
-        break;
-      default:
-        throw new Error(`deploy/docker/popgate.yaml: no test file for ${e.pattern}`);
-    }
-  }
+  const files = await writeRealFiles(rerooted, join(tmp, 'pki'));
+  if (!files.rcacheDir) throw new Error('deploy/docker/popgate.yaml has no kerberos.rcacheDir');
+  rcacheDir = files.rcacheDir;
   return rerooted;
 }
 
@@ -218,6 +182,26 @@ describe('deploy/docker-entrypoint.sh', () => {
     const r = await entrypoint(['serve', '--config', badConfigFile]);
     expect(r.code).toBe(78);
     expect(r.stderr).toContain(`configuration check failed for ${badConfigFile}`);
+  });
+
+  it('refuses to serve when files the config names are unusable: exit 78, each listed (serve itself too, without the check)', async () => {
+    const broken = parseYaml(await readFile(configFile, 'utf8')) as { listeners: Array<{ tls?: Record<string, unknown> }>; auth: Record<string, unknown> };
+    const missingKey = join(tmp, 'missing', 'tls.key');
+    const missingUsers = join(tmp, 'missing', 'users');
+    broken.listeners[0]!.tls!.keyFile = missingKey;
+    broken.auth.userFile = missingUsers;
+    const brokenFile = join(tmp, 'root', 'etc', 'popgate', 'broken-files.yaml');
+    await writeFileMkdir(brokenFile, stringifyYaml(broken));
+    for (const skip of ['0', '1']) {
+      const r = await entrypoint([], { POPGATE_CONFIG: brokenFile, POPGATE_SKIP_CHECK: skip });
+      expect(r.code, `POPGATE_SKIP_CHECK=${skip}: ${r.stderr}`).toBe(78);
+      expect(reportedProblems(r.stderr)).toEqual([
+        ['listeners[0].tls.keyFile', `cannot read private key file ${missingKey} (ENOENT)`],
+        ['auth.userFile', `cannot read user file ${missingUsers} (ENOENT)`],
+      ]);
+      expect(records(r.stdout).filter((x) => x.msg === 'listening'), 'nothing listens').toEqual([]);
+      if (skip === '0') expect(r.stderr).toContain(`popgate-entrypoint: configuration check failed for ${brokenFile} (exit 78); not starting`);
+    }
   });
 
   it('refuses to serve without the replay cache directory, saying what to mount', async () => {

@@ -17,9 +17,14 @@
  *    deploy/k8s/secrets-example and emptyDirs (items and paths as Kubernetes
  *    would lay them out). Every path in the config (certFile, keyFile,
  *    userFile, passwordFile, keytab, krb5Config, rcacheDir, ...) must exist in
- *    that tree (rcacheDir on a writable emptyDir); then the config, with its
- *    absolute paths re-rooted into the temp dir (deploy-support.ts), must pass
- *    the real `popgate check-config` (dist/cli/main.js: `npm run build` first).
+ *    that tree (rcacheDir on a writable emptyDir);
+ *  - the overlay's popgate.yaml, exactly as shipped, passes the real
+ *    `popgate check-config --schema-only` (dist/cli/main.js: `npm run build`
+ *    first); and the full `popgate check-config` on the Pod's file tree (the
+ *    config's absolute paths re-rooted into the temp dir) loads every file and
+ *    refuses exactly the placeholder contents of secrets-example (certificate,
+ *    key, keytab): no file is missing or unreadable at the path the config
+ *    names.
  *
  * The kustomizations must also render with kustomize v2.0.3 (Debian's kubectl
  * 1.20, what scripts/setup.sh installs when kubectl is missing): a static check
@@ -52,12 +57,14 @@ import {
 import {
   adminOf,
   checkRerooted,
+  checkSchemaOnly,
   DEPLOY,
   drainTimeoutSeconds,
   get,
   listenersOf,
   parseYaml,
   pathEntries,
+  reportedProblems,
   requireBuiltCli,
   writeFileMkdir,
   type Tree,
@@ -562,14 +569,33 @@ describe.each(OVERLAYS)('deploy/k8s/%s', (dir) => {
     expect(tmpMount && writable.has('/tmp'), 'TMPDIR=/tmp is a writable emptyDir').toBe(true);
   });
 
-  it('passes `popgate check-config` with the Pod\'s files (config re-rooted into a temp dir)', async () => {
+  it('its popgate.yaml, exactly as shipped, passes `popgate check-config --schema-only`', async () => {
+    const r = await checkSchemaOnly(join(K8S, dir, 'popgate.yaml'));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  it('the full `popgate check-config` on the Pod\'s files (re-rooted) finds every file and refuses only the placeholder Secrets', async () => {
     const o = overlay(dir);
     const root = join(tmp, dir.replace(/\//g, '_'), 'check');
     await buildPodFs(dir, o.dep, root);
     const r = await checkRerooted(o.config, root, 'check/popgate.yaml');
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain(`${r.file}: OK`);
+    expect(r.code, r.stderr).toBe(78);
+    const problems = reportedProblems(r.stderr);
+    // The TLS Secret's placeholders on every TLS listener, and the keytab's: nothing else.
+    const tlsListeners = listenersOf(o.config)
+      .map((l, i) => ({ l, i }))
+      .filter(({ l }) => l.kind !== 'kpop');
+    expect(problems.map(([path]) => path).sort()).toEqual(
+      [...tlsListeners.flatMap(({ i }) => [`listeners[${i}].tls.certFile`, `listeners[${i}].tls.keyFile`]), 'kerberos.keytab'].sort(),
+    );
+    for (const [path, message] of problems) {
+      expect(message, `${path}: the file is there`).not.toMatch(/ENOENT|EACCES|EISDIR|not found|does not exist/);
+      expect(message, path).toContain(root);
+    }
+    expect(problems.find(([p]) => p === 'listeners[0].tls.certFile')?.[1]).toMatch(/no PEM certificate/);
+    expect(problems.find(([p]) => p === 'listeners[0].tls.keyFile')?.[1]).toMatch(/no PEM private key/);
+    expect(problems.find(([p]) => p === 'kerberos.keytab')?.[1]).toMatch(/Unsupported key table format/);
   });
 });
 

@@ -1,8 +1,11 @@
 /**
  * deploy/systemd/popgate.service and its example config popgate.yaml: the unit
  * is parsed and its directives checked (sandboxing, start/stop/reload, paths
- * that match the config); the config must pass the real `popgate check-config`
- * (paths re-rooted into a temp dir). Where systemd-analyze is installed, the
+ * that match the config); the config must pass the real
+ * `popgate check-config --schema-only` exactly as shipped, and the full
+ * `popgate check-config` once real files (a certificate and its key, user
+ * file, master password, keytab, replay cache directory) are at its paths
+ * (re-rooted into a temp dir). Where systemd-analyze is installed, the
  * unit (with its paths pointed at this checkout and this Node) must also pass
  * `systemd-analyze verify`, and `systemd-analyze security --offline` must rate
  * it at most 2.0 ("OK"); without systemd-analyze only the parser checks run,
@@ -17,6 +20,7 @@ import { runProgram } from '../helpers/clients.js';
 import {
   adminOf,
   checkRerooted,
+  checkSchemaOnly,
   DEPLOY,
   drainTimeoutSeconds,
   fileTempDir,
@@ -25,8 +29,9 @@ import {
   parseDurationSeconds,
   parseYaml,
   pathEntries,
+  rerootConfig,
   ROOT,
-  writePlaceholderFiles,
+  writeRealFiles,
 } from '../helpers/deploy.js';
 
 const UNIT_FILE = join(DEPLOY, 'systemd', 'popgate.service');
@@ -164,13 +169,21 @@ describe('deploy/systemd/popgate.service (parsed)', () => {
 });
 
 describe('deploy/systemd/popgate.yaml', () => {
-  it('passes popgate check-config (paths re-rooted, credential files created)', async () => {
-    const root = join(tmp(), 'root');
-    await writePlaceholderFiles(config, root);
-    const r = await checkRerooted(config, root, 'etc/popgate/popgate.yaml');
+  it('passes popgate check-config --schema-only exactly as shipped', async () => {
+    const r = await checkSchemaOnly(CONFIG_FILE);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(get(config, ['shutdown', 'drainTimeout'])).toBe('30s');
+  });
+
+  it('passes the full popgate check-config with real files at its paths (re-rooted into a temp dir)', async () => {
+    const root = join(tmp(), 'root');
+    await writeRealFiles(rerootConfig(config, root), join(tmp(), 'pki'));
+    const r = await checkRerooted(config, root, 'etc/popgate/popgate.yaml');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // Every file was loaded, not just named.
+    for (const e of pathEntries(config)) expect(r.stdout, e.pattern).toContain(`: ${join(root, e.value)}: `);
   });
 });
 

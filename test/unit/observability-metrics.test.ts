@@ -28,6 +28,7 @@ describe('createMetrics', () => {
         'popgate_sessions_total',
         'popgate_throttle_events_total',
         'popgate_tls_handshake_failures_total',
+        'popgate_tls_renegotiations_refused_total',
         'popgate_verifier_errors_total',
       ].sort(),
     );
@@ -67,6 +68,7 @@ describe('createMetrics', () => {
     a.refused('EARLY_TALKER');
     a.refused('EARLY_TALKER');
     b.tlsHandshakeFailed();
+    a.tlsRenegotiationRefused();
     a.sessionStarted();
     a.sessionStarted();
     a.sessionStarted();
@@ -81,6 +83,8 @@ describe('createMetrics', () => {
     for (const reason of REFUSAL_REASONS) expect(valueOf(exp, 'popgate_connections_refused_total', { listener: 'b', reason })).toBe(0);
     expect(valueOf(exp, 'popgate_tls_handshake_failures_total', { listener: 'b' })).toBe(1);
     expect(valueOf(exp, 'popgate_tls_handshake_failures_total', { listener: 'a' })).toBe(0);
+    expect(valueOf(exp, 'popgate_tls_renegotiations_refused_total', { listener: 'a' })).toBe(1);
+    expect(valueOf(exp, 'popgate_tls_renegotiations_refused_total', { listener: 'b' })).toBe(0);
     expect(valueOf(exp, 'popgate_sessions_active', { listener: 'a', mechanism: 'none' })).toBe(1);
     expect(valueOf(exp, 'popgate_sessions_active', { listener: 'a', mechanism: 'PLAIN' })).toBe(1);
     expect(valueOf(exp, 'popgate_sessions_active', { listener: 'a', mechanism: 'KPOP' })).toBe(1);
@@ -178,6 +182,7 @@ describe('noopMetrics', () => {
     l.accepted();
     l.refused('SHUTTING_DOWN');
     l.tlsHandshakeFailed();
+    l.tlsRenegotiationRefused();
     l.sessionStarted();
     l.sessionLoggedIn('PLAIN');
     l.sessionEnded('PLAIN');
