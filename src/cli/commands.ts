@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { runServe, runCheckConfig } from './serve.js';
 import { runHashPassword } from './hash-password.js';
 import { runDemo } from '../demo/demo.js';
+import { runtimeDescription } from './runtime.js';
 
 const USAGE = `popgate — authenticating POP3 gateway
 
@@ -13,7 +14,7 @@ Usage:
                                      read a password from stdin (or prompt) and print a user-file entry
   popgate demo [--pop3s-port N] [--pop3-port N]
                                      run a self-contained demo: gateway + in-memory POP3 backend
-  popgate version
+  popgate version                    print popgate's version and the Node.js and OpenSSL it runs on
 `;
 
 function version(): string {
@@ -71,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'version':
     case '--version':
-      process.stdout.write(`popgate ${version()}\n`);
+      process.stdout.write(`popgate ${version()} (${runtimeDescription()})\n`);
       return 0;
     case undefined:
     case 'help':
