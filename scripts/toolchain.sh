@@ -6,7 +6,7 @@
 # which is git-ignored, and put first on PATH. npm and npx are the host's:
 # their `#!/usr/bin/env node` then runs them on this Node too.
 #
-#   POPGATE_NODE=toolchain   use the pinned Node 24 even when PATH has a newer-than-22.12 one
+#   POPGATE_USE_TOOLCHAIN=1  use the pinned Node 24 even when PATH has a newer-than-22.12 one
 #
 # After sourcing: POPGATE_NODE_BIN is the node every script runs.
 
@@ -71,12 +71,12 @@ _popgate_toolchain_main() {
   if command -v node >/dev/null 2>&1; then
     current="$(node -p 'process.versions.node' 2>/dev/null || true)"
   fi
-  if [ "${POPGATE_NODE:-}" != toolchain ] && [ -n "$current" ] && _popgate_version_ge "$current" "$POPGATE_NODE_MIN"; then
+  if [ "${POPGATE_USE_TOOLCHAIN:-}" != 1 ] && [ -n "$current" ] && _popgate_version_ge "$current" "$POPGATE_NODE_MIN"; then
     POPGATE_NODE_BIN="$(command -v node)"
   else
     _popgate_toolchain_install "$root" || return 1
     [ -n "$current" ] && [ "${POPGATE_TOOLCHAIN_SAID:-}" != 1 ] \
-      && echo "toolchain: node on PATH is v${current} (< ${POPGATE_NODE_MIN} or POPGATE_NODE=toolchain): using ${POPGATE_TOOLCHAIN_DIR}/bin/node" >&2
+      && echo "toolchain: node on PATH is v${current} (< ${POPGATE_NODE_MIN} or POPGATE_USE_TOOLCHAIN=1): using ${POPGATE_TOOLCHAIN_DIR}/bin/node" >&2
     export POPGATE_TOOLCHAIN_SAID=1
     export PATH="$POPGATE_TOOLCHAIN_DIR/bin:$PATH"
     # node-gyp: the headers that ship with this Node (overrides a user config's nodedir).

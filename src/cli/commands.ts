@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { runtimeDescription } from './runtime.js';
 
 // Each command's module is imported when that command runs, so that --help,
 // version and usage errors answer without loading the gateway.
@@ -15,7 +16,7 @@ Usage:
                                      read a password from stdin (or prompt) and print a user-file entry
   popgate demo [--pop3s-port N] [--pop3-port N]
                                      run a self-contained demo: gateway + in-memory POP3 backend
-  popgate version
+  popgate version                    popgate's version and the Node.js and OpenSSL it runs on
   popgate help [COMMAND]             this text, or a command's own (also: popgate COMMAND --help)
 `;
 
@@ -76,7 +77,7 @@ Options:
 `,
   version: `Usage: popgate version
 
-Print popgate's version.
+Print popgate's version and the Node.js and OpenSSL versions it runs on.
 `,
   help: `Usage: popgate help [COMMAND]
 
@@ -141,7 +142,7 @@ async function run(command: string, rest: string[]): Promise<number> {
     case 'version': {
       const { values } = parse(rest, {});
       if (values.help) return help(command);
-      process.stdout.write(`popgate ${version()}\n`);
+      process.stdout.write(`popgate ${version()} (${runtimeDescription()})\n`);
       return 0;
     }
     case 'help': {

@@ -112,14 +112,14 @@ function runtimeEnv(): Record<string, string> {
 }
 
 describe('deploy/Dockerfile', () => {
-  it('has a builder stage and a runtime stage on Debian bookworm Node 20', () => {
+  it('has a builder stage and a runtime stage on Debian bookworm Node 24 LTS', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     expect(builder).toBeDefined();
     expect(runtime).not.toBe(builder);
     const argDefault = /ARG NODE_IMAGE=(\S+)/.exec(text)?.[1];
     for (const s of stages) {
       const base = s.base === '${NODE_IMAGE}' ? argDefault : s.base;
-      expect(base, `stage ${s.name}`).toMatch(/^node:20[.\d]*-bookworm(-slim)?$/);
+      expect(base, `stage ${s.name}`).toMatch(/^node:24[.\d]*-bookworm(-slim)?$/);
     }
   });
 
