@@ -150,7 +150,7 @@ describe('deploy/docker-entrypoint.sh', () => {
   it('passes `version` and `hash-password` through to the CLI', async () => {
     const v = await entrypoint(['version']);
     expect(v.code).toBe(0);
-    expect(v.stdout.trim()).toBe(`popgate ${VERSION}`);
+    expect(v.stdout.trim()).toBe(`popgate ${VERSION} (Node v${process.versions.node}, OpenSSL ${process.versions.openssl})`);
     const h = await entrypoint(['hash-password', '--user', 'bob'], {}, 'bob-password\n');
     expect(h.code).toBe(0);
     expect(h.stdout.trim()).toMatch(/^bob:\$scrypt\$/);
