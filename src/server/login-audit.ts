@@ -5,7 +5,7 @@ import type { LoginOutcome, Metrics } from '../observability/metrics.js';
 /**
  * What one login attempt's audit line says besides the connection's own
  * bindings (cid, remote, rport, via, listener, tls, cipher). See
- * docs/audit-events.md.
+ * docs/operations.md, "Audit events".
  */
 export interface LoginAuditFields {
   readonly mechanism: string;

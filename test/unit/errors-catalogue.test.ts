@@ -1,7 +1,8 @@
 /**
  * The error catalogue is the contract with clients and log readers: every
- * code's reply carries the right RFC 3206 code, and the README's table lists
- * exactly what the code does, so the docs cannot drift.
+ * code's reply carries the right RFC 3206 code, and the table in
+ * docs/operations.md (Error replies) lists exactly what the code does, so the
+ * docs cannot drift.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -10,9 +11,9 @@ import { ERRORS, errorReply, GatewayError, type ErrorCode } from '../../src/erro
 const codes = Object.keys(ERRORS) as ErrorCode[];
 
 describe('error catalogue', () => {
-  it('documents every code in README.md with its exact reply, log level and close flag', () => {
-    const readme = readFileSync('README.md', 'utf8');
-    const documented = [...readme.matchAll(/^\| `([A-Z0-9_]+)` \| `([^`]+)` \| (\w+) \| (yes|no) \|$/gm)];
+  it('documents every code in docs/operations.md (Error replies) with its exact reply, log level and close flag', () => {
+    const doc = readFileSync('docs/operations.md', 'utf8');
+    const documented = [...doc.matchAll(/^\| `([A-Z0-9_]+)` \| `([^`]+)` \| (\w+) \| (yes|no) \|$/gm)];
     expect(documented.map((m) => m[1]).sort()).toEqual([...codes].sort());
     for (const [, code, reply, level, close] of documented) {
       const entry = ERRORS[code as ErrorCode];
