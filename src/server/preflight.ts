@@ -295,40 +295,42 @@ const USER_FILE_PROBLEMS: Record<UserFileLineProblem['problem'], string> = {
   'duplicate-user': 'repeats a user of an earlier line',
 };
 
-/** The user file, through the user-file verifier's own parser: a line it would skip is a problem. */
-async function checkUserFile(ref: ConfigFileRef): Promise<Finding> {
+/** A `name:...` per line file: what its parser made of it (count) and the lines it would skip. */
+interface LineFileParse {
+  readonly count: number;
+  readonly problems: ReadonlyArray<{ readonly line: number; readonly text: string }>;
+}
+
+/** Reads a line file, parses it with its consumer's own parser, and reports every line it would skip. */
+async function checkLineFile(ref: ConfigFileRef, what: string, found: string, hint: string, parse: (text: string) => LineFileParse): Promise<Finding> {
   const f = finding();
-  const data = await readOrReport(ref, 'user file', f);
+  const data = await readOrReport(ref, what, f);
   if (!data) return f;
-  const { users, problems } = parseUserFile(data.toString('utf8'));
+  const { count, problems } = parse(data.toString('utf8'));
   for (const [i, p] of problems.entries()) {
-    f.issues.push({
-      path: ref.path,
-      file: ref.file,
-      message: `user file ${ref.file} line ${p.line}: ${USER_FILE_PROBLEMS[p.problem]}${p.user !== undefined ? ` (user ${p.user})` : ''}`,
-      ...(i === 0 ? { hint: 'one user:hash per line (popgate hash-password; bcrypt $2y$/$2a$/$2b$, {PLAIN}); # starts a comment' } : {}),
-    });
+    f.issues.push({ path: ref.path, file: ref.file, message: `${what} ${ref.file} line ${p.line}: ${p.text}`, ...(i === 0 ? { hint } : {}) });
   }
-  if (problems.length === 0) f.checked.push({ path: ref.path, file: ref.file, detail: `user file, ${users.size} user${users.size === 1 ? '' : 's'}` });
+  if (problems.length === 0) f.checked.push({ path: ref.path, file: ref.file, detail: `${found}, ${count} user${count === 1 ? '' : 's'}` });
   return f;
 }
 
+/** The user file, through the user-file verifier's own parser: a line it would skip is a problem. */
+function checkUserFile(ref: ConfigFileRef): Promise<Finding> {
+  return checkLineFile(ref, 'user file', 'user file', 'one user:hash per line (popgate hash-password; bcrypt $2y$/$2a$/$2b$, {PLAIN}); # starts a comment', (text) => {
+    const { users, problems } = parseUserFile(text);
+    return {
+      count: users.size,
+      problems: problems.map((p) => ({ line: p.line, text: `${USER_FILE_PROBLEMS[p.problem]}${p.user !== undefined ? ` (user ${p.user})` : ''}` })),
+    };
+  });
+}
+
 /** The mapped-secrets file, through the internal-login resolver's own parser. */
-async function checkSecretsFile(ref: ConfigFileRef): Promise<Finding> {
-  const f = finding();
-  const data = await readOrReport(ref, 'backend secrets file', f);
-  if (!data) return f;
-  const { entries, problems } = parseSecrets(data.toString('utf8'));
-  for (const [i, p] of problems.entries()) {
-    f.issues.push({
-      path: ref.path,
-      file: ref.file,
-      message: `backend secrets file ${ref.file} line ${p.line}: ${p.reason}`,
-      ...(i === 0 ? { hint: 'one user:backendUser:password per line; # starts a comment' } : {}),
-    });
-  }
-  if (problems.length === 0) f.checked.push({ path: ref.path, file: ref.file, detail: `backend secrets, ${entries.size} user${entries.size === 1 ? '' : 's'}` });
-  return f;
+function checkSecretsFile(ref: ConfigFileRef): Promise<Finding> {
+  return checkLineFile(ref, 'backend secrets file', 'backend secrets', 'one user:backendUser:password per line; # starts a comment', (text) => {
+    const { entries, problems } = parseSecrets(text);
+    return { count: entries.size, problems: problems.map((p) => ({ line: p.line, text: p.reason })) };
+  });
 }
 
 /** A backend link's CA bundle (read per connection by the backend client, as PEM CAs for node:tls). */
