@@ -15,6 +15,7 @@ APT_PACKAGES=(
   fetchmail mpop curl
   python3 python3-gssapi redis-server
   openssl ca-certificates
+  podman runc mmdebstrap
 )
 
 log() { printf 'setup: %s\n' "$*"; }
