@@ -33,6 +33,10 @@ done
 
 work=".toolchain/containers"
 mkdir -p "$work"
+# One build at a time (test files that need the image start it in parallel):
+# the second waits, then finds everything current.
+exec 9>"$work/.lock"
+flock 9
 export CONTAINERS_CONF="$PWD/$work/containers.conf"
 cat >"$CONTAINERS_CONF.tmp" <<'EOF'
 # popgate's private podman settings (scripts/container-images.sh): crun fails

@@ -15,7 +15,7 @@ APT_PACKAGES=(
   fetchmail mpop curl
   python3 python3-gssapi redis-server
   openssl ca-certificates
-  podman runc mmdebstrap
+  podman runc catatonit mmdebstrap
 )
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -11,7 +11,6 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,32 +19,13 @@ import { hashPassword } from '../../src/auth/index.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTestPki } from '../helpers/certs.js';
 import { curlPop3, poplibFetch, runProgram, type RunResult } from '../helpers/clients.js';
+import { freePort, podman, podmanOk } from '../helpers/podman.js';
 import { waitFor } from '../helpers/wait.js';
 
 const ROOT = resolve('.');
 const IMAGE = 'localhost/popgate:test';
-const CONTAINERS_CONF = join(ROOT, '.toolchain/containers/containers.conf');
 const NAME = `popgate-image-test-${process.pid}`;
 const MARKER = 'popgate-build-secret-marker';
-
-function podman(args: string[], timeoutMs = 120_000): Promise<RunResult> {
-  return runProgram('podman', args, { timeoutMs, env: { ...process.env, CONTAINERS_CONF } });
-}
-
-async function ok(args: string[], timeoutMs?: number): Promise<string> {
-  const r = await podman(args, timeoutMs);
-  if (r.code !== 0) throw new Error(`podman ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-  return r.stdout;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const address = server.address();
-  await new Promise<void>((r) => server.close(() => r()));
-  if (!address || typeof address !== 'object') throw new Error('no port');
-  return address.port;
-}
 
 const MESSAGE = [
   'From: Legacy <legacy@example.com>',
@@ -107,7 +87,7 @@ describe('the container image (deploy/Dockerfile, built with podman)', () => {
     for (const d of [dir, etc, join(etc, 'tls')]) await chmod(d, 0o755);
 
     await podman(['rm', '--force', NAME]);
-    await ok([
+    await podmanOk([
       'run', '--detach', '--name', NAME, '--network', 'host',
       '--read-only', '--tmpfs', '/tmp', '--stop-timeout', '45',
       '--volume', `${etc}:/etc/popgate:ro`,
@@ -127,12 +107,12 @@ describe('the container image (deploy/Dockerfile, built with podman)', () => {
   });
 
   it('runs as its non-root user on a read-only root filesystem', async () => {
-    expect((await ok(['exec', NAME, 'id', '-u'])).trim()).toBe('10001');
+    expect((await podmanOk(['exec', NAME, 'id', '-u'])).trim()).toBe('10001');
     const write = await podman(['exec', NAME, 'sh', '-c', 'touch /app/written']);
     expect(write.code).not.toBe(0);
     expect(write.stderr).toMatch(/Read-only file system/);
     // PID 1 is tini, which hands signals on to popgate.
-    expect((await ok(['exec', NAME, 'cat', '/proc/1/cmdline'])).split('\0')[0]).toBe('/usr/bin/tini');
+    expect((await podmanOk(['exec', NAME, 'cat', '/proc/1/cmdline'])).split('\0')[0]).toBe('/usr/bin/tini');
   });
 
   it('logs a client in over pop3s (curl) and STLS (poplib) and relays the message byte for byte', async () => {
@@ -149,7 +129,7 @@ describe('the container image (deploy/Dockerfile, built with podman)', () => {
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/^\/etc\/popgate\/popgate\.yaml: OK/);
     expect(check.stdout).toContain('listeners[0].tls.keyFile: /etc/popgate/tls/tls.key');
-    const inspect = JSON.parse(await ok(['image', 'inspect', IMAGE])) as Array<{ Healthcheck?: { Test: string[] } }>;
+    const inspect = JSON.parse(await podmanOk(['image', 'inspect', IMAGE])) as Array<{ Healthcheck?: { Test: string[] } }>;
     const test = inspect[0]?.Healthcheck?.Test ?? [];
     expect(test[0]).toBe('CMD');
     // The image's own HEALTHCHECK command, run inside the container; it asks POPGATE_ADMIN_PORT.
@@ -163,7 +143,7 @@ describe('the container image (deploy/Dockerfile, built with podman)', () => {
     expect(tools.code).toBe(0);
     expect(tools.stdout.trim()).toBe('');
     const archive = join(dir, 'image.tar');
-    await ok(['save', '--format', 'docker-archive', '--output', archive, IMAGE], 300_000);
+    await podmanOk(['save', '--format', 'docker-archive', '--output', archive, IMAGE], 300_000);
     const grep = await runProgram('grep', ['-a', '-c', MARKER, archive]);
     expect(grep.stdout.trim()).toBe('0');
     const layers = (await runProgram('tar', ['-tf', archive])).stdout.split('\n').filter((f) => f.endsWith('.tar'));
@@ -177,7 +157,7 @@ describe('the container image (deploy/Dockerfile, built with podman)', () => {
   it('drains on SIGTERM to PID 1 and exits 0, deleting nothing', async () => {
     const stop = await podman(['stop', '--time', '45', NAME], 90_000);
     expect(stop.code, stop.stderr).toBe(0);
-    expect((await ok(['inspect', '--format', '{{.State.ExitCode}}', NAME])).trim()).toBe('0');
+    expect((await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', NAME])).trim()).toBe('0');
     const logs = await podman(['logs', NAME]);
     expect(logs.stdout + logs.stderr).toMatch(/"msg":"signal received, draining".*"signal":"SIGTERM"|"signal":"SIGTERM".*"msg":"signal received, draining"/);
     expect(logs.stdout + logs.stderr).toMatch(/"msg":"stopped"/);

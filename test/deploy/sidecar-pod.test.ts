@@ -1,0 +1,472 @@
+/**
+ * The Kubernetes sidecar overlay, run for real (issue 13): the objects of
+ * `kubectl kustomize deploy/k8s/overlays/sidecar` are played with
+ * `podman kube play` — popgate's image (scripts/container-images.sh) next to a
+ * legacy POP3 server (Dovecot, plaintext only on 127.0.0.1:110:
+ * test/fixtures/legacy-pop3, scripts/legacy-pop3-image.sh) in one Pod. Real
+ * clients on the host (curl, fetchmail, Python poplib) reach popgate's pop3s
+ * port through a hostPort; the backend's port 110 stays inside the Pod.
+ *
+ * The rendered objects are used as they are where podman 4.3 can; every change
+ * is listed in CHANGES below (and in deploy/README.md, sidecar section) and
+ * asserted by the first test. podman has to work here (root, runc, and
+ * `catatonit` for the Pod's infra container: Debian package catatonit): when
+ * it does not, beforeAll fails with podman's own reason; nothing is skipped.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { hashPassword } from '../../src/auth/index.js';
+import { makeTestPki } from '../helpers/certs.js';
+import { curlPop3, poplibFetch, runProgram, type RunResult } from '../helpers/clients.js';
+import { pop3Wire } from '../helpers/dovecot.js';
+import { runFetchmail } from '../helpers/fetchmail.js';
+import { freePort, podman, podmanOk } from '../helpers/podman.js';
+import { waitFor } from '../helpers/wait.js';
+
+const ROOT = resolve('.');
+const POPGATE_IMAGE = 'localhost/popgate:test';
+const LEGACY_BASE_IMAGE = 'localhost/legacy-pop3:test';
+/** The legacy image plus this run's users, master password and seed mail (removed in afterAll). */
+const LEGACY_IMAGE = `localhost/legacy-pop3:sidecar-${process.pid}`;
+const PLACEHOLDER_LEGACY = 'example.org/legacy-pop3:latest';
+const PLACEHOLDER_POPGATE = 'popgate:0.1.0';
+/** podman 4.3 names a played Deployment's (first) Pod `<name>-pod-0` and its containers `<pod>-<container>`. */
+const POD = 'popgate-pod-0';
+const POPGATE_CTR = `${POD}-popgate`;
+const LEGACY_CTR = `${POD}-legacy-pop3`;
+
+/**
+ * What the test changes in the rendered objects before `podman kube play`,
+ * and why (also in deploy/README.md, sidecar section). Each entry is checked
+ * against the objects in the first test.
+ */
+const CHANGES = [
+  'images: example.org/legacy-pop3:latest -> the test legacy image, popgate:0.1.0 -> localhost/popgate:test',
+  'popgate container: hostPort (hostIP 127.0.0.1, a free port) added to the pop3s containerPort 1995; it stands in for the Service, which podman 4.3 ignores (it plays Pods, Deployments and PVCs)',
+  'popgate container: hostPorts (hostIP 127.0.0.1, free ports) added to the other containerPorts too (pop3 1110, kpop 1109, admin 9110): podman 4.3 publishes a containerPort without hostPort on 0.0.0.0:<containerPort> of the host, unlike Kubernetes',
+  'ConfigMap popgate.yaml: Kerberos removed (kpop listener, GSSAPI mechanism, kerberos section): no keytab or KDC in this test',
+  'volume secrets: the projected volume becomes a hostPath directory holding exactly its projection of the four Secrets (same keys -> paths), files 0440 root:10001 as defaultMode 288 + fsGroup 10001 make them in Kubernetes; podman 4.3 refuses projected (and secret) volumes: "HostPath, ConfigMap, EmptyDir, and PersistentVolumeClaim are currently the only supported VolumeSource"',
+  'volume maildrops: emptyDir -> hostPath (a test directory), the persistent mail store the overlay asks for, so the mail can be inspected after kube down and the Pod played again on it',
+  'popgate container: livenessProbe/readinessProbe removed: podman 4.3 turns the liveness httpGet into a healthcheck `curl -f http://localhost:0/healthz` (the named port admin becomes 0; the image has no curl; its timers need systemd); the test GETs /healthz and /readyz inside the Pod and through the admin hostPort instead',
+  'legacy-pop3 container: capabilities CHOWN, SETGID, SETUID, SYS_CHROOT added to NET_BIND_SERVICE: Dovecot starts as root, chowns the mail to its mail user, switches each process to its own user and chroots the login and helper processes, all of which the overlay\'s drop ALL (honoured by podman) forbids; the overlay expects a server that needs only port 110 (without SYS_CHROOT: "anvil: Fatal: chroot(/run/dovecot/empty) failed")',
+] as const;
+const LEGACY_EXTRA_CAPS = ['CHOWN', 'SETGID', 'SETUID', 'SYS_CHROOT'];
+
+/** The first line a TCP server sends, or the connection error's code. */
+function firstLine(host: string, port: number): Promise<{ line?: string; error?: string }> {
+  return new Promise((done) => {
+    const socket = connect({ host, port });
+    let buf = '';
+    const timer = setTimeout(() => { socket.destroy(); done({ line: buf }); }, 5_000);
+    socket.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\n')) { clearTimeout(timer); socket.destroy(); done({ line: buf.split('\n')[0] }); }
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) => { clearTimeout(timer); done({ error: e.code ?? e.message }); });
+  });
+}
+
+/** A CRLF message (Dovecot sends it unchanged) with a dot-led line. */
+function message(to: string, subject: string): Buffer {
+  return Buffer.from([
+    'From: Legacy <legacy@example.com>',
+    `To: ${to}@example.com`,
+    `Subject: ${subject}`,
+    '',
+    ...Array.from({ length: 120 }, (_, i) => `line ${i} ${randomBytes(12).toString('hex')}`),
+    '.starts with a dot',
+    '',
+  ].join('\r\n'));
+}
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
+interface Container {
+  name: string;
+  image: string;
+  ports?: Array<{ name: string; containerPort: number; hostPort?: number; hostIP?: string }>;
+  livenessProbe?: { httpGet: { path: string; port: string | number } };
+  readinessProbe?: { httpGet: { path: string; port: string | number } };
+  lifecycle?: unknown;
+  securityContext?: { capabilities?: { drop?: string[]; add?: string[] } };
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+}
+interface Volume {
+  name: string;
+  projected?: { defaultMode?: number; sources: Array<{ secret: { name: string; items: Array<{ key: string; path: string }> } }> };
+  emptyDir?: unknown;
+  configMap?: { name: string };
+  hostPath?: { path: string; type?: string };
+}
+interface PodSpec { containers: Container[]; volumes: Volume[]; securityContext?: { fsGroup?: number } }
+interface Deployment extends K8sObject { spec: { template: { spec: PodSpec } } }
+interface ConfigMap extends K8sObject { data: Record<string, string> }
+
+const MASTER = randomBytes(12).toString('hex');
+const USERS = { alice: 'alice-gateway-pw', bob: 'bob-gateway-pw' } as const;
+const BACKEND_PW = { alice: randomBytes(9).toString('hex'), bob: randomBytes(9).toString('hex') };
+const MAIL = {
+  alice: [message('alice', 'first for alice'), message('alice', 'second for alice')],
+  bob: [message('bob', 'kept by bob'), message('bob', 'deleted by bob')],
+};
+
+describe('the sidecar overlay under podman kube play', () => {
+  let dir: string;
+  let playFile: string;
+  let caFile: string;
+  let pop3sPort: number;
+  /** containerPort name -> hostPort on 127.0.0.1. */
+  const hostPorts = new Map<string, number>();
+  let rendered: K8sObject[];
+  let played: K8sObject[];
+  const timings: Record<string, number> = {};
+  let podUp = false;
+
+  const deploymentOf = (objs: K8sObject[]): Deployment => objs.find((o) => o.kind === 'Deployment') as Deployment;
+  const containerOf = (objs: K8sObject[], name: string): Container => {
+    const c = deploymentOf(objs).spec.template.spec.containers.find((x) => x.name === name);
+    if (!c) throw new Error(`no container ${name}`);
+    return c;
+  };
+  const mailDir = (): string => join(dir, 'maildrops');
+
+  beforeAll(async () => {
+    let t = Date.now();
+    const build = await runProgram('bash', ['scripts/container-images.sh'], { timeoutMs: 15 * 60_000 });
+    if (build.code !== 0) throw new Error(`scripts/container-images.sh failed (exit ${build.code}):\n${build.stderr}`);
+    const legacy = await runProgram('bash', ['scripts/legacy-pop3-image.sh'], { timeoutMs: 15 * 60_000 });
+    if (legacy.code !== 0) throw new Error(`scripts/legacy-pop3-image.sh failed (exit ${legacy.code}):\n${legacy.stderr}`);
+    timings.imagesSeconds = (Date.now() - t) / 1000;
+
+    dir = await mkdtemp(join(tmpdir(), 'popgate-sidecar-'));
+    await chmod(dir, 0o755);
+
+    // ---- this run's legacy image: users, master user and seed mail baked in
+    const ctx = join(dir, 'legacy-ctx');
+    await mkdir(ctx);
+    const passwd = (name: string, pw: string): string => `${name}:{PLAIN.b64}${Buffer.from(pw).toString('base64')}::::::\n`;
+    await writeFile(join(ctx, 'users.passwd'), Object.entries(BACKEND_PW).map(([u, p]) => passwd(u, p)).join(''));
+    await writeFile(join(ctx, 'master.passwd'), passwd('popgate', MASTER));
+    const base = Math.floor(Date.now() / 1000) - 86_400;
+    let seq = 0;
+    for (const [user, msgs] of Object.entries(MAIL)) {
+      for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(ctx, 'seed', user, sub), { recursive: true });
+      for (const m of msgs) {
+        seq++;
+        await writeFile(join(ctx, 'seed', user, 'new', `${base + seq}.M${seq}P1Q${seq}.legacy`), m);
+      }
+    }
+    await writeFile(join(ctx, 'Containerfile'), [
+      `FROM ${LEGACY_BASE_IMAGE}`,
+      'COPY users.passwd master.passwd /etc/dovecot/legacy-pop3/',
+      'COPY seed /usr/local/share/legacy-pop3/seed',
+      '',
+    ].join('\n'));
+    t = Date.now();
+    await podmanOk(['build', '--pull=never', '--network', 'host', '--format', 'docker', '-t', LEGACY_IMAGE, ctx], 300_000);
+    timings.legacyOverlaySeconds = (Date.now() - t) / 1000;
+
+    // ---- the overlay, rendered
+    const render = await runProgram('kubectl', ['kustomize', join(ROOT, 'deploy/k8s/overlays/sidecar')]);
+    if (render.code !== 0) throw new Error(`kubectl kustomize: ${render.stderr}`);
+    rendered = YAML.parseAllDocuments(render.stdout).map((d) => d.toJS() as K8sObject).filter(Boolean);
+    played = structuredClone(rendered);
+
+    // Images.
+    const dep = deploymentOf(played);
+    const spec = dep.spec.template.spec;
+    for (const c of spec.containers) {
+      if (c.image === PLACEHOLDER_LEGACY) c.image = LEGACY_IMAGE;
+      else if (c.image === PLACEHOLDER_POPGATE) c.image = POPGATE_IMAGE;
+      else throw new Error(`unexpected image ${c.image}`);
+    }
+    // hostPort for pop3s.
+    pop3sPort = await freePort();
+    const popgate = containerOf(played, 'popgate');
+    for (const p of popgate.ports!) {
+      p.hostPort = p.name === 'pop3s' ? pop3sPort : await freePort();
+      p.hostIP = '127.0.0.1';
+      hostPorts.set(p.name, p.hostPort);
+    }
+    // popgate.yaml without Kerberos.
+    const cm = played.find((o) => o.kind === 'ConfigMap') as ConfigMap;
+    const config = YAML.parse(cm.data['popgate.yaml']!) as {
+      listeners: Array<{ kind: string }>; auth: { mechanisms: string[] }; kerberos?: unknown;
+    };
+    config.listeners = config.listeners.filter((l) => l.kind !== 'kpop');
+    config.auth.mechanisms = config.auth.mechanisms.filter((m) => m !== 'GSSAPI');
+    delete config.kerberos;
+    cm.data['popgate.yaml'] = YAML.stringify(config);
+
+    // The Secrets of deploy/k8s/secrets-example (names and keys), with real content.
+    const examples = YAML.parseAllDocuments(await readFile(join(ROOT, 'deploy/k8s/secrets-example/secrets.yaml'), 'utf8'))
+      .map((d) => d.toJS() as K8sObject & { stringData: Record<string, string> });
+    const pki = await makeTestPki(join(dir, 'pki'));
+    caFile = pki.caFile;
+    const content: Record<string, Record<string, Buffer>> = {
+      'popgate-tls': { 'tls.crt': await readFile(pki.certFile), 'tls.key': await readFile(pki.keyFile) },
+      'popgate-users': {
+        users: Buffer.from((await Promise.all(Object.entries(USERS).map(async ([u, p]) => `${u}:${await hashPassword(p, { scryptLogN: 10 })}\n`))).join('')),
+      },
+      'popgate-backend': { 'master-password': Buffer.from(`${MASTER}\n`) },
+      // Never read: Kerberos is off in this test's popgate.yaml (CHANGES).
+      'popgate-keytab': { 'popgate.keytab': Buffer.from('unused: Kerberos is off in this test\n') },
+    };
+    for (const ex of examples) {
+      expect(Object.keys(content[ex.metadata.name] ?? {}).sort()).toEqual(Object.keys(ex.stringData).sort());
+    }
+    // The projection, computed from the rendered volume, into a hostPath directory.
+    const secretsDir = join(dir, 'secrets');
+    const secretsVolume = spec.volumes.find((v) => v.name === 'secrets')!;
+    const projected = secretsVolume.projected!;
+    for (const source of projected.sources) {
+      for (const item of source.secret.items) {
+        const file = join(secretsDir, item.path);
+        await mkdir(dirname(file), { recursive: true });
+        await writeFile(file, content[source.secret.name]![item.key]!);
+        await chown(file, 0, spec.securityContext!.fsGroup!);
+        await chmod(file, projected.defaultMode!);
+      }
+    }
+    for (const d of [secretsDir, ...(await readdir(secretsDir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => join(secretsDir, e.name))]) {
+      await chown(d, 0, spec.securityContext!.fsGroup!);
+      await chmod(d, 0o750);
+    }
+    delete secretsVolume.projected;
+    secretsVolume.hostPath = { path: secretsDir, type: 'Directory' };
+    // The mail store.
+    await mkdir(mailDir());
+    const maildrops = spec.volumes.find((v) => v.name === 'maildrops')!;
+    delete maildrops.emptyDir;
+    maildrops.hostPath = { path: mailDir(), type: 'Directory' };
+    // Probes.
+    delete popgate.livenessProbe;
+    delete popgate.readinessProbe;
+    // The legacy server's capabilities.
+    const legacyCaps = containerOf(played, 'legacy-pop3').securityContext!.capabilities!;
+    legacyCaps.add = [...(legacyCaps.add ?? []), ...LEGACY_EXTRA_CAPS];
+
+    playFile = join(dir, 'sidecar.yaml');
+    await writeFile(playFile, played.map((o) => YAML.stringify(o)).join('---\n'));
+
+    // Nothing of ours on the host's port 110 (see the port-110 test).
+    t = Date.now();
+    await podman(['kube', 'down', playFile]);
+    await podmanOk(['kube', 'play', playFile], 300_000);
+    podUp = true;
+    await waitFor('popgate ready in the Pod', async () => {
+      const logs = await podman(['logs', POPGATE_CTR]);
+      const text = logs.stdout + logs.stderr;
+      if (/start-up failed|not starting/.test(text)) throw new Error(`popgate did not start:\n${text}`);
+      return /"msg":"popgate ready"/.test(text) ? true : undefined;
+    }, 120_000, 250);
+    await waitFor('Dovecot up in the Pod', async () => {
+      const logs = await podman(['logs', LEGACY_CTR]);
+      const text = logs.stdout + logs.stderr;
+      if (/Fatal|Error/.test(text)) throw new Error(`Dovecot did not start:\n${text}`);
+      return /starting up/.test(text) ? true : undefined;
+    }, 120_000, 250);
+    timings.podStartSeconds = (Date.now() - t) / 1000;
+  }, 15 * 60_000);
+
+  afterAll(async () => {
+    if (podUp && playFile) {
+      // Still up: a test failed before kube down. Show both containers' logs.
+      for (const c of [POPGATE_CTR, LEGACY_CTR]) {
+        const logs = await podman(['logs', '--tail', '40', c]);
+        console.log(`--- ${c}\n${logs.stdout}${logs.stderr}`);
+      }
+      await podman(['kube', 'down', playFile], 180_000);
+    }
+    await podman(['rmi', '--force', LEGACY_IMAGE]);
+    if (dir && !process.env['POPGATE_KEEP_TEST_DIRS']) await rm(dir, { recursive: true, force: true });
+    console.log(`sidecar-pod timings: ${JSON.stringify(timings)}`);
+  }, 5 * 60_000);
+
+  it('plays the rendered objects with exactly the listed changes', () => {
+    expect(rendered.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'Service']);
+    // The Service goes along unchanged (podman ignores it).
+    expect(played.find((o) => o.kind === 'Service')).toEqual(rendered.find((o) => o.kind === 'Service'));
+    const before = deploymentOf(rendered).spec.template.spec;
+    const after = deploymentOf(played).spec.template.spec;
+    // Undo the listed changes on a copy of what was played: the rendered Deployment again.
+    const undone = structuredClone(after);
+    for (const c of undone.containers) {
+      c.image = c.image === LEGACY_IMAGE ? PLACEHOLDER_LEGACY : c.image === POPGATE_IMAGE ? PLACEHOLDER_POPGATE : c.image;
+      for (const p of c.ports ?? []) { delete p.hostPort; delete p.hostIP; }
+      if (c.name === 'popgate') {
+        const orig = before.containers.find((x) => x.name === 'popgate')!;
+        c.livenessProbe = orig.livenessProbe;
+        c.readinessProbe = orig.readinessProbe;
+      }
+      if (c.name === 'legacy-pop3') c.securityContext!.capabilities!.add = ['NET_BIND_SERVICE'];
+    }
+    for (const v of undone.volumes) {
+      const orig = before.volumes.find((x) => x.name === v.name)!;
+      if (v.name === 'secrets' || v.name === 'maildrops') {
+        delete v.hostPath;
+        Object.assign(v, orig);
+      }
+    }
+    expect(undone).toEqual(before);
+    // And the changed fields are what CHANGES says.
+    expect(after.containers.find((c) => c.name === 'popgate')!.ports!.filter((p) => p.hostPort)).toEqual([
+      { name: 'pop3s', containerPort: 1995, protocol: 'TCP', hostPort: pop3sPort, hostIP: '127.0.0.1' },
+      { name: 'pop3', containerPort: 1110, protocol: 'TCP', hostPort: hostPorts.get('pop3'), hostIP: '127.0.0.1' },
+      { name: 'kpop', containerPort: 1109, protocol: 'TCP', hostPort: hostPorts.get('kpop'), hostIP: '127.0.0.1' },
+      { name: 'admin', containerPort: 9110, protocol: 'TCP', hostPort: hostPorts.get('admin'), hostIP: '127.0.0.1' },
+    ]);
+    expect(after.containers.find((c) => c.name === 'legacy-pop3')!.ports).toBeUndefined();
+    expect(after.volumes.filter((v) => v.hostPath).map((v) => v.name).sort()).toEqual(['maildrops', 'secrets']);
+    const cmBefore = YAML.parse((rendered.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!) as Record<string, unknown>;
+    const cmAfter = YAML.parse((played.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!) as Record<string, unknown>;
+    expect(Object.keys(cmBefore).filter((k) => !(k in cmAfter))).toEqual(['kerberos']);
+    expect(cmAfter['backend']).toEqual(cmBefore['backend']);
+    expect(CHANGES).toHaveLength(8);
+  });
+
+  it('relays a message byte for byte to curl over pop3s through the hostPort', async () => {
+    const curl = await curlPop3({ url: `pop3s://localhost:${pop3sPort}/1`, user: 'alice', password: USERS.alice, caFile });
+    expect(curl.code, curl.stderr).toBe(0);
+    expect(curl.body.equals(pop3Wire(MAIL.alice[0]!))).toBe(true);
+    const list = await curlPop3({ url: `pop3s://localhost:${pop3sPort}/`, user: 'alice', password: USERS.alice, caFile });
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout.trim().split(/\r?\n/)).toHaveLength(2);
+    // A wrong gateway password is refused by popgate (the backend password is not it).
+    const bad = await curlPop3({ url: `pop3s://localhost:${pop3sPort}/1`, user: 'alice', password: BACKEND_PW.alice, caFile });
+    expect(bad.code).not.toBe(0);
+  });
+
+  it('lets fetchmail log in over pop3s and read every message', async () => {
+    const r = await runFetchmail({
+      poll: `poll localhost protocol POP3 service ${pop3sPort} user "alice" there password "${USERS.alice}" ssl sslcertck sslcertfile "${caFile}"`,
+      env: {},
+      timeoutMs: 120_000,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.messages.map((m) => m.toString('latin1').replace(/\r\n/g, '\n')).sort())
+      .toEqual(MAIL.alice.map((m) => m.toString('latin1').replace(/\r\n/g, '\n')).sort());
+  });
+
+  it('keeps the backend port 110 inside the Pod', async () => {
+    // Inside the Pod (popgate's container): Dovecot's greeting on 127.0.0.1:110.
+    const inside = await podmanOk(['exec', POPGATE_CTR, 'node', '-e',
+      "const s=require('net').connect(110,'127.0.0.1');s.once('data',d=>{process.stdout.write(d.toString().split('\\n')[0]);s.destroy()});s.on('error',e=>{console.log('ERR '+e.code);process.exit(1)})"]);
+    expect(inside).toMatch(/^\+OK .*Dovecot/);
+    // On the host: nothing, or at least not this Dovecot.
+    const host = await firstLine('127.0.0.1', 110);
+    if (host.error) expect(host.error).toBe('ECONNREFUSED');
+    else expect(host.line ?? '').not.toMatch(/Dovecot/);
+    // The Pod publishes popgate's ports, on the host's loopback only, and not 110.
+    const ports = (await podmanOk(['port', POPGATE_CTR])).trim().split('\n').sort();
+    expect(ports).toEqual(containerOf(played, 'popgate').ports!.map((p) => `${p.containerPort}/tcp -> 127.0.0.1:${p.hostPort}`).sort());
+  });
+
+  it('agrees with the rendered objects: ports, probe paths, mounts', async () => {
+    const orig = containerOf(rendered, 'popgate');
+    const byName = new Map(orig.ports!.map((p) => [p.name, p.containerPort]));
+    // Probes of the rendered object, asked inside the Pod on the named port.
+    const probes = [orig.livenessProbe!.httpGet, orig.readinessProbe!.httpGet].map((g) => ({
+      path: g.path, port: typeof g.port === 'number' ? g.port : byName.get(g.port)!,
+    }));
+    expect(probes.map((p) => p.path)).toEqual(['/healthz', '/readyz']);
+    for (const p of probes) {
+      const code = await podmanOk(['exec', POPGATE_CTR, 'node', '-e',
+        `require('http').get('http://127.0.0.1:${p.port}${p.path}',r=>{console.log(r.statusCode);r.resume()}).on('error',e=>{console.log(e.code);process.exit(1)})`]);
+      expect(code.trim(), p.path).toBe('200');
+    }
+    // The same through the admin port's hostPort (what the kubelet would ask).
+    for (const p of probes) {
+      const res = await fetch(`http://127.0.0.1:${hostPorts.get('admin')}${p.path}`);
+      expect(res.status, p.path).toBe(200);
+      await res.arrayBuffer();
+    }
+    // Every container port popgate listens on (kpop is off: no Kerberos here).
+    for (const [name, port] of byName) {
+      const r = await podman(['exec', POPGATE_CTR, 'node', '-e',
+        `const s=require('net').connect(${port},'127.0.0.1',()=>{s.destroy();console.log('open')});s.on('error',e=>{console.log(e.code)})`]);
+      expect(r.stdout.trim(), `${name} ${port}`).toBe(name === 'kpop' ? 'ECONNREFUSED' : 'open');
+    }
+    // Mount paths, per container, as rendered.
+    for (const name of ['popgate', 'legacy-pop3']) {
+      const inspect = JSON.parse(await podmanOk(['inspect', `${POD}-${name}`])) as Array<{ Mounts: Array<{ Destination: string }> }>;
+      const dests = inspect[0]!.Mounts.map((m) => m.Destination);
+      for (const m of containerOf(rendered, name).volumeMounts ?? []) expect(dests, `${name} ${m.mountPath}`).toContain(m.mountPath);
+    }
+    // The files popgate.yaml names, where the projection puts them, readable by uid 10001.
+    const check = await podman(['exec', POPGATE_CTR, 'popgate', 'check-config', '/etc/popgate/popgate.yaml']);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    expect((await podmanOk(['exec', POPGATE_CTR, 'id', '-u'])).trim()).toBe('10001');
+    expect((await podmanOk(['exec', POPGATE_CTR, 'cat', '/run/secrets/popgate/backend/master-password'])).trim()).toBe(MASTER);
+  });
+
+  it('stops on SIGTERM (popgate drains, exit 0) and after kube down mail deleted without QUIT is still there', async () => {
+    // bob deletes message 2 and QUITs (deleted), then deletes message 1 and drops the connection.
+    const quit = await poplibFetch({ host: 'localhost', port: pop3sPort, mode: 'ssl', caFile, user: 'bob', password: USERS.bob, retrieve: [2], dele: [2] });
+    expect(quit.result.ok, JSON.stringify(quit.result)).toBe(true);
+    expect(quit.result.messages[0]!.sha256).toBe(createHash('sha256').update(pop3Wire(MAIL.bob[1]!)).digest('hex'));
+    const noQuit = await poplibFetch({ host: 'localhost', port: pop3sPort, mode: 'ssl', caFile, user: 'bob', password: USERS.bob, retrieve: [1], dele: [1], quit: false });
+    expect(noQuit.result.ok, JSON.stringify(noQuit.result)).toBe(true);
+    expect(noQuit.result.stat).toEqual([1, MAIL.bob[0]!.length]);
+
+    // SIGTERM to both containers, as `podman kube down` sends it, but without
+    // removing them yet so that their logs and exit codes can be read. podman
+    // 4.3 gives the containers a stop timeout of 10 s (it does not take
+    // terminationGracePeriodSeconds) and runs no preStop hook: --time stands in
+    // for the grace period.
+    const grace = (rendered.find((o) => o.kind === 'Deployment') as Deployment & { spec: { template: { spec: { terminationGracePeriodSeconds: number } } } })
+      .spec.template.spec.terminationGracePeriodSeconds;
+    expect(grace).toBe(45);
+    let t = Date.now();
+    const stop = await podman(['pod', 'stop', '--time', String(grace), POD], 180_000);
+    timings.podStopSeconds = (Date.now() - t) / 1000;
+    expect(stop.code, stop.stderr).toBe(0);
+    const logs = await podman(['logs', POPGATE_CTR]);
+    expect(logs.stdout + logs.stderr).toMatch(/"signal":"SIGTERM","msg":"signal received, draining"/);
+    expect(logs.stdout + logs.stderr).toMatch(/"msg":"stopped"/);
+    const legacyLogs = await podman(['logs', LEGACY_CTR]);
+    expect(legacyLogs.stdout + legacyLogs.stderr).toMatch(/master: Warning: Killed with signal 15/);
+    // Dovecot worked with the capabilities it was given: no error in its whole log.
+    expect((legacyLogs.stdout + legacyLogs.stderr).split('\n').filter((l) => /\b(Error|Fatal|Panic):/.test(l))).toEqual([]);
+    for (const c of [POPGATE_CTR, LEGACY_CTR]) {
+      expect((await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', c])).trim(), c).toBe('0');
+    }
+    t = Date.now();
+    const down = await podman(['kube', 'down', playFile], 180_000);
+    timings.kubeDownSeconds = (Date.now() - t) / 1000;
+    expect(down.code, down.stderr).toBe(0);
+    podUp = false;
+    expect((await podman(['pod', 'exists', POD])).code).not.toBe(0);
+
+    // The mail store (the hostPath behind /var/mail): bob keeps exactly message 1, alice both.
+    const files = async (user: string): Promise<Buffer[]> => {
+      const out: Buffer[] = [];
+      for (const sub of ['cur', 'new']) {
+        for (const f of (await readdir(join(mailDir(), user, sub))).sort()) out.push(await readFile(join(mailDir(), user, sub, f)));
+      }
+      return out;
+    };
+    expect((await files('bob')).map((b) => b.equals(MAIL.bob[0]!))).toEqual([true]);
+    expect((await files('alice')).length).toBe(2);
+
+    // Played again on the same mail store (not re-seeded): bob sees his one message.
+    await podmanOk(['kube', 'play', playFile], 300_000);
+    podUp = true;
+    await waitFor('popgate ready again', async () => {
+      const l = await podman(['logs', POPGATE_CTR]);
+      return /"msg":"popgate ready"/.test(l.stdout + l.stderr) ? true : undefined;
+    }, 120_000, 250);
+    expect((await podman(['logs', LEGACY_CTR])).stderr).not.toMatch(/seeded/);
+    const again = await waitFor('bob\'s mailbox through the replayed Pod', async () => {
+      const r = await poplibFetch({ host: 'localhost', port: pop3sPort, mode: 'ssl', caFile, user: 'bob', password: USERS.bob, retrieve: 'all' });
+      return r.result.ok ? r.result : undefined;
+    }, 60_000, 250);
+    expect(again.messages.map((m) => m.sha256)).toEqual([createHash('sha256').update(pop3Wire(MAIL.bob[0]!)).digest('hex')]);
+    expect((await podman(['kube', 'down', playFile], 180_000)).code).toBe(0);
+    podUp = false;
+  }, 5 * 60_000);
+});
