@@ -1,0 +1,181 @@
+/**
+ * Pieces for playing a rendered Kubernetes overlay under `podman kube play`
+ * (test/deploy/standalone-pod.test.ts; the same steps as
+ * test/deploy/sidecar-pod.test.ts): render, Secrets with real test content,
+ * the projected secrets volume written out as a hostPath directory, and the
+ * legacy POP3 image with this run's users and seed mail.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import YAML from 'yaml';
+import { hashPassword } from '../../src/auth/index.js';
+import { makeTestPki } from './certs.js';
+import { runProgram } from './clients.js';
+import { podmanOk } from './podman.js';
+
+export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; [k: string]: unknown }; [k: string]: unknown };
+export interface Probe { httpGet: { path: string; port: string | number }; [k: string]: unknown }
+export interface Container {
+  name: string;
+  image: string;
+  ports?: Array<{ name: string; containerPort: number; protocol?: string; hostPort?: number; hostIP?: string }>;
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  lifecycle?: unknown;
+  securityContext?: { runAsUser?: number; capabilities?: { drop?: string[]; add?: string[] }; [k: string]: unknown };
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+  [k: string]: unknown;
+}
+export interface Volume {
+  name: string;
+  projected?: { defaultMode?: number; sources: Array<{ secret: { name: string; items: Array<{ key: string; path: string }> } }> };
+  emptyDir?: unknown;
+  configMap?: { name: string };
+  hostPath?: { path: string; type?: string };
+}
+export interface PodSpec {
+  containers: Container[];
+  volumes: Volume[];
+  securityContext?: { fsGroup?: number; [k: string]: unknown };
+  hostAliases?: Array<{ ip: string; hostnames: string[] }>;
+  [k: string]: unknown;
+}
+export interface Deployment extends K8sObject { spec: { replicas?: number; template: { spec: PodSpec; [k: string]: unknown }; [k: string]: unknown } }
+export interface ConfigMap extends K8sObject { data: Record<string, string> }
+
+/** `kubectl kustomize <dir>`, parsed. */
+export async function renderOverlay(dir: string): Promise<K8sObject[]> {
+  const render = await runProgram('kubectl', ['kustomize', dir]);
+  if (render.code !== 0) throw new Error(`kubectl kustomize ${dir}: ${render.stderr}`);
+  return YAML.parseAllDocuments(render.stdout).map((d) => d.toJS() as K8sObject).filter(Boolean);
+}
+
+export const deploymentOf = (objs: K8sObject[]): Deployment => {
+  const d = objs.find((o) => o.kind === 'Deployment');
+  if (!d) throw new Error('no Deployment');
+  return d as Deployment;
+};
+
+export const containerOf = (objs: K8sObject[], name: string): Container => {
+  const c = deploymentOf(objs).spec.template.spec.containers.find((x) => x.name === name);
+  if (!c) throw new Error(`no container ${name}`);
+  return c;
+};
+
+/** Builds scripts/container-images.sh and scripts/legacy-pop3-image.sh (both cached). */
+export async function buildTestImages(): Promise<void> {
+  const build = await runProgram('bash', ['scripts/container-images.sh'], { timeoutMs: 15 * 60_000 });
+  if (build.code !== 0) throw new Error(`scripts/container-images.sh failed (exit ${build.code}):\n${build.stderr}`);
+  const legacy = await runProgram('bash', ['scripts/legacy-pop3-image.sh'], { timeoutMs: 15 * 60_000 });
+  if (legacy.code !== 0) throw new Error(`scripts/legacy-pop3-image.sh failed (exit ${legacy.code}):\n${legacy.stderr}`);
+}
+
+/**
+ * Builds `tag` FROM the legacy test image with Dovecot users (backend
+ * passwords), the master user `popgate` and seed mail (Maildir per user).
+ */
+export async function buildLegacyImage(opts: {
+  dir: string; base: string; tag: string; backendPasswords: Record<string, string>; master: string; mail: Record<string, Buffer[]>;
+}): Promise<void> {
+  const ctx = join(opts.dir, 'legacy-ctx');
+  await mkdir(ctx, { recursive: true });
+  const passwd = (name: string, pw: string): string => `${name}:{PLAIN.b64}${Buffer.from(pw).toString('base64')}::::::\n`;
+  await writeFile(join(ctx, 'users.passwd'), Object.entries(opts.backendPasswords).map(([u, p]) => passwd(u, p)).join(''));
+  await writeFile(join(ctx, 'master.passwd'), passwd('popgate', opts.master));
+  const base = Math.floor(Date.now() / 1000) - 86_400;
+  let seq = 0;
+  for (const [user, msgs] of Object.entries(opts.mail)) {
+    for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(ctx, 'seed', user, sub), { recursive: true });
+    for (const m of msgs) {
+      seq++;
+      await writeFile(join(ctx, 'seed', user, 'new', `${base + seq}.M${seq}P1Q${seq}.legacy`), m);
+    }
+  }
+  await writeFile(join(ctx, 'Containerfile'), [
+    `FROM ${opts.base}`,
+    'COPY users.passwd master.passwd /etc/dovecot/legacy-pop3/',
+    'COPY seed /usr/local/share/legacy-pop3/seed',
+    '',
+  ].join('\n'));
+  await podmanOk(['build', '--pull=never', '--network', 'host', '--format', 'docker', '-t', opts.tag, ctx], 300_000);
+}
+
+/** A CRLF message (Dovecot sends it unchanged) with a dot-led line. */
+export function testMessage(to: string, subject: string): Buffer {
+  return Buffer.from([
+    'From: Legacy <legacy@example.com>',
+    `To: ${to}@example.com`,
+    `Subject: ${subject}`,
+    '',
+    ...Array.from({ length: 120 }, (_, i) => `line ${i} ${randomBytes(12).toString('hex')}`),
+    '.starts with a dot',
+    '',
+  ].join('\r\n'));
+}
+
+/**
+ * The Secrets of deploy/k8s/secrets-example (names and keys) with real
+ * content: a test PKI certificate for localhost, a users file, the master
+ * password, and a keytab stand-in that is never read (Kerberos is off).
+ * Throws if the names or keys differ from the example.
+ */
+export async function secretContent(opts: {
+  root: string; pkiDir: string; users: Record<string, string>; master: string;
+}): Promise<{ content: Record<string, Record<string, Buffer>>; caFile: string }> {
+  const examples = YAML.parseAllDocuments(await readFile(join(opts.root, 'deploy/k8s/secrets-example/secrets.yaml'), 'utf8'))
+    .map((d) => d.toJS() as K8sObject & { stringData: Record<string, string> });
+  const pki = await makeTestPki(opts.pkiDir);
+  const content: Record<string, Record<string, Buffer>> = {
+    'popgate-tls': { 'tls.crt': await readFile(pki.certFile), 'tls.key': await readFile(pki.keyFile) },
+    'popgate-users': {
+      users: Buffer.from((await Promise.all(Object.entries(opts.users).map(async ([u, p]) => `${u}:${await hashPassword(p, { scryptLogN: 10 })}\n`))).join('')),
+    },
+    'popgate-backend': { 'master-password': Buffer.from(`${opts.master}\n`) },
+    'popgate-keytab': { 'popgate.keytab': Buffer.from('unused: Kerberos is off in this test\n') },
+  };
+  const want = Object.fromEntries(examples.map((e) => [e.metadata.name, Object.keys(e.stringData).sort()]));
+  const have = Object.fromEntries(Object.entries(content).map(([n, keys]) => [n, Object.keys(keys).sort()]));
+  if (JSON.stringify(want, Object.keys(want).sort()) !== JSON.stringify(have, Object.keys(want).sort())
+    || Object.keys(want).length !== Object.keys(have).length) {
+    throw new Error(`secrets-example differs from the test's Secrets: ${JSON.stringify(want)} vs ${JSON.stringify(have)}`);
+  }
+  return { content, caFile: pki.caFile };
+}
+
+/**
+ * Writes the projection of a `projected` secrets volume into `dir` (same
+ * keys -> paths, files with the volume's defaultMode, root:fsGroup, as the
+ * kubelet makes them) and turns the volume into a hostPath on it: podman 4.3
+ * refuses projected and secret volumes.
+ */
+export async function projectSecretsToHostPath(volume: Volume, fsGroup: number, dir: string, content: Record<string, Record<string, Buffer>>): Promise<void> {
+  const projected = volume.projected;
+  if (!projected) throw new Error(`volume ${volume.name} is not projected`);
+  for (const source of projected.sources) {
+    for (const item of source.secret.items) {
+      const file = join(dir, item.path);
+      const data = content[source.secret.name]?.[item.key];
+      if (!data) throw new Error(`no content for ${source.secret.name}/${item.key}`);
+      await mkdir(dirname(file), { recursive: true });
+      await writeFile(file, data);
+      await chown(file, 0, fsGroup);
+      await chmod(file, projected.defaultMode!);
+    }
+  }
+  for (const d of [dir, ...(await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => join(dir, e.name))]) {
+    await chown(d, 0, fsGroup);
+    await chmod(d, 0o750);
+  }
+  delete volume.projected;
+  volume.hostPath = { path: dir, type: 'Directory' };
+}
+
+/** popgate.yaml without Kerberos: no kpop listener, no GSSAPI, no kerberos section. */
+export function withoutKerberos(popgateYaml: string): string {
+  const config = YAML.parse(popgateYaml) as { listeners: Array<{ kind: string }>; auth: { mechanisms: string[] }; kerberos?: unknown };
+  config.listeners = config.listeners.filter((l) => l.kind !== 'kpop');
+  config.auth.mechanisms = config.auth.mechanisms.filter((m) => m !== 'GSSAPI');
+  delete config.kerberos;
+  return YAML.stringify(config);
+}
