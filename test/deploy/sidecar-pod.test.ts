@@ -14,17 +14,29 @@
  * it does not, beforeAll fails with podman's own reason; nothing is skipped.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { hashPassword } from '../../src/auth/index.js';
-import { makeTestPki } from '../helpers/certs.js';
-import { curlPop3, poplibFetch, runProgram, type RunResult } from '../helpers/clients.js';
+import { curlPop3, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
+import {
+  buildLegacyImage,
+  buildTestImages,
+  containerOf,
+  deploymentOf,
+  projectSecretsToHostPath,
+  renderOverlay,
+  secretContent,
+  testMessage,
+  withoutKerberos,
+  type ConfigMap,
+  type Deployment,
+  type K8sObject,
+} from '../helpers/kube-play.js';
 import { freePort, podman, podmanOk } from '../helpers/podman.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -71,47 +83,12 @@ function firstLine(host: string, port: number): Promise<{ line?: string; error?:
   });
 }
 
-/** A CRLF message (Dovecot sends it unchanged) with a dot-led line. */
-function message(to: string, subject: string): Buffer {
-  return Buffer.from([
-    'From: Legacy <legacy@example.com>',
-    `To: ${to}@example.com`,
-    `Subject: ${subject}`,
-    '',
-    ...Array.from({ length: 120 }, (_, i) => `line ${i} ${randomBytes(12).toString('hex')}`),
-    '.starts with a dot',
-    '',
-  ].join('\r\n'));
-}
-
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
-interface Container {
-  name: string;
-  image: string;
-  ports?: Array<{ name: string; containerPort: number; hostPort?: number; hostIP?: string }>;
-  livenessProbe?: { httpGet: { path: string; port: string | number } };
-  readinessProbe?: { httpGet: { path: string; port: string | number } };
-  lifecycle?: unknown;
-  securityContext?: { capabilities?: { drop?: string[]; add?: string[] } };
-  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
-}
-interface Volume {
-  name: string;
-  projected?: { defaultMode?: number; sources: Array<{ secret: { name: string; items: Array<{ key: string; path: string }> } }> };
-  emptyDir?: unknown;
-  configMap?: { name: string };
-  hostPath?: { path: string; type?: string };
-}
-interface PodSpec { containers: Container[]; volumes: Volume[]; securityContext?: { fsGroup?: number } }
-interface Deployment extends K8sObject { spec: { template: { spec: PodSpec } } }
-interface ConfigMap extends K8sObject { data: Record<string, string> }
-
 const MASTER = randomBytes(12).toString('hex');
 const USERS = { alice: 'alice-gateway-pw', bob: 'bob-gateway-pw' } as const;
 const BACKEND_PW = { alice: randomBytes(9).toString('hex'), bob: randomBytes(9).toString('hex') };
 const MAIL = {
-  alice: [message('alice', 'first for alice'), message('alice', 'second for alice')],
-  bob: [message('bob', 'kept by bob'), message('bob', 'deleted by bob')],
+  alice: [testMessage('alice', 'first for alice'), testMessage('alice', 'second for alice')],
+  bob: [testMessage('bob', 'kept by bob'), testMessage('bob', 'deleted by bob')],
 };
 
 describe('the sidecar overlay under podman kube play', () => {
@@ -126,54 +103,23 @@ describe('the sidecar overlay under podman kube play', () => {
   const timings: Record<string, number> = {};
   let podUp = false;
 
-  const deploymentOf = (objs: K8sObject[]): Deployment => objs.find((o) => o.kind === 'Deployment') as Deployment;
-  const containerOf = (objs: K8sObject[], name: string): Container => {
-    const c = deploymentOf(objs).spec.template.spec.containers.find((x) => x.name === name);
-    if (!c) throw new Error(`no container ${name}`);
-    return c;
-  };
   const mailDir = (): string => join(dir, 'maildrops');
 
   beforeAll(async () => {
     let t = Date.now();
-    const build = await runProgram('bash', ['scripts/container-images.sh'], { timeoutMs: 15 * 60_000 });
-    if (build.code !== 0) throw new Error(`scripts/container-images.sh failed (exit ${build.code}):\n${build.stderr}`);
-    const legacy = await runProgram('bash', ['scripts/legacy-pop3-image.sh'], { timeoutMs: 15 * 60_000 });
-    if (legacy.code !== 0) throw new Error(`scripts/legacy-pop3-image.sh failed (exit ${legacy.code}):\n${legacy.stderr}`);
+    await buildTestImages();
     timings.imagesSeconds = (Date.now() - t) / 1000;
 
     dir = await mkdtemp(join(tmpdir(), 'popgate-sidecar-'));
     await chmod(dir, 0o755);
 
     // ---- this run's legacy image: users, master user and seed mail baked in
-    const ctx = join(dir, 'legacy-ctx');
-    await mkdir(ctx);
-    const passwd = (name: string, pw: string): string => `${name}:{PLAIN.b64}${Buffer.from(pw).toString('base64')}::::::\n`;
-    await writeFile(join(ctx, 'users.passwd'), Object.entries(BACKEND_PW).map(([u, p]) => passwd(u, p)).join(''));
-    await writeFile(join(ctx, 'master.passwd'), passwd('popgate', MASTER));
-    const base = Math.floor(Date.now() / 1000) - 86_400;
-    let seq = 0;
-    for (const [user, msgs] of Object.entries(MAIL)) {
-      for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(ctx, 'seed', user, sub), { recursive: true });
-      for (const m of msgs) {
-        seq++;
-        await writeFile(join(ctx, 'seed', user, 'new', `${base + seq}.M${seq}P1Q${seq}.legacy`), m);
-      }
-    }
-    await writeFile(join(ctx, 'Containerfile'), [
-      `FROM ${LEGACY_BASE_IMAGE}`,
-      'COPY users.passwd master.passwd /etc/dovecot/legacy-pop3/',
-      'COPY seed /usr/local/share/legacy-pop3/seed',
-      '',
-    ].join('\n'));
     t = Date.now();
-    await podmanOk(['build', '--pull=never', '--network', 'host', '--format', 'docker', '-t', LEGACY_IMAGE, ctx], 300_000);
+    await buildLegacyImage({ dir, base: LEGACY_BASE_IMAGE, tag: LEGACY_IMAGE, backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL });
     timings.legacyOverlaySeconds = (Date.now() - t) / 1000;
 
     // ---- the overlay, rendered
-    const render = await runProgram('kubectl', ['kustomize', join(ROOT, 'deploy/k8s/overlays/sidecar')]);
-    if (render.code !== 0) throw new Error(`kubectl kustomize: ${render.stderr}`);
-    rendered = YAML.parseAllDocuments(render.stdout).map((d) => d.toJS() as K8sObject).filter(Boolean);
+    rendered = await renderOverlay(join(ROOT, 'deploy/k8s/overlays/sidecar'));
     played = structuredClone(rendered);
 
     // Images.
@@ -194,50 +140,13 @@ describe('the sidecar overlay under podman kube play', () => {
     }
     // popgate.yaml without Kerberos.
     const cm = played.find((o) => o.kind === 'ConfigMap') as ConfigMap;
-    const config = YAML.parse(cm.data['popgate.yaml']!) as {
-      listeners: Array<{ kind: string }>; auth: { mechanisms: string[] }; kerberos?: unknown;
-    };
-    config.listeners = config.listeners.filter((l) => l.kind !== 'kpop');
-    config.auth.mechanisms = config.auth.mechanisms.filter((m) => m !== 'GSSAPI');
-    delete config.kerberos;
-    cm.data['popgate.yaml'] = YAML.stringify(config);
+    cm.data['popgate.yaml'] = withoutKerberos(cm.data['popgate.yaml']!);
 
     // The Secrets of deploy/k8s/secrets-example (names and keys), with real content.
-    const examples = YAML.parseAllDocuments(await readFile(join(ROOT, 'deploy/k8s/secrets-example/secrets.yaml'), 'utf8'))
-      .map((d) => d.toJS() as K8sObject & { stringData: Record<string, string> });
-    const pki = await makeTestPki(join(dir, 'pki'));
-    caFile = pki.caFile;
-    const content: Record<string, Record<string, Buffer>> = {
-      'popgate-tls': { 'tls.crt': await readFile(pki.certFile), 'tls.key': await readFile(pki.keyFile) },
-      'popgate-users': {
-        users: Buffer.from((await Promise.all(Object.entries(USERS).map(async ([u, p]) => `${u}:${await hashPassword(p, { scryptLogN: 10 })}\n`))).join('')),
-      },
-      'popgate-backend': { 'master-password': Buffer.from(`${MASTER}\n`) },
-      // Never read: Kerberos is off in this test's popgate.yaml (CHANGES).
-      'popgate-keytab': { 'popgate.keytab': Buffer.from('unused: Kerberos is off in this test\n') },
-    };
-    for (const ex of examples) {
-      expect(Object.keys(content[ex.metadata.name] ?? {}).sort()).toEqual(Object.keys(ex.stringData).sort());
-    }
+    const secrets = await secretContent({ root: ROOT, pkiDir: join(dir, 'pki'), users: USERS, master: MASTER });
+    caFile = secrets.caFile;
     // The projection, computed from the rendered volume, into a hostPath directory.
-    const secretsDir = join(dir, 'secrets');
-    const secretsVolume = spec.volumes.find((v) => v.name === 'secrets')!;
-    const projected = secretsVolume.projected!;
-    for (const source of projected.sources) {
-      for (const item of source.secret.items) {
-        const file = join(secretsDir, item.path);
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, content[source.secret.name]![item.key]!);
-        await chown(file, 0, spec.securityContext!.fsGroup!);
-        await chmod(file, projected.defaultMode!);
-      }
-    }
-    for (const d of [secretsDir, ...(await readdir(secretsDir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => join(secretsDir, e.name))]) {
-      await chown(d, 0, spec.securityContext!.fsGroup!);
-      await chmod(d, 0o750);
-    }
-    delete secretsVolume.projected;
-    secretsVolume.hostPath = { path: secretsDir, type: 'Directory' };
+    await projectSecretsToHostPath(spec.volumes.find((v) => v.name === 'secrets')!, spec.securityContext!.fsGroup!, join(dir, 'secrets'), secrets.content);
     // The mail store.
     await mkdir(mailDir());
     const maildrops = spec.volumes.find((v) => v.name === 'maildrops')!;
