@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
 import { subscribeToFile } from '../config/file-watch.js';
 import { GatewayError } from '../errors.js';
 import type { InternalLoginResolver } from './types.js';
@@ -183,8 +182,8 @@ async function mappedResolver(
 
   await load();
 
-  const onChange = (curr: Stats, prev: Stats): void => {
-    if (closed || (curr.mtimeMs === prev.mtimeMs && curr.size === prev.size && curr.ino === prev.ino)) return;
+  const onChange = (): void => {
+    if (closed) return;
     load().catch((err: unknown) => {
       logger.warn({ file, err: (err as Error).message }, 'backend secrets reload failed; keeping the previous entries');
     });

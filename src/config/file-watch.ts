@@ -28,7 +28,8 @@ interface PolledFile {
 const polled = new Map<string, PolledFile>();
 
 /**
- * Calls `onChange` whenever the poller of `path` reports a change; returns
+ * Calls `onChange` whenever the poller of `path` sees the content change
+ * (contentChanged: written, replaced, resized); returns
  * the function that unsubscribes (idempotent).
  */
 export function subscribeToFile(path: string, onChange: FileChangeListener, intervalMs: number): () => void {
@@ -37,6 +38,8 @@ export function subscribeToFile(path: string, onChange: FileChangeListener, inte
   if (!file) {
     const subscribers = new Set<FileChangeListener>();
     const fanOut: FileChangeListener = (curr, prev) => {
+      // A mere read (atime) is no change: a reader reloading on it would loop.
+      if (!contentChanged(curr, prev)) return;
       // A copy: a subscriber may unsubscribe (or subscribe another) while being called.
       for (const s of [...subscribers]) s(curr, prev);
     };
@@ -56,6 +59,6 @@ export function subscribeToFile(path: string, onChange: FileChangeListener, inte
 }
 
 /** Whether a stat change touches the content: written, replaced (inode), resized; never a mere read. */
-export function contentChanged(curr: Stats, prev: Stats): boolean {
+function contentChanged(curr: Stats, prev: Stats): boolean {
   return curr.mtimeMs !== prev.mtimeMs || curr.ctimeMs !== prev.ctimeMs || curr.ino !== prev.ino || curr.size !== prev.size;
 }

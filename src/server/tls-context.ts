@@ -1,8 +1,7 @@
 import { constants as cryptoConstants } from 'node:crypto';
-import type { Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
-import { contentChanged, subscribeToFile } from '../config/file-watch.js';
+import { subscribeToFile } from '../config/file-watch.js';
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -97,8 +96,7 @@ export function watchFiles(files: readonly string[], onChange: () => void, opts:
   const debounce = opts.debounceMs ?? 500;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const listener = (curr: Stats, prev: Stats): void => {
-    if (!contentChanged(curr, prev)) return;
+  const listener = (): void => {
     clearTimeout(timer);
     timer = setTimeout(() => {
       if (!stopped) onChange();

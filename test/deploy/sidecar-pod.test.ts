@@ -14,7 +14,7 @@
  * it does not, beforeAll fails with podman's own reason; nothing is skipped.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -36,17 +36,22 @@ import {
   type ConfigMap,
   type Deployment,
   type K8sObject,
+  kubePlay,
+  LEGACY_BASE_IMAGE,
+  LEGACY_EXTRA_CAPS,
+  PLACEHOLDER_LEGACY,
+  PLACEHOLDER_POPGATE,
+  POPGATE_IMAGE,
+  printLogs,
+  waitForPodServices,
+  writePlayFile,
 } from '../helpers/kube-play.js';
 import { freePort, podman, podmanOk } from '../helpers/podman.js';
 import { waitFor } from '../helpers/wait.js';
 
 const ROOT = resolve('.');
-const POPGATE_IMAGE = 'localhost/popgate:test';
-const LEGACY_BASE_IMAGE = 'localhost/legacy-pop3:test';
 /** The legacy image plus this run's users, master password and seed mail (removed in afterAll). */
 const LEGACY_IMAGE = `localhost/legacy-pop3:sidecar-${process.pid}`;
-const PLACEHOLDER_LEGACY = 'example.org/legacy-pop3:latest';
-const PLACEHOLDER_POPGATE = 'popgate:0.1.0';
 /** podman 4.3 names a played Deployment's (first) Pod `<name>-pod-0` and its containers `<pod>-<container>`. */
 const POD = 'popgate-pod-0';
 const POPGATE_CTR = `${POD}-popgate`;
@@ -67,7 +72,6 @@ const CHANGES = [
   'popgate container: livenessProbe/readinessProbe removed: podman 4.3 turns the liveness httpGet into a healthcheck `curl -f http://localhost:0/healthz` (the named port admin becomes 0; the image has no curl; its timers need systemd); the test GETs /healthz and /readyz inside the Pod and through the admin hostPort instead',
   'legacy-pop3 container: capabilities CHOWN, SETGID, SETUID, SYS_CHROOT added to NET_BIND_SERVICE: Dovecot starts as root, chowns the mail to its mail user, switches each process to its own user and chroots the login and helper processes, all of which the overlay\'s drop ALL (honoured by podman) forbids; the overlay expects a server that needs only port 110 (without SYS_CHROOT: "anvil: Fatal: chroot(/run/dovecot/empty) failed")',
 ] as const;
-const LEGACY_EXTRA_CAPS = ['CHOWN', 'SETGID', 'SETUID', 'SYS_CHROOT'];
 
 /** The first line a TCP server sends, or the connection error's code. */
 function firstLine(host: string, port: number): Promise<{ line?: string; error?: string }> {
@@ -160,35 +164,20 @@ describe('the sidecar overlay under podman kube play', () => {
     legacyCaps.add = [...(legacyCaps.add ?? []), ...LEGACY_EXTRA_CAPS];
 
     playFile = join(dir, 'sidecar.yaml');
-    await writeFile(playFile, played.map((o) => YAML.stringify(o)).join('---\n'));
+    await writePlayFile(playFile, played);
 
     // Nothing of ours on the host's port 110 (see the port-110 test).
     t = Date.now();
-    await podman(['kube', 'down', playFile]);
-    await podmanOk(['kube', 'play', playFile], 300_000);
+    await kubePlay(playFile);
     podUp = true;
-    await waitFor('popgate ready in the Pod', async () => {
-      const logs = await podman(['logs', POPGATE_CTR]);
-      const text = logs.stdout + logs.stderr;
-      if (/start-up failed|not starting/.test(text)) throw new Error(`popgate did not start:\n${text}`);
-      return /"msg":"popgate ready"/.test(text) ? true : undefined;
-    }, 120_000, 250);
-    await waitFor('Dovecot up in the Pod', async () => {
-      const logs = await podman(['logs', LEGACY_CTR]);
-      const text = logs.stdout + logs.stderr;
-      if (/Fatal|Error/.test(text)) throw new Error(`Dovecot did not start:\n${text}`);
-      return /starting up/.test(text) ? true : undefined;
-    }, 120_000, 250);
+    await waitForPodServices(POPGATE_CTR, LEGACY_CTR);
     timings.podStartSeconds = (Date.now() - t) / 1000;
   }, 15 * 60_000);
 
   afterAll(async () => {
     if (podUp && playFile) {
       // Still up: a test failed before kube down. Show both containers' logs.
-      for (const c of [POPGATE_CTR, LEGACY_CTR]) {
-        const logs = await podman(['logs', '--tail', '40', c]);
-        console.log(`--- ${c}\n${logs.stdout}${logs.stderr}`);
-      }
+      await printLogs([POPGATE_CTR, LEGACY_CTR]);
       await podman(['kube', 'down', playFile], 180_000);
     }
     await podman(['rmi', '--force', LEGACY_IMAGE]);

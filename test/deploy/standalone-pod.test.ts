@@ -31,7 +31,7 @@
  * Nothing is skipped: when podman cannot play the Pod, beforeAll fails.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -41,18 +41,34 @@ import YAML from 'yaml';
 import { curlPop3 } from '../helpers/clients.js';
 import { pop3Wire } from '../helpers/dovecot.js';
 import {
-  buildLegacyImage, buildTestImages, containerOf, deploymentOf, projectSecretsToHostPath, renderOverlay, secretContent,
-  testMessage, withoutKerberos, type ConfigMap, type Container, type Deployment, type K8sObject, type PodSpec,
+  buildLegacyImage,
+  buildTestImages,
+  containerOf,
+  deploymentOf,
+  kubePlay,
+  LEGACY_BASE_IMAGE,
+  LEGACY_EXTRA_CAPS,
+  PLACEHOLDER_LEGACY,
+  PLACEHOLDER_POPGATE,
+  POPGATE_IMAGE,
+  printLogs,
+  projectSecretsToHostPath,
+  renderOverlay,
+  secretContent,
+  testMessage,
+  waitForPodServices,
+  withoutKerberos,
+  writePlayFile,
+  type ConfigMap,
+  type Container,
+  type Deployment,
+  type K8sObject,
+  type PodSpec,
 } from '../helpers/kube-play.js';
 import { freePort, podman, podmanOk } from '../helpers/podman.js';
-import { waitFor } from '../helpers/wait.js';
 
 const ROOT = resolve('.');
-const POPGATE_IMAGE = 'localhost/popgate:test';
-const LEGACY_BASE_IMAGE = 'localhost/legacy-pop3:test';
 const LEGACY_IMAGE = `localhost/legacy-pop3:standalone-${process.pid}`;
-const PLACEHOLDER_POPGATE = 'popgate:0.1.0';
-const PLACEHOLDER_LEGACY = 'example.org/legacy-pop3:latest';
 const RENDERED_NAME = 'popgate';
 /** Not `popgate`: the sidecar test's Pod is `popgate-pod-0`, and vitest runs the files in parallel. */
 const NAME = 'popgate-standalone';
@@ -61,7 +77,6 @@ const POD = `${NAME}-pod-0`;
 const POPGATE_CTR = `${POD}-popgate`;
 const LEGACY_CTR = `${POD}-legacy-pop3`;
 const BACKEND_HOST = 'legacy-pop3.mail.svc.cluster.local';
-const LEGACY_EXTRA_CAPS = ['CHOWN', 'SETGID', 'SETUID', 'SYS_CHROOT'];
 /** A client address the "load balancer" claims in its PROXY header (TEST-NET-3). */
 const CLAIMED = { address: '203.0.113.7', port: 40_123 };
 
@@ -198,34 +213,19 @@ describe('the standalone overlay under podman kube play', () => {
     spec.volumes.push(structuredClone(sidecarLegacy.maildrops));
 
     playFile = join(dir, 'standalone.yaml');
-    await writeFile(playFile, played.map((o) => YAML.stringify(o)).join('---\n'));
+    await writePlayFile(playFile, played);
 
     t = Date.now();
-    await podman(['kube', 'down', playFile]);
-    await podmanOk(['kube', 'play', playFile], 300_000);
+    await kubePlay(playFile);
     podUp = true;
-    await waitFor('popgate ready in the Pod', async () => {
-      const logs = await podman(['logs', POPGATE_CTR]);
-      const text = logs.stdout + logs.stderr;
-      if (/start-up failed|not starting/.test(text)) throw new Error(`popgate did not start:\n${text}`);
-      return /"msg":"popgate ready"/.test(text) ? true : undefined;
-    }, 120_000, 250);
-    await waitFor('Dovecot up in the Pod', async () => {
-      const logs = await podman(['logs', LEGACY_CTR]);
-      const text = logs.stdout + logs.stderr;
-      if (/Fatal|Error/.test(text)) throw new Error(`Dovecot did not start:\n${text}`);
-      return /starting up/.test(text) ? true : undefined;
-    }, 120_000, 250);
+    await waitForPodServices(POPGATE_CTR, LEGACY_CTR);
     timings.podStartSeconds = (Date.now() - t) / 1000;
   }, 15 * 60_000);
 
   afterAll(async () => {
     if (podUp && playFile) {
       // A test (or beforeAll) failed: show both containers' logs first.
-      for (const c of failed || !timings.podStartSeconds ? [POPGATE_CTR, LEGACY_CTR] : []) {
-        const logs = await podman(['logs', '--tail', '40', c]);
-        console.log(`--- ${c}\n${logs.stdout}${logs.stderr}`);
-      }
+      await printLogs(failed || !timings.podStartSeconds ? [POPGATE_CTR, LEGACY_CTR] : []);
       const t = Date.now();
       await podman(['kube', 'down', playFile], 180_000);
       timings.kubeDownSeconds = (Date.now() - t) / 1000;

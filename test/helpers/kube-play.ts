@@ -12,7 +12,8 @@ import YAML from 'yaml';
 import { hashPassword } from '../../src/auth/index.js';
 import { makeTestPki } from './certs.js';
 import { runProgram } from './clients.js';
-import { podmanOk } from './podman.js';
+import { podman, podmanOk } from './podman.js';
+import { waitFor } from './wait.js';
 
 export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; [k: string]: unknown }; [k: string]: unknown };
 export interface Probe { httpGet: { path: string; port: string | number }; [k: string]: unknown }
@@ -178,4 +179,51 @@ export function withoutKerberos(popgateYaml: string): string {
   config.auth.mechanisms = config.auth.mechanisms.filter((m) => m !== 'GSSAPI');
   delete config.kerberos;
   return YAML.stringify(config);
+}
+
+/** The images the overlays name (placeholders) and the ones the tests build. */
+export const POPGATE_IMAGE = 'localhost/popgate:test';
+export const LEGACY_BASE_IMAGE = 'localhost/legacy-pop3:test';
+export const PLACEHOLDER_POPGATE = 'popgate:0.1.0';
+export const PLACEHOLDER_LEGACY = 'example.org/legacy-pop3:latest';
+/**
+ * What Dovecot needs besides the overlay's NET_BIND_SERVICE: it starts as
+ * root, chowns mail, switches each process to its own user and chroots the
+ * login processes ("anvil: Fatal: chroot(/run/dovecot/empty) failed" without SYS_CHROOT).
+ */
+export const LEGACY_EXTRA_CAPS = ['CHOWN', 'SETGID', 'SETUID', 'SYS_CHROOT'];
+
+/** Writes `objs` as one multi-document YAML file for `podman kube play`. */
+export async function writePlayFile(file: string, objs: readonly K8sObject[]): Promise<void> {
+  await writeFile(file, objs.map((o) => YAML.stringify(o)).join('---\n'));
+}
+
+/** `podman kube play` of `playFile`, after taking down whatever an earlier run left of it. */
+export async function kubePlay(playFile: string): Promise<void> {
+  await podman(['kube', 'down', playFile]);
+  await podmanOk(['kube', 'play', playFile], 300_000);
+}
+
+/** Waits until popgate says it is ready and Dovecot has started in the Pod; throws with the log on a failed start. */
+export async function waitForPodServices(popgateCtr: string, legacyCtr: string): Promise<void> {
+  await waitFor('popgate ready in the Pod', async () => {
+    const logs = await podman(['logs', popgateCtr]);
+    const text = logs.stdout + logs.stderr;
+    if (/start-up failed|not starting/.test(text)) throw new Error(`popgate did not start:\n${text}`);
+    return /"msg":"popgate ready"/.test(text) ? true : undefined;
+  }, 120_000, 250);
+  await waitFor('Dovecot up in the Pod', async () => {
+    const logs = await podman(['logs', legacyCtr]);
+    const text = logs.stdout + logs.stderr;
+    if (/Fatal|Error/.test(text)) throw new Error(`Dovecot did not start:\n${text}`);
+    return /starting up/.test(text) ? true : undefined;
+  }, 120_000, 250);
+}
+
+/** Prints the last lines of each container's log (after a failure, before the Pod goes). */
+export async function printLogs(containers: readonly string[]): Promise<void> {
+  for (const c of containers) {
+    const logs = await podman(['logs', '--tail', '40', c]);
+    console.log(`--- ${c}\n${logs.stdout}${logs.stderr}`);
+  }
 }
