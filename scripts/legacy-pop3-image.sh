@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the stand-in legacy POP3 server image for the sidecar overlay test
 # (test/deploy/sidecar-pod.test.ts) from test/fixtures/legacy-pop3: Dovecot on
-# 127.0.0.1:110, FROM the same base as popgate's image. Run
+# 127.0.0.1 (port from the overlay under test), FROM the same base as popgate's image. Run
 # scripts/container-images.sh first (it makes the base and containers.conf).
 # Prints the image name on its last line.
 #

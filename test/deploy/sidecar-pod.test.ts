@@ -5,7 +5,14 @@
  * legacy POP3 server (Dovecot, plaintext only on 127.0.0.1:110:
  * test/fixtures/legacy-pop3, scripts/legacy-pop3-image.sh) in one Pod. Real
  * clients on the host (curl, fetchmail, Python poplib) reach popgate's pop3s
- * port through a hostPort; the backend's port 110 stays inside the Pod.
+ * and kpop ports through hostPorts; the backend's port 110 stays inside the
+ * Pod. Kerberos is on as rendered: a real MIT KDC on the host with the
+ * overlay's realm and service principal issues the keytab the Pod mounts and
+ * the users' tickets (curl AUTH=GSSAPI, fetchmail KPOP).
+ *
+ * One source of truth: the legacy server's port, master user and separator
+ * and the realm are made from the rendered popgate.yaml (overlayFacts), not
+ * written a second time here or in the fixture.
  *
  * The rendered objects are used as they are where podman 4.3 can; every change
  * is listed in CHANGES below (and in deploy/README.md, sidecar section) and
@@ -27,12 +34,16 @@ import {
   buildLegacyImage,
   buildTestImages,
   containerOf,
+  legacyBackendConf,
+  overlayFacts,
+  startPodRealm,
+  type OverlayFacts,
+  type PodRealm,
   deploymentOf,
   projectSecretsToHostPath,
   renderOverlay,
   secretContent,
   testMessage,
-  withoutKerberos,
   type ConfigMap,
   type Deployment,
   type K8sObject,
@@ -66,7 +77,6 @@ const CHANGES = [
   'images: example.org/legacy-pop3:latest -> the test legacy image, popgate:0.1.0 -> localhost/popgate:test',
   'popgate container: hostPort (hostIP 127.0.0.1, a free port) added to the pop3s containerPort 1995; it stands in for the Service, which podman 4.3 ignores (it plays Pods, Deployments and PVCs)',
   'popgate container: hostPorts (hostIP 127.0.0.1, free ports) added to the other containerPorts too (pop3 1110, kpop 1109, admin 9110): podman 4.3 publishes a containerPort without hostPort on 0.0.0.0:<containerPort> of the host, unlike Kubernetes',
-  'ConfigMap popgate.yaml: Kerberos removed (kpop listener, GSSAPI mechanism, kerberos section): no keytab or KDC in this test',
   'volume secrets: the projected volume becomes a hostPath directory holding exactly its projection of the four Secrets (same keys -> paths), files 0440 root:10001 as defaultMode 288 + fsGroup 10001 make them in Kubernetes; podman 4.3 refuses projected (and secret) volumes: "HostPath, ConfigMap, EmptyDir, and PersistentVolumeClaim are currently the only supported VolumeSource"',
   'volume maildrops: emptyDir -> hostPath (a test directory), the persistent mail store the overlay asks for, so the mail can be inspected after kube down and the Pod played again on it',
   'popgate container: livenessProbe/readinessProbe removed: podman 4.3 turns the liveness httpGet into a healthcheck `curl -f http://localhost:0/healthz` (the named port admin becomes 0; the image has no curl; its timers need systemd); the test GETs /healthz and /readyz inside the Pod and through the admin hostPort instead',
@@ -88,6 +98,8 @@ function firstLine(host: string, port: number): Promise<{ line?: string; error?:
 }
 
 const MASTER = randomBytes(12).toString('hex');
+/** Realm users (Kerberos passwords), mapped by the overlay to local users of the same name. */
+const REALM_USERS = { alice: randomBytes(9).toString('hex') };
 const USERS = { alice: 'alice-gateway-pw', bob: 'bob-gateway-pw' } as const;
 const BACKEND_PW = { alice: randomBytes(9).toString('hex'), bob: randomBytes(9).toString('hex') };
 const MAIL = {
@@ -106,6 +118,10 @@ describe('the sidecar overlay under podman kube play', () => {
   let played: K8sObject[];
   const timings: Record<string, number> = {};
   let podUp = false;
+  let realm: PodRealm | undefined;
+  let facts: OverlayFacts;
+  /** The Kerberos service's host (mail.example.com): clients connect to it, mapped to 127.0.0.1. */
+  let serviceHost: string;
 
   const mailDir = (): string => join(dir, 'maildrops');
 
@@ -117,14 +133,19 @@ describe('the sidecar overlay under podman kube play', () => {
     dir = await mkdtemp(join(tmpdir(), 'popgate-sidecar-'));
     await chmod(dir, 0o755);
 
-    // ---- this run's legacy image: users, master user and seed mail baked in
-    t = Date.now();
-    await buildLegacyImage({ dir, base: LEGACY_BASE_IMAGE, tag: LEGACY_IMAGE, backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL });
-    timings.legacyOverlaySeconds = (Date.now() - t) / 1000;
-
-    // ---- the overlay, rendered
+    // ---- the overlay, rendered, and what its popgate.yaml says
     rendered = await renderOverlay(join(ROOT, 'deploy/k8s/overlays/sidecar'));
     played = structuredClone(rendered);
+    facts = await overlayFacts((rendered.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!);
+    serviceHost = facts.kerberos.host;
+
+    // ---- this run's legacy image: users, the overlay's master user and port, seed mail
+    t = Date.now();
+    await buildLegacyImage({ dir, base: LEGACY_BASE_IMAGE, tag: LEGACY_IMAGE, backend: facts.backend, backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL });
+    timings.legacyOverlaySeconds = (Date.now() - t) / 1000;
+
+    // ---- the overlay's realm: a KDC for the keytab and the clients' tickets
+    realm = await startPodRealm(facts.kerberos, REALM_USERS);
 
     // Images.
     const dep = deploymentOf(played);
@@ -142,12 +163,8 @@ describe('the sidecar overlay under podman kube play', () => {
       p.hostIP = '127.0.0.1';
       hostPorts.set(p.name, p.hostPort);
     }
-    // popgate.yaml without Kerberos.
-    const cm = played.find((o) => o.kind === 'ConfigMap') as ConfigMap;
-    cm.data['popgate.yaml'] = withoutKerberos(cm.data['popgate.yaml']!);
-
     // The Secrets of deploy/k8s/secrets-example (names and keys), with real content.
-    const secrets = await secretContent({ root: ROOT, pkiDir: join(dir, 'pki'), users: USERS, master: MASTER });
+    const secrets = await secretContent({ root: ROOT, pkiDir: join(dir, 'pki'), users: USERS, master: MASTER, keytab: realm.keytab, serverName: serviceHost });
     caFile = secrets.caFile;
     // The projection, computed from the rendered volume, into a hostPath directory.
     await projectSecretsToHostPath(spec.volumes.find((v) => v.name === 'secrets')!, spec.securityContext!.fsGroup!, join(dir, 'secrets'), secrets.content);
@@ -181,6 +198,7 @@ describe('the sidecar overlay under podman kube play', () => {
       await podman(['kube', 'down', playFile], 180_000);
     }
     await podman(['rmi', '--force', LEGACY_IMAGE]);
+    await realm?.kdc.stop();
     if (dir && !process.env['POPGATE_KEEP_TEST_DIRS']) await rm(dir, { recursive: true, force: true });
     console.log(`sidecar-pod timings: ${JSON.stringify(timings)}`);
   }, 5 * 60_000);
@@ -220,11 +238,9 @@ describe('the sidecar overlay under podman kube play', () => {
     ]);
     expect(after.containers.find((c) => c.name === 'legacy-pop3')!.ports).toBeUndefined();
     expect(after.volumes.filter((v) => v.hostPath).map((v) => v.name).sort()).toEqual(['maildrops', 'secrets']);
-    const cmBefore = YAML.parse((rendered.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!) as Record<string, unknown>;
-    const cmAfter = YAML.parse((played.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!) as Record<string, unknown>;
-    expect(Object.keys(cmBefore).filter((k) => !(k in cmAfter))).toEqual(['kerberos']);
-    expect(cmAfter['backend']).toEqual(cmBefore['backend']);
-    expect(CHANGES).toHaveLength(8);
+    // The ConfigMap (popgate.yaml, krb5.conf) is played as rendered.
+    expect(played.find((o) => o.kind === 'ConfigMap')).toEqual(rendered.find((o) => o.kind === 'ConfigMap'));
+    expect(CHANGES).toHaveLength(7);
   });
 
   it('relays a message byte for byte to curl over pop3s through the hostPort', async () => {
@@ -248,6 +264,47 @@ describe('the sidecar overlay under podman kube play', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.messages.map((m) => m.toString('latin1').replace(/\r\n/g, '\n')).sort())
       .toEqual(MAIL.alice.map((m) => m.toString('latin1').replace(/\r\n/g, '\n')).sort());
+  });
+
+  it('logs in with AUTH GSSAPI: curl with alice@REALM\'s ticket over pop3s, checked against the keytab the Pod mounts', async () => {
+    const env = await realm!.clientEnv('alice');
+    // curl asks for a ticket to pop@<URL host>: the principal popgate.yaml names, so the URL names its host.
+    const r = await curlPop3({
+      url: `pop3s://${serviceHost}:${pop3sPort}/2`, user: '', password: '', caFile, env,
+      extra: ['--resolve', `${serviceHost}:${pop3sPort}:127.0.0.1`, '--login-options', 'AUTH=GSSAPI'],
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.body.equals(pop3Wire(MAIL.alice[1]!))).toBe(true);
+    const login = (await podmanOk(['logs', POPGATE_CTR])).split('\n').filter((l) => /"event":"login"/.test(l) && /"GSSAPI"/.test(l));
+    expect(login.length, 'a GSSAPI login line').toBeGreaterThan(0);
+    expect(JSON.parse(login.at(-1)!)).toMatchObject({ outcome: 'success', user: 'alice', mechanism: 'GSSAPI', principal: `alice@${facts.kerberos.realm}` });
+  });
+
+  it('logs in with KPOP: fetchmail\'s krb5_sendauth on the kpop hostPort, then reads every message', async () => {
+    const r = await runFetchmail({
+      poll: `poll ${serviceHost} protocol KPOP auth kerberos_v5 user "alice" there sslproto ''`,
+      env: await realm!.clientEnv('alice'),
+      kpopPort: hostPorts.get('kpop')!,
+      hosts: { [serviceHost]: '127.0.0.1' },
+      timeoutMs: 120_000,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.messages.map((m) => m.toString('latin1').replace(/\r\n/g, '\n')).sort())
+      .toEqual(MAIL.alice.map((m) => m.toString('latin1').replace(/\r\n/g, '\n')).sort());
+    const login = (await podmanOk(['logs', POPGATE_CTR])).split('\n').filter((l) => /"event":"login"/.test(l) && /"listener":"kpop"/.test(l));
+    expect(login.length, 'a login line from the kpop listener').toBeGreaterThan(0);
+    expect(JSON.parse(login.at(-1)!)).toMatchObject({ outcome: 'success', user: 'alice', principal: `alice@${facts.kerberos.realm}` });
+  });
+
+  it('runs the legacy server as popgate.yaml expects it: backend port and master user from the one source', async () => {
+    expect(facts.backend).toEqual({ host: '127.0.0.1', port: 110, masterUser: 'popgate', separator: '*' });
+    const conf = await podmanOk(['exec', LEGACY_CTR, 'doveconf', '-h', 'auth_master_user_separator']);
+    expect(conf.trim()).toBe(facts.backend.separator);
+    expect((await podmanOk(['exec', LEGACY_CTR, 'cat', '/etc/dovecot/legacy-pop3/backend.conf']))).toBe(legacyBackendConf(facts.backend));
+    expect((await podmanOk(['exec', LEGACY_CTR, 'cut', '-d:', '-f1', '/etc/dovecot/legacy-pop3/master.passwd'])).trim()).toBe(facts.backend.masterUser);
+    // popgate's master logins (it knows no backend password) landed as the users themselves.
+    const legacyLog = await podman(['logs', LEGACY_CTR]);
+    expect(legacyLog.stdout + legacyLog.stderr).toMatch(/pop3-login: Login: user=<alice>/);
   });
 
   it('keeps the backend port 110 inside the Pod', async () => {
@@ -283,11 +340,11 @@ describe('the sidecar overlay under podman kube play', () => {
       expect(res.status, p.path).toBe(200);
       await res.arrayBuffer();
     }
-    // Every container port popgate listens on (kpop is off: no Kerberos here).
+    // Every container port popgate listens on.
     for (const [name, port] of byName) {
       const r = await podman(['exec', POPGATE_CTR, 'node', '-e',
         `const s=require('net').connect(${port},'127.0.0.1',()=>{s.destroy();console.log('open')});s.on('error',e=>{console.log(e.code)})`]);
-      expect(r.stdout.trim(), `${name} ${port}`).toBe(name === 'kpop' ? 'ECONNREFUSED' : 'open');
+      expect(r.stdout.trim(), `${name} ${port}`).toBe('open');
     }
     // Mount paths, per container, as rendered.
     for (const name of ['popgate', 'legacy-pop3']) {

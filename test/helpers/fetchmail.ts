@@ -2,7 +2,9 @@
  * Real fetchmail runs for the Kerberos tests. fetchmail speaks KPOP only when
  * the service is literally named `kpop` (Debian 12 has no such entry), so a
  * KPOP run happens inside `unshare --mount` with a copy of /etc/services that
- * maps `kpop` to the gateway's port, bind-mounted over the real one.
+ * maps `kpop` to the gateway's port, bind-mounted over the real one. Host
+ * names (a KPOP service principal's host) are mapped the same way, through a
+ * copy of /etc/hosts.
  */
 import { chmod, copyFile, appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,8 @@ export interface FetchmailOptions {
   readonly env: Record<string, string>;
   /** Map service `kpop` to this port for the run (KPOP only). */
   readonly kpopPort?: number;
+  /** Extra /etc/hosts entries for the run, name -> address (e.g. the service principal's host). */
+  readonly hosts?: Record<string, string>;
   readonly timeoutMs?: number;
 }
 
@@ -36,14 +40,24 @@ export async function runFetchmail(opts: FetchmailOptions): Promise<FetchmailRes
     await chmod(rc, 0o600);
     const fetch = ['fetchmail', '-f', rc, '-v', '--nosyslog', '--nodetach', '-i', join(dir, 'fetchids')];
     const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...opts.env };
-    let r: RunResult;
+    const mounts: string[] = [];
     if (opts.kpopPort !== undefined) {
       const services = join(dir, 'services');
       await copyFile('/etc/services', services);
       await appendFile(services, `kpop\t\t${opts.kpopPort}/tcp\n`);
+      mounts.push(`mount --bind ${services} /etc/services`);
+    }
+    if (opts.hosts !== undefined) {
+      const hosts = join(dir, 'hosts');
+      await copyFile('/etc/hosts', hosts);
+      await appendFile(hosts, '\n' + Object.entries(opts.hosts).map(([name, ip]) => `${ip}\t${name}\n`).join(''));
+      mounts.push(`mount --bind ${hosts} /etc/hosts`);
+    }
+    let r: RunResult;
+    if (mounts.length > 0) {
       r = await runProgram(
         'unshare',
-        ['--mount', 'sh', '-c', `mount --bind ${services} /etc/services && exec "$@"`, 'sh', ...fetch],
+        ['--mount', 'sh', '-c', `${mounts.join(' && ')} && exec "$@"`, 'sh', ...fetch],
         { env, timeoutMs: opts.timeoutMs ?? 60_000 },
       );
     } else {

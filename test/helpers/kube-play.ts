@@ -2,16 +2,21 @@
  * Pieces for playing a rendered Kubernetes overlay under `podman kube play`
  * (test/deploy/standalone-pod.test.ts; the same steps as
  * test/deploy/sidecar-pod.test.ts): render, Secrets with real test content,
- * the projected secrets volume written out as a hostPath directory, and the
- * legacy POP3 image with this run's users and seed mail.
+ * the projected secrets volume written out as a hostPath directory, the
+ * legacy POP3 image with this run's users and seed mail, and a Kerberos realm
+ * for the keytab — the last two made from what the overlay's popgate.yaml
+ * says (overlayFacts), so that file is the one source of ports, master user
+ * and service principal.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import YAML from 'yaml';
 import { hashPassword } from '../../src/auth/index.js';
-import { makeTestPki } from './certs.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { issueCert, makeTestPki } from './certs.js';
 import { runProgram } from './clients.js';
+import { startKdc, type KdcInstance } from './kdc.js';
 import { podman, podmanOk } from './podman.js';
 import { waitFor } from './wait.js';
 
@@ -73,17 +78,64 @@ export async function buildTestImages(): Promise<void> {
 }
 
 /**
+ * What the overlay's popgate.yaml says the Pod's other parts must agree with,
+ * read through popgate's own config parser (defaults included, secrets not
+ * read): the backend popgate logs in to, and the Kerberos service it accepts
+ * tickets for. The legacy server's port and master user, and the test realm,
+ * are made from these: popgate.yaml is their one source.
+ */
+export interface OverlayFacts {
+  backend: { host: string; port: number; masterUser: string; separator: string };
+  kerberos: { servicePrincipal: string; service: string; host: string; realm: string };
+}
+
+export async function overlayFacts(popgateYaml: string): Promise<OverlayFacts> {
+  const config = await parseConfigText(popgateYaml, { baseDir: '/', readSecrets: false, env: {} });
+  const { host, port, login } = config.backend;
+  if (login.mode !== 'master' || login.method !== 'user-separator') {
+    throw new Error(`overlayFacts: the legacy test server speaks USER <user><separator><master>; the overlay logs in with ${login.mode}/${'method' in login ? login.method : '-'}`);
+  }
+  const principal = config.kerberos?.servicePrincipals[0];
+  const m = principal ? /^([^/@]+)\/([^/@]+)@(.+)$/.exec(principal) : null;
+  if (!principal || !m) throw new Error(`overlayFacts: no service/host@REALM principal in kerberos.servicePrincipals (${String(principal)})`);
+  return {
+    backend: { host, port, masterUser: login.user, separator: login.separator },
+    kerberos: { servicePrincipal: principal, service: m[1]!, host: m[2]!, realm: m[3]! },
+  };
+}
+
+/**
+ * Dovecot settings that must match popgate's backend section: the listener
+ * port and the master-user separator (test/fixtures/legacy-pop3/dovecot.conf
+ * includes them from /etc/dovecot/legacy-pop3/backend.conf).
+ */
+export function legacyBackendConf(backend: OverlayFacts['backend']): string {
+  return [
+    '# Written by test/helpers/kube-play.ts from the overlay\'s popgate.yaml (backend section).',
+    `auth_master_user_separator = ${backend.separator}`,
+    'service pop3-login {',
+    '  inet_listener pop3 {',
+    `    port = ${backend.port}`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
  * Builds `tag` FROM the legacy test image with Dovecot users (backend
- * passwords), the master user `popgate` and seed mail (Maildir per user).
+ * passwords), the overlay's master user and backend port (legacyBackendConf)
+ * and seed mail (Maildir per user); `doveconf -n` checks the result.
  */
 export async function buildLegacyImage(opts: {
-  dir: string; base: string; tag: string; backendPasswords: Record<string, string>; master: string; mail: Record<string, Buffer[]>;
+  dir: string; base: string; tag: string; backend: OverlayFacts['backend']; backendPasswords: Record<string, string>; master: string; mail: Record<string, Buffer[]>;
 }): Promise<void> {
   const ctx = join(opts.dir, 'legacy-ctx');
   await mkdir(ctx, { recursive: true });
   const passwd = (name: string, pw: string): string => `${name}:{PLAIN.b64}${Buffer.from(pw).toString('base64')}::::::\n`;
   await writeFile(join(ctx, 'users.passwd'), Object.entries(opts.backendPasswords).map(([u, p]) => passwd(u, p)).join(''));
-  await writeFile(join(ctx, 'master.passwd'), passwd('popgate', opts.master));
+  await writeFile(join(ctx, 'master.passwd'), passwd(opts.backend.masterUser, opts.master));
+  await writeFile(join(ctx, 'backend.conf'), legacyBackendConf(opts.backend));
   const base = Math.floor(Date.now() / 1000) - 86_400;
   let seq = 0;
   for (const [user, msgs] of Object.entries(opts.mail)) {
@@ -95,11 +147,49 @@ export async function buildLegacyImage(opts: {
   }
   await writeFile(join(ctx, 'Containerfile'), [
     `FROM ${opts.base}`,
-    'COPY users.passwd master.passwd /etc/dovecot/legacy-pop3/',
+    'COPY users.passwd master.passwd backend.conf /etc/dovecot/legacy-pop3/',
     'COPY seed /usr/local/share/legacy-pop3/seed',
+    'RUN doveconf -n >/dev/null',
     '',
   ].join('\n'));
   await podmanOk(['build', '--pull=never', '--network', 'host', '--format', 'docker', '-t', opts.tag, ctx], 300_000);
+}
+
+/**
+ * A Kerberos realm for a played Pod, made from the overlay's kerberos
+ * section: a real MIT KDC on the host's loopback with the overlay's realm,
+ * the service principal popgate.yaml names (random key, exported into the
+ * keytab the Pod mounts) and users with passwords. popgate in the Pod never
+ * talks to this KDC: ticket checks need only the keytab. Clients on the host
+ * get their tickets here.
+ */
+export interface PodRealm {
+  readonly kdc: KdcInstance;
+  /** The keytab for the popgate-keytab Secret. */
+  readonly keytab: Buffer;
+  /** Client environment (KRB5_CONFIG, KRB5CCNAME) with a TGT for `user`. */
+  clientEnv(user: string): Promise<Record<string, string>>;
+}
+
+export async function startPodRealm(facts: OverlayFacts['kerberos'], users: Record<string, string>): Promise<PodRealm> {
+  const kdc = await startKdc({
+    realm: facts.realm,
+    principals: Object.entries(users).map(([name, password]) => ({ name, password })),
+    services: [`${facts.service}/${facts.host}`],
+  });
+  try {
+    const keytab = await readFile(await kdc.keytab(join(kdc.dir, 'pod.keytab'), [facts.servicePrincipal]));
+    return {
+      kdc,
+      keytab,
+      async clientEnv(user) {
+        return { ...kdc.env, KRB5CCNAME: await kdc.kinit(user, users[user]!, join(kdc.dir, `cc-pod-${user}`)) };
+      },
+    };
+  } catch (err) {
+    await kdc.stop();
+    throw err;
+  }
 }
 
 /** A CRLF message (Dovecot sends it unchanged) with a dot-led line. */
@@ -117,23 +207,25 @@ export function testMessage(to: string, subject: string): Buffer {
 
 /**
  * The Secrets of deploy/k8s/secrets-example (names and keys) with real
- * content: a test PKI certificate for localhost, a users file, the master
- * password, and a keytab stand-in that is never read (Kerberos is off).
- * Throws if the names or keys differ from the example.
+ * content: a test PKI certificate for localhost and `serverName` (the host of
+ * the Kerberos service principal, the name clients connect to), a users file,
+ * the master password and the keytab. Throws if the names or keys differ from
+ * the example.
  */
 export async function secretContent(opts: {
-  root: string; pkiDir: string; users: Record<string, string>; master: string;
+  root: string; pkiDir: string; users: Record<string, string>; master: string; keytab: Buffer; serverName: string;
 }): Promise<{ content: Record<string, Record<string, Buffer>>; caFile: string }> {
   const examples = YAML.parseAllDocuments(await readFile(join(opts.root, 'deploy/k8s/secrets-example/secrets.yaml'), 'utf8'))
     .map((d) => d.toJS() as K8sObject & { stringData: Record<string, string> });
   const pki = await makeTestPki(opts.pkiDir);
+  const cert = await issueCert(pki, { name: 'pod', dns: ['localhost', opts.serverName], ips: ['127.0.0.1'] });
   const content: Record<string, Record<string, Buffer>> = {
-    'popgate-tls': { 'tls.crt': await readFile(pki.certFile), 'tls.key': await readFile(pki.keyFile) },
+    'popgate-tls': { 'tls.crt': await readFile(cert.certFile), 'tls.key': await readFile(cert.keyFile) },
     'popgate-users': {
       users: Buffer.from((await Promise.all(Object.entries(opts.users).map(async ([u, p]) => `${u}:${await hashPassword(p, { scryptLogN: 10 })}\n`))).join('')),
     },
     'popgate-backend': { 'master-password': Buffer.from(`${opts.master}\n`) },
-    'popgate-keytab': { 'popgate.keytab': Buffer.from('unused: Kerberos is off in this test\n') },
+    'popgate-keytab': { 'popgate.keytab': opts.keytab },
   };
   const want = Object.fromEntries(examples.map((e) => [e.metadata.name, Object.keys(e.stringData).sort()]));
   const have = Object.fromEntries(Object.entries(content).map(([n, keys]) => [n, Object.keys(keys).sort()]));
@@ -170,15 +262,6 @@ export async function projectSecretsToHostPath(volume: Volume, fsGroup: number, 
   }
   delete volume.projected;
   volume.hostPath = { path: dir, type: 'Directory' };
-}
-
-/** popgate.yaml without Kerberos: no kpop listener, no GSSAPI, no kerberos section. */
-export function withoutKerberos(popgateYaml: string): string {
-  const config = YAML.parse(popgateYaml) as { listeners: Array<{ kind: string }>; auth: { mechanisms: string[] }; kerberos?: unknown };
-  config.listeners = config.listeners.filter((l) => l.kind !== 'kpop');
-  config.auth.mechanisms = config.auth.mechanisms.filter((m) => m !== 'GSSAPI');
-  delete config.kerberos;
-  return YAML.stringify(config);
 }
 
 /** The images the overlays name (placeholders) and the ones the tests build. */
