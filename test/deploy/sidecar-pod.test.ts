@@ -30,6 +30,7 @@ import YAML from 'yaml';
 import { curlPop3, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
+import { LineClient } from '../helpers/line-client.js';
 import {
   buildLegacyImage,
   buildTestImages,
@@ -304,7 +305,7 @@ describe('the sidecar overlay under podman kube play', () => {
     expect((await podmanOk(['exec', LEGACY_CTR, 'cut', '-d:', '-f1', '/etc/dovecot/legacy-pop3/master.passwd'])).trim()).toBe(facts.backend.masterUser);
     // popgate's master logins (it knows no backend password) landed as the users themselves.
     const legacyLog = await podman(['logs', LEGACY_CTR]);
-    expect(legacyLog.stdout + legacyLog.stderr).toMatch(/pop3-login: Login: user=<alice>/);
+    expect(legacyLog.stdout + legacyLog.stderr).toMatch(/pop3-login: Info: Login: user=<alice>, method=PLAIN/);
   });
 
   it('keeps the backend port 110 inside the Pod', async () => {
@@ -359,30 +360,66 @@ describe('the sidecar overlay under podman kube play', () => {
     expect((await podmanOk(['exec', POPGATE_CTR, 'cat', '/run/secrets/popgate/backend/master-password'])).trim()).toBe(MASTER);
   });
 
-  it('stops on SIGTERM (popgate drains, exit 0) and after kube down mail deleted without QUIT is still there', async () => {
-    // bob deletes message 2 and QUITs (deleted), then deletes message 1 and drops the connection.
-    const quit = await poplibFetch({ host: 'localhost', port: pop3sPort, mode: 'ssl', caFile, user: 'bob', password: USERS.bob, retrieve: [2], dele: [2] });
-    expect(quit.result.ok, JSON.stringify(quit.result)).toBe(true);
-    expect(quit.result.messages[0]!.sha256).toBe(createHash('sha256').update(pop3Wire(MAIL.bob[1]!)).digest('hex'));
+  it('stops as the kubelet does: preStop hooks, then SIGTERM per container; the legacy server outlives popgate\'s drain, a QUIT sent while draining commits, mail deleted without QUIT survives', async () => {
+    // bob deletes message 1 and drops the connection without QUIT: nothing is deleted.
     const noQuit = await poplibFetch({ host: 'localhost', port: pop3sPort, mode: 'ssl', caFile, user: 'bob', password: USERS.bob, retrieve: [1], dele: [1], quit: false });
     expect(noQuit.result.ok, JSON.stringify(noQuit.result)).toBe(true);
-    expect(noQuit.result.stat).toEqual([1, MAIL.bob[0]!.length]);
+    expect(noQuit.result.stat).toEqual([2, MAIL.bob[0]!.length + MAIL.bob[1]!.length]);
+    // A session in flight when the Pod is deleted: bob reads and deletes message 2, QUIT comes later.
+    const inFlight = await LineClient.connect({ port: pop3sPort, tls: caFile });
+    expect(await inFlight.line()).toMatch(/^\+OK/);
+    expect(await inFlight.cmd('USER bob')).toMatch(/^\+OK/);
+    expect(await inFlight.cmd(`PASS ${USERS.bob}`)).toMatch(/^\+OK/);
+    const retr = await inFlight.cmdMultiline('RETR 2');
+    expect(retr.status).toMatch(/^\+OK/);
+    expect(await inFlight.cmd('DELE 2')).toMatch(/^\+OK/);
 
-    // SIGTERM to both containers, as `podman kube down` sends it, but without
-    // removing them yet so that their logs and exit codes can be read. podman
-    // 4.3 gives the containers a stop timeout of 10 s (it does not take
-    // terminationGracePeriodSeconds) and runs no preStop hook: --time stands in
-    // for the grace period.
+    // What the kubelet does on Pod deletion, per container and at once: run
+    // the preStop hook, then send SIGTERM, and kill what is left when the
+    // grace period ends. podman 4.3 runs no preStop hook and gives 10 s, so
+    // the test runs each rendered hook with `podman exec` and stops the
+    // container with `podman stop --time <what is left of the grace period>`.
     const grace = (rendered.find((o) => o.kind === 'Deployment') as Deployment & { spec: { template: { spec: { terminationGracePeriodSeconds: number } } } })
       .spec.template.spec.terminationGracePeriodSeconds;
     expect(grace).toBe(45);
-    let t = Date.now();
-    const stop = await podman(['pod', 'stop', '--time', String(grace), POD], 180_000);
-    timings.podStopSeconds = (Date.now() - t) / 1000;
-    expect(stop.code, stop.stderr).toBe(0);
+    const hookOf = (name: string): string[] => (containerOf(rendered, name).lifecycle as { preStop: { exec: { command: string[] } } }).preStop.exec.command;
+    expect(hookOf('popgate')).toEqual(['sleep', '5']);
+    expect(hookOf('legacy-pop3')).toEqual(['sleep', '35']);
+    const started = Date.now();
+    const exitedAt: Record<string, number> = {};
+    const kubelet = (name: string): Promise<void> => (async () => {
+      const ctr = `${POD}-${name}`;
+      await podmanOk(['exec', ctr, ...hookOf(name)], grace * 1000);
+      const left = Math.max(1, grace - Math.ceil((Date.now() - started) / 1000));
+      const stop = await podman(['stop', '--time', String(left), ctr], (left + 30) * 1000);
+      expect(stop.code, stop.stderr).toBe(0);
+      exitedAt[name] = (Date.now() - started) / 1000;
+    })();
+    // allSettled: a failure below must not leave a rejection unhandled while the hooks still run.
+    const stopping = Promise.allSettled([kubelet('popgate'), kubelet('legacy-pop3')]);
+
+    // popgate gets SIGTERM after its 5 s hook: readiness goes to 503 while it drains.
+    await waitFor('popgate draining', async () => {
+      const l = await podman(['logs', POPGATE_CTR]);
+      return /"msg":"signal received, draining"/.test(l.stdout + l.stderr) ? true : undefined;
+    }, 60_000, 100);
+    // (Asked through the admin hostPort: podman refuses `exec` into a container it is stopping.)
+    const ready = await fetch(`http://127.0.0.1:${hostPorts.get('admin')}/readyz`);
+    await ready.arrayBuffer();
+    expect(ready.status).toBe(503);
+    // The session in flight still reaches the backend, which its 35 s hook keeps up: QUIT commits the DELE.
+    expect(await inFlight.cmd('QUIT')).toMatch(/^\+OK/);
+    await inFlight.closed();
+    for (const r of await stopping) if (r.status === 'rejected') throw r.reason;
+    timings.podStopSeconds = (Date.now() - started) / 1000;
+    // popgate was done before the legacy server got its SIGTERM (after 35 s).
+    expect(exitedAt['popgate']!).toBeLessThan(35);
+    expect(exitedAt['legacy-pop3']!).toBeGreaterThanOrEqual(35);
+
     const logs = await podman(['logs', POPGATE_CTR]);
     expect(logs.stdout + logs.stderr).toMatch(/"signal":"SIGTERM","msg":"signal received, draining"/);
     expect(logs.stdout + logs.stderr).toMatch(/"msg":"stopped"/);
+    expect(logs.stdout + logs.stderr).not.toMatch(/drain deadline reached/);
     const legacyLogs = await podman(['logs', LEGACY_CTR]);
     expect(legacyLogs.stdout + legacyLogs.stderr).toMatch(/master: Warning: Killed with signal 15/);
     // Dovecot worked with the capabilities it was given: no error in its whole log.
@@ -390,7 +427,7 @@ describe('the sidecar overlay under podman kube play', () => {
     for (const c of [POPGATE_CTR, LEGACY_CTR]) {
       expect((await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', c])).trim(), c).toBe('0');
     }
-    t = Date.now();
+    let t = Date.now();
     const down = await podman(['kube', 'down', playFile], 180_000);
     timings.kubeDownSeconds = (Date.now() - t) / 1000;
     expect(down.code, down.stderr).toBe(0);
