@@ -26,7 +26,6 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import YAML from 'yaml';
 import { curlPop3, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';

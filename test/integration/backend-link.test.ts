@@ -268,7 +268,6 @@ describe("Dovecot's side of the conversation, for the record", () => {
       expect(await c.startTls(pki.caFile)).toHaveLength(0);
       expect(await c.silentFor(200)).toBe(true); // POP3: no greeting after STLS
       expect(await c.cmd('CAPA')).toMatch(/^\+OK/);
-      // eslint-disable-next-line no-console
       console.log(['greeting: ' + greeting, 'XCLIENT: ' + xclient, 'STLS: ' + stls].join('\n'));
     } finally {
       c.destroy();
@@ -277,7 +276,6 @@ describe("Dovecot's side of the conversation, for the record", () => {
 
   it('the login lines Dovecot wrote', async () => {
     const logins = (await dovecot.readLog()).split('\n').filter((l) => l.includes(' Login: '));
-    // eslint-disable-next-line no-console
     console.log(logins.join('\n'));
     expect(logins.filter((l) => l.includes('rip=127.0.0.5,')).length).toBeGreaterThanOrEqual(7);
   });

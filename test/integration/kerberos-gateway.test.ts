@@ -15,7 +15,7 @@ import { curlPop3 } from '../helpers/clients.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
 import { KPOP_LISTENER, masterLogin, startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
-import { apReqFromGssToken, deadKdcAddress, GssClient, gssInitialToken, setCcacheTimeOffset, startKdc, type KdcInstance } from '../helpers/kdc.js';
+import { apReqFromGssToken, GssClient, gssInitialToken, setCcacheTimeOffset, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
 import { startAuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';

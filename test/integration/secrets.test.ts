@@ -123,6 +123,7 @@ function add(label: string, text: string): void {
 function nginxEscape(s: string): string {
   return Buffer.from(s, 'utf8')
     .toString('latin1')
+    // eslint-disable-next-line no-control-regex -- the controls are what nginx escapes
     .replace(/[\x00-\x20%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 

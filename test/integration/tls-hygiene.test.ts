@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_ECDH_CURVE } from '../../src/config/tls-profile.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { issueCert, makeTempTestPki, type TestCert, type TestPki } from '../helpers/certs.js';
 import { runProgram } from '../helpers/clients.js';
