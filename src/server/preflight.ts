@@ -31,7 +31,7 @@ import { formatConfigPath, type ConfigIssue, type PopgateConfig } from '../confi
 import type { BackendTlsConfig, KerberosConfig, ListenerConfig } from '../config/schema.js';
 import { parseUserFile, type UserFileLineProblem } from '../auth/user-file.js';
 import { parseSecrets } from '../backend/internal-login.js';
-import { loadListenerTls } from './gateway.js';
+import { loadListenerTls } from './listener.js';
 import { keytabPrincipals, openKerberosBinding, rcacheDirProblem } from './kerberos-services.js';
 
 /** What a file-valued key holds. */
