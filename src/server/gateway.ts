@@ -131,7 +131,7 @@ export class Gateway {
     const checks = gatewayChecks({
       draining: this.stopping !== undefined,
       started: this.started,
-      listeners: this.listeners.map((l) => ({ name: l.name, listening: l.server.listening, certificateMissing: l.certificateMissing })),
+      listeners: this.listeners.map((l) => ({ name: l.name, listening: l.listening, certificateMissing: l.certificateMissing })),
       kerberos: config.kerberos ? { problem: kerberos ? this.keytabProblem : 'not set up' } : undefined,
     });
     checks.push(await this.backendProbe.check(backendTargets(config).defaultTargets));

@@ -56,7 +56,7 @@ const CERT_WATCH_INTERVAL_MS = 2_000;
  */
 export class Listener implements AdmissionPoint {
   readonly name: string;
-  readonly server: Server;
+  private readonly server: Server;
   readonly metrics: ListenerMetrics;
   private current: ListenerConfig;
   private tlsStore: TlsContextStore | undefined;
@@ -143,6 +143,11 @@ export class Listener implements AdmissionPoint {
     const addr = this.server.address();
     const port = addr && typeof addr === 'object' ? addr.port : this.current.port;
     return { name: this.name, kind: this.current.kind, address: this.current.address, port };
+  }
+
+  /** The socket is bound (readiness). */
+  get listening(): boolean {
+    return this.server.listening;
   }
 
   /** A configured certificate is not loaded (readiness). */

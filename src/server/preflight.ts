@@ -8,7 +8,7 @@
  *
  *   listeners[].tls            certificate, key, client CA: read, parsed, the
  *                              key matched to the certificate, then the very
- *                              context the listener uses (gateway.ts
+ *                              context the listener uses (listener.ts
  *                              loadListenerTls, node:tls createSecureContext)
  *   auth.userFile              read and parsed by the user-file verifier's own
  *                              parser; a line it would skip is a problem
