@@ -8,7 +8,7 @@
  *
  *   listeners[].tls            certificate, key, client CA: read, parsed, the
  *                              key matched to the certificate, then the very
- *                              context the listener uses (gateway.ts
+ *                              context the listener uses (listener.ts
  *                              loadListenerTls, node:tls createSecureContext)
  *   auth.userFile              read and parsed by the user-file verifier's own
  *                              parser; a line it would skip is a problem
@@ -31,7 +31,7 @@ import { formatConfigPath, type ConfigIssue, type PopgateConfig } from '../confi
 import type { BackendTlsConfig, KerberosConfig, ListenerConfig } from '../config/schema.js';
 import { parseUserFile, type UserFileLineProblem } from '../auth/user-file.js';
 import { parseSecrets } from '../backend/internal-login.js';
-import { loadListenerTls } from './gateway.js';
+import { loadListenerTls } from './listener.js';
 import { keytabPrincipals, openKerberosBinding, rcacheDirProblem } from './kerberos-services.js';
 
 /** What a file-valued key holds. */
