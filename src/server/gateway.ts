@@ -16,7 +16,7 @@ import { backendTargets, resolveRouteEntry, targetsForUser } from '../config/rou
 import type { SaslMechanism } from '../pop3/types.js';
 import { ClientConnection, type ConnectionContext } from './connection.js';
 import { createLoginService, type BackendRoutes, type LoginService } from './login-service.js';
-import { TrustedNetworks } from './proxy-header.js';
+import { TrustedNetworks } from '../net/index.js';
 import { addressKey, LogRateLimiter, PerAddressCounter } from './address-limit.js';
 import { openTransport, type ProxyOptions } from './transport.js';
 import { TlsHandshaker } from './tls-handshaker.js';

@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe } from 'vitest';
-import { ProxyHeaderReader, type ProxyHeaderEvent } from '../../src/server/proxy-header.js';
+import { ProxyHeaderReader, type ProxyHeaderEvent } from '../../src/net/index.js';
 import { Reached, chunk, chunkingArb, fuzzIt, invariant, mutate, mutationArb, show, type Chunking } from './common.js';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
