@@ -1,19 +1,14 @@
 import type { BackendReader } from './shared-reads.js';
 import type { Socket } from 'node:net';
+import type { BackendEndpoint } from '../config/backend-target.js';
+import type { ProxyClient } from '../net/index.js';
 
 // Made by the config layer (config/routing.ts) from backend/routing; defined
 // there so config does not import backend back (no folder cycle).
-import type { BackendEndpoint } from '../config/backend-target.js';
 export type { BackendEndpoint, BackendTarget, BackendTls } from '../config/backend-target.js';
 
-/** The real client, forwarded to the backend by PROXY header or XCLIENT. */
-export interface ForwardedClient {
-  readonly address: string;
-  readonly port: number;
-  /** The address/port the client connected to (PROXY header destination). */
-  readonly localAddress: string;
-  readonly localPort: number;
-}
+/** The real client, forwarded to the backend by PROXY header or XCLIENT (the PROXY writer's input). */
+export type ForwardedClient = ProxyClient;
 
 /**
  * Told how each backend attempt goes (metrics): every call is cheap and

@@ -25,7 +25,7 @@ import {
   PROXY_V2_VERSION,
 } from './proxy-protocol.js';
 
-/** The client connection a header describes (backend/types.ts ForwardedClient has this shape). */
+/** The client connection a header describes (backend/types.ts calls it ForwardedClient). */
 export interface ProxyClient {
   readonly address: string;
   readonly port: number;
