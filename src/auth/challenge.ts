@@ -7,7 +7,9 @@
  * allows passwords).
  *
  * Strings (timestamp, challenge, secret) are taken as UTF-8 bytes; the
- * digests are lowercase hex.
+ * digests are lowercase hex. The one implementation: the user-file verifier
+ * checks against its stored secret, the http verifier against the Auth-Pass
+ * its service returns.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { ChallengeRequest } from './types.js';

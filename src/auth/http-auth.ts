@@ -79,7 +79,6 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
 import { HttpProxyAgent } from 'http-proxy-agent';
@@ -95,6 +94,7 @@ import type {
   VerifiedRoute,
   VerifyOutcome,
 } from './types.js';
+import { checkChallenge } from './challenge.js';
 import { redactUrl, resolveProxy, type ProxyEnv, type ProxySetting } from './proxy-env.js';
 
 export interface HttpAuthOptions {
@@ -359,29 +359,6 @@ export function parseAuthAnswer(statusCode: number, headers: AnswerHeaders): Aut
     ...(pass !== undefined ? { pass } : {}),
     ...(endpoint ? { endpoint } : {}),
   };
-}
-
-// ---------------------------------------------------------------------------
-// Digests
-
-/** RFC 1939 APOP: md5(timestamp + secret), lowercase hex. */
-export function apopDigest(timestamp: string, secret: string): string {
-  return createHash('md5').update(timestamp, 'utf8').update(secret, 'utf8').digest('hex');
-}
-
-/** RFC 2195 CRAM-MD5: HMAC-MD5(key = secret, challenge), lowercase hex. */
-export function cramMd5Digest(challenge: string, secret: string): string {
-  return createHmac('md5', Buffer.from(secret, 'utf8')).update(challenge, 'utf8').digest('hex');
-}
-
-function digestEquals(expected: string, given: string): boolean {
-  const a = Buffer.from(expected, 'utf8');
-  const b = Buffer.from(given.toLowerCase(), 'utf8');
-  if (a.length !== b.length) {
-    timingSafeEqual(a, a);
-    return false;
-  }
-  return timingSafeEqual(a, b);
 }
 
 // ---------------------------------------------------------------------------
@@ -685,9 +662,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
         throw unavailable(`auth service accepted ${method} for ${request.username} without sending Auth-Pass`);
       }
       if (checkDigest) {
-        const expected =
-          method === 'apop' ? apopDigest(request.challenge, answer.pass) : cramMd5Digest(request.challenge, answer.pass);
-        if (!digestEquals(expected, request.response)) {
+        if (!checkChallenge(request, answer.pass)) {
           log.info({ user: request.username, method }, 'auth service accepted the login but the client digest does not match');
           return { ok: false, reason: 'bad-password' };
         }

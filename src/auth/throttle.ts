@@ -17,12 +17,10 @@
  * passwords: it gets the client address and the name the client claimed.
  */
 import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { createClient } from 'redis';
-import { formatIpv6, ipv6Value } from '../config/cidr.js';
 import type { AuthConfig } from '../config/schema.js';
-import { TrustedNetworks } from '../server/proxy-header.js';
+import { addressKey as keyOf, TrustedNetworks } from '../net/index.js';
 
 /** Failure counters and locks by key (`ip:<address>`, `user:<name>`). */
 export interface FailureStore {
@@ -329,21 +327,16 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 const MAX_USER_KEY = 128;
 
 /**
- * The address part of a key: IPv4 as is (IPv4-mapped IPv6 too), IPv6 as its
- * /64 network (`2001:db8:1:2::/64`: one end site), a zone dropped.
+ * The address part of a key (src/net/address-key.ts): IPv4 as is (IPv4-mapped
+ * IPv6 too), IPv6 as its /64 network in canonical text (`2001:db8:1:2::/64`:
+ * one end site; the spelling already in Redis), a zone dropped. Text that is
+ * not an address is trimmed, lower-cased and cut to 64 characters (keys stay
+ * bounded); an empty address has no key.
  */
 export function addressKey(address: string): string | undefined {
   const bare = (address.split('%')[0] ?? '').trim().toLowerCase();
   if (bare === '') return undefined;
-  const family = isIP(bare);
-  if (family === 4) return bare;
-  if (family !== 6) return bare.slice(0, 64);
-  const value = ipv6Value(bare);
-  if (value >> 32n === 0xffffn) {
-    return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join('.');
-  }
-  const network = value & ~((1n << 64n) - 1n);
-  return `${formatIpv6(network)}/64`;
+  return keyOf(bare, 'compressed') ?? bare.slice(0, 64);
 }
 
 /** The user part of a key: case-folded; long names hashed. */

@@ -4,7 +4,7 @@ import { connect, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
-import { encodeProxyHeader, forwardedAddressText } from './proxy-header.js';
+import { encodeProxyHeader, forwardedAddressText } from '../net/index.js';
 import { checkBackendIdentity } from './tls-identity.js';
 import { connectWithSharedReads, type BackendReader } from './shared-reads.js';
 import type {

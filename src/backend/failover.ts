@@ -1,4 +1,5 @@
 import { GatewayError, isGatewayError } from '../errors.js';
+import { hostPort } from '../net/index.js';
 import {
   backendErrorPhase,
   copyBackendErrorPhase,
@@ -11,10 +12,6 @@ import type { BackendLinkSession, BackendTarget } from './types.js';
 export interface OpenBackendWithFailoverOptions extends Omit<OpenBackendOptions, 'target'> {
   /** Tried in this order; at least one. */
   readonly targets: readonly BackendTarget[];
-}
-
-function label(t: BackendTarget): string {
-  return t.host.includes(':') ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
 }
 
 /**
@@ -51,7 +48,7 @@ export async function openBackendWithFailover(opts: OpenBackendWithFailoverOptio
       return await openBackendSession({ ...common, target });
     } catch (err) {
       if (!isGatewayError(err)) throw err; // abort reason, or a bug: not ours to wrap
-      tried.push(`${label(target)} (${err.code}: ${err.detail ?? ''})`);
+      tried.push(`${hostPort(target.host, target.port)} (${err.code}: ${err.detail ?? ''})`);
       const more = i + 1 < targets.length;
       if (isFailoverError(err) && more && !opts.signal?.aborted) continue;
       if (targets.length === 1) throw err;

@@ -23,7 +23,6 @@ export {
   type BackendPhase,
 } from './client.js';
 export { openBackendWithFailover, isFailoverError, type OpenBackendWithFailoverOptions } from './failover.js';
-export { encodeProxyV1, encodeProxyV2, encodeProxyHeader, PROXY_V2_SIGNATURE } from './proxy-header.js';
 export { checkBackendIdentity } from './tls-identity.js';
 export {
   createInternalLoginResolver,

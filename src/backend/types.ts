@@ -1,39 +1,14 @@
 import type { BackendReader } from './shared-reads.js';
 import type { Socket } from 'node:net';
+import type { BackendEndpoint } from '../config/backend-target.js';
+import type { ProxyClient } from '../net/index.js';
 
-export interface BackendEndpoint {
-  readonly host: string;
-  readonly port: number;
-}
+// Made by the config layer (config/routing.ts) from backend/routing; defined
+// there so config does not import backend back (no folder cycle).
+export type { BackendEndpoint, BackendTarget, BackendTls } from '../config/backend-target.js';
 
-/** How the link to a backend is protected (RFC 8314 / RFC 2595, names checked per RFC 7817). */
-export interface BackendTls {
-  readonly mode: 'none' | 'starttls' | 'implicit';
-  /** PEM bundle of trusted CAs; the system store when undefined. */
-  readonly caFile?: string;
-  /** Name to check the certificate against (and send as SNI); default: the endpoint host. */
-  readonly serverName?: string;
-  /** false = no certificate or name check: an explicit, loudly logged opt-out. */
-  readonly verify: boolean;
-}
-
-/** One backend to try, with everything needed to reach it. */
-export interface BackendTarget extends BackendEndpoint {
-  readonly tls: BackendTls;
-  /** Send a HAProxy PROXY header (v1 text / v2 binary) before anything else. */
-  readonly proxyProtocol: 'none' | 'v1' | 'v2';
-  /** Send Dovecot's `XCLIENT ADDR= PORT=` when the greeting offers [XCLIENT]. */
-  readonly xclient: boolean;
-}
-
-/** The real client, forwarded to the backend by PROXY header or XCLIENT. */
-export interface ForwardedClient {
-  readonly address: string;
-  readonly port: number;
-  /** The address/port the client connected to (PROXY header destination). */
-  readonly localAddress: string;
-  readonly localPort: number;
-}
+/** The real client, forwarded to the backend by PROXY header or XCLIENT (the PROXY writer's input). */
+export type ForwardedClient = ProxyClient;
 
 /**
  * Told how each backend attempt goes (metrics): every call is cheap and

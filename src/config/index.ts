@@ -36,7 +36,6 @@ export {
   type PasswordVerifierName,
 } from './schema.js';
 export { backendTargets, resolveRouteEntry, targetsForUser, type BackendTargets } from './routing.js';
-export { parseCidr, type Cidr, type CidrParse } from './cidr.js';
 export {
   ConfigError,
   isConfigError,

@@ -4,7 +4,7 @@
  * from `backend` unless they give their own; a port not given is 110, or
  * 995 with implicit TLS (never inherited).
  */
-import type { BackendTarget, BackendTls } from '../backend/types.js';
+import type { BackendTarget, BackendTls } from './backend-target.js';
 import { defaultBackendPort, type BackendConfig, type BackendTlsConfig, type PopgateConfig, type RouteEntryConfig } from './schema.js';
 
 /** Backends per route, each list tried in order until one is reachable. */

@@ -10,7 +10,7 @@ import { duration } from './duration.js';
 import { checkMappingOptions, parsePrincipal } from '../kerberos/principal-mapper.js';
 import { KPOP_DEFAULT_PORT } from '../kerberos/kpop-framing.js';
 import { isValidPop3User } from '../kerberos/principal-mapper.js';
-import { parseCidr } from './cidr.js';
+import { parseCidr } from '../net/cidr.js';
 import { DEFAULT_ECDH_CURVE, INTERMEDIATE_TLS12_CIPHERS } from './tls-profile.js';
 
 const MINUTE = 60_000;

@@ -3,44 +3,17 @@
  * key an address counts under, open connections per key, and a log limiter
  * so a flood of refusals writes one line per address per window.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { addressKey as keyOf } from '../net/index.js';
 
 /**
- * The key a client address counts under. IPv4 as is; IPv4-mapped IPv6
- * (`::ffff:192.0.2.1`, how a dual-stack listener reports IPv4 clients) as
- * the IPv4 address; other IPv6 by its /64 prefix (one subscriber usually gets
- * a whole /64, so counting single addresses would let it open 2^64 slots),
- * written `2001:db8:0:1::/64`. Zone ids are dropped. Anything else (an empty
- * or unparsable address) is its own key, as given.
+ * The key a client address counts under (src/net/address-key.ts): IPv4 as
+ * is, IPv4-mapped IPv6 as the IPv4 address, other IPv6 by its /64 with the
+ * four groups written out (`2001:db8:0:1::/64`: the spelling this limit has
+ * always logged). Anything else (an empty or unparsable address) is its own
+ * key, as given.
  */
 export function addressKey(address: string): string {
-  const bare = address.replace(/%.*$/, '');
-  if (isIPv4(bare)) return bare;
-  if (!isIPv6(bare)) return address;
-  const g = ipv6Groups(bare);
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
-    const hi = g[6] ?? 0;
-    const lo = g[7] ?? 0;
-    return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-  }
-  return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
-}
-
-/** The eight 16-bit groups of a valid IPv6 address (with `::` and an embedded IPv4 tail expanded). */
-function ipv6Groups(address: string): number[] {
-  let text = address.toLowerCase();
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    const o = tail.split('.').map(Number);
-    const hex = (a: number | undefined, b: number | undefined): string => (((a ?? 0) << 8) | (b ?? 0)).toString(16);
-    text = `${text.slice(0, lastColon + 1)}${hex(o[0], o[1])}:${hex(o[2], o[3])}`;
-  }
-  const [head = '', rest] = text.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = rest === undefined || rest === '' ? [] : rest.split(':');
-  const fill = rest === undefined ? 0 : 8 - left.length - right.length;
-  return [...left, ...Array<string>(fill).fill('0'), ...right].map((x) => parseInt(x, 16));
+  return keyOf(address, 'groups') ?? address;
 }
 
 /** Open connections per address key, against a fixed maximum. */

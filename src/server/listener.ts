@@ -13,7 +13,7 @@ import type { AdmissionPoint } from './admission.js';
 import type { ConnectionContext } from './connection.js';
 import type { LoginService } from './login-service.js';
 import { canVerifyChallenges, challengeString, usableMechanisms, type Services } from './login-services.js';
-import { TrustedNetworks } from './proxy-header.js';
+import { TrustedNetworks } from '../net/index.js';
 import { TlsContextStore } from './tls-context.js';
 import { TlsHandshaker } from './tls-handshaker.js';
 import type { ProxyOptions } from './transport.js';

@@ -5,8 +5,8 @@
  * answer is cached for a couple of seconds so probes cannot hammer the
  * backends however often /readyz is asked.
  */
-import { connect, isIP } from 'node:net';
-import { encodeProxyHeader } from '../backend/proxy-header.js';
+import { connect } from 'node:net';
+import { encodeProxyHeader, hostPort } from '../net/index.js';
 import type { BackendTarget } from '../backend/types.js';
 import type { ReadinessCheck } from '../observability/admin-server.js';
 
@@ -14,10 +14,6 @@ import type { ReadinessCheck } from '../observability/admin-server.js';
 export const BACKEND_PROBE_TIMEOUT_MS = 1_000;
 /** How long a probe result is reused. */
 export const BACKEND_PROBE_TTL_MS = 2_000;
-
-function label(t: { host: string; port: number }): string {
-  return isIP(t.host) === 6 ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
-}
 
 /**
  * Probes one backend: connects, sends the PROXY header (LOCAL / UNKNOWN, as a
@@ -112,7 +108,7 @@ export class BackendProbe {
     if (targets.length === 0) return { name: 'backend', ok: false, detail: 'no backend configured' };
     const reasons = await Promise.all(targets.map((t) => this.probe(t, this.timeoutMs).catch((err: unknown) => String(err))));
     const up = targets.filter((_t, i) => reasons[i] === undefined);
-    if (up.length > 0) return { name: 'backend', ok: true, detail: `reachable: ${up.map(label).join(', ')}` };
-    return { name: 'backend', ok: false, detail: targets.map((t, i) => `${label(t)} ${reasons[i] ?? ''}`).join('; ') };
+    if (up.length > 0) return { name: 'backend', ok: true, detail: `reachable: ${up.map((t) => hostPort(t.host, t.port)).join(', ')}` };
+    return { name: 'backend', ok: false, detail: targets.map((t, i) => `${hostPort(t.host, t.port)} ${reasons[i] ?? ''}`).join('; ') };
   }
 }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { ProxyHeaderReader, type TrustedNetworks } from './proxy-header.js';
+import { ProxyHeaderReader, type TrustedNetworks } from '../net/index.js';
 import type { TlsHandshaker } from './tls-handshaker.js';
 import type { ListenerMetrics } from '../observability/metrics.js';
 

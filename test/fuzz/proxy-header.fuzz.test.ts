@@ -1,15 +1,17 @@
 /**
  * PROXY protocol header reader (v1 text, v2 binary): valid headers followed by
  * client bytes, split at any point, give the same address and the same
- * following bytes as one read; arbitrary and mutated inputs never throw, never
- * buffer more than a v1 line (107 octets) or a v2 header (16 + 2048) while
- * waiting, end exactly once, and split reads agree with one read.
+ * following bytes as one read; what popgate's own writer produces for random
+ * clients (IPv4, IPv6, IPv4-mapped, mixed families, zones, any port) reads
+ * back as the same client; arbitrary, mutated and long inputs never throw,
+ * never buffer more than a v1 line (107 octets) or a v2 header (16 + 2048)
+ * while waiting, end exactly once, and split reads agree with one read.
  */
 import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { describe } from 'vitest';
-import { ProxyHeaderReader, type ProxyHeaderEvent } from '../../src/server/proxy-header.js';
-import { Reached, chunk, chunkingArb, fuzzIt, invariant, mutate, mutationArb, show, type Chunking } from './common.js';
+import { encodeProxyHeader, ProxyHeaderReader, type ProxyClient, type ProxyHeaderEvent } from '../../src/net/index.js';
+import { Choices, Reached, chunk, chunkingArb, fuzzIt, invariant, mutate, mutationArb, show, type Chunking } from './common.js';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 /** The documented bounds: the spec's longest v1 line, and the v2 header plus addresses and TLVs accepted. */
@@ -143,6 +145,36 @@ function ipv6Text(b: Buffer): string {
   return groups.join(':');
 }
 
+/** The IPv4 text an address stands for (plain or IPv4-mapped IPv6), else undefined. */
+function v4Of(address: string): string | undefined {
+  const bare = address.split('%')[0] ?? '';
+  if (isIP(bare) === 4) return bare;
+  const host = isIP(bare) === 6 ? new URL(`http://[${bare}]/`).hostname.slice(1, -1) : '';
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+  if (!mapped) return undefined;
+  const hi = parseInt(mapped[1]!, 16);
+  const lo = parseInt(mapped[2]!, 16);
+  return [hi >> 8, hi & 0xff, lo >> 8, lo & 0xff].join('.');
+}
+
+/** The same host, IPv4 and IPv4-mapped IPv6 being one (a header's two addresses share one family). */
+function sameHost(read: string, sent: string): boolean {
+  const v6 = (t: string): string => new URL(`http://[${isIP(t) === 4 ? `::ffff:${t}` : t.split('%')[0]}]/`).hostname;
+  return v6(read) === v6(sent);
+}
+
+const v4TextArb = fc.ipV4();
+const ipArb: fc.Arbitrary<string> = fc.oneof(
+  { weight: 3, arbitrary: v4TextArb },
+  { weight: 3, arbitrary: fc.ipV6() },
+  { weight: 1, arbitrary: v4TextArb.map((v4) => `::ffff:${v4}`) },
+  { weight: 1, arbitrary: v4TextArb.map((v4) => `::FFFF:${v4}`) },
+  { weight: 1, arbitrary: fc.ipV6().map((v6) => `${v6}%eth0`) },
+);
+const clientArb: fc.Arbitrary<ProxyClient> = fc.record({ address: ipArb, port: portArb, localAddress: ipArb, localPort: portArb });
+
+const roundTripReached = new Reached(['v1:tcp4', 'v1:tcp6', 'v1:unknown', 'v2:tcp4', 'v2:tcp6', 'v2:unknown', 'mapped', 'mixed', 'zone']);
+const longReached = new Reached(['need-more', 'error', 'done:2']);
 const validReached = new Reached(['v1:TCP4', 'v1:TCP6', 'v1:UNKNOWN', 'v2:LOCAL', 'v2:PROXY:0x11', 'v2:PROXY:0x21', 'v2:PROXY:0x0']);
 const arbitraryReached = new Reached(['need-more', 'done:1', 'done:2', 'error:no PROXY protocol header', 'error:PROXY v1 line too long', 'error:malformed PROXY v1 line', 'error:malformed PROXY v1 addresses', 'error:PROXY v2 header too long', 'error:unsupported PROXY v2 version', 'error:unsupported PROXY v2 command']);
 
@@ -226,5 +258,51 @@ describe('fuzz: PROXY header reader', () => {
       arbitraryReached.hit(e.kind === 'done' ? `done:${e.version}` : e.kind === 'error' ? `error:${e.reason}` : 'need-more');
     }),
     () => arbitraryReached,
+  );
+
+  fuzzIt(
+    'proxy-header: what the writer sends for a random client, the reader reads back (v1 and v2)',
+    fc.property(fc.constantFrom('v1' as const, 'v2' as const), fc.option(clientArb, { freq: 8 }), restArb, chunkingArb, (version, client, rest, how) => {
+      const header = encodeProxyHeader(version, client ?? undefined);
+      const r = compare(Buffer.concat([header, rest]), how);
+      const e = r.event;
+      invariant(e.kind === 'done', () => `own ${version} header ${show(header)} read as ${describeResult(r)}`);
+      invariant(e.version === (version === 'v1' ? 1 : 2), 'wrong version');
+      invariant(r.after.equals(rest), () => `hands on ${show(r.after)} instead of ${show(rest)}`);
+      if (client === null) {
+        invariant(e.address === undefined, 'UNKNOWN/LOCAL with an address');
+        roundTripReached.hit(`${version}:unknown`);
+        return;
+      }
+      const a = e.address;
+      invariant(a !== undefined, 'no address');
+      invariant(a.sourcePort === client.port && a.destinationPort === client.localPort, () => `ports ${a.sourcePort} ${a.destinationPort}`);
+      invariant(sameHost(a.sourceAddress, client.address), () => `source ${a.sourceAddress} for ${client.address}`);
+      invariant(sameHost(a.destinationAddress, client.localAddress), () => `destination ${a.destinationAddress} for ${client.localAddress}`);
+      // Both ends IPv4 (plain or mapped) travel as TCP4; anything else as TCP6.
+      const bothV4 = v4Of(client.address) !== undefined && v4Of(client.localAddress) !== undefined;
+      invariant(isIP(a.sourceAddress) === (bothV4 ? 4 : 6), () => `family of ${a.sourceAddress}`);
+      roundTripReached.hit(`${version}:${bothV4 ? 'tcp4' : 'tcp6'}`);
+      if (bothV4 !== (isIP(client.address) === 4 && isIP(client.localAddress) === 4)) roundTripReached.hit('mapped');
+      if (isIP(v4Of(client.address) ?? client.address) !== isIP(v4Of(client.localAddress) ?? client.localAddress)) roundTripReached.hit('mixed');
+      if (client.address.includes('%')) roundTripReached.hit('zone');
+    }),
+    () => roundTripReached,
+  );
+
+  fuzzIt(
+    'proxy-header: long random streams behind a header start stay within the caps, byte by byte or in chunks',
+    fc.property(
+      fc.constantFrom(Buffer.alloc(0), Buffer.from('PROXY ', 'latin1'), Buffer.from('PROXY TCP6 ', 'latin1'), V2_SIGNATURE, Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x21, 0x08, 0x00])])),
+      // Lengths spread evenly up to past the v2 cap; bytes from a seed (cheap to shrink).
+      fc.tuple(fc.nat({ max: 3000 }), fc.nat()).map(([n, seed]) => new Choices([seed]).bytes(n)),
+      chunkingArb,
+      (start, noise, how) => {
+        const r = compare(Buffer.concat([start, noise]), how);
+        const e = r.event;
+        longReached.hit(e.kind === 'done' ? `done:${e.version}` : e.kind === 'error' ? 'error' : 'need-more');
+      },
+    ),
+    () => longReached,
   );
 });

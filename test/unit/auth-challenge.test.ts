@@ -55,3 +55,15 @@ describe('checkChallenge', () => {
     },
   );
 });
+
+// Moved from auth-http.test.ts: the http verifier checks digests with these same functions.
+describe('digests (the http verifier\'s check)', () => {
+  it('APOP and CRAM-MD5 match the RFC examples', () => {
+    // RFC 1939 section 7
+    expect(apopDigest('<1896.697170952@dbc.mtview.ca.us>', 'tanstaaf')).toBe('c4c9334bac560ecc979e58001b3e22fb');
+    // RFC 2195 section 2
+    expect(cramMd5Digest('<1896.697170952@postoffice.reston.mci.net>', 'tanstaaftanstaaf')).toBe(
+      'b913a602c7eda7a495b4e6e7334d3890',
+    );
+  });
+});

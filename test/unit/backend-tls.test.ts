@@ -10,7 +10,7 @@ import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type PeerCertificate, type SecureContext } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backendErrorPhase, openBackendSession, type OpenBackendOptions } from '../../src/backend/client.js';
-import { encodeProxyV1, encodeProxyV2 } from '../../src/backend/proxy-header.js';
+import { encodeProxyV1, encodeProxyV2 } from '../../src/net/index.js';
 import { spliceSessions } from '../../src/backend/splice.js';
 import { checkBackendIdentity } from '../../src/backend/tls-identity.js';
 import type { BackendLinkSession, BackendTarget, BackendTimeouts, ForwardedClient } from '../../src/backend/types.js';

@@ -1,12 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  encodeProxyHeader,
-  encodeProxyV1,
-  encodeProxyV2,
-  forwardedAddressText,
-  PROXY_V2_SIGNATURE,
-} from '../../src/backend/proxy-header.js';
-import type { ForwardedClient } from '../../src/backend/types.js';
+import { encodeProxyHeader, encodeProxyV1, encodeProxyV2, forwardedAddressText } from '../../src/net/proxy-header-writer.js';
+import { PROXY_V2_SIGNATURE } from '../../src/net/proxy-protocol.js';
+import type { ProxyClient as ForwardedClient } from '../../src/net/proxy-header-writer.js';
 import { GatewayError } from '../../src/errors.js';
 
 const v4: ForwardedClient = { address: '192.0.2.1', port: 56324, localAddress: '198.51.100.7', localPort: 995 };
