@@ -129,8 +129,11 @@ class BackendLink {
   /** performance.now() at connect(), then when the login was sent (observer only). */
   private since: number;
 
+  /** What the link needs of OpenBackendOptions: not the login, which only the machine holds. */
+  private readonly opts: Pick<OpenBackendOptions, 'target' | 'timeouts' | 'signal' | 'observer'>;
+
   constructor(
-    private readonly opts: OpenBackendOptions,
+    opts: OpenBackendOptions,
     private readonly where: string,
     private readonly proxyHeader: Buffer,
     xclientLine: string | undefined,
@@ -139,6 +142,12 @@ class BackendLink {
     private readonly reject: (err: unknown) => void,
   ) {
     const { target } = opts;
+    this.opts = {
+      target,
+      timeouts: opts.timeouts,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.observer ? { observer: opts.observer } : {}),
+    };
     this.machine = new BackendLoginMachine({
       where,
       tls: target.tls.mode,

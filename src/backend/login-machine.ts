@@ -138,8 +138,15 @@ export class BackendLoginMachine {
   private greeting = '';
   private xclientOffered = false;
   private xclientSent = false;
+  private readonly where: string;
+  private readonly tls: BackendTls['mode'];
+  private readonly xclient: string | undefined;
 
-  constructor(private readonly opts: LoginMachineOptions) {
+  constructor(opts: LoginMachineOptions) {
+    // Copied field by field: `opts` holds the secret and is not kept.
+    this.where = opts.where;
+    this.tls = opts.tls;
+    this.xclient = opts.xclient;
     this.login = opts.login;
   }
 
@@ -169,7 +176,7 @@ export class BackendLoginMachine {
   /** The TCP connection is up (and the PROXY header, if any, written). */
   connected(): LoginAction[] {
     if (this.state.name !== 'connect') return [];
-    if (this.opts.tls === 'implicit') {
+    if (this.tls === 'implicit') {
       this.state = { name: 'tls' };
       return [{ kind: 'startTls' }];
     }
@@ -181,7 +188,7 @@ export class BackendLoginMachine {
   tlsReady(): LoginAction[] {
     if (this.state.name !== 'tls') return [];
     this.secured = true;
-    if (this.opts.tls === 'implicit') {
+    if (this.tls === 'implicit') {
       this.state = { name: 'greeting' };
       return [];
     }
@@ -258,13 +265,13 @@ export class BackendLoginMachine {
 
   /** After the greeting, and again after STLS + handshake: STLS, XCLIENT or the login, whichever is next. */
   private afterGreeting(): LoginAction[] {
-    if (this.opts.tls === 'starttls' && !this.secured) {
+    if (this.tls === 'starttls' && !this.secured) {
       this.state = { name: 'starttls' };
       return [{ kind: 'send', line: 'STLS' }];
     }
-    if (this.opts.xclient !== undefined && this.xclientOffered && !this.xclientSent) {
+    if (this.xclient !== undefined && this.xclientOffered && !this.xclientSent) {
       this.state = { name: 'xclient' };
-      return [{ kind: 'send', line: this.opts.xclient }];
+      return [{ kind: 'send', line: this.xclient }];
     }
     return this.beginLogin();
   }
@@ -308,7 +315,7 @@ export class BackendLoginMachine {
   }
 
   private fail(code: ErrorCode, detail: string): LoginAction {
-    const error = new GatewayError(code, `${this.opts.where}: ${detail}`);
+    const error = new GatewayError(code, `${this.where}: ${detail}`);
     this.abandon();
     return { kind: 'fail', error };
   }
