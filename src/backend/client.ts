@@ -1,3 +1,9 @@
+/**
+ * Opens a logged-in backend session: the socket, TLS and timer glue around
+ * the sans-I/O login dialogue (login-machine.ts). What is said and what the
+ * answers mean is decided there; here bytes are moved, handshakes run and
+ * deadlines kept.
+ */
 import { connect, isIP, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -44,7 +50,7 @@ function hostPort(host: string, port: number): string {
  * implicit TLS → GREETING (+OK; notes `[XCLIENT]`) → STLS + TLS for starttls
  * (POP3 has no second greeting) → `XCLIENT ADDR= PORT=` when the target asks
  * for it, the greeting offered it and a client is given → LOGIN (AUTH PLAIN,
- * or USER then PASS) → DONE.
+ * or USER then PASS) → DONE. The dialogue is BackendLoginMachine's.
  *
  * TLS: minimum TLSv1.2; trusted CAs from `caFile` (else the system store);
  * the certificate name is checked against `serverName ?? host` (RFC 7817:
