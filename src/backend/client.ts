@@ -1,26 +1,18 @@
-import { constants as cryptoConstants } from 'node:crypto';
-import { stat, readFile } from 'node:fs/promises';
-import { connect, isIP, type Socket } from 'node:net';
+/**
+ * Opens a logged-in backend session: the socket, TLS and timer glue around
+ * the sans-I/O login dialogue (login-machine.ts). What is said and what the
+ * answers mean is decided there; here bytes are moved, handshakes run and
+ * deadlines kept.
+ */
+import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
-import { encodeProxyHeader, forwardedAddressText } from '../net/index.js';
-import { checkBackendIdentity } from './tls-identity.js';
+import { encodeProxyHeader, forwardedAddressText, hostPort } from '../net/index.js';
+import { assertSafeCredentials, BackendLoginMachine, quote, type BackendPhase, type LoginAction } from './login-machine.js';
 import { connectWithSharedReads, type BackendReader } from './shared-reads.js';
-import type {
-  BackendLinkInfo,
-  BackendLinkSession,
-  BackendLogin,
-  BackendObserver,
-  BackendTarget,
-  BackendTimeouts,
-  ForwardedClient,
-} from './types.js';
-
-/** RFC 2449 allows 512 octets for a first response line; real backends overshoot, so be lenient. */
-export const MAX_BACKEND_LINE = 2048;
-/** How much of a backend's text goes into an error detail (for the log). */
-const DETAIL_TEXT_MAX = 200;
+import { describeTls, loadCa, tlsClientOptions, tlsFailure } from './tls-link.js';
+import type { BackendLinkInfo, BackendLinkSession, BackendLogin, BackendObserver, BackendTarget, BackendTimeouts, ForwardedClient } from './types.js';
 
 export interface OpenBackendOptions {
   /** Where to connect and how to protect and announce the link. */
@@ -33,54 +25,6 @@ export interface OpenBackendOptions {
   readonly signal?: AbortSignal;
   /** Told the connect and login latencies and the failure of this attempt (metrics). */
   readonly observer?: BackendObserver;
-}
-
-/**
- * The phases of the backend link, in order: TCP connect (the PROXY header is
- * written as soon as it is up), `tls` (the handshake, right after connect for
- * implicit TLS, after `+OK` to STLS for starttls), the greeting, `starttls`
- * (waiting for the answer to STLS), `xclient` (waiting for the answer to
- * XCLIENT), login.
- */
-export type BackendPhase = 'connect' | 'tls' | 'greeting' | 'starttls' | 'xclient' | 'login' | 'done';
-
-/** Phases before any credential is written: a failure here leaves no trace at the backend. */
-export const PRE_LOGIN_PHASES: ReadonlySet<BackendPhase> = new Set(['connect', 'tls', 'greeting', 'starttls', 'xclient']);
-
-/**
- * What the login state machine is waiting for. `user` and `auth` are the
- * answers to USER and AUTH PLAIN, `pass` to PASS, `auth-cont` to the base64
- * sent after a `+ ` continuation.
- */
-type Step =
-  | { readonly phase: 'connect' | 'tls' | 'greeting' | 'starttls' | 'xclient' }
-  | { readonly phase: 'login'; readonly awaiting: 'user' | 'pass' | 'auth' | 'auth-cont' }
-  | { readonly phase: 'done' };
-
-const FORBIDDEN = /[\r\n\0]/;
-
-/** Throws BACKEND_PROTOCOL when a credential field could smuggle a second command. */
-export function assertSafeCredentials(login: BackendLogin): void {
-  const fields =
-    login.method === 'auth-plain' ? [login.authzid, login.authcid, login.password] : [login.user, login.password];
-  if (fields.some((f) => FORBIDDEN.test(f))) {
-    throw new GatewayError('BACKEND_PROTOCOL', 'credential contains CR/LF/NUL');
-  }
-}
-
-/** Printable, truncated backend text for an error detail. */
-function quote(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = text.replace(/[\x00-\x1f\x7f]/g, '?');
-  return clean.length > DETAIL_TEXT_MAX ? `${clean.slice(0, DETAIL_TEXT_MAX)}...` : clean;
-}
-
-/** Maps a backend `-ERR` answer to a login to its catalogue code. */
-export function classifyLoginFailure(line: string): 'BACKEND_IN_USE' | 'BACKEND_LOGIN_TEMP' | 'BACKEND_LOGIN_REJECTED' {
-  const code = /^-ERR\s+\[([^\]]*)\]/i.exec(line)?.[1]?.toUpperCase();
-  if (code === 'IN-USE') return 'BACKEND_IN_USE';
-  if (code === 'SYS/TEMP' || code === 'LOGIN-DELAY') return 'BACKEND_LOGIN_TEMP';
-  return 'BACKEND_LOGIN_REJECTED';
 }
 
 const errorPhases = new WeakMap<object, BackendPhase>();
@@ -96,58 +40,6 @@ export function copyBackendErrorPhase(from: unknown, to: object): void {
   if (phase !== undefined) errorPhases.set(to, phase);
 }
 
-const caCache = new Map<string, { readonly mtimeMs: number; readonly size: number; readonly data: Buffer }>();
-
-/** A CA bundle, read again only when its mtime or size changed. */
-async function loadCa(file: string): Promise<Buffer> {
-  const st = await stat(file);
-  const hit = caCache.get(file);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.data;
-  const data = await readFile(file);
-  caCache.set(file, { mtimeMs: st.mtimeMs, size: st.size, data });
-  return data;
-}
-
-function hostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** errno-style codes from the socket layer (an outage), as opposed to TLS/OpenSSL codes. */
-function isSystemError(err: NodeJS.ErrnoException): boolean {
-  const code = err.code ?? '';
-  if (code === 'EPROTO') return false; // OpenSSL protocol trouble reported through errno
-  return /^E[A-Z0-9]+$/.test(code);
-}
-
-/**
- * Maps a TLS handshake failure. Socket-level errors (reset, refused...) are
- * an outage: BACKEND_UNREACHABLE. A certificate or protocol failure is a
- * security failure: BACKEND_PROTOCOL with a detail naming it.
- */
-function tlsFailure(where: string, err: NodeJS.ErrnoException): GatewayError {
-  const code = err.code ?? '';
-  const message = quote(err.message);
-  if (isSystemError(err)) {
-    return new GatewayError('BACKEND_UNREACHABLE', `${where}: ${code} during TLS handshake`, { cause: err });
-  }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    const reason = (err as { reason?: unknown }).reason;
-    return new GatewayError(
-      'BACKEND_PROTOCOL',
-      `${where}: TLS certificate name mismatch: ${quote(typeof reason === 'string' ? reason : err.message)}`,
-      { cause: err },
-    );
-  }
-  if (/^[A-Z][A-Z0-9_]*$/.test(code) && !code.startsWith('ERR_')) {
-    // OpenSSL X509 verification codes: UNABLE_TO_VERIFY_LEAF_SIGNATURE, CERT_HAS_EXPIRED, ...
-    return new GatewayError('BACKEND_PROTOCOL', `${where}: TLS certificate verification failed: ${code} (${message})`, {
-      cause: err,
-    });
-  }
-  return new GatewayError('BACKEND_PROTOCOL', `${where}: TLS handshake failed: ${code ? `${code}: ` : ''}${message}`, {
-    cause: err,
-  });
-}
 
 /**
  * Connects to a POP3 backend and logs in with internal credentials:
@@ -155,7 +47,7 @@ function tlsFailure(where: string, err: NodeJS.ErrnoException): GatewayError {
  * implicit TLS → GREETING (+OK; notes `[XCLIENT]`) → STLS + TLS for starttls
  * (POP3 has no second greeting) → `XCLIENT ADDR= PORT=` when the target asks
  * for it, the greeting offered it and a client is given → LOGIN (AUTH PLAIN,
- * or USER then PASS) → DONE.
+ * or USER then PASS) → DONE. The dialogue is BackendLoginMachine's.
  *
  * TLS: minimum TLSv1.2; trusted CAs from `caFile` (else the system store);
  * the certificate name is checked against `serverName ?? host` (RFC 7817:
@@ -205,7 +97,9 @@ export async function openBackendSession(opts: OpenBackendOptions): Promise<Back
     }
     if (signal?.aborted) throw abortReason(signal);
   }
-  return runLink(opts, where, proxyHeader, xclientLine, ca);
+  return new Promise((resolve, reject) => {
+    new BackendLink(opts, where, proxyHeader, xclientLine, ca, resolve, reject).start();
+  });
 }
 
 /** `XCLIENT ADDR=<ip> PORT=<port>` for Dovecot (validated: nothing can be smuggled). */
@@ -217,366 +111,239 @@ function xclientCommand(client: ForwardedClient): string {
   return `XCLIENT ADDR=${addr} PORT=${client.port}`;
 }
 
-function runLink(
-  opts: OpenBackendOptions,
-  where: string,
-  proxyHeader: Buffer,
-  xclientLine: string | undefined,
-  ca: Buffer | undefined,
-): Promise<BackendLinkSession> {
-  const { target, timeouts, signal, observer } = opts;
-  const endpoint = { host: target.host, port: target.port };
-  const tlsMode = target.tls.mode;
-  const verify = target.tls.verify;
-  const checkName = target.tls.serverName ?? target.host;
+/**
+ * One connection attempt: the socket, TLS and timer glue around a
+ * BackendLoginMachine. Socket events go into the machine; its actions come
+ * out as writes, a handshake, or the outcome. Each phase gets its own
+ * deadline, armed whenever the machine enters a new phase.
+ */
+class BackendLink {
+  private readonly machine: BackendLoginMachine;
+  private readonly raw: Socket;
+  /** Present for plaintext links, which read into the shared buffer (a TLS layer takes over the socket's reads). */
+  private readonly reader: BackendReader | undefined;
+  /** The socket lines are read from and written to: `raw`, or the TLSSocket over it. */
+  private sock: Socket;
+  private secure: TLSSocket | undefined;
+  private tlsInfo: BackendLinkInfo['tls'];
+  private settled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private armedFor: BackendPhase = 'connect';
+  /** performance.now() at connect(), then when the login was sent (observer only). */
+  private since: number;
 
-  // The secret lives in these two slots only until it is written.
-  let login: BackendLogin | undefined = opts.login;
-  let authToken: string | undefined;
+  /** What the link needs of OpenBackendOptions: not the login, which only the machine holds. */
+  private readonly opts: Pick<OpenBackendOptions, 'target' | 'timeouts' | 'signal' | 'observer'>;
 
-  return new Promise<BackendLinkSession>((resolve, reject) => {
-    let step: Step = { phase: 'connect' };
-    let buffer: Buffer = Buffer.alloc(0);
-    let timer: NodeJS.Timeout | undefined;
-    let settled = false;
-    let greeting = '';
-    let xclientOffered = false;
-    let xclientSent = false;
-    let tlsInfo: BackendLinkInfo['tls'];
-    let tlsModeInProgress: 'starttls' | 'implicit' = 'implicit';
-    /** performance.now() at connect(), then when the login was sent (observer only). */
-    let since = observer ? performance.now() : 0;
-
-    // A plaintext link reads into the shared buffer (see shared-reads.ts); a
-    // TLS link cannot: the TLS layer takes over the socket's reads.
-    let reader: BackendReader | undefined;
-    let raw: Socket;
-    if (tlsMode === 'none') {
-      ({ socket: raw, reader } = connectWithSharedReads(target.host, target.port));
+  constructor(
+    opts: OpenBackendOptions,
+    private readonly where: string,
+    private readonly proxyHeader: Buffer,
+    xclientLine: string | undefined,
+    private readonly ca: Buffer | undefined,
+    private readonly resolve: (session: BackendLinkSession) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    const { target } = opts;
+    this.opts = {
+      target,
+      timeouts: opts.timeouts,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.observer ? { observer: opts.observer } : {}),
+    };
+    this.machine = new BackendLoginMachine({
+      where,
+      tls: target.tls.mode,
+      login: opts.login,
+      ...(xclientLine !== undefined ? { xclient: xclientLine } : {}),
+    });
+    this.since = opts.observer ? performance.now() : 0;
+    if (target.tls.mode === 'none') {
+      const shared = connectWithSharedReads(target.host, target.port);
+      this.raw = shared.socket;
+      this.reader = shared.reader;
     } else {
-      raw = connect({ host: target.host, port: target.port });
+      this.raw = connect({ host: target.host, port: target.port });
+      this.reader = undefined;
     }
-    raw.setNoDelay(true);
-    /** The socket lines are read from and written to: `raw`, or the TLSSocket over it. */
-    let sock: Socket = raw;
-    let secure: TLSSocket | undefined;
+    this.raw.setNoDelay(true);
+    this.sock = this.raw;
+  }
 
-    const attach = (s: Socket): void => {
-      s.on('data', onData);
-      s.on('error', onError);
-      s.on('end', onEnd);
-      s.on('close', onClose);
-    };
-    const detach = (s: Socket): void => {
-      s.removeListener('data', onData);
-      s.removeListener('error', onError);
-      s.removeListener('end', onEnd);
-      s.removeListener('close', onClose);
-    };
+  start(): void {
+    this.raw.once('connect', this.onConnect);
+    this.attach(this.raw);
+    this.opts.signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.arm(this.opts.timeouts.connectMs);
+  }
 
-    const cleanup = (): void => {
-      if (timer) clearTimeout(timer);
-      timer = undefined;
-      raw.removeListener('connect', onConnect);
-      detach(raw);
-      if (secure) {
-        detach(secure);
-        secure.removeListener('secureConnect', onSecure);
-      }
-      signal?.removeEventListener('abort', onAbort);
-      login = undefined;
-      authToken = undefined;
-    };
+  /** Carries out the machine's actions, then arms the deadline of the phase it is in now. */
+  private apply(actions: readonly LoginAction[]): void {
+    for (const a of actions) {
+      if (this.settled) return;
+      if (a.kind === 'send') this.sock.write(`${a.line}\r\n`);
+      else if (a.kind === 'startTls') this.startTls();
+      else if (a.kind === 'done') this.succeed(a);
+      else this.fail(a.error);
+    }
+    const phase = this.machine.phase;
+    if (this.settled || phase === this.armedFor) return;
+    this.armedFor = phase;
+    if (phase === 'login' && this.opts.observer) this.since = performance.now();
+    this.arm(this.deadline(phase));
+  }
 
-    const fail = (err: unknown): void => {
-      if (settled) return;
-      settled = true;
-      if (err instanceof GatewayError) {
-        errorPhases.set(err, step.phase);
-        observer?.failed(err.code, step.phase);
-      }
-      cleanup();
-      // A TLSSocket may still report the teardown ("socket disconnected before
-      // secure TLS connection was established"): nobody may be left unlistened.
-      secure?.on('error', ignore);
-      raw.on('error', ignore);
-      secure?.destroy();
-      raw.destroy();
-      reject(err);
-    };
+  private deadline(phase: BackendPhase): number {
+    const t = this.opts.timeouts;
+    if (phase === 'connect' || (phase === 'tls' && this.opts.target.tls.mode === 'implicit')) return t.connectMs;
+    return phase === 'login' ? t.loginMs : t.greetingMs;
+  }
 
-    const succeed = (loginReply: string, leftover: Buffer): void => {
-      if (settled) return;
-      settled = true;
-      step = { phase: 'done' };
-      if (observer) observer.loggedIn((performance.now() - since) / 1000);
-      sock.pause();
-      cleanup();
-      const link: BackendLinkInfo = {
-        greeting,
-        ...(tlsInfo ? { tls: tlsInfo } : {}),
-        proxyProtocol: target.proxyProtocol,
-        xclientOffered,
-        xclientSent,
-      };
-      resolve({ socket: sock, loginReply, leftover, endpoint, link, ...(reader ? { reader } : {}) });
-    };
+  private arm(ms: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.apply(this.machine.timedOut(ms)), ms);
+  }
 
-    const arm = (ms: number): void => {
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => {
-        fail(new GatewayError('BACKEND_TIMEOUT', `${where}: no answer within ${ms} ms (${step.phase})`));
-      }, ms);
-    };
+  private startTls(): void {
+    const raw = this.raw;
+    // The TLS layer owns the connection from now on; raw keeps only its error listener.
+    raw.removeListener('data', this.onData);
+    raw.removeListener('end', this.onEnd);
+    raw.removeListener('close', this.onClose);
+    let s: TLSSocket;
+    try {
+      s = tlsConnect(tlsClientOptions(this.opts.target, raw, this.ca));
+    } catch (err) {
+      this.fail(new GatewayError('INTERNAL', `${this.where}: cannot start TLS: ${quote(String(err))}`, { cause: err }));
+      return;
+    }
+    this.secure = s;
+    this.sock = s;
+    s.once('secureConnect', this.onSecure);
+    this.attach(s);
+  }
 
-    const send = (line: string): void => {
-      sock.write(`${line}\r\n`);
-    };
+  private readonly onSecure = (): void => {
+    const s = this.secure;
+    if (this.settled || !s) return;
+    const info = describeTls(this.opts.target, s);
+    if (!info) {
+      this.fail(
+        new GatewayError('BACKEND_PROTOCOL', `${this.where}: TLS certificate verification failed: ${String(s.authorizationError)}`),
+      );
+      return;
+    }
+    this.tlsInfo = info;
+    this.apply(this.machine.tlsReady());
+  };
 
-    const startTls = (mode: 'starttls' | 'implicit'): void => {
-      if (settled) return;
-      step = { phase: 'tls' };
-      arm(mode === 'implicit' ? timeouts.connectMs : timeouts.greetingMs);
-      // The TLS layer owns the connection from now on; raw keeps only its error listener.
-      raw.removeListener('data', onData);
-      raw.removeListener('end', onEnd);
-      raw.removeListener('close', onClose);
-      const options: ConnectionOptions = {
-        socket: raw,
-        minVersion: 'TLSv1.2',
-        // tlsSocket.disableRenegotiation() only guards server sockets; a client refuses in OpenSSL.
-        secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
-        rejectUnauthorized: verify,
-        ...(ca ? { ca } : {}),
-        // SNI only for names (RFC 6066 forbids IP literals).
-        ...(isIP(checkName) ? {} : { servername: checkName }),
-        checkServerIdentity: verify ? (_host, cert) => checkBackendIdentity(checkName, cert) : () => undefined,
-      };
-      let s: TLSSocket;
-      try {
-        s = tlsConnect(options);
-      } catch (err) {
-        fail(new GatewayError('INTERNAL', `${where}: cannot start TLS: ${quote(String(err))}`, { cause: err }));
+  private readonly onConnect = (): void => {
+    const { observer, target } = this.opts;
+    if (observer) observer.connected((performance.now() - this.since) / 1000);
+    if (this.proxyHeader.length > 0) {
+      // The PROXY header goes first, before any TLS byte or command.
+      if (target.tls.mode === 'implicit') {
+        this.raw.write(this.proxyHeader, (err) => {
+          if (!err) this.apply(this.machine.connected());
+        });
         return;
       }
-      secure = s;
-      sock = s;
-      tlsModeInProgress = mode;
-      s.once('secureConnect', onSecure);
-      attach(s);
-    };
+      this.raw.write(this.proxyHeader);
+    }
+    this.apply(this.machine.connected());
+  };
 
-    const onSecure = (): void => {
-      const s = secure;
-      if (settled || !s) return;
-      if (verify && !s.authorized) {
-        // rejectUnauthorized already refuses these; never continue on an unverified link.
-        fail(
-          new GatewayError('BACKEND_PROTOCOL', `${where}: TLS certificate verification failed: ${String(s.authorizationError)}`),
-        );
-        return;
-      }
-      tlsInfo = {
-        mode: tlsModeInProgress,
-        protocol: s.getProtocol() ?? 'unknown',
-        cipher: s.getCipher().name,
-        verified: verify,
-        ...(verify ? { checkedName: checkName } : {}),
-      };
-      if (tlsModeInProgress === 'implicit') {
-        step = { phase: 'greeting' };
-        arm(timeouts.greetingMs);
-      } else {
-        afterGreeting();
-      }
-    };
+  private readonly onData = (chunk: Buffer): void => {
+    if (!this.settled) this.apply(this.machine.receive(chunk));
+  };
 
-    const onConnect = (): void => {
-      if (observer) observer.connected((performance.now() - since) / 1000);
-      if (proxyHeader.length > 0) {
-        // The PROXY header goes first, before any TLS byte or command.
-        if (tlsMode === 'implicit') {
-          raw.write(proxyHeader, (err) => {
-            if (!err) startTls('implicit');
-          });
-          return;
-        }
-        raw.write(proxyHeader);
-      }
-      if (tlsMode === 'implicit') {
-        startTls('implicit');
-        return;
-      }
-      step = { phase: 'greeting' };
-      arm(timeouts.greetingMs);
-    };
+  private readonly onError = (err: NodeJS.ErrnoException): void => {
+    const phase = this.machine.phase;
+    if (phase === 'tls') {
+      this.fail(tlsFailure(this.where, err));
+      return;
+    }
+    const errno = err.code ?? err.message;
+    const during = phase === 'connect' ? 'connect' : `${phase} (connection error)`;
+    this.fail(new GatewayError('BACKEND_UNREACHABLE', `${this.where}: ${errno} during ${during}`, { cause: err }));
+  };
 
-    const onError = (err: NodeJS.ErrnoException): void => {
-      if (step.phase === 'tls') {
-        fail(tlsFailure(where, err));
-        return;
-      }
-      const errno = err.code ?? err.message;
-      const during = step.phase === 'connect' ? 'connect' : `${step.phase} (connection error)`;
-      fail(new GatewayError('BACKEND_UNREACHABLE', `${where}: ${errno} during ${during}`, { cause: err }));
-    };
+  private readonly onEnd = (): void => this.apply(this.machine.closed('end'));
+  private readonly onClose = (): void => this.apply(this.machine.closed('close'));
 
-    const onEnd = (): void => {
-      if (step.phase === 'tls') {
-        fail(new GatewayError('BACKEND_UNREACHABLE', `${where}: connection closed by the backend during the TLS handshake`));
-        return;
-      }
-      fail(new GatewayError('BACKEND_PROTOCOL', `${where}: connection closed by the backend during ${step.phase}`));
-    };
+  private readonly onAbort = (): void => {
+    if (this.opts.signal) this.fail(abortReason(this.opts.signal));
+  };
 
-    const onClose = (): void => {
-      if (step.phase === 'tls') {
-        fail(new GatewayError('BACKEND_UNREACHABLE', `${where}: connection closed during the TLS handshake`));
-        return;
-      }
-      fail(new GatewayError('BACKEND_PROTOCOL', `${where}: connection closed during ${step.phase}`));
-    };
+  private attach(s: Socket): void {
+    s.on('data', this.onData);
+    s.on('error', this.onError);
+    s.on('end', this.onEnd);
+    s.on('close', this.onClose);
+  }
 
-    const onAbort = (): void => {
-      if (signal) fail(abortReason(signal));
-    };
+  private detach(s: Socket): void {
+    s.removeListener('data', this.onData);
+    s.removeListener('error', this.onError);
+    s.removeListener('end', this.onEnd);
+    s.removeListener('close', this.onClose);
+  }
 
-    /** After the greeting (and after STLS + handshake): STLS, XCLIENT or the login, whichever is next. */
-    const afterGreeting = (): void => {
-      if (tlsMode === 'starttls' && !tlsInfo) {
-        step = { phase: 'starttls' };
-        arm(timeouts.greetingMs);
-        send('STLS');
-        return;
-      }
-      if (xclientLine !== undefined && xclientOffered && !xclientSent) {
-        step = { phase: 'xclient' };
-        arm(timeouts.greetingMs);
-        send(xclientLine);
-        return;
-      }
-      beginLogin();
-    };
+  private cleanup(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.raw.removeListener('connect', this.onConnect);
+    this.detach(this.raw);
+    if (this.secure) {
+      this.detach(this.secure);
+      this.secure.removeListener('secureConnect', this.onSecure);
+    }
+    this.opts.signal?.removeEventListener('abort', this.onAbort);
+    this.machine.abandon(); // drops the secret if the login never started
+  }
 
-    const beginLogin = (): void => {
-      const l = login;
-      if (!l) return;
-      step = l.method === 'auth-plain' ? { phase: 'login', awaiting: 'auth' } : { phase: 'login', awaiting: 'user' };
-      if (observer) since = performance.now();
-      arm(timeouts.loginMs);
-      if (l.method === 'auth-plain') {
-        authToken = Buffer.from(`${l.authzid}\0${l.authcid}\0${l.password}`, 'utf8').toString('base64');
-        login = undefined;
-        send(`AUTH PLAIN ${authToken}`);
-      } else {
-        send(`USER ${l.user}`);
-      }
-    };
+  private fail(err: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    const phase = this.machine.phase;
+    if (err instanceof GatewayError) {
+      errorPhases.set(err, phase);
+      this.opts.observer?.failed(err.code, phase);
+    }
+    this.cleanup();
+    // A TLSSocket may still report the teardown ("socket disconnected before
+    // secure TLS connection was established"): nobody may be left unlistened.
+    this.secure?.on('error', ignore);
+    this.raw.on('error', ignore);
+    this.secure?.destroy();
+    this.raw.destroy();
+    this.reject(err);
+  }
 
-    /** Handles one complete response line; returns false once the machine has stopped reading lines. */
-    const onLine = (line: string): boolean => {
-      switch (step.phase) {
-        case 'greeting': {
-          if (!/^\+OK(\s|$)/i.test(line)) {
-            fail(new GatewayError('BACKEND_PROTOCOL', `${where}: bad greeting: ${quote(line)}`));
-            return false;
-          }
-          greeting = line;
-          xclientOffered = /\[XCLIENT\]/i.test(line);
-          afterGreeting();
-          return !settled;
-        }
-        case 'starttls': {
-          if (!/^\+OK(\s|$)/i.test(line)) {
-            fail(new GatewayError('BACKEND_PROTOCOL', `${where}: STLS refused: ${quote(line)}`));
-            return false;
-          }
-          if (buffer.length > 0) {
-            // Plaintext the backend (or someone on the path) queued behind its STLS answer
-            // would otherwise be read as if it came over TLS.
-            fail(new GatewayError('BACKEND_PROTOCOL', `${where}: ${buffer.length} bytes after the STLS answer, before TLS`));
-            return false;
-          }
-          startTls('starttls');
-          return false;
-        }
-        case 'xclient': {
-          if (!/^\+OK(\s|$)/i.test(line)) {
-            fail(new GatewayError('BACKEND_PROTOCOL', `${where}: XCLIENT refused: ${quote(line)}`));
-            return false;
-          }
-          xclientSent = true;
-          beginLogin();
-          return !settled;
-        }
-        case 'login':
-          return onLoginLine(line, step.awaiting);
-        default:
-          fail(new GatewayError('BACKEND_PROTOCOL', `${where}: unexpected data during ${step.phase}: ${quote(line)}`));
-          return false;
-      }
+  private succeed(done: Extract<LoginAction, { kind: 'done' }>): void {
+    if (this.settled) return;
+    this.settled = true;
+    const { observer, target } = this.opts;
+    if (observer) observer.loggedIn((performance.now() - this.since) / 1000);
+    this.sock.pause();
+    this.cleanup();
+    const link: BackendLinkInfo = {
+      greeting: done.facts.greeting,
+      ...(this.tlsInfo ? { tls: this.tlsInfo } : {}),
+      proxyProtocol: target.proxyProtocol,
+      xclientOffered: done.facts.xclientOffered,
+      xclientSent: done.facts.xclientSent,
     };
-
-    const onLoginLine = (line: string, awaiting: 'user' | 'pass' | 'auth' | 'auth-cont'): boolean => {
-      if (/^\+OK(\s|$)/i.test(line)) {
-        if (awaiting === 'user') {
-          const l = login;
-          if (!l || l.method !== 'user-pass') return false;
-          login = undefined;
-          step = { phase: 'login', awaiting: 'pass' };
-          send(`PASS ${l.password}`);
-          return true;
-        }
-        authToken = undefined;
-        const leftover = Buffer.from(buffer);
-        buffer = Buffer.alloc(0);
-        succeed(line, leftover);
-        return false;
-      }
-      if (/^-ERR(\s|$)/i.test(line)) {
-        const what = awaiting === 'user' ? 'USER' : awaiting === 'pass' ? 'PASS' : 'AUTH PLAIN';
-        fail(new GatewayError(classifyLoginFailure(line), `${where}: ${what} refused: ${quote(line)}`));
-        return false;
-      }
-      if (awaiting === 'auth' && /^\+(\s|$)/.test(line) && authToken !== undefined) {
-        // The backend ignored the initial response and asks for it now.
-        step = { phase: 'login', awaiting: 'auth-cont' };
-        const token = authToken;
-        authToken = undefined;
-        send(token);
-        return true;
-      }
-      fail(new GatewayError('BACKEND_PROTOCOL', `${where}: unexpected answer to login: ${quote(line)}`));
-      return false;
-    };
-
-    const onData = (chunk: Buffer): void => {
-      if (settled) return;
-      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
-      for (;;) {
-        const lf = buffer.indexOf(0x0a);
-        if (lf < 0) {
-          if (buffer.length > MAX_BACKEND_LINE) {
-            fail(new GatewayError('BACKEND_PROTOCOL', `${where}: response line longer than ${MAX_BACKEND_LINE} octets`));
-          }
-          return;
-        }
-        if (lf + 1 > MAX_BACKEND_LINE) {
-          fail(new GatewayError('BACKEND_PROTOCOL', `${where}: response line longer than ${MAX_BACKEND_LINE} octets`));
-          return;
-        }
-        const end = lf > 0 && buffer[lf - 1] === 0x0d ? lf - 1 : lf;
-        const line = buffer.toString('utf8', 0, end);
-        buffer = buffer.subarray(lf + 1);
-        if (!onLine(line)) return;
-      }
-    };
-
-    raw.once('connect', onConnect);
-    attach(raw);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    arm(timeouts.connectMs);
-  });
+    const endpoint = { host: target.host, port: target.port };
+    this.resolve({
+      socket: this.sock,
+      loginReply: done.loginReply,
+      leftover: done.leftover,
+      endpoint,
+      link,
+      ...(this.reader ? { reader: this.reader } : {}),
+    });
+  }
 }
 
 function ignore(): void {

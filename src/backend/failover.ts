@@ -1,12 +1,7 @@
 import { GatewayError, isGatewayError } from '../errors.js';
 import { hostPort } from '../net/index.js';
-import {
-  backendErrorPhase,
-  copyBackendErrorPhase,
-  openBackendSession,
-  PRE_LOGIN_PHASES,
-  type OpenBackendOptions,
-} from './client.js';
+import { backendErrorPhase, copyBackendErrorPhase, openBackendSession, type OpenBackendOptions } from './client.js';
+import { PRE_LOGIN_PHASES } from './login-machine.js';
 import type { BackendLinkSession, BackendTarget } from './types.js';
 
 export interface OpenBackendWithFailoverOptions extends Omit<OpenBackendOptions, 'target'> {

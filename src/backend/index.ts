@@ -12,16 +12,18 @@ export type {
   InternalLoginResolver,
   SpliceResult,
 } from './types.js';
+export { openBackendSession, backendErrorPhase, type OpenBackendOptions } from './client.js';
 export {
-  openBackendSession,
+  BackendLoginMachine,
   assertSafeCredentials,
-  backendErrorPhase,
   classifyLoginFailure,
   MAX_BACKEND_LINE,
   PRE_LOGIN_PHASES,
-  type OpenBackendOptions,
   type BackendPhase,
-} from './client.js';
+  type LoginAction,
+  type LoginFacts,
+  type LoginMachineOptions,
+} from './login-machine.js';
 export { openBackendWithFailover, isFailoverError, type OpenBackendWithFailoverOptions } from './failover.js';
 export { checkBackendIdentity } from './tls-identity.js';
 export {

@@ -21,8 +21,140 @@ export interface SpliceOptions {
 
 type EndedBy = SpliceResult['endedBy'];
 
-function isClosed(s: Duplex): boolean {
-  return s.closed;
+/** What both sides of a splice share: how it ended, the idle clock, its end. */
+interface Relay {
+  note(who: EndedBy, err?: Error): void;
+  /** A byte went through (the idle clock restarts). */
+  touch(): void;
+  /** Resolves once both sides are closed. */
+  settle(): void;
+}
+
+/**
+ * One side of a splice and the direction out of it: its bytes go to `peer`,
+ * it is paused while the peer's write buffer is full, its FIN half-closes the
+ * peer, and its loss cuts the peer. The same code serves the client and the
+ * backend; they differ only in `peerOnEnd` and the backend's shared reader.
+ */
+class Side {
+  /** Bytes relayed from this side to the peer. */
+  bytesOut = 0;
+  fin = false;
+  closed: boolean;
+  /** Paused because the peer's write buffer is full. */
+  private held = false;
+  peer!: Side;
+
+  constructor(
+    readonly name: 'client' | 'backend',
+    readonly socket: Duplex,
+    private readonly relay: Relay,
+    /**
+     * Release the peer when this side sends FIN: true for the backend, whose
+     * socket is not half-open (its FIN ends our writes to it too, so a client
+     * held for it would never drain).
+     */
+    private readonly releasePeerOnEnd: boolean,
+  ) {
+    this.closed = socket.closed;
+  }
+
+  /** Bytes this side already had in hand before the relay began: they go first. */
+  sendFirst(bytes: Buffer): void {
+    if (bytes.length === 0 || !this.peer.socket.writable) return;
+    this.bytesOut += bytes.length;
+    this.peer.socket.write(bytes);
+  }
+
+  readonly onData = (chunk: Buffer): void => {
+    const to = this.peer.socket;
+    if (!to.writable) return; // the peer is gone or half-closed: nowhere to go
+    this.bytesOut += chunk.length;
+    this.relay.touch();
+    if (!to.write(chunk)) this.hold();
+  };
+
+  /**
+   * A chunk from the shared read buffer (plaintext backends): copied (into
+   * a pooled relay buffer that the write hands back when done, for message
+   * bodies), so a relay allocates no memory per read.
+   */
+  readonly onView = (view: Buffer): boolean => {
+    const to = this.peer.socket;
+    if (!to.writable) return true;
+    this.bytesOut += view.length;
+    this.relay.touch();
+    const { chunk, done: written } = copyForWrite(view);
+    if (to.write(chunk, written)) return true;
+    this.hold();
+    return false;
+  };
+
+  /** This side's write buffer drained: the peer may send again. */
+  readonly onDrain = (): void => this.peer.release();
+
+  readonly onEnd = (): void => {
+    this.fin = true;
+    this.relay.note(this.name);
+    // end() is queued behind what was already written: the peer gets everything
+    // (for the client's FIN: its QUIT, if any). Never add a QUIT.
+    if (this.peer.socket.writable) this.peer.socket.end();
+    if (this.releasePeerOnEnd) this.peer.release();
+  };
+
+  readonly onError = (err: Error): void => {
+    this.relay.note(`${this.name}-error`, err);
+    this.peer.socket.destroy();
+    this.socket.destroy();
+  };
+
+  readonly onClose = (): void => {
+    this.closed = true;
+    if (!this.fin) {
+      // Dropped without FIN: the peer is cut (a backend never sees a QUIT).
+      this.relay.note(`${this.name}-error`);
+      this.peer.socket.destroy();
+    } else {
+      // Let the peer finish its answer into the void.
+      this.peer.release();
+    }
+    this.relay.settle();
+  };
+
+  private hold(): void {
+    this.held = true;
+    this.socket.pause();
+  }
+
+  private release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.socket.resume();
+  }
+
+  /** The listeners for the whole splice ('data' is added by flow()). */
+  listen(): void {
+    this.socket.on('error', this.onError);
+    this.socket.on('close', this.onClose);
+    this.socket.on('end', this.onEnd);
+    this.socket.on('drain', this.onDrain);
+  }
+
+  flow(): void {
+    this.socket.on('data', this.onData);
+  }
+
+  unlisten(): void {
+    for (const [event, fn] of [
+      ['data', this.onData],
+      ['end', this.onEnd],
+      ['error', this.onError],
+      ['close', this.onClose],
+      ['drain', this.onDrain],
+    ] as const) {
+      this.socket.removeListener(event, fn);
+    }
+  }
 }
 
 /**
@@ -36,140 +168,38 @@ function isClosed(s: Duplex): boolean {
  * rejects; every listener it adds is removed before it resolves.
  */
 export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
-  const { client, pendingClientBytes, idleTimeoutMs, signal } = opts;
-  const backend = opts.backend.socket;
-  const leftover = opts.backend.leftover;
-  const reader = opts.backend.reader;
+  const { pendingClientBytes, idleTimeoutMs, signal } = opts;
+  const { leftover, reader } = opts.backend;
   // 0 or a non-finite value disables the idle cut; setTimeout cannot wait longer than 2^31-1 ms.
   const idleMs = Number.isFinite(idleTimeoutMs) && idleTimeoutMs > 0 ? Math.min(idleTimeoutMs, 2 ** 31 - 1) : 0;
 
   return new Promise<SpliceResult>((resolve) => {
-    let bytesToBackend = 0;
-    let bytesToClient = 0;
     let endedBy: EndedBy | undefined;
     let error: Error | undefined;
-    let clientClosed = isClosed(client);
-    let backendClosed = isClosed(backend);
-    let clientFin = false;
-    let backendFin = false;
-    /** A side paused because the other side's write buffer is full. */
-    let clientHeld = false;
-    let backendHeld = false;
     let lastActivity = Date.now();
     let idleTimer: NodeJS.Timeout | undefined;
     let done = false;
 
-    const note = (who: EndedBy, err?: Error): void => {
-      if (endedBy !== undefined) return;
-      endedBy = who;
-      if (err) error = err;
+    const relay: Relay = {
+      note(who, err) {
+        if (endedBy !== undefined) return;
+        endedBy = who;
+        if (err) error = err;
+      },
+      touch() {
+        lastActivity = Date.now();
+      },
+      settle,
     };
+    const client = new Side('client', opts.client, relay, false);
+    const backend = new Side('backend', opts.backend.socket, relay, true);
+    client.peer = backend;
+    backend.peer = client;
 
     const cutBoth = (): void => {
-      client.destroy();
-      backend.destroy();
+      client.socket.destroy();
+      backend.socket.destroy();
     };
-
-    // --- client -> backend -------------------------------------------------
-    const onClientData = (chunk: Buffer): void => {
-      if (!backend.writable) return; // the backend is gone or half-closed: nowhere to go
-      bytesToBackend += chunk.length;
-      lastActivity = Date.now();
-      if (!backend.write(chunk)) {
-        clientHeld = true;
-        client.pause();
-      }
-    };
-    const onBackendDrain = (): void => {
-      if (clientHeld) {
-        clientHeld = false;
-        client.resume();
-      }
-    };
-    const onClientEnd = (): void => {
-      clientFin = true;
-      note('client');
-      // Flush what the client sent (its QUIT, if any) and half-close; never add a QUIT.
-      if (backend.writable) backend.end();
-    };
-    const onClientError = (err: Error): void => {
-      note('client-error', err);
-      backend.destroy();
-      client.destroy();
-    };
-    const onClientClose = (): void => {
-      clientClosed = true;
-      if (!clientFin) {
-        // Dropped without FIN: the backend must not see a QUIT.
-        note('client-error');
-        backend.destroy();
-      } else if (backendHeld) {
-        // Let the backend finish its answer into the void.
-        backendHeld = false;
-        backend.resume();
-      }
-      settle();
-    };
-
-    // --- backend -> client -------------------------------------------------
-    const onBackendData = (chunk: Buffer): void => {
-      if (!client.writable) return;
-      bytesToClient += chunk.length;
-      lastActivity = Date.now();
-      if (!client.write(chunk)) {
-        backendHeld = true;
-        backend.pause();
-      }
-    };
-    /**
-     * A chunk from the shared read buffer (plaintext backends): copied (into
-     * a pooled relay buffer that the write hands back when done, for message
-     * bodies), so a relay allocates no memory per read.
-     */
-    const onBackendView = (view: Buffer): boolean => {
-      if (!client.writable) return true;
-      bytesToClient += view.length;
-      lastActivity = Date.now();
-      const { chunk, done: written } = copyForWrite(view);
-      if (client.write(chunk, written)) return true;
-      backendHeld = true;
-      backend.pause();
-      return false;
-    };
-    const onClientDrain = (): void => {
-      if (backendHeld) {
-        backendHeld = false;
-        backend.resume();
-      }
-    };
-    const onBackendEnd = (): void => {
-      backendFin = true;
-      note('backend');
-      // end() is queued behind the data already written: the client gets everything.
-      if (client.writable) client.end();
-      if (clientHeld) {
-        clientHeld = false;
-        client.resume();
-      }
-    };
-    const onBackendError = (err: Error): void => {
-      note('backend-error', err);
-      client.destroy();
-      backend.destroy();
-    };
-    const onBackendClose = (): void => {
-      backendClosed = true;
-      if (!backendFin) {
-        note('backend-error');
-        client.destroy();
-      } else if (clientHeld) {
-        clientHeld = false;
-        client.resume();
-      }
-      settle();
-    };
-
-    // --- timers and shutdown -----------------------------------------------
     const checkIdle = (): void => {
       idleTimer = undefined;
       if (done) return;
@@ -178,80 +208,55 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
         idleTimer = setTimeout(checkIdle, left);
         return;
       }
-      note('idle-timeout');
+      relay.note('idle-timeout');
       cutBoth();
     };
     const onAbort = (): void => {
-      note('shutdown');
+      relay.note('shutdown');
       cutBoth();
     };
 
-    const detach = (): void => {
-      client.removeListener('data', onClientData);
-      client.removeListener('end', onClientEnd);
-      client.removeListener('error', onClientError);
-      client.removeListener('close', onClientClose);
-      client.removeListener('drain', onClientDrain);
-      backend.removeListener('data', onBackendData);
-      backend.removeListener('end', onBackendEnd);
-      backend.removeListener('error', onBackendError);
-      backend.removeListener('close', onBackendClose);
-      backend.removeListener('drain', onBackendDrain);
+    function settle(): void {
+      if (done || !client.closed || !backend.closed) return;
+      done = true;
+      client.unlisten();
+      backend.unlisten();
       reader?.setSink(undefined);
       signal?.removeEventListener('abort', onAbort);
       if (idleTimer) clearTimeout(idleTimer);
       idleTimer = undefined;
-    };
-
-    function settle(): void {
-      if (done || !clientClosed || !backendClosed) return;
-      done = true;
-      detach();
-      const result: SpliceResult = {
-        bytesToBackend,
-        bytesToClient,
+      resolve({
+        bytesToBackend: client.bytesOut,
+        bytesToClient: backend.bytesOut,
         endedBy: endedBy ?? 'client',
         ...(error ? { error } : {}),
-      };
-      resolve(result);
+      });
     }
 
-    client.on('error', onClientError);
-    client.on('close', onClientClose);
-    client.on('end', onClientEnd);
-    client.on('drain', onClientDrain);
-    backend.on('error', onBackendError);
-    backend.on('close', onBackendClose);
-    backend.on('end', onBackendEnd);
-    backend.on('drain', onBackendDrain);
+    client.listen();
+    backend.listen();
     signal?.addEventListener('abort', onAbort, { once: true });
 
     if (signal?.aborted) {
       onAbort();
-    } else if (clientClosed || backendClosed) {
+    } else if (client.closed || backend.closed) {
       // One side was already gone before the splice started.
-      if (clientClosed) onClientClose();
-      if (backendClosed) onBackendClose();
+      if (client.closed) client.onClose();
+      if (backend.closed) backend.onClose();
     } else {
       // Order matters: what each side already had in hand goes first.
-      if (leftover.length > 0 && client.writable) {
-        bytesToClient += leftover.length;
-        client.write(leftover);
-      }
-      if (pendingClientBytes.length > 0 && backend.writable) {
-        bytesToBackend += pendingClientBytes.length;
-        backend.write(pendingClientBytes);
-      }
-      client.on('data', onClientData);
-      // With a reader, reads come through onBackendView; 'data' still carries
+      backend.sendFirst(leftover);
+      client.sendFirst(pendingClientBytes);
+      client.flow();
+      // With a reader, reads come through onView; 'data' still carries
       // anything the Readable had buffered before the relay began.
-      backend.on('data', onBackendData);
-      reader?.setSink(onBackendView);
-      client.resume();
-      backend.resume();
+      backend.flow();
+      reader?.setSink(backend.onView);
+      client.socket.resume();
+      backend.socket.resume();
       // The client may have sent its last commands and FIN before the login
       // finished: its 'end' has already fired, so pass the FIN on now.
-      if (client.readableEnded) onClientEnd();
+      if (client.socket.readableEnded) client.onEnd();
       if (idleMs > 0) idleTimer = setTimeout(checkIdle, idleMs);
     }
     settle();

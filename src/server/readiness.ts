@@ -6,7 +6,9 @@
  * backends however often /readyz is asked.
  */
 import { connect } from 'node:net';
+import { readGreeting } from '../backend/login-machine.js';
 import { encodeProxyHeader, hostPort } from '../net/index.js';
+import { LineFramer } from '../pop3/framer.js';
 import type { BackendTarget } from '../backend/types.js';
 import type { ReadinessCheck } from '../observability/admin-server.js';
 
@@ -25,7 +27,8 @@ export const BACKEND_PROBE_TTL_MS = 2_000;
 export function probeBackend(target: BackendTarget, timeoutMs: number = BACKEND_PROBE_TIMEOUT_MS): Promise<string | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host: target.host, port: target.port });
-    let buffered = '';
+    // The login machine's own greeting step: same framing, line cap and +OK test.
+    const framer = new LineFramer(256);
     let settled = false;
     const finish = (reason: string | undefined): void => {
       if (settled) return;
@@ -39,7 +42,10 @@ export function probeBackend(target: BackendTarget, timeoutMs: number = BACKEND_
       setTimeout(() => socket.destroy(), 1_000).unref();
       resolve(reason);
     };
-    const timer = setTimeout(() => finish(`no ${buffered === '' ? 'connection or greeting' : 'complete greeting'} within ${timeoutMs} ms`), timeoutMs);
+    const timer = setTimeout(
+      () => finish(`no ${framer.bufferedBytes === 0 ? 'connection or greeting' : 'complete greeting'} within ${timeoutMs} ms`),
+      timeoutMs,
+    );
     timer.unref();
     socket.once('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
     socket.once('close', () => finish('connection closed before the greeting'));
@@ -49,14 +55,11 @@ export function probeBackend(target: BackendTarget, timeoutMs: number = BACKEND_
       if (target.tls.mode === 'implicit') finish(undefined);
     });
     socket.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('latin1');
-      const lf = buffered.indexOf('\n');
-      if (lf < 0) {
-        if (buffered.length > 2048) finish('greeting line too long');
-        return;
-      }
-      const line = buffered.slice(0, lf).replace(/\r$/, '');
-      finish(/^\+OK(\s|$)/i.test(line) ? undefined : `bad greeting: ${line.slice(0, 80).replace(/[^\x20-\x7e]/g, '?')}`);
+      framer.push(chunk);
+      const greeting = readGreeting(framer, 'latin1');
+      if (greeting === undefined) return;
+      if (greeting.kind === 'overflow') finish('greeting line too long');
+      else finish(greeting.kind === 'ok' ? undefined : `bad greeting: ${greeting.text.slice(0, 80).replace(/[^\x20-\x7e]/g, '?')}`);
     });
   });
 }
