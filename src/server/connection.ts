@@ -426,7 +426,8 @@ export class ClientConnection {
             failureDelayMs: this.ctx.failureDelayMs,
           });
           const { principal, krbFailure } = failure;
-          await this.loginFailed(refused, { mechanism: 'GSSAPI', ...(principal ? { principal } : {}) }, krbFailure !== undefined ? { krbFailure } : {});
+          const who = { mechanism: 'GSSAPI', ...(principal ? { principal } : {}) } as const;
+          await this.loginFailed(refused, who, krbFailure !== undefined ? { krbFailure } : {});
         }
         if (this.closed) return;
         this.run(actions);

@@ -48,7 +48,9 @@ export function kerberosFailureCode(err: unknown): ErrorCode {
  * Runs the GSSAPI steps the protocol core asks for against one acceptor
  * context per exchange, and hands the results back to the core. Owns the
  * context's lifetime: a new one per exchange, released as soon as the core
- * needs nothing more from it.
+ * needs nothing more from it. A refused step comes back with its failure
+ * (GssStep): auditing, counting and delaying it is the connection's
+ * failed-login path, shared with password logins.
  */
 export class GssBridge {
   private acceptor: GssAcceptor | undefined;

@@ -50,7 +50,8 @@ export interface Refusal {
  * authorize what Kerberos / a client certificate authenticated) → pick the
  * backend(s) → internal credentials → backend login. Owns the failure
  * policy: every failure, whichever way it came, is counted and delayed the
- * same way (`LoginFailure`). Never rejects.
+ * same way (`LoginFailure`). Failures resolve, never reject (the throttle
+ * fails open, so counting one cannot fail either).
  */
 export interface LoginService {
   login(request: LoginRequest): Promise<LoginResult>;

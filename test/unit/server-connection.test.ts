@@ -154,6 +154,15 @@ async function loginAsked(h: Harness): Promise<LoginRequest> {
 
 const auditLines = (h: Harness): LogRecord[] => h.logs.filter((l) => l.event === 'login');
 
+/** Greeted, USER/PASS sent, the service asked (and not yet answered). */
+async function loginPending(): Promise<{ h: Harness; request: LoginRequest }> {
+  const h = open();
+  expect(await h.reader.next()).toMatch(/^\+OK /);
+  h.client.write('USER alice\r\nPASS secret\r\n');
+  expect(await h.reader.next()).toBe('+OK');
+  return { h, request: await loginAsked(h) };
+}
+
 afterEach(() => {
   vi.useRealTimers();
   for (const h of harnesses.splice(0)) {
@@ -228,14 +237,6 @@ describe('ClientConnection: STLS', () => {
 });
 
 describe('ClientConnection: the client leaves mid-login', () => {
-  async function loginPending(): Promise<{ h: Harness; request: LoginRequest }> {
-    const h = open();
-    expect(await h.reader.next()).toMatch(/^\+OK /);
-    h.client.write('USER alice\r\nPASS secret\r\n');
-    expect(await h.reader.next()).toBe('+OK');
-    return { h, request: await loginAsked(h) };
-  }
-
   /** A crash (RST): the server's socket closes with an error, no FIN first. */
   const drop = (h: Harness): void => void h.server.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
 
@@ -272,11 +273,7 @@ describe('ClientConnection: the client leaves mid-login', () => {
 describe('ClientConnection: the failure delay comes from the result', () => {
   it('holds a failed password login’s reply back for the result’s delay, then answers with the catalogue reply', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    const h = open();
-    expect(await h.reader.next()).toMatch(/^\+OK /);
-    h.client.write('USER alice\r\nPASS wrong\r\n');
-    expect(await h.reader.next()).toBe('+OK');
-    await loginAsked(h);
+    const { h } = await loginPending();
     // Not ctx.failureDelayMs (2 s): the service's policy decided (a throttle's delay).
     h.login.resolve({ ok: false, error: new GatewayError('AUTH_FAILED', 'bad-password'), delayMs: 4_000 });
     await settle();
@@ -294,11 +291,7 @@ describe('ClientConnection: the failure delay comes from the result', () => {
 
   it('answers a failure without a delay at once', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    const h = open();
-    expect(await h.reader.next()).toMatch(/^\+OK /);
-    h.client.write('USER alice\r\nPASS secret\r\n');
-    expect(await h.reader.next()).toBe('+OK');
-    await loginAsked(h);
+    const { h } = await loginPending();
     h.login.resolve({ ok: false, error: new GatewayError('VERIFIER_UNAVAILABLE', 'down'), delayMs: 0 });
     expect(await h.reader.next()).toBe(errorReply('VERIFIER_UNAVAILABLE'));
     expect(auditLines(h)).toMatchObject([{ level: 50, outcome: 'failure', code: 'VERIFIER_UNAVAILABLE', delayMs: 0 }]);
