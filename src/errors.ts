@@ -121,6 +121,8 @@ export class GatewayError extends Error {
  */
 export function errorReply(code: ErrorCode, text?: string): string {
   const e: CatalogueEntry = ERRORS[code];
+  // Control characters are what the reply must not carry (a CR LF would end the line early).
+  // eslint-disable-next-line no-control-regex
   const shown = text === undefined ? e.text : clip(text.replace(/[\x00-\x1f\x7f]/g, ' ').trim(), 200) || e.text;
   return e.resp ? `-ERR [${e.resp}] ${shown}` : `-ERR ${shown}`;
 }
