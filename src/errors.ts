@@ -70,6 +70,26 @@ export const ERRORS = {
 export type ErrorCode = keyof typeof ERRORS;
 
 /**
+ * Why a client connection is closed (its `closing` debug line and the
+ * `closing connection` info line): the catalogue code of the reply that said
+ * why, or one of these, where no catalogue reply was sent.
+ */
+export type CloseReason =
+  | ErrorCode
+  /** The client's QUIT (before the relay). */
+  | 'QUIT'
+  /** The client's FIN before the relay. */
+  | 'client closed'
+  /** The gateway stops (after a SHUTTING_DOWN reply). */
+  | 'shutdown'
+  /** The STLS handshake failed, or TLS broke before the relay. */
+  | 'tls error'
+  /** STLS accepted without a handshaker (a misconfiguration the core should have refused). */
+  | 'STLS without TLS'
+  /** The KPOP preamble was refused (its audit line says why). */
+  | 'KPOP handshake failed';
+
+/**
  * A failure with a catalogue code. `detail` is for the log only (it may name
  * the backend's text or a file path); the client sees the catalogue text.
  */
@@ -80,12 +100,6 @@ export class GatewayError extends Error {
   readonly clientText: string | undefined;
   /** Close after replying even if the catalogue would not (nginx: failure without Auth-Wait). */
   readonly closeAfter: boolean;
-  /**
-   * Set by the login throttle on AUTH_FAILED: how long the connection waits
-   * before replying (replaces auth.failureDelay). Undefined: the default.
-   */
-  delayMs: number | undefined = undefined;
-
   constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; clientText?: string; closeAfter?: boolean }) {
     super(detail ? `${code}: ${detail}` : code, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'GatewayError';
@@ -107,6 +121,8 @@ export class GatewayError extends Error {
  */
 export function errorReply(code: ErrorCode, text?: string): string {
   const e: CatalogueEntry = ERRORS[code];
+  // Control characters are what the reply must not carry (a CR LF would end the line early).
+  // eslint-disable-next-line no-control-regex
   const shown = text === undefined ? e.text : clip(text.replace(/[\x00-\x1f\x7f]/g, ' ').trim(), 200) || e.text;
   return e.resp ? `-ERR [${e.resp}] ${shown}` : `-ERR ${shown}`;
 }

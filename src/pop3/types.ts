@@ -118,7 +118,7 @@ export type Pop3Action =
   /** The client is logged in: hand the socket and any buffered bytes to the backend splice. */
   | { readonly kind: 'relay' }
   /** Flush the preceding replies, then close the connection. */
-  | { readonly kind: 'close'; readonly reason: string };
+  | { readonly kind: 'close'; readonly reason: ErrorCode | 'QUIT' };
 
 /**
  * SASL mechanisms the session implements, and where each is usable:

@@ -1,9 +1,9 @@
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { spliceSessions } from '../backend/splice.js';
 import type { BackendSession } from '../backend/types.js';
-import { errorReply, GatewayError, isGatewayError } from '../errors.js';
+import { errorReply, type CloseReason } from '../errors.js';
 import { LineFramer } from '../pop3/framer.js';
 import { Pop3Session } from '../pop3/session.js';
 import type { ClientContext } from '../auth/types.js';
@@ -14,7 +14,7 @@ import { isRenegotiationAttempt, type TlsHandshaker } from './tls-handshaker.js'
 import type { GssAcceptor } from '../kerberos/types.js';
 import { GssBridge, type GssAction } from './gss-bridge.js';
 import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
-import type { LoginService } from './login-service.js';
+import type { LoginFailure, LoginRequest, LoginResult, LoginService, LoginSuccess } from './login-service.js';
 import type { ListenerMetrics, Metrics, RefusalReason } from '../observability/metrics.js';
 import { auditLogin } from './login-audit.js';
 
@@ -35,6 +35,7 @@ export interface ConnectionContext {
   readonly login: LoginService;
   readonly preAuthTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** auth.failureDelay, handed to the login service (whose policy decides each failure's delay). */
   readonly failureDelayMs: number;
   /**
    * limits.greetingDelay: listen this long before greeting; bytes meanwhile
@@ -52,7 +53,24 @@ export interface ConnectionContext {
 const CRLF = '\r\n';
 
 /** Pre-dispatch refusals of the protocol core that count as refused connections. */
-const EARLY_REFUSALS: ReadonlySet<string> = new Set<RefusalReason>(['TLS_ON_PLAINTEXT_PORT', 'HTTP_ON_POP3_PORT', 'EARLY_TALKER']);
+const EARLY_REFUSALS: ReadonlySet<CloseReason> = new Set<RefusalReason & CloseReason>(['TLS_ON_PLAINTEXT_PORT', 'HTTP_ON_POP3_PORT', 'EARLY_TALKER']);
+
+/** Who an attempt's audit line names before the service answers. */
+interface AttemptFields {
+  readonly mechanism: LoginCredentials['mechanism'];
+  /** The name the client gave (USER / authcid, or the requested authorization name); none on a refused GSSAPI token. */
+  readonly user?: string;
+  readonly principal?: string | undefined;
+}
+
+/** `principalBound`: a KPOP connection has the principal in its bindings already (pino would repeat the key). */
+function attemptFields(c: LoginCredentials, principalBound: boolean): AttemptFields {
+  return {
+    mechanism: c.mechanism,
+    user: 'username' in c ? c.username : c.requestedUser,
+    principal: 'principal' in c && !principalBound ? c.principal : undefined,
+  };
+}
 
 /**
  * Glue between one client socket and the sans-I/O protocol core: feeds lines
@@ -80,7 +98,8 @@ export class ClientConnection {
   private destroyTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private relaying = false;
-  private loggedFailure: string | undefined;
+  /** The code of the failed login already audited (its close is not logged twice). */
+  private loggedFailure: CloseReason | undefined;
   private endAfterLogin = false;
   /** A renegotiation attempt was logged (Node may report one twice). */
   private renegotiationRefused = false;
@@ -135,7 +154,7 @@ export class ClientConnection {
       ...(tls ? { cipher: socket.getCipher()?.name } : {}),
     };
     this.log = logger.child(this.bindings);
-    this.gss = new GssBridge(ctx.gss, () => this.log, ctx.metrics);
+    this.gss = new GssBridge(ctx.gss, ctx.metrics);
     ctx.listenerMetrics.sessionStarted();
   }
 
@@ -398,15 +417,19 @@ export class ClientConnection {
     this.socket.pause();
     gss
       .handle(action, session)
-      .then(async (actions) => {
-        if (this.closed) return;
-        const failure = gss.lastFailure;
+      .then(async ({ actions, failure }) => {
         if (failure) {
-          this.loggedFailure = failure;
-          // A refused token is a failed login like a wrong password: the throttle counts it.
-          if (failure === 'AUTH_FAILED') await this.delayAfterGssFailure();
-          if (this.closed) return;
+          // A refused token is a failed login like a wrong password: counted, audited and delayed alike.
+          const refused = await this.ctx.login.recordFailure(this.clientContext(), {
+            error: failure.error,
+            claimedUser: '',
+            failureDelayMs: this.ctx.failureDelayMs,
+          });
+          const { principal, krbFailure } = failure;
+          const who = { mechanism: 'GSSAPI', ...(principal ? { principal } : {}) } as const;
+          await this.loginFailed(refused, who, krbFailure !== undefined ? { krbFailure } : {});
         }
+        if (this.closed) return;
         this.run(actions);
         this.resumeIfIdle();
       })
@@ -416,18 +439,6 @@ export class ClientConnection {
       });
   }
 
-  /** Counts a refused GSSAPI token against the client's address; waits the throttle's delay (or auth.failureDelay). */
-  private async delayAfterGssFailure(): Promise<void> {
-    let delayMs = this.ctx.failureDelayMs;
-    try {
-      const throttled = await this.ctx.login.recordFailure(this.clientContext(), '');
-      if (throttled > 0) delayMs = throttled;
-    } catch (err) {
-      this.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'login throttle unavailable; GSSAPI failure not counted');
-    }
-    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs).unref());
-  }
-
   /** Read again once the core is waiting for the client (not for us). */
   private resumeIfIdle(): void {
     if (this.closed || this.relaying || !this.session || this.session.awaiting) return;
@@ -435,95 +446,72 @@ export class ClientConnection {
     this.pump();
   }
 
+  /** The login hand-off: ask the service, then relay, or answer its failure (after its delay). */
   private async authenticate(credentials: LoginCredentials): Promise<void> {
     this.socket.pause();
-    const mechanism = credentials.mechanism;
     const started = process.hrtime.bigint();
-    let backend: BackendSession | undefined;
-    let user = 'username' in credentials ? credentials.username : credentials.requestedUser;
-    // A KPOP connection has the principal in its bindings already (pino would repeat the key).
-    const principal = 'principal' in credentials && this.bindings.principal === undefined ? credentials.principal : undefined;
-    let failure: GatewayError | undefined;
+    const who = attemptFields(credentials, this.bindings.principal !== undefined);
     this.loginAttempts++;
-    const pendingLogin = new AbortController();
-    this.pendingLogin = pendingLogin;
-    try {
-      const result = await this.ctx.login.login({
-        credentials,
-        client: this.clientContext(),
-        tls: this.socket instanceof TLSSocket,
-        ...(this.certificate?.user !== undefined ? { certificateUser: this.certificate.user } : {}),
-        signal: pendingLogin.signal,
-      });
-      backend = result.backend;
-      user = result.user;
-    } catch (err) {
-      if (pendingLogin.signal.aborted) {
-        // The client left (or the gateway is stopping) mid-login: not a login failure.
-        auditLogin(this.log, this.ctx.metrics, 'info', { outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
-        return;
-      }
-      const gw = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
-      failure = gw;
-      this.loggedFailure = gw.code;
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      // The login throttle's delay (auth.throttle), when it set one, replaces auth.failureDelay.
-      const delayMs = gw.delayMs ?? (gw.code === 'AUTH_FAILED' ? this.ctx.failureDelayMs : 0);
-      auditLogin(
-        this.log,
-        this.ctx.metrics,
-        gw.entry.level,
-        { outcome: 'failure', mechanism, user, principal, code: gw.code, reason: gw.detail, ms, delayMs },
-        'login failed',
-      );
-      if (delayMs > 0) {
-        await new Promise((r) => setTimeout(r, delayMs).unref());
-      }
-    } finally {
-      if (this.pendingLogin === pendingLogin) this.pendingLogin = undefined;
-    }
-
-    if (this.closed) {
-      // The client left while we were logging in: the backend gets no QUIT.
-      if (backend) {
-        // The backend accepted just as the client went: still the attempt's one audit line.
-        auditLogin(this.log, this.ctx.metrics, 'info', { outcome: 'abandoned', mechanism, user, principal }, 'login abandoned');
-        backend.socket.destroy();
-      }
-      return;
-    }
-    const session = this.session;
-    if (!session) {
-      // Unreachable (a login needs a session); never leave a backend connection behind.
-      backend?.socket.destroy();
-      this.close('INTERNAL');
-      return;
-    }
-    if (failure !== undefined || !backend) {
-      const gw = failure ?? new GatewayError('INTERNAL', 'login produced no backend');
-      this.run(
-        session.loginFailed(gw.code, {
-          ...(gw.clientText !== undefined ? { text: gw.clientText } : {}),
-          ...(gw.closeAfter ? { close: true } : {}),
-        }),
-      );
-      if (this.endAfterLogin) this.close('client closed');
-      this.resumeIfIdle();
-      return;
-    }
-
+    const pending = new AbortController();
+    this.pendingLogin = pending;
+    const result = await this.ctx.login.login(this.loginRequest(credentials, pending.signal)).finally(() => {
+      if (this.pendingLogin === pending) this.pendingLogin = undefined;
+    });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    // The client left (or the gateway is stopping) mid-login, or just as the backend accepted.
+    if (pending.signal.aborted || (result.ok && this.closed)) this.loginAbandoned(who, result);
+    else if (result.ok) this.loggedIn(result, who, ms);
+    else await this.loginRefused(result, who, ms);
+  }
+
+  private loginRequest(credentials: LoginCredentials, signal: AbortSignal): LoginRequest {
+    return {
+      credentials,
+      client: this.clientContext(),
+      tls: this.socket instanceof TLSSocket,
+      ...(this.certificate?.user !== undefined ? { certificateUser: this.certificate.user } : {}),
+      failureDelayMs: this.ctx.failureDelayMs,
+      signal,
+    };
+  }
+
+  /** Not a login failure; the backend, if it accepted, is cut without QUIT (so it commits nothing). */
+  private loginAbandoned(who: AttemptFields, result: LoginResult): void {
+    if (result.ok) result.backend.socket.destroy();
+    auditLogin(this.log, this.ctx.metrics, 'info', { outcome: 'abandoned', ...who }, 'login abandoned');
+  }
+
+  private loggedIn({ user, backend }: LoginSuccess, who: AttemptFields, ms: number): void {
     this.rebind({ user });
-    auditLogin(
-      this.log,
-      this.ctx.metrics,
-      'info',
-      { outcome: 'success', mechanism, principal, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms },
-      'login succeeded',
-    );
+    const { mechanism, principal } = who;
+    const fields = { outcome: 'success', mechanism, principal, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms } as const;
+    auditLogin(this.log, this.ctx.metrics, 'info', fields, 'login succeeded');
     this.loggedInWith = mechanism;
     this.ctx.listenerMetrics.sessionLoggedIn(mechanism);
     this.startRelay(backend);
+  }
+
+  /** Audit, wait the result's delay, then the core's reply (an auth service's text, its close). */
+  private async loginRefused(result: LoginFailure, who: AttemptFields, ms: number): Promise<void> {
+    await this.loginFailed(result, who, { ms, delayMs: result.delayMs });
+    const { error } = result;
+    if (this.closed || !this.session) return;
+    const opts = { ...(error.clientText !== undefined ? { text: error.clientText } : {}), ...(error.closeAfter ? { close: true } : {}) };
+    this.run(this.session.loginFailed(error.code, opts));
+    if (this.endAfterLogin) this.close('client closed');
+    this.resumeIfIdle();
+  }
+
+  /**
+   * The one failure path of a login attempt (password, challenge, Kerberos,
+   * GSSAPI token): its audit line, then the result's delay before the reply.
+   */
+  private async loginFailed(failure: LoginFailure, who: AttemptFields, extra: Record<string, unknown>): Promise<void> {
+    const { error } = failure;
+    this.loggedFailure = error.code;
+    const fields = { outcome: 'failure', ...who, code: error.code, reason: error.detail, ...extra } as const;
+    auditLogin(this.log, this.ctx.metrics, error.entry.level, fields, 'login failed');
+    if (failure.delayMs > 0 && !this.closed) await new Promise((r) => setTimeout(r, failure.delayMs).unref());
   }
 
   private startRelay(backend: BackendSession): void {
@@ -568,7 +556,7 @@ export class ClientConnection {
     this.certificate = undefined;
   }
 
-  private close(reason: string): void {
+  private close(reason: CloseReason): void {
     if (this.closed) return;
     this.closed = true;
     this.log.debug({ reason }, 'closing');

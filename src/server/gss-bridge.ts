@@ -1,17 +1,31 @@
 import { performance } from 'node:perf_hooks';
-import type { Logger } from 'pino';
-import { ERRORS, type ErrorCode } from '../errors.js';
+import { GatewayError, type ErrorCode } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { KerberosError, type GssAcceptor } from '../kerberos/types.js';
 import type { Pop3Session } from '../pop3/session.js';
 import type { Pop3Action } from '../pop3/types.js';
-import { auditLogin } from './login-audit.js';
 
 function assertNever(x: never): never {
   throw new Error(`unexpected GSS action ${JSON.stringify(x)}`);
 }
 
 export type GssAction = Extract<Pop3Action, { kind: 'gssAccept' | 'gssWrap' | 'gssUnwrap' }>;
+
+/** A refused exchange: a failed login the connection audits, counts and delays like any other. */
+export interface GssFailure {
+  /** Its detail is the audit line's `reason`. */
+  readonly error: GatewayError;
+  /** Known when the context was established and a later step failed. */
+  readonly principal?: string;
+  /** The KerberosError's failure kind (`internal` for anything else); absent when no step ran. */
+  readonly krbFailure?: string;
+}
+
+/** What one step hands back: the core's answer, and the failure when the step refused the exchange. */
+export interface GssStep {
+  readonly actions: Pop3Action[];
+  readonly failure?: GssFailure;
+}
 
 /** Client-caused Kerberos failures are bad credentials; the rest is our trouble. */
 export function kerberosFailureCode(err: unknown): ErrorCode {
@@ -34,19 +48,19 @@ export function kerberosFailureCode(err: unknown): ErrorCode {
  * Runs the GSSAPI steps the protocol core asks for against one acceptor
  * context per exchange, and hands the results back to the core. Owns the
  * context's lifetime: a new one per exchange, released as soon as the core
- * needs nothing more from it.
+ * needs nothing more from it. A refused step comes back with its failure
+ * (GssStep): auditing, counting and delaying it is the connection's
+ * failed-login path, shared with password logins.
  */
 export class GssBridge {
   private acceptor: GssAcceptor | undefined;
 
   constructor(
     private readonly createAcceptor: (() => GssAcceptor) | undefined,
-    private readonly log: () => Logger,
     private readonly metrics: Metrics,
   ) {}
 
-  async handle(action: GssAction, session: Pop3Session): Promise<Pop3Action[]> {
-    this.lastFailure = undefined;
+  async handle(action: GssAction, session: Pop3Session): Promise<GssStep> {
     try {
       switch (action.kind) {
         case 'gssAccept': {
@@ -66,12 +80,12 @@ export class GssBridge {
           }
           this.metrics.kerberosCheck('gssapi', (performance.now() - started) / 1000);
           const principal = acceptor.client;
-          return session.gssAcceptResult({ done: r.done, output: r.output, ...(principal ? { principal } : {}) });
+          return { actions: session.gssAcceptResult({ done: r.done, output: r.output, ...(principal ? { principal } : {}) }) };
         }
         case 'gssWrap':
-          return session.gssWrapped(await this.current().wrap(action.data));
+          return { actions: session.gssWrapped(await this.current().wrap(action.data)) };
         case 'gssUnwrap':
-          return session.gssUnwrapped(await this.current().unwrap(action.token));
+          return { actions: session.gssUnwrapped(await this.current().unwrap(action.token)) };
         default:
           return assertNever(action);
       }
@@ -84,21 +98,12 @@ export class GssBridge {
     }
   }
 
-  /** The code of the failure the last handle() logged, if it failed (so the close is not logged twice). */
-  lastFailure: ErrorCode | undefined;
-
-  private fail(session: Pop3Session, code: ErrorCode, reason: string, krbFailure?: string): Pop3Action[] {
-    this.lastFailure = code;
-    // Known when the context was established and a later step failed.
+  private fail(session: Pop3Session, code: ErrorCode, reason: string, krbFailure?: string): GssStep {
     const principal = this.acceptor?.client;
-    auditLogin(
-      this.log(),
-      this.metrics,
-      ERRORS[code].level,
-      { outcome: 'failure', mechanism: 'GSSAPI', code, reason, ...(principal ? { principal } : {}), ...(krbFailure !== undefined ? { krbFailure } : {}) },
-      'login failed',
-    );
-    return session.gssFailed(code);
+    return {
+      actions: session.gssFailed(code),
+      failure: { error: new GatewayError(code, reason), ...(principal ? { principal } : {}), ...(krbFailure !== undefined ? { krbFailure } : {}) },
+    };
   }
 
   private current(): GssAcceptor {

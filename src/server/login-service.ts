@@ -13,10 +13,13 @@ export interface LoginRequest {
   readonly tls: boolean;
   /** The user a verified TLS client certificate names (SASL EXTERNAL). */
   readonly certificateUser?: string;
+  /** auth.failureDelay of the client's listener: the wait before an AUTH_FAILED reply when the throttle sets none. */
+  readonly failureDelayMs: number;
   readonly signal: AbortSignal;
 }
 
 export interface LoginSuccess {
+  readonly ok: true;
   /** Local user name: from the verifier, or mapped from the Kerberos principal / certificate. */
   readonly user: string;
   readonly backend: BackendSession;
@@ -24,21 +27,36 @@ export interface LoginSuccess {
   readonly mappedBy?: string;
 }
 
+/** A refused login: the catalogue error (its code decides the reply) and how long the reply waits. */
+export interface LoginFailure {
+  readonly ok: false;
+  readonly error: GatewayError;
+  /** The throttle's delay on AUTH_FAILED (it replaces auth.failureDelay), else auth.failureDelay on AUTH_FAILED, else 0. */
+  readonly delayMs: number;
+}
+
+export type LoginResult = LoginSuccess | LoginFailure;
+
+/** A failure decided before login() was reached: an AUTH GSSAPI token refused (replayed, forged, skewed). */
+export interface Refusal {
+  readonly error: GatewayError;
+  /** The name the client claimed ('' before it named one): the throttle's user key. */
+  readonly claimedUser: string;
+  readonly failureDelayMs: number;
+}
+
 /**
  * Turns a client's credentials into a logged-in backend session: verify (or
  * authorize what Kerberos / a client certificate authenticated) → pick the
- * backend(s) → internal credentials → backend login. Rejects with a
- * GatewayError whose code decides the client's reply.
+ * backend(s) → internal credentials → backend login. Owns the failure
+ * policy: every failure, whichever way it came, is counted and delayed the
+ * same way (`LoginFailure`). Failures resolve, never reject (the throttle
+ * fails open, so counting one cannot fail either).
  */
 export interface LoginService {
-  login(request: LoginRequest): Promise<LoginSuccess>;
-  /**
-   * Counts a failed login decided before login() was reached (an AUTH
-   * GSSAPI token refused: replayed, forged, skewed) against the client's
-   * address, and the claimed user when known. Resolves the delay the
-   * throttle wants before the reply (0 without a throttle or when exempt).
-   */
-  recordFailure(client: ClientContext, claimedUser: string): Promise<number>;
+  login(request: LoginRequest): Promise<LoginResult>;
+  /** Counts a refusal (AUTH_FAILED) against the client's address and claimed user, as login() counts its own. */
+  recordFailure(client: ClientContext, refusal: Refusal): Promise<LoginFailure>;
 }
 
 /** Where users go: exact user, then domain, then the default backend(s). */
@@ -175,70 +193,69 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
     return deps.resolver.resolve(user, deps.resolver.mode === 'passthrough' ? password : undefined);
   }
 
+  /**
+   * The one failure path: an AUTH_FAILED counts against the throttle (when
+   * it is on), whose delay then replaces auth.failureDelay; every other code
+   * is our trouble or already a refusal, answered at once.
+   */
+  async function failed(error: GatewayError, ip: string, claimed: string, failureDelayMs: number): Promise<LoginFailure> {
+    if (error.code !== 'AUTH_FAILED') return { ok: false, error, delayMs: 0 };
+    const t = deps.throttle ? await deps.throttle.failed(ip, claimed) : undefined;
+    if (t?.locked) metrics?.throttle('lockout');
+    if (!t || t.exempt) return { ok: false, error, delayMs: failureDelayMs };
+    if (t.delayMs > 0) metrics?.throttle('delay');
+    return { ok: false, error, delayMs: t.delayMs };
+  }
+
+  async function attempt(req: LoginRequest, claimed: string): Promise<LoginSuccess> {
+    const { throttle } = deps;
+    const ip = req.client.remoteAddress;
+    // A locked address or user is refused before its credentials are checked.
+    if (throttle && (await throttle.check(ip, claimed)).locked) {
+      metrics?.throttle('refused');
+      throw new GatewayError('LOGIN_THROTTLED', 'address or user locked out after repeated failed logins');
+    }
+    const { outcome, password, mappedBy } = await verifyCredentials(req);
+    if (!outcome.ok) {
+      // An auth service's own failure text goes to the client; like nginx, close unless it said Auth-Wait.
+      throw new GatewayError(
+        'AUTH_FAILED',
+        outcome.reason,
+        outcome.clientText !== undefined ? { clientText: outcome.clientText, closeAfter: outcome.retryable !== true } : {},
+      );
+    }
+    await throttle?.succeeded(ip, claimed);
+    req.signal.throwIfAborted();
+    const user = outcome.user;
+    const targets = outcome.route?.endpoint ? [deps.routes.targetFor(outcome.route.endpoint)] : deps.routes.targetsFor(user);
+    const login = await backendLogin(user, outcome.route, password);
+    const backend = await openBackendWithFailover({
+      targets,
+      timeouts: deps.timeouts,
+      login,
+      signal: req.signal,
+      ...(observer ? { observer } : {}),
+      client: {
+        address: req.client.remoteAddress,
+        port: req.client.remotePort,
+        localAddress: req.client.localAddress,
+        localPort: req.client.localPort,
+      },
+    });
+    return { ok: true, user, backend, ...(mappedBy !== undefined ? { mappedBy } : {}) };
+  }
+
   return {
-    async recordFailure(client, claimed) {
-      if (!deps.throttle) return 0;
-      const t = await deps.throttle.failed(client.remoteAddress, claimed);
-      if (t.locked) metrics?.throttle('lockout');
-      if (t.exempt || t.delayMs <= 0) return 0;
-      metrics?.throttle('delay');
-      return t.delayMs;
-    },
+    recordFailure: (client, refusal) => failed(refusal.error, client.remoteAddress, refusal.claimedUser, refusal.failureDelayMs),
     async login(req) {
-      const { throttle } = deps;
-      const ip = req.client.remoteAddress;
       const claimed = claimedUser(req);
-      // A locked address or user is refused before its credentials are checked.
-      if (throttle && (await throttle.check(ip, claimed)).locked) {
-        metrics?.throttle('refused');
-        throw new GatewayError('LOGIN_THROTTLED', 'address or user locked out after repeated failed logins');
-      }
-      // Every AUTH_FAILED counts (Kerberos and EXTERNAL refusals too); the throttle sets the reply's delay.
-      const counted = async (err: GatewayError): Promise<GatewayError> => {
-        const t = throttle ? await throttle.failed(ip, claimed) : undefined;
-        if (t?.locked) metrics?.throttle('lockout');
-        if (t && !t.exempt) {
-          err.delayMs = t.delayMs;
-          if (t.delayMs > 0) metrics?.throttle('delay');
-        }
-        return err;
-      };
-      let verified: Awaited<ReturnType<typeof verifyCredentials>>;
       try {
-        verified = await verifyCredentials(req);
+        return await attempt(req, claimed);
       } catch (err) {
-        throw isGatewayError(err) && err.code === 'AUTH_FAILED' ? await counted(err) : err;
+        // Every AUTH_FAILED counts (Kerberos and EXTERNAL refusals too); anything not from the catalogue is a bug of ours.
+        const error = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
+        return failed(error, req.client.remoteAddress, claimed, req.failureDelayMs);
       }
-      const { outcome, password, mappedBy } = verified;
-      if (!outcome.ok) {
-        // An auth service's own failure text goes to the client; like nginx, close unless it said Auth-Wait.
-        throw await counted(
-          new GatewayError(
-            'AUTH_FAILED',
-            outcome.reason,
-            outcome.clientText !== undefined ? { clientText: outcome.clientText, closeAfter: outcome.retryable !== true } : {},
-          ),
-        );
-      }
-      await throttle?.succeeded(ip, claimed);
-      req.signal.throwIfAborted();
-      const user = outcome.user;
-      const targets = outcome.route?.endpoint ? [deps.routes.targetFor(outcome.route.endpoint)] : deps.routes.targetsFor(user);
-      const login = await backendLogin(user, outcome.route, password);
-      const backend = await openBackendWithFailover({
-        targets,
-        timeouts: deps.timeouts,
-        login,
-        signal: req.signal,
-        ...(observer ? { observer } : {}),
-        client: {
-          address: req.client.remoteAddress,
-          port: req.client.remotePort,
-          localAddress: req.client.localAddress,
-          localPort: req.client.localPort,
-        },
-      });
-      return { user, backend, ...(mappedBy !== undefined ? { mappedBy } : {}) };
     },
   };
 }

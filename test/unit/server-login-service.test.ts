@@ -1,0 +1,78 @@
+/**
+ * The login service's failure policy, without a backend: every failure
+ * resolves as a LoginFailure with the catalogue error and its delay, counted
+ * once by the throttle when it is an AUTH_FAILED, whether it came through
+ * login() (password) or recordFailure() (a refused GSSAPI token).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { LoginThrottle, MemoryFailureStore } from '../../src/auth/throttle.js';
+import type { ClientContext, PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
+import type { InternalLoginResolver } from '../../src/backend/types.js';
+import { GatewayError } from '../../src/errors.js';
+import { createLoginService, type LoginRequest, type LoginResult } from '../../src/server/login-service.js';
+
+const client: ClientContext = { remoteAddress: '192.0.2.7', remotePort: 40000, localAddress: '192.0.2.1', localPort: 110, loginAttempt: 1, listener: 'pop3' };
+
+const stores: MemoryFailureStore[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) void s.close();
+});
+
+function service(verify: () => Promise<VerifyOutcome>, throttled = false) {
+  const verifier: PasswordVerifier = { name: 'fake', verify, close: () => {} };
+  const store = new MemoryFailureStore({ sweepIntervalMs: 0 });
+  stores.push(store);
+  const throttle = throttled ? new LoginThrottle({ store, delays: [4_000, 8_000], maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000 }) : undefined;
+  return createLoginService({
+    verifier,
+    resolver: {} as InternalLoginResolver, // never reached: every login here fails before the backend
+    routes: { targetsFor: () => [], targetFor: () => ({}) as never },
+    timeouts: { connectMs: 1_000, greetingMs: 1_000, loginMs: 1_000 },
+    ...(throttle ? { throttle } : {}),
+  });
+}
+
+const request = (): LoginRequest => ({
+  credentials: { mechanism: 'USER', username: 'alice', password: 'wrong' },
+  client,
+  tls: true,
+  failureDelayMs: 2_000,
+  signal: new AbortController().signal,
+});
+
+const failure = (r: LoginResult): { code: string; detail: string | undefined; delayMs: number } => {
+  if (r.ok) throw new Error('expected a failure');
+  return { code: r.error.code, detail: r.error.detail, delayMs: r.delayMs };
+};
+
+describe('createLoginService: failures are results', () => {
+  const badPassword = () => Promise.resolve<VerifyOutcome>({ ok: false, reason: 'bad-password' });
+
+  it('AUTH_FAILED waits auth.failureDelay without a throttle', async () => {
+    expect(failure(await service(badPassword).login(request()))).toEqual({ code: 'AUTH_FAILED', detail: 'bad-password', delayMs: 2_000 });
+  });
+
+  it('with the throttle on, its delay replaces auth.failureDelay and grows; once locked, LOGIN_THROTTLED is answered at once', async () => {
+    const s = service(badPassword, true);
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) delays.push(failure(await s.login(request())).delayMs);
+    expect(delays).toEqual([4_000, 8_000, 8_000]);
+    expect(failure(await s.login(request()))).toMatchObject({ code: 'LOGIN_THROTTLED', delayMs: 0 });
+  });
+
+  it('a verifier that cannot answer is VERIFIER_UNAVAILABLE, not counted, no delay', async () => {
+    const s = service(() => Promise.reject(new Error('ECONNREFUSED')), true);
+    for (let i = 0; i < 4; i++) expect(failure(await s.login(request()))).toMatchObject({ code: 'VERIFIER_UNAVAILABLE', delayMs: 0 });
+  });
+
+  it('a refused GSSAPI token (recordFailure) is counted by the same throttle as password failures', async () => {
+    const s = service(badPassword, true);
+    const refused = await s.recordFailure(client, { error: new GatewayError('AUTH_FAILED', 'replay'), claimedUser: '', failureDelayMs: 2_000 });
+    expect(refused).toMatchObject({ ok: false, delayMs: 4_000 });
+    expect(refused.error.code).toBe('AUTH_FAILED');
+    // The address's second failure: the throttle's second delay.
+    expect(failure(await s.login(request())).delayMs).toBe(8_000);
+    const internal = await s.recordFailure(client, { error: new GatewayError('INTERNAL', 'no acceptor'), claimedUser: '', failureDelayMs: 2_000 });
+    expect(internal.delayMs).toBe(0);
+  });
+});
