@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { hashPassword } from '../auth/index.js';
+import { isValidPop3User } from '../kerberos/principal-mapper.js';
 
 /** Read one password: from a pipe as the first line, from a terminal twice without echo. */
 async function readPassword(): Promise<string> {
@@ -25,7 +26,7 @@ async function readPassword(): Promise<string> {
 }
 
 export async function runHashPassword(opts: { user: string | undefined; algorithm: 'scrypt' | 'bcrypt' }): Promise<number> {
-  if (opts.user !== undefined && (opts.user === '' || /[:\s\x00-\x1f]/.test(opts.user))) {
+  if (opts.user !== undefined && !isValidPop3User(opts.user)) {
     process.stderr.write('popgate hash-password: user names cannot be empty or contain ":", spaces or control characters\n');
     return 2;
   }

@@ -26,6 +26,18 @@
  * after the first unescaped `@`, and `\/ \@ \\ \n \t \b \0` escapes (any other
  * escaped character stands for itself).
  */
+// Whitespace (any Unicode space), C0 controls, DEL and ':' (the user-file separator).
+// eslint-disable-next-line no-control-regex -- the controls are what is refused
+const BAD_USER_CHARS = /[\s\x00-\x1f\x7f:]/u;
+
+/**
+ * A usable POP3 user name: non-empty, no whitespace, control characters or
+ * `:`. One rule for the user file, mapped principals, certificate names and
+ * `popgate hash-password`, so a name accepted in one place works in the others.
+ */
+export function isValidPop3User(user: string): boolean {
+  return user.length > 0 && !BAD_USER_CHARS.test(user);
+}
 
 /** Longest principal string considered (longer ones are 'malformed'). */
 export const MAX_PRINCIPAL_LENGTH = 1024;
@@ -103,16 +115,10 @@ export function canonicalPrincipal(s: string): string | undefined {
   return p === undefined ? undefined : unparsePrincipal(p);
 }
 
-// Whitespace (any Unicode space), C0 controls, DEL and ':' (the user-file separator).
-const BAD_USER_CHARS = /[\s\x00-\x1f\x7f:]/u;
-
-/** A usable POP3 user name: non-empty, no whitespace, control characters or `:`. */
-export function isValidPop3User(user: string): boolean {
-  return user.length > 0 && !BAD_USER_CHARS.test(user);
-}
 
 /** A realm name as written in configuration: non-empty, no whitespace/controls, `/`, `@` or `\`. */
 export function isValidRealm(realm: string): boolean {
+  // eslint-disable-next-line no-control-regex -- the controls are what is refused
   return realm.length > 0 && !/[\s\x00-\x1f\x7f/@\\]/u.test(realm);
 }
 

@@ -1,4 +1,5 @@
 import type { TLSSocket } from 'node:tls';
+import { isValidPop3User } from '../kerberos/principal-mapper.js';
 
 export interface ClientCertIdentity {
   /** nginx Auth-SSL-Verify: SUCCESS | FAILED:<reason> | NONE. */
@@ -50,6 +51,6 @@ export function clientCertIdentity(socket: TLSSocket, rule: IdentityRule): Clien
   }
   if (name && rule.stripDomain) name = name.replace(/@[^@]*$/, '');
   // Must be usable as a POP3 user name.
-  const user = name && /^[^\s:\x00-\x1f]+$/.test(name) ? name : undefined;
+  const user = name && isValidPop3User(name) ? name : undefined;
   return { verify: 'SUCCESS', ...facts, ...(user ? { user } : {}) };
 }

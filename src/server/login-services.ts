@@ -180,7 +180,7 @@ export function servicesCloser(log: Logger): (old: Services, alive: readonly Ser
 export function currentLoginService(services: Generations<Services>): LoginService {
   return {
     login: (request) => services.use((s) => s.login.login(request)),
-    recordFailure: (client, claimedUser) => services.use((s) => s.login.recordFailure(client, claimedUser)),
+    recordFailure: (client, refusal) => services.use((s) => s.login.recordFailure(client, refusal)),
   };
 }
 
