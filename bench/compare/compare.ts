@@ -1,16 +1,16 @@
 /**
  * popgate side by side with nginx's mail proxy (issue 7), same machine, same
- * run. Part of `npm run bench` (after the other parts); alone with
- * `BENCH_COMPARE_ONLY=1 npm run bench`.
+ * run. Part of `npm run bench` (alone: `BENCH_PARTS=compare`).
  *
  * On 127.0.0.1, each in a process of its own:
- *  - backends: the benchmark's private Dovecot (master user) and a lean
- *    in-memory one (bench/compare/fast-backend.ts), so that logins/s measure
- *    the proxies and not Dovecot's fork-per-login;
+ *  - backends: the benchmark's private Dovecot (master user) and the
+ *    in-memory one (bench/lib/backend-child.ts, started by bench/run.ts), so
+ *    that logins/s measure the proxies and not Dovecot's fork-per-login;
  *  - an nginx `auth_http` service (bench/compare/auth-service.ts, Node http,
  *    keep-alive) answering OK + the backend + internal credentials;
- *  - nginx's mail proxy (Debian's nginx + libnginx-mod-mail), twice: one
- *    worker (like popgate's one event loop) and `worker_processes auto`;
+ *  - nginx's mail proxy (Debian's nginx + libnginx-mod-mail): one worker
+ *    (like popgate's one event loop), `worker_processes auto`, and one worker
+ *    without TLS session tickets;
  *  - popgate twice: `auth.verifiers: [http]` against that same service (the
  *    same work as nginx: USER/PASS from Auth-User/Auth-Pass at the backend)
  *    and with its own user file (scrypt ln=10) + master login;
@@ -18,33 +18,18 @@
  *  - the load generator (bench/compare/load-worker.ts), which competes for
  *    the same 2 cores and whose CPU is reported too.
  *
- * Scenarios, BENCH_RUNS runs each (interleaved across paths), median (min–max):
- *  1. full logins over implicit TLS (new TLS session per login; plus a row
- *     with session resumption) with AUTH PLAIN, on the fast backend and on
+ * Scenarios, settings.runs runs each (interleaved across paths), median (min–max):
+ *  1. full logins over implicit TLS (new TLS session per login; plus rows
+ *     with session resumption) with AUTH PLAIN, on the in-memory backend and on
  *     Dovecot, at several concurrencies: logins/s and CPU per login of every
  *     process involved;
  *  2. relay throughput of a 50 MB RETR through TLS: MB/s, CPU s/GB;
  *  3. 10,000 idle authenticated TLS sessions: RSS (and popgate's heap) per session;
  *  4. STAT latency added by each proxy over a direct plaintext STAT;
- *  5. KPOP/GSSAPI (popgate only), cited from the Kerberos part of the same
- *     run or measured here against the fast backend.
- * Writes bench/results/compare.md, compare-logins.svg and compare.json (raw
- * figures; bench/compare/render.ts re-renders the other two from it).
- *
- * Knobs (environment): BENCH_RUNS (default 5; BENCH_COMPARE_RUNS overrides it
- * here), BENCH_COMPARE_LOGIN_SECONDS (1.25 per login run),
- * BENCH_COMPARE_WARMUP_SECONDS (0.5, untimed, per path and concurrency),
- * BENCH_COMPARE_CONCURRENCIES (1,32,256), BENCH_COMPARE_DOVECOT_CONCURRENCIES
- * (1,32), BENCH_COMPARE_RESUME_CONCURRENCY (32; 0 = no resumption rows),
- * BENCH_COMPARE_RETRS (4 RETRs per relay run), BENCH_COMPARE_BIG_MB (50),
- * BENCH_COMPARE_STAT_SAMPLES (2000 per run), BENCH_COMPARE_IDLE_SESSIONS
- * (10000, capped by RLIMIT_NOFILE; 0 = skip), BENCH_COMPARE_IDLE_CONCURRENCY
- * (64), BENCH_COMPARE_KERBEROS (1: KPOP/GSSAPI measured on the fast backend; 0: the Kerberos part's Dovecot figures cited, or skipped),
- * BENCH_COMPARE_KRB_RUNS (min(runs, 3)), BENCH_COMPARE_KRB_SECONDS (2),
- * BENCH_COMPARE_CPU_PROF (0; 1 = popgate runs with --cpu-prof, profiles kept
- * in a temp dir named in the report).
- * A trial run: BENCH_COMPARE_ONLY=1 BENCH_RUNS=1 BENCH_COMPARE_LOGIN_SECONDS=0.5
- * BENCH_COMPARE_IDLE_SESSIONS=1000 npm run bench (about 2 minutes).
+ *  5. KPOP/GSSAPI (popgate only), cited from the Kerberos part of the same run.
+ * Writes bench/results/compare.md and compare-logins.svg (in git) and
+ * compare.json (the raw figures, not in git; bench/compare/render.ts
+ * re-renders the other two from it). Settings: bench/lib/settings.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -56,92 +41,42 @@ import { hashPassword } from '../../src/auth/password-hash.js';
 import type { TestPki } from '../../test/helpers/certs.js';
 import type { DovecotInstance } from '../../test/helpers/dovecot.js';
 import { freePort } from '../../test/helpers/ports.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, envNumber, log, sleep, spawnGateway, waitForGreeting, type GatewayChild, baseMachineInfo } from '../common.js';
-import { runKerberosBench, type KerberosResults } from '../kerberos.js';
-import { clockTicksPerSecond, readMachineCpu } from '../proc-cpu.js';
+import type { KerberosResults } from '../kerberos.js';
 import {
-  HERE,
-  LoadWorker,
-  MemProbe,
-  NGINX_BIN,
-  STUNNEL_BIN,
-  raiseNofile,
-  startNginx,
+  BENCH_DIST,
+  Cleanup,
+  GATEWAY_MAIN,
+  HOST,
+  REPO_ROOT,
+  baseMachineInfo,
+  log,
+  sleep,
+  spawnGateway,
   startNodeChild,
-  startStunnel,
   versionOf,
+  waitForGreeting,
   waitReady,
   type Child,
-  type NginxInstance,
-} from './children.js';
+  type GatewayChild,
+} from '../lib/process.js';
+import { clockTicksPerSecond, fdCount, machineBusyPct, rssKiB, type MeterSpec } from '../lib/procfs.js';
+import type { BenchSettings } from '../lib/settings.js';
+import { LoadWorker, MemProbe, NGINX_BIN, STUNNEL_BIN, raiseNofile, startNginx, startStunnel, type NginxInstance } from './children.js';
 import type { IdleCheckResult, IdleOpenResult, LoginsResult, ProbeResult, RetrResult, StatResult, WireTarget } from './load-worker.js';
-import { fdCount, rssKiB, type MeterSpec } from './meter.js';
 import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta } from './report.js';
 
 // ------------------------------------------------------------------ settings
 
-const flag = (name: string, fallback = false): boolean => {
-  const v = (process.env[name] ?? '').toLowerCase();
-  return v === '' ? fallback : !['0', 'false', 'no', 'off'].includes(v);
-};
-
-function envList(name: string, fallback: readonly number[]): number[] {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return [...fallback];
-  const list = raw.split(',').map((s) => Number(s.trim()));
-  if (list.some((n) => !Number.isSafeInteger(n) || n < 1)) throw new Error(`${name} must be a comma-separated list of integers >= 1, got ${JSON.stringify(raw)}`);
-  return list;
-}
-
-export interface CompareSettings {
-  readonly runs: number;
-  readonly loginSeconds: number;
-  readonly warmupSeconds: number;
-  readonly concurrencies: number[];
-  readonly dovecotConcurrencies: number[];
-  readonly resumeConcurrency: number | undefined;
-  readonly retrs: number;
-  readonly bigBytes: number;
-  readonly statSamples: number;
-  idleSessions: number;
-  readonly idleConcurrency: number;
-  readonly krbRuns: number;
-  readonly krbSeconds: number;
-  readonly kerberos: boolean;
-  readonly cpuProf: boolean;
-}
-
-function settings(): CompareSettings {
-  const runs = Math.round(envNumber('BENCH_COMPARE_RUNS', envNumber('BENCH_RUNS', 5, 1), 1));
-  const resume = Math.round(envNumber('BENCH_COMPARE_RESUME_CONCURRENCY', 32, 0));
-  return {
-    runs,
-    loginSeconds: envNumber('BENCH_COMPARE_LOGIN_SECONDS', 1.25, 0.2),
-    warmupSeconds: envNumber('BENCH_COMPARE_WARMUP_SECONDS', 0.5, 0),
-    concurrencies: envList('BENCH_COMPARE_CONCURRENCIES', [1, 32, 256]),
-    // Dovecot's stock pop3-login service (a process per connection, process_limit 100) queues 256
-    // simultaneous logins past the client's 20 s timeout: 256 only shows Dovecot queueing.
-    dovecotConcurrencies: envList('BENCH_COMPARE_DOVECOT_CONCURRENCIES', [1, 32]),
-    resumeConcurrency: resume > 0 ? resume : undefined,
-    retrs: Math.round(envNumber('BENCH_COMPARE_RETRS', 4, 1)),
-    bigBytes: Math.round(envNumber('BENCH_COMPARE_BIG_MB', 50, 1) * 1e6),
-    statSamples: Math.round(envNumber('BENCH_COMPARE_STAT_SAMPLES', 2000, 10)),
-    idleSessions: Math.round(envNumber('BENCH_COMPARE_IDLE_SESSIONS', 10_000, 0)),
-    idleConcurrency: Math.round(envNumber('BENCH_COMPARE_IDLE_CONCURRENCY', 64, 1)),
-    krbRuns: Math.round(envNumber('BENCH_COMPARE_KRB_RUNS', Math.min(runs, 3), 1)),
-    krbSeconds: envNumber('BENCH_COMPARE_KRB_SECONDS', 2, 0.2),
-    kerberos: flag('BENCH_COMPARE_KERBEROS', true),
-    cpuProf: flag('BENCH_COMPARE_CPU_PROF', false),
-  };
-}
+/** bench/lib/settings.ts's `compare` section and the run count (recorded in compare.json). */
+export type CompareSettings = BenchSettings['compare'] & { readonly runs: number };
 
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
 const MD_FILE = path.join(RESULTS_DIR, 'compare.md');
 const SVG_FILE = path.join(RESULTS_DIR, 'compare-logins.svg');
-/** Every run's raw figures (to re-check, or re-render with bench/compare/render.ts). */
-const JSON_FILE = path.join(RESULTS_DIR, 'compare.json');
+/** Every run's raw figures (to re-check, or re-render with bench/compare/render.ts); generated, not in git. */
+export const JSON_FILE = path.join(RESULTS_DIR, 'compare.json');
 const CHEAP_LOG_N = 10;
-const MEM_PRELOAD = path.join(HERE, 'mem-preload.js');
+const MEM_PRELOAD = path.join(BENCH_DIST, 'compare/mem-preload.js');
 
 export interface CompareInput {
   readonly cleanup: Cleanup;
@@ -151,8 +86,19 @@ export interface CompareInput {
   readonly dovecotUser: { readonly name: string; readonly password: string };
   readonly pki: TestPki;
   readonly ca: Buffer;
-  /** The Kerberos part's results from the same run (full `npm run bench`, logging in to Dovecot): cited only with BENCH_COMPARE_KERBEROS=0. */
+  /** The in-memory backend (bench/lib/backend-child.ts) and its `fastuser` password. */
+  readonly fast: FastBackend;
+  readonly settings: CompareSettings;
+  /** The Kerberos part's results from the same run, cited in section 5 (absent: that part did not run). */
   readonly kerberos?: KerberosResults;
+}
+
+export interface FastBackend {
+  readonly child: Child;
+  readonly port: number;
+  readonly bigSize: number;
+  readonly smallSize: number;
+  readonly fastPassword: string;
 }
 
 // ------------------------------------------------------------------ the rig
@@ -215,12 +161,8 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
   cleanup.add('remove comparison work dir', () => rm(work, { recursive: true, force: true }));
   const ca = input.ca.toString('latin1');
 
-  // Fast backend.
-  const fast = startNodeChild('fast backend', 'fast-backend.js', [JSON.stringify({ masterUser: master.name, masterPassword: master.password, bigBytes: s.bigBytes })]);
-  cleanup.add('stop fast backend', () => fast.stop());
-  const [fastPortText, bigText, smallText] = await waitReady(fast);
-  const fastPort = Number(fastPortText);
-  log(`compare: fast backend pid ${fast.pid} on ${HOST}:${fastPort} (message 1: ${bigText} bytes, message 2: ${smallText} bytes)`);
+  const fast = input.fast.child;
+  const fastPort = input.fast.port;
 
   // Auth service.
   const front = { fast: `front-fast-${randomBytes(8).toString('hex')}`, alice: `front-alice-${randomBytes(8).toString('hex')}` };
@@ -234,7 +176,7 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
       backendPass: master.password,
     },
   };
-  const auth = startNodeChild('auth service', 'auth-service.js', [JSON.stringify({ users: authUsers })]);
+  const auth = startNodeChild('auth service', 'compare/auth-service.js', [JSON.stringify({ users: authUsers })]);
   cleanup.add('stop auth service', () => auth.stop());
   const authPort = Number((await waitReady(auth))[0]);
   log(`compare: auth_http service pid ${auth.pid} on ${HOST}:${authPort}`);
@@ -245,7 +187,7 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
   const stunnel = await startStunnel({ dir: work, port: pStunnel, backendPort: fastPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
   cleanup.add('stop stunnel', () => stunnel.stop());
   log(`compare: stunnel pid ${stunnel.pid} on ${HOST}:${pStunnel} -> fast backend`);
-  const pipe = startNodeChild('node TLS pipe', 'tls-pipe.js', [JSON.stringify({ cert: pki.certFile, key: pki.keyFile, backendPort: fastPort })], {
+  const pipe = startNodeChild('node TLS pipe', 'compare/tls-pipe.js', [JSON.stringify({ cert: pki.certFile, key: pki.keyFile, backendPort: fastPort })], {
     execArgv: ['--expose-gc', '--import', MEM_PRELOAD],
     ipc: true,
   });
@@ -413,8 +355,8 @@ routing:
     work,
     fast,
     fastPort,
-    bigSize: Number(bigText),
-    smallSize: Number(smallText),
+    bigSize: input.fast.bigSize,
+    smallSize: input.fast.smallSize,
     auth,
     authPort,
     worker,
@@ -442,12 +384,12 @@ function target(rig: Rig, p: PathRt, backend: BackendId): WireTarget {
   const tls = p.tlsPath ? { tls: { ca: rig.ca, servername: 'localhost' } } : {};
   if (p.id === 'direct') {
     return backend === 'fast'
-      ? { label: 'direct fast backend', host: HOST, port: rig.fastPort, user: 'fastuser', password: 'any' }
+      ? { label: 'direct fast backend', host: HOST, port: rig.fastPort, user: 'fastuser', password: rig.input.fast.fastPassword }
       : { label: 'direct Dovecot', host: HOST, port: rig.input.dovecot.port, user: rig.input.dovecotUser.name, password: rig.input.dovecotUser.password };
   }
   if (p.family === 'baseline') {
     if (backend !== 'fast') throw new Error(`${p.id} only fronts the fast backend`);
-    return { label: p.id, host: HOST, port: p.port, ...tls, user: 'fastuser', password: 'any' };
+    return { label: p.id, host: HOST, port: p.port, ...tls, user: 'fastuser', password: rig.input.fast.fastPassword };
   }
   return backend === 'fast'
     ? { label: `${p.id} -> fast backend`, host: HOST, port: p.port, ...tls, user: 'fastuser', password: rig.front.fast }
@@ -518,7 +460,7 @@ async function loginRun(rig: Rig, cell: LoginCell, p: PathRt, durationMs: number
   );
 }
 
-async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, concurrencies: number[], pathIds: PathId[], resume: boolean): Promise<void> {
+async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, concurrencies: readonly number[], pathIds: PathId[], resume: boolean): Promise<void> {
   const { s } = rig;
   for (const c of concurrencies) {
     const group: Array<{ cell: LoginCell; p: PathRt }> = [];
@@ -643,16 +585,10 @@ function machineInfo(): MachineInfo {
   };
 }
 
-async function machineBusyPct(ms: number): Promise<number> {
-  const a = readMachineCpu().busyMs;
-  await sleep(ms);
-  return ((readMachineCpu().busyMs - a) / ms) * 100;
-}
-
 // ------------------------------------------------------------------ main
 
 export async function runCompare(input: CompareInput): Promise<CompareResults> {
-  const s = settings();
+  const s = { ...input.settings };
   const startedAt = new Date();
   const t0 = performance.now();
   const notes: string[] = [];
@@ -688,7 +624,7 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
     const allTls: PathId[] = ['stunnel', 'node-tls', 'popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
     const proxies: PathId[] = ['popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
     await loginScenario(rig, logins, 'fast', s.concurrencies, ['direct', ...allTls, 'nginx-1-nt'], false);
-    if (s.resumeConcurrency !== undefined) await loginScenario(rig, logins, 'fast', [s.resumeConcurrency], allTls, true);
+    if (s.resumeConcurrency > 0) await loginScenario(rig, logins, 'fast', [s.resumeConcurrency], allTls, true);
     phase('logins on the fast backend');
     await loginScenario(rig, logins, 'dovecot', s.dovecotConcurrencies, ['direct', ...proxies], false);
     phase('logins on Dovecot');
@@ -712,29 +648,8 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
       notes.push(`popgate ran with --cpu-prof; profiles in ${rig.profDir} (kept)`);
     }
 
-    let kerberos: CompareResults['kerberos'];
-    // Measured again on the fast backend even when the benchmark's own Kerberos part ran: that
-    // part logs in to Dovecot, whose ~100 logins/s would be the KPOP target's figure.
-    if (s.kerberos) {
-      log(`compare: Kerberos (popgate only): the benchmark's Kerberos part, ${s.krbRuns} runs of ${s.krbSeconds} s, popgate logging in to the FAST backend`);
-      const results = await runKerberosBench({
-        cleanup: input.cleanup,
-        runs: s.krbRuns,
-        seconds: s.krbSeconds,
-        dovecotPort: rig.fastPort,
-        master: input.master,
-        certFile: input.pki.certFile,
-        keyFile: input.pki.keyFile,
-        ca: input.ca,
-        user: input.dovecotUser.name,
-      });
-      kerberos = { source: 'measured', results, backend: 'fast in-memory backend' };
-      phase('Kerberos');
-    } else if (input.kerberos) {
-      kerberos = { source: 'cited', results: input.kerberos, backend: 'Dovecot' };
-    } else {
-      kerberos = { source: 'skipped' };
-    }
+    // Kerberos is measured once per run (bench/kerberos.ts, against the same in-memory backend): cited here.
+    const kerberos: CompareResults['kerberos'] = input.kerberos ? { source: 'cited', results: input.kerberos, backend: 'fast in-memory backend' } : { source: 'skipped' };
 
     const results: CompareResults = {
       startedAt,

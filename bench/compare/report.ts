@@ -2,7 +2,7 @@
  * bench/results/compare.md and compare-logins.svg from the comparison's results.
  */
 import type { KerberosResults } from '../kerberos.js';
-import { median, summarize, type Summary } from '../stats.js';
+import { median, summarize, type Summary } from '../lib/stats.js';
 import type { CompareSettings } from './compare.js';
 import type { LoginsResult, RetrResult, StatResult } from './load-worker.js';
 
@@ -277,7 +277,7 @@ function kerberosRows(r: CompareResults): { c: number; backend: string; login?: 
 }
 
 function kerberosSection(r: CompareResults): string {
-  if (r.kerberos.source === 'skipped') return '## 5. KPOP and GSSAPI (popgate only)\n\nSkipped (BENCH_COMPARE_KERBEROS=0).\n';
+  if (r.kerberos.source === 'skipped') return '## 5. KPOP and GSSAPI (popgate only)\n\nNot run: the Kerberos part was not among BENCH_PARTS.\n';
   const k = r.kerberos.results;
   const rows = ['| Scenario | Conc. | per s, median (min–max) | popgate CPU ms/op | latency p50 / p99 ms |', '|---|--:|--:|--:|--:|'];
   for (const sc of k.scenarios) {
@@ -289,7 +289,7 @@ function kerberosSection(r: CompareResults): string {
   }
   const src =
     r.kerberos.source === 'cited'
-      ? `Cited from the Kerberos part of the same \`npm run bench\` run (bench/results/latest.md has the full section): ${k.runs} runs of ${k.seconds} s; popgate logs in to **Dovecot** there, so the full-login rows are bounded by Dovecot (~100 logins/s).`
+      ? `Cited from the Kerberos part of the same \`npm run bench\` run (bench/kerberos.ts: private MIT KDC, a popgate with a kpop listener and AUTH GSSAPI; bench/results/latest.md has the full section), ${k.runs} runs of ${k.seconds} s, popgate logging in to the **${r.kerberos.backend}** (so the full-login rows measure popgate, not Dovecot). MIT krb5 ${k.mitVersion}, python3-gssapi ${k.gssapiVersion}.`
       : `Measured here with the benchmark's Kerberos part (bench/kerberos.ts: private MIT KDC, a popgate with a kpop listener and AUTH GSSAPI), ${k.runs} runs of ${k.seconds} s, popgate logging in to the **fast in-memory backend** (so the full-login rows measure popgate, not Dovecot). MIT krb5 ${k.mitVersion}, python3-gssapi ${k.gssapiVersion}.`;
   return `## 5. KPOP and GSSAPI (popgate only: nginx's mail proxy cannot)
 
@@ -328,7 +328,7 @@ Each login: TCP connect, TLS handshake (**a new TLS session every time, no resum
 
 ${login1.join('\n\n')}`);
 
-  if (s.resumeConcurrency !== undefined) {
+  if (s.resumeConcurrency > 0) {
     sections.push(`### With TLS session resumption (concurrency ${s.resumeConcurrency}, fast backend)
 
 Each login loop offers the TLS 1.3 session ticket of its previous connection (abbreviated handshake: no certificate signature; still an ECDHE key exchange). Servers keep their defaults: session tickets on, no server-side session cache (nginx \`ssl_session_cache none; ssl_session_tickets on\`, Node's defaults, stunnel's defaults). *resumed* = share of logins whose session was resumed.
@@ -423,11 +423,11 @@ ${statRows.join('\n')}`);
 - **popgate**: \`node dist/cli/main.js serve\` (its CLI sets UV_THREADPOOL_SIZE 16 unless set), log level warn, \`backend.xclient: false\` (nginx sends no XCLIENT for POP3), limits raised to 40,000 connections (default 5,000 total / 50 per client address), throttle and everything else at defaults. Loaded with \`--expose-gc --import mem-preload.js\` (IPC memory probe; idle otherwise).${s.cpuProf ? ' Run with --cpu-prof.' : ''}
 - **nginx**: \`worker_processes 1\` and \`auto\`, \`worker_connections ${Math.min(32_768, r.nofile)}\`, \`worker_rlimit_nofile ${r.nofile}\`, \`mail { auth_http; proxy on; pop3_auth plain; listen ... ssl; ssl_session_cache none; ssl_session_tickets on }\` (nginx's defaults spelled out), \`error_log warn\` (the mail module has no access log), \`daemon off\`, run as root from a temp prefix; stopped through its pid file.
 - **stunnel4**: \`foreground = yes\`, \`TCP_NODELAY\` both sides, \`TIMEOUTclose = 0\` (no wait for the peer's close_notify), \`debug = 2\` (no log line per connection), its other defaults (a thread per connection). **Node TLS pipe** (bench/compare/tls-pipe.ts): \`tls.createServer\` → \`net.connect\`, \`pipe()\` both ways, Node defaults.
-- **Backends**: the fast one (bench/compare/fast-backend.ts, one Node process): accepts any USER/PASS (a \`user*master\` name must carry the master password), AUTH PLAIN as the master user, STAT/LIST/UIDL/RETR from preallocated buffers (message 1: ${f(r.bigSize / 1e6, 1)} MB). Its CPU per login is the *backend* column of the direct rows. Dovecot: the benchmark's private instance (test/helpers/dovecot.ts; master user \`popgate\`, \`auth_failure_delay 0\`, \`mail_max_userip_connections 1000\`, stock login/pop3 services).
+- **Backends**: the fast one (popgate's demo backend, src/demo/backend.ts, in a Node process of its own: bench/lib/backend-child.ts): USER/PASS and AUTH PLAIN, also as the master user (\`user*master\` or an authzid), STAT/LIST/UIDL/RETR from one shared buffer per message, each RETR reply built once (message 1: ${f(r.bigSize / 1e6, 1)} MB). Its CPU per login is the *backend* column of the direct rows. Dovecot: the benchmark's private instance (test/helpers/dovecot.ts; master user \`popgate\`, \`auth_failure_delay 0\`, \`mail_max_userip_connections 1000\`, stock login/pop3 services).
 - **Auth service** (bench/compare/auth-service.ts): Node \`http\`, keep-alive, its own process; checks Auth-User/Auth-Pass and answers \`Auth-Status: OK\`, \`Auth-Server\`, \`Auth-Port\`, \`Auth-User\` (\`<user>*popgate\`), \`Auth-Pass\` (the master password).
 - **Load generator** (bench/compare/load-worker.ts): one Node process, one client SecureContext per CA, verifies the certificate (CA + name). It competes with the proxy for the ${m.cores} cores: on one core it is as busy as the proxy (see its column), so logins/s are the machine's, not the proxy's alone; **CPU per login** is the fairer comparison.
 - ${r.notes.filter((n) => n.startsWith('RLIMIT') || n.startsWith('idle sessions:')).join('; ')}.
-- Settings: BENCH_RUNS=${s.runs}, BENCH_COMPARE_LOGIN_SECONDS=${s.loginSeconds}, BENCH_COMPARE_WARMUP_SECONDS=${s.warmupSeconds}, BENCH_COMPARE_CONCURRENCIES=${s.concurrencies.join(',')}, BENCH_COMPARE_DOVECOT_CONCURRENCIES=${s.dovecotConcurrencies.join(',')}, BENCH_COMPARE_RESUME_CONCURRENCY=${s.resumeConcurrency ?? 0}, BENCH_COMPARE_RETRS=${s.retrs}, BENCH_COMPARE_BIG_MB=${f(s.bigBytes / 1e6, 0)}, BENCH_COMPARE_STAT_SAMPLES=${s.statSamples}, BENCH_COMPARE_IDLE_SESSIONS=${s.idleSessions}, BENCH_COMPARE_IDLE_CONCURRENCY=${s.idleConcurrency}, BENCH_COMPARE_KRB_RUNS=${s.krbRuns}, BENCH_COMPARE_KRB_SECONDS=${s.krbSeconds}.
+- Settings (bench/lib/settings.ts, \`compare\`): runs ${s.runs}, loginSeconds ${s.loginSeconds}, warmupSeconds ${s.warmupSeconds}, concurrencies ${s.concurrencies.join(',')}, dovecotConcurrencies ${s.dovecotConcurrencies.join(',')}, resumeConcurrency ${s.resumeConcurrency ?? 0}, retrs ${s.retrs}, bigBytes ${f(s.bigBytes / 1e6, 0)} MB, statSamples ${s.statSamples}, idleSessions ${s.idleSessions}, idleConcurrency ${s.idleConcurrency}.
 - MB = 10^6 bytes, GB = 10^9 bytes, KiB = 1024 bytes.`);
 
   const other = r.notes.filter((n) => !(n.startsWith('RLIMIT') || n.startsWith('idle sessions:')));
@@ -479,7 +479,7 @@ const SHORT: Record<PathId, string> = {
   'nginx-1-nt': 'nginx, 1 worker, no tickets',
 };
 
-function panel(r: CompareResults, backend: BackendId, cs: number[], x0: number, y0: number, w: number, h: number, title: string, skip: readonly PathId[] = []): string {
+function panel(r: CompareResults, backend: BackendId, cs: readonly number[], x0: number, y0: number, w: number, h: number, title: string, skip: readonly PathId[] = []): string {
   const out: string[] = [];
   const series = r.paths
     .filter((p) => !skip.includes(p.id))

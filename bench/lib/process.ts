@@ -1,28 +1,24 @@
 /**
- * Shared by the benchmark's parts: LIFO cleanup, progress output, the popgate
- * child process (started and stopped by PID) and waiting for its greeting.
+ * Processes for every benchmark: LIFO cleanup, progress output, child
+ * processes (started, watched and stopped by PID, SIGKILLed if the benchmark
+ * exits abruptly), the popgate child and waiting for its greeting, the
+ * benchmark programs' main wrapper and the machine description.
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../test/helpers/ports.js';
-import { Pop3Client, type Pop3Endpoint } from './pop3-load.js';
+import { freePort } from '../../test/helpers/ports.js';
+import { Pop3Conn, type Pop3Endpoint } from './wire.js';
 
-/** The checkout root (this file runs from dist-bench/bench/). */
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The checkout root (this file runs from dist-bench/bench/lib/). */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/** dist-bench/bench/: where the compiled helper scripts are. */
+export const BENCH_DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const GATEWAY_MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
 export const HOST = '127.0.0.1';
-
-export function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 /** LIFO cleanup actions, run once (on success, failure or a signal). */
 export class Cleanup {
@@ -59,23 +55,21 @@ export function describe(err: unknown): string {
 export const log = (line: string): void => void process.stdout.write(`${line}\n`);
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Sends SIGTERM to `pid`, then SIGKILL after `graceMs` unless `exited`
- * settled first. Never signals anything but that PID.
- */
-export async function stopPid(pid: number, exited: Promise<unknown>, graceMs = 5_000): Promise<void> {
+function signal(pid: number, sig: NodeJS.Signals): void {
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, sig);
   } catch {
-    return; // already gone
+    /* already gone */
   }
-  const timer = setTimeout(() => {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }, graceMs);
+}
+
+/**
+ * Sends SIGTERM to `pid`, then SIGKILL (to `killPid`, by default the same
+ * PID) after `graceMs` unless `exited` settled first. Never signals anything else.
+ */
+export async function stopPid(pid: number, exited: Promise<unknown>, graceMs = 5_000, killPid = pid): Promise<void> {
+  signal(pid, 'SIGTERM');
+  const timer = setTimeout(() => signal(killPid, 'SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
 }
@@ -83,58 +77,42 @@ export async function stopPid(pid: number, exited: Promise<unknown>, graceMs = 5
 /** Kills `pid` with SIGKILL if this process exits abruptly while it still runs. Returns the remover. */
 export function killOnExit(pid: number, alive: () => boolean): () => void {
   const onExit = (): void => {
-    if (alive()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
+    if (alive()) signal(pid, 'SIGKILL');
   };
   process.on('exit', onExit);
   return () => void process.removeListener('exit', onExit);
 }
 
-// ------------------------------------------------------------------ popgate child
+// ------------------------------------------------------------------ child processes
 
-export interface GatewayChild {
+export interface Child {
+  readonly name: string;
   readonly pid: number;
   /** The Node child object (IPC, when spawned with `ipc: true`). */
   readonly child: ChildProcess;
   running(): boolean;
   /** The last ~64 KiB of its stdout+stderr. */
   output(): string;
-  /** SIGTERM by PID, SIGKILL by PID after 5 s. */
+  /** SIGTERM by PID, SIGKILL after 5 s (with `detached`: the whole process group). */
   stop(): Promise<void>;
 }
 
-export interface SpawnGatewayOptions {
-  /** Node options before the script, e.g. `['--import', file]`. */
-  readonly execArgv?: readonly string[];
+export interface SpawnOptions {
+  readonly args?: readonly string[];
   /** Open an IPC channel (fd 3) to the child. */
   readonly ipc?: boolean;
+  /** Own process group: stop() signals the leader, then SIGKILLs the group (nginx workers, stunnel). */
+  readonly detached?: boolean;
+  /** The leader's PID as the process writes it (nginx's pid file), when it differs from ours. */
+  readonly pidFile?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
 }
 
-/** A spawned child's output (last ~64 KiB of stdout+stderr) and exit, watched. */
-export interface WatchedChild {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  /** Resolves when the child has exited (or could not be spawned). */
-  readonly exited: Promise<void>;
-  /** undefined while it runs; else how it ended. */
-  exitInfo(): string | undefined;
-  output(): string;
-}
-
-/** Spawns `file args` with piped stdout/stderr (and IPC on request) and watches its output and exit. */
-export function spawnWatched(
-  name: string,
-  file: string,
-  args: readonly string[],
-  opts: { readonly ipc?: boolean; readonly detached?: boolean; readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {},
-): WatchedChild {
+/** Spawns `file args` with piped stdout/stderr and watches its output and exit. */
+export function spawnChild(name: string, file: string, opts: SpawnOptions = {}): Child {
   const stdio: StdioOptions = opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
-  const child: ChildProcess = spawn(file, [...args], {
+  const child: ChildProcess = spawn(file, [...(opts.args ?? [])], {
     stdio,
     detached: opts.detached ?? false,
     env: opts.env ?? process.env,
@@ -160,28 +138,63 @@ export function spawnWatched(
       resolve();
     });
   });
-  return { child, pid, exited, exitInfo: () => exitInfo, output: () => (exitInfo === undefined ? out : `${out}\n[${name} ${exitInfo}]`) };
-}
-
-export function spawnGateway(configFile: string, opts: SpawnGatewayOptions = {}): GatewayChild {
-  const w = spawnWatched('popgate', process.execPath, [...(opts.execArgv ?? []), GATEWAY_MAIN, 'serve', '--config', configFile], {
-    cwd: REPO_ROOT,
-    ...(opts.ipc ? { ipc: true } : {}),
-  });
-  const { child, pid, exited } = w;
-  const running = (): boolean => w.exitInfo() === undefined;
-  // Never leave the gateway behind, even on an abrupt exit of this process.
-  const removeExitHook = killOnExit(pid, running);
+  const running = (): boolean => exitInfo === undefined;
+  const group = opts.detached ? -pid : pid;
+  // Never leave a child behind, even on an abrupt exit of this process.
+  const removeHook = killOnExit(group, running);
   return {
+    name,
     pid,
     child,
     running,
-    output: w.output,
+    output: () => (exitInfo === undefined ? out : `${out}\n[${name} ${exitInfo}]`),
     stop: async () => {
-      if (running()) await stopPid(pid, exited);
-      removeExitHook();
+      if (running()) {
+        let leader = pid;
+        if (opts.pidFile && existsSync(opts.pidFile)) {
+          const n = Number(readFileSync(opts.pidFile, 'utf8').trim());
+          if (Number.isSafeInteger(n) && n > 1) leader = n;
+        }
+        await stopPid(leader, exited, 5_000, group);
+      }
+      // nginx workers or stunnel threads left behind by a killed leader: the whole group.
+      if (opts.detached) signal(group, 'SIGKILL');
+      removeHook();
     },
   };
+}
+
+/** A compiled helper script of dist-bench/bench/ (e.g. 'lib/backend-child.js') in a Node child. */
+export function startNodeChild(name: string, script: string, args: readonly string[], opts: { execArgv?: readonly string[]; ipc?: boolean; env?: NodeJS.ProcessEnv } = {}): Child {
+  return spawnChild(name, process.execPath, {
+    args: [...(opts.execArgv ?? []), path.join(BENCH_DIST, script), ...args],
+    ...(opts.ipc ? { ipc: true } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+  });
+}
+
+/** Waits for `READY <words>` on the child's stdout; returns the words. */
+export async function waitReady(c: Child, timeoutMs = 30_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = /READY ([^\n]+)\n/.exec(c.output());
+    if (m) return m[1]!.trim().split(' ');
+    if (!c.running()) throw new Error(`${c.name} exited during start-up:\n${c.output()}`);
+    await sleep(50);
+  }
+  throw new Error(`${c.name} did not get ready within ${timeoutMs} ms:\n${c.output()}`);
+}
+
+// ------------------------------------------------------------------ popgate child
+
+export type GatewayChild = Child;
+
+export function spawnGateway(configFile: string, opts: { readonly execArgv?: readonly string[]; readonly ipc?: boolean } = {}): GatewayChild {
+  return spawnChild('popgate', process.execPath, {
+    args: [...(opts.execArgv ?? []), GATEWAY_MAIN, 'serve', '--config', configFile],
+    cwd: REPO_ROOT,
+    ...(opts.ipc ? { ipc: true } : {}),
+  });
 }
 
 /** Waits until `endpoint` greets with +OK; fails at once (with its output) if the child is gone. */
@@ -195,7 +208,7 @@ export async function waitForGreeting(
   while (Date.now() < deadline) {
     if (!gw.running()) throw new Error(`${endpoint.label} exited during start-up:\n${gw.output()}`);
     try {
-      const c = await Pop3Client.connect(endpoint, 1_000);
+      const c = await Pop3Conn.connect(endpoint, { timeoutMs: 1_000 });
       c.destroy();
       return;
     } catch (err) {
@@ -323,4 +336,11 @@ export function baseMachineInfo(): BaseMachineInfo {
     node: process.version,
     popgate: pkg.version ?? 'unknown',
   };
+}
+
+/** A version from a command's stdout + stderr (nginx and stunnel print theirs on stderr). */
+export function versionOf(cmd: string, args: string[], re: RegExp): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  return re.exec(text)?.[1] ?? 'unknown';
 }
