@@ -1,5 +1,5 @@
 /**
- * The Kerberos part of `npm run bench` (alone: BENCH_KERBEROS_ONLY=1).
+ * The Kerberos part of `npm run bench` (alone: BENCH_PARTS=kerberos).
  *
  * A private MIT KDC (test/helpers/kdc.ts) with one user and popgate's service
  * principals, a keytab, and a second popgate child with a `kerberos:` section

@@ -363,7 +363,7 @@ ${dv.join('\n\n')}`);
   }
   sections.push(`## 2. Relay throughput: ${f(r.bigSize / 1e6, 0)} MB RETR through TLS
 
-One session per run logs in (USER/PASS), then ${s.retrs} back-to-back \`RETR 1\` of the ${f(r.bigSize / 1e6, 1)} MB message (${f((r.bigSize * s.retrs) / 1e6, 0)} MB), timed from the first RETR written to the last terminating dot; CPU sampled at the same two moments. The fast backend sends each RETR with one write of a prebuilt buffer. The client (one Node process) decrypts everything on the same cores: its CPU is in the *load generator* column. Direct = plaintext to the backend (no TLS at all). *rest of machine* = busy CPU outside the named processes during each run (kernel work not charged to a process, anything else running): above ${f(RELAY_REST_LIMIT, 1)} s/GB in most runs (⚠) other processes were busy and that row's MB/s are low and noisy; its proxy CPU s/GB still holds.
+One session per run logs in (USER/PASS), then ${s.retrs} back-to-back \`RETR 1\` of the ${f(r.bigSize / 1e6, 1)} MB message (${f((r.bigSize * s.retrs) / 1e6, 0)} MB), timed from the first RETR written to the last terminating dot; CPU sampled at the same two moments. The fast backend builds each RETR reply once and writes it uncopied. The client (one Node process) decrypts everything on the same cores: its CPU is in the *load generator* column. Direct = plaintext to the backend (no TLS at all). *rest of machine* = busy CPU outside the named processes during each run (kernel work not charged to a process, anything else running): above ${f(RELAY_REST_LIMIT, 1)} s/GB in most runs (⚠) other processes were busy and that row's MB/s are low and noisy; its proxy CPU s/GB still holds.
 
 ${relayRows.join('\n')}`);
 
