@@ -21,19 +21,17 @@
  * Settings: bench/lib/settings.ts, `hostile` (BENCH_QUICK=1 for a trial run).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
-import { makeTestPki } from '../test/helpers/certs.js';
-import { startDovecot } from '../test/helpers/dovecot.js';
 import { runLoad } from './lib/load.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, describe, log, runBenchMain, sleep, startDovecotGateway } from './lib/process.js';
+import { SMALL_MESSAGE } from './lib/messages.js';
+import { Cleanup, HOST, REPO_ROOT, describe, log, runBenchMain, sleep, startDovecotGateway, startPkiAndDovecot } from './lib/process.js';
 import { clockTicksPerSecond, fdCount, readMachineCpu, readProcCpu, rssKiB } from './lib/procfs.js';
 import { loadSettings } from './lib/settings.js';
-import { quantile } from './lib/stats.js';
+import { f, quantile } from './lib/stats.js';
 import { Pop3Conn, Pop3Error, type Pop3Endpoint, type Pop3Target } from './lib/wire.js';
 
 // ------------------------------------------------------------------ settings
@@ -60,14 +58,8 @@ const VICTIMS = [
   ...Array.from({ length: 32 }, (_, i) => `nosuch${String(i).padStart(2, '0')}`),
 ];
 
-const SMALL_MESSAGE = Buffer.from(
-  'From: load@example.test\r\nTo: alice@example.test\r\nSubject: small\r\n' +
-    'Message-ID: <load-small@example.test>\r\n\r\nhello\r\n',
-);
-
 // ------------------------------------------------------------------ helpers
 
-const f = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 const bump = (m: Map<string, number>, k: string, by = 1): void => void m.set(k, (m.get(k) ?? 0) + by);
 const fmtMap = (m: Map<string, number>): string =>
   m.size === 0 ? 'none' : [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join('; ');
@@ -377,41 +369,21 @@ function startSampler(pid: number): Sampler {
 // ------------------------------------------------------------------ main
 
 async function main(cleanup: Cleanup): Promise<void> {
-  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/loadtest.sh does)`);
   const startedAt = new Date();
   const tStart = performance.now();
   const cores = os.availableParallelism();
   log(`loadtest: ${os.cpus()[0]?.model ?? '?'}, ${cores} cores, node ${process.version}`);
 
-  const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-loadtest-pki-'));
-  cleanup.add('remove PKI dir', () => rm(pkiDir, { recursive: true, force: true }));
-  const pki = await makeTestPki(pkiDir);
-  const ca = await readFile(pki.caFile);
+  const { pki, ca, dovecot, master } = await startPkiAndDovecot(cleanup, 'loadtest', { alice: [SMALL_MESSAGE] });
 
-  const master = { name: 'popgate', password: `master-${randomBytes(12).toString('hex')}` };
-  const backendAlice = { name: 'alice', password: `dovecot-alice-${randomBytes(8).toString('hex')}` };
-  const dovecot = await startDovecot({
-    users: [backendAlice],
-    masterUser: master,
-    messages: { alice: [SMALL_MESSAGE] },
-    extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
-  });
-  cleanup.add('stop Dovecot', () => dovecot.stop());
-  log(`loadtest: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
-
-  const gwDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-loadtest-gw-'));
-  cleanup.add('remove gateway dir', () => rm(gwDir, { recursive: true, force: true }));
   const alicePass = `front-alice-${randomBytes(8).toString('hex')}`;
   const userLines = [`alice:${await hashPassword(alicePass)}`];
   for (const v of VICTIMS.filter((n) => !n.startsWith('nosuch'))) {
     userLines.push(`${v}:${await hashPassword(`real-${randomBytes(8).toString('hex')}`)}`);
   }
-  const userFile = path.join(gwDir, 'users');
-  await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
   const { gateway: gw, tlsPort, plainPort, tlsOpts } = await startDovecotGateway(cleanup, {
     name: 'load',
-    dir: gwDir,
-    userFile,
+    userLines,
     pki,
     ca,
     dovecotPort: dovecot.port,

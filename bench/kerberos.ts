@@ -30,7 +30,7 @@
  * separate probe process (bench/loop-probe.ts), popgate's CPU (whole process
  * and its main thread) and the load generator's CPU.
  */
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -46,7 +46,7 @@ import type { EldFigures } from './eld-preload.js';
 import { expectKpopReplayRefused, krbOnce, runKrbLoad, type KrbKind } from './krb-load.js';
 import { Cleanup, HOST, REPO_ROOT, killOnExit, log, sleep, spawnGateway, stopPid, versionOf, waitForGreeting, type GatewayChild } from './lib/process.js';
 import { CpuMeter, readMachineCpu, readProcCpu } from './lib/procfs.js';
-import { median, quantile, summarize, type Summary } from './lib/stats.js';
+import { f, int, intRange, median, quantile, range, summarize, type Summary } from './lib/stats.js';
 import { Pop3Error, type Pop3Endpoint } from './lib/wire.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -700,17 +700,6 @@ async function measureAll(input: KerberosBenchInput, rig: Rig): Promise<Kerberos
 
 // ------------------------------------------------------------------ report
 
-function f(n: number, digits = 1): string {
-  return n.toFixed(digits);
-}
-
-/** 12345.6 -> "12,346" */
-function int(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-const range = (s: Summary, digits = 1): string => `${f(s.min, digits)}–${f(s.max, digits)}`;
-const intRange = (s: Summary): string => `${int(s.min)}–${int(s.max)}`;
 
 interface Row {
   readonly rate: Summary;

@@ -18,21 +18,18 @@
  * Every process started here is stopped by PID on success, failure, SIGINT and SIGTERM.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
-import { makeTestPki, type TestPki } from '../test/helpers/certs.js';
-import { startDovecot, type DovecotInstance } from '../test/helpers/dovecot.js';
+import type { TestPki } from '../test/helpers/certs.js';
+import type { DovecotInstance } from '../test/helpers/dovecot.js';
 import { runCompare, type FastBackend } from './compare/compare.js';
 import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResults } from './kerberos.js';
 import { runLoad } from './lib/load.js';
 import { bigMessage, SMALL_MESSAGE } from './lib/messages.js';
 import {
   Cleanup,
-  GATEWAY_MAIN,
   HOST,
   REPO_ROOT,
   baseMachineInfo,
@@ -40,6 +37,7 @@ import {
   runBenchMain,
   sleep,
   startDovecotGateway,
+  startPkiAndDovecot,
   startNodeChild,
   versionOf,
   waitReady,
@@ -47,7 +45,7 @@ import {
 } from './lib/process.js';
 import { CpuMeter, clockTicksPerSecond, machineBusyPct } from './lib/procfs.js';
 import { loadSettings, settingsLine, type BenchSettings } from './lib/settings.js';
-import { median, summarize, type Summary } from './lib/stats.js';
+import { f, median, range, summarize } from './lib/stats.js';
 import { Pop3Conn, Pop3Error, loginOnce, retrSession, type Pop3Target } from './lib/wire.js';
 
 // ------------------------------------------------------------------ settings
@@ -145,32 +143,10 @@ interface Setup {
 }
 
 async function startBackend(cleanup: Cleanup): Promise<Backend> {
-  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/bench.sh does)`);
-
-  const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-pki-'));
-  cleanup.add('remove PKI dir', () => rm(pkiDir, { recursive: true, force: true }));
-  const pki = await makeTestPki(pkiDir);
-  const ca = await readFile(pki.caFile);
-
-  const master = { name: 'popgate', password: `master-${randomBytes(12).toString('hex')}` };
-  // Dovecot's own passwords differ from the ones clients give popgate.
-  const backendUsers = [
-    { name: 'alice', password: `dovecot-alice-${randomBytes(8).toString('hex')}` },
-    { name: 'fastuser', password: `dovecot-fast-${randomBytes(8).toString('hex')}` },
-  ];
   const big = bigMessage(SETTINGS.main.bigBytes);
   log(`bench: starting private Dovecot (message 1: ${big.length} bytes, message 2: ${SMALL_MESSAGE.length} bytes)`);
-  const dovecot = await startDovecot({
-    users: backendUsers,
-    masterUser: master,
-    messages: { alice: [big, SMALL_MESSAGE], fastuser: [big, SMALL_MESSAGE] },
-    // Dovecot's default of 10 sessions per user+IP could be hit at concurrency
-    // 8 (32 in the comparison) while finished sessions are still being torn down.
-    extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
-  });
-  cleanup.add('stop Dovecot', () => dovecot.stop());
-  log(`bench: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
-  return { dovecot, pki, ca, master, backendUsers, bigSize: big.length, smallSize: SMALL_MESSAGE.length };
+  const r = await startPkiAndDovecot(cleanup, 'bench', { alice: [big, SMALL_MESSAGE], fastuser: [big, SMALL_MESSAGE] });
+  return { ...r, backendUsers: r.users, bigSize: big.length, smallSize: SMALL_MESSAGE.length };
 }
 
 async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
@@ -179,20 +155,15 @@ async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
     alice: `front-alice-${randomBytes(8).toString('hex')}`,
     fastuser: `front-fast-${randomBytes(8).toString('hex')}`,
   };
-  const gwDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-gw-'));
-  cleanup.add('remove gateway dir', () => rm(gwDir, { recursive: true, force: true }));
   const t0 = performance.now();
   const userLines = [
     `alice:${await hashPassword(frontUsers.alice)}`,
     `fastuser:${await hashPassword(frontUsers.fastuser, { scryptLogN: CHEAP_LOG_N })}`,
   ];
   log(`bench: hashed user file in ${(performance.now() - t0).toFixed(0)} ms`);
-  const userFile = path.join(gwDir, 'users');
-  await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
   const { gateway, tlsPort, plainPort, tlsOpts } = await startDovecotGateway(cleanup, {
     name: 'bench',
-    dir: gwDir,
-    userFile,
+    userLines,
     pki,
     ca,
     dovecotPort: dovecot.port,
@@ -294,8 +265,6 @@ async function runLogins(s: Setup, sc: LoginScenario, run: number): Promise<void
 
 // ------------------------------------------------------------------ report
 
-const f = (n: number, digits = 1): string => n.toFixed(digits);
-const range = (s: Summary, digits = 1): string => `${f(s.min, digits)}–${f(s.max, digits)}`;
 
 function retrTable(scenarios: RetrScenario[]): string {
   const direct = scenarios.find((x) => x.via === 'direct');

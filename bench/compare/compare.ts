@@ -61,6 +61,7 @@ import {
 } from '../lib/process.js';
 import { clockTicksPerSecond, fdCount, machineBusyPct, rssKiB, type MeterSpec } from '../lib/procfs.js';
 import type { BenchSettings } from '../lib/settings.js';
+import { f } from '../lib/stats.js';
 import { LoadWorker, MemProbe, NGINX_BIN, STUNNEL_BIN, raiseNofile, startNginx, startStunnel, type NginxInstance } from './children.js';
 import type { IdleCheckResult, IdleOpenResult, LoginsResult, ProbeResult, RetrResult, StatResult, WireTarget } from './load-worker.js';
 import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta } from './report.js';
@@ -416,7 +417,6 @@ function checkAlive(rig: Rig): void {
 
 // ------------------------------------------------------------------ scenarios
 
-const f = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
 async function verifyPaths(rig: Rig): Promise<Partial<Record<PathId, string>>> {
   const tlsSeen: Partial<Record<PathId, string>> = {};

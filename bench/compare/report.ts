@@ -2,7 +2,7 @@
  * bench/results/compare.md and compare-logins.svg from the comparison's results.
  */
 import type { KerberosResults } from '../kerberos.js';
-import { median, summarize, type Summary } from '../lib/stats.js';
+import { f, int, median, summarize, type Summary } from '../lib/stats.js';
 import type { CompareSettings } from './compare.js';
 import type { LoginsResult, RetrResult, StatResult } from './load-worker.js';
 
@@ -79,8 +79,6 @@ export interface CompareResults {
 
 // ------------------------------------------------------------------ helpers
 
-const f = (n: number | undefined, d = 1): string => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
 const mr = (s: Summary, d = 1): string => `${f(s.median, d)} (${f(s.min, d)}–${f(s.max, d)})`;
 const mrInt = (s: Summary): string => `${int(s.median)} (${int(s.min)}–${int(s.max)})`;
 const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? `${(a / b).toFixed(2)}×` : '—');

@@ -6,10 +6,14 @@
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { makeTestPki, type TestPki } from '../../test/helpers/certs.js';
+import { startDovecot, type DovecotInstance } from '../../test/helpers/dovecot.js';
 import { freePort } from '../../test/helpers/ports.js';
 import { Pop3Conn, type Pop3Endpoint } from './wire.js';
 
@@ -219,12 +223,43 @@ export async function waitForGreeting(
   throw new Error(`${endpoint.label} did not greet within ${timeoutMs} ms (${last}):\n${gw.output()}`);
 }
 
+export interface DovecotRig {
+  readonly pki: TestPki;
+  readonly ca: Buffer;
+  readonly dovecot: DovecotInstance;
+  /** Dovecot's master user (popgate logs in as it). */
+  readonly master: { readonly name: string; readonly password: string };
+  /** One per mailbox, in the order given; Dovecot's own passwords, not the ones clients give popgate. */
+  readonly users: ReadonlyArray<{ readonly name: string; readonly password: string }>;
+}
+
+/** The test PKI and a private Dovecot with a master user and these mailboxes; both go on cleanup. */
+export async function startPkiAndDovecot(cleanup: Cleanup, name: string, mailboxes: Record<string, Buffer[]>): Promise<DovecotRig> {
+  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/${name === 'bench' ? 'bench' : 'loadtest'}.sh does)`);
+  const pkiDir = await mkdtemp(path.join(os.tmpdir(), `popgate-${name}-pki-`));
+  cleanup.add('remove PKI dir', () => rm(pkiDir, { recursive: true, force: true }));
+  const pki = await makeTestPki(pkiDir);
+  const ca = await readFile(pki.caFile);
+  const master = { name: 'popgate', password: `master-${randomBytes(12).toString('hex')}` };
+  const users = Object.keys(mailboxes).map((u) => ({ name: u, password: `dovecot-${u}-${randomBytes(8).toString('hex')}` }));
+  const dovecot = await startDovecot({
+    users,
+    masterUser: master,
+    messages: mailboxes,
+    // Dovecot's default of 10 sessions per user+IP is hit at concurrency 8 and more
+    // while finished sessions are still being torn down.
+    extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
+  });
+  cleanup.add('stop Dovecot', () => dovecot.stop());
+  log(`${name}: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
+  return { pki, ca, dovecot, master, users };
+}
+
 export interface DovecotGatewayOptions {
   /** Listener-name prefix and the config's comment, e.g. 'bench'. */
   readonly name: string;
-  /** Where popgate.yaml is written. */
-  readonly dir: string;
-  readonly userFile: string;
+  /** Lines of popgate's user file (`name:hash`); it and popgate.yaml go to a temp dir removed on cleanup. */
+  readonly userLines: readonly string[];
   readonly pki: { readonly certFile: string; readonly keyFile: string };
   readonly ca: Buffer;
   readonly dovecotPort: number;
@@ -248,6 +283,10 @@ export interface DovecotGateway {
  * PLAIN as Dovecot's master user; returns once both listeners greet.
  */
 export async function startDovecotGateway(cleanup: Cleanup, o: DovecotGatewayOptions): Promise<DovecotGateway> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `popgate-${o.name}-gw-`));
+  cleanup.add('remove gateway dir', () => rm(dir, { recursive: true, force: true }));
+  const userFile = path.join(dir, 'users');
+  await writeFile(userFile, `${o.userLines.join('\n')}\n`, { mode: 0o600 });
   const tlsPort = await freePort(HOST);
   let plainPort = await freePort(HOST);
   while (plainPort === tlsPort) plainPort = await freePort(HOST);
@@ -258,14 +297,14 @@ listeners:
   - { name: ${o.name}-pop3s, kind: pop3s, address: ${HOST}, port: ${tlsPort},
       tls: { certFile: ${q(o.pki.certFile)}, keyFile: ${q(o.pki.keyFile)} } }
   - { name: ${o.name}-pop3, kind: pop3, address: ${HOST}, port: ${plainPort}, allowPlaintextAuth: true }
-auth: { userFile: ${q(o.userFile)}, ${o.auth} }
+auth: { userFile: ${q(userFile)}, ${o.auth} }
 ${o.extraYaml ? `${o.extraYaml}\n` : ''}backend:
   host: ${HOST}
   port: ${o.dovecotPort}
   login: { mode: master, method: auth-plain, user: ${q(o.master.name)}, password: ${q(o.master.password)} }
 shutdown: { drainTimeout: 1s }
 `;
-  const configFile = path.join(o.dir, 'popgate.yaml');
+  const configFile = path.join(dir, 'popgate.yaml');
   await writeFile(configFile, yaml, { mode: 0o600 });
   const gateway = spawnGateway(configFile);
   cleanup.add('stop popgate', () => gateway.stop());
