@@ -21,14 +21,12 @@
  * Settings: bench/lib/settings.ts, `hostile` (BENCH_QUICK=1 for a trial run).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
 import { runLoad } from './lib/load.js';
 import { SMALL_MESSAGE } from './lib/messages.js';
-import { Cleanup, HOST, REPO_ROOT, describe, log, runBenchMain, sleep, startDovecotGateway, startPkiAndDovecot } from './lib/process.js';
+import { Cleanup, HOST, describe, log, runBenchMain, sleep, startDovecotGateway, startPkiAndDovecot, writeResults } from './lib/process.js';
 import { clockTicksPerSecond, fdCount, readMachineCpu, readProcCpu, rssKiB } from './lib/procfs.js';
 import { loadSettings } from './lib/settings.js';
 import { f, quantile } from './lib/stats.js';
@@ -36,8 +34,8 @@ import { Pop3Conn, Pop3Error, type Pop3Endpoint, type Pop3Target } from './lib/w
 
 // ------------------------------------------------------------------ settings
 
-const RESULTS_FILE = path.join(REPO_ROOT, 'bench/results/hostile-load.md');
-const { slowloris: SLOWLORIS, bruteforce: BRUTEFORCE, runs: RUNS, minAttackSeconds: MIN_ATTACK_S } = loadSettings().hostile;
+const SETTINGS = loadSettings();
+const { slowloris: SLOWLORIS, bruteforce: BRUTEFORCE, runs: RUNS, minAttackSeconds: MIN_ATTACK_S } = SETTINGS.hostile;
 const BRUTE_CONCURRENCY = 50;
 const MAX_CONNECTIONS = 5000;
 const MAX_PER_IP = 64;
@@ -540,11 +538,7 @@ Total run time ${f((performance.now() - tStart) / 1000)} s; CPU clock ticks ${cl
 `;
   log('');
   log(md);
-  await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
-  const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
-  await writeFile(tmp, md);
-  await rename(tmp, RESULTS_FILE);
-  log(`loadtest: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}`);
+  log(`loadtest: wrote ${(await writeResults(SETTINGS.quick, [['hostile-load.md', md]])).join(', ')}`);
   if (!alive) throw new Error(`popgate exited during the load test:\n${gwOut.slice(-4000)}`);
   if (gwOut) log(`loadtest: popgate output (tail):\n${gwOut.slice(-3000)}`);
 }

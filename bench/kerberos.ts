@@ -25,7 +25,7 @@
  *    all steps incl. wrap/unwrap), backend master login, QUIT.
  *  - popgate's ticket check without sockets (bench/krb-verify-micro.ts, the
  *    same binding in a child process of its own).
- * During each run: popgate's event-loop delay from inside (bench/eld-preload.ts,
+ * During each run: popgate's event-loop delay from inside (bench/lib/preload.ts,
  * loaded with --import), the NOOP round trip on an idle connection from a
  * separate probe process (bench/loop-probe.ts), popgate's CPU (whole process
  * and its main thread) and the load generator's CPU.
@@ -42,15 +42,15 @@ import { hashPassword } from '../src/auth/password-hash.js';
 import { DEFAULT_TICKET_GATE } from '../src/kerberos/binding.js';
 import { apReqFromGssToken, SYSTEM_PYTHON, startKdc, type KdcInstance } from '../test/helpers/kdc.js';
 import { freePort } from '../test/helpers/ports.js';
-import type { EldFigures } from './eld-preload.js';
 import { expectKpopReplayRefused, krbOnce, runKrbLoad, type KrbKind } from './krb-load.js';
-import { Cleanup, HOST, REPO_ROOT, killOnExit, log, sleep, spawnGateway, stopPid, versionOf, waitForGreeting, type GatewayChild } from './lib/process.js';
+import { Cleanup, HOST, Instruments, REPO_ROOT, killOnExit, log, sleep, spawnGateway, stopPid, versionOf, waitForGreeting, type GatewayChild } from './lib/process.js';
+import type { EldFigures } from './lib/preload.js';
 import { CpuMeter, readMachineCpu, readProcCpu } from './lib/procfs.js';
 import { f, int, intRange, median, quantile, range, summarize, type Summary } from './lib/stats.js';
 import { Pop3Error, type Pop3Endpoint } from './lib/wire.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ELD_PRELOAD = path.join(HERE, 'eld-preload.js');
+const PRELOAD = path.join(HERE, 'lib/preload.js');
 const LOOP_PROBE = path.join(HERE, 'loop-probe.js');
 const VERIFY_MICRO = path.join(HERE, 'krb-verify-micro.js');
 const GSS_TOKENS_PY = path.join(REPO_ROOT, 'bench/gss-tokens.py');
@@ -199,44 +199,6 @@ function runChild(
   });
 }
 
-/** Talks to eld-preload.ts inside the popgate child over IPC. */
-class GatewayEld {
-  private readonly waiters: Array<(m: Record<string, unknown>) => void> = [];
-
-  constructor(private readonly gw: GatewayChild) {
-    gw.child.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null && 'eld' in m) this.waiters.shift()?.(m as Record<string, unknown>);
-    });
-  }
-
-  private ask(cmd: string): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`popgate did not answer ${cmd} over IPC (is eld-preload loaded?)\n${this.gw.output()}`)), 5_000);
-      this.waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-      this.gw.child.send({ cmd });
-    });
-  }
-
-  async reset(): Promise<void> {
-    await this.ask('eld-reset');
-  }
-
-  async read(): Promise<EldFigures> {
-    const m = await this.ask('eld-read');
-    return {
-      count: Number(m['count']),
-      p50Ms: Number(m['p50Ms']),
-      p90Ms: Number(m['p90Ms']),
-      p99Ms: Number(m['p99Ms']),
-      maxMs: Number(m['maxMs']),
-      meanMs: Number(m['meanMs']),
-    };
-  }
-}
-
 /** The loop-probe.ts child: start/stop over stdin, JSON answers on stdout. */
 class Probe {
   private readonly waiters: Array<(o: Record<string, unknown>) => void> = [];
@@ -308,7 +270,7 @@ class Probe {
 interface Rig {
   readonly kdc: KdcInstance;
   readonly gw: GatewayChild;
-  readonly eld: GatewayEld;
+  readonly eld: Instruments;
   readonly probe: Probe;
   readonly clientEnv: Record<string, string | undefined>;
   readonly keytab: string;
@@ -398,7 +360,7 @@ shutdown: { drainTimeout: 1s }
 `;
   const configFile = path.join(work, 'popgate.yaml');
   await writeFile(configFile, yaml, { mode: 0o600 });
-  const gw = spawnGateway(configFile, { execArgv: ['--import', ELD_PRELOAD], ipc: true });
+  const gw = spawnGateway(configFile, { execArgv: ['--import', PRELOAD], ipc: true });
   cleanup.add('stop popgate (Kerberos)', () => gw.stop());
   await waitForGreeting({ label: 'popgate pop3 (Kerberos)', host: HOST, port: plainPort }, gw, 15_000);
   await waitForGreeting(
@@ -406,8 +368,8 @@ shutdown: { drainTimeout: 1s }
     gw,
     15_000,
   );
-  const eld = new GatewayEld(gw);
-  await eld.reset();
+  const eld = new Instruments(gw);
+  await eld.eldReset();
   log(`bench: kerberos: popgate pid ${gw.pid}: kpop ${HOST}:${kpopPort}, pop3 ${HOST}:${plainPort}, pop3s ${HOST}:${tlsPort}; rcache ${rcacheDir}`);
 
   const probe = new Probe(plainPort);
@@ -489,7 +451,7 @@ async function measure<T>(rig: Rig, body: () => Promise<T>): Promise<{
   probe: ProbeFigures;
 }> {
   const meter = new CpuMeter(rig.gw.pid);
-  await rig.eld.reset();
+  await rig.eld.eldReset();
   await rig.probe.start();
   meter.start();
   const main0 = mainThreadCpuMs(rig.gw.pid);
@@ -501,7 +463,7 @@ async function measure<T>(rig: Rig, body: () => Promise<T>): Promise<{
   const popgateMainCpuMs = mainThreadCpuMs(rig.gw.pid) - main0;
   const popgateCpuMs = meter.stop();
   const probe = await rig.probe.stop();
-  const eld = await rig.eld.read();
+  const eld = await rig.eld.eldRead();
   if (!rig.gw.running()) throw new Error(`popgate exited during the Kerberos benchmark:\n${rig.gw.output()}`);
   return { value, popgateCpuMs, popgateMainCpuMs, benchCpuMs: (cpu.user + cpu.system) / 1000, machineBusyMs, eld, probe };
 }
@@ -634,11 +596,11 @@ async function measureAll(input: KerberosBenchInput, rig: Rig): Promise<Kerberos
   await checkPaths(rig);
 
   // Idle baseline for both event-loop figures.
-  await rig.eld.reset();
+  await rig.eld.eldReset();
   await rig.probe.start();
   await sleep(IDLE_BASELINE_MS);
   const idleProbe = await rig.probe.stop();
-  const idleEld = await rig.eld.read();
+  const idleEld = await rig.eld.eldRead();
   log(
     `bench: kerberos: idle baseline (${IDLE_BASELINE_MS / 1000} s): popgate ELD p50 ${f(idleEld.p50Ms, 3)} / p99 ${f(idleEld.p99Ms, 3)} ms; ` +
       `NOOP round trip p50 ${f(idleProbe.p50Ms, 3)} / p99 ${f(idleProbe.p99Ms, 3)} ms`,
@@ -824,7 +786,7 @@ ${ranOutAny ? '\n¹ In some runs every pre-generated token was used before the r
 - **GSSAPI accept step**: greeting, \`AUTH GSSAPI\`, \`+ \`, the initial token (mutual), popgate's \`+ <token>\` (the GSS acceptor's AP-REP), close: the GSS ticket verification, not a login.
 - **Full logins** (KPOP: + \`USER\`, \`PASS krb_ticket\`, \`QUIT\`; GSSAPI: the whole RFC 4752 exchange incl. the wrapped security-layer offer and answer, by python3-gssapi with a new initiator context per login, then \`QUIT\`) include popgate's AUTH PLAIN master login to the in-memory backend (bench/lib/backend-child.ts, a few tens of µs per login), so they measure popgate, not the backend (Dovecot would cap them near 100/s). GSSAPI full logins run over plaintext POP3 (AUTH GSSAPI is offered before TLS).
 - Tokens: GSS initial tokens for \`${TARGET}\` from the user's ccache made by \`bench/gss-tokens.py\` (python3-gssapi, ~${int(k.tokenRate)}/s) before each run, outside the timing (the pool is sized from the previous runs' rate); KPOP uses the AP-REQ inside each. A replayed AP-REQ was checked to be refused before measuring. popgate's replay cache keeps growing during the benchmark, as it would in service.
-- **popgate ELD, in-process**: \`perf_hooks.monitorEventLoopDelay({ resolution: 1 })\` inside the popgate child, loaded by the benchmark with \`node --import dist-bench/bench/eld-preload.js\` (popgate's code is unchanged) and read over IPC per run; value = timer interval − 1 ms (libuv's clock has 1 ms granularity, so a single sample is good to a fraction of a ms, and the p99 of ~${int(k.seconds * 1000)} samples per run is what is reported). Idle: p50 ${f(k.idle.eld.p50Ms, 3)} / p99 ${f(k.idle.eld.p99Ms, 3)} ms.
+- **popgate ELD, in-process**: \`perf_hooks.monitorEventLoopDelay({ resolution: 1 })\` inside the popgate child, loaded by the benchmark with \`node --import dist-bench/bench/lib/preload.js\` (popgate's code is unchanged) and read over IPC per run; value = timer interval − 1 ms (libuv's clock has 1 ms granularity, so a single sample is good to a fraction of a ms, and the p99 of ~${int(k.seconds * 1000)} samples per run is what is reported). Idle: p50 ${f(k.idle.eld.p50Ms, 3)} / p99 ${f(k.idle.eld.p99Ms, 3)} ms.
 - **NOOP RTT, probe**: a separate Node process (\`bench/loop-probe.ts\`) sends \`NOOP\` every ${PROBE_INTERVAL_MS} ms on an otherwise idle pre-login connection to popgate's pop3 port and times the \`+OK\`: popgate's reaction time to a trivial command under load, including its event-loop delay *and* the OS scheduling of popgate and the probe on the ${os.availableParallelism()} busy cores. Idle: p50 ${f(k.idle.probe.p50Ms, 3)} / p99 ${f(k.idle.probe.p99Ms, 3)} ms (the goal row subtracts the idle p50).
 - **popgate CPU**: utime+stime of the whole process (main thread + libuv pool threads doing the krb5 work), and of its main thread alone (/proc/<pid>/task/<pid>/stat). **Load generator CPU**: the benchmark process (Node, KPOP/GSSAPI clients) or the python3-gssapi driver (GSSAPI full logins), per operation: it runs on the same ${os.availableParallelism()} cores and competes with popgate. **Rest of the machine**: busy CPU from /proc/stat (all cores) minus popgate and the load generator: the backend (full logins), kernel softirq work for loopback TCP, the probe, and any other process on the machine (${os.availableParallelism()} cores = ${os.availableParallelism() * 100} %).
 

@@ -12,13 +12,13 @@
  * default popgate's own default, one per core)
  * (tokensFile: base64 GSS initial tokens, one per line; the AP-REQ inside
  * each is verified). Prints one JSON line: ops, elapsedMs, cpuMs (this
- * process, all threads), eld (event-loop delay, as in eld-preload.ts), ranOut.
+ * process, all threads), eld (event-loop delay, as in lib/preload.ts), ranOut.
  */
 import { readFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadKerberosBinding, ticketCheckGate } from '../src/kerberos/binding.js';
 import { apReqFromGssToken } from '../test/helpers/kdc.js';
 import { runLoad } from './lib/load.js';
+import { eldMonitor } from './lib/preload.js';
 
 interface Args {
   tokensFile: string;
@@ -30,8 +30,6 @@ interface Args {
   warmup: number;
   gate?: number;
 }
-
-const RESOLUTION_MS = 1;
 
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as Args;
@@ -46,23 +44,22 @@ async function main(): Promise<void> {
   const warm = Math.min(args.warmup, apReqs.length);
   // Warm-up, all at once: every pool thread creates its krb5_context on first use.
   if (warm > 0) await runLoad({ concurrency: warm, total: warm }, async (i) => void (await binding.verifyApReq(apReqs[i]!, opts)));
-  const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
-  histogram.enable();
+  const eld = eldMonitor();
   const cpu0 = process.cpuUsage();
   const r = await runLoad(
     { concurrency: args.concurrency, durationMs: args.seconds * 1000, total: apReqs.length - warm },
     async (i) => void (await binding.verifyApReq(apReqs[warm + i]!, opts)),
   );
   const cpu = process.cpuUsage(cpu0);
-  histogram.disable();
-  const d = (ns: number): number => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+  eld.histogram.disable();
+  const { count, p50Ms, p99Ms, maxMs } = eld.figures();
   process.stdout.write(
     `${JSON.stringify({
       ops: r.ops,
       elapsedMs: r.elapsedMs,
       cpuMs: (cpu.user + cpu.system) / 1000,
       ranOut: r.exhausted,
-      eld: { count: histogram.count, p50Ms: d(histogram.percentile(50)), p99Ms: d(histogram.percentile(99)), maxMs: d(histogram.max) },
+      eld: { count, p50Ms, p99Ms, maxMs },
     })}\n`,
   );
 }

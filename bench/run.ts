@@ -18,8 +18,6 @@
  * Every process started here is stopped by PID on success, failure, SIGINT and SIGTERM.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
 import type { TestPki } from '../test/helpers/certs.js';
@@ -31,13 +29,13 @@ import { bigMessage, SMALL_MESSAGE } from './lib/messages.js';
 import {
   Cleanup,
   HOST,
-  REPO_ROOT,
   baseMachineInfo,
   log,
   runBenchMain,
   sleep,
   startDovecotGateway,
   startPkiAndDovecot,
+  writeResults,
   startNodeChild,
   versionOf,
   waitReady,
@@ -50,7 +48,6 @@ import { Pop3Conn, Pop3Error, loginOnce, retrSession, type Pop3Target } from './
 
 // ------------------------------------------------------------------ settings
 
-const RESULTS_FILE = path.join(REPO_ROOT, 'bench/results/latest.md');
 const CHEAP_LOG_N = 10;
 
 const SETTINGS: BenchSettings = loadSettings();
@@ -468,13 +465,9 @@ async function main(cleanup: Cleanup): Promise<void> {
   if (md) log(`\n${md}`);
   if (md && mainPart) {
     // latest.md is the main part's report (with the Kerberos section when that part ran too).
-    await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
-    const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
-    await writeFile(tmp, md);
-    await rename(tmp, RESULTS_FILE);
-    log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; ${total()} so far`);
+    log(`bench: wrote ${(await writeResults(SETTINGS.quick, [['latest.md', md]])).join(', ')}; ${total()} so far`);
   } else if (krb) {
-    log(`bench: no main part: ${path.relative(REPO_ROOT, RESULTS_FILE)} left unchanged`);
+    log('bench: no main part: bench/results/latest.md left unchanged');
   }
   if (parts.has('compare') && fast) {
     log(`bench: comparison with nginx (bench/compare/)${krb ? '; the Kerberos figures above are cited there' : ''}`);
@@ -486,7 +479,7 @@ async function main(cleanup: Cleanup): Promise<void> {
       pki: backend.pki,
       ca: backend.ca,
       fast,
-      settings: { ...SETTINGS.compare, runs: RUNS },
+      settings: { ...SETTINGS.compare, runs: RUNS, quick: SETTINGS.quick },
       ...(krb ? { kerberos: krb } : {}),
     });
   }

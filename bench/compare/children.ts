@@ -1,10 +1,10 @@
 /**
  * The comparison's own processes: nginx and stunnel (started from generated
  * configs, stopped through their pid files with the process group as the
- * last resort), the load worker and the memory probe of Node children, and
+ * last resort), the load worker, and
  * RLIMIT_NOFILE for all of them. Generic child handling is in lib/process.ts.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -204,28 +204,6 @@ export class LoadWorker {
     return new Promise<T>((resolve, reject) => {
       this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.proc.child.send({ id, job });
-    });
-  }
-}
-
-/** Talks to mem-preload.ts inside a Node child over IPC. */
-export class MemProbe {
-  private readonly waiters: Array<(m: Record<string, number>) => void> = [];
-
-  constructor(private readonly c: { child: ChildProcess; output(): string }) {
-    c.child.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null && (m as { mem?: unknown }).mem === 'read') this.waiters.shift()?.(m as Record<string, number>);
-    });
-  }
-
-  read(): Promise<{ rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no memory answer over IPC (is mem-preload loaded?)\n${this.c.output()}`)), 10_000);
-      this.waiters.push((m) => {
-        clearTimeout(timer);
-        resolve({ rss: m['rss']!, heapUsed: m['heapUsed']!, heapTotal: m['heapTotal']!, external: m['external']!, arrayBuffers: m['arrayBuffers']! });
-      });
-      this.c.child.send({ cmd: 'mem', gc: true });
     });
   }
 }

@@ -33,7 +33,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -47,7 +47,7 @@ import {
   Cleanup,
   GATEWAY_MAIN,
   HOST,
-  REPO_ROOT,
+  Instruments,
   baseMachineInfo,
   log,
   sleep,
@@ -56,28 +56,24 @@ import {
   versionOf,
   waitForGreeting,
   waitReady,
+  writeResults,
   type Child,
   type GatewayChild,
 } from '../lib/process.js';
 import { clockTicksPerSecond, fdCount, machineBusyPct, rssKiB, type MeterSpec } from '../lib/procfs.js';
 import type { BenchSettings } from '../lib/settings.js';
 import { f } from '../lib/stats.js';
-import { LoadWorker, MemProbe, NGINX_BIN, STUNNEL_BIN, raiseNofile, startNginx, startStunnel, type NginxInstance } from './children.js';
+import { LoadWorker, NGINX_BIN, STUNNEL_BIN, raiseNofile, startNginx, startStunnel, type NginxInstance } from './children.js';
 import type { IdleCheckResult, IdleOpenResult, LoginsResult, ProbeResult, RetrResult, StatResult, WireTarget } from './load-worker.js';
 import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta } from './report.js';
 
 // ------------------------------------------------------------------ settings
 
 /** bench/lib/settings.ts's `compare` section and the run count (recorded in compare.json). */
-export type CompareSettings = BenchSettings['compare'] & { readonly runs: number };
+export type CompareSettings = BenchSettings['compare'] & { readonly runs: number; readonly quick: boolean };
 
-const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
-const MD_FILE = path.join(RESULTS_DIR, 'compare.md');
-const SVG_FILE = path.join(RESULTS_DIR, 'compare-logins.svg');
-/** Every run's raw figures (to re-check, or re-render with bench/compare/render.ts); generated, not in git. */
-export const JSON_FILE = path.join(RESULTS_DIR, 'compare.json');
 const CHEAP_LOG_N = 10;
-const MEM_PRELOAD = path.join(BENCH_DIST, 'compare/mem-preload.js');
+const PRELOAD = path.join(BENCH_DIST, 'lib/preload.js');
 
 export interface CompareInput {
   readonly cleanup: Cleanup;
@@ -108,7 +104,7 @@ interface PathRt extends PathMeta {
   readonly port: number;
   readonly tlsPath: boolean;
   readonly proxyPids: () => number[];
-  readonly mem?: MemProbe;
+  readonly mem?: Instruments;
   readonly running: () => boolean;
   readonly output: () => string;
 }
@@ -189,7 +185,7 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
   cleanup.add('stop stunnel', () => stunnel.stop());
   log(`compare: stunnel pid ${stunnel.pid} on ${HOST}:${pStunnel} -> fast backend`);
   const pipe = startNodeChild('node TLS pipe', 'compare/tls-pipe.js', [JSON.stringify({ cert: pki.certFile, key: pki.keyFile, backendPort: fastPort })], {
-    execArgv: ['--expose-gc', '--import', MEM_PRELOAD],
+    execArgv: ['--expose-gc', '--import', PRELOAD],
     ipc: true,
   });
   cleanup.add('stop node TLS pipe', () => pipe.stop());
@@ -198,7 +194,7 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
 
   // popgate, twice.
   const profDir = s.cpuProf ? await mkdtemp(path.join(os.tmpdir(), 'popgate-compare-prof-')) : undefined;
-  const execArgv = ['--expose-gc', '--import', MEM_PRELOAD, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
+  const execArgv = ['--expose-gc', '--import', PRELOAD, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
   const userFile = path.join(work, 'users');
   await writeFile(
     userFile,
@@ -294,7 +290,7 @@ routing:
       port: pipePort,
       tlsPath: true,
       proxyPids: () => [pipe.pid],
-      mem: new MemProbe(pipe),
+      mem: new Instruments(pipe),
       running: pipe.running,
       output: pipe.output,
     },
@@ -305,7 +301,7 @@ routing:
       port: pHttp,
       tlsPath: true,
       proxyPids: () => [gwHttp.pid],
-      mem: new MemProbe(gwHttp),
+      mem: new Instruments(gwHttp),
       running: gwHttp.running,
       output: gwHttp.output,
     },
@@ -316,7 +312,7 @@ routing:
       port: pFile,
       tlsPath: true,
       proxyPids: () => [gwFile.pid],
-      mem: new MemProbe(gwFile),
+      mem: new Instruments(gwFile),
       running: gwFile.running,
       output: gwFile.output,
     },
@@ -529,12 +525,12 @@ async function idleScenario(rig: Rig): Promise<IdleCell[]> {
     await sleep(1_000);
     const rss = (): number => p.proxyPids().reduce((a, pid) => a + rssKiB(pid), 0);
     const fds = (): number => p.proxyPids().reduce((a, pid) => a + fdCount(pid), 0);
-    const memBefore = p.mem ? await p.mem.read() : undefined;
+    const memBefore = p.mem ? await p.mem.mem() : undefined;
     const rssBefore = rss();
     const fdBefore = fds();
     const open = await rig.worker.run<IdleOpenResult>({ kind: 'idle-open', target: target(rig, p, 'fast'), n: s.idleSessions, concurrency: s.idleConcurrency });
     await sleep(1_500);
-    const memAfter = p.mem ? await p.mem.read() : undefined;
+    const memAfter = p.mem ? await p.mem.mem() : undefined;
     const rssAfter = rss();
     const fdAfter = fds();
     const check = await rig.worker.run<IdleCheckResult>({ kind: 'idle-check', sample: 200 });
@@ -670,20 +666,15 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
     };
     const md = renderMarkdown(results);
     const svg = renderSvg(results);
-    await mkdir(RESULTS_DIR, { recursive: true });
-    const raw = JSON.stringify(results, null, 1);
-    for (const [file, text] of [
-      [MD_FILE, md],
-      [SVG_FILE, svg],
-      [JSON_FILE, `${raw}\n`],
-    ] as const) {
-      const tmp = `${file}.${process.pid}.tmp`;
-      await writeFile(tmp, text);
-      await rename(tmp, file);
-    }
+    // compare.json: every run's raw figures (to re-check, or re-render with bench/compare/render.ts); generated, not in git.
+    const written = await writeResults(s.quick, [
+      ['compare.md', md],
+      ['compare-logins.svg', svg],
+      ['compare.json', `${JSON.stringify(results, null, 1)}\n`],
+    ]);
     log('');
     log(md);
-    log(`compare: wrote ${path.relative(REPO_ROOT, MD_FILE)}, ${path.relative(REPO_ROOT, SVG_FILE)} and ${path.relative(REPO_ROOT, JSON_FILE)}; comparison took ${f((performance.now() - t0) / 1000, 0)} s`);
+    log(`compare: wrote ${written.join(', ')}; comparison took ${f((performance.now() - t0) / 1000, 0)} s`);
     return results;
   } catch (err) {
     if (!input.cleanup.started) {

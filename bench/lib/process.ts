@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { makeTestPki, type TestPki } from '../../test/helpers/certs.js';
 import { startDovecot, type DovecotInstance } from '../../test/helpers/dovecot.js';
 import { freePort } from '../../test/helpers/ports.js';
+import type { EldFigures, MemFigures } from './preload.js';
 import { Pop3Conn, type Pop3Endpoint } from './wire.js';
 
 /** The checkout root (this file runs from dist-bench/bench/lib/). */
@@ -382,4 +383,61 @@ export function versionOf(cmd: string, args: string[], re: RegExp): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'pipe'] });
   const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
   return re.exec(text)?.[1] ?? 'unknown';
+}
+
+/**
+ * Writes reports (name -> text) atomically into bench/results/, or, for a
+ * BENCH_QUICK trial run, into a temp dir (its figures must not replace the
+ * published ones). Returns the paths written, for the log.
+ */
+export async function writeResults(quick: boolean, files: ReadonlyArray<readonly [name: string, text: string]>): Promise<string[]> {
+  const dir = quick ? path.join(os.tmpdir(), 'popgate-bench-quick') : path.join(REPO_ROOT, 'bench/results');
+  await mkdir(dir, { recursive: true });
+  const out: string[] = [];
+  for (const [name, text] of files) {
+    const file = path.join(dir, name);
+    await writeFile(`${file}.${process.pid}.tmp`, text);
+    await rename(`${file}.${process.pid}.tmp`, file);
+    out.push(quick ? file : path.relative(REPO_ROOT, file));
+  }
+  return out;
+}
+
+/** Asks lib/preload.ts inside a Node child (spawned with `--import` it and `ipc: true`). */
+export class Instruments {
+  private readonly waiters = new Map<string, Array<(m: Record<string, number>) => void>>();
+
+  constructor(private readonly c: Pick<Child, 'child' | 'output'>) {
+    c.child.on('message', (m: unknown) => {
+      const reply = typeof m === 'object' && m !== null ? (m as { reply?: unknown }).reply : undefined;
+      if (typeof reply === 'string') this.waiters.get(reply)?.shift()?.(m as Record<string, number>);
+    });
+  }
+
+  private ask(cmd: 'eld-reset' | 'eld-read' | 'mem'): Promise<Record<string, number>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer to ${cmd} over IPC (is lib/preload.js loaded?)\n${this.c.output()}`)), 10_000);
+      const list = this.waiters.get(cmd) ?? [];
+      this.waiters.set(cmd, list);
+      list.push((m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      this.c.child.send({ cmd });
+    });
+  }
+
+  async eldReset(): Promise<void> {
+    await this.ask('eld-reset');
+  }
+
+  async eldRead(): Promise<EldFigures> {
+    const { count = 0, p50Ms = 0, p90Ms = 0, p99Ms = 0, maxMs = 0, meanMs = 0 } = await this.ask('eld-read');
+    return { count, p50Ms, p90Ms, p99Ms, maxMs, meanMs };
+  }
+
+  async mem(): Promise<MemFigures> {
+    const { rss = 0, heapTotal = 0, heapUsed = 0, external = 0, arrayBuffers = 0 } = await this.ask('mem');
+    return { rss, heapTotal, heapUsed, external, arrayBuffers };
+  }
 }
