@@ -246,17 +246,19 @@ routing:
 
   // nginx, twice.
   const nginx: NginxInstance[] = [];
-  for (const [name, workers, port, tickets] of [
-    ['nginx-1', '1', pNginx1, true],
-    ['nginx-auto', 'auto', pNginxAuto, true],
-    ['nginx-1-nt', '1', pNginxNt, false],
+  const nginxPaths: PathRt[] = [];
+  for (const [name, label, workers, port, tickets] of [
+    ['nginx-1', 'nginx, 1 worker', '1', pNginx1, true],
+    ['nginx-auto', 'nginx, worker_processes auto', 'auto', pNginxAuto, true],
+    ['nginx-1-nt', 'nginx, 1 worker, no session tickets', '1', pNginxNt, false],
   ] as const) {
     const n = await startNginx({ dir: work, nofile, name, port, workers, tickets, authPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
     cleanup.add(`stop ${name}`, () => n.stop());
     nginx.push(n);
     log(`compare: ${name} master pid ${n.pid}, workers ${n.pids().slice(1).join(', ')} on ${HOST}:${port}`);
+    const output = (): string => `${n.output()}\n${safeRead(n.errorLog)}`;
+    nginxPaths.push({ id: name, label, family: 'nginx', port, tlsPath: true, proxyPids: () => n.pids(), running: n.running, output });
   }
-  const [nginx1, nginxAuto, nginxNt] = nginx as [NginxInstance, NginxInstance, NginxInstance];
 
   const worker = LoadWorker.start();
   cleanup.add('stop load worker', () => worker.proc.stop());
@@ -316,36 +318,7 @@ routing:
       running: gwFile.running,
       output: gwFile.output,
     },
-    {
-      id: 'nginx-1',
-      label: 'nginx, 1 worker',
-      family: 'nginx',
-      port: pNginx1,
-      tlsPath: true,
-      proxyPids: () => nginx1.pids(),
-      running: nginx1.running,
-      output: () => `${nginx1.output()}\n${safeRead(nginx1.errorLog)}`,
-    },
-    {
-      id: 'nginx-auto',
-      label: 'nginx, worker_processes auto',
-      family: 'nginx',
-      port: pNginxAuto,
-      tlsPath: true,
-      proxyPids: () => nginxAuto.pids(),
-      running: nginxAuto.running,
-      output: () => `${nginxAuto.output()}\n${safeRead(nginxAuto.errorLog)}`,
-    },
-    {
-      id: 'nginx-1-nt',
-      label: 'nginx, 1 worker, no session tickets',
-      family: 'nginx',
-      port: pNginxNt,
-      tlsPath: true,
-      proxyPids: () => nginxNt.pids(),
-      running: nginxNt.running,
-      output: () => `${nginxNt.output()}\n${safeRead(nginxNt.errorLog)}`,
-    },
+    ...nginxPaths,
   ];
   return {
     s,
