@@ -18,30 +18,24 @@
  *
  * Prints a Markdown report and writes it to bench/results/hostile-load.md.
  * Every process started here is stopped by PID (success, failure, SIGINT/SIGTERM).
- * Env: LOADTEST_SLOWLORIS (1000), LOADTEST_BRUTEFORCE (1000), LOADTEST_RUNS (20).
+ * Settings: bench/lib/settings.ts, `hostile` (BENCH_QUICK=1 for a trial run).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import tls from 'node:tls';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
-import { makeTestPki } from '../test/helpers/certs.js';
-import { startDovecot } from '../test/helpers/dovecot.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, describe, envNumber, log, runBenchMain, sleep, startDovecotGateway } from './common.js';
-import { Pop3Client, Pop3Error, type Pop3Target } from './pop3-load.js';
-import { clockTicksPerSecond, readMachineCpu, readProcCpu } from './proc-cpu.js';
-import { quantile } from './stats.js';
+import { runLoad } from './lib/load.js';
+import { SMALL_MESSAGE } from './lib/messages.js';
+import { Cleanup, HOST, describe, log, runBenchMain, sleep, startDovecotGateway, startPkiAndDovecot, writeResults } from './lib/process.js';
+import { clockTicksPerSecond, fdCount, readMachineCpu, readProcCpu, rssKiB } from './lib/procfs.js';
+import { loadSettings } from './lib/settings.js';
+import { f, quantile } from './lib/stats.js';
+import { Pop3Conn, Pop3Error, type Pop3Endpoint, type Pop3Target } from './lib/wire.js';
 
 // ------------------------------------------------------------------ settings
 
-const RESULTS_FILE = path.join(REPO_ROOT, 'bench/results/hostile-load.md');
-const SLOWLORIS = Math.round(envNumber('LOADTEST_SLOWLORIS', 1000, 0));
-const BRUTEFORCE = Math.round(envNumber('LOADTEST_BRUTEFORCE', 1000, 0));
-const RUNS = Math.round(envNumber('LOADTEST_RUNS', 20, 1));
+const SETTINGS = loadSettings();
+const { slowloris: SLOWLORIS, bruteforce: BRUTEFORCE, runs: RUNS, minAttackSeconds: MIN_ATTACK_S } = SETTINGS.hostile;
 const BRUTE_CONCURRENCY = 50;
 const MAX_CONNECTIONS = 5000;
 const MAX_PER_IP = 64;
@@ -55,8 +49,6 @@ const PROBE_CONNECTIONS = MAX_PER_IP + 16;
 const LORIS_BYTE_INTERVAL_MS = 3_000;
 const LORIS_BATCH = 50;
 const NORMAL_GAP_MS = 250;
-/** The attack lasts at least this long from the first slow-loris socket: past preAuthTimeout, so its closes are seen. */
-const MIN_ATTACK_S = envNumber('LOADTEST_MIN_ATTACK_S', PREAUTH_TIMEOUT_S + 15, 0);
 const NORMAL_TIMEOUT_MS = 60_000;
 /** Victims that exist in the user file (default scrypt) plus names that do not exist. */
 const VICTIMS = [
@@ -64,22 +56,15 @@ const VICTIMS = [
   ...Array.from({ length: 32 }, (_, i) => `nosuch${String(i).padStart(2, '0')}`),
 ];
 
-const SMALL_MESSAGE = Buffer.from(
-  'From: load@example.test\r\nTo: alice@example.test\r\nSubject: small\r\n' +
-    'Message-ID: <load-small@example.test>\r\n\r\nhello\r\n',
-);
-
 // ------------------------------------------------------------------ helpers
 
-const f = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 const bump = (m: Map<string, number>, k: string, by = 1): void => void m.set(k, (m.get(k) ?? 0) + by);
 const fmtMap = (m: Map<string, number>): string =>
   m.size === 0 ? 'none' : [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join('; ');
 const p = (xs: readonly number[], q: number): number => (xs.length === 0 ? NaN : quantile(xs, q));
 /** An error text without ports or addresses that vary per socket. */
 const errKey = (err: unknown): string => {
-  const e = err as { code?: string };
-  return (e.code ?? describe(err)).replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'addr').slice(0, 80);
+  return (err instanceof Pop3Error ? err.code : describe(err)).replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'addr').slice(0, 80);
 };
 const replyCode = (line: string): string => {
   if (line.startsWith('+OK')) return '+OK';
@@ -87,106 +72,14 @@ const replyCode = (line: string): string => {
   return m ? `-ERR [${m[1]}]` : line.startsWith('-ERR') ? `-ERR (${line.slice(5, 40)})` : `other (${line.slice(0, 30)})`;
 };
 
-function rssKiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
-  return m ? Number(m[1]) : NaN;
-}
-
-function fdCount(pid: number): number {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return NaN;
-  }
-}
-
-/** A TCP socket from the chosen source address; its errors surface on the TLS socket wrapping it. */
-function quietSocket(t: ConnectTarget): net.Socket {
-  const s = net.connect({ host: HOST, port: t.port, localAddress: t.localAddress });
-  s.on('error', () => {});
-  return s;
-}
-
-interface ConnectTarget {
-  readonly port: number;
-  readonly localAddress: string;
-  readonly tls?: { readonly ca: Buffer; readonly servername: string };
-}
-
-/**
- * A raw line-oriented connection bound to a chosen loopback source address.
- * nextLine() rejects on close/timeout; `closed` resolves when the socket closes.
- */
-class RawConn {
-  private buf = '';
-  private lines: string[] = [];
-  private waiter: { resolve: (l: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
-  private ended: Error | undefined;
-  readonly closed: Promise<void>;
-  readonly socket: net.Socket;
-  /** Lines that arrived while nobody waited (e.g. a timeout reply). */
-  onUnsolicited: ((line: string) => void) | undefined;
-
-  constructor(t: ConnectTarget) {
-    this.socket = t.tls
-      ? // tls.connect's typings lack localAddress: hand it a TCP socket bound to the source address.
-        tls.connect({ socket: quietSocket(t), ca: t.tls.ca, servername: t.tls.servername })
-      : net.connect({ host: HOST, port: t.port, localAddress: t.localAddress });
-    this.socket.setNoDelay(true);
-    this.socket.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      for (let i = this.buf.indexOf('\r\n'); i >= 0; i = this.buf.indexOf('\r\n')) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 2);
-        if (this.waiter) {
-          const w = this.waiter;
-          this.waiter = undefined;
-          clearTimeout(w.timer);
-          w.resolve(line);
-        } else if (this.onUnsolicited) this.onUnsolicited(line);
-        else this.lines.push(line);
-      }
-    });
-    this.closed = new Promise((resolve) => {
-      this.socket.on('error', (err) => this.end(Object.assign(new Error(err.message), { code: (err as { code?: string }).code })));
-      this.socket.on('close', () => {
-        this.end(Object.assign(new Error('closed by server'), { code: 'closed by server' }));
-        resolve();
-      });
-    });
-  }
-
-  private end(err: Error): void {
-    this.ended ??= err;
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (w) {
-      clearTimeout(w.timer);
-      w.reject(this.ended);
-    }
-  }
-
-  nextLine(timeoutMs: number): Promise<string> {
-    const l = this.lines.shift();
-    if (l !== undefined) return Promise.resolve(l);
-    if (this.ended) return Promise.reject(this.ended);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(Object.assign(new Error(`no reply within ${timeoutMs} ms`), { code: 'client timeout' }));
-      }, timeoutMs);
-      this.waiter = { resolve, reject, timer };
-    });
-  }
-
-  write(s: string): void {
-    if (!this.ended && !this.socket.destroyed) this.socket.write(s);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
+/** A pop3 (or pop3s) connection from a chosen loopback source address. */
+const from = (port: number, localAddress: string, ca?: Buffer): Pop3Endpoint => ({
+  label: `${localAddress} -> ${port}`,
+  host: HOST,
+  port,
+  localAddress,
+  ...(ca ? { tls: { ca, servername: 'localhost' } } : {}),
+});
 
 // ------------------------------------------------------------------ normal client
 
@@ -197,7 +90,7 @@ interface NormalRun {
 
 async function normalOnce(t: Pop3Target, smallSize: number): Promise<number> {
   const t0 = performance.now();
-  const c = await Pop3Client.connect(t, NORMAL_TIMEOUT_MS);
+  const c = await Pop3Conn.connect(t, { timeoutMs: NORMAL_TIMEOUT_MS });
   try {
     await c.login(t.user, t.password);
     const st = await c.stat();
@@ -234,7 +127,7 @@ interface LorisStats {
 
 class SlowLoris {
   private stopped = false;
-  private readonly conns = new Set<RawConn>();
+  private readonly conns = new Set<Pop3Conn>();
   private readonly timers = new Set<NodeJS.Timeout>();
   readonly s: LorisStats = {
     initialAccepted: 0,
@@ -273,17 +166,13 @@ class SlowLoris {
   /** One socket's life; resolves once greeted or refused (the first time). */
   private one(i: number, initial: boolean): Promise<void> {
     const useTls = i % 2 === 1;
-    const conn = new RawConn({
-      port: useTls ? this.tlsPort : this.plainPort,
-      localAddress: `127.0.1.${1 + (i % LORIS_ADDRS)}`,
-      ...(useTls ? { tls: { ca: this.ca, servername: 'localhost' } } : {}),
-    });
+    const conn = Pop3Conn.open(from(useTls ? this.tlsPort : this.plainPort, `127.0.1.${1 + (i % LORIS_ADDRS)}`, useTls ? this.ca : undefined));
     this.conns.add(conn);
     return new Promise<void>((settle) => {
       conn
-        .nextLine(30_000)
+        .line('greeting', 30_000)
         .then((greeting) => {
-          if (!greeting.startsWith('+OK')) throw Object.assign(new Error(greeting), { code: replyCode(greeting) });
+          if (!greeting.startsWith('+OK')) throw new Pop3Error(conn.label, 'greeting', greeting, replyCode(greeting));
           if (initial) this.s.initialAccepted++;
           this.s.acceptedTotal++;
           this.s.open++;
@@ -352,15 +241,15 @@ class SlowLoris {
 // ------------------------------------------------------------------ per-IP probe
 
 async function perIpProbe(port: number): Promise<{ accepted: number; refused: Map<string, number> }> {
-  const conns: RawConn[] = [];
+  const conns: Pop3Conn[] = [];
   let accepted = 0;
   const refused = new Map<string, number>();
   await Promise.all(
     Array.from({ length: PROBE_CONNECTIONS }, async () => {
-      const c = new RawConn({ port, localAddress: '127.0.3.1' });
+      const c = Pop3Conn.open(from(port, '127.0.3.1'));
       conns.push(c);
       try {
-        const g = await c.nextLine(10_000);
+        const g = await c.line('greeting', 10_000);
         if (g.startsWith('+OK')) accepted++;
         else bump(refused, replyCode(g));
       } catch (err) {
@@ -387,27 +276,23 @@ interface BruteStats {
 async function bruteForce(plainPort: number, tlsPort: number, ca: Buffer): Promise<BruteStats> {
   const st: BruteStats = { attempts: 0, answers: new Map(), passDelayS: new Map(), errors: new Map(), elapsedMs: 0 };
   const t0 = performance.now();
-  let next = 0;
   const attempt = async (k: number): Promise<void> => {
+    st.attempts++;
     const useTls = k % 2 === 1;
-    const conn = new RawConn({
-      port: useTls ? tlsPort : plainPort,
-      localAddress: `127.0.2.${1 + (k % BRUTE_ADDRS)}`,
-      ...(useTls ? { tls: { ca, servername: 'localhost' } } : {}),
-    });
+    const conn = Pop3Conn.open(from(useTls ? tlsPort : plainPort, `127.0.2.${1 + (k % BRUTE_ADDRS)}`, useTls ? ca : undefined));
     const user = VICTIMS[Math.floor(k / BRUTE_ADDRS) % VICTIMS.length]!;
     let step = 'greeting';
     try {
-      const g = await conn.nextLine(30_000);
+      const g = await conn.line('greeting', 30_000);
       if (!g.startsWith('+OK')) return void bump(st.answers, `${replyCode(g)} (greeting)`);
       step = 'USER';
       conn.write(`USER ${user}\r\n`);
-      const u = await conn.nextLine(30_000);
+      const u = await conn.line('USER', 30_000);
       if (!u.startsWith('+OK')) return void bump(st.answers, `${replyCode(u)} (USER)`);
       step = 'PASS';
       const sent = performance.now();
       conn.write(`PASS wrong-${randomBytes(4).toString('hex')}\r\n`);
-      const r = await conn.nextLine(60_000);
+      const r = await conn.line('PASS', 60_000);
       const code = replyCode(r);
       bump(st.answers, code);
       const list = st.passDelayS.get(code) ?? [];
@@ -420,14 +305,8 @@ async function bruteForce(plainPort: number, tlsPort: number, ca: Buffer): Promi
       conn.destroy();
     }
   };
-  const worker = async (): Promise<void> => {
-    while (next < BRUTEFORCE) {
-      const k = next++;
-      st.attempts++;
-      await attempt(k);
-    }
-  };
-  await Promise.all(Array.from({ length: BRUTE_CONCURRENCY }, worker));
+  // attempt() tallies its own failures: the loop never sees one.
+  if (BRUTEFORCE > 0) await runLoad({ concurrency: BRUTE_CONCURRENCY, total: BRUTEFORCE }, attempt);
   st.elapsedMs = performance.now() - t0;
   return st;
 }
@@ -488,41 +367,21 @@ function startSampler(pid: number): Sampler {
 // ------------------------------------------------------------------ main
 
 async function main(cleanup: Cleanup): Promise<void> {
-  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/loadtest.sh does)`);
   const startedAt = new Date();
   const tStart = performance.now();
   const cores = os.availableParallelism();
   log(`loadtest: ${os.cpus()[0]?.model ?? '?'}, ${cores} cores, node ${process.version}`);
 
-  const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-loadtest-pki-'));
-  cleanup.add('remove PKI dir', () => rm(pkiDir, { recursive: true, force: true }));
-  const pki = await makeTestPki(pkiDir);
-  const ca = await readFile(pki.caFile);
+  const { pki, ca, dovecot, master } = await startPkiAndDovecot(cleanup, 'loadtest', { alice: [SMALL_MESSAGE] });
 
-  const master = { name: 'popgate', password: `master-${randomBytes(12).toString('hex')}` };
-  const backendAlice = { name: 'alice', password: `dovecot-alice-${randomBytes(8).toString('hex')}` };
-  const dovecot = await startDovecot({
-    users: [backendAlice],
-    masterUser: master,
-    messages: { alice: [SMALL_MESSAGE] },
-    extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
-  });
-  cleanup.add('stop Dovecot', () => dovecot.stop());
-  log(`loadtest: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
-
-  const gwDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-loadtest-gw-'));
-  cleanup.add('remove gateway dir', () => rm(gwDir, { recursive: true, force: true }));
   const alicePass = `front-alice-${randomBytes(8).toString('hex')}`;
   const userLines = [`alice:${await hashPassword(alicePass)}`];
   for (const v of VICTIMS.filter((n) => !n.startsWith('nosuch'))) {
     userLines.push(`${v}:${await hashPassword(`real-${randomBytes(8).toString('hex')}`)}`);
   }
-  const userFile = path.join(gwDir, 'users');
-  await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
   const { gateway: gw, tlsPort, plainPort, tlsOpts } = await startDovecotGateway(cleanup, {
     name: 'load',
-    dir: gwDir,
-    userFile,
+    userLines,
     pki,
     ca,
     dovecotPort: dovecot.port,
@@ -679,11 +538,7 @@ Total run time ${f((performance.now() - tStart) / 1000)} s; CPU clock ticks ${cl
 `;
   log('');
   log(md);
-  await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
-  const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
-  await writeFile(tmp, md);
-  await rename(tmp, RESULTS_FILE);
-  log(`loadtest: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}`);
+  log(`loadtest: wrote ${(await writeResults(SETTINGS.quick, [['hostile-load.md', md]])).join(', ')}`);
   if (!alive) throw new Error(`popgate exited during the load test:\n${gwOut.slice(-4000)}`);
   if (gwOut) log(`loadtest: popgate output (tail):\n${gwOut.slice(-3000)}`);
 }

@@ -12,12 +12,13 @@
  * default popgate's own default, one per core)
  * (tokensFile: base64 GSS initial tokens, one per line; the AP-REQ inside
  * each is verified). Prints one JSON line: ops, elapsedMs, cpuMs (this
- * process, all threads), eld (event-loop delay, as in eld-preload.ts), ranOut.
+ * process, all threads), eld (event-loop delay, as in lib/preload.ts), ranOut.
  */
 import { readFileSync } from 'node:fs';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { loadKerberosBinding, ticketCheckGate } from '../src/kerberos/binding.js';
 import { apReqFromGssToken } from '../test/helpers/kdc.js';
+import { runLoad } from './lib/load.js';
+import { eldMonitor } from './lib/preload.js';
 
 interface Args {
   tokensFile: string;
@@ -30,8 +31,6 @@ interface Args {
   gate?: number;
 }
 
-const RESOLUTION_MS = 1;
-
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? '{}') as Args;
   const apReqs = readFileSync(args.tokensFile, 'latin1')
@@ -42,42 +41,25 @@ async function main(): Promise<void> {
     ticketGate: ticketCheckGate(args.gate !== undefined ? { maxConcurrent: args.gate } : {}),
   });
   const opts = { keytab: args.keytab, servicePrincipals: args.servicePrincipals, rcacheDir: args.rcacheDir };
-  let next = 0;
-  // Warm-up: every pool thread creates its krb5_context on first use.
-  await Promise.all(
-    Array.from({ length: Math.min(args.warmup, apReqs.length) }, async () => {
-      await binding.verifyApReq(apReqs[next++]!, opts);
-    }),
-  );
-  const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
-  histogram.enable();
+  const warm = Math.min(args.warmup, apReqs.length);
+  // Warm-up, all at once: every pool thread creates its krb5_context on first use.
+  if (warm > 0) await runLoad({ concurrency: warm, total: warm }, async (i) => void (await binding.verifyApReq(apReqs[i]!, opts)));
+  const eld = eldMonitor();
   const cpu0 = process.cpuUsage();
-  const start = performance.now();
-  const deadline = start + args.seconds * 1000;
-  let ops = 0;
-  let ranOut = false;
-  const worker = async (): Promise<void> => {
-    while (performance.now() < deadline) {
-      if (next >= apReqs.length) {
-        ranOut = true;
-        return;
-      }
-      await binding.verifyApReq(apReqs[next++]!, opts);
-      ops++;
-    }
-  };
-  await Promise.all(Array.from({ length: args.concurrency }, worker));
-  const elapsedMs = performance.now() - start;
+  const r = await runLoad(
+    { concurrency: args.concurrency, durationMs: args.seconds * 1000, total: apReqs.length - warm },
+    async (i) => void (await binding.verifyApReq(apReqs[warm + i]!, opts)),
+  );
   const cpu = process.cpuUsage(cpu0);
-  histogram.disable();
-  const d = (ns: number): number => Math.max(0, ns / 1e6 - RESOLUTION_MS);
+  eld.histogram.disable();
+  const { count, p50Ms, p99Ms, maxMs } = eld.figures();
   process.stdout.write(
     `${JSON.stringify({
-      ops,
-      elapsedMs,
+      ops: r.ops,
+      elapsedMs: r.elapsedMs,
       cpuMs: (cpu.user + cpu.system) / 1000,
-      ranOut,
-      eld: { count: histogram.count, p50Ms: d(histogram.percentile(50)), p99Ms: d(histogram.percentile(99)), maxMs: d(histogram.max) },
+      ranOut: r.exhausted,
+      eld: { count, p50Ms, p99Ms, maxMs },
     })}\n`,
   );
 }

@@ -16,9 +16,10 @@
  * loopback round trip and this process's own wake-up, which is why the
  * benchmark reports it against an idle baseline.
  */
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import { quantile } from './lib/stats.js';
+import { Pop3Conn } from './lib/wire.js';
 
 const [host = '127.0.0.1', portText = '', intervalText = '10'] = process.argv.slice(2);
 const port = Number(portText);
@@ -28,22 +29,12 @@ function reply(o: object): void {
   process.stdout.write(`${JSON.stringify(o)}\n`);
 }
 
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return 0;
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
-}
-
 interface Session {
-  socket: net.Socket;
+  readonly conn: Pop3Conn;
   timer: NodeJS.Timeout | undefined;
-  samples: number[];
+  readonly samples: number[];
   skipped: number;
-  sentAt: number | undefined;
-  buf: string;
-  onLine: ((line: string) => void) | undefined;
+  pending: boolean;
 }
 
 let session: Session | undefined;
@@ -53,43 +44,30 @@ function fatal(message: string): void {
   process.exit(1);
 }
 
-function start(): void {
+async function start(): Promise<void> {
   if (session) fatal('start while running');
-  const socket = net.connect({ host, port });
-  socket.setNoDelay(true);
-  const s: Session = { socket, timer: undefined, samples: [], skipped: 0, sentAt: undefined, buf: '', onLine: undefined };
+  const conn = await Pop3Conn.connect({ label: 'probe', host, port });
+  const s: Session = { conn, timer: undefined, samples: [], skipped: 0, pending: false };
   session = s;
-  socket.setEncoding('latin1');
-  socket.on('error', (err) => fatal(`probe connection: ${err.message}`));
-  socket.on('close', () => {
-    if (session === s) fatal('probe connection closed by popgate');
-  });
-  socket.on('data', (chunk: string) => {
-    s.buf += chunk;
-    for (let nl = s.buf.indexOf('\r\n'); nl >= 0; nl = s.buf.indexOf('\r\n')) {
-      const line = s.buf.slice(0, nl);
-      s.buf = s.buf.slice(nl + 2);
-      s.onLine?.(line);
+  s.timer = setInterval(() => {
+    // One NOOP at a time: a tick that finds the last one unanswered is counted, not queued.
+    if (s.pending) {
+      s.skipped++;
+      return;
     }
-  });
-  s.onLine = (greeting) => {
-    if (!greeting.startsWith('+OK')) fatal(`probe greeting: ${greeting}`);
-    s.onLine = (line) => {
-      if (s.sentAt === undefined) return;
-      if (!line.startsWith('+OK')) fatal(`probe NOOP: ${line}`);
-      s.samples.push(performance.now() - s.sentAt);
-      s.sentAt = undefined;
-    };
-    s.timer = setInterval(() => {
-      if (s.sentAt !== undefined) {
-        s.skipped++;
-        return;
-      }
-      s.sentAt = performance.now();
-      socket.write('NOOP\r\n');
-    }, intervalMs);
-    reply({ started: true });
-  };
+    s.pending = true;
+    const t0 = performance.now();
+    conn.command('NOOP').then(
+      () => {
+        s.samples.push(performance.now() - t0);
+        s.pending = false;
+      },
+      (err: unknown) => {
+        if (session === s) fatal(`probe NOOP: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+  }, intervalMs);
+  reply({ started: true });
 }
 
 function stop(): void {
@@ -97,21 +75,16 @@ function stop(): void {
   if (!s) return fatal('stop while not running');
   if (s.timer) clearInterval(s.timer);
   session = undefined;
-  s.socket.end('QUIT\r\n');
-  const sorted = [...s.samples].sort((a, b) => a - b);
-  reply({
-    n: sorted.length,
-    p50Ms: quantile(sorted, 0.5),
-    p99Ms: quantile(sorted, 0.99),
-    maxMs: sorted[sorted.length - 1] ?? 0,
-    skipped: s.skipped,
-  });
+  s.conn.write('QUIT\r\n');
+  s.conn.destroy();
+  const q = (x: number): number => (s.samples.length === 0 ? 0 : quantile(s.samples, x));
+  reply({ n: s.samples.length, p50Ms: q(0.5), p99Ms: q(0.99), maxMs: q(1), skipped: s.skipped });
 }
 
 if (!Number.isSafeInteger(port) || port < 1 || !(intervalMs > 0)) fatal('usage: loop-probe HOST PORT INTERVAL_MS');
 const rl = createInterface({ input: process.stdin });
 rl.on('line', (cmd) => {
-  if (cmd === 'start') start();
+  if (cmd === 'start') start().catch((err: unknown) => fatal(`probe connection: ${err instanceof Error ? err.message : String(err)}`));
   else if (cmd === 'stop') stop();
   else fatal(`unknown command ${JSON.stringify(cmd)}`);
 });

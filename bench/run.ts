@@ -1,90 +1,58 @@
 /**
- * popgate benchmark (`npm run bench`, not part of the test suite).
+ * popgate benchmark (`npm run bench`, not part of the test suite; method and
+ * figures: bench/README.md). Settings: bench/lib/settings.ts (BENCH_PARTS,
+ * BENCH_RUNS, BENCH_QUICK, BENCH_SETTINGS).
  *
  * In one process tree on 127.0.0.1: a private Dovecot (test/helpers/dovecot.ts)
- * with a master user, and popgate as a child process (`node dist/cli/main.js
- * serve`) with a pop3s listener and a plaintext pop3 listener, logging in to
- * Dovecot as the master user (AUTH PLAIN with authzid). Measures, each
- * scenario BENCH_RUNS times (default 5), median/min/max:
+ * with a master user, the in-memory backend (bench/lib/backend-child.ts) and
+ * popgate children. Parts, each run only when in BENCH_PARTS:
  *
- *  1. RETR throughput of a ~5 MB message: direct to Dovecot, via popgate
- *     plain, via popgate pop3s.
- *  2. Full logins/s (connect, [TLS], USER/PASS, STAT, QUIT) at concurrency
- *     1 and 8 for BENCH_LOGIN_SECONDS (default 3) each.
- *  3. popgate's CPU time (utime+stime of the child) per login and per GB.
+ *  main      popgate against direct Dovecot access: RETR throughput of a ~5 MB
+ *            message, full logins/s at a few concurrencies, popgate's CPU per
+ *            login and per GB -> bench/results/latest.md (with the next part).
+ *  kerberos  KPOP/GSSAPI (bench/kerberos.ts), against the in-memory backend:
+ *            measured once, shown in latest.md and cited in compare.md.
+ *  compare   side by side with nginx's mail proxy (bench/compare/) ->
+ *            bench/results/compare.md + compare-logins.svg (+ compare.json, not in git).
  *
- * Prints a Markdown report and writes it to bench/results/latest.md.
- * Every process started here is stopped by PID on success, failure, SIGINT
- * and SIGTERM.
+ * Every process started here is stopped by PID on success, failure, SIGINT and SIGTERM.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
-import { makeTestPki, type TestPki } from '../test/helpers/certs.js';
-import { startDovecot, type DovecotInstance } from '../test/helpers/dovecot.js';
+import type { TestPki } from '../test/helpers/certs.js';
+import type { DovecotInstance } from '../test/helpers/dovecot.js';
+import { runCompare, type FastBackend } from './compare/compare.js';
+import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResults } from './kerberos.js';
+import { runLoad } from './lib/load.js';
+import { bigMessage, SMALL_MESSAGE } from './lib/messages.js';
 import {
   Cleanup,
-  GATEWAY_MAIN,
   HOST,
-  REPO_ROOT,
-  envNumber,
+  baseMachineInfo,
   log,
   runBenchMain,
   sleep,
   startDovecotGateway,
+  startPkiAndDovecot,
+  writeResults,
+  startNodeChild,
+  versionOf,
+  waitReady,
   type GatewayChild,
-  baseMachineInfo,
-} from './common.js';
-import { runCompare } from './compare/compare.js';
-import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResults } from './kerberos.js';
-import { CpuMeter, clockTicksPerSecond, readMachineCpu } from './proc-cpu.js';
-import {
-  Pop3Client,
-  Pop3Error,
-  loginOnce,
-  retrSession,
-  runLoginLoad,
-  type Pop3Target,
-} from './pop3-load.js';
-import { median, summarize, type Summary } from './stats.js';
+} from './lib/process.js';
+import { CpuMeter, clockTicksPerSecond, machineBusyPct } from './lib/procfs.js';
+import { loadSettings, settingsLine, type BenchSettings } from './lib/settings.js';
+import { f, median, range, summarize } from './lib/stats.js';
+import { Pop3Conn, Pop3Error, loginOnce, retrSession, type Pop3Target } from './lib/wire.js';
 
 // ------------------------------------------------------------------ settings
 
-const RESULTS_FILE = path.join(REPO_ROOT, 'bench/results/latest.md');
 const CHEAP_LOG_N = 10;
 
-const RUNS = Math.round(envNumber('BENCH_RUNS', 5, 1));
-const LOGIN_SECONDS = envNumber('BENCH_LOGIN_SECONDS', 3, 0.2);
-/** Only the Kerberos part (for development); bench/results/latest.md is then left alone. */
-const KERBEROS_ONLY = !['', '0', 'false', 'no'].includes((process.env['BENCH_KERBEROS_ONLY'] ?? '').toLowerCase());
-/** Only the comparison with nginx's mail proxy (bench/compare/); bench/results/latest.md is then left alone. */
-const COMPARE_ONLY = !['', '0', 'false', 'no'].includes((process.env['BENCH_COMPARE_ONLY'] ?? '').toLowerCase());
-const CONCURRENCIES = [1, 8] as const;
-/** RETRs per session in the sustained pass (also where popgate's CPU per GB is measured). */
-const STREAM_RETRS = 20;
-
-// ------------------------------------------------------------------ test data
-
-/** ~5 MiB with CRLF line ends and no line starting with "." (no dot-stuffing: wire size = file size). */
-function bigMessage(): Buffer {
-  const header =
-    'From: bench@example.test\r\nTo: alice@example.test\r\nSubject: popgate bench 5 MB\r\n' +
-    'Message-ID: <bench-big@example.test>\r\n\r\n';
-  const b64 = randomBytes(Math.ceil((5 * 1024 * 1024 * 3) / 4)).toString('base64');
-  const lines: string[] = [];
-  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
-  return Buffer.from(header + lines.join('\r\n') + '\r\n', 'latin1');
-}
-
-const SMALL_MESSAGE = Buffer.from(
-  'From: bench@example.test\r\nTo: alice@example.test\r\nSubject: small\r\n' +
-    'Message-ID: <bench-small@example.test>\r\n\r\nhello\r\n',
-);
+const SETTINGS: BenchSettings = loadSettings();
+const RUNS = SETTINGS.runs;
+const { loginSeconds: LOGIN_SECONDS, concurrencies: CONCURRENCIES, streamRetrs: STREAM_RETRS } = SETTINGS.main;
 
 // ------------------------------------------------------------------ machine info
 
@@ -99,16 +67,7 @@ interface MachineInfo {
   clockTicks: number;
 }
 
-function dovecotVersion(): string {
-  for (const bin of ['/usr/sbin/dovecot', '/usr/local/sbin/dovecot', 'dovecot']) {
-    try {
-      return execFileSync(bin, ['--version'], { encoding: 'utf8', timeout: 5_000 }).trim();
-    } catch {
-      /* next */
-    }
-  }
-  return 'unknown';
-}
+const dovecotVersion = (): string => versionOf('/usr/sbin/dovecot', ['--version'], /^(.+)$/m);
 
 function machineInfo(): MachineInfo {
   return {
@@ -181,32 +140,10 @@ interface Setup {
 }
 
 async function startBackend(cleanup: Cleanup): Promise<Backend> {
-  if (!existsSync(GATEWAY_MAIN)) throw new Error(`${GATEWAY_MAIN} missing: run npm run build (scripts/bench.sh does)`);
-
-  const pkiDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-pki-'));
-  cleanup.add('remove PKI dir', () => rm(pkiDir, { recursive: true, force: true }));
-  const pki = await makeTestPki(pkiDir);
-  const ca = await readFile(pki.caFile);
-
-  const master = { name: 'popgate', password: `master-${randomBytes(12).toString('hex')}` };
-  // Dovecot's own passwords differ from the ones clients give popgate.
-  const backendUsers = [
-    { name: 'alice', password: `dovecot-alice-${randomBytes(8).toString('hex')}` },
-    { name: 'fastuser', password: `dovecot-fast-${randomBytes(8).toString('hex')}` },
-  ];
-  const big = bigMessage();
+  const big = bigMessage(SETTINGS.main.bigBytes);
   log(`bench: starting private Dovecot (message 1: ${big.length} bytes, message 2: ${SMALL_MESSAGE.length} bytes)`);
-  const dovecot = await startDovecot({
-    users: backendUsers,
-    masterUser: master,
-    messages: { alice: [big, SMALL_MESSAGE], fastuser: [big, SMALL_MESSAGE] },
-    // Dovecot's default of 10 sessions per user+IP could be hit at concurrency
-    // 8 (32 in the Kerberos part) while finished sessions are still being torn down.
-    extraConfig: 'protocol pop3 {\n  mail_max_userip_connections = 1000\n}\n',
-  });
-  cleanup.add('stop Dovecot', () => dovecot.stop());
-  log(`bench: Dovecot pid ${dovecot.pid} on ${HOST}:${dovecot.port}`);
-  return { dovecot, pki, ca, master, backendUsers, bigSize: big.length, smallSize: SMALL_MESSAGE.length };
+  const r = await startPkiAndDovecot(cleanup, 'bench', { alice: [big, SMALL_MESSAGE], fastuser: [big, SMALL_MESSAGE] });
+  return { ...r, backendUsers: r.users, bigSize: big.length, smallSize: SMALL_MESSAGE.length };
 }
 
 async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
@@ -215,20 +152,15 @@ async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
     alice: `front-alice-${randomBytes(8).toString('hex')}`,
     fastuser: `front-fast-${randomBytes(8).toString('hex')}`,
   };
-  const gwDir = await mkdtemp(path.join(os.tmpdir(), 'popgate-bench-gw-'));
-  cleanup.add('remove gateway dir', () => rm(gwDir, { recursive: true, force: true }));
   const t0 = performance.now();
   const userLines = [
     `alice:${await hashPassword(frontUsers.alice)}`,
     `fastuser:${await hashPassword(frontUsers.fastuser, { scryptLogN: CHEAP_LOG_N })}`,
   ];
   log(`bench: hashed user file in ${(performance.now() - t0).toFixed(0)} ms`);
-  const userFile = path.join(gwDir, 'users');
-  await writeFile(userFile, userLines.join('\n') + '\n', { mode: 0o600 });
   const { gateway, tlsPort, plainPort, tlsOpts } = await startDovecotGateway(cleanup, {
     name: 'bench',
-    dir: gwDir,
-    userFile,
+    userLines,
     pki,
     ca,
     dovecotPort: dovecot.port,
@@ -270,7 +202,7 @@ async function setUp(cleanup: Cleanup, b: Backend): Promise<Setup> {
 async function checkTargets(s: Setup): Promise<string | undefined> {
   let tlsSeen: string | undefined;
   for (const t of Object.values(s.targets)) {
-    const c = await Pop3Client.connect(t);
+    const c = await Pop3Conn.connect(t);
     try {
       await c.login(t.user, t.password);
       const st = await c.stat();
@@ -316,21 +248,20 @@ async function runRetr(s: Setup, sc: RetrScenario, run: number, times: number): 
 async function runLogins(s: Setup, sc: LoginScenario, run: number): Promise<void> {
   const meter = sc.via === 'popgate' ? new CpuMeter(s.gateway.pid) : undefined;
   meter?.start();
-  const r = await runLoginLoad(sc.target, { concurrency: sc.concurrency, durationMs: LOGIN_SECONDS * 1000 });
+  const r = await runLoad({ concurrency: sc.concurrency, durationMs: LOGIN_SECONDS * 1000 }, () => loginOnce(sc.target));
   const cpuMs = meter?.stop();
+  if (r.ops === 0) throw new Pop3Error(sc.target.label, 'load', 'no login completed');
   const p50Ms = median(r.latenciesMs);
-  sc.runs.push({ perSecond: r.perSecond, logins: r.logins, elapsedMs: r.elapsedMs, p50Ms, cpuMs });
+  sc.runs.push({ perSecond: r.perSecond, logins: r.ops, elapsedMs: r.elapsedMs, p50Ms, cpuMs });
   log(
     `  [logins c=${sc.concurrency} ${run}/${RUNS}] ${sc.name.padEnd(34)} ${r.perSecond.toFixed(1).padStart(7)}/s ` +
-      `(${r.logins} in ${(r.elapsedMs / 1000).toFixed(2)} s, p50 ${p50Ms.toFixed(1)} ms)` +
-      (cpuMs !== undefined ? `, popgate CPU ${(cpuMs / r.logins).toFixed(2)} ms/login` : ''),
+      `(${r.ops} in ${(r.elapsedMs / 1000).toFixed(2)} s, p50 ${p50Ms.toFixed(1)} ms)` +
+      (cpuMs !== undefined ? `, popgate CPU ${(cpuMs / r.ops).toFixed(2)} ms/login` : ''),
   );
 }
 
 // ------------------------------------------------------------------ report
 
-const f = (n: number, digits = 1): string => n.toFixed(digits);
-const range = (s: Summary, digits = 1): string => `${f(s.min, digits)}–${f(s.max, digits)}`;
 
 function retrTable(scenarios: RetrScenario[]): string {
   const direct = scenarios.find((x) => x.via === 'direct');
@@ -409,22 +340,13 @@ ${loginTable(logins)}
 `;
 }
 
-/** CPU busy on the whole machine over `ms` (in % of one core), before anything of ours runs: other tenants. */
-async function machineBusyPct(ms: number): Promise<number> {
-  const a = readMachineCpu().busyMs;
-  await sleep(ms);
-  return ((readMachineCpu().busyMs - a) / ms) * 100;
-}
-
-function report(m: MachineInfo, main: MainPart | undefined, krb: KerberosResults, startedAt: Date, busyBefore: number): string {
+function report(m: MachineInfo, main: MainPart | undefined, krb: KerberosResults | undefined, startedAt: Date, busyBefore: number): string {
   const pool = process.env['UV_THREADPOOL_SIZE'] ?? "16 (popgate's CLI default)";
   return `# popgate benchmark
 
-${startedAt.toISOString()} · ${RUNS} runs per scenario, median reported (min–max alongside) · everything on ${HOST}${
-    main ? '' : ' · BENCH_KERBEROS_ONLY: the Kerberos part alone'
-  }
+${startedAt.toISOString()} · ${RUNS} runs per scenario, median reported (min–max alongside) · everything on ${HOST} · settings: ${settingsLine(SETTINGS)}
 
-${main ? mainSections(main) : ''}${kerberosReport(krb)}
+${main ? mainSections(main) : ''}${krb ? kerberosReport(krb) : ''}
 ## Setup
 
 - Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.memoryGiB)} GiB RAM, ${m.kernel}
@@ -432,8 +354,8 @@ ${main ? mainSections(main) : ''}${kerberosReport(krb)}
 - Machine load before the benchmark started (other processes, 2 s sample): ${f(busyBefore, 0)} % of one core busy
 - popgate: child process \`node dist/cli/main.js serve\`, log level warn, UV_THREADPOOL_SIZE ${pool}; backend login master / auth-plain
 - Users: \`fastuser\` scrypt ln=${CHEAP_LOG_N},r=8,p=1; \`alice\` scrypt ln=${SCRYPT_DEFAULT_LOG_N},r=8,p=1 (the default); Kerberos: \`alice@POPGATE.TEST\` → \`alice\`
-${main ? `- TLS: ${main.tlsSeen ?? 'n/a'}, P-256 ECDSA certificate, full handshake per connection (no session resumption)\n` : ''}${kerberosSetupLines(krb)}- Dovecot: private instance from test/helpers/dovecot.ts (maildir, stock login/pop3 services, auth_failure_delay 0, mail_max_userip_connections 1000)
-- Load client: bench/pop3-load.ts and bench/krb-load.ts in the benchmark process (python3-gssapi for GSSAPI logins) on the same machine: it competes with popgate and Dovecot for the ${m.cores} cores
+${main ? `- TLS: ${main.tlsSeen ?? 'n/a'}, P-256 ECDSA certificate, full handshake per connection (no session resumption)\n` : ''}${krb ? kerberosSetupLines(krb) : ''}- Dovecot: private instance from test/helpers/dovecot.ts (maildir, stock login/pop3 services, auth_failure_delay 0, mail_max_userip_connections 1000)
+- Load client: bench/lib/wire.ts (POP3) and bench/krb-load.ts (KPOP, GSSAPI accept step), run by bench/lib/load.ts in the benchmark process (python3-gssapi for GSSAPI logins) on the same machine: it competes with popgate and Dovecot for the ${m.cores} cores
 - MB = 10^6 bytes, GB = 10^9 bytes. popgate CPU = utime+stime of the popgate process (all threads) from /proc/<pid>/stat, sampled around each run (for RETR: from the first RETR sent to the last terminating dot).
 `;
 }
@@ -497,58 +419,71 @@ async function runMainPart(cleanup: Cleanup, b: Backend): Promise<MainPart> {
   }
 }
 
+/** The in-memory backend child, shared by the Kerberos part and the comparison; users `fastuser` and the Dovecot user (alice). */
+async function startFastBackend(cleanup: Cleanup, b: Backend): Promise<FastBackend> {
+  const fastPassword = `fast-${randomBytes(8).toString('hex')}`;
+  const users = { fastuser: fastPassword, [b.backendUsers[0]!.name]: `fast-${randomBytes(8).toString('hex')}` };
+  const child = startNodeChild('fast backend', 'lib/backend-child.js', [
+    JSON.stringify({ users, masterUser: b.master.name, masterPassword: b.master.password, bigBytes: SETTINGS.compare.bigBytes }),
+  ]);
+  cleanup.add('stop fast backend', () => child.stop());
+  const [port, big, small] = (await waitReady(child)).map(Number) as [number, number, number];
+  log(`bench: in-memory backend pid ${child.pid} on ${HOST}:${port} (message 1: ${big} bytes, message 2: ${small} bytes)`);
+  return { child, port, bigSize: big, smallSize: small, fastPassword };
+}
+
 async function main(cleanup: Cleanup): Promise<void> {
   const startedAt = new Date();
   const t0 = performance.now();
+  const total = (): string => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  const parts = new Set(SETTINGS.parts);
   const machine = machineInfo();
   log(`bench: ${machine.cpuModel}, ${machine.cores} cores, node ${machine.node}, dovecot ${machine.dovecot}`);
-  log(`bench: ${RUNS} runs per scenario, ${LOGIN_SECONDS} s per login run${KERBEROS_ONLY ? '; BENCH_KERBEROS_ONLY: Kerberos part only' : ''}`);
+  log(`bench: parts ${[...parts].join(', ')}; settings: ${settingsLine(SETTINGS)}`);
   const busyBefore = await machineBusyPct(2_000);
   log(`bench: machine CPU busy before starting (other processes): ${f(busyBefore, 0)} % of one core${busyBefore > 25 ? ' -- WARNING: the figures will be disturbed' : ''}`);
-  if (KERBEROS_ONLY && COMPARE_ONLY) throw new Error('BENCH_KERBEROS_ONLY and BENCH_COMPARE_ONLY exclude each other');
   const backend = await startBackend(cleanup);
-  const compareInput = {
-    cleanup,
-    dovecot: backend.dovecot,
-    master: backend.master,
-    dovecotUser: backend.backendUsers[0]!,
-    pki: backend.pki,
-    ca: backend.ca,
-  };
-  if (COMPARE_ONLY) {
-    log('bench: BENCH_COMPARE_ONLY: the comparison with nginx alone (bench/results/latest.md left unchanged)');
-    await runCompare(compareInput);
-    log(`bench: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    return;
+  const fast = parts.has('kerberos') || parts.has('compare') ? await startFastBackend(cleanup, backend) : undefined;
+  const mainPart = parts.has('main') ? await runMainPart(cleanup, backend) : undefined;
+  let krb: KerberosResults | undefined;
+  if (parts.has('kerberos') && fast) {
+    log('bench: Kerberos part (against the in-memory backend)');
+    krb = await runKerberosBench({
+      cleanup,
+      runs: RUNS,
+      seconds: SETTINGS.kerberos.seconds,
+      concurrencies: SETTINGS.kerberos.concurrencies,
+      backendPort: fast.port,
+      master: backend.master,
+      certFile: backend.pki.certFile,
+      keyFile: backend.pki.keyFile,
+      ca: backend.ca,
+      user: backend.backendUsers[0]!.name,
+    });
   }
-  const mainPart = KERBEROS_ONLY ? undefined : await runMainPart(cleanup, backend);
-  log('bench: Kerberos part');
-  const krb = await runKerberosBench({
-    cleanup,
-    runs: RUNS,
-    seconds: LOGIN_SECONDS,
-    dovecotPort: backend.dovecot.port,
-    master: backend.master,
-    certFile: backend.pki.certFile,
-    keyFile: backend.pki.keyFile,
-    ca: backend.ca,
-    user: 'alice',
-  });
-  const md = report(machine, mainPart, krb, startedAt, busyBefore);
-  log('');
-  log(md);
-  if (KERBEROS_ONLY) {
-    log(`bench: BENCH_KERBEROS_ONLY: ${path.relative(REPO_ROOT, RESULTS_FILE)} left unchanged; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    return;
+  const md = mainPart || krb ? report(machine, mainPart, krb, startedAt, busyBefore) : undefined;
+  if (md) log(`\n${md}`);
+  if (md && mainPart) {
+    // latest.md is the main part's report (with the Kerberos section when that part ran too).
+    log(`bench: wrote ${(await writeResults(SETTINGS.quick, [['latest.md', md]])).join(', ')}; ${total()} so far`);
+  } else if (krb) {
+    log('bench: no main part: bench/results/latest.md left unchanged');
   }
-  await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
-  const tmp = `${RESULTS_FILE}.${process.pid}.tmp`;
-  await writeFile(tmp, md);
-  await rename(tmp, RESULTS_FILE);
-  log(`bench: wrote ${path.relative(REPO_ROOT, RESULTS_FILE)}; total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  log('bench: comparison with nginx (bench/compare/; the Kerberos figures above are cited there)');
-  await runCompare({ ...compareInput, kerberos: krb });
-  log(`bench: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (parts.has('compare') && fast) {
+    log(`bench: comparison with nginx (bench/compare/)${krb ? '; the Kerberos figures above are cited there' : ''}`);
+    await runCompare({
+      cleanup,
+      dovecot: backend.dovecot,
+      master: backend.master,
+      dovecotUser: backend.backendUsers[0]!,
+      pki: backend.pki,
+      ca: backend.ca,
+      fast,
+      settings: { ...SETTINGS.compare, runs: RUNS, quick: SETTINGS.quick },
+      ...(krb ? { kerberos: krb } : {}),
+    });
+  }
+  log(`bench: total ${total()}`);
 }
 
 await runBenchMain('bench', main, [Pop3Error]);

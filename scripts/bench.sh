@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
 # `npm run bench`: installs/builds via setup.sh (apt incl. Dovecot, npm ci,
 # npm run build), compiles bench/ with bench/tsconfig.json into dist-bench/,
-# then runs the benchmark (private Dovecot + popgate child on 127.0.0.1).
-# Not part of the test suite. Must run as root (the private Dovecot needs it).
-# BENCH_RUNS (default 5) and BENCH_LOGIN_SECONDS (default 3, also the length of
-# each Kerberos run) shorten a trial run. BENCH_KERBEROS_ONLY=1 runs only the
-# Kerberos part (private MIT KDC, KPOP/GSSAPI; needs /usr/bin/python3 with
-# python3-gssapi) and leaves bench/results/latest.md alone.
-# Results: printed, and written to bench/results/latest.md.
-# After those parts, the comparison with nginx's mail proxy (bench/compare/,
-# issue 7) runs and writes bench/results/compare.md + compare-logins.svg;
-# BENCH_COMPARE_ONLY=1 runs only it (see bench/compare/compare.ts for its
-# BENCH_COMPARE_* knobs). Bench-only apt packages (not in setup.sh, the test
-# set): nginx + libnginx-mod-mail (the mail proxy is a dynamic module) and
-# stunnel4 (the raw TLS splice baseline).
+# then runs bench/run.ts (private Dovecot, in-memory backend, MIT KDC, nginx,
+# stunnel4 and popgate children on 127.0.0.1). Not part of the test suite.
+# Must run as root (the private Dovecot needs it). Method, figures and the
+# settings (BENCH_PARTS, BENCH_RUNS, BENCH_QUICK=1 for a trial run,
+# BENCH_SETTINGS): bench/README.md. Results: printed, and written to
+# bench/results/ (latest.md, compare.md, compare-logins.svg; compare.json,
+# the raw figures, is not in git). Bench-only apt packages (not in setup.sh,
+# the test set): nginx + libnginx-mod-mail (the mail proxy is a dynamic
+# module) and stunnel4 (the raw TLS splice baseline).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -5,8 +5,8 @@
 # private Dovecot + popgate child on 127.0.0.1, 1,000 slow-loris sockets and
 # 1,000 brute-force attempts from 127.0.1.x / 127.0.2.x while a normal client
 # logs in and reads mail. Not part of the test suite. Must run as root (the
-# private Dovecot needs it). LOADTEST_SLOWLORIS, LOADTEST_BRUTEFORCE (default
-# 1000 each) and LOADTEST_RUNS (default 20) shorten a trial run.
+# private Dovecot needs it). BENCH_QUICK=1 makes it a short trial run; the
+# sizes are the `hostile` settings (bench/README.md, bench/lib/settings.ts).
 # Results: printed, and written to bench/results/hostile-load.md.
 set -euo pipefail
 

@@ -16,7 +16,7 @@
  * popgate keeps its connections open: the same service serves both.
  */
 import http from 'node:http';
-import { exitWithParent } from './child-exit.js';
+import { exitWithParent } from '../lib/child-exit.js';
 
 export interface AuthUser {
   /** The password the client gives the proxy. */

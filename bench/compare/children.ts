@@ -1,21 +1,16 @@
 /**
- * The comparison's child processes: Node helpers (fast backend, auth service,
- * TLS pipe, load worker), nginx and stunnel. Everything binds 127.0.0.1, is
- * stopped by PID from the Cleanup (nginx through its pid file, with the
- * process group as the last resort), and is SIGKILLed if the benchmark
- * process exits abruptly.
+ * The comparison's own processes: nginx and stunnel (started from generated
+ * configs, stopped through their pid files with the process group as the
+ * last resort), the load worker, and
+ * RLIMIT_NOFILE for all of them. Generic child handling is in lib/process.ts.
  */
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { HOST, describe, killOnExit, sleep, spawnWatched, waitForGreeting } from '../common.js';
-import type { Pop3Endpoint } from '../pop3-load.js';
+import { HOST, describe, sleep, spawnChild, startNodeChild, waitForGreeting, type Child } from '../lib/process.js';
+import { childrenOf } from '../lib/procfs.js';
 import type { Job } from './load-worker.js';
-import { childrenOf } from './meter.js';
-
-export const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Wanted RLIMIT_NOFILE for every process of the comparison (proxies, backend, load worker). */
 export const WANT_NOFILE = 65_536;
 
@@ -24,90 +19,6 @@ export function nofileLimits(): { soft: number; hard: number } {
   const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'latin1'));
   const n = (s: string | undefined): number => (s === undefined || s === 'unlimited' ? 1 << 30 : Number(s));
   return { soft: n(m?.[1]), hard: n(m?.[2]) };
-}
-
-export interface Child {
-  readonly name: string;
-  readonly pid: number;
-  readonly child: ChildProcess;
-  running(): boolean;
-  /** The last ~64 KiB of stdout+stderr. */
-  output(): string;
-  stop(): Promise<void>;
-}
-
-interface SpawnOptions {
-  readonly args?: readonly string[];
-  readonly ipc?: boolean;
-  /** Own process group: stop() signals the leader, then SIGKILLs the group. */
-  readonly detached?: boolean;
-  /** The leader's PID as the process writes it (nginx's pid file), when it differs from ours. */
-  readonly pidFile?: string;
-  readonly env?: NodeJS.ProcessEnv;
-}
-
-export function spawnChild(name: string, file: string, opts: SpawnOptions = {}): Child {
-  const w = spawnWatched(name, file, opts.args ?? [], {
-    ...(opts.ipc ? { ipc: true } : {}),
-    ...(opts.detached ? { detached: true } : {}),
-    ...(opts.env ? { env: opts.env } : {}),
-  });
-  const { child, pid, exited } = w;
-  const killGroup = (signal: NodeJS.Signals): void => {
-    try {
-      process.kill(opts.detached ? -pid : pid, signal);
-    } catch {
-      /* gone */
-    }
-  };
-  const removeHook = killOnExit(opts.detached ? -pid : pid, () => w.exitInfo() === undefined);
-  return {
-    name,
-    pid,
-    child,
-    running: () => w.exitInfo() === undefined,
-    output: w.output,
-    stop: async () => {
-      if (w.exitInfo() === undefined) {
-        let leader = pid;
-        if (opts.pidFile && existsSync(opts.pidFile)) {
-          const n = Number(readFileSync(opts.pidFile, 'utf8').trim());
-          if (Number.isSafeInteger(n) && n > 1) leader = n;
-        }
-        try {
-          process.kill(leader, 'SIGTERM');
-        } catch {
-          /* gone */
-        }
-        const timer = setTimeout(() => killGroup('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      // nginx workers or stunnel threads left behind by a killed leader: the whole group.
-      if (opts.detached) killGroup('SIGKILL');
-      removeHook();
-    },
-  };
-}
-
-/** Waits for `READY <port> ...` on the child's stdout; returns the words after READY. */
-export async function waitReady(c: Child, timeoutMs = 30_000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const m = /READY ([^\n]+)\n/.exec(c.output());
-    if (m) return m[1]!.trim().split(' ');
-    if (!c.running()) throw new Error(`${c.name} exited during start-up:\n${c.output()}`);
-    await sleep(50);
-  }
-  throw new Error(`${c.name} did not get ready within ${timeoutMs} ms:\n${c.output()}`);
-}
-
-export function startNodeChild(name: string, script: string, args: readonly string[], opts: { execArgv?: readonly string[]; ipc?: boolean } = {}): Child {
-  return spawnChild(name, process.execPath, { args: [...(opts.execArgv ?? []), path.join(HERE, script), ...args], ...(opts.ipc ? { ipc: true } : {}) });
-}
-
-export async function waitGreeting(endpoint: Pop3Endpoint, running: () => boolean, output: () => string, timeoutMs = 15_000): Promise<void> {
-  await waitForGreeting(endpoint, { running, output }, timeoutMs);
 }
 
 /**
@@ -138,13 +49,6 @@ export function raiseNofile(want = WANT_NOFILE): { limit: number; note: string }
         ? `RLIMIT_NOFILE ${now.soft} (prlimit on the benchmark process, inherited by every child)`
         : `RLIMIT_NOFILE ${now.soft}: the hard limit could not be raised to ${want} here (${error || 'refused'}), so every process of the comparison runs with ${now.soft}`,
   };
-}
-
-/** A version from a command's stdout + stderr (nginx and stunnel print theirs on stderr). */
-export function versionOf(cmd: string, args: string[], re: RegExp): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'pipe'] });
-  const text = `${r.stdout ?? ''}${r.stderr ?? ''}`;
-  return re.exec(text)?.[1] ?? 'unknown';
 }
 
 // ------------------------------------------------------------------ nginx
@@ -217,11 +121,10 @@ mail {
   await writeFile(conf, text);
   // -e: the start-up error log too (Debian's build defaults to stderr, fine, but be explicit); -p: prefix for relative paths.
   const c = spawnChild(o.name, NGINX_BIN, { args: ['-p', `${o.dir}/`, '-c', conf, '-e', errorLog], detached: true, pidFile });
-  await waitGreeting(
-    { label: o.name, host: HOST, port: o.port, tls: { ca: o.ca, servername: 'localhost' } },
-    c.running,
-    () => `${c.output()}\n${existsSync(errorLog) ? readFileSync(errorLog, 'utf8').slice(-4000) : ''}`,
-  );
+  await waitForGreeting({ label: o.name, host: HOST, port: o.port, tls: { ca: o.ca, servername: 'localhost' } }, {
+    running: c.running,
+    output: () => `${c.output()}\n${existsSync(errorLog) ? readFileSync(errorLog, 'utf8').slice(-4000) : ''}`,
+  }, 15_000);
   const want = o.workers === '1' ? 1 : undefined;
   // Workers fork right after the master starts; wait until they are all there.
   let workers = childrenOf(c.pid);
@@ -262,7 +165,7 @@ TIMEOUTclose = 0
 `;
   await writeFile(conf, text);
   const c = spawnChild('stunnel', STUNNEL_BIN, { args: [conf], detached: true, pidFile });
-  await waitGreeting({ label: 'stunnel', host: HOST, port: o.port, tls: { ca: o.ca, servername: 'localhost' } }, c.running, c.output);
+  await waitForGreeting({ label: 'stunnel', host: HOST, port: o.port, tls: { ca: o.ca, servername: 'localhost' } }, c, 15_000);
   return c;
 }
 
@@ -288,7 +191,7 @@ export class LoadWorker {
   }
 
   static start(): LoadWorker {
-    return new LoadWorker(startNodeChild('load worker', 'load-worker.js', [], { ipc: true }));
+    return new LoadWorker(startNodeChild('load worker', 'compare/load-worker.js', [], { ipc: true }));
   }
 
   get pid(): number {
@@ -301,28 +204,6 @@ export class LoadWorker {
     return new Promise<T>((resolve, reject) => {
       this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.proc.child.send({ id, job });
-    });
-  }
-}
-
-/** Talks to mem-preload.ts inside a Node child over IPC. */
-export class MemProbe {
-  private readonly waiters: Array<(m: Record<string, number>) => void> = [];
-
-  constructor(private readonly c: { child: ChildProcess; output(): string }) {
-    c.child.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null && (m as { mem?: unknown }).mem === 'read') this.waiters.shift()?.(m as Record<string, number>);
-    });
-  }
-
-  read(): Promise<{ rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no memory answer over IPC (is mem-preload loaded?)\n${this.c.output()}`)), 10_000);
-      this.waiters.push((m) => {
-        clearTimeout(timer);
-        resolve({ rss: m['rss']!, heapUsed: m['heapUsed']!, heapTotal: m['heapTotal']!, external: m['external']!, arrayBuffers: m['arrayBuffers']! });
-      });
-      this.c.child.send({ cmd: 'mem', gc: true });
     });
   }
 }

@@ -1,16 +1,16 @@
 /**
  * popgate side by side with nginx's mail proxy (issue 7), same machine, same
- * run. Part of `npm run bench` (after the other parts); alone with
- * `BENCH_COMPARE_ONLY=1 npm run bench`.
+ * run. Part of `npm run bench` (alone: `BENCH_PARTS=compare`).
  *
  * On 127.0.0.1, each in a process of its own:
- *  - backends: the benchmark's private Dovecot (master user) and a lean
- *    in-memory one (bench/compare/fast-backend.ts), so that logins/s measure
- *    the proxies and not Dovecot's fork-per-login;
+ *  - backends: the benchmark's private Dovecot (master user) and the
+ *    in-memory one (bench/lib/backend-child.ts, started by bench/run.ts), so
+ *    that logins/s measure the proxies and not Dovecot's fork-per-login;
  *  - an nginx `auth_http` service (bench/compare/auth-service.ts, Node http,
  *    keep-alive) answering OK + the backend + internal credentials;
- *  - nginx's mail proxy (Debian's nginx + libnginx-mod-mail), twice: one
- *    worker (like popgate's one event loop) and `worker_processes auto`;
+ *  - nginx's mail proxy (Debian's nginx + libnginx-mod-mail): one worker
+ *    (like popgate's one event loop), `worker_processes auto`, and one worker
+ *    without TLS session tickets;
  *  - popgate twice: `auth.verifiers: [http]` against that same service (the
  *    same work as nginx: USER/PASS from Auth-User/Auth-Pass at the backend)
  *    and with its own user file (scrypt ln=10) + master login;
@@ -18,37 +18,22 @@
  *  - the load generator (bench/compare/load-worker.ts), which competes for
  *    the same 2 cores and whose CPU is reported too.
  *
- * Scenarios, BENCH_RUNS runs each (interleaved across paths), median (min–max):
- *  1. full logins over implicit TLS (new TLS session per login; plus a row
- *     with session resumption) with AUTH PLAIN, on the fast backend and on
+ * Scenarios, settings.runs runs each (interleaved across paths), median (min–max):
+ *  1. full logins over implicit TLS (new TLS session per login; plus rows
+ *     with session resumption) with AUTH PLAIN, on the in-memory backend and on
  *     Dovecot, at several concurrencies: logins/s and CPU per login of every
  *     process involved;
  *  2. relay throughput of a 50 MB RETR through TLS: MB/s, CPU s/GB;
  *  3. 10,000 idle authenticated TLS sessions: RSS (and popgate's heap) per session;
  *  4. STAT latency added by each proxy over a direct plaintext STAT;
- *  5. KPOP/GSSAPI (popgate only), cited from the Kerberos part of the same
- *     run or measured here against the fast backend.
- * Writes bench/results/compare.md, compare-logins.svg and compare.json (raw
- * figures; bench/compare/render.ts re-renders the other two from it).
- *
- * Knobs (environment): BENCH_RUNS (default 5; BENCH_COMPARE_RUNS overrides it
- * here), BENCH_COMPARE_LOGIN_SECONDS (1.25 per login run),
- * BENCH_COMPARE_WARMUP_SECONDS (0.5, untimed, per path and concurrency),
- * BENCH_COMPARE_CONCURRENCIES (1,32,256), BENCH_COMPARE_DOVECOT_CONCURRENCIES
- * (1,32), BENCH_COMPARE_RESUME_CONCURRENCY (32; 0 = no resumption rows),
- * BENCH_COMPARE_RETRS (4 RETRs per relay run), BENCH_COMPARE_BIG_MB (50),
- * BENCH_COMPARE_STAT_SAMPLES (2000 per run), BENCH_COMPARE_IDLE_SESSIONS
- * (10000, capped by RLIMIT_NOFILE; 0 = skip), BENCH_COMPARE_IDLE_CONCURRENCY
- * (64), BENCH_COMPARE_KERBEROS (1: KPOP/GSSAPI measured on the fast backend; 0: the Kerberos part's Dovecot figures cited, or skipped),
- * BENCH_COMPARE_KRB_RUNS (min(runs, 3)), BENCH_COMPARE_KRB_SECONDS (2),
- * BENCH_COMPARE_CPU_PROF (0; 1 = popgate runs with --cpu-prof, profiles kept
- * in a temp dir named in the report).
- * A trial run: BENCH_COMPARE_ONLY=1 BENCH_RUNS=1 BENCH_COMPARE_LOGIN_SECONDS=0.5
- * BENCH_COMPARE_IDLE_SESSIONS=1000 npm run bench (about 2 minutes).
+ *  5. KPOP/GSSAPI (popgate only), cited from the Kerberos part of the same run.
+ * Writes bench/results/compare.md and compare-logins.svg (in git) and
+ * compare.json (the raw figures, not in git; bench/compare/render.ts
+ * re-renders the other two from it). Settings: bench/lib/settings.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -56,92 +41,39 @@ import { hashPassword } from '../../src/auth/password-hash.js';
 import type { TestPki } from '../../test/helpers/certs.js';
 import type { DovecotInstance } from '../../test/helpers/dovecot.js';
 import { freePort } from '../../test/helpers/ports.js';
-import { Cleanup, GATEWAY_MAIN, HOST, REPO_ROOT, envNumber, log, sleep, spawnGateway, waitForGreeting, type GatewayChild, baseMachineInfo } from '../common.js';
-import { runKerberosBench, type KerberosResults } from '../kerberos.js';
-import { clockTicksPerSecond, readMachineCpu } from '../proc-cpu.js';
+import type { KerberosResults } from '../kerberos.js';
 import {
-  HERE,
-  LoadWorker,
-  MemProbe,
-  NGINX_BIN,
-  STUNNEL_BIN,
-  raiseNofile,
-  startNginx,
+  BENCH_DIST,
+  Cleanup,
+  GATEWAY_MAIN,
+  HOST,
+  Instruments,
+  baseMachineInfo,
+  log,
+  sleep,
+  spawnGateway,
   startNodeChild,
-  startStunnel,
   versionOf,
+  waitForGreeting,
   waitReady,
+  writeResults,
   type Child,
-  type NginxInstance,
-} from './children.js';
+  type GatewayChild,
+} from '../lib/process.js';
+import { clockTicksPerSecond, fdCount, machineBusyPct, rssKiB, type MeterSpec } from '../lib/procfs.js';
+import type { BenchSettings } from '../lib/settings.js';
+import { f } from '../lib/stats.js';
+import { LoadWorker, NGINX_BIN, STUNNEL_BIN, raiseNofile, startNginx, startStunnel, type NginxInstance } from './children.js';
 import type { IdleCheckResult, IdleOpenResult, LoginsResult, ProbeResult, RetrResult, StatResult, WireTarget } from './load-worker.js';
-import { fdCount, rssKiB, type MeterSpec } from './meter.js';
 import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta } from './report.js';
 
 // ------------------------------------------------------------------ settings
 
-const flag = (name: string, fallback = false): boolean => {
-  const v = (process.env[name] ?? '').toLowerCase();
-  return v === '' ? fallback : !['0', 'false', 'no', 'off'].includes(v);
-};
+/** bench/lib/settings.ts's `compare` section and the run count (recorded in compare.json). */
+export type CompareSettings = BenchSettings['compare'] & { readonly runs: number; readonly quick: boolean };
 
-function envList(name: string, fallback: readonly number[]): number[] {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return [...fallback];
-  const list = raw.split(',').map((s) => Number(s.trim()));
-  if (list.some((n) => !Number.isSafeInteger(n) || n < 1)) throw new Error(`${name} must be a comma-separated list of integers >= 1, got ${JSON.stringify(raw)}`);
-  return list;
-}
-
-export interface CompareSettings {
-  readonly runs: number;
-  readonly loginSeconds: number;
-  readonly warmupSeconds: number;
-  readonly concurrencies: number[];
-  readonly dovecotConcurrencies: number[];
-  readonly resumeConcurrency: number | undefined;
-  readonly retrs: number;
-  readonly bigBytes: number;
-  readonly statSamples: number;
-  idleSessions: number;
-  readonly idleConcurrency: number;
-  readonly krbRuns: number;
-  readonly krbSeconds: number;
-  readonly kerberos: boolean;
-  readonly cpuProf: boolean;
-}
-
-function settings(): CompareSettings {
-  const runs = Math.round(envNumber('BENCH_COMPARE_RUNS', envNumber('BENCH_RUNS', 5, 1), 1));
-  const resume = Math.round(envNumber('BENCH_COMPARE_RESUME_CONCURRENCY', 32, 0));
-  return {
-    runs,
-    loginSeconds: envNumber('BENCH_COMPARE_LOGIN_SECONDS', 1.25, 0.2),
-    warmupSeconds: envNumber('BENCH_COMPARE_WARMUP_SECONDS', 0.5, 0),
-    concurrencies: envList('BENCH_COMPARE_CONCURRENCIES', [1, 32, 256]),
-    // Dovecot's stock pop3-login service (a process per connection, process_limit 100) queues 256
-    // simultaneous logins past the client's 20 s timeout: 256 only shows Dovecot queueing.
-    dovecotConcurrencies: envList('BENCH_COMPARE_DOVECOT_CONCURRENCIES', [1, 32]),
-    resumeConcurrency: resume > 0 ? resume : undefined,
-    retrs: Math.round(envNumber('BENCH_COMPARE_RETRS', 4, 1)),
-    bigBytes: Math.round(envNumber('BENCH_COMPARE_BIG_MB', 50, 1) * 1e6),
-    statSamples: Math.round(envNumber('BENCH_COMPARE_STAT_SAMPLES', 2000, 10)),
-    idleSessions: Math.round(envNumber('BENCH_COMPARE_IDLE_SESSIONS', 10_000, 0)),
-    idleConcurrency: Math.round(envNumber('BENCH_COMPARE_IDLE_CONCURRENCY', 64, 1)),
-    krbRuns: Math.round(envNumber('BENCH_COMPARE_KRB_RUNS', Math.min(runs, 3), 1)),
-    krbSeconds: envNumber('BENCH_COMPARE_KRB_SECONDS', 2, 0.2),
-    kerberos: flag('BENCH_COMPARE_KERBEROS', true),
-    cpuProf: flag('BENCH_COMPARE_CPU_PROF', false),
-  };
-}
-
-const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
-const MD_FILE = path.join(RESULTS_DIR, 'compare.md');
-const SVG_FILE = path.join(RESULTS_DIR, 'compare-logins.svg');
-/** Every run's raw figures (to re-check, or re-render with bench/compare/render.ts). */
-const JSON_FILE = path.join(RESULTS_DIR, 'compare.json');
 const CHEAP_LOG_N = 10;
-const MEM_PRELOAD = path.join(HERE, 'mem-preload.js');
+const PRELOAD = path.join(BENCH_DIST, 'lib/preload.js');
 
 export interface CompareInput {
   readonly cleanup: Cleanup;
@@ -151,8 +83,19 @@ export interface CompareInput {
   readonly dovecotUser: { readonly name: string; readonly password: string };
   readonly pki: TestPki;
   readonly ca: Buffer;
-  /** The Kerberos part's results from the same run (full `npm run bench`, logging in to Dovecot): cited only with BENCH_COMPARE_KERBEROS=0. */
+  /** The in-memory backend (bench/lib/backend-child.ts) and its `fastuser` password. */
+  readonly fast: FastBackend;
+  readonly settings: CompareSettings;
+  /** The Kerberos part's results from the same run, cited in section 5 (absent: that part did not run). */
   readonly kerberos?: KerberosResults;
+}
+
+export interface FastBackend {
+  readonly child: Child;
+  readonly port: number;
+  readonly bigSize: number;
+  readonly smallSize: number;
+  readonly fastPassword: string;
 }
 
 // ------------------------------------------------------------------ the rig
@@ -161,7 +104,7 @@ interface PathRt extends PathMeta {
   readonly port: number;
   readonly tlsPath: boolean;
   readonly proxyPids: () => number[];
-  readonly mem?: MemProbe;
+  readonly mem?: Instruments;
   readonly running: () => boolean;
   readonly output: () => string;
 }
@@ -215,12 +158,8 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
   cleanup.add('remove comparison work dir', () => rm(work, { recursive: true, force: true }));
   const ca = input.ca.toString('latin1');
 
-  // Fast backend.
-  const fast = startNodeChild('fast backend', 'fast-backend.js', [JSON.stringify({ masterUser: master.name, masterPassword: master.password, bigBytes: s.bigBytes })]);
-  cleanup.add('stop fast backend', () => fast.stop());
-  const [fastPortText, bigText, smallText] = await waitReady(fast);
-  const fastPort = Number(fastPortText);
-  log(`compare: fast backend pid ${fast.pid} on ${HOST}:${fastPort} (message 1: ${bigText} bytes, message 2: ${smallText} bytes)`);
+  const fast = input.fast.child;
+  const fastPort = input.fast.port;
 
   // Auth service.
   const front = { fast: `front-fast-${randomBytes(8).toString('hex')}`, alice: `front-alice-${randomBytes(8).toString('hex')}` };
@@ -234,7 +173,7 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
       backendPass: master.password,
     },
   };
-  const auth = startNodeChild('auth service', 'auth-service.js', [JSON.stringify({ users: authUsers })]);
+  const auth = startNodeChild('auth service', 'compare/auth-service.js', [JSON.stringify({ users: authUsers })]);
   cleanup.add('stop auth service', () => auth.stop());
   const authPort = Number((await waitReady(auth))[0]);
   log(`compare: auth_http service pid ${auth.pid} on ${HOST}:${authPort}`);
@@ -245,8 +184,8 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
   const stunnel = await startStunnel({ dir: work, port: pStunnel, backendPort: fastPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
   cleanup.add('stop stunnel', () => stunnel.stop());
   log(`compare: stunnel pid ${stunnel.pid} on ${HOST}:${pStunnel} -> fast backend`);
-  const pipe = startNodeChild('node TLS pipe', 'tls-pipe.js', [JSON.stringify({ cert: pki.certFile, key: pki.keyFile, backendPort: fastPort })], {
-    execArgv: ['--expose-gc', '--import', MEM_PRELOAD],
+  const pipe = startNodeChild('node TLS pipe', 'compare/tls-pipe.js', [JSON.stringify({ cert: pki.certFile, key: pki.keyFile, backendPort: fastPort })], {
+    execArgv: ['--expose-gc', '--import', PRELOAD],
     ipc: true,
   });
   cleanup.add('stop node TLS pipe', () => pipe.stop());
@@ -255,7 +194,7 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
 
   // popgate, twice.
   const profDir = s.cpuProf ? await mkdtemp(path.join(os.tmpdir(), 'popgate-compare-prof-')) : undefined;
-  const execArgv = ['--expose-gc', '--import', MEM_PRELOAD, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
+  const execArgv = ['--expose-gc', '--import', PRELOAD, ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])];
   const userFile = path.join(work, 'users');
   await writeFile(
     userFile,
@@ -307,17 +246,19 @@ routing:
 
   // nginx, twice.
   const nginx: NginxInstance[] = [];
-  for (const [name, workers, port, tickets] of [
-    ['nginx-1', '1', pNginx1, true],
-    ['nginx-auto', 'auto', pNginxAuto, true],
-    ['nginx-1-nt', '1', pNginxNt, false],
+  const nginxPaths: PathRt[] = [];
+  for (const [name, label, workers, port, tickets] of [
+    ['nginx-1', 'nginx, 1 worker', '1', pNginx1, true],
+    ['nginx-auto', 'nginx, worker_processes auto', 'auto', pNginxAuto, true],
+    ['nginx-1-nt', 'nginx, 1 worker, no session tickets', '1', pNginxNt, false],
   ] as const) {
     const n = await startNginx({ dir: work, nofile, name, port, workers, tickets, authPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
     cleanup.add(`stop ${name}`, () => n.stop());
     nginx.push(n);
     log(`compare: ${name} master pid ${n.pid}, workers ${n.pids().slice(1).join(', ')} on ${HOST}:${port}`);
+    const output = (): string => `${n.output()}\n${safeRead(n.errorLog)}`;
+    nginxPaths.push({ id: name, label, family: 'nginx', port, tlsPath: true, proxyPids: () => n.pids(), running: n.running, output });
   }
-  const [nginx1, nginxAuto, nginxNt] = nginx as [NginxInstance, NginxInstance, NginxInstance];
 
   const worker = LoadWorker.start();
   cleanup.add('stop load worker', () => worker.proc.stop());
@@ -351,7 +292,7 @@ routing:
       port: pipePort,
       tlsPath: true,
       proxyPids: () => [pipe.pid],
-      mem: new MemProbe(pipe),
+      mem: new Instruments(pipe),
       running: pipe.running,
       output: pipe.output,
     },
@@ -362,7 +303,7 @@ routing:
       port: pHttp,
       tlsPath: true,
       proxyPids: () => [gwHttp.pid],
-      mem: new MemProbe(gwHttp),
+      mem: new Instruments(gwHttp),
       running: gwHttp.running,
       output: gwHttp.output,
     },
@@ -373,48 +314,19 @@ routing:
       port: pFile,
       tlsPath: true,
       proxyPids: () => [gwFile.pid],
-      mem: new MemProbe(gwFile),
+      mem: new Instruments(gwFile),
       running: gwFile.running,
       output: gwFile.output,
     },
-    {
-      id: 'nginx-1',
-      label: 'nginx, 1 worker',
-      family: 'nginx',
-      port: pNginx1,
-      tlsPath: true,
-      proxyPids: () => nginx1.pids(),
-      running: nginx1.running,
-      output: () => `${nginx1.output()}\n${safeRead(nginx1.errorLog)}`,
-    },
-    {
-      id: 'nginx-auto',
-      label: 'nginx, worker_processes auto',
-      family: 'nginx',
-      port: pNginxAuto,
-      tlsPath: true,
-      proxyPids: () => nginxAuto.pids(),
-      running: nginxAuto.running,
-      output: () => `${nginxAuto.output()}\n${safeRead(nginxAuto.errorLog)}`,
-    },
-    {
-      id: 'nginx-1-nt',
-      label: 'nginx, 1 worker, no session tickets',
-      family: 'nginx',
-      port: pNginxNt,
-      tlsPath: true,
-      proxyPids: () => nginxNt.pids(),
-      running: nginxNt.running,
-      output: () => `${nginxNt.output()}\n${safeRead(nginxNt.errorLog)}`,
-    },
+    ...nginxPaths,
   ];
   return {
     s,
     work,
     fast,
     fastPort,
-    bigSize: Number(bigText),
-    smallSize: Number(smallText),
+    bigSize: input.fast.bigSize,
+    smallSize: input.fast.smallSize,
     auth,
     authPort,
     worker,
@@ -442,12 +354,12 @@ function target(rig: Rig, p: PathRt, backend: BackendId): WireTarget {
   const tls = p.tlsPath ? { tls: { ca: rig.ca, servername: 'localhost' } } : {};
   if (p.id === 'direct') {
     return backend === 'fast'
-      ? { label: 'direct fast backend', host: HOST, port: rig.fastPort, user: 'fastuser', password: 'any' }
+      ? { label: 'direct fast backend', host: HOST, port: rig.fastPort, user: 'fastuser', password: rig.input.fast.fastPassword }
       : { label: 'direct Dovecot', host: HOST, port: rig.input.dovecot.port, user: rig.input.dovecotUser.name, password: rig.input.dovecotUser.password };
   }
   if (p.family === 'baseline') {
     if (backend !== 'fast') throw new Error(`${p.id} only fronts the fast backend`);
-    return { label: p.id, host: HOST, port: p.port, ...tls, user: 'fastuser', password: 'any' };
+    return { label: p.id, host: HOST, port: p.port, ...tls, user: 'fastuser', password: rig.input.fast.fastPassword };
   }
   return backend === 'fast'
     ? { label: `${p.id} -> fast backend`, host: HOST, port: p.port, ...tls, user: 'fastuser', password: rig.front.fast }
@@ -474,7 +386,6 @@ function checkAlive(rig: Rig): void {
 
 // ------------------------------------------------------------------ scenarios
 
-const f = (n: number, d = 1): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
 async function verifyPaths(rig: Rig): Promise<Partial<Record<PathId, string>>> {
   const tlsSeen: Partial<Record<PathId, string>> = {};
@@ -518,7 +429,7 @@ async function loginRun(rig: Rig, cell: LoginCell, p: PathRt, durationMs: number
   );
 }
 
-async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, concurrencies: number[], pathIds: PathId[], resume: boolean): Promise<void> {
+async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, concurrencies: readonly number[], pathIds: PathId[], resume: boolean): Promise<void> {
   const { s } = rig;
   for (const c of concurrencies) {
     const group: Array<{ cell: LoginCell; p: PathRt }> = [];
@@ -587,12 +498,12 @@ async function idleScenario(rig: Rig): Promise<IdleCell[]> {
     await sleep(1_000);
     const rss = (): number => p.proxyPids().reduce((a, pid) => a + rssKiB(pid), 0);
     const fds = (): number => p.proxyPids().reduce((a, pid) => a + fdCount(pid), 0);
-    const memBefore = p.mem ? await p.mem.read() : undefined;
+    const memBefore = p.mem ? await p.mem.mem() : undefined;
     const rssBefore = rss();
     const fdBefore = fds();
     const open = await rig.worker.run<IdleOpenResult>({ kind: 'idle-open', target: target(rig, p, 'fast'), n: s.idleSessions, concurrency: s.idleConcurrency });
     await sleep(1_500);
-    const memAfter = p.mem ? await p.mem.read() : undefined;
+    const memAfter = p.mem ? await p.mem.mem() : undefined;
     const rssAfter = rss();
     const fdAfter = fds();
     const check = await rig.worker.run<IdleCheckResult>({ kind: 'idle-check', sample: 200 });
@@ -643,16 +554,10 @@ function machineInfo(): MachineInfo {
   };
 }
 
-async function machineBusyPct(ms: number): Promise<number> {
-  const a = readMachineCpu().busyMs;
-  await sleep(ms);
-  return ((readMachineCpu().busyMs - a) / ms) * 100;
-}
-
 // ------------------------------------------------------------------ main
 
 export async function runCompare(input: CompareInput): Promise<CompareResults> {
-  const s = settings();
+  const s = { ...input.settings };
   const startedAt = new Date();
   const t0 = performance.now();
   const notes: string[] = [];
@@ -688,7 +593,7 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
     const allTls: PathId[] = ['stunnel', 'node-tls', 'popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
     const proxies: PathId[] = ['popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
     await loginScenario(rig, logins, 'fast', s.concurrencies, ['direct', ...allTls, 'nginx-1-nt'], false);
-    if (s.resumeConcurrency !== undefined) await loginScenario(rig, logins, 'fast', [s.resumeConcurrency], allTls, true);
+    if (s.resumeConcurrency > 0) await loginScenario(rig, logins, 'fast', [s.resumeConcurrency], allTls, true);
     phase('logins on the fast backend');
     await loginScenario(rig, logins, 'dovecot', s.dovecotConcurrencies, ['direct', ...proxies], false);
     phase('logins on Dovecot');
@@ -712,29 +617,8 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
       notes.push(`popgate ran with --cpu-prof; profiles in ${rig.profDir} (kept)`);
     }
 
-    let kerberos: CompareResults['kerberos'];
-    // Measured again on the fast backend even when the benchmark's own Kerberos part ran: that
-    // part logs in to Dovecot, whose ~100 logins/s would be the KPOP target's figure.
-    if (s.kerberos) {
-      log(`compare: Kerberos (popgate only): the benchmark's Kerberos part, ${s.krbRuns} runs of ${s.krbSeconds} s, popgate logging in to the FAST backend`);
-      const results = await runKerberosBench({
-        cleanup: input.cleanup,
-        runs: s.krbRuns,
-        seconds: s.krbSeconds,
-        dovecotPort: rig.fastPort,
-        master: input.master,
-        certFile: input.pki.certFile,
-        keyFile: input.pki.keyFile,
-        ca: input.ca,
-        user: input.dovecotUser.name,
-      });
-      kerberos = { source: 'measured', results, backend: 'fast in-memory backend' };
-      phase('Kerberos');
-    } else if (input.kerberos) {
-      kerberos = { source: 'cited', results: input.kerberos, backend: 'Dovecot' };
-    } else {
-      kerberos = { source: 'skipped' };
-    }
+    // Kerberos is measured once per run (bench/kerberos.ts, against the same in-memory backend): cited here.
+    const kerberos: CompareResults['kerberos'] = input.kerberos ? { source: 'cited', results: input.kerberos, backend: 'fast in-memory backend' } : { source: 'skipped' };
 
     const results: CompareResults = {
       startedAt,
@@ -755,20 +639,15 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
     };
     const md = renderMarkdown(results);
     const svg = renderSvg(results);
-    await mkdir(RESULTS_DIR, { recursive: true });
-    const raw = JSON.stringify(results, null, 1);
-    for (const [file, text] of [
-      [MD_FILE, md],
-      [SVG_FILE, svg],
-      [JSON_FILE, `${raw}\n`],
-    ] as const) {
-      const tmp = `${file}.${process.pid}.tmp`;
-      await writeFile(tmp, text);
-      await rename(tmp, file);
-    }
+    // compare.json: every run's raw figures (to re-check, or re-render with bench/compare/render.ts); generated, not in git.
+    const written = await writeResults(s.quick, [
+      ['compare.md', md],
+      ['compare-logins.svg', svg],
+      ['compare.json', `${JSON.stringify(results, null, 1)}\n`],
+    ]);
     log('');
     log(md);
-    log(`compare: wrote ${path.relative(REPO_ROOT, MD_FILE)}, ${path.relative(REPO_ROOT, SVG_FILE)} and ${path.relative(REPO_ROOT, JSON_FILE)}; comparison took ${f((performance.now() - t0) / 1000, 0)} s`);
+    log(`compare: wrote ${written.join(', ')}; comparison took ${f((performance.now() - t0) / 1000, 0)} s`);
     return results;
   } catch (err) {
     if (!input.cleanup.started) {

@@ -10,27 +10,18 @@
  * ends inside this process).
  *
  * Logins are: connect, [TLS handshake], greeting, `AUTH PLAIN <initial
- * response>`, `QUIT`. One client SecureContext per CA (tls.connect with a
- * `ca` option would build a new one per connection and bill the load
- * generator for it). With `resume`, each of the `concurrency` loops offers
- * the last TLS session (ticket) it got; `isSessionReused()` is counted.
- * Errors never contain a password (the AUTH line is never echoed).
+ * response>`, `QUIT` (bench/lib/wire.ts, the shared client, run by
+ * bench/lib/load.ts, the shared loop). With `resume`, each of the
+ * `concurrency` loops offers the last TLS session (ticket) it got;
+ * `isSessionReused()` is counted.
  */
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import tls from 'node:tls';
-import { Pop3Client, retrSession } from '../pop3-load.js';
-import { quantile } from '../stats.js';
-import { delta, snapshot, type MeterDelta, type MeterSpec } from './meter.js';
+import { runLoad } from '../lib/load.js';
+import { delta, snapshot, type MeterDelta, type MeterSpec } from '../lib/procfs.js';
+import { quantile } from '../lib/stats.js';
+import { Pop3Conn, retrSession, type Pop3Target } from '../lib/wire.js';
 
-export interface WireTarget {
-  readonly label: string;
-  readonly host: string;
-  readonly port: number;
-  readonly tls?: { readonly ca: string; readonly servername: string };
-  readonly user: string;
-  readonly password: string;
-}
+export type WireTarget = Pop3Target;
 
 export type Job =
   | { kind: 'probe'; target: WireTarget }
@@ -88,128 +79,15 @@ export interface IdleCheckResult {
 
 const TIMEOUT_MS = 20_000;
 
-// ------------------------------------------------------------------ a lean line connection
-
-const contexts = new Map<string, tls.SecureContext>();
-function contextFor(ca: string): tls.SecureContext {
-  let c = contexts.get(ca);
-  if (!c) {
-    c = tls.createSecureContext({ ca });
-    contexts.set(ca, c);
-  }
-  return c;
-}
-
-const plainTokens = new Map<WireTarget, string>();
-function authPlain(t: WireTarget): string {
-  let s = plainTokens.get(t);
-  if (s === undefined) {
-    s = `AUTH PLAIN ${Buffer.from(`\0${t.user}\0${t.password}`, 'utf8').toString('base64')}\r\n`;
-    plainTokens.set(t, s);
-  }
-  return s;
-}
-
-class Conn {
-  private buf = '';
-  private waiter: ((line: string) => void) | undefined;
-  private failer: ((err: Error) => void) | undefined;
-  private error: Error | undefined;
-  /** Set once we close on purpose: a close is then no failure. */
-  done = false;
-
-  constructor(
-    readonly sock: net.Socket,
-    readonly label: string,
-  ) {
-    sock.setNoDelay(true);
-    sock.on('data', (d: Buffer) => {
-      this.buf += d.toString('latin1');
-      this.pump();
-    });
-    sock.on('error', (e: Error) => this.fail(e.message));
-    sock.on('close', () => {
-      if (!this.done) this.fail('connection closed by the server');
-    });
-  }
-
-  get broken(): boolean {
-    return this.error !== undefined;
-  }
-
-  static open(t: WireTarget, session?: Buffer): Conn {
-    const sock = t.tls
-      ? tls.connect({
-          host: t.host,
-          port: t.port,
-          secureContext: contextFor(t.tls.ca),
-          servername: t.tls.servername,
-          ...(session ? { session } : {}),
-        })
-      : net.connect({ host: t.host, port: t.port });
-    return new Conn(sock, t.label);
-  }
-
-  fail(detail: string): void {
-    if (this.error) return;
-    this.error = new Error(`${this.label}: ${detail}`);
-    this.sock.destroy();
-    const f = this.failer;
-    this.waiter = undefined;
-    this.failer = undefined;
-    f?.(this.error);
-  }
-
-  private pump(): void {
-    if (!this.waiter) {
-      if (this.buf.length > 65_536) this.buf = '';
-      return;
-    }
-    const nl = this.buf.indexOf('\r\n');
-    if (nl < 0) return;
-    const line = this.buf.slice(0, nl);
-    this.buf = this.buf.slice(nl + 2);
-    const w = this.waiter;
-    this.waiter = undefined;
-    this.failer = undefined;
-    w(line);
-  }
-
-  /** Writes `cmd` (with CRLF) if given, waits for one line, which must start with +OK. */
-  ok(step: string, cmd?: string): Promise<string> {
-    if (this.error) return Promise.reject(this.error);
-    return new Promise<string>((resolve, reject) => {
-      this.waiter = (line) => {
-        if (line.startsWith('+OK')) resolve(line);
-        else {
-          const err = new Error(`${this.label}: ${step}: server replied ${JSON.stringify(line.slice(0, 200))}`);
-          this.fail(err.message);
-          reject(err);
-        }
-      };
-      this.failer = reject;
-      if (cmd !== undefined) this.sock.write(cmd);
-      this.pump();
-    });
-  }
-
-  close(): void {
-    this.done = true;
-    this.sock.destroy();
-  }
-}
-
 /** Connect, greeting, AUTH PLAIN; the connection stays open. */
-async function openSession(t: WireTarget, session?: Buffer, onSession?: (s: Buffer) => void): Promise<Conn> {
-  const c = Conn.open(t, session);
-  if (onSession) c.sock.on('session', onSession);
-  const timer = setTimeout(() => c.fail(`no reply within ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+async function openSession(t: WireTarget, session?: Buffer, onSession?: (s: Buffer) => void): Promise<Pop3Conn> {
+  const c = await Pop3Conn.connect(t, { timeoutMs: TIMEOUT_MS, ...(session ? { session } : {}), ...(onSession ? { onSession } : {}) });
   try {
-    await c.ok('greeting');
-    await c.ok('AUTH PLAIN', authPlain(t));
+    await c.authPlain(t.user, t.password);
     return c;
-  } finally {
-    clearTimeout(timer);
+  } catch (err) {
+    c.destroy();
+    throw err;
   }
 }
 
@@ -218,59 +96,40 @@ async function openSession(t: WireTarget, session?: Buffer, onSession?: (s: Buff
 async function probe(t: WireTarget): Promise<ProbeResult> {
   const c = await openSession(t);
   try {
-    const stat = await c.ok('STAT', 'STAT\r\n');
-    const s = c.sock instanceof tls.TLSSocket ? `${c.sock.getProtocol() ?? '?'} ${c.sock.getCipher().name}` : undefined;
-    await c.ok('QUIT', 'QUIT\r\n');
-    c.done = true;
-    c.sock.end();
-    return { tls: s, stat };
+    const stat = await c.command('STAT');
+    const tls = c.tlsSummary();
+    await c.quit();
+    return { tls, stat };
   } catch (err) {
-    c.close();
+    c.destroy();
     throw err;
   }
 }
 
 async function logins(job: Extract<Job, { kind: 'logins' }>): Promise<LoginsResult> {
-  const { target: t, concurrency } = job;
-  const latencies: number[] = [];
-  let failures = 0;
-  let firstError: string | undefined;
+  const t = job.target;
+  const sessions: Array<Buffer | undefined> = [];
   let reused = 0;
   const before = snapshot(job.meter);
-  const start = performance.now();
-  const deadline = start + job.durationMs;
-  const loop = async (): Promise<void> => {
-    let session: Buffer | undefined;
-    while (performance.now() < deadline) {
-      const t0 = performance.now();
-      let c: Conn | undefined;
-      try {
-        c = await openSession(t, job.resume ? session : undefined, job.resume ? (s) => (session = s) : undefined);
-        await c.ok('QUIT', 'QUIT\r\n');
-        if (c.sock instanceof tls.TLSSocket && c.sock.isSessionReused()) reused++;
-        c.done = true;
-        c.sock.end();
-        latencies.push(performance.now() - t0);
-      } catch (err) {
-        c?.close();
-        failures++;
-        firstError ??= err instanceof Error ? err.message : String(err);
-        // Do not spin on a dead target.
-        if (failures > 20 && failures > latencies.length) return;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+  const r = await runLoad({ concurrency: job.concurrency, durationMs: job.durationMs, tolerateFailures: true }, async (_i, w) => {
+    const c = await openSession(t, job.resume ? sessions[w] : undefined, job.resume ? (s) => (sessions[w] = s) : undefined);
+    try {
+      await c.quit();
+    } catch (err) {
+      c.destroy();
+      throw err;
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, loop));
-  const elapsedMs = performance.now() - start;
+    if (c.resumed()) reused++;
+  });
   const meter = delta(job.meter, before);
+  const lat = r.latenciesMs;
   return {
-    logins: latencies.length,
-    failures,
-    firstError,
-    elapsedMs,
-    p50Ms: latencies.length ? quantile(latencies, 0.5) : NaN,
-    p99Ms: latencies.length ? quantile(latencies, 0.99) : NaN,
+    logins: r.ops,
+    failures: r.failures,
+    firstError: r.firstError,
+    elapsedMs: r.elapsedMs,
+    p50Ms: lat.length ? quantile(lat, 0.5) : NaN,
+    p99Ms: lat.length ? quantile(lat, 0.99) : NaN,
     reused,
     meter,
   };
@@ -292,7 +151,7 @@ async function retr(job: Extract<Job, { kind: 'retr' }>): Promise<RetrResult> {
 }
 
 async function stat(job: Extract<Job, { kind: 'stat' }>): Promise<StatResult> {
-  const c = await Pop3Client.connect(job.target);
+  const c = await Pop3Conn.connect(job.target);
   try {
     await c.login(job.target.user, job.target.password);
     for (let i = 0; i < job.warmup; i++) await c.stat();
@@ -320,28 +179,17 @@ async function stat(job: Extract<Job, { kind: 'stat' }>): Promise<StatResult> {
   }
 }
 
-let idle: Conn[] = [];
+let idle: Pop3Conn[] = [];
 
 async function idleOpen(job: Extract<Job, { kind: 'idle-open' }>): Promise<IdleOpenResult> {
   if (idle.length > 0) throw new Error('idle-open: sessions from an earlier job are still open');
   const t0 = performance.now();
-  let started = 0;
-  let failure: unknown;
-  const loop = async (): Promise<void> => {
-    while (failure === undefined && started < job.n) {
-      started++;
-      try {
-        idle.push(await openSession(job.target));
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(job.concurrency, job.n) }, loop));
-  if (failure !== undefined) {
-    for (const c of idle) c.close();
+  try {
+    await runLoad({ concurrency: job.concurrency, total: job.n }, async () => void idle.push(await openSession(job.target)));
+  } catch (err) {
+    for (const c of idle) c.destroy();
     idle = [];
-    throw failure;
+    throw err;
   }
   return { opened: idle.length, ms: performance.now() - t0, workerRssKiB: Math.round(process.memoryUsage().rss / 1024) };
 }
@@ -350,24 +198,19 @@ async function idleOpen(job: Extract<Job, { kind: 'idle-open' }>): Promise<IdleO
 async function idleCheck(job: Extract<Job, { kind: 'idle-check' }>): Promise<IdleCheckResult> {
   const broken = idle.filter((c) => c.broken).length;
   const step = Math.max(1, Math.floor(idle.length / Math.max(1, job.sample)));
-  const picks: Conn[] = [];
+  const picks: Pop3Conn[] = [];
   for (let i = 0; i < idle.length && picks.length < job.sample; i += step) if (!idle[i]!.broken) picks.push(idle[i]!);
-  await Promise.all(picks.map((c) => c.ok('NOOP', 'NOOP\r\n')));
+  await Promise.all(picks.map((c) => c.command('NOOP')));
   return { checked: picks.length, broken };
 }
 
 async function idleClose(): Promise<{ closed: number }> {
   const n = idle.length;
   await Promise.all(
-    idle.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          c.done = true;
-          if (c.sock.destroyed) return resolve();
-          c.sock.once('close', () => resolve());
-          c.sock.destroy();
-        }),
-    ),
+    idle.map((c) => {
+      c.destroy();
+      return c.closed;
+    }),
   );
   idle = [];
   return { closed: n };

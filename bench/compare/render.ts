@@ -7,7 +7,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT } from '../common.js';
+import { REPO_ROOT } from '../lib/process.js';
 import { renderMarkdown, renderSvg, type CompareResults } from './report.js';
 
 const dir = path.join(REPO_ROOT, 'bench/results');

@@ -2,7 +2,7 @@
  * bench/results/compare.md and compare-logins.svg from the comparison's results.
  */
 import type { KerberosResults } from '../kerberos.js';
-import { median, summarize, type Summary } from '../stats.js';
+import { f, int, median, summarize, type Summary } from '../lib/stats.js';
 import type { CompareSettings } from './compare.js';
 import type { LoginsResult, RetrResult, StatResult } from './load-worker.js';
 
@@ -79,8 +79,6 @@ export interface CompareResults {
 
 // ------------------------------------------------------------------ helpers
 
-const f = (n: number | undefined, d = 1): string => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
 const mr = (s: Summary, d = 1): string => `${f(s.median, d)} (${f(s.min, d)}–${f(s.max, d)})`;
 const mrInt = (s: Summary): string => `${int(s.median)} (${int(s.min)}–${int(s.max)})`;
 const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? `${(a / b).toFixed(2)}×` : '—');
@@ -277,7 +275,7 @@ function kerberosRows(r: CompareResults): { c: number; backend: string; login?: 
 }
 
 function kerberosSection(r: CompareResults): string {
-  if (r.kerberos.source === 'skipped') return '## 5. KPOP and GSSAPI (popgate only)\n\nSkipped (BENCH_COMPARE_KERBEROS=0).\n';
+  if (r.kerberos.source === 'skipped') return '## 5. KPOP and GSSAPI (popgate only)\n\nNot run: the Kerberos part was not among BENCH_PARTS.\n';
   const k = r.kerberos.results;
   const rows = ['| Scenario | Conc. | per s, median (min–max) | popgate CPU ms/op | latency p50 / p99 ms |', '|---|--:|--:|--:|--:|'];
   for (const sc of k.scenarios) {
@@ -289,7 +287,7 @@ function kerberosSection(r: CompareResults): string {
   }
   const src =
     r.kerberos.source === 'cited'
-      ? `Cited from the Kerberos part of the same \`npm run bench\` run (bench/results/latest.md has the full section): ${k.runs} runs of ${k.seconds} s; popgate logs in to **Dovecot** there, so the full-login rows are bounded by Dovecot (~100 logins/s).`
+      ? `Cited from the Kerberos part of the same \`npm run bench\` run (bench/kerberos.ts: private MIT KDC, a popgate with a kpop listener and AUTH GSSAPI; bench/results/latest.md has the full section), ${k.runs} runs of ${k.seconds} s, popgate logging in to the **${r.kerberos.backend}** (so the full-login rows measure popgate, not Dovecot). MIT krb5 ${k.mitVersion}, python3-gssapi ${k.gssapiVersion}.`
       : `Measured here with the benchmark's Kerberos part (bench/kerberos.ts: private MIT KDC, a popgate with a kpop listener and AUTH GSSAPI), ${k.runs} runs of ${k.seconds} s, popgate logging in to the **fast in-memory backend** (so the full-login rows measure popgate, not Dovecot). MIT krb5 ${k.mitVersion}, python3-gssapi ${k.gssapiVersion}.`;
   return `## 5. KPOP and GSSAPI (popgate only: nginx's mail proxy cannot)
 
@@ -328,7 +326,7 @@ Each login: TCP connect, TLS handshake (**a new TLS session every time, no resum
 
 ${login1.join('\n\n')}`);
 
-  if (s.resumeConcurrency !== undefined) {
+  if (s.resumeConcurrency > 0) {
     sections.push(`### With TLS session resumption (concurrency ${s.resumeConcurrency}, fast backend)
 
 Each login loop offers the TLS 1.3 session ticket of its previous connection (abbreviated handshake: no certificate signature; still an ECDHE key exchange). Servers keep their defaults: session tickets on, no server-side session cache (nginx \`ssl_session_cache none; ssl_session_tickets on\`, Node's defaults, stunnel's defaults). *resumed* = share of logins whose session was resumed.
@@ -363,7 +361,7 @@ ${dv.join('\n\n')}`);
   }
   sections.push(`## 2. Relay throughput: ${f(r.bigSize / 1e6, 0)} MB RETR through TLS
 
-One session per run logs in (USER/PASS), then ${s.retrs} back-to-back \`RETR 1\` of the ${f(r.bigSize / 1e6, 1)} MB message (${f((r.bigSize * s.retrs) / 1e6, 0)} MB), timed from the first RETR written to the last terminating dot; CPU sampled at the same two moments. The fast backend sends each RETR with one write of a prebuilt buffer. The client (one Node process) decrypts everything on the same cores: its CPU is in the *load generator* column. Direct = plaintext to the backend (no TLS at all). *rest of machine* = busy CPU outside the named processes during each run (kernel work not charged to a process, anything else running): above ${f(RELAY_REST_LIMIT, 1)} s/GB in most runs (⚠) other processes were busy and that row's MB/s are low and noisy; its proxy CPU s/GB still holds.
+One session per run logs in (USER/PASS), then ${s.retrs} back-to-back \`RETR 1\` of the ${f(r.bigSize / 1e6, 1)} MB message (${f((r.bigSize * s.retrs) / 1e6, 0)} MB), timed from the first RETR written to the last terminating dot; CPU sampled at the same two moments. The fast backend builds each RETR reply once and writes it uncopied. The client (one Node process) decrypts everything on the same cores: its CPU is in the *load generator* column. Direct = plaintext to the backend (no TLS at all). *rest of machine* = busy CPU outside the named processes during each run (kernel work not charged to a process, anything else running): above ${f(RELAY_REST_LIMIT, 1)} s/GB in most runs (⚠) other processes were busy and that row's MB/s are low and noisy; its proxy CPU s/GB still holds.
 
 ${relayRows.join('\n')}`);
 
@@ -384,7 +382,7 @@ ${relayRows.join('\n')}`);
     const w = r.idle[0]!;
     sections.push(`## 3. Idle authenticated TLS sessions
 
-${int(w.n)} sessions opened through each proxy to the fast backend (${s.idleConcurrency} at a time; full TLS handshake + AUTH PLAIN + backend login each), then left idle; one proxy at a time. RSS = VmRSS from /proc (nginx: master + workers summed), read before opening and 1.5 s after the last login; per session = the difference ÷ sessions. For the Node processes (popgate, the Node TLS pipe) two full GCs run first (\`--expose-gc\` + a preload, bench/compare/mem-preload.ts, loaded with \`--import\`; popgate's code is unchanged), and \`process.memoryUsage()\` gives the JS heap and *external* (Buffers, OpenSSL objects Node accounts for). A sample of 200 sessions then answered NOOP through the proxy (all sessions alive and relayed), and all were closed. The load generator itself held ${int(w.workerRssKiB / 1024)} MiB RSS for them.
+${int(w.n)} sessions opened through each proxy to the fast backend (${s.idleConcurrency} at a time; full TLS handshake + AUTH PLAIN + backend login each), then left idle; one proxy at a time. RSS = VmRSS from /proc (nginx: master + workers summed), read before opening and 1.5 s after the last login; per session = the difference ÷ sessions. For the Node processes (popgate, the Node TLS pipe) two full GCs run first (\`--expose-gc\` + a preload, bench/lib/preload.ts, loaded with \`--import\`; popgate's code is unchanged), and \`process.memoryUsage()\` gives the JS heap and *external* (Buffers, OpenSSL objects Node accounts for). A sample of 200 sessions then answered NOOP through the proxy (all sessions alive and relayed), and all were closed. The load generator itself held ${int(w.workerRssKiB / 1024)} MiB RSS for them.
 
 ${rows.join('\n')}`);
   }
@@ -420,14 +418,14 @@ ${statRows.join('\n')}`);
 - Machine: ${m.cpuModel}, ${m.cores} cores, ${f(m.memoryGiB, 1)} GiB RAM, ${m.kernel}; CPU clock ticks ${m.clockTicks}/s (CPU figures are good to a tick per process per run).
 - Software: Node ${m.node} (its bundled OpenSSL ${m.nodeOpenssl}); nginx ${m.nginx} (Debian, built with and running on the system OpenSSL ${m.nginxOpenssl}) with \`libnginx-mod-mail\`; stunnel ${m.stunnel} (running with OpenSSL ${m.stunnelOpenssl}); Dovecot ${m.dovecot}; popgate ${m.popgate}.
 - TLS negotiated (one login per path, P-256 ECDSA certificate from test/helpers/certs.ts, the same files for every server): ${tlsLines}.
-- **popgate**: \`node dist/cli/main.js serve\` (its CLI sets UV_THREADPOOL_SIZE 16 unless set), log level warn, \`backend.xclient: false\` (nginx sends no XCLIENT for POP3), limits raised to 40,000 connections (default 5,000 total / 50 per client address), throttle and everything else at defaults. Loaded with \`--expose-gc --import mem-preload.js\` (IPC memory probe; idle otherwise).${s.cpuProf ? ' Run with --cpu-prof.' : ''}
+- **popgate**: \`node dist/cli/main.js serve\` (its CLI sets UV_THREADPOOL_SIZE 16 unless set), log level warn, \`backend.xclient: false\` (nginx sends no XCLIENT for POP3), limits raised to 40,000 connections (default 5,000 total / 50 per client address), throttle and everything else at defaults. Loaded with \`--expose-gc --import bench/lib/preload.js\` (IPC memory probe; idle otherwise).${s.cpuProf ? ' Run with --cpu-prof.' : ''}
 - **nginx**: \`worker_processes 1\` and \`auto\`, \`worker_connections ${Math.min(32_768, r.nofile)}\`, \`worker_rlimit_nofile ${r.nofile}\`, \`mail { auth_http; proxy on; pop3_auth plain; listen ... ssl; ssl_session_cache none; ssl_session_tickets on }\` (nginx's defaults spelled out), \`error_log warn\` (the mail module has no access log), \`daemon off\`, run as root from a temp prefix; stopped through its pid file.
 - **stunnel4**: \`foreground = yes\`, \`TCP_NODELAY\` both sides, \`TIMEOUTclose = 0\` (no wait for the peer's close_notify), \`debug = 2\` (no log line per connection), its other defaults (a thread per connection). **Node TLS pipe** (bench/compare/tls-pipe.ts): \`tls.createServer\` → \`net.connect\`, \`pipe()\` both ways, Node defaults.
-- **Backends**: the fast one (bench/compare/fast-backend.ts, one Node process): accepts any USER/PASS (a \`user*master\` name must carry the master password), AUTH PLAIN as the master user, STAT/LIST/UIDL/RETR from preallocated buffers (message 1: ${f(r.bigSize / 1e6, 1)} MB). Its CPU per login is the *backend* column of the direct rows. Dovecot: the benchmark's private instance (test/helpers/dovecot.ts; master user \`popgate\`, \`auth_failure_delay 0\`, \`mail_max_userip_connections 1000\`, stock login/pop3 services).
+- **Backends**: the fast one (popgate's demo backend, src/demo/backend.ts, in a Node process of its own: bench/lib/backend-child.ts): USER/PASS and AUTH PLAIN, also as the master user (\`user*master\` or an authzid), STAT/LIST/UIDL/RETR from one shared buffer per message, each RETR reply built once (message 1: ${f(r.bigSize / 1e6, 1)} MB). Its CPU per login is the *backend* column of the direct rows. Dovecot: the benchmark's private instance (test/helpers/dovecot.ts; master user \`popgate\`, \`auth_failure_delay 0\`, \`mail_max_userip_connections 1000\`, stock login/pop3 services).
 - **Auth service** (bench/compare/auth-service.ts): Node \`http\`, keep-alive, its own process; checks Auth-User/Auth-Pass and answers \`Auth-Status: OK\`, \`Auth-Server\`, \`Auth-Port\`, \`Auth-User\` (\`<user>*popgate\`), \`Auth-Pass\` (the master password).
 - **Load generator** (bench/compare/load-worker.ts): one Node process, one client SecureContext per CA, verifies the certificate (CA + name). It competes with the proxy for the ${m.cores} cores: on one core it is as busy as the proxy (see its column), so logins/s are the machine's, not the proxy's alone; **CPU per login** is the fairer comparison.
 - ${r.notes.filter((n) => n.startsWith('RLIMIT') || n.startsWith('idle sessions:')).join('; ')}.
-- Settings: BENCH_RUNS=${s.runs}, BENCH_COMPARE_LOGIN_SECONDS=${s.loginSeconds}, BENCH_COMPARE_WARMUP_SECONDS=${s.warmupSeconds}, BENCH_COMPARE_CONCURRENCIES=${s.concurrencies.join(',')}, BENCH_COMPARE_DOVECOT_CONCURRENCIES=${s.dovecotConcurrencies.join(',')}, BENCH_COMPARE_RESUME_CONCURRENCY=${s.resumeConcurrency ?? 0}, BENCH_COMPARE_RETRS=${s.retrs}, BENCH_COMPARE_BIG_MB=${f(s.bigBytes / 1e6, 0)}, BENCH_COMPARE_STAT_SAMPLES=${s.statSamples}, BENCH_COMPARE_IDLE_SESSIONS=${s.idleSessions}, BENCH_COMPARE_IDLE_CONCURRENCY=${s.idleConcurrency}, BENCH_COMPARE_KRB_RUNS=${s.krbRuns}, BENCH_COMPARE_KRB_SECONDS=${s.krbSeconds}.
+- Settings (bench/lib/settings.ts, \`compare\`): runs ${s.runs}, loginSeconds ${s.loginSeconds}, warmupSeconds ${s.warmupSeconds}, concurrencies ${s.concurrencies.join(',')}, dovecotConcurrencies ${s.dovecotConcurrencies.join(',')}, resumeConcurrency ${s.resumeConcurrency ?? 0}, retrs ${s.retrs}, bigBytes ${f(s.bigBytes / 1e6, 0)} MB, statSamples ${s.statSamples}, idleSessions ${s.idleSessions}, idleConcurrency ${s.idleConcurrency}.
 - MB = 10^6 bytes, GB = 10^9 bytes, KiB = 1024 bytes.`);
 
   const other = r.notes.filter((n) => !(n.startsWith('RLIMIT') || n.startsWith('idle sessions:')));
@@ -479,7 +477,7 @@ const SHORT: Record<PathId, string> = {
   'nginx-1-nt': 'nginx, 1 worker, no tickets',
 };
 
-function panel(r: CompareResults, backend: BackendId, cs: number[], x0: number, y0: number, w: number, h: number, title: string, skip: readonly PathId[] = []): string {
+function panel(r: CompareResults, backend: BackendId, cs: readonly number[], x0: number, y0: number, w: number, h: number, title: string, skip: readonly PathId[] = []): string {
   const out: string[] = [];
   const series = r.paths
     .filter((p) => !skip.includes(p.id))

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { exitWithParent } from './child-exit.js';
+import { exitWithParent } from '../lib/child-exit.js';
 
 interface Options {
   readonly cert: string;

@@ -18,8 +18,10 @@ export interface DemoBackendOptions {
   readonly masterPassword?: string;
   /** Separator for `USER <user><sep><master>`; default `*`. */
   readonly masterSeparator?: string;
-  /** Per user, raw RFC 5322 messages with CRLF line ends. */
+  /** Per user, raw RFC 5322 messages with CRLF line ends; Buffers are used as given, not copied (a benchmark's 50 MB message is held once). */
   readonly messages: Readonly<Record<string, readonly string[] | readonly Buffer[]>>;
+  /** Record each command's verb for commandLog(); default true. Off for benchmarks: millions of logins would grow it without bound. */
+  readonly logCommands?: boolean;
 }
 
 export interface DemoBackend {
@@ -36,9 +38,6 @@ export interface DemoBackend {
 export const DEMO_GREETING = '+OK Demo POP3 backend ready.';
 /** Commands and SASL lines longer than this (including CRLF) end the connection. */
 const MAX_LINE = 8192;
-/** Large responses are written in pieces of at most this size, waiting for 'drain'. */
-const WRITE_PIECE = 256 * 1024;
-
 const CRLF = Buffer.from('\r\n');
 const DOT = Buffer.from('.');
 const TERMINATOR = Buffer.from('.\r\n');
@@ -46,6 +45,8 @@ const TERMINATOR = Buffer.from('.\r\n');
 interface Message {
   readonly uid: string;
   readonly data: Buffer;
+  /** The RETR reply (status line, stuffed body, terminator), built on first use: every later RETR is a few writes of views. */
+  retr?: readonly Buffer[];
 }
 
 /**
@@ -110,13 +111,14 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
   const users = new Map(Object.entries(opts.users));
   const store = new Map<string, Message[]>();
   const commands: string[] = [];
+  const logCommands = opts.logCommands ?? true;
   let uidCounter = 0;
   for (const [user, list] of Object.entries(opts.messages)) {
     store.set(
       user,
       Array.from(list as readonly (string | Buffer)[], (m) => ({
         uid: `demo-${++uidCounter}`,
-        data: typeof m === 'string' ? Buffer.from(m, 'utf8') : Buffer.from(m),
+        data: typeof m === 'string' ? Buffer.from(m, 'utf8') : m,
       })),
     );
   }
@@ -238,7 +240,8 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
     RETR: (s, args) => {
       const m = pick(s, args[0]);
       if (!m) return '-ERR No such message.';
-      return [Buffer.from(`+OK ${m.msg.data.length} octets\r\n`), ...dotStuff(m.msg.data)];
+      m.msg.retr ??= [Buffer.from(`+OK ${m.msg.data.length} octets\r\n`), ...dotStuff(m.msg.data)];
+      return m.msg.retr;
     },
     TOP: (s, args) => {
       const m = pick(s, args[0]);
@@ -282,62 +285,51 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
       deleted: new Set(),
     };
     let input: Buffer = Buffer.alloc(0);
-    let busy = false;
     /** The peer half-closed: answer what it sent, then close (without applying deletions). */
     let eof = false;
 
-    const flushed = (ok: boolean): Promise<void> =>
-      ok || socket.destroyed
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => {
-            const done = (): void => {
-              socket.removeListener('drain', done);
-              socket.removeListener('close', done);
-              resolve();
-            };
-            socket.on('drain', done);
-            socket.on('close', done);
-          });
-
-    const send = async (reply: Reply): Promise<void> => {
-      if (!socket.writable) return;
-      if (typeof reply === 'string') {
-        await flushed(socket.write(`${reply}\r\n`));
-        return;
-      }
-      for (const piece of reply) {
-        for (let off = 0; off < piece.length; off += WRITE_PIECE) {
-          if (!socket.writable) return;
-          await flushed(socket.write(piece.subarray(off, Math.min(piece.length, off + WRITE_PIECE))));
-        }
-      }
+    /** Writes a reply; false when the socket's buffer is full (wait for 'drain' before the next). */
+    const send = (reply: Reply): boolean => {
+      if (!socket.writable) return true;
+      if (typeof reply === 'string') return socket.write(`${reply}\r\n`);
+      // Views on the stored message, queued whole: no copy, and one wait for 'drain' per reply, not per piece.
+      let ok = true;
+      for (const piece of reply) ok = socket.write(piece);
+      return ok;
     };
 
     const handle = (line: string): Reply => {
       if (session.awaitingSasl) {
         session.awaitingSasl = false;
-        commands.push('AUTH-RESPONSE');
+        if (logCommands) commands.push('AUTH-RESPONSE');
         return saslPlain(session, line.trim());
       }
       const parts = line.split(' ').filter((p) => p !== '');
       const verb = (parts[0] ?? '').toUpperCase();
-      commands.push(verb);
+      if (logCommands) commands.push(verb);
       const table = session.state === 'authorization' ? authorization : transaction;
       const handler = Object.hasOwn(table, verb) ? table[verb] : undefined;
       if (!handler) return verb === '' ? '-ERR Empty command.' : '-ERR Unknown command or wrong state.';
       return handler(session, parts.slice(1));
     };
 
-    const pump = async (): Promise<void> => {
-      if (busy) return;
-      busy = true;
+    let waitingDrain = false;
+    /**
+     * Answers every complete line, in order, synchronously; corked, so replies
+     * to pipelined commands leave in one write. Stops reading while a reply
+     * waits for 'drain' (a slow reader of a large RETR).
+     */
+    const pump = (): void => {
+      if (waitingDrain) return;
+      socket.cork();
       try {
         for (;;) {
           if (session.state === 'done' || socket.destroyed) return;
           const lf = input.indexOf(0x0a);
           if (lf < 0) {
             if (input.length > MAX_LINE) {
-              await send('-ERR Line too long.');
+              send('-ERR Line too long.');
+              socket.uncork();
               socket.destroy();
             } else if (eof) {
               socket.end();
@@ -347,26 +339,34 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
           const end = lf > 0 && input[lf - 1] === 0x0d ? lf - 1 : lf;
           const line = input.toString('utf8', 0, end);
           input = input.subarray(lf + 1);
-          socket.pause();
-          await send(handle(line));
+          const flushed = send(handle(line));
           if (isDone(session)) {
             socket.end();
             return;
           }
-          socket.resume();
+          if (!flushed) {
+            waitingDrain = true;
+            socket.pause();
+            socket.once('drain', () => {
+              waitingDrain = false;
+              socket.resume();
+              pump();
+            });
+            return;
+          }
         }
       } finally {
-        busy = false;
+        socket.uncork();
       }
     };
 
     socket.on('data', (chunk: Buffer) => {
       input = input.length === 0 ? chunk : Buffer.concat([input, chunk]);
-      void pump();
+      pump();
     });
     socket.on('end', () => {
       eof = true;
-      void pump();
+      pump();
     });
     socket.on('error', () => {
       /* a client that resets is normal here */

@@ -225,3 +225,33 @@ describe('demo backend: logins', () => {
     d.destroy();
   });
 });
+
+describe('demo backend: benchmark use', () => {
+  it('serves a large message repeatedly and in order with pipelined commands, logging no commands when asked', async () => {
+    const line = `${'x'.repeat(70)}\r\n`;
+    const big = Buffer.from(`Subject: big\r\n\r\n${line.repeat(40_000)}.dot line\r\n${line}`);
+    const b = await startDemoBackend({ users: { u: 'pw' }, messages: { u: [big] }, logCommands: false });
+    try {
+      const c = await LineClient.plain(b.port);
+      await c.line();
+      // Three multi-megabyte replies and a STAT, asked for at once: answered in order, each whole.
+      c.send('USER u\r\nPASS pw\r\nRETR 1\r\nRETR 1\r\nSTAT\r\nRETR 1\r\n');
+      expect(await c.line()).toBe('+OK');
+      expect(await c.line()).toBe('+OK Logged in.');
+      for (let i = 0; i < 2; i++) {
+        const r = await c.multiline();
+        expect(r.status).toBe(`+OK ${big.length} octets`);
+        expect(unstuff(r.body)).toBe(big.toString());
+      }
+      expect(await c.line()).toBe(`+OK 1 ${big.length}`);
+      expect(unstuff((await c.multiline()).body)).toBe(big.toString());
+      expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+      await c.closed();
+      expect(b.commandLog()).toEqual([]);
+      // The caller's buffer is served as given (not copied).
+      expect(b.mailbox('u')[0]).toBe(big);
+    } finally {
+      await b.close();
+    }
+  });
+});

@@ -16,7 +16,7 @@ const DOCS = readdirSync(path.join(ROOT, 'docs'))
   .sort()
   .map((f) => `docs/${f}`);
 /** Repository-relative paths of the pages whose links are checked. */
-const PAGES = ['README.md', ...DOCS, 'deploy/README.md'];
+const PAGES = ['README.md', ...DOCS, 'deploy/README.md', 'bench/README.md'];
 
 function read(rel: string): string {
   return readFileSync(path.join(ROOT, rel), 'utf8');
@@ -194,7 +194,7 @@ Not links: \`[a](nowhere.md)\` and
 });
 
 describe('documentation kept in step', () => {
-  it('README.md shows the same headline benchmark figures as docs/performance.md', () => {
+  it('README.md and bench/README.md show the same headline benchmark figures as docs/performance.md', () => {
     const figures = (md: string): string => {
       const lines = md.split('\n');
       const start = lines.findIndex((l) => l.startsWith('Latest figures ('));
@@ -205,5 +205,6 @@ describe('documentation kept in step', () => {
       return lines.slice(start, end).join('\n');
     };
     expect(figures(read('README.md'))).toBe(figures(read('docs/performance.md')));
+    expect(figures(read('bench/README.md'))).toBe(figures(read('docs/performance.md')));
   });
 });

@@ -43,3 +43,13 @@ export function summarize(values: readonly number[]): Summary {
     mean: s.reduce((a, b) => a + b, 0) / s.length,
   };
 }
+
+// ------------------------------------------------------------------ report formatting
+
+/** `n` with `d` decimals; 'n/a' when absent or not finite (a figure that could not be measured). */
+export const f = (n: number | undefined, d = 1): string => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+/** 12345.6 -> "12,346" */
+export const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+/** "min–max" of a summary. */
+export const range = (s: Summary, d = 1): string => `${f(s.min, d)}–${f(s.max, d)}`;
+export const intRange = (s: Summary): string => `${int(s.min)}–${int(s.max)}`;
