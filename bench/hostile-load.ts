@@ -26,7 +26,7 @@ import { performance } from 'node:perf_hooks';
 import { hashPassword, SCRYPT_DEFAULT_LOG_N } from '../src/auth/password-hash.js';
 import { runLoad } from './lib/load.js';
 import { SMALL_MESSAGE } from './lib/messages.js';
-import { Cleanup, HOST, describe, log, runBenchMain, sleep, startDovecotGateway, startPkiAndDovecot, writeResults } from './lib/process.js';
+import { type Cleanup, HOST, describe, log, runBenchMain, sleep, startDovecotGateway, startPkiAndDovecot, writeResults } from './lib/process.js';
 import { clockTicksPerSecond, fdCount, readMachineCpu, readProcCpu, rssKiB } from './lib/procfs.js';
 import { loadSettings } from './lib/settings.js';
 import { f, quantile } from './lib/stats.js';

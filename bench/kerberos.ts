@@ -43,7 +43,7 @@ import { DEFAULT_TICKET_GATE } from '../src/kerberos/binding.js';
 import { apReqFromGssToken, SYSTEM_PYTHON, startKdc, type KdcInstance } from '../test/helpers/kdc.js';
 import { freePort } from '../test/helpers/ports.js';
 import { expectKpopReplayRefused, krbOnce, runKrbLoad, type KrbKind } from './krb-load.js';
-import { Cleanup, HOST, Instruments, REPO_ROOT, killOnExit, log, sleep, spawnGateway, stopPid, versionOf, waitForGreeting, type GatewayChild } from './lib/process.js';
+import { type Cleanup, HOST, Instruments, REPO_ROOT, killOnExit, log, sleep, spawnGateway, stopPid, versionOf, waitForGreeting, type GatewayChild } from './lib/process.js';
 import type { EldFigures } from './lib/preload.js';
 import { CpuMeter, readMachineCpu, readProcCpu } from './lib/procfs.js';
 import { f, int, intRange, median, quantile, range, summarize, type Summary } from './lib/stats.js';

@@ -27,7 +27,7 @@ import { kerberosReport, kerberosSetupLines, runKerberosBench, type KerberosResu
 import { runLoad } from './lib/load.js';
 import { bigMessage, SMALL_MESSAGE } from './lib/messages.js';
 import {
-  Cleanup,
+  type Cleanup,
   HOST,
   baseMachineInfo,
   log,

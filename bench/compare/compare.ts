@@ -44,7 +44,7 @@ import { freePort } from '../../test/helpers/ports.js';
 import type { KerberosResults } from '../kerberos.js';
 import {
   BENCH_DIST,
-  Cleanup,
+  type Cleanup,
   GATEWAY_MAIN,
   HOST,
   Instruments,
