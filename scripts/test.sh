@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole check, as CI runs it: setup (installs + build), typecheck, the full
-# vitest suite, then one plain closing line `N passed, N failed[, N skipped]`
+# The whole check, as CI runs it: setup (installs + build), typecheck, lint
+# (eslint.config.js), the full vitest suite, then one plain closing line
+# `N passed, N failed[, N skipped]`
 # computed from vitest's JSON reporter. Exits non-zero if the typecheck failed,
 # any test failed or was skipped, a test file failed to run, no test ran, or the
-# JSON report is missing.
+# JSON report is missing; a lint finding fails it too.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,13 @@ echo "test: npm run typecheck"
 npm run typecheck || typecheck_rc=$?
 if [ "$typecheck_rc" -ne 0 ]; then
   echo "test: typecheck FAILED (exit $typecheck_rc); running the tests anyway" >&2
+fi
+
+lint_rc=0
+echo "test: npm run lint"
+npm run lint || lint_rc=$?
+if [ "$lint_rc" -ne 0 ]; then
+  echo "test: lint FAILED (exit $lint_rc); running the tests anyway" >&2
 fi
 
 RESULTS=.vitest-results.json
@@ -55,6 +63,7 @@ read -r passed failed skipped failed_files total <<<"$counts"
 rc=0
 [ "$vitest_rc" -eq 0 ] || rc=1
 [ "$typecheck_rc" -eq 0 ] || rc=1
+[ "$lint_rc" -eq 0 ] || rc=1
 [ "$failed" -eq 0 ] || rc=1
 [ "$skipped" -eq 0 ] || rc=1
 [ "$total" -gt 0 ] || { echo "test: ERROR: no test ran" >&2; rc=1; }
@@ -63,6 +72,7 @@ if [ "$failed_files" -gt 0 ]; then
   rc=1
 fi
 [ "$typecheck_rc" -eq 0 ] || echo "test: typecheck failed" >&2
+[ "$lint_rc" -eq 0 ] || echo "test: lint failed" >&2
 
 failed_total=$((failed + failed_files))
 if [ "$skipped" -gt 0 ]; then

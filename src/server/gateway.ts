@@ -10,7 +10,7 @@ import { Generations, describeRestarts, planReload, type ReloadChange } from './
 import { ClientConnection } from './connection.js';
 import { Listener, loadListenerTls, type BoundListener, type ListenerTls } from './listener.js';
 import type { LoginService } from './login-service.js';
-import { buildServices, carriedParts, currentLoginService, servicesCloser, type Services } from './login-services.js';
+import { buildServices, carriedParts, currentLoginService, servicesCloser, type Services } from './services.js';
 import { BackendProbe } from './readiness.js';
 import { gatewayChecks } from './readiness-checks.js';
 import { openTransport, type PeerInfo } from './transport.js';
@@ -35,7 +35,7 @@ export interface GatewayOptions {
  * The running gateway: listeners, live connections, and the shared services
  * (verifier, internal-login resolver) they use. Owns start, reload and drain;
  * listeners (listener.ts), admission (admission.ts), per-login services
- * (login-services.ts) and readiness (readiness-checks.ts) do the rest.
+ * (services.ts) and readiness (readiness-checks.ts) do the rest.
  */
 export class Gateway {
   private readonly listeners: Listener[] = [];

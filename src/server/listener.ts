@@ -12,7 +12,7 @@ import type { ListenerMetrics, Metrics } from '../observability/metrics.js';
 import type { AdmissionPoint } from './admission.js';
 import type { ConnectionContext } from './connection.js';
 import type { LoginService } from './login-service.js';
-import { canVerifyChallenges, challengeString, usableMechanisms, type Services } from './login-services.js';
+import { canVerifyChallenges, challengeString, usableMechanisms, type Services } from './services.js';
 import { TrustedNetworks } from '../net/index.js';
 import { TlsContextStore } from './tls-context.js';
 import { TlsHandshaker } from './tls-handshaker.js';

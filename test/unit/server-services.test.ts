@@ -20,7 +20,7 @@ import {
   timedPasswordCheck,
   usableMechanisms,
   type Services,
-} from '../../src/server/login-services.js';
+} from '../../src/server/services.js';
 
 const log = pino({ level: 'silent' });
 let dir: string;
