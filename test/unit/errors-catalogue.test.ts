@@ -1,7 +1,7 @@
 /**
  * The error catalogue is the contract with clients and log readers: every
  * code's reply carries the right RFC 3206 code, and the table in
- * docs/operations.md (Error replies) lists exactly what the code does, so the
+ * docs/errors.md lists exactly what the code does, so the
  * docs cannot drift.
  */
 import { readFileSync } from 'node:fs';
@@ -11,8 +11,8 @@ import { ERRORS, errorReply, GatewayError, type ErrorCode } from '../../src/erro
 const codes = Object.keys(ERRORS) as ErrorCode[];
 
 describe('error catalogue', () => {
-  it('documents every code in docs/operations.md (Error replies) with its exact reply, log level and close flag', () => {
-    const doc = readFileSync('docs/operations.md', 'utf8');
+  it('documents every code in docs/errors.md with its exact reply, log level and close flag', () => {
+    const doc = readFileSync('docs/errors.md', 'utf8');
     const documented = [...doc.matchAll(/^\| `([A-Z0-9_]+)` \| `([^`]+)` \| (\w+) \| (yes|no) \|$/gm)];
     expect(documented.map((m) => m[1]).sort()).toEqual([...codes].sort());
     for (const [, code, reply, level, close] of documented) {
