@@ -1,3 +1,6 @@
+// node:timers/promises, not the global setTimeout: waitFor keeps working in a test that fakes the global timers.
+import { setTimeout as pause } from 'node:timers/promises';
+
 export interface WaitOptions {
   /** Give up after this long; default 15 s. */
   readonly timeoutMs?: number;
@@ -27,6 +30,6 @@ export async function waitFor<T>(
     if (Date.now() > deadline) {
       throw new Error(`timed out waiting for ${what} (${timeoutMs} ms)${o.detail ? `: ${o.detail()}` : ''}`);
     }
-    await new Promise((r) => setTimeout(r, o.intervalMs ?? 50));
+    await pause(o.intervalMs ?? 50);
   }
 }
