@@ -3,7 +3,7 @@
  * timer the code under test sets is recorded, so a test asserts on the delay
  * asked for (never on wall-clock time) and decides when it passes.
  */
-import type { Clock } from '../../src/clock.js';
+import { systemClock, type Clock } from '../../src/clock.js';
 
 export interface FakeTimer {
   /** The delay asked for. */
@@ -92,5 +92,29 @@ export class FakeClock implements Clock {
       if (now.length >= n) return now;
       await new Promise<void>((r) => this.#waiters.push(r));
     }
+  }
+}
+
+/**
+ * The real clock, recording each delay asked for and each timer that fired:
+ * for code that must really wait (a native call, a real KDC), so a test can
+ * say "answered before its deadline" without reading the time itself.
+ */
+export class RecordingClock implements Clock {
+  readonly requested: number[] = [];
+  readonly fired: number[] = [];
+
+  constructor(private readonly base: Clock = systemClock) {}
+
+  now(): number {
+    return this.base.now();
+  }
+
+  setTimer(fn: () => void, ms: number): () => void {
+    this.requested.push(ms);
+    return this.base.setTimer(() => {
+      this.fired.push(ms);
+      fn();
+    }, ms);
   }
 }
