@@ -18,6 +18,7 @@ import { fiveMegabyteMessage, pop3Wire, startDovecot, type DovecotInstance } fro
 import { startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
 
 // --- process-level failure recorder (asserted empty by the last test) -----
 const processFaults: string[] = [];
@@ -41,7 +42,6 @@ const LOGIN = `{ mode: master, method: auth-plain, user: ${MASTER.name}, passwor
 const BIG = fiveMegabyteMessage('x@example.test');
 const SMALL = Buffer.from('From: small@example.test\r\nSubject: small\r\n\r\nhello\r\n');
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let pki: TestPki;
 /** The shared backend: bob (the bystander), carol (vanishing clients), dave (fd burst). */
@@ -124,11 +124,18 @@ function unstuff(body: Buffer): Buffer {
   return Buffer.from(body.toString('latin1').replace(/(^|\r\n)\.\./g, '$1.'), 'latin1');
 }
 
+/** The shared poll, every 20 ms for up to 10 s unless told. */
 async function waitUntil(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
+  await waitFor(what, pred, { timeoutMs, intervalMs: 20 });
+}
+
+/** Whether a process exists (signal 0 probes without signalling). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
@@ -207,7 +214,8 @@ describe('backend killed mid-RETR', () => {
     // Hold the flow (backpressure keeps the rest at Dovecot), then kill the whole instance.
     c.socket.pause();
     process.kill(-doomed.pid, 'SIGKILL');
-    await sleep(200);
+    // The master is our child: gone (reaped) once the kill has landed on the group.
+    await waitUntil('the killed Dovecot master to be gone', () => !processExists(doomed.pid));
     c.socket.resume();
     // The client gets what was relayed and then a close: no hang, no QUIT forged.
     await c.closed(20_000);
@@ -397,8 +405,8 @@ describe('a client vanishing at every step', () => {
     a.socket.resetAndDestroy();
     const b = await LineClient.plain(gw.port('pop3'));
     expect(await b.line()).toMatch(/^\+OK/);
-    b.send('USER car'); // a partial line
-    await sleep(50);
+    // A partial line, handed to the kernel before the close (so it reaches the gateway first).
+    await new Promise<void>((r, j) => b.socket.write('USER car', (err) => (err ? j(err) : r())));
     b.destroy();
     const c = await LineClient.plain(gw.port('pop3'));
     expect(await c.line()).toMatch(/^\+OK/);
@@ -454,7 +462,10 @@ describe('a client vanishing at every step', () => {
     await c.readUntil((b) => (b.length >= 32 * 1024 ? b.length : -1), 20_000);
     // Stop reading so the gateway is blocked writing into us, then vanish.
     c.socket.pause();
-    await sleep(100);
+    // Kept sleep: the state wanted (kernel buffers full, the gateway's write
+    // held) has no event the test can see; the assertions below hold either
+    // way, this only makes the reset land on a blocked writer.
+    await new Promise((r) => setTimeout(r, 100));
     c.socket.resetAndDestroy();
     await waitUntil('session-end', () => sessionEnds(gw, 'carol').length > ends);
     const end = sessionEnds(gw, 'carol').at(-1)!;
@@ -554,8 +565,18 @@ describe('file descriptors', () => {
     // Warm-up: lazily opened descriptors (agents, the TLS context...) are not leaks.
     for (const v of variants) await v();
     await settle();
-    await sleep(200);
-    const baseline = fdCount();
+    // Closed sockets release their descriptors a little later: the baseline is the count once it stops falling.
+    let previous = fdCount();
+    const baseline = await waitFor(
+      'descriptors to stop falling after the warm-up',
+      () => {
+        const n = fdCount();
+        const steady = n >= previous;
+        previous = n;
+        return steady ? n : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
 
     const total = 200;
     const concurrency = 16;
@@ -578,6 +599,7 @@ describe('file descriptors', () => {
 });
 
 it('no unhandled rejection or uncaught exception in this file', async () => {
-  await sleep(200);
+  // Kept sleep: a window for late faults to surface, the thing this test checks.
+  await new Promise((r) => setTimeout(r, 200));
   expect(processFaults).toEqual([]);
 });
