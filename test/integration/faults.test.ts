@@ -8,7 +8,7 @@
  * maildir), no unhandled rejection, no file-descriptor leak.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
@@ -124,9 +124,22 @@ function unstuff(body: Buffer): Buffer {
   return Buffer.from(body.toString('latin1').replace(/(^|\r\n)\.\./g, '$1.'), 'latin1');
 }
 
-/** The shared poll, every 20 ms for up to 10 s unless told. */
-async function waitUntil(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  await waitFor(what, pred, { timeoutMs, intervalMs: 20 });
+/** How this file polls: every 20 ms, for up to 10 s. */
+const POLL = { timeoutMs: 10_000, intervalMs: 20 } as const;
+
+/**
+ * Bytes the kernel holds on the loopback TCP socket `localPort` -> `remotePort`
+ * that the peer has not taken yet (tx_queue in /proc/net/tcp): above 0 for the
+ * gateway's side while a paused client leaves its data unread.
+ */
+function unsentBytes(localPort: number, remotePort: number): number {
+  const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+  const want = `0100007F:${hex(localPort)} 0100007F:${hex(remotePort)}`;
+  for (const line of readFileSync('/proc/self/net/tcp', 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (`${f[1]} ${f[2]}` === want) return parseInt(f[4]?.split(':')[0] ?? '0', 16);
+  }
+  return 0;
 }
 
 /** Whether a process exists (signal 0 probes without signalling). */
@@ -215,7 +228,7 @@ describe('backend killed mid-RETR', () => {
     c.socket.pause();
     process.kill(-doomed.pid, 'SIGKILL');
     // The master is our child: gone (reaped) once the kill has landed on the group.
-    await waitUntil('the killed Dovecot master to be gone', () => !processExists(doomed.pid));
+    await waitFor('the killed Dovecot master to be gone', () => !processExists(doomed.pid), POLL);
     c.socket.resume();
     // The client gets what was relayed and then a close: no hang, no QUIT forged.
     await c.closed(20_000);
@@ -369,7 +382,7 @@ describe('TLS handshake garbage on the pop3s port', () => {
       const got = await rawExchange(g.port('pop3s'), bytes, { end: fin, timeoutMs: 15_000 });
       // Nothing POP3 was ever said in plaintext (a TLS alert at most).
       expect(got.toString('latin1')).not.toMatch(/\+OK|-ERR/);
-      await waitUntil('the handshake failure log line', () => g.logs.filter((l) => l.msg === 'TLS handshake failed').length > logsBefore);
+      await waitFor('the handshake failure log line', () => g.logs.filter((l) => l.msg === 'TLS handshake failed').length > logsBefore, POLL);
       expect(await readMessage(g, 'carol', 2)).toEqual(pop3Wire(SMALL));
       const t = await LineClient.tls(g.port('pop3s'), pki.caFile);
       expect(await t.line()).toMatch(/^\+OK/);
@@ -398,7 +411,9 @@ describe('a client vanishing at every step', () => {
   });
 
   const carolFiles = (): Promise<string[]> => dovecot.listMessageFiles('carol');
-  const idle = (g: TestGateway): Promise<void> => waitUntil('no active connection', () => g.gateway.activeConnections === 0);
+  const idle = async (g: TestGateway): Promise<void> => {
+    await waitFor('no active connection', () => g.gateway.activeConnections === 0, POLL);
+  };
 
   it('before the greeting is read, mid-command, after USER', async () => {
     const a = await LineClient.plain(gw.port('pop3'));
@@ -429,7 +444,7 @@ describe('a client vanishing at every step', () => {
     expect(await c.line()).toMatch(/^\+OK/);
     c.send(`USER carol\r\nPASS ${pw('carol')}\r\n`);
     expect(await c.line()).toBe('+OK');
-    await waitUntil('the backend connection', () => silentSockets.length > before);
+    await waitFor('the backend connection', () => silentSockets.length > before, POLL);
     const backendSide = silentSockets[silentSockets.length - 1]!;
     // A crash (RST): a FIN rightly lets the login finish and answer first.
     c.socket.resetAndDestroy();
@@ -443,7 +458,7 @@ describe('a client vanishing at every step', () => {
     const ends = sessionEnds(gw, 'carol').length;
     const c = await login(gw, 'carol', pw('carol'));
     c.socket.resetAndDestroy();
-    await waitUntil('session-end', () => sessionEnds(gw, 'carol').length > ends);
+    await waitFor('session-end', () => sessionEnds(gw, 'carol').length > ends, POLL);
     expect(sessionEnds(gw, 'carol').at(-1)!.endedBy).toBe('client-error');
     await idle(gw);
     expect((await carolFiles()).length).toBe(before.length);
@@ -462,18 +477,15 @@ describe('a client vanishing at every step', () => {
     await c.readUntil((b) => (b.length >= 32 * 1024 ? b.length : -1), 20_000);
     // Stop reading so the gateway is blocked writing into us, then vanish.
     c.socket.pause();
-    // Kept sleep: the state wanted (kernel buffers full, the gateway's write
-    // held) has no event the test can see; the assertions below hold either
-    // way, this only makes the reset land on a blocked writer.
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor('the gateway to hold bytes we do not take', () => unsentBytes(gw.port('pop3'), c.socket.localPort ?? 0) > 0, POLL);
     c.socket.resetAndDestroy();
-    await waitUntil('session-end', () => sessionEnds(gw, 'carol').length > ends);
+    await waitFor('session-end', () => sessionEnds(gw, 'carol').length > ends, POLL);
     const end = sessionEnds(gw, 'carol').at(-1)!;
     expect(end.endedBy).toBe('client-error');
     expect(end.bytesToClient as number).toBeLessThan(pop3Wire(BIG).length);
     await idle(gw);
     // Let Dovecot notice the disconnect, then check nothing was expunged.
-    await waitUntil('Dovecot session closed', async () => (await disconnects()) > disconnectsBefore);
+    await waitFor('Dovecot session closed', async () => (await disconnects()) > disconnectsBefore, POLL);
     const last = (await dovecot.readLog()).split('\n').filter((l) => /pop3\(carol\).*Disconnected/.test(l)).at(-1)!;
     // Dovecot saw the connection drop, not a QUIT ("Logged out").
     expect(last).not.toMatch(/Logged out/);
@@ -555,10 +567,10 @@ describe('file descriptors', () => {
     ];
     // Sessions and also raw sockets (TLS handshakes, clients not yet closed) must all be gone.
     const settle = async (): Promise<void> => {
-      await waitUntil(
+      await waitFor(
         'no open connection',
         () => g.gateway.activeConnections === 0 && g.gateway.openTcpConnections === 0,
-        20_000,
+        { ...POLL, timeoutMs: 20_000 },
       );
     };
 
@@ -591,7 +603,7 @@ describe('file descriptors', () => {
     await settle();
     let now = fdCount();
     // Closing is asynchronous: give the sockets their deadline to go.
-    await waitUntil('descriptors back to the baseline', () => (now = fdCount()) <= baseline + 5, 15_000).catch(() => undefined);
+    await waitFor('descriptors back to the baseline', () => (now = fdCount()) <= baseline + 5, { ...POLL, timeoutMs: 15_000 }).catch(() => undefined);
     expect(now, `fds: baseline ${baseline}, after ${now}`).toBeLessThanOrEqual(baseline + 5);
     expect(await dovecot.listMessages('dave')).toHaveLength(1);
     expect(g.logs.some((l) => l.code === 'INTERNAL')).toBe(false);

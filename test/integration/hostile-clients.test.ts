@@ -80,8 +80,8 @@ async function normalLogin(gw: TestGateway, user = GINA): Promise<string> {
 /** Close-reason log lines (`closing connection`) with this reason. */
 const closings = (gw: TestGateway, reason: string): LogRecord[] => gw.logs.filter((l) => l.msg === 'closing connection' && l.reason === reason);
 
-/** Waits (the shared poll, 5 s) until `pred` holds. */
-const until = (pred: () => boolean, what: string): Promise<true> => waitFor(what, pred, { timeoutMs: 5_000, intervalMs: 20 });
+/** How this file polls: every 20 ms, for up to 5 s. */
+const POLL = { timeoutMs: 5_000, intervalMs: 20 } as const;
 
 describe('per-address connection limit', () => {
   it('refuses the (n+1)th connection from one address, not from another, and frees the slot on close', async () => {
@@ -128,7 +128,7 @@ describe('per-address connection limit', () => {
       expect(await a.cmd('QUIT')).toMatch(/^\+OK/);
       await a.closed();
       // The gateway frees the slot when its side of `a` closes: b, e and f remain.
-      await until(() => gw.gateway.openTcpConnections === 3, "the gateway to close a's connection");
+      await waitFor("the gateway to close a's connection", () => gw.gateway.openTcpConnections === 3, POLL);
       const g = await from5();
       open.push(g);
       expect(await g.line()).toMatch(GREETING);
@@ -243,7 +243,7 @@ describe('HTTP on the POP3 port', () => {
       expect(lax.timedOut).toBe(false);
       expect(lax.stdout).toMatch(/^\+OK POP3 gateway ready.*\r\n-ERR This port speaks POP3, not HTTP\r\n$/);
 
-      await until(() => closings(gw, 'HTTP_ON_POP3_PORT').length === 2, 'two HTTP_ON_POP3_PORT logs');
+      await waitFor('two HTTP_ON_POP3_PORT logs', () => closings(gw, 'HTTP_ON_POP3_PORT').length === 2, POLL);
       // One line per connection; the request headers after the request line were never processed.
       expect(closings(gw, 'UNKNOWN_COMMAND')).toHaveLength(0);
       expect(gw.logs.filter((l) => l.msg === 'closing connection' && l.reason === 'TOO_MANY_ERRORS')).toHaveLength(0);
@@ -364,7 +364,7 @@ describe('CR, LF and NUL in credentials never reach the backend as commands', ()
       }
 
       // Exactly the logins and the client's own relayed commands; no DELE anywhere.
-      await until(() => backend.commandLog().length >= mark + expected.length, 'backend commands');
+      await waitFor('backend commands', () => backend.commandLog().length >= mark + expected.length, POLL);
       expect(backend.commandLog().slice(mark)).toEqual(expected);
       expect(backend.mailbox('gina')).toHaveLength(1);
       expect(backend.mailbox(PCT.name)).toHaveLength(2);
@@ -392,7 +392,7 @@ describe('CR, LF and NUL in credentials never reach the backend as commands', ()
       expect(await normalLogin(gw, PCT)).toMatch(/^\+OK 2 /);
       expect(await normalLogin(gw, JUERGEN)).toMatch(/^\+OK 3 /);
       expect(await normalLogin(gw)).toMatch(/^\+OK 1 /);
-      await until(() => backend.commandLog().length >= mark + 12, 'backend commands');
+      await waitFor('backend commands', () => backend.commandLog().length >= mark + 12, POLL);
       expect(backend.commandLog().slice(mark)).toEqual(Array<string[]>(3).fill(['USER', 'PASS', 'STAT', 'QUIT']).flat());
       expect(backend.mailbox('gina')).toHaveLength(1);
     } finally {
