@@ -113,7 +113,7 @@ describe('TLS handshakes', () => {
         await new Promise<void>((r) => raw.once('connect', () => r()));
         raw.end(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x01])); // a truncated ClientHello, then FIN
       }
-      await expect.poll(() => gw.gateway.openTcpConnections, { timeout: 5_000 }).toBe(0);
+      await waitFor('no open connection', () => gw.gateway.openTcpConnections === 0, { timeoutMs: 5_000 });
     } finally {
       await gw.stop();
     }
