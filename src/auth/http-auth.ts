@@ -83,6 +83,7 @@ import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
 import { HttpProxyAgent } from 'http-proxy-agent';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { BackendEndpoint } from '../backend/types.js';
 import type {
@@ -121,6 +122,8 @@ export interface HttpAuthOptions {
   readonly maxWaitSeconds?: number;
   /** Check APOP/CRAM-MD5 digests against the returned Auth-Pass; default true. */
   readonly checkChallengeDigest?: boolean;
+  /** Time for deadlines, WAIT/failure sleeps and timeouts; default the system clock (tests inject a fake). */
+  readonly clock?: Clock;
 }
 
 export interface HttpAuthVerifier extends PasswordVerifier {
@@ -376,6 +379,7 @@ class Slots {
   constructor(
     private readonly max: number,
     private readonly maxQueue: number,
+    private readonly clock: Clock,
   ) {}
 
   get inFlight(): number {
@@ -405,7 +409,7 @@ class Slots {
     }
     return new Promise((resolve, reject) => {
       const done = (): void => {
-        clearTimeout(timer);
+        cancelTimer();
         signal.removeEventListener('abort', onAbort);
         const i = this.queue.indexOf(waiter);
         if (i >= 0) this.queue.splice(i, 1);
@@ -420,7 +424,10 @@ class Slots {
           reject(err);
         },
       };
-      const timer = setTimeout(() => waiter.fail(unavailable('timed out waiting for a free auth service slot')), Math.max(0, deadline - Date.now()));
+      const cancelTimer = this.clock.setTimer(
+        () => waiter.fail(unavailable('timed out waiting for a free auth service slot')),
+        Math.max(0, deadline - this.clock.now()),
+      );
       const onAbort = (): void => waiter.fail(unavailable('verifier closed'));
       signal.addEventListener('abort', onAbort, { once: true });
       this.queue.push(waiter);
@@ -428,17 +435,17 @@ class Slots {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(unavailable('verifier closed'));
       return;
     }
     const onAbort = (): void => {
-      clearTimeout(timer);
+      cancelTimer();
       reject(unavailable('verifier closed'));
     };
-    const timer = setTimeout(() => {
+    const cancelTimer = clock.setTimer(() => {
       signal.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
@@ -472,6 +479,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
   const extraHeaders = { ...opts.headers };
   const maxWaitMs = (opts.maxWaitSeconds ?? HTTP_AUTH_DEFAULT_MAX_WAIT_SECONDS) * 1000;
   const checkDigest = opts.checkChallengeDigest ?? true;
+  const clock = opts.clock ?? systemClock;
 
   const proxy = resolveProxy(target, opts.proxy, opts.env ?? process.env);
   const isHttps = target.protocol === 'https:';
@@ -490,7 +498,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
     target.username || target.password ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined;
   const where = redactUrl(target);
   const log = opts.logger.child({ verifier: 'http', authUrl: where });
-  const slots = new Slots(opts.maxConcurrent, opts.maxQueue);
+  const slots = new Slots(opts.maxConcurrent, opts.maxQueue, clock);
   const closer = new AbortController();
   // One listener per call in flight (up to maxConcurrent + maxQueue): not a leak.
   setMaxListeners(0, closer.signal);
@@ -502,7 +510,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
       const finish = (err: GatewayError | undefined, answer?: AuthAnswer): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        cancelTimer();
         closer.signal.removeEventListener('abort', onAbort);
         if (err) reject(err);
         else resolve(answer!);
@@ -524,10 +532,10 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
         reject(unavailable(`cannot build the auth request: ${errorCode(err)}`, err));
         return;
       }
-      const timer = setTimeout(() => {
+      const cancelTimer = clock.setTimer(() => {
         req.destroy();
         finish(unavailable(`auth service ${where} timed out`));
-      }, Math.max(0, deadline - Date.now()));
+      }, Math.max(0, deadline - clock.now()));
       const onAbort = (): void => {
         req.destroy();
         finish(unavailable('verifier closed'));
@@ -540,7 +548,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
         // reading); a GET is idempotent, so ask once more on a fresh connection.
         if (retryStale && req.reusedSocket && errorCode(err) === 'ECONNRESET') {
           settled = true;
-          clearTimeout(timer);
+          cancelTimer();
           closer.signal.removeEventListener('abort', onAbort);
           exchange(headers, deadline, false).then(resolve, reject);
           return;
@@ -573,7 +581,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
 
   /** Ask until the answer is not WAIT; the failure delay is applied here too. */
   async function question(q: AuthQuestion): Promise<Exclude<AuthAnswer, { kind: 'wait' }>> {
-    const started = Date.now();
+    const started = clock.now();
     const deadline = started + opts.timeoutMs;
     const attempt = q.client?.loginAttempt ?? 1;
     const headers = buildAuthHeaders(q, attempt, extraHeaders);
@@ -582,18 +590,18 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
       if (answer.kind === 'wait') {
         if (waits >= opts.maxWaits) throw unavailable(`auth service still answered WAIT after ${waits} waits`);
         const ms = Math.min(answer.waitSeconds * 1000, maxWaitMs);
-        if (Date.now() + ms >= deadline) throw unavailable(`auth service asked to wait ${answer.waitSeconds} s, beyond the timeout`);
+        if (clock.now() + ms >= deadline) throw unavailable(`auth service asked to wait ${answer.waitSeconds} s, beyond the timeout`);
         log.debug({ user: q.user, method: q.method, attempt, waitSeconds: answer.waitSeconds }, 'auth service: WAIT');
-        if (ms > 0) await sleep(ms, closer.signal);
+        if (ms > 0) await sleep(clock, ms, closer.signal);
         continue;
       }
       if (answer.kind === 'fail') {
         log.info(
-          { user: q.user, method: q.method, attempt, status: answer.text, wait: answer.waitSeconds, ms: Date.now() - started },
+          { user: q.user, method: q.method, attempt, status: answer.text, wait: answer.waitSeconds, ms: clock.now() - started },
           'auth service refused login',
         );
         const delay = Math.min((answer.waitSeconds ?? 0) * 1000, maxWaitMs);
-        if (delay > 0) await sleep(delay, closer.signal);
+        if (delay > 0) await sleep(clock, delay, closer.signal);
       } else {
         log.debug(
           {
@@ -603,7 +611,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
             ...(answer.user !== undefined ? { mappedUser: answer.user } : {}),
             ...(answer.endpoint ? { backend: `${answer.endpoint.host}:${answer.endpoint.port}` } : {}),
             internalLogin: answer.pass !== undefined,
-            ms: Date.now() - started,
+            ms: clock.now() - started,
           },
           'auth service accepted login',
         );

@@ -23,6 +23,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { systemClock, type Clock } from '../clock.js';
 import type { NativeAddon, NativeGssContext, NativeKrb5Error } from './native.js';
 import {
   KerberosError,
@@ -317,13 +318,16 @@ interface Waiter {
 export class KdcGate {
   readonly options: KdcGateOptions;
   readonly #identity: GateIdentity;
+  readonly #clock: Clock;
   #running = 0;
   #abandoned = 0;
   readonly #queue: Waiter[] = [];
 
-  constructor(options: Partial<KdcGateOptions> = {}, identity: GateIdentity = KDC_CALLS) {
+  /** `clock` times the per-call deadline; tests inject a fake one. */
+  constructor(options: Partial<KdcGateOptions> = {}, identity: GateIdentity = KDC_CALLS, clock: Clock = systemClock) {
     const o = { ...DEFAULT_KDC_GATE, ...options };
     this.#identity = identity;
+    this.#clock = clock;
     if (!Number.isInteger(o.maxConcurrent) || o.maxConcurrent < 1) throw new RangeError('KdcGate: maxConcurrent must be an integer >= 1');
     if (!Number.isInteger(o.maxQueue) || o.maxQueue < 0) throw new RangeError('KdcGate: maxQueue must be an integer >= 0');
     if (!(o.timeoutMs > 0)) throw new RangeError('KdcGate: timeoutMs must be > 0');
@@ -351,7 +355,7 @@ export class KdcGate {
       let timedOut = false;
       const waiter: Waiter = { start: () => start(), settled: false };
 
-      const timer = setTimeout(() => {
+      const cancelTimer = this.#clock.setTimer(() => {
         if (waiter.settled) return;
         waiter.settled = true;
         timedOut = true;
@@ -391,14 +395,14 @@ export class KdcGate {
             finish();
             if (waiter.settled) return;
             waiter.settled = true;
-            clearTimeout(timer);
+            cancelTimer();
             resolve(value);
           },
           (err: unknown) => {
             finish();
             if (waiter.settled) return;
             waiter.settled = true;
-            clearTimeout(timer);
+            cancelTimer();
             reject(err);
           },
         );
@@ -410,7 +414,7 @@ export class KdcGate {
         this.#queue.push(waiter);
       } else {
         waiter.settled = true;
-        clearTimeout(timer);
+        cancelTimer();
         reject(
           new KerberosError(
             this.#identity.busyFailure,
@@ -548,8 +552,8 @@ export interface KerberosBindingOptions {
 }
 
 /** A gate for ticket checks (messages say "ticket check"; a full queue is a 'timeout'). */
-export function ticketCheckGate(options: Partial<KdcGateOptions> = {}): KdcGate {
-  return new KdcGate({ ...DEFAULT_TICKET_GATE, ...options }, TICKET_CHECKS);
+export function ticketCheckGate(options: Partial<KdcGateOptions> = {}, clock: Clock = systemClock): KdcGate {
+  return new KdcGate({ ...DEFAULT_TICKET_GATE, ...options }, TICKET_CHECKS, clock);
 }
 
 export class NativeKerberosBinding implements KerberosBinding {

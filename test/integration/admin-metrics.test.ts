@@ -15,6 +15,7 @@ import { masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGat
 import { LineClient } from '../helpers/line-client.js';
 import { parsePrometheus, valueOf, type Exposition } from '../helpers/prometheus.js';
 import { listenLoopback } from '../helpers/servers.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MASTER = { name: 'popgate', password: `master-${randomBytes(9).toString('hex')}` };
 const CLIENTS = [
@@ -107,14 +108,8 @@ async function scrape(): Promise<Exposition> {
   return parsePrometheus(await r.text());
 }
 
-/** Polls `fn` every 100 ms until it returns true (or fails after `ms`). */
-async function eventually(fn: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Scrapes and admin requests are not free: poll them every 100 ms, for up to 10 s. */
+const POLL = { timeoutMs: 10_000, intervalMs: 100 } as const;
 
 const plain = (user: string, password: string): string => `AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}\r\n`;
 
@@ -203,14 +198,18 @@ describe('metrics move with real traffic', () => {
     // Every session has ended: the counters are final (sessions are counted when they end).
     let after = await scrape();
     const delta = (name: string, labels: Record<string, string> = {}): number => v(after, name, labels) - v(before, name, labels);
-    await eventually(async () => {
-      after = await scrape();
-      return (
-        delta('popgate_sessions_total', { listener: 't-pop3', mechanism: 'none' }) > 0 &&
-        delta('popgate_sessions_total', { listener: 't-pop3s', mechanism: 'none' }) > 0 &&
-        delta('popgate_sessions_total', { listener: 't-pop3s', mechanism: 'PLAIN' }) > 0
-      );
-    }, 'every session counted as ended');
+    await waitFor(
+      'every session counted as ended',
+      async () => {
+        after = await scrape();
+        return (
+          delta('popgate_sessions_total', { listener: 't-pop3', mechanism: 'none' }) > 0 &&
+          delta('popgate_sessions_total', { listener: 't-pop3s', mechanism: 'none' }) > 0 &&
+          delta('popgate_sessions_total', { listener: 't-pop3s', mechanism: 'PLAIN' }) > 0
+        );
+      },
+      POLL,
+    );
 
     expect(delta('popgate_auth_attempts_total', { mechanism: 'PLAIN', outcome: 'success', code: 'none' })).toBe(1);
     expect(delta('popgate_auth_attempts_total', { mechanism: 'PLAIN', outcome: 'failure', code: 'AUTH_FAILED' })).toBe(1);
@@ -325,15 +324,19 @@ describe('/readyz', () => {
     expect((await readyz()).status).toBe(200);
     await forwarder.close();
     let last = await readyz();
-    await eventually(async () => {
-      last = await readyz();
-      return last.status === 503;
-    }, '/readyz 503 with the backend down');
+    await waitFor(
+      '/readyz 503 with the backend down',
+      async () => {
+        last = await readyz();
+        return last.status === 503;
+      },
+      POLL,
+    );
     expect(last.reasons).toEqual([expect.stringMatching(new RegExp(`^backend: 127\\.0\\.0\\.1:${forwarder.port} ECONNREFUSED$`))]);
     // Liveness does not depend on the backend.
     expect((await admin('/healthz')).status).toBe(200);
     await forwarder.open();
-    await eventually(async () => (await readyz()).status === 200, '/readyz 200 with the backend back');
+    await waitFor('/readyz 200 with the backend back', async () => (await readyz()).status === 200, POLL);
   });
 
   it('is 503 (draining) after stop() while a session drains; the admin listener closes last', async () => {

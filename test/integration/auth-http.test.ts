@@ -12,6 +12,7 @@ import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
 import { createHttpAuthVerifier, type HttpAuthOptions, type HttpAuthVerifier } from '../../src/auth/http-auth.js';
 import type { ClientContext } from '../../src/auth/types.js';
 import { GatewayError } from '../../src/errors.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/http-proxy.js';
 import { startAuthService as startAuthServiceIn, type AuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';
@@ -112,10 +113,14 @@ describe('auth_http against the nginx-style python service', () => {
   });
 
   it('wrong password / unknown user: the service text, retryable (Auth-Wait)', async () => {
-    const v = verifier(main.url);
+    const clock = new FakeClock();
+    const v = verifier(main.url, { clock });
     const expected = { ok: false, reason: 'bad-password', clientText: 'Invalid login or password', retryable: true };
-    expect(await v.verify({ username: 'alice', password: 'nope', mechanism: 'USER', tls: true })).toEqual(expected);
-    expect(await v.verify({ username: 'mallory', password: 'x', mechanism: 'USER', tls: true })).toEqual(expected);
+    for (const [username, password] of [['alice', 'nope'], ['mallory', 'x']] as const) {
+      const call = v.verify({ username, password, mechanism: 'USER', tls: true });
+      (await clock.nextTimer(200)).fire(); // the failure delay: the service's Auth-Wait, capped at 0.2 s
+      expect(await call).toEqual(expected);
+    }
   });
 
   it('sends Client-IP, Auth-SSL-* and the other nginx headers (seen in the service log)', async () => {
@@ -212,10 +217,14 @@ describe('auth_http against the nginx-style python service', () => {
 
   it('WAIT once, then OK: two questions, one answer', async () => {
     const svc = await startAuthService('wait', [...ROUTING, '--wait-once']);
-    const v = verifier(svc.url);
-    const t0 = Date.now();
-    expect(await v.verify({ username: 'bob', password: BOB_PASS, mechanism: 'USER', tls: true })).toMatchObject({ ok: true, user: 'bob' });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(180); // Auth-Wait: 1, capped at 0.2 s here
+    const clock = new FakeClock();
+    const v = verifier(svc.url, { clock });
+    const call = v.verify({ username: 'bob', password: BOB_PASS, mechanism: 'USER', tls: true });
+    await clock.nextTimer(200); // Auth-Wait: 1, capped at 0.2 s here
+    clock.advance(200);
+    expect(await call).toMatchObject({ ok: true, user: 'bob' });
+    // Each question's deadline (the second on what is left of the 5 s) and the one wait between.
+    expect(clock.requested).toEqual([5000, 200, 4800]);
     const log = await svc.log();
     expect(log.map((r) => [r.headers['Auth-User'], r.headers['Auth-Login-Attempt']])).toEqual([
       ['bob', '1'],
@@ -268,11 +277,13 @@ describe('auth_http against the nginx-style python service', () => {
 
   it('service too slow -> VERIFIER_UNAVAILABLE after timeoutMs', async () => {
     const svc = await startAuthService('slow', [...ROUTING, '--delay-ms', '1500']);
-    const v = verifier(svc.url, { timeoutMs: 300 });
-    const t0 = Date.now();
-    const err = await unavailable(v.verify({ username: 'bob', password: BOB_PASS, mechanism: 'USER', tls: true }));
+    const clock = new FakeClock();
+    const v = verifier(svc.url, { timeoutMs: 300, clock });
+    const call = unavailable(v.verify({ username: 'bob', password: BOB_PASS, mechanism: 'USER', tls: true }));
+    // The deadline is timeoutMs, not the service's 1.5 s: firing it fails the call.
+    (await clock.nextTimer(300)).fire();
+    const err = await call;
     expect(err.detail).toMatch(/timed out/);
-    expect(Date.now() - t0).toBeLessThan(1400);
     await svc.stop();
   });
 });

@@ -16,6 +16,7 @@ import { makeTempTestPki, makeWrongNameCert, type TestPki } from '../helpers/cer
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
 
 const T: BackendTimeouts = { connectMs: 5000, greetingMs: 5000, loginMs: 10_000 };
 const USER = { name: 'alice', password: 'alice-secret' };
@@ -71,14 +72,15 @@ const forwarded = (address = '127.0.0.5'): ForwardedClient => ({
 
 /** Waits for Dovecot's `Login:` line with this rport and returns it. */
 async function loginLine(d: DovecotInstance, rport: number, timeoutMs = 5000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const log = await d.readLog();
-    const line = log.split('\n').find((l) => l.includes(' Login: ') && l.includes(`rport=${rport},`));
-    if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no Login line with rport=${rport} in:\n${log}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  let log = '';
+  return waitFor(
+    `Dovecot's Login line with rport=${rport}`,
+    async () => {
+      log = await d.readLog();
+      return log.split('\n').find((l) => l.includes(' Login: ') && l.includes(`rport=${rport},`));
+    },
+    { timeoutMs, detail: () => `the log:\n${log}` },
+  );
 }
 
 /** The session works (STAT sees the delivered message) and is left without deleting anything. */
@@ -262,11 +264,12 @@ describe("Dovecot's side of the conversation, for the record", () => {
       expect(greeting).toMatch(/^\+OK \[XCLIENT\] /);
       const xclient = await c.cmd('XCLIENT ADDR=127.0.0.5 PORT=40999');
       expect(xclient).toMatch(/^\+OK/);
+      // silentFor: the absence of a second greeting is what is tested, so a quiet window it is.
       expect(await c.silentFor(200)).toBe(true);
       const stls = await c.cmd('STLS');
       expect(stls).toMatch(/^\+OK/);
       expect(await c.startTls(pki.caFile)).toHaveLength(0);
-      expect(await c.silentFor(200)).toBe(true); // POP3: no greeting after STLS
+      expect(await c.silentFor(200)).toBe(true); // POP3: no greeting after STLS (a quiet window, as above)
       expect(await c.cmd('CAPA')).toMatch(/^\+OK/);
       console.log(['greeting: ' + greeting, 'XCLIENT: ' + xclient, 'STLS: ' + stls].join('\n'));
     } finally {

@@ -8,7 +8,7 @@
  * maildir), no unhandled rejection, no file-descriptor leak.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
@@ -18,6 +18,7 @@ import { fiveMegabyteMessage, pop3Wire, startDovecot, type DovecotInstance } fro
 import { startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
 
 // --- process-level failure recorder (asserted empty by the last test) -----
 const processFaults: string[] = [];
@@ -41,7 +42,6 @@ const LOGIN = `{ mode: master, method: auth-plain, user: ${MASTER.name}, passwor
 const BIG = fiveMegabyteMessage('x@example.test');
 const SMALL = Buffer.from('From: small@example.test\r\nSubject: small\r\n\r\nhello\r\n');
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let pki: TestPki;
 /** The shared backend: bob (the bystander), carol (vanishing clients), dave (fd burst). */
@@ -124,11 +124,31 @@ function unstuff(body: Buffer): Buffer {
   return Buffer.from(body.toString('latin1').replace(/(^|\r\n)\.\./g, '$1.'), 'latin1');
 }
 
-async function waitUntil(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
+/** How this file polls: every 20 ms, for up to 10 s. */
+const POLL = { timeoutMs: 10_000, intervalMs: 20 } as const;
+
+/**
+ * Bytes the kernel holds on the loopback TCP socket `localPort` -> `remotePort`
+ * that the peer has not taken yet (tx_queue in /proc/net/tcp): above 0 for the
+ * gateway's side while a paused client leaves its data unread.
+ */
+function unsentBytes(localPort: number, remotePort: number): number {
+  const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+  const want = `0100007F:${hex(localPort)} 0100007F:${hex(remotePort)}`;
+  for (const line of readFileSync('/proc/self/net/tcp', 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (`${f[1]} ${f[2]}` === want) return parseInt(f[4]?.split(':')[0] ?? '0', 16);
+  }
+  return 0;
+}
+
+/** Whether a process exists (signal 0 probes without signalling). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
@@ -207,7 +227,8 @@ describe('backend killed mid-RETR', () => {
     // Hold the flow (backpressure keeps the rest at Dovecot), then kill the whole instance.
     c.socket.pause();
     process.kill(-doomed.pid, 'SIGKILL');
-    await sleep(200);
+    // The master is our child: gone (reaped) once the kill has landed on the group.
+    await waitFor('the killed Dovecot master to be gone', () => !processExists(doomed.pid), POLL);
     c.socket.resume();
     // The client gets what was relayed and then a close: no hang, no QUIT forged.
     await c.closed(20_000);
@@ -361,7 +382,7 @@ describe('TLS handshake garbage on the pop3s port', () => {
       const got = await rawExchange(g.port('pop3s'), bytes, { end: fin, timeoutMs: 15_000 });
       // Nothing POP3 was ever said in plaintext (a TLS alert at most).
       expect(got.toString('latin1')).not.toMatch(/\+OK|-ERR/);
-      await waitUntil('the handshake failure log line', () => g.logs.filter((l) => l.msg === 'TLS handshake failed').length > logsBefore);
+      await waitFor('the handshake failure log line', () => g.logs.filter((l) => l.msg === 'TLS handshake failed').length > logsBefore, POLL);
       expect(await readMessage(g, 'carol', 2)).toEqual(pop3Wire(SMALL));
       const t = await LineClient.tls(g.port('pop3s'), pki.caFile);
       expect(await t.line()).toMatch(/^\+OK/);
@@ -390,15 +411,17 @@ describe('a client vanishing at every step', () => {
   });
 
   const carolFiles = (): Promise<string[]> => dovecot.listMessageFiles('carol');
-  const idle = (g: TestGateway): Promise<void> => waitUntil('no active connection', () => g.gateway.activeConnections === 0);
+  const idle = async (g: TestGateway): Promise<void> => {
+    await waitFor('no active connection', () => g.gateway.activeConnections === 0, POLL);
+  };
 
   it('before the greeting is read, mid-command, after USER', async () => {
     const a = await LineClient.plain(gw.port('pop3'));
     a.socket.resetAndDestroy();
     const b = await LineClient.plain(gw.port('pop3'));
     expect(await b.line()).toMatch(/^\+OK/);
-    b.send('USER car'); // a partial line
-    await sleep(50);
+    // A partial line, handed to the kernel before the close (so it reaches the gateway first).
+    await new Promise<void>((r, j) => b.socket.write('USER car', (err) => (err ? j(err) : r())));
     b.destroy();
     const c = await LineClient.plain(gw.port('pop3'));
     expect(await c.line()).toMatch(/^\+OK/);
@@ -421,7 +444,7 @@ describe('a client vanishing at every step', () => {
     expect(await c.line()).toMatch(/^\+OK/);
     c.send(`USER carol\r\nPASS ${pw('carol')}\r\n`);
     expect(await c.line()).toBe('+OK');
-    await waitUntil('the backend connection', () => silentSockets.length > before);
+    await waitFor('the backend connection', () => silentSockets.length > before, POLL);
     const backendSide = silentSockets[silentSockets.length - 1]!;
     // A crash (RST): a FIN rightly lets the login finish and answer first.
     c.socket.resetAndDestroy();
@@ -435,7 +458,7 @@ describe('a client vanishing at every step', () => {
     const ends = sessionEnds(gw, 'carol').length;
     const c = await login(gw, 'carol', pw('carol'));
     c.socket.resetAndDestroy();
-    await waitUntil('session-end', () => sessionEnds(gw, 'carol').length > ends);
+    await waitFor('session-end', () => sessionEnds(gw, 'carol').length > ends, POLL);
     expect(sessionEnds(gw, 'carol').at(-1)!.endedBy).toBe('client-error');
     await idle(gw);
     expect((await carolFiles()).length).toBe(before.length);
@@ -454,15 +477,15 @@ describe('a client vanishing at every step', () => {
     await c.readUntil((b) => (b.length >= 32 * 1024 ? b.length : -1), 20_000);
     // Stop reading so the gateway is blocked writing into us, then vanish.
     c.socket.pause();
-    await sleep(100);
+    await waitFor('the gateway to hold bytes we do not take', () => unsentBytes(gw.port('pop3'), c.socket.localPort ?? 0) > 0, POLL);
     c.socket.resetAndDestroy();
-    await waitUntil('session-end', () => sessionEnds(gw, 'carol').length > ends);
+    await waitFor('session-end', () => sessionEnds(gw, 'carol').length > ends, POLL);
     const end = sessionEnds(gw, 'carol').at(-1)!;
     expect(end.endedBy).toBe('client-error');
     expect(end.bytesToClient as number).toBeLessThan(pop3Wire(BIG).length);
     await idle(gw);
     // Let Dovecot notice the disconnect, then check nothing was expunged.
-    await waitUntil('Dovecot session closed', async () => (await disconnects()) > disconnectsBefore);
+    await waitFor('Dovecot session closed', async () => (await disconnects()) > disconnectsBefore, POLL);
     const last = (await dovecot.readLog()).split('\n').filter((l) => /pop3\(carol\).*Disconnected/.test(l)).at(-1)!;
     // Dovecot saw the connection drop, not a QUIT ("Logged out").
     expect(last).not.toMatch(/Logged out/);
@@ -544,18 +567,28 @@ describe('file descriptors', () => {
     ];
     // Sessions and also raw sockets (TLS handshakes, clients not yet closed) must all be gone.
     const settle = async (): Promise<void> => {
-      await waitUntil(
+      await waitFor(
         'no open connection',
         () => g.gateway.activeConnections === 0 && g.gateway.openTcpConnections === 0,
-        20_000,
+        { ...POLL, timeoutMs: 20_000 },
       );
     };
 
     // Warm-up: lazily opened descriptors (agents, the TLS context...) are not leaks.
     for (const v of variants) await v();
     await settle();
-    await sleep(200);
-    const baseline = fdCount();
+    // Closed sockets release their descriptors a little later: the baseline is the count once it stops falling.
+    let previous = fdCount();
+    const baseline = await waitFor(
+      'descriptors to stop falling after the warm-up',
+      () => {
+        const n = fdCount();
+        const steady = n >= previous;
+        previous = n;
+        return steady ? n : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
 
     const total = 200;
     const concurrency = 16;
@@ -570,7 +603,7 @@ describe('file descriptors', () => {
     await settle();
     let now = fdCount();
     // Closing is asynchronous: give the sockets their deadline to go.
-    await waitUntil('descriptors back to the baseline', () => (now = fdCount()) <= baseline + 5, 15_000).catch(() => undefined);
+    await waitFor('descriptors back to the baseline', () => (now = fdCount()) <= baseline + 5, { ...POLL, timeoutMs: 15_000 }).catch(() => undefined);
     expect(now, `fds: baseline ${baseline}, after ${now}`).toBeLessThanOrEqual(baseline + 5);
     expect(await dovecot.listMessages('dave')).toHaveLength(1);
     expect(g.logs.some((l) => l.code === 'INTERNAL')).toBe(false);
@@ -578,6 +611,7 @@ describe('file descriptors', () => {
 });
 
 it('no unhandled rejection or uncaught exception in this file', async () => {
-  await sleep(200);
+  // Kept sleep: a window for late faults to surface, the thing this test checks.
+  await new Promise((r) => setTimeout(r, 200));
   expect(processFaults).toEqual([]);
 });

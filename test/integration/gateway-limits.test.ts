@@ -9,6 +9,7 @@ import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { startTestGateway, waitForLog, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let backend: DemoBackend;
@@ -54,7 +55,8 @@ describe('connection limits', () => {
       a.send('QUIT\r\n');
       expect(await a.line()).toMatch(/^\+OK/);
       await a.closed();
-      await new Promise((r) => setTimeout(r, 100));
+      // The slot frees when the gateway's side of `a` closes: only b is left.
+      await waitFor("the gateway to close a's connection", () => gw.gateway.openTcpConnections === 1, { timeoutMs: 5_000 });
       const d = await LineClient.plain(gw.port('pop3'));
       expect(await d.line()).toMatch(/^\+OK POP3 gateway ready/);
       d.destroy();
@@ -111,7 +113,7 @@ describe('TLS handshakes', () => {
         await new Promise<void>((r) => raw.once('connect', () => r()));
         raw.end(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x01])); // a truncated ClientHello, then FIN
       }
-      await expect.poll(() => gw.gateway.openTcpConnections, { timeout: 5_000 }).toBe(0);
+      await waitFor('no open connection', () => gw.gateway.openTcpConnections === 0, { timeoutMs: 5_000 });
     } finally {
       await gw.stop();
     }
@@ -145,7 +147,7 @@ describe('backend failures', () => {
       c.send('USER gina\r\nPASS Gina-front-pw\r\n');
       expect(await c.line()).toBe('+OK');
       // The gateway is now waiting for the hung backend's greeting.
-      for (let i = 0; i < 50 && held.length === before; i++) await new Promise((r) => setTimeout(r, 20));
+      await waitFor('the backend connection', () => held.length > before, { timeoutMs: 5_000, intervalMs: 20 }).catch(() => undefined);
       expect(held.length).toBe(before + 1);
       const backendSide = held[held.length - 1]!;
       const backendClosed = new Promise<void>((r) => backendSide.once('close', () => r()));

@@ -11,6 +11,7 @@ import { makeTempTestPki, makeWrongNameCert, type TestPki } from '../helpers/cer
 import { curlPop3, opensslStarttls, poplibFetch, runProgram } from '../helpers/clients.js';
 import { pop3ListSize, pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { LineClient } from '../helpers/line-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -182,7 +183,7 @@ describe('harness against a private Dovecot', () => {
     expect(r.result.quit).toBeNull();
     // Wait until Dovecot has noticed the drop and ended that session (it
     // logs del=0/N: a DELE is only carried out in the UPDATE state, on QUIT).
-    await expect.poll(closedSessions, { timeout: 10_000 }).toBe(closedBefore + 1);
+    await waitFor('Dovecot to end the dropped session', async () => (await closedSessions()) === closedBefore + 1, { timeoutMs: 10_000 });
     const after = await dc.listMessages('bob');
     expect(after).toHaveLength(before);
     expect(after.map(sha256)).toContain(sha256(msg));

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KdcGate, loadKerberosBinding, nativeAddonPath, type NativeKerberosBinding } from '../../src/kerberos/binding.js';
 import { KerberosError, type AcceptorOptions, type KerberosFailure } from '../../src/kerberos/types.js';
+import { FakeClock, RecordingClock } from '../helpers/fake-clock.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   GssClient,
   apReqFromGssToken,
@@ -422,28 +424,33 @@ describe('verifyPassword', () => {
   });
 
   it("is 'kdc-unreachable' when the realm's KDC refuses connections", async () => {
-    const t0 = Date.now();
-    await expectFailure(binding.verifyPassword(check('alice@DEAD.TEST', 'alice-pw')), 'kdc-unreachable');
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    // A real 10 s deadline, recorded: the refusal must come back before it fires.
+    const clock = new RecordingClock();
+    const b = loadKerberosBinding({ kdcGate: new KdcGate({ maxConcurrent: 2, maxQueue: 16, timeoutMs: 10_000 }, undefined, clock) });
+    await expectFailure(b.verifyPassword(check('alice@DEAD.TEST', 'alice-pw')), 'kdc-unreachable');
+    expect(clock.requested).toEqual([10_000]);
+    expect(clock.fired).toEqual([]);
   });
 
   it("times out against a KDC that never answers; the slot is held until MIT gives up", async () => {
-    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 1, timeoutMs: 1_500 });
+    const clock = new FakeClock();
+    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 1, timeoutMs: 1_500 }, undefined, clock);
     const b = loadKerberosBinding({ kdcGate: gate });
-    const t0 = Date.now();
     const first = b.verifyPassword(check('alice@HOLE.TEST', 'alice-pw'));
     const second = b.verifyPassword(check(`alice@${REALM}`, 'alice-pw')); // queued behind the stuck call
     const third = b.verifyPassword(check(`alice@${REALM}`, 'alice-pw')); // queue full
     await expectFailure(third, 'kdc-unreachable');
+    await waitFor('the stuck call at the black hole', () => hole.hits > 0, { timeoutMs: 10_000 });
+    // Each caller's 1.5 s deadline (the refused one's dropped); passing it fails both at once.
+    expect(clock.requested).toEqual([1_500, 1_500, 1_500]);
+    clock.advance(1_500);
     await expectFailure(first, 'timeout');
     await expectFailure(second, 'timeout'); // never got the slot
-    expect(Date.now() - t0).toBeLessThan(5_000);
     expect(hole.hits).toBeGreaterThan(0);
     expect(gate.inFlight).toBe(1); // the native call is still blocked on the black hole
     expect(gate.abandoned).toBe(1);
     await hole.close(); // now MIT's retries are refused and the thread comes back
-    const deadline = Date.now() + 30_000;
-    while (gate.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await waitFor('MIT to give up on the black hole', () => gate.inFlight === 0, { timeoutMs: 30_000, intervalMs: 100 });
     expect(gate.inFlight).toBe(0);
     expect(gate.abandoned).toBe(0);
     expect(await b.verifyPassword(check(`alice@${REALM}`, 'alice-pw'))).toBe(true);

@@ -19,9 +19,19 @@ import { startRecordingProxy, type RecordingProxy } from '../helpers/http-proxy.
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
 import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MASTER = { name: 'popgate', password: 'Route-Master-Pw' };
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Waits (5 s) until the backend's log matches `re`: Dovecot writes its log asynchronously. */
+async function logMatches(backend: DovecotInstance, re: RegExp): Promise<void> {
+  let log = '';
+  await waitFor(`a backend log line matching ${String(re)}`, async () => re.test((log = await backend.readLog())), {
+    timeoutMs: 5_000,
+    detail: () => `the log:\n${log}`,
+  });
+}
 const MSG_A = Buffer.from('Subject: on backend A\r\n\r\nalpha\r\n');
 const MSG_B = Buffer.from('Subject: on backend B\r\n\r\nbravo\r\n');
 const MSG_C = Buffer.from('Subject: for carol\r\n\r\ncharlie\r\n');
@@ -162,7 +172,7 @@ describe('client address forwarding to Dovecot', () => {
     expect(await c.line()).toMatch(/^\+OK Logged in/);
     expect(await c.line()).toMatch(/^\+OK/);
     await c.closed();
-    await expect.poll(async () => backendA.readLog(), { timeout: 5_000 }).toMatch(/Login: user=<carol>.*rip=127\.0\.0\.5/);
+    await logMatches(backendA, /Login: user=<carol>.*rip=127\.0\.0\.5/);
   });
 
   it('XCLIENT makes Dovecot log the real client when its greeting offers [XCLIENT]', async () => {
@@ -178,7 +188,7 @@ describe('client address forwarding to Dovecot', () => {
     expect(await c.line()).toBe('+OK');
     expect(await c.line()).toMatch(/^-ERR \[SYS\/PERM\]/);
     c.destroy();
-    await expect.poll(async () => backendB.readLog(), { timeout: 5_000 }).toMatch(/rip=127\.0\.0\.5/);
+    await logMatches(backendB, /rip=127\.0\.0\.5/);
   });
 });
 
@@ -199,7 +209,7 @@ describe('PROXY protocol on the listener', () => {
     const rec = await waitForLog(gw, (l) => l.event === 'login' && l.outcome === 'success');
     expect(rec.remote).toBe('192.0.2.7');
     expect(rec.via).toBe('127.0.0.1');
-    await expect.poll(async () => backendA.readLog(), { timeout: 5_000 }).toMatch(/rip=192\.0\.2\.7/);
+    await logMatches(backendA, /rip=192\.0\.2\.7/);
 
     // Untrusted (127.0.0.5): no header is read; one sent anyway is just a bad command, and its address is never used.
     const rogue = await LineClient.connect({ port: gw.port('pop3'), localAddress: '127.0.0.5' });
@@ -243,6 +253,6 @@ describe('backend link security', () => {
     });
     const { result } = await poplibOverTls(gw.port('pop3s'), pki.caFile, { user: 'carol', password: 'carol-front', retrieve: [1] });
     expect(result.error).toBeNull();
-    await expect.poll(async () => backendA.readLog(), { timeout: 5_000 }).toMatch(/Login: user=<carol>.*TLS/);
+    await logMatches(backendA, /Login: user=<carol>.*TLS/);
   });
 });

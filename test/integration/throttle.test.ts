@@ -18,6 +18,7 @@ import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gatew
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let backend: DemoBackend;
@@ -206,7 +207,7 @@ describe('a connection closed after a refused login', () => {
         c.send('QUIT\r\n');
         c.destroy();
         // The slot is free once popgate has seen the close: well before its 5 s fallback.
-        for (let t = 0; t < 100 && gw.gateway.openTcpConnections > 0; t++) await new Promise((r) => setTimeout(r, 10));
+        await waitFor('popgate to see the close', () => gw.gateway.openTcpConnections === 0, { timeoutMs: 1_000, intervalMs: 10 }).catch(() => undefined);
         expect(gw.gateway.openTcpConnections, `open sockets after connection ${i + 2}`).toBe(0);
       }
       expect(answers).toEqual(Array(6).fill(THROTTLED));

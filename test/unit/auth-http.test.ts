@@ -15,6 +15,8 @@ import {
 } from '../../src/auth/http-auth.js';
 import type { ClientContext } from '../../src/auth/types.js';
 import { GatewayError } from '../../src/errors.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { waitFor } from '../helpers/wait.js';
 
 function memoryLogger(): { logger: Logger; text: () => string } {
   const chunks: string[] = [];
@@ -26,8 +28,6 @@ function memoryLogger(): { logger: Logger; text: () => string } {
   });
   return { logger: pino({ level: 'debug' }, stream), text: () => chunks.join('') };
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Bytes as a latin1 "byte string", the form node:http header values use. */
 const bytes = (...parts: Array<string | number[]>): string =>
@@ -350,33 +350,43 @@ describe('createHttpAuthVerifier against an in-process service', () => {
       const wait: Record<string, string> = req.headers['auth-user'] === 'w' ? { 'Auth-Wait': '3' } : req.headers['auth-user'] === 'z' ? { 'Auth-Wait': '0' } : {};
       answer(res, { 'Auth-Status': 'Invalid login or password', ...wait });
     });
-    const v = verifier(srv.url, { maxWaitSeconds: 0.3 });
-    const t0 = Date.now();
-    expect(await v.verify({ username: 'w', password: 'x', mechanism: 'USER', tls: true })).toEqual({
+    const clock = new FakeClock();
+    const v = verifier(srv.url, { maxWaitSeconds: 0.3, clock });
+    let answered = false;
+    const w = v.verify({ username: 'w', password: 'x', mechanism: 'USER', tls: true }).finally(() => (answered = true));
+    // The answer is held back by the failure delay: Auth-Wait 3, capped at 0.3 s.
+    const delay = await clock.nextTimer(300);
+    expect(answered).toBe(false);
+    delay.fire();
+    expect(await w).toEqual({
       ok: false,
       reason: 'bad-password',
       clientText: 'Invalid login or password',
       retryable: true,
     });
-    const took = Date.now() - t0;
-    expect(took).toBeGreaterThanOrEqual(280);
-    expect(took).toBeLessThan(2000);
     expect(await v.verify({ username: 'z', password: 'x', mechanism: 'USER', tls: true })).toMatchObject({ retryable: false });
     expect(await v.verify({ username: 'n', password: 'x', mechanism: 'USER', tls: true })).toMatchObject({ retryable: false });
+    // Each question's 2 s deadline, and one delay (for 'w'): none for Auth-Wait 0 or absent.
+    expect(clock.requested).toEqual([2000, 300, 2000, 2000]);
   });
 
   it('WAIT then OK: asks again after the wait, with the same Auth-Login-Attempt', async () => {
     const srv = await startServer((_req, res, n) =>
       answer(res, n === 1 ? { 'Auth-Status': 'WAIT', 'Auth-Wait': '1' } : { 'Auth-Status': 'OK', 'Auth-Pass': 'pw' }),
     );
-    const v = verifier(srv.url, { maxWaitSeconds: 0.1 });
-    const t0 = Date.now();
-    expect(await v.verify({ username: 'u', password: 'pw', mechanism: 'USER', tls: true, client })).toEqual({
+    const clock = new FakeClock();
+    const v = verifier(srv.url, { maxWaitSeconds: 0.1, clock });
+    const call = v.verify({ username: 'u', password: 'pw', mechanism: 'USER', tls: true, client });
+    await clock.nextTimer(100); // Auth-Wait 1, capped at 0.1 s
+    expect(srv.seen).toHaveLength(1); // not asked again before the wait is over
+    clock.advance(100);
+    expect(await call).toEqual({
       ok: true,
       user: 'u',
       route: { login: { user: 'u', password: 'pw' } },
     });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    // The second question runs on what is left of the one deadline.
+    expect(clock.requested).toEqual([2000, 100, 1900]);
     expect(srv.seen.map((s) => s.headers['auth-login-attempt'])).toEqual(['2', '2']);
   });
 
@@ -392,10 +402,11 @@ describe('createHttpAuthVerifier against an in-process service', () => {
 
   it('a WAIT beyond the overall timeout fails at once', async () => {
     const srv = await startServer((_req, res) => answer(res, { 'Auth-Status': 'WAIT', 'Auth-Wait': '5' }));
-    const v = verifier(srv.url, { timeoutMs: 1000, maxWaitSeconds: 10 });
-    const t0 = Date.now();
+    const clock = new FakeClock();
+    const v = verifier(srv.url, { timeoutMs: 1000, maxWaitSeconds: 10, clock });
+    // The fake clock never moves here: failing proves no sleep was waited out.
     await expectUnavailable(v.verify({ username: 'u', password: 'p', mechanism: 'USER', tls: true }), /beyond the timeout/);
-    expect(Date.now() - t0).toBeLessThan(800);
+    expect(clock.requested).toEqual([1000]); // the question's deadline only, no WAIT sleep
     expect(srv.seen).toHaveLength(1);
   });
 
@@ -403,11 +414,16 @@ describe('createHttpAuthVerifier against an in-process service', () => {
     const srv = await startServer(() => {
       /* never answers */
     });
-    const v = verifier(srv.url, { timeoutMs: 200 });
-    const t0 = Date.now();
-    await expectUnavailable(v.verify({ username: 'u', password: 'p', mechanism: 'USER', tls: true }), /timed out/);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
-    expect(Date.now() - t0).toBeLessThan(1500);
+    const clock = new FakeClock();
+    const v = verifier(srv.url, { timeoutMs: 200, clock });
+    const call = v.verify({ username: 'u', password: 'p', mechanism: 'USER', tls: true });
+    const deadline = await clock.nextTimer();
+    expect(deadline.ms).toBe(200);
+    await waitFor('the question at the service', () => srv.seen.length === 1);
+    clock.advance(199);
+    expect(deadline.pending).toBe(true);
+    clock.advance(1);
+    await expectUnavailable(call, /timed out/);
   });
 
   it('connection refused and non-2xx -> VERIFIER_UNAVAILABLE', async () => {
@@ -432,22 +448,23 @@ describe('createHttpAuthVerifier against an in-process service', () => {
         answer(res, { 'Auth-Status': 'OK' });
       });
     });
-    const v = verifier(srv.url, { maxConcurrent: 2, maxQueue: 2, timeoutMs: 5000 });
+    const clock = new FakeClock();
+    const v = verifier(srv.url, { maxConcurrent: 2, maxQueue: 2, timeoutMs: 5000, clock });
     const call = (u: string) => v.verify({ username: u, password: 'p', mechanism: 'USER', tls: true });
     const calls = ['a', 'b', 'c', 'd'].map(call);
-    // The fifth finds 2 in flight and 2 queued: refused without a request.
-    const t0 = Date.now();
+    // The fifth finds 2 in flight and 2 queued: refused without a request, and
+    // at once (the fake clock never moves, so no deadline or wait can pass).
     await expectUnavailable(call('e'), /busy: 2 in flight, 2 queued/);
-    expect(Date.now() - t0).toBeLessThan(100);
-    while (held.length < 2) await sleep(10);
-    await sleep(50);
+    await waitFor('a and b at the service', () => held.length === 2);
+    // a, b: their question's deadline; c, d: their wait for a slot; e: nothing.
+    expect(clock.requested).toEqual([5000, 5000, 5000, 5000]);
     expect(srv.seen).toHaveLength(2);
     // Release one at a time; the queue drains in order, never above 2 at once.
-    while (srv.seen.length < 4 || held.length > 0) {
-      const next = held.shift();
-      if (next) next();
-      await sleep(20);
-    }
+    held.shift()!();
+    await waitFor('c at the service', () => srv.seen.length === 3 && held.length === 2);
+    held.shift()!();
+    await waitFor('d at the service', () => srv.seen.length === 4 && held.length === 2);
+    while (held.length > 0) held.shift()!();
     const outs = await Promise.all(calls);
     expect(outs.map((o) => o.ok && o.user)).toEqual(['a', 'b', 'c', 'd']);
     expect(peak).toBe(2);
@@ -458,12 +475,17 @@ describe('createHttpAuthVerifier against an in-process service', () => {
     const srv = await startServer(() => {
       /* hold */
     });
-    const v = verifier(srv.url, { maxConcurrent: 1, maxQueue: 1, timeoutMs: 300 });
+    const clock = new FakeClock();
+    const v = verifier(srv.url, { maxConcurrent: 1, maxQueue: 1, timeoutMs: 300, clock });
     const first = v.verify({ username: 'a', password: 'p', mechanism: 'USER', tls: true });
-    await sleep(20);
     const second = v.verify({ username: 'b', password: 'p', mechanism: 'USER', tls: true });
+    // first: its question's deadline; second: its wait for the one slot, same deadline.
+    expect((await clock.whenPending(2)).map((t) => t.ms)).toEqual([300, 300]);
+    await waitFor('the first question at the service', () => srv.seen.length === 1);
+    clock.advance(300);
     await expectUnavailable(first, /timed out/);
     await expectUnavailable(second, /slot|timed out/);
+    expect(srv.seen).toHaveLength(1);
   });
 
   it('close() fails calls in flight', async () => {
@@ -472,7 +494,7 @@ describe('createHttpAuthVerifier against an in-process service', () => {
     });
     const v = verifier(srv.url);
     const p = v.verify({ username: 'a', password: 'p', mechanism: 'USER', tls: true });
-    await sleep(50);
+    await waitFor('the question at the service', () => srv.seen.length === 1);
     v.close();
     await expectUnavailable(p, /closed/);
     await expectUnavailable(v.verify({ username: 'a', password: 'p', mechanism: 'USER', tls: true }), /closed/);

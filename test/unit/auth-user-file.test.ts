@@ -7,6 +7,7 @@ import pino, { type Logger } from 'pino';
 import { createUserFileVerifier, hashPassword, parseUserFile, verifyParsedHash, type ParsedHash, type UserFileVerifier } from '../../src/auth/index.js';
 import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
 import type { ChallengeRequest, PasswordRequest } from '../../src/auth/types.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface LogRecord {
   level: number;
@@ -42,16 +43,6 @@ function req(username: string, password: string): PasswordRequest {
   return { username, password, mechanism: 'USER', tls: true };
 }
 
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('condition not met in time');
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let dir: string;
 let aliceHash: string;
@@ -219,7 +210,7 @@ describe('createUserFileVerifier', () => {
     expect(await v.verify(req('carol', 'carol-pw'))).toEqual({ ok: false, reason: 'unknown-user' });
 
     await replaceFile(path, `alice:${aliceHash}\ncarol:${carolHash}\n`);
-    await waitFor(() => v.userCount === 2);
+    await waitFor('the reload with carol', () => v.userCount === 2, { timeoutMs: 5_000 });
     expect(await v.verify(req('carol', 'carol-pw'))).toEqual({ ok: true, user: 'carol' });
     expect(mem.records().find((r) => r.msg === 'user file reloaded')).toMatchObject({
       level: INFO,
@@ -230,7 +221,7 @@ describe('createUserFileVerifier', () => {
     // an in-place rewrite is noticed too, and removed users go away
     // (a non-atomic write may be seen half-done first; the final state must win)
     await writeFile(path, `carol:${carolHash}\n`);
-    await waitFor(() => v.userCount === 1);
+    await waitFor('the reload without alice', () => v.userCount === 1, { timeoutMs: 5_000 });
     expect(await v.verify(req('alice', 'alice-pw'))).toEqual({ ok: false, reason: 'unknown-user' });
     expect(await v.verify(req('carol', 'carol-pw'))).toEqual({ ok: true, user: 'carol' });
   });
@@ -252,7 +243,7 @@ describe('createUserFileVerifier', () => {
     await rename(join(mount, '..data_tmp'), join(mount, '..data'));
     await rm(join(mount, '..2024_01'), { recursive: true });
 
-    await waitFor(() => v.userCount === 2);
+    await waitFor('the reload through the new ..data', () => v.userCount === 2, { timeoutMs: 5_000 });
     expect(await v.verify(req('bob', 'bob-pw'))).toEqual({ ok: true, user: 'bob' });
   });
 
@@ -273,7 +264,7 @@ describe('createUserFileVerifier', () => {
     const v = await create(path, mem.logger);
 
     await unlink(path);
-    await waitFor(() => mem.records().some((r) => r.level === ERROR));
+    await waitFor('the failed reload logged', () => mem.records().some((r) => r.level === ERROR), { timeoutMs: 5_000 });
     const err = mem.records().find((r) => r.level === ERROR);
     expect(err).toMatchObject({ file: path, users: 1 });
     expect(v.userCount).toBe(1);
@@ -284,7 +275,7 @@ describe('createUserFileVerifier', () => {
     expect(await v.verify(req('alice', 'alice-pw'))).toEqual({ ok: true, user: 'alice' });
 
     await writeFile(path, `alice:${aliceHash}\ncarol:${carolHash}\n`);
-    await waitFor(() => v.userCount === 2);
+    await waitFor('the recovering reload', () => v.userCount === 2, { timeoutMs: 5_000 });
     expect(await v.verify(req('carol', 'carol-pw'))).toEqual({ ok: true, user: 'carol' });
   });
 
@@ -292,11 +283,14 @@ describe('createUserFileVerifier', () => {
     const path = await userFile(`alice:${aliceHash}\n`);
     const mem = memoryLogger();
     const v = await create(path, mem.logger);
+    // A witness still watching the same file (the same shared poller): once it
+    // has reloaded, the change was seen, and the closed one must have ignored it.
+    const witness = await create(path, memoryLogger().logger);
     v.close();
     v.close(); // idempotent
 
     await replaceFile(path, `alice:${aliceHash}\ncarol:${carolHash}\n`);
-    await sleep(500);
+    await waitFor('the witness to reload', () => witness.userCount === 2, { timeoutMs: 5_000 });
     expect(v.userCount).toBe(1);
     expect(mem.records().some((r) => r.msg === 'user file reloaded')).toBe(false);
     // the loaded users still answer

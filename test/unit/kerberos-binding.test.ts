@@ -20,6 +20,8 @@ import {
 } from '../../src/kerberos/binding.js';
 import type { NativeAddon, NativeGssContext } from '../../src/kerberos/native.js';
 import { KerberosError } from '../../src/kerberos/types.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -36,7 +38,6 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
 
 async function failureOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -67,16 +68,15 @@ describe('KdcGate', () => {
         return d.promise.finally(() => running--);
       }),
     );
-    await tick();
     expect(started).toEqual([0, 1]);
     expect(gate.inFlight).toBe(2);
     expect(gate.queued).toBe(3);
     jobs[1]!.resolve(1);
-    await tick();
+    await waitFor('a third job to start', () => started.length === 3);
     expect(started).toEqual([0, 1, 2]);
     jobs[0]!.resolve(0);
     jobs[2]!.resolve(2);
-    await tick();
+    await waitFor('the last two jobs to start', () => started.length === 5);
     expect(started).toEqual([0, 1, 2, 3, 4]);
     jobs[3]!.resolve(3);
     jobs[4]!.resolve(4);
@@ -87,25 +87,27 @@ describe('KdcGate', () => {
   });
 
   it("refuses at once with 'kdc-unreachable' when the queue is full", async () => {
-    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 1, timeoutMs: 5_000 });
+    const clock = new FakeClock();
+    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 1, timeoutMs: 5_000 }, undefined, clock);
     const d = deferred<string>();
     const a = gate.run(() => d.promise);
     const b = gate.run(async () => 'b');
-    const t0 = Date.now();
+    // The fake clock never moves: the refusal cannot have waited for any deadline.
     expect(await failureOf(gate.run(async () => 'c'))).toBe('kdc-unreachable');
-    expect(Date.now() - t0).toBeLessThan(100);
+    expect(clock.pending.map((t) => t.ms)).toEqual([5_000, 5_000]); // a's and b's deadlines; c's was dropped
     d.resolve('a');
     expect(await a).toBe('a');
     expect(await b).toBe('b');
   });
 
   it("times out a running call with 'timeout' at once, but keeps its slot until it really returns", async () => {
-    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 5, timeoutMs: 60 });
+    const clock = new FakeClock();
+    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 5, timeoutMs: 60 }, undefined, clock);
     const stuck = deferred<boolean>();
-    const t0 = Date.now();
     const first = gate.run(() => stuck.promise);
+    expect(clock.requested).toEqual([60]);
+    clock.advance(60); // the deadline passes while the call still runs
     expect(await failureOf(first)).toBe('timeout');
-    expect(Date.now() - t0).toBeLessThan(1_000);
     expect(gate.inFlight).toBe(1);
     expect(gate.abandoned).toBe(1);
 
@@ -115,29 +117,40 @@ describe('KdcGate', () => {
       secondStarted = true;
       return true;
     });
+    clock.advance(60);
     expect(await failureOf(second)).toBe('timeout');
     expect(secondStarted).toBe(false);
     expect(gate.queued).toBe(0); // a timed-out waiter leaves the queue
 
     // The stuck call returns: its result is dropped, the slot is free again.
     stuck.resolve(true);
-    await tick();
+    await waitFor('the stuck call to return', () => gate.inFlight === 0);
     expect(gate.inFlight).toBe(0);
     expect(gate.abandoned).toBe(0);
     expect(await gate.run(async () => 'ok')).toBe('ok');
   });
 
   it("counts each caller's deadline from its own call, queueing included", async () => {
-    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 5, timeoutMs: 300 });
+    const clock = new FakeClock();
+    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 5, timeoutMs: 300 }, undefined, clock);
     const d = deferred<string>();
     const a = gate.run(() => d.promise);
-    await tick(150);
-    // Called at ~150 ms, starts at ~200 ms when `a` ends, needs 100 ms: done ~300 ms,
-    // inside its own deadline (~450 ms) though past `a`'s (~300 ms).
-    const b = gate.run(() => tick(100).then(() => 'b'));
-    await tick(50);
+    clock.advance(150);
+    // Called at 150 ms, starts at 200 ms when `a` ends, needs 100 ms: done at 300 ms,
+    // inside its own deadline (450 ms) though at `a`'s (300 ms).
+    const bWork = deferred<string>();
+    let bStarted = false;
+    const b = gate.run(() => {
+      bStarted = true;
+      return bWork.promise;
+    });
+    expect(clock.pending.map((t) => t.at - clock.now())).toEqual([150, 300]); // a's deadline, b's own
+    clock.advance(50);
     d.resolve('a');
     expect(await a).toBe('a');
+    await waitFor('b to start', () => bStarted);
+    clock.advance(100);
+    bWork.resolve('b');
     expect(await b).toBe('b');
 
     // A caller stuck in the queue behind a call that never returns times out unstarted.
@@ -148,6 +161,7 @@ describe('KdcGate', () => {
       started = true;
       return 'never';
     });
+    clock.advance(300);
     expect(await failureOf(waiting)).toBe('timeout');
     expect(started).toBe(false);
     expect(await slow).toBe('timeout');
@@ -317,16 +331,19 @@ describe('NativeKerberosBinding over a fake addon', () => {
   });
 
   it('routes password checks through its KdcGate and classifies failures', async () => {
-    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 0, timeoutMs: 50 });
+    const clock = new FakeClock();
+    const gate = new KdcGate({ maxConcurrent: 1, maxQueue: 0, timeoutMs: 50 }, undefined, clock);
     const pending = deferred<boolean>();
     const b = new NativeKerberosBinding(fakeAddon({ verifyPassword: () => pending.promise }), { kdcGate: gate });
     expect(b.kdcGate).toBe(gate);
     const check = { principal: 'alice@R', password: 'pw', keytab: '/k', servicePrincipal: 'pop/h@R' };
     const first = b.verifyPassword(check);
     expect(await failureOf(b.verifyPassword(check))).toBe('kdc-unreachable'); // queue of 0
+    expect(clock.pending.map((t) => t.ms)).toEqual([50]);
+    clock.advance(50);
     expect(await failureOf(first)).toBe('timeout');
     pending.resolve(true); // too late: never turns the timed-out call into true
-    await tick();
+    await waitFor('the late call to leave the gate', () => gate.inFlight === 0);
 
     const wrong = new NativeKerberosBinding(
       fakeAddon({ verifyPassword: () => Promise.reject(nativeError({ code: KRB5.KDC_ERR_PREAUTH_FAILED, stage: 'as' })) }),
@@ -376,10 +393,11 @@ describe('NativeKerberosBinding over a fake addon', () => {
     expect(refused).toBe('timeout');
     expect(gate.inFlight).toBe(2);
     expect(gate.queued).toBe(1);
-    while (releases.length > 0 || gate.inFlight > 0) {
-      releases.shift()?.();
-      await tick();
-    }
+    // Release one: the queued check takes its slot (still 2 at once); then the rest.
+    releases.shift()!();
+    await waitFor('the queued check to start', () => releases.length === 2 && gate.queued === 0);
+    while (releases.length > 0) releases.shift()!();
+    await waitFor('every check to return', () => gate.inFlight === 0);
     await expect(a).resolves.toMatchObject({ client: 'alice@R' });
     await expect(g).resolves.toMatchObject({ done: true });
     await expect(queued).resolves.toMatchObject({ client: 'alice@R' });

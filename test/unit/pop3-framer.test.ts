@@ -1,7 +1,36 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LineFramer, type FramedLine } from '../../src/pop3/framer.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+/**
+ * Runs `fn` and counts the framer's work in bytes: `scanned`, the bytes
+ * handed to indexOf; `moved`, the bytes copied (push, growth, compaction).
+ * A quadratic framer multiplies these, whatever the machine's speed.
+ */
+function countWork(fn: () => void): { scanned: number; moved: number } {
+  const indexOf = vi.spyOn(Buffer.prototype, 'indexOf');
+  const copy = vi.spyOn(Buffer.prototype, 'copy');
+  const copyWithin = vi.spyOn(Buffer.prototype, 'copyWithin');
+  try {
+    fn();
+    const scanned = indexOf.mock.contexts.reduce((n, buf) => n + buf.length, 0);
+    // copy(target, targetStart, sourceStart = 0, sourceEnd = this.length); copyWithin(target, start, end).
+    const copied = copy.mock.calls.reduce((n, call, i) => {
+      const [, , from = 0, to = copy.mock.contexts[i]!.length] = call as [unknown, number?, number?, number?];
+      return n + to - from;
+    }, 0);
+    const compacted = copyWithin.mock.calls.reduce((n, call) => {
+      const [, from, to] = call as [number, number, number];
+      return n + to - from;
+    }, 0);
+    return { scanned, moved: copied + compacted };
+  } finally {
+    indexOf.mockRestore();
+    copy.mockRestore();
+    copyWithin.mockRestore();
+  }
+}
 
 /** Pulls every available result until the framer needs more bytes (or overflows). */
 function drain(f: LineFramer, max = 255): (string | 'OVERFLOW')[] {
@@ -170,17 +199,40 @@ describe('LineFramer', () => {
     const line = `${'Y'.repeat(200)}\r\n`;
     const payload = b(line.repeat(2000)); // ~400 KB
     let count = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < payload.length; i += 7) {
-      f.push(payload.subarray(i, i + 7));
-      for (;;) {
-        const r = f.next(255);
-        if (!r) break;
-        expect(r.kind).toBe('line');
-        count++;
+    const kinds = new Set<string>();
+    const work = countWork(() => {
+      for (let i = 0; i < payload.length; i += 7) {
+        f.push(payload.subarray(i, i + 7));
+        for (;;) {
+          const r = f.next(255);
+          if (!r) break;
+          kinds.add(r.kind);
+          count++;
+        }
       }
-    }
+    });
+    expect([...kinds]).toEqual(['line']);
     expect(count).toBe(2000);
-    expect(performance.now() - t0).toBeLessThan(2000);
+    // Linear: each byte searched and moved a bounded number of times (not once per push).
+    expect(work.scanned).toBeLessThan(2 * payload.length);
+    expect(work.moved).toBeLessThan(2 * payload.length);
+  });
+
+  it('stays linear on one long partial line pushed in tiny chunks', () => {
+    // The worst case for rescanning and compaction: no LF until the very end.
+    const f = new LineFramer();
+    const payload = b(`${'Z'.repeat(100_000)}\r\n`);
+    const lines: number[] = [];
+    const work = countWork(() => {
+      for (let i = 0; i < payload.length; i += 7) {
+        f.push(payload.subarray(i, i + 7));
+        const r = f.next(1 << 20);
+        if (r?.kind === 'line') lines.push(r.line.length);
+      }
+    });
+    expect(lines).toEqual([100_000]);
+    // Quadratic rescanning would search ~n²/14 (7e8) bytes, quadratic moving as many.
+    expect(work.scanned).toBeLessThan(2 * payload.length);
+    expect(work.moved).toBeLessThan(4 * payload.length);
   });
 });

@@ -1,10 +1,13 @@
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Stats } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ListenerConfig } from '../../src/config/index.js';
 import { Generations, listenerRestartChanges } from '../../src/server/config-reload.js';
+import { subscribeToFile } from '../../src/config/file-watch.js';
 import { watchFiles } from '../../src/server/tls-context.js';
+import { waitFor } from '../helpers/wait.js';
 
 const listener = (name: string, port: number, extra: Partial<ListenerConfig> = {}): ListenerConfig =>
   ({ name, kind: 'pop3', address: '0.0.0.0', port, allowPlaintextAuth: false, greeting: 'hi', ...extra }) as ListenerConfig;
@@ -43,10 +46,10 @@ describe('Generations', () => {
     expect(await g.use(async (v) => v)).toBe('v2');
     release();
     expect(await inFlight).toBe('v1');
-    await new Promise((r) => setTimeout(r, 0));
+    await waitFor('v1 closed', () => closed.length === 1, { timeoutMs: 2_000 });
     expect(closed).toEqual(['v1|v2']);
     g.swap('v3');
-    await new Promise((r) => setTimeout(r, 0));
+    await waitFor('v2 closed', () => closed.length === 2, { timeoutMs: 2_000 });
     expect(closed).toEqual(['v1|v2', 'v2|v3']);
     await g.closeAll();
     expect(closed).toEqual(['v1|v2', 'v2|v3', 'v3|']);
@@ -71,26 +74,44 @@ describe('watchFiles', () => {
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
 
   it('calls back once per burst of changes, also for a rename over the file, and stops when told', async () => {
     const a = join(dir, 'a.pem');
     const b = join(dir, 'b.key');
     await writeFile(a, 'one');
     await writeFile(b, 'one');
+    // The debounce runs on fake timers (the test fires it); the stat polling stays real.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    // Probes on the same shared pollers show what the pollers have reported so far.
+    const last: Record<string, Stats> = {};
+    const probes = [a, b].map((f) => subscribeToFile(f, (curr) => (last[f] = curr), 50));
     let calls = 0;
+    // No wait before writing: each poller's first stat (its baseline) is queued before our writes.
     const stop = watchFiles([a, b], () => calls++, { intervalMs: 50, debounceMs: 200 });
-    await new Promise((r) => setTimeout(r, 150));
     await writeFile(a, 'two!');
     await writeFile(b, 'two!');
-    await new Promise((r) => setTimeout(r, 600));
+    await waitFor('the pollers to report both writes', () => last[a]?.size === 4 && last[b]?.size === 4);
+    expect(vi.getTimerCount()).toBe(1); // one debounce for the burst
+    vi.advanceTimersByTime(199);
+    expect(calls).toBe(0);
+    vi.advanceTimersByTime(1);
     expect(calls).toBe(1);
+
     await writeFile(join(dir, 'a.new'), 'three');
     await rename(join(dir, 'a.new'), a);
-    await new Promise((r) => setTimeout(r, 600));
+    await waitFor('the poller to report the rename', () => last[a]?.size === 5);
+    vi.advanceTimersByTime(200);
     expect(calls).toBe(2);
+
     stop();
     await writeFile(a, 'four');
-    await new Promise((r) => setTimeout(r, 600));
+    await waitFor('the poller to report the write after stop()', () => last[a]?.size === 4);
+    expect(vi.getTimerCount()).toBe(0); // stopped: no debounce started
+    vi.advanceTimersByTime(1_000);
     expect(calls).toBe(2);
+    for (const unsubscribe of probes) unsubscribe();
   });
 });

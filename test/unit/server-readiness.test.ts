@@ -1,9 +1,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { BackendTarget } from '../../src/backend/types.js';
 import { BackendProbe, probeBackend } from '../../src/server/readiness.js';
 import { freePort } from '../helpers/ports.js';
 import { closeServer, listenLoopback, plainTarget } from '../helpers/servers.js';
+import { waitFor } from '../helpers/wait.js';
 
 const servers: Array<{ server: Server; sockets: Set<Socket> }> = [];
 
@@ -11,29 +12,29 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => closeServer(s.server, s.sockets)));
 });
 
-/** A loopback TCP server running `onSocket` per connection; records what each client sent. */
-async function fakeBackend(onSocket: (s: Socket) => void): Promise<{ port: number; received: string[] }> {
+/** A loopback TCP server running `onSocket` per connection; records what each client sent and how many hung up. */
+async function fakeBackend(onSocket: (s: Socket) => void): Promise<{ port: number; received: string[]; closed: () => number }> {
   const sockets = new Set<Socket>();
   const received: string[] = [];
+  let closed = 0;
   const server = createServer((s) => {
     sockets.add(s);
     const i = received.push('') - 1;
     s.on('data', (c: Buffer) => (received[i] += c.toString('latin1')));
     s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
+    s.on('close', () => {
+      closed++;
+      sockets.delete(s);
+    });
     onSocket(s);
   });
   servers.push({ server, sockets });
-  return { port: await listenLoopback(server), received };
+  return { port: await listenLoopback(server), received, closed: () => closed };
 }
 
-async function until(cond: () => boolean, ms = 2_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe('probeBackend', () => {
   it('is fine with a +OK greeting, and says QUIT', async () => {
@@ -44,7 +45,7 @@ describe('probeBackend', () => {
       });
     });
     expect(await probeBackend(plainTarget(b.port), 1_000)).toBeUndefined();
-    await until(() => b.received[0] === 'QUIT\r\n');
+    await waitFor('QUIT at the backend', () => b.received[0] === 'QUIT\r\n', { timeoutMs: 2_000 });
   });
 
   it('reports a greeting that is not +OK', async () => {
@@ -58,10 +59,18 @@ describe('probeBackend', () => {
   });
 
   it('reports a silent backend after the deadline', async () => {
+    // Only the timers are fake (the socket I/O is real): the deadline passes when the test says.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const b = await fakeBackend(() => undefined);
-    const started = Date.now();
-    expect(await probeBackend(plainTarget(b.port), 200)).toBe('no connection or greeting within 200 ms');
-    expect(Date.now() - started).toBeLessThan(2_000);
+    let reason: string | undefined;
+    const probe = probeBackend(plainTarget(b.port), 200).then((r) => (reason = r));
+    await waitFor('the probe at the backend', () => b.received.length === 1);
+    expect(vi.getTimerCount()).toBe(1); // the deadline, and nothing else
+    await vi.advanceTimersByTimeAsync(199);
+    expect(reason).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    await probe;
+    expect(reason).toBe('no connection or greeting within 200 ms');
   });
 
   it('reports a refused connection', async () => {
@@ -73,7 +82,7 @@ describe('probeBackend', () => {
     const b = await fakeBackend(() => undefined);
     const target: BackendTarget = { ...plainTarget(b.port), port: b.port, tls: { mode: 'implicit', verify: true } };
     expect(await probeBackend(target, 1_000)).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor('the probe to hang up', () => b.closed() === 1, { timeoutMs: 2_000 });
     expect(b.received[0]).toBe(''); // not a byte: no ClientHello, no QUIT
   });
 
@@ -82,7 +91,7 @@ describe('probeBackend', () => {
       s.once('data', () => s.write('+OK ready\r\n'));
     });
     expect(await probeBackend({ ...plainTarget(b.port), proxyProtocol: 'v1' }, 1_000)).toBeUndefined();
-    await until(() => b.received[0] === 'PROXY UNKNOWN\r\nQUIT\r\n');
+    await waitFor('the header and QUIT at the backend', () => b.received[0] === 'PROXY UNKNOWN\r\nQUIT\r\n', { timeoutMs: 2_000 });
   });
 });
 
