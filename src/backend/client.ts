@@ -7,6 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { systemClock, type Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { encodeProxyHeader, forwardedAddressText, hostPort } from '../net/index.js';
 import { assertSafeCredentials, BackendLoginMachine, quote, type BackendPhase, type LoginAction } from './login-machine.js';
@@ -25,6 +26,8 @@ export interface OpenBackendOptions {
   readonly signal?: AbortSignal;
   /** Told the connect and login latencies and the failure of this attempt (metrics). */
   readonly observer?: BackendObserver;
+  /** Keeps the per-phase deadlines; default systemClock (tests pass a fake one to see and fire them). */
+  readonly clock?: Clock;
 }
 
 const errorPhases = new WeakMap<object, BackendPhase>();
@@ -127,7 +130,9 @@ class BackendLink {
   private secure: TLSSocket | undefined;
   private tlsInfo: BackendLinkInfo['tls'];
   private settled = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** Cancels the armed phase deadline. */
+  private cancelTimer: (() => void) | undefined;
+  private readonly clock: Clock;
   private armedFor: BackendPhase = 'connect';
   /** performance.now() at connect(), then when the login was sent (observer only). */
   private since: number;
@@ -145,6 +150,7 @@ class BackendLink {
     private readonly reject: (err: unknown) => void,
   ) {
     const { target } = opts;
+    this.clock = opts.clock ?? systemClock;
     this.opts = {
       target,
       timeouts: opts.timeouts,
@@ -200,8 +206,8 @@ class BackendLink {
   }
 
   private arm(ms: number): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.apply(this.machine.timedOut(ms)), ms);
+    this.cancelTimer?.();
+    this.cancelTimer = this.clock.setTimer(() => this.apply(this.machine.timedOut(ms)), ms);
   }
 
   private startTls(): void {
@@ -290,8 +296,8 @@ class BackendLink {
   }
 
   private cleanup(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
     this.raw.removeListener('connect', this.onConnect);
     this.detach(this.raw);
     if (this.secure) {

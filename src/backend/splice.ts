@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { systemClock, type Clock } from '../clock.js';
 import { copyForWrite } from './shared-reads.js';
 import type { BackendSession, SpliceResult } from './types.js';
 
@@ -17,6 +18,8 @@ export interface SpliceOptions {
   readonly idleTimeoutMs: number;
   /** Shutdown: both sides are cut without QUIT (endedBy 'shutdown'). */
   readonly signal?: AbortSignal;
+  /** Times the idle cut; default systemClock (tests pass a fake one to move time themselves). */
+  readonly clock?: Clock;
 }
 
 type EndedBy = SpliceResult['endedBy'];
@@ -169,6 +172,7 @@ class Side {
  */
 export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
   const { pendingClientBytes, idleTimeoutMs, signal } = opts;
+  const clock = opts.clock ?? systemClock;
   const { leftover, reader } = opts.backend;
   // 0 or a non-finite value disables the idle cut; setTimeout cannot wait longer than 2^31-1 ms.
   const idleMs = Number.isFinite(idleTimeoutMs) && idleTimeoutMs > 0 ? Math.min(idleTimeoutMs, 2 ** 31 - 1) : 0;
@@ -176,8 +180,8 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
   return new Promise<SpliceResult>((resolve) => {
     let endedBy: EndedBy | undefined;
     let error: Error | undefined;
-    let lastActivity = Date.now();
-    let idleTimer: NodeJS.Timeout | undefined;
+    let lastActivity = clock.now();
+    let cancelIdle: (() => void) | undefined;
     let done = false;
 
     const relay: Relay = {
@@ -187,7 +191,7 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
         if (err) error = err;
       },
       touch() {
-        lastActivity = Date.now();
+        lastActivity = clock.now();
       },
       settle,
     };
@@ -201,11 +205,11 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
       backend.socket.destroy();
     };
     const checkIdle = (): void => {
-      idleTimer = undefined;
+      cancelIdle = undefined;
       if (done) return;
-      const left = lastActivity + idleMs - Date.now();
+      const left = lastActivity + idleMs - clock.now();
       if (left > 0) {
-        idleTimer = setTimeout(checkIdle, left);
+        cancelIdle = clock.setTimer(checkIdle, left);
         return;
       }
       relay.note('idle-timeout');
@@ -223,8 +227,8 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
       backend.unlisten();
       reader?.setSink(undefined);
       signal?.removeEventListener('abort', onAbort);
-      if (idleTimer) clearTimeout(idleTimer);
-      idleTimer = undefined;
+      cancelIdle?.();
+      cancelIdle = undefined;
       resolve({
         bytesToBackend: client.bytesOut,
         bytesToClient: backend.bytesOut,
@@ -257,7 +261,7 @@ export function spliceSessions(opts: SpliceOptions): Promise<SpliceResult> {
       // The client may have sent its last commands and FIN before the login
       // finished: its 'end' has already fired, so pass the FIN on now.
       if (client.socket.readableEnded) client.onEnd();
-      if (idleMs > 0) idleTimer = setTimeout(checkIdle, idleMs);
+      if (idleMs > 0) cancelIdle = clock.setTimer(checkIdle, idleMs);
     }
     settle();
   });

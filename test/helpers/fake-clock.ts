@@ -85,6 +85,19 @@ export class FakeClock implements Clock {
     }
   }
 
+  /**
+   * Resolves with the `n`th timer ever set (1-based; fired, cancelled or
+   * pending) as soon as it is set: for code that sets several timers of the
+   * same delay, one per phase.
+   */
+  async nthTimer(n: number): Promise<FakeTimer> {
+    for (;;) {
+      const t = this.#timers[n - 1];
+      if (t) return t;
+      await new Promise<void>((r) => this.#waiters.push(r));
+    }
+  }
+
   /** Resolves with the pending timers once at least `n` are pending (checked each time one is set). */
   async whenPending(n: number): Promise<FakeTimer[]> {
     for (;;) {

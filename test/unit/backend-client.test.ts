@@ -1,12 +1,15 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openBackendSession } from '../../src/backend/client.js';
 import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { LineClient } from '../helpers/line-client.js';
 import { freePort } from '../helpers/ports.js';
 import { closeServer, listenLoopback, plainTarget } from '../helpers/servers.js';
+import { waitFor } from '../helpers/wait.js';
 
 const T: BackendTimeouts = { connectMs: 2000, greetingMs: 2000, loginMs: 2000 };
 
@@ -75,6 +78,25 @@ async function expectGatewayError(p: Promise<unknown>, code: GatewayError['code'
 /** Writes a command on a logged-in session and reads one line back. */
 async function ask(session: BackendSession, line: string): Promise<string> {
   return LineClient.wrap(session.socket).cmd(line);
+}
+
+/**
+ * How many client sockets were created while `p` was pending: node:net
+ * publishes each one on 'net.client.socket' as it is made, so "never
+ * connected" is a fact seen, not a quiet moment waited out.
+ */
+async function socketsCreatedWhile(p: () => Promise<void>): Promise<number> {
+  let made = 0;
+  const count = (): void => {
+    made++;
+  };
+  subscribe('net.client.socket', count);
+  try {
+    await p();
+  } finally {
+    unsubscribe('net.client.socket', count);
+  }
+  return made;
 }
 
 function checkPristine(session: BackendSession): void {
@@ -182,23 +204,32 @@ describe('openBackendSession failures', () => {
 
   it('a silent server → BACKEND_TIMEOUT in the greeting phase', async () => {
     const s = await start({});
-    const t0 = Date.now();
-    const err = await expectGatewayError(
-      openAt(s, { timeouts: { connectMs: 1000, greetingMs: 150, loginMs: 1000 } }),
-      'BACKEND_TIMEOUT',
-    );
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
-    expect(Date.now() - t0).toBeLessThan(900);
+    const clock = new FakeClock();
+    let settled = false;
+    const p = openAt(s, { clock, timeouts: { connectMs: 1000, greetingMs: 150, loginMs: 1000 } });
+    p.catch(() => undefined).finally(() => (settled = true));
+    // Connected: the 1000 ms connect deadline is cancelled and 150 ms are given to the greeting.
+    const greeting = await clock.nextTimer(150);
+    expect(clock.requested).toEqual([1000, 150]);
+    expect(clock.pending).toEqual([greeting]);
+    await Promise.resolve();
+    expect(settled).toBe(false); // nothing fails before the deadline fires
+    greeting.fire();
+    const err = await expectGatewayError(p, 'BACKEND_TIMEOUT');
     expect(err.detail).toContain('greeting');
+    expect(clock.pending).toEqual([]);
     await s.closedOnce(); // the socket was destroyed
   });
 
   it('a server that never answers the login → BACKEND_TIMEOUT in the login phase', async () => {
     const s = await start({ greeting: '+OK hi\r\n' });
-    const err = await expectGatewayError(
-      openAt(s, { timeouts: { connectMs: 1000, greetingMs: 1000, loginMs: 150 } }),
-      'BACKEND_TIMEOUT',
-    );
+    const clock = new FakeClock();
+    const p = openAt(s, { clock, timeouts: { connectMs: 1000, greetingMs: 1000, loginMs: 150 } });
+    const login = await clock.nextTimer(150);
+    expect(clock.requested).toEqual([1000, 1000, 150]);
+    await waitFor('USER at the server', () => s.received() === 'USER alice\r\n', { intervalMs: 5 });
+    login.fire();
+    const err = await expectGatewayError(p, 'BACKEND_TIMEOUT');
     expect(err.detail).toContain('login');
     expect(s.received()).toBe('USER alice\r\n');
   });
@@ -235,7 +266,8 @@ describe('openBackendSession failures', () => {
   it('the backend closing during login → BACKEND_PROTOCOL', async () => {
     const s = await start({ greeting: '+OK hi\r\n', reply: () => undefined });
     const p = openAt(s);
-    await new Promise((r) => setTimeout(r, 50));
+    // The login has started (USER arrived, never answered) before the server goes.
+    await waitFor('USER at the server', () => s.received() === 'USER alice\r\n', { intervalMs: 5 });
     await s.close();
     await expectGatewayError(p, 'BACKEND_PROTOCOL');
   });
@@ -303,20 +335,21 @@ describe('openBackendSession failures', () => {
     ['CR in the authzid', { method: 'auth-plain', authzid: 'x\r', authcid: 'gateway', password: 'pw' }],
   ])('refuses %s before writing anything', async (_name, login) => {
     const s = await start({ greeting: '+OK hi\r\n', reply: () => '+OK\r\n' });
-    const err = await expectGatewayError(
-      openAt(s, { login }),
-      'BACKEND_PROTOCOL',
-    );
-    expect(err.detail).toBe('credential contains CR/LF/NUL');
-    await new Promise((r) => setTimeout(r, 50));
+    let err: GatewayError | undefined;
+    const made = await socketsCreatedWhile(async () => {
+      err = await expectGatewayError(openAt(s, { login }), 'BACKEND_PROTOCOL');
+    });
+    expect(err?.detail).toBe('credential contains CR/LF/NUL');
+    expect(made).toBe(0); // no socket, so nothing can ever be written
     expect(s.received()).toBe('');
+    expect(s.connections()).toBe(0);
   });
 
   it('abort destroys the connection and rejects with the reason', async () => {
     const s = await start({ greeting: '+OK hi\r\n' });
     const ac = new AbortController();
     const p = openAt(s, { signal: ac.signal });
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor('USER at the server', () => s.received() === 'USER alice\r\n', { intervalMs: 5 });
     const reason = new Error('client went away');
     ac.abort(reason);
     await expect(p).rejects.toBe(reason);
@@ -328,10 +361,10 @@ describe('openBackendSession failures', () => {
     const s = await start({ greeting: '+OK hi\r\n' });
     const ac = new AbortController();
     ac.abort();
-    await expect(
-      openAt(s, { signal: ac.signal }),
-    ).rejects.toThrow();
-    await new Promise((r) => setTimeout(r, 50));
+    const made = await socketsCreatedWhile(async () => {
+      await expect(openAt(s, { signal: ac.signal })).rejects.toThrow();
+    });
+    expect(made).toBe(0); // never connected
     expect(s.connections()).toBe(0);
   });
 });
