@@ -8,6 +8,7 @@ import { isFailoverError, openBackendWithFailover } from '../../src/backend/fail
 import type { BackendLinkSession, BackendTarget, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { makeTempTestPki, makeWrongNameCert, type TestCert, type TestPki } from '../helpers/certs.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { freePort as deadPort } from '../helpers/ports.js';
 import { closeServer, listenLoopback, plainTarget as plain } from '../helpers/servers.js';
 
@@ -82,8 +83,8 @@ async function tlsFake(cert: TestCert): Promise<Fake> {
   return listen(server, sockets, received);
 }
 
-const open = (targets: BackendTarget[], signal?: AbortSignal): Promise<BackendLinkSession> =>
-  openBackendWithFailover({ targets, timeouts: T, login: LOGIN, ...(signal ? { signal } : {}) });
+const open = (targets: BackendTarget[], o: { signal?: AbortSignal; clock?: FakeClock } = {}): Promise<BackendLinkSession> =>
+  openBackendWithFailover({ targets, timeouts: T, login: LOGIN, ...o });
 
 async function rejection(p: Promise<BackendLinkSession>): Promise<GatewayError> {
   const err = await p.then(
@@ -121,10 +122,17 @@ describe('openBackendWithFailover moves on', () => {
     const silent = await fake('silent');
     const good1 = await fake('ok');
     const good2 = await fake('ok');
-    const t0 = Date.now();
-    const s = await open([plain(silent.port), plain(good1.port), plain(good2.port)]);
+    const clock = new FakeClock();
+    const p = open([plain(silent.port), plain(good1.port), plain(good2.port)], { clock });
+    // The silent one is given its greeting deadline, and only its firing moves on.
+    const greeting = await clock.nextTimer(T.greetingMs);
+    expect(clock.requested).toEqual([T.connectMs, T.greetingMs]);
+    expect(good1.connections()).toBe(0);
+    greeting.fire();
+    const s = await p;
     s.socket.destroy();
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(T.greetingMs - 10);
+    // The next target got fresh deadlines: connect, greeting, login.
+    expect(clock.requested).toEqual([T.connectMs, T.greetingMs, T.connectMs, T.greetingMs, T.loginMs]);
     expect(s.endpoint.port).toBe(good1.port);
     expect([silent.connections(), good1.connections(), good2.connections()]).toEqual([1, 1, 0]);
     expect(silent.received()).toBe(''); // nothing was sent to the silent one
@@ -133,7 +141,12 @@ describe('openBackendWithFailover moves on', () => {
   it('is stateless: every call starts again with the first target', async () => {
     const silent = await fake('silent');
     const good = await fake('ok');
-    for (let i = 0; i < 2; i++) (await open([plain(silent.port), plain(good.port)])).socket.destroy();
+    for (let i = 0; i < 2; i++) {
+      const clock = new FakeClock();
+      const p = open([plain(silent.port), plain(good.port)], { clock });
+      (await clock.nextTimer(T.greetingMs)).fire(); // the silent one's greeting deadline
+      (await p).socket.destroy();
+    }
     expect(silent.connections()).toBe(2);
     expect(good.connections()).toBe(2);
   });
@@ -141,7 +154,10 @@ describe('openBackendWithFailover moves on', () => {
   it('rejects with the last error and names every target tried when all are down', async () => {
     const dead1 = await deadPort();
     const silent = await fake('silent');
-    const err = await rejection(open([plain(dead1), plain(silent.port)]));
+    const clock = new FakeClock();
+    const p = rejection(open([plain(dead1), plain(silent.port)], { clock }));
+    (await clock.nextTimer(T.greetingMs)).fire(); // the silent one's greeting deadline
+    const err = await p;
     expect(err.code).toBe('BACKEND_TIMEOUT'); // the last one's
     expect(err.detail).toContain('all 2 backends failed');
     expect(err.detail).toContain(`127.0.0.1:${dead1} (BACKEND_UNREACHABLE`);
@@ -172,7 +188,12 @@ describe('openBackendWithFailover stops', () => {
   it('on a timeout after the credentials were sent (login phase)', async () => {
     const stalling = await fake('stall-login');
     const good = await fake('ok');
-    const err = await rejection(open([plain(stalling.port), plain(good.port)]));
+    const clock = new FakeClock();
+    const p = rejection(open([plain(stalling.port), plain(good.port)], { clock }));
+    const login = await clock.nthTimer(3); // connect, greeting, then login: armed once USER was written
+    expect(login.ms).toBe(T.loginMs);
+    login.fire();
+    const err = await p;
     expect(err.code).toBe('BACKEND_TIMEOUT');
     expect(backendErrorPhase(err)).toBe('login');
     expect(isFailoverError(err.cause)).toBe(false);
@@ -208,11 +229,13 @@ describe('openBackendWithFailover stops', () => {
     const silent = await fake('silent');
     const good = await fake('ok');
     const ac = new AbortController();
-    const p = open([plain(silent.port), plain(good.port)], ac.signal);
-    await new Promise((r) => setTimeout(r, 50));
+    const clock = new FakeClock();
+    const p = open([plain(silent.port), plain(good.port)], { signal: ac.signal, clock });
+    await clock.nextTimer(T.greetingMs); // the first attempt is waiting for its greeting
     const reason = new Error('client went away');
     ac.abort(reason);
     await expect(p).rejects.toBe(reason);
+    expect(clock.pending).toEqual([]); // its deadline went with it
     expect(good.connections()).toBe(0);
   });
 

@@ -15,6 +15,7 @@ import { spliceSessions } from '../../src/backend/splice.js';
 import { checkBackendIdentity } from '../../src/backend/tls-identity.js';
 import type { BackendLinkSession, BackendTarget, BackendTimeouts, ForwardedClient } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { issueCert, makeTempTestPki, makeWrongNameCert, type TestCert, type TestPki } from '../helpers/certs.js';
 import { LineClient } from '../helpers/line-client.js';
 import { closeServer, listenLoopback } from '../helpers/servers.js';
@@ -348,19 +349,24 @@ describe('implicit TLS', () => {
     }
   });
 
-  it('a silent TLS server times out in phase tls, within connectMs', async () => {
+  it('a silent TLS server times out in phase tls, on the connectMs deadline', async () => {
     const srv = createServer(() => undefined);
     const held: Socket[] = [];
     srv.on('connection', (s) => held.push(s));
     srv.listen(0, '127.0.0.1');
     await once(srv, 'listening');
     try {
-      const t0 = Date.now();
-      const err = await expectGatewayError(
-        open(target((srv.address() as { port: number }).port), { timeouts: { connectMs: 200, greetingMs: 5000, loginMs: 5000 } }),
-        'BACKEND_TIMEOUT',
-      );
-      expect(Date.now() - t0).toBeLessThan(2000);
+      const clock = new FakeClock();
+      const p = open(target((srv.address() as { port: number }).port), {
+        clock,
+        timeouts: { connectMs: 200, greetingMs: 5000, loginMs: 5000 },
+      });
+      // Connected: the handshake gets a deadline of its own, connectMs again (not greetingMs).
+      const handshake = await clock.nthTimer(2);
+      expect(clock.requested).toEqual([200, 200]);
+      expect(clock.pending).toEqual([handshake]);
+      handshake.fire();
+      const err = await expectGatewayError(p, 'BACKEND_TIMEOUT');
       expect(err.detail).toContain('(tls)');
       expect(backendErrorPhase(err)).toBe('tls');
     } finally {
