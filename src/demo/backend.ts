@@ -33,6 +33,8 @@ export interface DemoBackend {
   mailbox(user: string): readonly Buffer[];
   /** Verbs received so far on all connections, in order (arguments omitted), e.g. to check no QUIT arrived. */
   commandLog(): readonly string[];
+  /** Connections open now: 0 once every client's socket has closed here (its session is over). */
+  openConnections(): number;
 }
 
 export const DEMO_GREETING = '+OK Demo POP3 backend ready.';
@@ -399,5 +401,6 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
       }),
     mailbox: (user) => (store.get(user) ?? []).map((m) => m.data),
     commandLog: () => [...commands],
+    openConnections: () => sockets.size,
   };
 }

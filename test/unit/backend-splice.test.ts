@@ -10,7 +10,10 @@ import { relayBuffersPooled } from '../../src/backend/shared-reads.js';
 import { spliceSessions } from '../../src/backend/splice.js';
 import type { BackendSession, SpliceResult } from '../../src/backend/types.js';
 import { dotStuff, startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import type { Clock } from '../../src/clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { LineClient } from '../helpers/line-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const EVENTS = ['data', 'end', 'error', 'close', 'drain', 'finish'] as const;
 type Counts = Record<(typeof EVENTS)[number], number>;
@@ -52,6 +55,7 @@ async function harness(opts: {
   leftover?: string;
   idleTimeoutMs?: number;
   signal?: AbortSignal;
+  clock?: Clock;
   tls?: boolean;
   /** Written by the client right after connecting, while the gateway still logs in. */
   early?: string;
@@ -78,6 +82,7 @@ async function harness(opts: {
           pendingClientBytes: Buffer.from(opts.pending ?? ''),
           idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
           ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(opts.clock ? { clock: opts.clock } : {}),
         }),
       );
       setSides({ client: clientSock, backend, before });
@@ -134,8 +139,8 @@ describe('spliceSessions', () => {
     expect(await h.client.line()).toBe(`+OK ${big.length} octets`);
     // Stall the reader so both write buffers fill up and the relay must wait for 'drain'.
     h.client.socket.pause();
-    await new Promise((r) => setTimeout(r, 300));
     const { backend } = await h.sides;
+    await waitFor('the relay to hold the backend (client write buffer full)', () => backend.socket.isPaused(), { intervalMs: 10 });
     expect(backend.socket.isPaused()).toBe(true);
     h.client.socket.resume();
     const hash = createHash('sha256');
@@ -164,10 +169,12 @@ describe('spliceSessions', () => {
       hs.map(async (h, i) => {
         h.client.send(`RETR ${i + 1}\r\n`);
         expect(await h.client.line()).toBe(`+OK ${bigs[i]!.length} octets`);
-        // Stall long enough to fill the kernel's socket buffers (writes then wait in libuv),
-        // then read in fits and starts so the relays stall and resume at different moments.
+        // Stall until the kernel's socket buffers are full (writes then wait in libuv and the
+        // relay holds the backend), then read in fits and starts so the relays stall and resume
+        // at different moments (the interval below is load, not synchronisation).
         h.client.socket.pause();
-        await new Promise((r) => setTimeout(r, 200 + i * 50));
+        const { backend } = await h.sides;
+        await waitFor(`relay ${i} to hold its backend`, () => backend.socket.isPaused(), { intervalMs: 10 });
         h.client.socket.resume();
         const stall = setInterval(() => {
           h.client.socket.pause();
@@ -228,20 +235,26 @@ describe('spliceSessions', () => {
     expect(r.endedBy).toBe('client-error');
     const { backend } = await h.sides;
     expect(backend.socket.destroyed).toBe(true);
-    await new Promise((res) => setTimeout(res, 50));
+    // The demo backend's side has closed too: its session ended without QUIT.
+    await waitFor('the backend session to end', () => demo.openConnections() === 0, { intervalMs: 5 });
     expect(demo.commandLog()).not.toContain('QUIT');
     expect(demo.mailbox('alice')).toHaveLength(2);
     await expectNoLeaks(h);
   });
 
   it('idle timeout destroys both sides without QUIT', async () => {
-    const h = await harness({ idleTimeoutMs: 200 });
+    const clock = new FakeClock();
+    const h = await harness({ idleTimeoutMs: 200, clock });
     h.client.send('DELE 1\r\n');
     expect(await h.client.line()).toMatch(/^\+OK/);
-    const t0 = Date.now();
+    expect(clock.requested).toEqual([200]); // the idle timer, armed as the relay began
+    const { client, backend } = await h.sides;
+    clock.advance(199);
+    expect([client.destroyed, backend.socket.destroyed]).toEqual([false, false]); // not a moment early
+    clock.advance(1);
+    expect([client.destroyed, backend.socket.destroyed]).toEqual([true, true]);
     await h.client.closed();
     const r = await h.result;
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
     expect(r.endedBy).toBe('idle-timeout');
     expect(demo.commandLog()).not.toContain('QUIT');
     expect(demo.mailbox('alice')).toHaveLength(2);
@@ -249,12 +262,17 @@ describe('spliceSessions', () => {
   });
 
   it('activity keeps the idle timer from firing', async () => {
-    const h = await harness({ idleTimeoutMs: 250 });
+    const clock = new FakeClock();
+    const h = await harness({ idleTimeoutMs: 250, clock });
+    await clock.nextTimer(250); // the relay has begun
     for (let i = 0; i < 6; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+      clock.advance(100);
       h.client.send('NOOP\r\n');
       expect(await h.client.line()).toBe('+OK');
     }
+    // 600 ms in all, never 250 without a byte: each time the timer came due it was set
+    // again for what was left since the last byte (200 ms), and nothing was cut.
+    expect(clock.requested).toEqual([250, 200, 200]);
     h.client.send('QUIT\r\n');
     await h.client.line();
     expect((await h.result).endedBy).toBe('backend');
@@ -327,7 +345,7 @@ describe('spliceSessions', () => {
     const r = await h.result;
     // A TLS socket destroyed without close_notify still sends a TCP FIN: either path is fine, neither sends QUIT.
     expect(['client', 'client-error']).toContain(r.endedBy);
-    await new Promise((res) => setTimeout(res, 50));
+    await waitFor('the backend session to end', () => demo.openConnections() === 0, { intervalMs: 5 });
     expect(demo.commandLog()).not.toContain('QUIT');
     expect(demo.mailbox('alice')).toHaveLength(2);
   });

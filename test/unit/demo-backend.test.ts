@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO_GREETING, dotStuff, startDemoBackend, topOf, type DemoBackend } from '../../src/demo/backend.js';
 import { LineClient } from '../helpers/line-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MSG1 = 'From: a@example.org\r\nTo: alice@example.org\r\nSubject: one\r\n\r\nHello Alice.\r\n';
 const MSG2 =
@@ -150,7 +151,8 @@ describe('demo backend: UPDATE state', () => {
     expect(await c.cmd('DELE 2')).toMatch(/^\+OK/);
     c.destroy();
     await c.closed();
-    await new Promise((r) => setTimeout(r, 50));
+    // The backend's side has closed too: the session is over, without QUIT.
+    await waitFor('the backend to close the session', () => backend.openConnections() === 0, { intervalMs: 5 });
     expect(backend.mailbox('alice')).toHaveLength(2);
     expect(backend.commandLog()).not.toContain('QUIT');
   });
