@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectWithSharedReads, copyForWrite, relayBuffersPooled } from '../../src/backend/shared-reads.js';
@@ -8,6 +9,20 @@ import { waitFor } from '../helpers/wait.js';
 /** Waits until `cond` holds (polling every 5 ms). */
 const until = (what: string, cond: () => boolean, timeoutMs = 5_000): Promise<true> =>
   waitFor(what, () => (cond() ? true : undefined), timeoutMs, 5);
+
+/**
+ * Bytes that reached `socket`'s kernel receive queue and were not read yet
+ * (rx_queue of its row in /proc/self/net/tcp; loopback IPv4).
+ */
+function unreadInKernel(socket: Socket): number {
+  const hex = (p: number | undefined): string => (p ?? 0).toString(16).toUpperCase().padStart(4, '0');
+  const want = `0100007F:${hex(socket.localPort)} 0100007F:${hex(socket.remotePort)}`;
+  for (const line of readFileSync('/proc/self/net/tcp', 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (`${f[1]} ${f[2]}` === want) return parseInt(f[4]?.split(':')[1] ?? '0', 16);
+  }
+  return 0;
+}
 
 const servers: Server[] = [];
 const sockets: Socket[] = [];
@@ -54,11 +69,13 @@ describe('connectWithSharedReads', () => {
     const kept: Buffer[] = [];
     socket.on('data', (c: Buffer) => kept.push(c));
     const ended = once(socket, 'end');
-    // Several writes with pauses between, so there are several reads into the shared buffer.
+    // Each write read in full before the next, so there are several reads into the shared buffer.
     const parts = [randomBytes(70_000), randomBytes(10), randomBytes(200_000), randomBytes(3)];
+    let sent = 0;
     for (const p of parts) {
       peer.write(p);
-      await new Promise((r) => setTimeout(r, 20));
+      sent += p.length;
+      await until('the part to be read', () => kept.reduce((n, c) => n + c.length, 0) === sent);
     }
     peer.end();
     await ended;
@@ -72,7 +89,8 @@ describe('connectWithSharedReads', () => {
     const { socket } = await connected(srv.port);
     const peer = await srv.next();
     peer.write('before any listener\r\n');
-    await new Promise((r) => setTimeout(r, 50));
+    // Read before anyone listens: the bytes wait in the Readable's buffer.
+    await until('the bytes to be read', () => socket.readableLength === 'before any listener\r\n'.length);
     const got: Buffer[] = [];
     socket.on('data', (c: Buffer) => {
       got.push(c);
@@ -81,7 +99,8 @@ describe('connectWithSharedReads', () => {
     await until('the first chunk', () => got.length === 1);
     const big = randomBytes(300_000);
     peer.write(big);
-    await new Promise((r) => setTimeout(r, 100));
+    // pause() stops the handle's reads (onread mode): the bytes arriving now wait in the kernel.
+    await until('bytes waiting while paused', () => unreadInKernel(socket) > 0);
     expect(socket.isPaused()).toBe(true);
     socket.removeAllListeners('data');
     socket.on('data', (c: Buffer) => got.push(c));
@@ -109,9 +128,11 @@ describe('connectWithSharedReads', () => {
     stop = true;
     peer.write('two\r\n');
     await until('read 2', () => calls === 2);
-    // Paused by the sink's false: what comes now waits in the kernel.
+    // Paused by the sink's false: what comes now waits in the kernel. Seen there, then one
+    // more poll phase (setImmediate runs after it): a socket still reading would have read it.
     peer.write('three\r\n');
-    await new Promise((r) => setTimeout(r, 100));
+    await until('three in the kernel queue', () => unreadInKernel(socket) === 'three\r\n'.length);
+    await new Promise<void>((r) => setImmediate(r));
     expect(calls).toBe(2);
     stop = false;
     socket.resume();
