@@ -8,7 +8,9 @@ import {
   type ReloadableLoginResolver,
   type ResolverLogger,
 } from '../../src/backend/internal-login.js';
+import { subscribeToFile } from '../../src/config/file-watch.js';
 import { GatewayError } from '../../src/errors.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Logged {
   level: 'info' | 'warn';
@@ -196,20 +198,34 @@ describe('mapped mode', () => {
 
   it('watches the file and reloads on change; close() stops watching', async () => {
     const r = await make('user-pass', recorder(), 40);
-    await new Promise((res) => setTimeout(res, 60));
-    await writeFile(file, 'alice:alice@new:newpw\n');
-    const deadline = Date.now() + 3000;
-    let login = await r.resolve('alice', undefined);
-    while (login.method === 'user-pass' && login.user !== 'alice@new' && Date.now() < deadline) {
-      await new Promise((res) => setTimeout(res, 20));
-      login = await r.resolve('alice', undefined);
-    }
+    // The poller's first stat (its baseline) has no event: a write landing before it is no
+    // change to the poller, so the file is written again each round until the reload shows.
+    const login = await waitFor(
+      'the watcher to reload alice',
+      async () => {
+        const l = await r.resolve('alice', undefined);
+        if (l.method === 'user-pass' && l.user === 'alice@new') return l;
+        await writeFile(file, 'alice:alice@new:newpw\n');
+        return undefined;
+      },
+      { timeoutMs: 3000, intervalMs: 20 },
+    );
     expect(login).toEqual({ method: 'user-pass', user: 'alice@new', password: 'newpw' });
 
-    r.close();
-    await writeFile(file, 'alice:alice@after-close:x-longer-line\n');
-    await new Promise((res) => setTimeout(res, 200));
-    expect(await r.resolve('alice', undefined)).toMatchObject({ user: 'alice@new' });
+    // A subscriber of our own on the same poller (so it keeps running after close()): it
+    // shows the poller saw the next change, the one a still-watching resolver would reload on.
+    let seen = 0;
+    const unsubscribe = subscribeToFile(file, () => seen++, 40);
+    try {
+      r.close();
+      await writeFile(file, 'alice:alice@after-close:x-longer-line\n');
+      await waitFor('the poller to see the change', () => seen > 0, { timeoutMs: 3000, intervalMs: 10 });
+      // Deliberate window, the thing tested: no reload (a file read) follows the change.
+      await new Promise((res) => setTimeout(res, 100));
+      expect(await r.resolve('alice', undefined)).toMatchObject({ user: 'alice@new' });
+    } finally {
+      unsubscribe();
+    }
   });
 
   it('rejects creation when the file cannot be read, naming the path', async () => {
