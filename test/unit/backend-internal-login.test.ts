@@ -1,4 +1,4 @@
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -197,31 +197,53 @@ describe('mapped mode', () => {
   });
 
   it('watches the file and reloads on change; close() stops watching', async () => {
-    const r = await make('user-pass', recorder(), 40);
-    // The poller's first stat (its baseline) has no event: a write landing before it is no
-    // change to the poller, so the file is written again each round until the reload shows.
-    const login = await waitFor(
-      'the watcher to reload alice',
-      async () => {
-        const l = await r.resolve('alice', undefined);
-        if (l.method === 'user-pass' && l.user === 'alice@new') return l;
-        await writeFile(file, 'alice:alice@new:newpw\n');
-        return undefined;
+    const log = recorder();
+    const r = await make('user-pass', log, 40);
+    const loads = (): number => log.logs.filter((l) => l.msg === 'backend secrets loaded').length;
+    // A subscriber of our own on the resolver's poller (so it keeps running after close()).
+    // Subscribed after the resolver, it is called right after it for each change: the
+    // resolver's reload for that change has started and not finished yet.
+    let lastSeen = 0;
+    let changes = 0;
+    let loadsBeforeLastReload = 0;
+    const unsubscribe = subscribeToFile(
+      file,
+      (curr) => {
+        changes++;
+        lastSeen = curr.mtimeMs;
+        loadsBeforeLastReload = loads();
       },
-      { timeoutMs: 3000, intervalMs: 20 },
+      40,
     );
-    expect(login).toEqual({ method: 'user-pass', user: 'alice@new', password: 'newpw' });
-
-    // A subscriber of our own on the same poller (so it keeps running after close()): it
-    // shows the poller saw the next change, the one a still-watching resolver would reload on.
-    let seen = 0;
-    const unsubscribe = subscribeToFile(file, () => seen++, 40);
     try {
+      let written = -1;
+      const write = async (text: string): Promise<void> => {
+        await writeFile(file, text);
+        written = (await stat(file)).mtimeMs;
+      };
+      // The poller's first stat (its baseline) has no event: a write landing before it is no
+      // change to the poller, so write again until it reports one, then until it saw the last.
+      await waitFor(
+        'the poller to see the last write',
+        async () => {
+          if (changes > 0) return lastSeen === written;
+          await write('alice:alice@new:newpw\n');
+          return false;
+        },
+        { timeoutMs: 3000, intervalMs: 20 },
+      );
+      // The newest reload has finished (older ones still reading are discarded by it).
+      await waitFor('the reload to finish', () => loads() > loadsBeforeLastReload, { intervalMs: 5 });
+      expect(await r.resolve('alice', undefined)).toEqual({ method: 'user-pass', user: 'alice@new', password: 'newpw' });
+
       r.close();
-      await writeFile(file, 'alice:alice@after-close:x-longer-line\n');
-      await waitFor('the poller to see the change', () => seen > 0, { timeoutMs: 3000, intervalMs: 10 });
+      const loadsAtClose = loads();
+      await write('alice:alice@after-close:x-longer-line\n');
+      // The poll a still-watching resolver would reload on.
+      await waitFor('the poller to see the change', () => lastSeen === written, { timeoutMs: 3000, intervalMs: 10 });
       // Deliberate window, the thing tested: no reload (a file read) follows the change.
       await new Promise((res) => setTimeout(res, 100));
+      expect(loads()).toBe(loadsAtClose);
       expect(await r.resolve('alice', undefined)).toMatchObject({ user: 'alice@new' });
     } finally {
       unsubscribe();
