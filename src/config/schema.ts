@@ -114,6 +114,11 @@ const tlsSchema = z.strictObject({
   /** Key exchange groups, most preferred first. */
   ecdhCurve: opensslList('ecdhCurve', 'colon-separated group names such as X25519:P-256:P-384').default(DEFAULT_ECDH_CURVE),
   clientCertificates: clientCertificatesSchema.optional(),
+  /**
+   * Session-ticket keys shared by every process and replica (one base64 48-byte key a line, the
+   * first encrypts, all decrypt). Default: random keys per process, renewed with the certificate.
+   */
+  ticketKeysFile: filePath.optional(),
 });
 
 /** An IPv4/IPv6 network (`10.0.0.0/8`, `fd00::/8`) or single address; output is always `address/prefix`. */

@@ -14,7 +14,7 @@ import type { ConnectionContext } from './connection.js';
 import type { LoginService } from './login-service.js';
 import { canVerifyChallenges, challengeString, usableMechanisms, type Services } from './services.js';
 import { TrustedNetworks } from '../net/index.js';
-import { TlsContextStore } from './tls-context.js';
+import { ALL_TICKET_KEYS_DECRYPT, TicketKeysError, TlsContextStore } from './tls-context.js';
 import { TlsHandshaker } from './tls-handshaker.js';
 import type { ProxyOptions } from './transport.js';
 
@@ -177,14 +177,15 @@ export class Listener implements AdmissionPoint {
       if (this.tlsHandshaker && this.tlsStore && this.handshakerKey === handshakerKey) {
         handshaker = this.tlsHandshaker;
         // New handshakes use the new context; live sessions keep theirs.
-        if (this.tlsStore !== store) handshaker.setContext(store.currentOptions);
+        if (this.tlsStore !== store) handshaker.setContext(store.currentOptions, store.ticketKeys);
       } else {
-        handshaker = new TlsHandshaker(store.currentOptions, {
-          requestCert: wantCerts,
-          rejectUnauthorized: clientCerts?.mode === 'required',
-          handshakeTimeoutMs,
-        });
+        handshaker = new TlsHandshaker(
+          store.currentOptions,
+          { requestCert: wantCerts, rejectUnauthorized: clientCerts?.mode === 'required', handshakeTimeoutMs },
+          store.ticketKeys,
+        );
       }
+      if (this.tlsStore !== store) this.warnIfOlderKeysIgnored(store);
     }
     if (this.tlsStore !== store) {
       this.unwatch?.();
@@ -207,14 +208,32 @@ export class Listener implements AdmissionPoint {
   async reloadTls(store: TlsContextStore, reason: string): Promise<void> {
     if (this.tlsStore !== store || this.opts.stopping()) return; // replaced by a config reload meanwhile
     try {
-      await store.load();
+      const report = await store.load();
       if (this.tlsStore !== store) return;
       // New handshakes use the new context; live sessions keep theirs.
-      if (store.currentOptions) this.tlsHandshaker?.setContext(store.currentOptions);
+      if (store.currentOptions) this.tlsHandshaker?.setContext(store.currentOptions, store.ticketKeys);
       this.opts.log.info({ listener: this.name, reason }, 'TLS certificate reloaded');
+      if (report.ticketKeysProblem !== undefined) {
+        this.opts.log.warn(
+          { listener: this.name, reason, file: store.files.ticketKeysFile, err: report.ticketKeysProblem },
+          'TLS session ticket keys not reloaded; keeping the old ones',
+        );
+      } else if (report.ticketKeysChanged) {
+        this.opts.log.info({ listener: this.name, reason, file: store.files.ticketKeysFile, keys: store.ticketKeys?.length }, 'TLS session ticket keys reloaded');
+        this.warnIfOlderKeysIgnored(store);
+      }
     } catch (err) {
       this.opts.log.error({ listener: this.name, reason, err: (err as Error).message }, 'TLS certificate reload failed; keeping the old one');
     }
+  }
+
+  /** On a Node without the ticket key callback, tickets under the file's older keys get a full handshake: say so. */
+  private warnIfOlderKeysIgnored(store: TlsContextStore): void {
+    if (ALL_TICKET_KEYS_DECRYPT || (store.ticketKeys?.length ?? 0) < 2) return;
+    this.opts.log.warn(
+      { listener: this.name, file: store.files.ticketKeysFile },
+      'TLS session tickets: this Node decrypts with the first key only; tickets under the older keys get a full handshake',
+    );
   }
 
   /** Stops accepting; resolves once the server is closed (after the last connection is gone). */
@@ -275,7 +294,7 @@ export class Listener implements AdmissionPoint {
   }
 }
 
-/** A listener's certificate store, loaded (none for a listener without TLS). Throws on unreadable or bad files. */
+/** A listener's certificate and ticket key store, loaded (none for a listener without TLS). Throws on unreadable or bad files. */
 export async function loadListenerTls(config: ListenerConfig): Promise<ListenerTls> {
   if (!config.tls) return { store: undefined };
   const clientCerts = config.tls.clientCertificates;
@@ -287,10 +306,14 @@ export async function loadListenerTls(config: ListenerConfig): Promise<ListenerT
     ciphers: config.tls.ciphers,
     ecdhCurve: config.tls.ecdhCurve,
     ...(wantCerts ? { clientCaFile: clientCerts.caFile } : {}),
+    ...(config.tls.ticketKeysFile !== undefined ? { ticketKeysFile: config.tls.ticketKeysFile } : {}),
+    // Sessions resume on the same listener of any process or replica, under the same client-certificate policy.
+    sessionScope: JSON.stringify([config.name, wantCerts ? clientCerts.mode : 'none']),
   });
   try {
     await store.load();
   } catch (err) {
+    if (err instanceof TicketKeysError) throw new Error(`listener ${config.name}: TLS session ticket keys ${err.message}`);
     throw new Error(`listener ${config.name}: TLS certificate ${config.tls.certFile} / key ${config.tls.keyFile}: ${(err as Error).message}`);
   }
   return { store };

@@ -10,6 +10,8 @@
  *                              key matched to the certificate, then the very
  *                              context the listener uses (listener.ts
  *                              loadListenerTls, node:tls createSecureContext)
+ *   listeners[].tls            session ticket keys: parsed by the store's own
+ *     .ticketKeysFile          parser (tls-context.ts parseTicketKeys)
  *   auth.userFile              read and parsed by the user-file verifier's own
  *                              parser; a line it would skip is a problem
  *   backend.login.secretsFile  read and parsed by the internal-login parser
@@ -32,6 +34,7 @@ import type { BackendTlsConfig, KerberosConfig, ListenerConfig } from '../config
 import { parseUserFile, type UserFileLineProblem } from '../auth/user-file.js';
 import { parseSecrets } from '../backend/internal-login.js';
 import { loadListenerTls } from './listener.js';
+import { parseTicketKeys } from './tls-context.js';
 import { keytabPrincipals, openKerberosBinding, rcacheDirProblem } from './kerberos-services.js';
 
 /** What a file-valued key holds. */
@@ -39,6 +42,7 @@ export type ConfigFileKind =
   | 'certificate'
   | 'private-key'
   | 'client-ca'
+  | 'ticket-keys'
   | 'backend-ca'
   | 'user-file'
   | 'backend-secrets'
@@ -56,6 +60,7 @@ export const CONFIG_FILE_KEYS: Readonly<Record<string, ConfigFileKind>> = {
   'listeners[].tls.certFile': 'certificate',
   'listeners[].tls.keyFile': 'private-key',
   'listeners[].tls.clientCertificates.caFile': 'client-ca',
+  'listeners[].tls.ticketKeysFile': 'ticket-keys',
   'auth.userFile': 'user-file',
   'auth.http.headersFile': 'headers',
   'kerberos.keytab': 'keytab',
@@ -127,6 +132,7 @@ export function configFiles(config: PopgateConfig): ConfigFileRef[] {
       cc?.caFile,
       cc?.mode === 'none' ? 'clientCertificates.mode is none' : undefined,
     );
+    add(['listeners', i, 'tls', 'ticketKeysFile'], 'listeners[].tls.ticketKeysFile', tls.ticketKeysFile);
   });
   add(['auth', 'userFile'], 'auth.userFile', config.auth.userFile, config.auth.verifiers.includes('userFile') ? undefined : 'auth.verifiers does not include userFile');
   add(['auth', 'http', 'headersFile'], 'auth.http.headersFile', config.auth.http?.headersFile);
@@ -224,17 +230,19 @@ function commonName(cert: X509Certificate): string {
 // ---------------------------------------------------------------------------
 // Checks, one per kind of file
 
-/** A listener's certificate, key and client CA, then the TLS context the listener builds from them. */
+/** A listener's certificate, key, client CA and ticket keys, then the TLS context the listener builds from them. */
 async function checkListenerTls(listener: ListenerConfig, index: number, refs: readonly ConfigFileRef[]): Promise<Finding> {
   const f = finding();
   const certRef = refs.find((r) => r.kind === 'certificate');
   const keyRef = refs.find((r) => r.kind === 'private-key');
   const caRef = refs.find((r) => r.kind === 'client-ca' && r.unusedBecause === undefined);
+  const ticketRef = refs.find((r) => r.kind === 'ticket-keys');
   if (!certRef || !keyRef) return f;
-  const [certPem, keyPem, caPem] = await Promise.all([
+  const [certPem, keyPem, caPem, ticketText] = await Promise.all([
     readOrReport(certRef, 'certificate file', f),
     readOrReport(keyRef, 'private key file', f),
     caRef ? readOrReport(caRef, 'client CA file', f) : undefined,
+    ticketRef ? readOrReport(ticketRef, 'session ticket key file', f) : undefined,
   ]);
   let leaf: X509Certificate | undefined;
   let chainLength = 0;
@@ -272,6 +280,18 @@ async function checkListenerTls(listener: ListenerConfig, index: number, refs: r
     if ('problem' in parsed) f.issues.push({ path: caRef.path, file: caRef.file, message: `client CA file ${caRef.file}: ${parsed.problem}` });
     else caCount = parsed.certificates.length;
   }
+  let ticketKeys = 0;
+  if (ticketRef && ticketText) {
+    const parsed = parseTicketKeys(ticketText.toString('utf8'));
+    if ('problem' in parsed) {
+      f.issues.push({
+        path: ticketRef.path,
+        file: ticketRef.file,
+        message: `session ticket key file ${ticketRef.file}: ${parsed.problem}`,
+        hint: 'one key a line, each made by: openssl rand -base64 48 (the first encrypts new tickets; # starts a comment)',
+      });
+    } else ticketKeys = parsed.keys.length;
+  }
   if (f.issues.length > 0 || !leaf) return f;
   // The listener's own loading code: what serve and a reload run.
   try {
@@ -284,6 +304,13 @@ async function checkListenerTls(listener: ListenerConfig, index: number, refs: r
   f.checked.push({ path: certRef.path, file: certRef.file, detail: `certificate ${commonName(leaf)}${chain}, valid until ${validUntil(leaf)}` });
   f.checked.push({ path: keyRef.path, file: keyRef.file, detail: `private key (${key?.asymmetricKeyType ?? 'unknown type'}) matching the certificate; TLS context built` });
   if (caRef) f.checked.push({ path: caRef.path, file: caRef.file, detail: `${caCount} client CA certificate${caCount === 1 ? '' : 's'}` });
+  if (ticketRef) {
+    f.checked.push({
+      path: ticketRef.path,
+      file: ticketRef.file,
+      detail: `${ticketKeys} session ticket key${ticketKeys === 1 ? '' : 's'}${ticketKeys > 1 ? ' (the first encrypts, all decrypt)' : ''}`,
+    });
+  }
   return f;
 }
 

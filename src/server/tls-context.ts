@@ -1,6 +1,6 @@
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion } from 'node:tls';
+import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion, type Server } from 'node:tls';
 import { subscribeToFile } from '../config/file-watch.js';
 
 export interface TlsFiles {
@@ -13,6 +13,16 @@ export interface TlsFiles {
   readonly ecdhCurve: string;
   /** CAs that sign acceptable client certificates (SASL EXTERNAL). */
   readonly clientCaFile?: string | undefined;
+  /** Session-ticket keys (listeners[].tls.ticketKeysFile); none: random keys per load. */
+  readonly ticketKeysFile?: string | undefined;
+  /**
+   * Which sessions may resume here: listeners (in any process) with the same
+   * scope and the same client CAs accept each other's tickets. The listener
+   * gives its name and client-certificate mode, so a session without a
+   * certificate, or one verified by other CAs, never resumes on a listener
+   * that requires one.
+   */
+  readonly sessionScope?: string | undefined;
 }
 
 /**
@@ -25,14 +35,55 @@ export interface TlsFiles {
  */
 export const LISTENER_SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_PRIORITIZE_CHACHA;
 
+/** A ticket key: 16-byte key name, 16-byte HMAC-SHA256 key, 16-byte AES-128-CBC key (the layout of Node's `ticketKeys`). */
+export const TICKET_KEY_BYTES = 48;
+/** One key a line: 48 bytes are 64 base64 characters, never padded (`openssl rand -base64 48`). */
+const TICKET_KEY_LINE = /^[A-Za-z0-9+/]{64}$/;
+
+/** The keys of a ticket key file, the one that encrypts first, or what is wrong with it (never its content). */
+export function parseTicketKeys(text: string): { readonly keys: readonly Buffer[] } | { readonly problem: string } {
+  const keys: Buffer[] = [];
+  const lineOf = new Map<string, number>();
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (!TICKET_KEY_LINE.test(line)) {
+      return { problem: `line ${i + 1}: not a key (expected 64 base64 characters, 48 bytes; found ${line.length} characters)` };
+    }
+    const key = Buffer.from(line, 'base64');
+    // The first 16 bytes name the key in every ticket: two keys of one name would shadow each other.
+    const name = key.subarray(0, 16).toString('hex');
+    const earlier = lineOf.get(name);
+    if (earlier !== undefined) return { problem: `line ${i + 1}: repeats the key name of line ${earlier}` };
+    lineOf.set(name, i + 1);
+    keys.push(key);
+  }
+  if (keys.length === 0) return { problem: 'no key in it' };
+  return { keys };
+}
+
+/** A ticket key file that cannot be used (unreadable or malformed). */
+export class TicketKeysError extends Error {}
+
+/** What a load did with the ticket key file (certificates either load or throw). */
+export interface TlsLoadReport {
+  /** The file's keys differ from the ones in use before. */
+  readonly ticketKeysChanged: boolean;
+  /** Why the file was not used at this reload; the previous keys stay. */
+  readonly ticketKeysProblem?: string;
+}
+
 /**
- * Holds a listener's current certificate. `load()` reads the files again and
- * swaps the context atomically; a failed load keeps the previous one, so a
- * half-written certificate never takes the listener down.
+ * Holds a listener's current certificate and session-ticket keys. `load()`
+ * reads the files again and swaps the context atomically; a failed load keeps
+ * the previous one, so a half-written certificate never takes the listener
+ * down. A bad ticket key file at a reload keeps the previous keys (and the
+ * new certificate); at the first load it throws TicketKeysError.
  */
 export class TlsContextStore {
   private context: SecureContext | undefined;
   private options: SecureContextOptions | undefined;
+  private keys: readonly Buffer[] | undefined;
 
   constructor(readonly files: TlsFiles) {}
 
@@ -45,12 +96,34 @@ export class TlsContextStore {
     return this.options;
   }
 
-  async load(): Promise<void> {
-    const [cert, key, ca] = await Promise.all([
+  /** The session-ticket keys of the current context: the first encrypts, every one decrypts (see useTicketKeys). */
+  get ticketKeys(): readonly Buffer[] | undefined {
+    return this.keys;
+  }
+
+  async load(): Promise<TlsLoadReport> {
+    const [cert, key, ca, fileKeys] = await Promise.all([
       readFile(this.files.certFile),
       readFile(this.files.keyFile),
       this.files.clientCaFile ? readFile(this.files.clientCaFile) : undefined,
+      this.readTicketKeys(),
     ]);
+    let keys: readonly Buffer[];
+    let report: TlsLoadReport;
+    if (fileKeys === undefined) {
+      // Without a file: fresh random keys per context, as Node makes them, but
+      // explicit so that tls.Server.setSecureContext never carries older ones over.
+      keys = [randomBytes(TICKET_KEY_BYTES)];
+      report = { ticketKeysChanged: false };
+    } else if (fileKeys instanceof TicketKeysError) {
+      if (!this.options || !this.keys || !this.files.ticketKeysFile) throw fileKeys;
+      keys = this.keys;
+      report = { ticketKeysChanged: false, ticketKeysProblem: fileKeys.message };
+    } else {
+      keys = fileKeys;
+      report = { ticketKeysChanged: this.keys !== undefined && !sameKeys(this.keys, fileKeys) };
+    }
+    const [firstKey] = keys;
     const options: SecureContextOptions = {
       cert,
       key,
@@ -60,20 +133,117 @@ export class TlsContextStore {
       ecdhCurve: this.files.ecdhCurve,
       honorCipherOrder: true,
       secureOptions: LISTENER_SECURE_OPTIONS,
+      // Encrypts new tickets; useTicketKeys adds the older keys for decryption.
+      ...(firstKey ? { ticketKeys: firstKey } : {}),
+      sessionIdContext: sessionIdContext(this.files.sessionScope ?? '', ca),
     };
     // Throws on a mismatched key or garbage PEM before anything is swapped.
     this.context = createSecureContext(options);
     this.options = options;
+    this.keys = keys;
+    return report;
+  }
+
+  /** The file's keys, its problem, or undefined without a file. */
+  private async readTicketKeys(): Promise<readonly Buffer[] | TicketKeysError | undefined> {
+    const file = this.files.ticketKeysFile;
+    if (file === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      return new TicketKeysError(`${file}: cannot read it (${code ?? (err as Error).message})`);
+    }
+    const parsed = parseTicketKeys(text);
+    return 'problem' in parsed ? new TicketKeysError(`${file}: ${parsed.problem}`) : parsed.keys;
   }
 
   /**
-   * Calls `onChange` (debounced) when the certificate, key or client CA file
-   * changes on disk; returns the function that stops watching. See watchFiles.
+   * Calls `onChange` (debounced) when the certificate, key, client CA or
+   * ticket key file changes on disk; returns the function that stops
+   * watching. See watchFiles.
    */
   watch(onChange: () => void, opts?: WatchOptions): () => void {
-    const files = [this.files.certFile, this.files.keyFile, ...(this.files.clientCaFile ? [this.files.clientCaFile] : [])];
+    const { certFile, keyFile, clientCaFile, ticketKeysFile } = this.files;
+    const files = [certFile, keyFile, ...(clientCaFile ? [clientCaFile] : []), ...(ticketKeysFile ? [ticketKeysFile] : [])];
     return watchFiles(files, onChange, opts);
   }
+}
+
+function sameKeys(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  return a.length === b.length && a.every((k, i) => b[i]?.equals(k) === true);
+}
+
+/**
+ * OpenSSL's session ID context (at most 32 bytes): a session resumes only
+ * where it matches. Made from the scope and the client CAs rather than from
+ * the command line (Node's default), so replicas started differently still
+ * share sessions.
+ */
+function sessionIdContext(scope: string, ca: Buffer | undefined): string {
+  const hash = createHash('sha256').update('popgate listener sessions\0').update(scope).update('\0');
+  if (ca) hash.update(ca);
+  return hash.digest('hex').slice(0, 32);
+}
+
+/**
+ * OpenSSL's ticket key callback as Node calls it: `(name, iv, encrypt)` in,
+ * `[result, hmacKey, aesKey, name?, iv?]` out. Result 1: use these keys; 2:
+ * the ticket is good but was made under an older key, so OpenSSL sends a
+ * new one; 0: unknown key, a full handshake.
+ */
+type TicketKeyCallback = (name: Buffer, iv: Buffer, encrypt: boolean) => [number, Buffer, Buffer, Buffer?, Buffer?];
+
+/** The part of Node's native SecureContext that takes a ticket key callback (undocumented; present since Node 3). */
+interface NativeTicketContext {
+  enableTicketKeyCallback?: unknown;
+  onticketkeycallback?: TicketKeyCallback;
+}
+
+function nativeContext(context: SecureContext | undefined): NativeTicketContext | undefined {
+  const native: unknown = (context as { context?: unknown } | undefined)?.context;
+  return typeof native === 'object' && native !== null ? (native as NativeTicketContext) : undefined;
+}
+
+/**
+ * Whether this Node lets every key of a ticket key file decrypt. Node's
+ * documented API takes one key (`ticketKeys`, setTicketKeys); the native
+ * context also has the ticket key callback Node's own tests use. Without it
+ * only the first key works: tickets under an older one get a full handshake.
+ */
+export const ALL_TICKET_KEYS_DECRYPT = typeof nativeContext(createSecureContext({}))?.enableTicketKeyCallback === 'function';
+
+/** The callback: the first key encrypts (random IV), any key decrypts by its name. */
+export function ticketKeyCallback(keys: readonly Buffer[]): TicketKeyCallback {
+  const parts = keys.map((k) => ({ name: k.subarray(0, 16), hmac: k.subarray(16, 32), aes: k.subarray(32, 48) }));
+  const [current] = parts;
+  if (!current) throw new Error('ticketKeyCallback: no key');
+  return (name, _iv, encrypt) => {
+    if (encrypt) return [1, current.hmac, current.aes, current.name, randomBytes(16)];
+    const i = parts.findIndex((p) => p.name.equals(name));
+    const p = parts[i];
+    // Node still wants 16-byte keys with a 0; OpenSSL then ignores them.
+    if (!p) return [0, current.hmac, current.aes];
+    return [i === 0 ? 1 : 2, p.hmac, p.aes];
+  };
+}
+
+/**
+ * Makes a tls.Server whose context was just set (createServer,
+ * setSecureContext) decrypt tickets under every key of `keys`, not only the
+ * first, which the context's `ticketKeys` option already encrypts with.
+ * Returns false when this Node cannot (ALL_TICKET_KEYS_DECRYPT).
+ */
+export function useTicketKeys(server: Server, keys: readonly Buffer[]): boolean {
+  // One key: the ticketKeys option does it all, through Node's documented path.
+  if (keys.length < 2) return true;
+  // tls.Server's own setTicketKeys reaches its context the same way.
+  const native = nativeContext((server as unknown as { _sharedCreds?: SecureContext })._sharedCreds);
+  if (!native || typeof native.enableTicketKeyCallback !== 'function') return false;
+  native.onticketkeycallback = ticketKeyCallback(keys);
+  (native.enableTicketKeyCallback as () => void).call(native);
+  return true;
 }
 
 export interface WatchOptions {

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
+import { useTicketKeys } from './tls-context.js';
 
 export interface HandshakerOptions {
   /** Ask for a client certificate. */
@@ -26,13 +27,15 @@ export class TlsHandshaker {
   private readonly server: Server;
   private readonly waiting = new Map<string, (result: TLSSocket | Error) => void>();
 
-  constructor(context: SecureContextOptions, opts: HandshakerOptions) {
+  /** `ticketKeys`: every key that decrypts session tickets (the context's `ticketKeys` is the first, which encrypts). */
+  constructor(context: SecureContextOptions, opts: HandshakerOptions, ticketKeys?: readonly Buffer[]) {
     this.server = createServer({
       ...context,
       requestCert: opts.requestCert,
       rejectUnauthorized: opts.rejectUnauthorized,
       handshakeTimeout: opts.handshakeTimeoutMs,
     });
+    if (ticketKeys) useTicketKeys(this.server, ticketKeys);
     this.server.on('secureConnection', (socket: TLSSocket) => {
       // Before any further record is read: the renegotiation check runs when a handshake starts.
       socket.disableRenegotiation();
@@ -46,9 +49,11 @@ export class TlsHandshaker {
     this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => this.settle(socket, err));
   }
 
-  /** New handshakes use these certificates; established sessions keep theirs. */
-  setContext(context: SecureContextOptions): void {
+  /** New handshakes use these certificates and ticket keys; established sessions keep theirs. */
+  setContext(context: SecureContextOptions, ticketKeys?: readonly Buffer[]): void {
     this.server.setSecureContext(context);
+    // A new native context: the decrypting keys go on it afresh.
+    if (ticketKeys) useTicketKeys(this.server, ticketKeys);
   }
 
   /** Resolves with the secured socket, or the reason the handshake failed (the socket is then destroyed). */

@@ -61,6 +61,8 @@ export interface TestGatewayOptions {
   readonly authExtra?: readonly string[];
   /** Extra keys inside the backend block, e.g. `tls: { mode: implicit }` (indented by the helper). */
   readonly backendExtra?: string;
+  /** Extra keys for both listeners' tls flow maps, e.g. `ticketKeysFile: /tmp/keys`. */
+  readonly tlsExtra?: string;
   /** Extra keys for the plaintext pop3 listener's flow map, e.g. `proxyProtocol: { ... }`. */
   readonly listenerExtra?: string;
   /** Start the admin HTTP listener (metrics, health, readiness) on 127.0.0.1, an ephemeral port. Default false. */
@@ -90,12 +92,13 @@ async function startIn(dir: string, opts: TestGatewayOptions): Promise<TestGatew
   const lines = await Promise.all(opts.users.map(async (u) => `${u.name}:${await hashPassword(u.password, { scryptLogN: 10 })}`));
   await writeFile(join(dir, 'users'), lines.join('\n') + '\n');
   for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(join(dir, name), content);
+  const tlsExtra = opts.tlsExtra ? `, ${opts.tlsExtra}` : '';
   const yaml = `
 log: { level: debug }
 listeners:
-  - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
+  - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile}${tlsExtra} } }
   - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},${opts.listenerExtra ? ` ${opts.listenerExtra},` : ''}
-      tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile} } }
+      tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile}${tlsExtra} } }
 ${(opts.extraListeners ?? []).map((l) => `  - ${l}`).join('\n')}
 auth:
   userFile: users

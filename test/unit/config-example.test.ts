@@ -11,6 +11,7 @@ const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.u
 const COMMENTED_ONLY = new Set([
   'listeners[].tls.ciphers',
   'listeners[].tls.ecdhCurve',
+  'listeners[].tls.ticketKeysFile',
   'backend.login.password',
   'backend.login.secretsFile',
   'backend.tls.caFile',

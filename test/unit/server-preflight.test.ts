@@ -88,7 +88,7 @@ describe('preflight: which files', () => {
   it('configFiles names every file key of a config that sets them all, and which ones serve does not read', async () => {
     const common = `
 listeners:
-  - { kind: pop3s, port: 995, tls: { certFile: c.pem, keyFile: k.pem, clientCertificates: { mode: optional, caFile: client-ca.pem } } }
+  - { kind: pop3s, port: 995, tls: { certFile: c.pem, keyFile: k.pem, clientCertificates: { mode: optional, caFile: client-ca.pem }, ticketKeysFile: ticket-keys } }
   - { kind: pop3, port: 110, tls: { certFile: c.pem, keyFile: k.pem, clientCertificates: { mode: none, caFile: unused-ca.pem } } }
 auth:
   userFile: users
@@ -107,6 +107,7 @@ ${kerberosYaml({ keytab: 'kt', rcacheDir: 'rc', krb5Config: 'krb5.conf' })}`;
       ['listeners[0].tls.certFile', 'c.pem', undefined],
       ['listeners[0].tls.keyFile', 'k.pem', undefined],
       ['listeners[0].tls.clientCertificates.caFile', 'client-ca.pem', undefined],
+      ['listeners[0].tls.ticketKeysFile', 'ticket-keys', undefined],
       ['listeners[1].tls.certFile', 'c.pem', undefined],
       ['listeners[1].tls.keyFile', 'k.pem', undefined],
       ['listeners[1].tls.clientCertificates.caFile', 'unused-ca.pem', 'clientCertificates.mode is none'],
