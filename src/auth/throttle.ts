@@ -650,6 +650,7 @@ export class LoginThrottle {
   private readonly now: () => number;
   private lastErrorLog = Number.NEGATIVE_INFINITY;
   private unlogged = 0;
+  private errors = 0;
   /** The store failed since its last success (to log the recovery). */
   private storeDown = false;
 
@@ -661,6 +662,11 @@ export class LoginThrottle {
 
   get store(): FailureStore {
     return this.options.store;
+  }
+
+  /** Store errors so far (calls failed open and connection errors), logged or not: for a metric. */
+  get storeErrors(): number {
+    return this.errors;
   }
 
   /** `ip:<address or IPv6 /64>` and `user:<name>`, each when known. */
@@ -736,6 +742,7 @@ export class LoginThrottle {
    */
   storeError(err: unknown): void {
     this.storeDown = true;
+    this.errors++;
     const now = this.now();
     if (now - this.lastErrorLog < ERROR_LOG_INTERVAL_MS) {
       this.unlogged++;
