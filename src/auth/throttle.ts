@@ -295,25 +295,29 @@ function keepConnecting<C>(r: Reconnectable<C>, onError: (err: Error) => void): 
     first = (err) => (err ? reject(err) : resolve());
   });
   connected.catch(() => {});
+  /** The client still connecting: destroyed on stop, or its connect loop would outlive the store. */
+  let pending: C | undefined;
   const attempt = (): void => {
     if (stopped) return;
     const c = r.create();
+    pending = c;
     r.connect(c).then(
       () => {
+        pending = undefined;
         if (stopped) r.destroy(c);
         else current = c;
         first?.();
         first = undefined;
       },
       (err: unknown) => {
+        pending = undefined;
         r.destroy(c);
+        if (stopped) return;
         onError(asError(err));
         first?.(asError(err));
         first = undefined;
-        if (!stopped) {
-          timer = setTimeout(attempt, 2_000);
-          timer.unref();
-        }
+        timer = setTimeout(attempt, 2_000);
+        timer.unref();
       },
     );
   };
@@ -324,6 +328,7 @@ function keepConnecting<C>(r: Reconnectable<C>, onError: (err: Error) => void): 
     stop() {
       stopped = true;
       clearTimeout(timer);
+      if (pending !== undefined) r.destroy(pending);
     },
   };
 }
