@@ -18,8 +18,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createClient } from 'redis';
-import type { AuthConfig } from '../config/schema.js';
+import { createClient, createCluster, createSentinel } from 'redis';
+import { parseRedisNode, type AuthConfig } from '../config/schema.js';
 import { addressKey as keyOf, TrustedNetworks } from '../net/index.js';
 
 /** Failure counters and locks by key (`ip:<address>`, `user:<name>`). */
@@ -179,9 +179,39 @@ export class MemoryFailureStore implements FailureStore {
 /** Deadline for one Redis call and for the first connection at startup. */
 export const REDIS_TIMEOUT_MS = 1_000;
 
+/** A Redis node or sentinel. */
+export interface RedisEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Redis Sentinel: where to ask for the current master of `masterName`. */
+export interface RedisSentinelTarget {
+  readonly masterName: string;
+  readonly sentinels: readonly RedisEndpoint[];
+  /** ACL user / password on the sentinels themselves. */
+  readonly username?: string;
+  readonly password?: string;
+}
+
+/** Redis Cluster: seed nodes (the client discovers the slots and the other nodes). */
+export interface RedisClusterTarget {
+  readonly nodes: readonly RedisEndpoint[];
+}
+
 export interface RedisFailureStoreOptions {
-  /** redis:// or rediss:// URL (may carry user:password@ and a /db number). */
-  readonly url: string;
+  /** One server: redis:// or rediss:// URL (may carry user:password@ and a /db number). */
+  readonly url?: string;
+  /** Or a master found through Redis Sentinel (failovers followed). */
+  readonly sentinel?: RedisSentinelTarget;
+  /** Or a Redis Cluster (keys carry {hash tags}, see RedisFailureStore). */
+  readonly cluster?: RedisClusterTarget;
+  /** Credentials and TLS on the data nodes (sentinel, cluster; a URL carries its own). */
+  readonly username?: string;
+  readonly password?: string;
+  readonly tls?: boolean;
+  /** Database on the sentinel-managed master. */
+  readonly database?: number;
   /** Prefix of every key popgate writes (`<prefix>fail:<key>`, `<prefix>lock:<key>`). */
   readonly keyPrefix: string;
   /** Deadline for one call, and for the first connection in connect(). Default REDIS_TIMEOUT_MS. */
@@ -192,22 +222,253 @@ export interface RedisFailureStoreOptions {
   readonly onReady?: () => void;
 }
 
-type RedisClient = ReturnType<typeof createClient>;
+/** Keep trying, backing off to one attempt every 2 s. */
+const reconnectStrategy = (retries: number): number => Math.min(50 * 2 ** Math.min(retries, 6), 2_000);
 
 /**
- * Counters in one Redis server (not Redis Cluster: a MULTI spans keys), so
- * every replica sees the same failures. Counters are INCR + PEXPIRE in one
- * MULTI; locks are `SET <prefix>lock:<key> 1 PX <ms>`. Calls fail fast while
- * the connection is down (no offline queue) and give up after `timeoutMs`.
+ * What the store needs from a Redis client, whatever the topology: the
+ * library's client (createClient / createSentinel / createCluster) routes
+ * and reconnects; this only gives the three one shape.
+ */
+interface RedisLink {
+  readonly ready: boolean;
+  /** `commands` in one MULTI/EXEC; in a cluster every key in them must be in `firstKey`'s slot. */
+  transaction(firstKey: string, commands: readonly (readonly string[])[]): Promise<unknown[]>;
+  /** One command; `firstKey` routes it in a cluster. */
+  command(firstKey: string, readonly: boolean, args: readonly string[]): Promise<unknown>;
+  /** Resolves when first connected (rejects on a failed attempt; the link keeps trying). */
+  readonly connected: Promise<void>;
+  close(): Promise<void>;
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function standaloneLink(options: RedisFailureStoreOptions, url: string, timeoutMs: number): RedisLink {
+  const client = createClient({ url, disableOfflineQueue: true, socket: { connectTimeout: timeoutMs, reconnectStrategy } });
+  // Without a listener an 'error' event would crash the process.
+  client.on('error', (err: unknown) => options.onError?.(asError(err)));
+  client.on('ready', () => options.onReady?.());
+  const connected = client.connect().then(() => undefined);
+  connected.catch(() => {}); // reported through 'error'; a later rejection is not unhandled
+  return {
+    get ready() {
+      return client.isReady;
+    },
+    connected,
+    async transaction(_firstKey, commands) {
+      const multi = client.multi();
+      for (const c of commands) multi.addCommand([...c]);
+      return (await multi.exec()) as unknown[];
+    },
+    command: (_firstKey, _readonly, args) => client.sendCommand([...args]),
+    async close() {
+      try {
+        // QUIT when connected; while reconnecting there is nothing to say goodbye to.
+        if (client.isReady) await withDeadline(client.close(), timeoutMs, 'redis close');
+        else if (client.isOpen) client.destroy();
+      } catch {
+        if (client.isOpen) client.destroy();
+      }
+    },
+  };
+}
+
+/**
+ * A topology client whose first connect() can fail for good (the sentinel
+ * client gives up after some rediscoveries and cannot be connected again):
+ * retried with a fresh client every 2 s until one connects or the link closes.
+ */
+interface Reconnectable<C> {
+  create(): C;
+  connect(c: C): Promise<unknown>;
+  destroy(c: C): void;
+}
+
+function keepConnecting<C>(r: Reconnectable<C>, onError: (err: Error) => void): { current(): C | undefined; connected: Promise<void>; stop(): void } {
+  let current: C | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let first: ((err?: Error) => void) | undefined;
+  const connected = new Promise<void>((resolve, reject) => {
+    first = (err) => (err ? reject(err) : resolve());
+  });
+  connected.catch(() => {});
+  /** The client still connecting: destroyed on stop, or its connect loop would outlive the store. */
+  let pending: C | undefined;
+  const attempt = (): void => {
+    if (stopped) return;
+    const c = r.create();
+    pending = c;
+    r.connect(c).then(
+      () => {
+        pending = undefined;
+        if (stopped) r.destroy(c);
+        else current = c;
+        first?.();
+        first = undefined;
+      },
+      (err: unknown) => {
+        pending = undefined;
+        r.destroy(c);
+        if (stopped) return;
+        onError(asError(err));
+        first?.(asError(err));
+        first = undefined;
+        timer = setTimeout(attempt, 2_000);
+        timer.unref();
+      },
+    );
+  };
+  attempt();
+  return {
+    current: () => current,
+    connected,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      if (pending !== undefined) r.destroy(pending);
+    },
+  };
+}
+
+function notConnected(what: string): Promise<never> {
+  return Promise.reject(new Error(`${what}: not connected`));
+}
+
+function sentinelLink(options: RedisFailureStoreOptions, target: RedisSentinelTarget, timeoutMs: number): RedisLink {
+  type Sentinel = ReturnType<typeof createSentinel>;
+  const nodeSocket = { connectTimeout: timeoutMs, reconnectStrategy, ...(options.tls ? { tls: true as const } : {}) };
+  const conn = keepConnecting<Sentinel>(
+    {
+      create() {
+        const s = createSentinel({
+          name: target.masterName,
+          sentinelRootNodes: target.sentinels.map((n) => ({ host: n.host, port: n.port })),
+          nodeClientOptions: {
+            disableOfflineQueue: true,
+            ...(options.username !== undefined ? { username: options.username } : {}),
+            ...(options.password !== undefined ? { password: options.password } : {}),
+            ...(options.database !== undefined ? { database: options.database } : {}),
+            socket: nodeSocket,
+          },
+          sentinelClientOptions: {
+            ...(target.username !== undefined ? { username: target.username } : {}),
+            ...(target.password !== undefined ? { password: target.password } : {}),
+            socket: nodeSocket,
+          },
+          // Master and sentinel connection errors reach our one 'error' listener.
+          passthroughClientErrorEvents: true,
+        });
+        s.on('error', (err: unknown) => options.onError?.(asError(err)));
+        // A new master after a failover (or the first one).
+        s.on('topology-change', (event: { type: string }) => {
+          if (event.type === 'MASTER_CHANGE') options.onReady?.();
+        });
+        return s;
+      },
+      connect: (s) => s.connect(),
+      destroy: (s) => void s.destroy().catch(() => {}),
+    },
+    (err) => options.onError?.(err),
+  );
+  return {
+    get ready() {
+      return conn.current()?.isReady ?? false;
+    },
+    connected: conn.connected,
+    async transaction(_firstKey, commands) {
+      const s = conn.current();
+      if (!s) return notConnected('redis sentinel');
+      const multi = s.multi();
+      for (const c of commands) multi.addCommand(false, [...c]);
+      return (await multi.exec()) as unknown[];
+    },
+    command(_firstKey, readonly, args) {
+      const s = conn.current();
+      return s ? s.sendCommand(readonly, [...args]) : notConnected('redis sentinel');
+    },
+    async close() {
+      conn.stop();
+      const s = conn.current();
+      if (s?.isOpen) await withDeadline(s.close(), timeoutMs, 'redis close');
+    },
+  };
+}
+
+function clusterLink(options: RedisFailureStoreOptions, target: RedisClusterTarget, timeoutMs: number): RedisLink {
+  type Cluster = ReturnType<typeof createCluster>;
+  const conn = keepConnecting<Cluster>(
+    {
+      create() {
+        const c = createCluster({
+          rootNodes: target.nodes.map((n) => ({ socket: { host: n.host, port: n.port } })),
+          defaults: {
+            disableOfflineQueue: true,
+            ...(options.username !== undefined ? { username: options.username } : {}),
+            ...(options.password !== undefined ? { password: options.password } : {}),
+            socket: { connectTimeout: timeoutMs, reconnectStrategy, ...(options.tls ? { tls: true as const } : {}) },
+          },
+        });
+        c.on('error', (err: unknown) => options.onError?.(asError(err)));
+        return c;
+      },
+      connect: (c) => c.connect(),
+      destroy: (c) => {
+        if (c.isOpen) c.destroy();
+      },
+    },
+    (err) => options.onError?.(err),
+  );
+  void conn.connected.then(() => options.onReady?.(), () => {});
+  return {
+    get ready() {
+      return conn.current()?.isOpen ?? false;
+    },
+    connected: conn.connected,
+    async transaction(firstKey, commands) {
+      const c = conn.current();
+      if (!c) return notConnected('redis cluster');
+      const multi = c.multi(firstKey);
+      for (const cmd of commands) multi.addCommand(firstKey, false, [...cmd]);
+      return (await multi.exec()) as unknown[];
+    },
+    command(firstKey, readonly, args) {
+      const c = conn.current();
+      return c ? c.sendCommand(firstKey, readonly, [...args]) : notConnected('redis cluster');
+    },
+    async close() {
+      conn.stop();
+      const c = conn.current();
+      if (c?.isOpen) await withDeadline(c.close(), timeoutMs, 'redis close');
+    },
+  };
+}
+
+/**
+ * Counters in Redis, so every replica sees the same failures: one server
+ * (url), the master Redis Sentinel names (sentinel; failovers followed), or
+ * a Redis Cluster (cluster). Counters are INCR + PEXPIRE in one MULTI;
+ * locks are `SET <prefix>lock:<key> 1 PX <ms>`. Calls fail fast while the
+ * connection is down (no offline queue) and give up after `timeoutMs`.
+ *
+ * In a cluster a MULTI, MGET, EXISTS or DEL must stay in one slot. There the
+ * address or user part of each key is a hash tag (`<prefix>fail:{ip:192.0.2.1}`,
+ * `<prefix>lock:{ip:192.0.2.1}`: one slot per address or user) and every
+ * operation is split into one call per tag. One server and Sentinel keep
+ * the untagged names, so existing counters stay valid.
  */
 export class RedisFailureStore implements FailureStore {
   readonly name = 'redis';
   private closed = false;
 
   private constructor(
-    private readonly client: RedisClient,
+    private readonly link: RedisLink,
     private readonly prefix: string,
     private readonly timeoutMs: number,
+    /** Redis Cluster: hash-tagged keys, one call per tag. */
+    private readonly clustered: boolean,
   ) {}
 
   /**
@@ -217,91 +478,94 @@ export class RedisFailureStore implements FailureStore {
    */
   static async connect(options: RedisFailureStoreOptions): Promise<RedisFailureStore> {
     const timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
-    const client = createClient({
-      url: options.url,
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: timeoutMs,
-        // Keep trying, backing off to one attempt every 2 s.
-        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2_000),
-      },
-    });
-    // Without a listener an 'error' event would crash the process.
-    client.on('error', (err: unknown) => options.onError?.(err instanceof Error ? err : new Error(String(err))));
-    client.on('ready', () => options.onReady?.());
-    const connecting = client.connect();
-    connecting.catch(() => {}); // reported through 'error'; a later rejection is not unhandled
-    const store = new RedisFailureStore(client, options.keyPrefix, timeoutMs);
+    const given = [options.url, options.sentinel, options.cluster].filter((x) => x !== undefined).length;
+    if (given !== 1) throw new Error('RedisFailureStore: give exactly one of url, sentinel, cluster');
+    const link = options.sentinel
+      ? sentinelLink(options, options.sentinel, timeoutMs)
+      : options.cluster
+        ? clusterLink(options, options.cluster, timeoutMs)
+        : standaloneLink(options, options.url!, timeoutMs);
+    const store = new RedisFailureStore(link, options.keyPrefix, timeoutMs, options.cluster !== undefined);
     try {
-      await withDeadline(connecting, timeoutMs, 'redis connect');
+      await withDeadline(link.connected, timeoutMs, 'redis connect');
     } catch (err) {
-      options.onError?.(err instanceof Error ? err : new Error(String(err)));
+      options.onError?.(asError(err));
     }
     return store;
   }
 
   /** Whether the connection is up now. */
   get ready(): boolean {
-    return this.client.isReady;
+    return this.link.ready;
+  }
+
+  /** The Redis keys of a throttle key (`ip:...`, `user:...`): its counter and its lock. */
+  redisKeys(key: string): { fail: string; lock: string } {
+    // Popgate's braces come first (the schema keeps them out of a cluster's prefix), so they are the hash tag.
+    const part = this.clustered ? `{${key}}` : key;
+    return { fail: `${this.prefix}fail:${part}`, lock: `${this.prefix}lock:${part}` };
   }
 
   async recordFailure(keys: readonly string[], windowMs: number): Promise<number[]> {
-    if (keys.length === 0) return [];
-    const multi = this.client.multi();
-    for (const key of keys) multi.incr(this.failKey(key)).pExpire(this.failKey(key), windowMs);
-    const replies = (await this.call(multi.exec())) as unknown[];
-    return keys.map((_, i) => toCount(replies[2 * i]));
+    const counts = await this.perSlot(keys, async (group) => {
+      const fails = group.map((k) => this.redisKeys(k).fail);
+      const replies = await this.link.transaction(fails[0]!, fails.flatMap((f) => [['INCR', f], ['PEXPIRE', f, String(windowMs)]]));
+      return group.map((_, i) => toCount(replies[2 * i]));
+    });
+    return counts.flat();
   }
 
   async failures(keys: readonly string[]): Promise<number[]> {
-    if (keys.length === 0) return [];
-    const values = await this.call(this.client.mGet(keys.map((k) => this.failKey(k))));
-    return keys.map((_, i) => toCount(values[i]));
+    const counts = await this.perSlot(keys, async (group) => {
+      const fails = group.map((k) => this.redisKeys(k).fail);
+      const values = (await this.link.command(fails[0]!, true, ['MGET', ...fails])) as unknown[];
+      return group.map((_, i) => toCount(values[i]));
+    });
+    return counts.flat();
   }
 
   async lock(keys: readonly string[], ms: number): Promise<void> {
-    if (keys.length === 0) return;
-    const multi = this.client.multi();
-    for (const key of keys) multi.set(this.lockKey(key), '1', { expiration: { type: 'PX', value: Math.max(1, Math.round(ms)) } });
-    await this.call(multi.exec());
+    const px = String(Math.max(1, Math.round(ms)));
+    await this.perSlot(keys, (group) => {
+      const locks = group.map((k) => this.redisKeys(k).lock);
+      return this.link.transaction(locks[0]!, locks.map((l) => ['SET', l, '1', 'PX', px]));
+    });
   }
 
   async isLocked(keys: readonly string[]): Promise<boolean> {
-    if (keys.length === 0) return false;
-    return (await this.call(this.client.exists(keys.map((k) => this.lockKey(k))))) > 0;
+    const found = await this.perSlot(keys, async (group) => {
+      const locks = group.map((k) => this.redisKeys(k).lock);
+      return toCount(await this.link.command(locks[0]!, true, ['EXISTS', ...locks]));
+    });
+    return found.some((n) => n > 0);
   }
 
   async clear(keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return;
-    await this.call(this.client.del(keys.map((k) => this.failKey(k))));
+    await this.perSlot(keys, (group) => {
+      const fails = group.map((k) => this.redisKeys(k).fail);
+      return this.link.command(fails[0]!, false, ['DEL', ...fails]);
+    });
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     try {
-      // QUIT when connected; while reconnecting there is nothing to say goodbye to.
-      if (this.client.isReady) await withDeadline(this.client.close(), this.timeoutMs, 'redis close');
-      else if (this.client.isOpen) this.client.destroy();
+      await this.link.close();
     } catch {
-      try {
-        this.client.destroy();
-      } catch {
-        // already closed
-      }
+      // already closed, or not answering: nothing left to release
     }
   }
 
-  private call<T>(p: Promise<T>): Promise<T> {
-    return withDeadline(p, this.timeoutMs, 'redis call');
-  }
-
-  private failKey(key: string): string {
-    return `${this.prefix}fail:${key}`;
-  }
-
-  private lockKey(key: string): string {
-    return `${this.prefix}lock:${key}`;
+  /**
+   * Runs `op` on the keys in groups that each stay in one slot: all at once
+   * on one server, one key (one hash tag) per call in a cluster, in parallel.
+   * Each call has the deadline.
+   */
+  private async perSlot<T>(keys: readonly string[], op: (group: readonly string[]) => Promise<T>): Promise<T[]> {
+    if (keys.length === 0) return [];
+    const groups = this.clustered ? keys.map((k) => [k]) : [keys];
+    return Promise.all(groups.map((g) => withDeadline(op(g), this.timeoutMs, 'redis call')));
   }
 }
 
@@ -391,6 +655,7 @@ export class LoginThrottle {
   private readonly now: () => number;
   private lastErrorLog = Number.NEGATIVE_INFINITY;
   private unlogged = 0;
+  private errors = 0;
   /** The store failed since its last success (to log the recovery). */
   private storeDown = false;
 
@@ -402,6 +667,11 @@ export class LoginThrottle {
 
   get store(): FailureStore {
     return this.options.store;
+  }
+
+  /** Store errors so far (calls failed open and connection errors), logged or not: for a metric. */
+  get storeErrors(): number {
+    return this.errors;
   }
 
   /** `ip:<address or IPv6 /64>` and `user:<name>`, each when known. */
@@ -477,6 +747,7 @@ export class LoginThrottle {
    */
   storeError(err: unknown): void {
     this.storeDown = true;
+    this.errors++;
     const now = this.now();
     if (now - this.lastErrorLog < ERROR_LOG_INTERVAL_MS) {
       this.unlogged++;
@@ -502,6 +773,41 @@ export class LoginThrottle {
 }
 
 export type ThrottleConfig = AuthConfig['throttle'];
+type ThrottleRedisConfig = NonNullable<ThrottleConfig['redis']>;
+
+function endpoints(list: readonly string[]): RedisEndpoint[] {
+  return list.map((text) => {
+    const node = parseRedisNode(text);
+    // The schema accepted only parseable nodes.
+    if (!node) throw new Error(`auth.throttle.redis: not host:port: ${text}`);
+    return node;
+  });
+}
+
+/** auth.throttle.redis as RedisFailureStore options (the schema allows exactly one of url, sentinel, cluster). */
+export function redisTarget(r: ThrottleRedisConfig): Omit<RedisFailureStoreOptions, 'onError' | 'onReady' | 'timeoutMs'> {
+  const common = {
+    keyPrefix: r.keyPrefix,
+    ...(r.username !== undefined ? { username: r.username } : {}),
+    ...(r.password !== undefined ? { password: r.password } : {}),
+    ...(r.tls ? { tls: true } : {}),
+  };
+  if (r.sentinel) {
+    const s = r.sentinel;
+    return {
+      ...common,
+      ...(r.database !== undefined ? { database: r.database } : {}),
+      sentinel: {
+        masterName: s.masterName,
+        sentinels: endpoints(s.sentinels),
+        ...(s.username !== undefined ? { username: s.username } : {}),
+        ...(s.password !== undefined ? { password: s.password } : {}),
+      },
+    };
+  }
+  if (r.cluster) return { ...common, cluster: { nodes: endpoints(r.cluster.nodes) } };
+  return { keyPrefix: r.keyPrefix, url: r.url! };
+}
 
 /** The throttle auth.throttle describes (undefined when disabled), with its store connected. */
 export async function createLoginThrottle(config: ThrottleConfig, log: Logger): Promise<LoginThrottle | undefined> {
@@ -512,8 +818,7 @@ export async function createLoginThrottle(config: ThrottleConfig, log: Logger): 
     config.store === 'redis'
       ? await RedisFailureStore.connect({
           // The schema requires auth.throttle.redis when store is redis.
-          url: config.redis!.url,
-          keyPrefix: config.redis!.keyPrefix,
+          ...redisTarget(config.redis!),
           onError: (err) => (throttle ? throttle.storeError(err) : early.push(err)),
           onReady: () => log.info({ event: 'login-throttle', store: 'redis' }, 'login throttle: redis connection ready'),
         })

@@ -362,12 +362,88 @@ function checkRedisUrl(value: string, ctx: z.RefinementCtx): void {
   }
 }
 
-/** Where the login throttle keeps its counters when they are shared (store: redis). */
-const throttleRedisSchema = z.strictObject({
-  url: nonEmpty.superRefine((v, ctx) => checkRedisUrl(v, ctx)),
-  /** Prefix of every key popgate writes. */
-  keyPrefix: z.string().max(100, 'must be at most 100 characters').regex(NO_CRLF, 'must not contain line breaks').default('popgate:'),
+/**
+ * `host:port` of a Redis node or sentinel (an IPv6 host in brackets) split
+ * into its parts; undefined when it is not one.
+ */
+export function parseRedisNode(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  if (m[1] !== undefined ? isIP(host) !== 6 : isIP(host) === 0 && !HOSTNAME.test(host)) return undefined;
+  return { host, port };
+}
+
+const redisNode = nonEmpty.refine((v) => parseRedisNode(v) !== undefined, {
+  message: 'must be host:port (an IPv6 address in brackets: [2001:db8::1]:6379)',
 });
+
+/** A list of `host:port` Redis endpoints: the client discovers the rest of the topology from them. */
+const redisNodes = (what: string) => z.array(redisNode).min(1, `at least one ${what} is required`).max(64).superRefine(uniqueItems(what));
+
+/** Optional ACL credentials: the loader fills password from passwordFile (SECRET_FIELDS). */
+const redisCredentials = {
+  username: nonEmpty.regex(/^[^\s]+$/, 'must not contain whitespace').optional(),
+  password: z.string().min(1, 'must not be empty').regex(NO_CRLF, 'must not contain line breaks').optional(),
+  passwordFile: filePath.optional(),
+};
+
+/** Redis Sentinel: the sentinels name the current master of `masterName`; popgate follows failovers. */
+const throttleRedisSentinelSchema = z.strictObject({
+  /** The master's name in the sentinels' configuration (`sentinel monitor <name> ...`). */
+  masterName: nonEmpty.regex(/^[^\s]+$/, 'must not contain whitespace'),
+  /** Some of the sentinels (host:port); the others are discovered. */
+  sentinels: redisNodes('sentinel'),
+  /** Credentials on the sentinels themselves (their requirepass / ACL user), when set. */
+  ...redisCredentials,
+});
+
+/** Redis Cluster: the seed nodes; the client discovers the slots and every other node. */
+const throttleRedisClusterSchema = z.strictObject({
+  nodes: redisNodes('node'),
+});
+
+/** Where the login throttle keeps its counters when they are shared (store: redis). */
+const throttleRedisSchema = z
+  .strictObject({
+    /** One Redis server (credentials, TLS and database in the URL). */
+    url: nonEmpty.superRefine((v, ctx) => checkRedisUrl(v, ctx)).optional(),
+    sentinel: throttleRedisSentinelSchema.optional(),
+    cluster: throttleRedisClusterSchema.optional(),
+    /** Credentials on the data nodes (sentinel, cluster; a URL carries its own). */
+    ...redisCredentials,
+    /** TLS to every node and sentinel (sentinel, cluster; a URL says rediss://). Verified against the system CAs. */
+    tls: z.boolean().default(false),
+    /** Database number on the master (sentinel; a URL has it as its path; a cluster has only 0). */
+    database: z.number().int().min(0).max(1_000_000).optional(),
+    /** Prefix of every key popgate writes. */
+    keyPrefix: z.string().max(100, 'must be at most 100 characters').regex(NO_CRLF, 'must not contain line breaks').default('popgate:'),
+  })
+  .superRefine((r, ctx) => {
+    const modes = (['url', 'sentinel', 'cluster'] as const).filter((k) => r[k] !== undefined);
+    if (modes.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: modes.length === 0 ? 'one of url, sentinel or cluster is required' : `${modes.join(' and ')} are exclusive: give exactly one`,
+        ...hint('url: one server; sentinel: { masterName, sentinels: [host:port, ...] }; cluster: { nodes: [host:port, ...] }'),
+      });
+      return;
+    }
+    const refuse = (key: 'username' | 'password' | 'passwordFile' | 'database', why: string): void => {
+      if (r[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `not used with ${modes[0]}: ${why}` });
+    };
+    if (r.url !== undefined) {
+      for (const key of ['username', 'password', 'passwordFile', 'database'] as const) refuse(key, 'put it in the URL (rediss://user:password@host:port/db)');
+      if (r.tls) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'not used with url: write rediss:// for TLS' });
+    }
+    if (r.cluster !== undefined) {
+      refuse('database', 'Redis Cluster has only database 0');
+      // The keys' hash tags must be popgate's own braces (see RedisFailureStore).
+      if (/[{}]/.test(r.keyPrefix)) ctx.addIssue({ code: 'custom', path: ['keyPrefix'], message: 'must not contain { or } with cluster (popgate puts each key\'s address or user in a {hash tag})' });
+    }
+  });
 
 /** Brute-force protection (src/auth/throttle.ts): failures per client address (IPv6 by /64) and per user. */
 const throttleSchema = z
@@ -393,7 +469,7 @@ const throttleSchema = z
         code: 'custom',
         path: ['redis'],
         message: 'required when auth.throttle.store is redis',
-        ...hint('add redis: { url: redis://127.0.0.1:6379 }'),
+        ...hint('add redis: { url: redis://127.0.0.1:6379 } (or sentinel: {...}, cluster: {...})'),
       });
     }
     if (t.store !== 'redis' && t.redis !== undefined) {
@@ -908,7 +984,7 @@ export type PasswordVerifierName = (typeof PASSWORD_VERIFIERS)[number];
  * sibling `<key>File` may name a file holding the value (k8s Secret mounts);
  * the loader reads it into `<key>`. redactConfig replaces these with "***".
  */
-export const SECRET_FIELDS: readonly string[] = ['backend.login.password'];
+export const SECRET_FIELDS: readonly string[] = ['backend.login.password', 'auth.throttle.redis.password', 'auth.throttle.redis.sentinel.password'];
 
 /**
  * Filesystem paths whose keys do not end in `File` (those are paths by

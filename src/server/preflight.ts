@@ -63,6 +63,8 @@ export const CONFIG_FILE_KEYS: Readonly<Record<string, ConfigFileKind>> = {
   'listeners[].tls.ticketKeysFile': 'ticket-keys',
   'auth.userFile': 'user-file',
   'auth.http.headersFile': 'headers',
+  'auth.throttle.redis.passwordFile': 'secret',
+  'auth.throttle.redis.sentinel.passwordFile': 'secret',
   'kerberos.keytab': 'keytab',
   'kerberos.rcacheDir': 'rcache-dir',
   'kerberos.krb5Config': 'krb5-config',
@@ -136,6 +138,10 @@ export function configFiles(config: PopgateConfig): ConfigFileRef[] {
   });
   add(['auth', 'userFile'], 'auth.userFile', config.auth.userFile, config.auth.verifiers.includes('userFile') ? undefined : 'auth.verifiers does not include userFile');
   add(['auth', 'http', 'headersFile'], 'auth.http.headersFile', config.auth.http?.headersFile);
+  // Secrets: the loader reads them whether or not the throttle is enabled.
+  const redis = config.auth.throttle.redis;
+  add(['auth', 'throttle', 'redis', 'passwordFile'], 'auth.throttle.redis.passwordFile', redis?.passwordFile);
+  add(['auth', 'throttle', 'redis', 'sentinel', 'passwordFile'], 'auth.throttle.redis.sentinel.passwordFile', redis?.sentinel?.passwordFile);
   const login = config.backend.login;
   if (login.mode === 'master') add(['backend', 'login', 'passwordFile'], 'backend.login.passwordFile', login.passwordFile);
   if (login.mode === 'mapped') add(['backend', 'login', 'secretsFile'], 'backend.login.secretsFile', login.secretsFile);

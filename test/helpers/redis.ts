@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
@@ -27,7 +27,19 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** How to run it; default: a plain standalone server. */
+export interface StartRedisOptions {
+  /** More redis-server arguments for the chosen port (e.g. --replicaof, --cluster-enabled). */
+  readonly args?: (port: number) => string[];
+  /**
+   * Run as a sentinel (redis-server <file> --sentinel): the config text for
+   * the chosen port and the server's own directory, written to sentinel.conf
+   * there (sentinels rewrite their config file, so it must be theirs).
+   */
+  readonly sentinelConfig?: (port: number, dir: string) => string;
+}
+
+export async function startRedis(options: StartRedisOptions = {}): Promise<TestRedis> {
   if (!existsSync(REDIS_SERVER_BIN)) {
     throw new Error(`${REDIS_SERVER_BIN} not found: install the apt package redis-server (scripts/setup.sh does)`);
   }
@@ -37,7 +49,7 @@ export async function startRedis(): Promise<TestRedis> {
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
       try {
-        return await startOn(port, dir);
+        return await startOn(port, dir, options);
       } catch (err) {
         if (!/Address already in use/i.test(String(err)) || attempt >= 5) throw err;
       }
@@ -48,8 +60,17 @@ export async function startRedis(): Promise<TestRedis> {
   }
 }
 
-function startOn(port: number, dir: string): Promise<TestRedis> {
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'];
+async function startOn(port: number, dir: string, options: StartRedisOptions): Promise<TestRedis> {
+  const common = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'];
+  let args = [...common, ...(options.args?.(port) ?? [])];
+  if (options.sentinelConfig) {
+    const conf = path.join(dir, 'sentinel.conf');
+    await writeFile(conf, options.sentinelConfig(port, dir));
+    // A sentinel has no persistence options; its state lives in its config file.
+    args = [conf, '--sentinel', '--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'no', ...(options.args?.(port) ?? [])];
+  }
+  // A sentinel never says "Ready to accept connections"; it names itself once listening.
+  const ready = options.sentinelConfig ? /Sentinel ID is/ : /Ready to accept connections/;
   const child: ChildProcess = spawn(REDIS_SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   let exited: string | undefined;
@@ -67,7 +88,7 @@ function startOn(port: number, dir: string): Promise<TestRedis> {
     const timer = setTimeout(() => fail('not ready within 10 s'), 10_000);
     const onData = (chunk: Buffer): void => {
       output += chunk.toString('utf8');
-      if (/Ready to accept connections/.test(output)) {
+      if (ready.test(output)) {
         clearTimeout(timer);
         resolve(handle());
       }

@@ -9,6 +9,7 @@ import {
   addressKey,
   LoginThrottle,
   MemoryFailureStore,
+  RedisFailureStore,
   userKey,
   type FailureStore,
   type LoginThrottleOptions,
@@ -203,6 +204,8 @@ describe('LoginThrottle with the memory store', () => {
     const errors = logs.filter((l) => l.level === 'error');
     expect(errors).toHaveLength(2);
     expect(errors[1]?.obj).toMatchObject({ store: 'broken', err: 'ECONNREFUSED', unlogged: 3 });
+    // Every error counts, logged or not (for a metric).
+    expect(throttle.storeErrors).toBe(5);
   });
 });
 
@@ -276,7 +279,20 @@ describe('auth.throttle config', () => {
     ['  throttle: { delays: [2m] }\n', /auth\.throttle\.delays\[0\]: must be at most 1m/],
     ['  throttle: { trustedNetworks: [10.0.0.1/8] }\n', /auth\.throttle\.trustedNetworks\[0\]: .*host bits set/],
     ['  throttle: { maxFailure: 3 }\n', /auth\.throttle\.maxFailure: unknown key/],
+    ['  throttle: { store: redis, redis: { keyPrefix: x } }\n', /auth\.throttle\.redis: one of url, sentinel or cluster is required/],
+    ["  throttle: { store: redis, redis: { sentinel: { masterName: m, sentinels: ['h:26379'] }, cluster: { nodes: ['h:6379'] } } }\n", /sentinel and cluster are exclusive/],
+    ["  throttle: { store: redis, redis: { sentinel: { sentinels: ['h:26379'] } } }\n", /auth\.throttle\.redis\.sentinel\.masterName: /],
+    ["  throttle: { store: redis, redis: { cluster: { nodes: ['h'] } } }\n", /auth\.throttle\.redis\.cluster\.nodes\[0\]: must be host:port/],
   ])('refuses %s', async (yaml, message) => {
     await expect(parse(yaml)).rejects.toThrow(message);
+  });
+});
+
+describe('RedisFailureStore.connect', () => {
+  it('takes exactly one of url, sentinel and cluster', async () => {
+    await expect(RedisFailureStore.connect({ keyPrefix: 'p:' })).rejects.toThrow(/exactly one of url, sentinel, cluster/);
+    await expect(
+      RedisFailureStore.connect({ keyPrefix: 'p:', url: 'redis://127.0.0.1:1', cluster: { nodes: [{ host: '127.0.0.1', port: 1 }] } }),
+    ).rejects.toThrow(/exactly one of url, sentinel, cluster/);
   });
 });

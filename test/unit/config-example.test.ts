@@ -16,6 +16,18 @@ const COMMENTED_ONLY = new Set([
   'backend.login.secretsFile',
   'backend.tls.caFile',
   'backend.tls.serverName',
+  // auth.throttle.redis: sentinel and cluster are alternatives to url; the credentials, tls and database go with them.
+  'auth.throttle.redis.sentinel.masterName',
+  'auth.throttle.redis.sentinel.sentinels',
+  'auth.throttle.redis.sentinel.username',
+  'auth.throttle.redis.sentinel.password',
+  'auth.throttle.redis.sentinel.passwordFile',
+  'auth.throttle.redis.cluster.nodes',
+  'auth.throttle.redis.username',
+  'auth.throttle.redis.password',
+  'auth.throttle.redis.passwordFile',
+  'auth.throttle.redis.tls',
+  'auth.throttle.redis.database',
 ]);
 
 /**
@@ -96,6 +108,41 @@ describe('config.example.yaml', () => {
       trustedNetworks: [],
       store: 'memory',
     });
+  });
+
+  it('documents valid sentinel and cluster alternatives to the redis url', async () => {
+    const { text } = enableOptional(await readFile(EXAMPLE, 'utf8'));
+    const lines = text.split('\n');
+    const start = lines.findIndex((l) => /^\s*redis:\s*$/.test(l));
+    const end = lines.findIndex((l, i) => i > start && /keyPrefix:/.test(l));
+    /** The example with url replaced by one alternative: its lines, and the common keys named, uncommented. */
+    const variant = (alt: 'sentinel' | 'cluster', common: readonly string[]): string => {
+      let inAlt = false;
+      return lines
+        .map((line, i) => {
+          if (i <= start || i >= end) return line;
+          if (/^\s*url:/.test(line)) return '';
+          // After enableOptional an alternative reads "    #  key:", its members "    #    ...".
+          const top = /^ {4}# {2}([A-Za-z]+):/.exec(line)?.[1];
+          if (top !== undefined) inAlt = top === alt;
+          else if (!/^ {4}# {4}/.test(line)) inAlt = false;
+          if (inAlt || (top !== undefined && common.includes(top))) return line.replace('#', '');
+          return line;
+        })
+        .join('\n');
+    };
+    const parse = (t: string) => parseConfigText(t, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
+    const sentinel = await parse(variant('sentinel', ['username', 'passwordFile', 'tls', 'database']));
+    expect(sentinel.auth.throttle.redis).toMatchObject({
+      sentinel: { masterName: 'mymaster', sentinels: ['10.0.0.1:26379', '10.0.0.2:26379', '10.0.0.3:26379'], username: 'popgate', passwordFile: '/run/secrets/redis-sentinel-password' },
+      username: 'popgate',
+      passwordFile: '/run/secrets/redis-password',
+      tls: false,
+      database: 0,
+    });
+    expect(sentinel.auth.throttle.redis?.url).toBeUndefined();
+    const cluster = await parse(variant('cluster', ['username', 'passwordFile', 'tls']));
+    expect(cluster.auth.throttle.redis).toMatchObject({ cluster: { nodes: ['10.0.1.1:6379', '10.0.1.2:6379', '10.0.1.3:6379'] }, passwordFile: '/run/secrets/redis-password' });
   });
 
   it('is valid with its optional parts enabled', async () => {

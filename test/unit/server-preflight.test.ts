@@ -95,6 +95,7 @@ auth:
   verifiers: [userFile, http]
   mechanisms: [PLAIN, EXTERNAL]
   http: { url: http://127.0.0.1:9000/auth, headersFile: headers }
+  throttle: { store: redis, redis: { sentinel: { masterName: m, sentinels: ['10.0.0.7:26379'], passwordFile: sentinel-pw }, passwordFile: redis-pw } }
 routing:
   users: { alice: [{ host: 10.0.0.5, tls: { mode: starttls, caFile: alice-ca.pem } }] }
   domains: { example.com: [{ host: 10.0.0.6, tls: { mode: none, caFile: plain-ca.pem } }] }
@@ -113,6 +114,8 @@ ${kerberosYaml({ keytab: 'kt', rcacheDir: 'rc', krb5Config: 'krb5.conf' })}`;
       ['listeners[1].tls.clientCertificates.caFile', 'unused-ca.pem', 'clientCertificates.mode is none'],
       ['auth.userFile', 'users', undefined],
       ['auth.http.headersFile', 'headers', undefined],
+      ['auth.throttle.redis.passwordFile', 'redis-pw', undefined],
+      ['auth.throttle.redis.sentinel.passwordFile', 'sentinel-pw', undefined],
       ['backend.login.passwordFile', 'master', undefined],
       ['backend.tls.caFile', 'backend-ca.pem', undefined],
       ['routing.users.alice[0].tls.caFile', 'alice-ca.pem', undefined],
