@@ -137,10 +137,11 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
 
 /**
  * `chain` behind the credentials cache when auth.cache.ttl is set. Each
- * services generation gets its own, empty cache: a reload (SIGHUP) re-reads
- * the user file and may change any verifier's settings, so nothing verified
- * under the previous configuration is served under the next. A user-file
- * reload drops the entries of the users whose lines changed.
+ * services generation gets its own, empty cache rather than a carried one:
+ * its new user-file verifier reads the file afresh, so a change the old
+ * one had not yet polled would never be reported to a carried cache, and
+ * any verifier's settings may differ. A user-file reload drops the entries
+ * of the users whose lines changed.
  */
 function cachedVerifier(chain: PasswordVerifier, auth: AuthConfig, userFile: UserFileVerifier | undefined, metrics: Metrics): PasswordVerifier {
   const { ttl, negativeTtl, maxEntries } = auth.cache;
