@@ -42,8 +42,10 @@
  * one fs.watchFile per path), which follows symlinks and therefore notices
  * Kubernetes Secret/ConfigMap updates (an atomic swap of the `..data`
  * symlink), and whenever reload() is called
- * (SIGHUP). A reload replaces the whole user table at once; one that cannot
- * read the file keeps the previous table and logs an error.
+ * (SIGHUP). A reload replaces the whole user table at once and names the
+ * users it added, removed or changed to onUsersChanged listeners (the
+ * credentials cache); one that cannot read the file keeps the previous
+ * table and logs an error.
  */
 import { readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
