@@ -27,4 +27,11 @@ export type {
   UserFileVerifierOptions,
 } from './user-file.js';
 export { createVerifierChain } from './chain.js';
+export {
+  createCredentialsCache,
+  credentialsCacheKey,
+  type CredentialsCache,
+  type CredentialsCacheEvent,
+  type CredentialsCacheOptions,
+} from './credentials-cache.js';
 export { createHttpAuthVerifier, type HttpAuthOptions, type HttpAuthVerifier } from './http-auth.js';

@@ -42,8 +42,10 @@
  * one fs.watchFile per path), which follows symlinks and therefore notices
  * Kubernetes Secret/ConfigMap updates (an atomic swap of the `..data`
  * symlink), and whenever reload() is called
- * (SIGHUP). A reload replaces the whole user table at once; one that cannot
- * read the file keeps the previous table and logs an error.
+ * (SIGHUP). A reload replaces the whole user table at once and names the
+ * users it added, removed or changed to onUsersChanged listeners (the
+ * credentials cache); one that cannot read the file keeps the previous
+ * table and logs an error.
  */
 import { readFile } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
@@ -88,6 +90,12 @@ export interface UserFileVerifier extends PasswordVerifier {
    */
   get canVerifyChallenges(): boolean;
   verifyChallenge(request: ChallengeRequest): Promise<VerifyOutcome>;
+  /**
+   * Calls `listener` after each reload that added, removed or changed some
+   * users, with their names (a credentials cache drops their entries).
+   * Returns the unsubscribe function.
+   */
+  onUsersChanged(listener: (users: ReadonlySet<string>) => void): () => void;
 }
 
 export type UserFileProblem = 'missing-colon' | 'empty-user' | 'user-whitespace' | 'invalid-hash' | 'duplicate-user';
@@ -178,6 +186,29 @@ function pickDummy(users: ReadonlyMap<string, StoredSecret>): StoredSecret {
   return best.sample.algorithm === 'plain' ? dummyPlainSecret() : dummyHashLike(best.sample);
 }
 
+/** Whether two stored secrets are the same entry (same algorithm, parameters and bytes). */
+function sameSecret(a: StoredSecret, b: StoredSecret): boolean {
+  switch (a.algorithm) {
+    case 'plain':
+      return b.algorithm === 'plain' && a.secret.equals(b.secret);
+    case 'bcrypt':
+      return b.algorithm === 'bcrypt' && a.encoded === b.encoded;
+    case 'scrypt':
+      return b.algorithm === 'scrypt' && a.logN === b.logN && a.r === b.r && a.p === b.p && a.salt.equals(b.salt) && a.hash.equals(b.hash);
+  }
+}
+
+/** Users added, removed or given another secret between two tables. */
+function changedUsers(before: ReadonlyMap<string, StoredSecret>, after: ReadonlyMap<string, StoredSecret>): Set<string> {
+  const changed = new Set<string>();
+  for (const [user, secret] of before) {
+    const now = after.get(user);
+    if (!now || !sameSecret(secret, now)) changed.add(user);
+  }
+  for (const user of after.keys()) if (!before.has(user)) changed.add(user);
+  return changed;
+}
+
 interface UserTable {
   readonly users: ReadonlyMap<string, StoredSecret>;
   /** What a password check for an unknown user runs against. */
@@ -229,10 +260,13 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
 
   let closed = false;
   let chain: Promise<void> = Promise.resolve();
+  const changeListeners = new Set<(users: ReadonlySet<string>) => void>();
 
   const doReload = async (): Promise<void> => {
+    let changed: Set<string>;
     try {
       const next = await loadTable(path, logger);
+      changed = changedUsers(table.users, next.users);
       table = next; // atomic swap: verify() sees the old or the new table, never a mix
       logger.info({ file: path, users: next.users.size, plaintextEquivalent: next.plainCount }, 'user file reloaded');
     } catch (err) {
@@ -240,7 +274,10 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
         { file: path, err, users: table.users.size },
         'user file reload failed; keeping the previous users',
       );
+      return;
     }
+    // Synchronously after the swap: no verify can start between the new table and the listeners.
+    if (changed.size > 0) for (const listener of changeListeners) listener(changed);
   };
 
   // Serialise reloads so an older read can never overwrite a newer one.
@@ -265,6 +302,10 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
       return table.plainCount > 0;
     },
     reload,
+    onUsersChanged(listener) {
+      changeListeners.add(listener);
+      return () => changeListeners.delete(listener);
+    },
     async verify(request: PasswordRequest): Promise<VerifyOutcome> {
       const current = table;
       const stored = current.users.get(request.username);
@@ -306,6 +347,7 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
       if (closed) return;
       closed = true;
       unwatch();
+      changeListeners.clear();
     },
   };
 }

@@ -483,6 +483,21 @@ const throttleSchema = z
   })
   .prefault({});
 
+/**
+ * The verified-credentials cache (src/auth/credentials-cache.ts): a login
+ * with the same user and password within `ttl` skips the verifier.
+ */
+const authCacheSchema = z
+  .strictObject({
+    /** How long a successful password check is remembered; 0 turns the cache off. */
+    ttl: duration({ max: 24 * 60 * MINUTE }).prefault('5m'),
+    /** How long a definite failure is remembered; 0: failures are always checked. */
+    negativeTtl: duration({ max: 60 * MINUTE }).prefault('5s'),
+    /** Most entries held; the least recently used one goes first. */
+    maxEntries: z.number().int().min(1).max(10_000_000).default(100_000),
+  })
+  .prefault({});
+
 const authSchema = z
   .strictObject({
     verifiers: z
@@ -504,6 +519,7 @@ const authSchema = z
     /** Delay before answering a failed login; the throttle's delays replace it while the throttle is enabled. */
     failureDelay: duration({ max: MINUTE }).prefault('2s'),
     throttle: throttleSchema,
+    cache: authCacheSchema,
   })
   .superRefine((a, ctx) => {
     if (a.verifiers.includes('userFile') && a.userFile === undefined) {

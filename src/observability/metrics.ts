@@ -42,6 +42,15 @@ export type LoginOutcome = 'success' | 'failure' | 'abandoned';
  */
 export type ThrottleEvent = 'delay' | 'lockout' | 'refused';
 
+/**
+ * Verified-credentials cache events: `hit` a success served from the cache,
+ * `negative-hit` a failure served from it, `miss` the verifier was asked,
+ * `evicted` entries dropped for room (auth.cache.maxEntries), `invalidated`
+ * entries dropped because their user-file lines changed.
+ */
+export const AUTH_CACHE_EVENTS = ['hit', 'negative-hit', 'miss', 'evicted', 'invalidated'] as const;
+export type AuthCacheEvent = (typeof AUTH_CACHE_EVENTS)[number];
+
 /** Kerberos checks: KPOP AP-REQs, AUTH GSSAPI accept steps, realm passwords (KDC). */
 export type KerberosCheck = 'kpop' | 'gssapi' | 'password';
 
@@ -87,6 +96,8 @@ export interface Metrics {
   kerberosCheck(check: KerberosCheck, seconds: number, failure?: string): void;
   /** A credential verifier (user file, Kerberos realm/KDC, auth service) could not answer. */
   verifierError(verifier: string): void;
+  /** `count` credentials-cache events of one kind. */
+  authCache(event: AuthCacheEvent, count: number): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -113,6 +124,7 @@ export const noopMetrics: Metrics = {
   bytesRelayed() {},
   kerberosCheck() {},
   verifierError() {},
+  authCache() {},
   render: () => Promise.resolve(''),
   contentType: 'text/plain; version=0.0.4; charset=utf-8',
 };
@@ -345,6 +357,16 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     registers,
   });
 
+  const authCacheEvents = new Counter({
+    name: 'popgate_auth_cache_events_total',
+    help:
+      'Verified-credentials cache (auth.cache) events: hit (a success served from the cache), negative-hit (a failure ' +
+      'served from it), miss (the verifier was asked), evicted (dropped for room), invalidated (the user-file line changed).',
+    labelNames: ['event'],
+    registers,
+  });
+  for (const event of AUTH_CACHE_EVENTS) authCacheEvents.inc({ event }, 0);
+
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
   return {
@@ -381,6 +403,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     },
     verifierError(verifier) {
       verifierErrors.inc({ verifier });
+    },
+    authCache(event, count) {
+      authCacheEvents.inc({ event }, count);
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

@@ -9,7 +9,13 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AuthConfig, HttpAuthConfig, PopgateConfig } from '../config/index.js';
-import { createHttpAuthVerifier, createUserFileVerifier, createVerifierChain, type UserFileVerifier } from '../auth/index.js';
+import {
+  createCredentialsCache,
+  createHttpAuthVerifier,
+  createUserFileVerifier,
+  createVerifierChain,
+  type UserFileVerifier,
+} from '../auth/index.js';
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
 import { createLoginThrottle, type LoginThrottle } from '../auth/throttle.js';
 import type { PasswordVerifier } from '../auth/types.js';
@@ -97,7 +103,7 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
     for (const v of verifiers) v.close();
     throw err;
   }
-  const verifier = createVerifierChain(verifiers);
+  const verifier = cachedVerifier(createVerifierChain(verifiers), config.auth, userFile, metrics);
   let resolver: ReloadableLoginResolver;
   try {
     resolver = await createInternalLoginResolver(config.backend.login, log);
@@ -127,6 +133,31 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
     },
   });
   return { config, verifier, userFile, resolver, login, kerberos, throttle };
+}
+
+/**
+ * `chain` behind the credentials cache when auth.cache.ttl is set. Each
+ * services generation gets its own, empty cache rather than a carried one:
+ * its new user-file verifier reads the file afresh, so a change the old
+ * one had not yet polled would never be reported to a carried cache, and
+ * any verifier's settings may differ. A user-file reload drops the entries
+ * of the users whose lines changed.
+ */
+function cachedVerifier(chain: PasswordVerifier, auth: AuthConfig, userFile: UserFileVerifier | undefined, metrics: Metrics): PasswordVerifier {
+  const { ttl, negativeTtl, maxEntries } = auth.cache;
+  if (ttl === 0) return chain;
+  const cache = createCredentialsCache({
+    verifier: chain,
+    ttlMs: ttl,
+    negativeTtlMs: negativeTtl,
+    maxEntries,
+    // An auth service is sent the client's facts and may answer by them; a user file or the KDC never does.
+    keyClientFacts: auth.verifiers.includes('http'),
+    onEvent: (event, count) => metrics.authCache(event, count),
+  });
+  // Unsubscribed when the user file verifier closes (with the cache, which closes the chain).
+  userFile?.onUsersChanged((users) => cache.invalidateUsers(users));
+  return cache;
 }
 
 function httpVerifier(http: HttpAuthConfig, log: Logger): PasswordVerifier {

@@ -54,6 +54,7 @@ describe('defaults', () => {
         trustedNetworks: [],
         store: 'memory',
       },
+      cache: { ttl: 300_000, negativeTtl: 5_000, maxEntries: 100_000 },
     });
     expect(cfg.kerberos).toBeUndefined();
     expect(cfg.backend).toEqual({

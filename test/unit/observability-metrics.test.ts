@@ -15,6 +15,7 @@ describe('createMetrics', () => {
     expect(names.sort()).toEqual(
       [
         'popgate_auth_attempts_total',
+        'popgate_auth_cache_events_total',
         'popgate_backend_connect_seconds',
         'popgate_backend_errors_total',
         'popgate_backend_login_seconds',
