@@ -243,6 +243,7 @@ describe('auth verifiers and mechanisms', () => {
       maxAttempts: 3,
       failureDelay: 2000,
       throttle: expect.objectContaining({ enabled: true, store: 'memory' }),
+      cache: { ttl: 300_000, negativeTtl: 5_000, maxEntries: 100_000 },
     });
     expect(cfg.auth.userFile).toBeUndefined();
     const both = await parse(KPOP.replace('userFile:', 'verifiers: [userFile, kerberos]\n  userFile:'));
