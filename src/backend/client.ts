@@ -12,7 +12,8 @@ import { GatewayError } from '../errors.js';
 import { encodeProxyHeader, forwardedAddressText, hostPort } from '../net/index.js';
 import { assertSafeCredentials, BackendLoginMachine, quote, type BackendPhase, type LoginAction } from './login-machine.js';
 import { connectWithSharedReads, type BackendReader } from './shared-reads.js';
-import { describeTls, loadCa, tlsClientOptions, tlsFailure } from './tls-link.js';
+import { describeTls, tlsClientOptions, tlsFailure } from './tls-link.js';
+import { backendTls, type BackendTlsCache, type BackendTlsLink } from './tls-sessions.js';
 import type { BackendLinkInfo, BackendLinkSession, BackendLogin, BackendObserver, BackendTarget, BackendTimeouts, ForwardedClient } from './types.js';
 
 export interface OpenBackendOptions {
@@ -28,6 +29,8 @@ export interface OpenBackendOptions {
   readonly observer?: BackendObserver;
   /** Keeps the per-phase deadlines; default systemClock (tests pass a fake one to see and fire them). */
   readonly clock?: Clock;
+  /** The TLS contexts and sessions kept between links; default the process's (backendTls). */
+  readonly tlsCache?: BackendTlsCache;
 }
 
 const errorPhases = new WeakMap<object, BackendPhase>();
@@ -56,7 +59,10 @@ export function copyBackendErrorPhase(from: unknown, to: object): void {
  * the certificate name is checked against `serverName ?? host` (RFC 7817:
  * DNS SAN, CN only without DNS SAN, wildcard only as the whole left-most
  * label; IP SANs for IP literals) and sent as SNI unless it is an IP literal.
- * `verify: false` disables both checks. A backend's request to renegotiate
+ * `verify: false` disables both checks. One SecureContext serves every link
+ * with the same settings, and the last session a backend issued to a
+ * verified link is offered on the next link to it (tls-sessions.ts).
+ * A backend's request to renegotiate
  * is refused (OpenSSL answers no_renegotiation; the backend then ends the
  * link). A refused STLS is a failure, never a
  * fallback to plaintext; bytes the backend sends after its STLS answer and
@@ -87,21 +93,20 @@ export async function openBackendSession(opts: OpenBackendOptions): Promise<Back
   const proxyHeader = encodeProxyHeader(target.proxyProtocol, opts.client);
   const xclientLine = target.xclient && opts.client ? xclientCommand(opts.client) : undefined;
 
-  let ca: Buffer | undefined;
-  if (target.tls.mode !== 'none' && target.tls.verify && target.tls.caFile !== undefined) {
+  let tls: BackendTlsLink | undefined;
+  if (target.tls.mode !== 'none') {
     try {
-      ca = await loadCa(target.tls.caFile);
+      tls = await (opts.tlsCache ?? backendTls).link(target);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
       opts.observer?.failed('INTERNAL', 'connect');
-      throw new GatewayError('INTERNAL', `${where}: cannot read backend CA file ${target.tls.caFile}: ${code}`, {
-        cause: err,
-      });
+      const what = target.tls.caFile !== undefined ? `cannot read backend CA file ${target.tls.caFile}` : 'cannot set up TLS';
+      throw new GatewayError('INTERNAL', `${where}: ${what}: ${code}`, { cause: err });
     }
     if (signal?.aborted) throw abortReason(signal);
   }
   return new Promise((resolve, reject) => {
-    new BackendLink(opts, where, proxyHeader, xclientLine, ca, resolve, reject).start();
+    new BackendLink(opts, where, proxyHeader, xclientLine, tls, resolve, reject).start();
   });
 }
 
@@ -145,7 +150,8 @@ class BackendLink {
     private readonly where: string,
     private readonly proxyHeader: Buffer,
     xclientLine: string | undefined,
-    private readonly ca: Buffer | undefined,
+    /** The context and session for this link; undefined for plaintext. */
+    private readonly tls: BackendTlsLink | undefined,
     private readonly resolve: (session: BackendLinkSession) => void,
     private readonly reject: (err: unknown) => void,
   ) {
@@ -216,15 +222,19 @@ class BackendLink {
     raw.removeListener('data', this.onData);
     raw.removeListener('end', this.onEnd);
     raw.removeListener('close', this.onClose);
+    const tls = this.tls;
     let s: TLSSocket;
     try {
-      s = tlsConnect(tlsClientOptions(this.opts.target, raw, this.ca));
+      if (!tls) throw new Error('no TLS context for a plaintext target');
+      s = tlsConnect(tlsClientOptions(this.opts.target, raw, tls.context, tls.session));
     } catch (err) {
       this.fail(new GatewayError('INTERNAL', `${this.where}: cannot start TLS: ${quote(String(err))}`, { cause: err }));
       return;
     }
     this.secure = s;
     this.sock = s;
+    // Added now: Node asks OpenSSL for sessions only once a 'session' listener exists.
+    s.on('session', tls.onSession);
     s.once('secureConnect', this.onSecure);
     this.attach(s);
   }
@@ -240,6 +250,7 @@ class BackendLink {
       return;
     }
     this.tlsInfo = info;
+    this.tls?.verifiedBy(s);
     this.apply(this.machine.tlsReady());
   };
 
@@ -303,6 +314,8 @@ class BackendLink {
     if (this.secure) {
       this.detach(this.secure);
       this.secure.removeListener('secureConnect', this.onSecure);
+      // TLS 1.3 tickets come right after the handshake, before the greeting or STLS-login answer: all seen by now.
+      if (this.tls) this.secure.removeListener('session', this.tls.onSession);
     }
     this.opts.signal?.removeEventListener('abort', this.onAbort);
     this.machine.abandon(); // drops the secret if the login never started
@@ -316,6 +329,8 @@ class BackendLink {
       errorPhases.set(err, phase);
       this.opts.observer?.failed(err.code, phase);
     }
+    // A session from (or offered to) a handshake that failed or was not trusted is not offered again.
+    if (this.secure && !this.tlsInfo) this.tls?.failed();
     this.cleanup();
     // A TLSSocket may still report the teardown ("socket disconnected before
     // secure TLS connection was established"): nobody may be left unlistened.

@@ -1,12 +1,14 @@
 /**
- * TLS towards a backend: the client options (TLSv1.2+, no renegotiation, the
- * RFC 7817 name check), the CA bundle cache, how a finished handshake is
+ * TLS towards a backend: the context options (TLSv1.2+, no renegotiation,
+ * the CA bundle) and the per-connection options (the RFC 7817 name check,
+ * SNI, the session offered), the CA bundle cache, how a finished handshake is
  * described for the log, and how a failed one maps to a catalogue error.
+ * Contexts and sessions are kept by tls-sessions.ts.
  */
 import { constants as cryptoConstants } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { isIP, type Socket } from 'node:net';
-import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import type { ConnectionOptions, SecureContextOptions, SecureContext, TLSSocket } from 'node:tls';
 import { GatewayError } from '../errors.js';
 import { quote } from './login-machine.js';
 import { checkBackendIdentity } from './tls-identity.js';
@@ -29,19 +31,37 @@ export function tlsCheckName(target: BackendTarget): string {
   return target.tls.serverName ?? target.host;
 }
 
-/** Options for tls.connect() over the already connected `socket`. */
-export function tlsClientOptions(target: BackendTarget, socket: Socket, ca: Buffer | undefined): ConnectionOptions {
+/** Options for the SecureContext of backend links trusting `ca` (the system store when undefined). */
+export function tlsContextOptions(ca: Buffer | undefined): SecureContextOptions {
+  return {
+    minVersion: 'TLSv1.2',
+    // tlsSocket.disableRenegotiation() only guards server sockets; a client refuses in OpenSSL.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+    ...(ca ? { ca } : {}),
+  };
+}
+
+/**
+ * Options for tls.connect() over the already connected `socket`, with a
+ * context from tlsContextOptions (tls.connect ignores context options when
+ * given one) and the session to offer, if any.
+ */
+export function tlsClientOptions(
+  target: BackendTarget,
+  socket: Socket,
+  secureContext: SecureContext,
+  session: Buffer | undefined,
+): ConnectionOptions {
   const verify = target.tls.verify;
   const checkName = tlsCheckName(target);
   return {
     socket,
-    minVersion: 'TLSv1.2',
-    // tlsSocket.disableRenegotiation() only guards server sockets; a client refuses in OpenSSL.
-    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+    secureContext,
     rejectUnauthorized: verify,
-    ...(ca ? { ca } : {}),
+    ...(session ? { session } : {}),
     // SNI only for names (RFC 6066 forbids IP literals).
     ...(isIP(checkName) ? {} : { servername: checkName }),
+    // Node skips this on a resumed session: tls-sessions.ts offers a session only under the same name and checks.
     checkServerIdentity: verify ? (_host, cert) => checkBackendIdentity(checkName, cert) : () => undefined,
   };
 }
@@ -57,6 +77,7 @@ export function describeTls(target: BackendTarget, s: TLSSocket): BackendLinkInf
     cipher: s.getCipher().name,
     verified: verify,
     ...(verify ? { checkedName: tlsCheckName(target) } : {}),
+    resumed: s.isSessionReused(),
   };
 }
 

@@ -84,6 +84,8 @@ export interface BackendLinkInfo {
     readonly verified: boolean;
     /** The name the certificate was checked against (when verified). */
     readonly checkedName?: string;
+    /** The handshake resumed a session from an earlier verified link to this backend (no full handshake). */
+    readonly resumed: boolean;
   };
   /** The PROXY header sent first ('none' if none). */
   readonly proxyProtocol: 'none' | 'v1' | 'v2';
