@@ -10,8 +10,9 @@
  * the order; one warm-up round first, not counted):
  * - `verifier`: popgate's createHttpAuthVerifier().verify() as shipped: the
  *   whole call (headers built, slot, request, answer parsed, log calls);
- * - `node:http`: the transport alone as the verifier uses it (http.Agent with
- *   keepAlive, maxSockets = maxConcurrent; header object; headersDistinct);
+ * - `node:http keep-alive, FIFO agent`: the transport alone as the verifier
+ *   used it before (http.Agent keepAlive, maxSockets = maxConcurrent, header
+ *   object, headersDistinct);
  * - `node:http tuned`: the same with a LIFO agent, the answer read from
  *   rawHeaders (a header array for the request would save a little more, but
  *   http-proxy-agent rebuilds the header block from the object form);
@@ -145,14 +146,14 @@ function makePaths(url: string): PathDef[] {
 
   return [
     {
-      name: 'verifier (node:http, as shipped)',
+      name: 'verifier (node:http, LIFO agent)',
       call: async () => {
         const out = await verifier.verify({ username: 'alice', password: 'secret', mechanism: 'USER', tls: true, remoteAddress: '192.0.2.7' });
         if (!out.ok) throw new Error('verifier refused');
       },
       close: () => verifier.close(),
     },
-    { name: 'node:http keep-alive (agent as shipped)', call: nodeCall(agent, false), close: () => agent.destroy() },
+    { name: 'node:http keep-alive, FIFO agent', call: nodeCall(agent, false), close: () => agent.destroy() },
     { name: 'node:http keep-alive, tuned', call: nodeCall(tunedAgent, true), close: () => tunedAgent.destroy() },
     { name: 'node:http, new connection per call', call: nodeCall(false, false), close: () => undefined },
     {
