@@ -133,6 +133,9 @@ export interface HttpAuthVerifier extends PasswordVerifier {
 
 export const HTTP_AUTH_DEFAULT_MAX_WAIT_SECONDS = 10;
 
+/** An idle kept-alive connection to the service is closed after this long (node's agent only closes idle ones). */
+export const HTTP_AUTH_IDLE_MS = 30_000;
+
 // ---------------------------------------------------------------------------
 // Request header encoding
 
@@ -489,11 +492,21 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
         '(set proxy: none, or list the host in NO_PROXY)',
     );
   }
+  // Keep-alive, bounded: at most maxConcurrent connections, all of them may
+  // stay idle; LIFO reuses the warmest and lets the surplus age out; an idle
+  // one is closed after HTTP_AUTH_IDLE_MS (or the service's Keep-Alive hint).
+  const agentOptions: http.AgentOptions = {
+    keepAlive: true,
+    maxSockets: opts.maxConcurrent,
+    maxFreeSockets: opts.maxConcurrent,
+    scheduling: 'lifo',
+    timeout: HTTP_AUTH_IDLE_MS,
+  };
   const agent: http.Agent = proxy
-    ? new HttpProxyAgent(proxy, { keepAlive: true, maxSockets: opts.maxConcurrent })
+    ? new HttpProxyAgent(proxy, agentOptions)
     : isHttps
-      ? new https.Agent({ keepAlive: true, maxSockets: opts.maxConcurrent })
-      : new http.Agent({ keepAlive: true, maxSockets: opts.maxConcurrent });
+      ? new https.Agent(agentOptions)
+      : new http.Agent(agentOptions);
   const basicAuth =
     target.username || target.password ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined;
   const where = redactUrl(target);
