@@ -13,26 +13,12 @@
  * Everything waits for events (waitFor); no sleeps, no wall-clock asserts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoginThrottle, RedisFailureStore, redisTarget, type LoginThrottleOptions } from '../../src/auth/throttle.js';
+import { LoginThrottle, RedisFailureStore, redisTarget } from '../../src/auth/throttle.js';
 import { parseConfigText } from '../../src/config/index.js';
 import { redisCommand, startCluster, startSentinelSet, type SentinelSet, type TestCluster } from '../helpers/redis-topologies.js';
 import { waitFor } from '../helpers/wait.js';
+import { recordingLog, type LogCall } from '../helpers/throttle-log.js';
 
-interface LogCall {
-  level: 'info' | 'warn' | 'error';
-  obj: Record<string, unknown>;
-  msg: string;
-}
-
-function recordingLog(calls: LogCall[]): NonNullable<LoginThrottleOptions['log']> {
-  const at =
-    (level: LogCall['level']) =>
-    (obj: unknown, msg?: string): void => {
-      calls.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
-    };
-  // Only the three methods the throttle calls; pino's overloads are not needed here.
-  return { info: at('info'), warn: at('warn'), error: at('error') } as unknown as NonNullable<LoginThrottleOptions['log']>;
-}
 
 const FAILING_OPEN = 'login throttle: failure store unavailable; failing open (no lockouts, first delay only)';
 

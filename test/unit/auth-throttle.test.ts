@@ -15,6 +15,7 @@ import {
   type LoginThrottleOptions,
 } from '../../src/auth/throttle.js';
 import { parseConfigText } from '../../src/config/index.js';
+import { recordingLog, type LogCall } from '../helpers/throttle-log.js';
 
 const MIN = 60_000;
 
@@ -26,20 +27,6 @@ class Clock {
   }
 }
 
-interface LogCall {
-  level: 'info' | 'warn' | 'error';
-  obj: Record<string, unknown>;
-  msg: string;
-}
-
-function recordingLog(calls: LogCall[]): NonNullable<LoginThrottleOptions['log']> {
-  const at =
-    (level: LogCall['level']) =>
-    (obj: unknown, msg?: string): void => {
-      calls.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
-    };
-  return { info: at('info'), warn: at('warn'), error: at('error') } as unknown as NonNullable<LoginThrottleOptions['log']>;
-}
 
 function setup(overrides: Partial<LoginThrottleOptions> = {}) {
   const clock = new Clock();
