@@ -31,14 +31,13 @@
  * Nothing is skipped: when podman cannot play the Pod, beforeAll fails.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { curlPop3 } from '../helpers/clients.js';
+import { LineClient } from '../helpers/line-client.js';
 import { pop3Wire } from '../helpers/dovecot.js';
 import {
   buildLegacyImage,
@@ -109,44 +108,21 @@ const MAIL = {
  * QUIT. Returns the RETR body (dot-unstuffed, terminator removed).
  */
 async function retrViaProxyHeader(opts: { port: number; caFile: string; user: string; password: string; msg: number }): Promise<Buffer> {
-  const raw = connect({ host: '127.0.0.1', port: opts.port });
-  await new Promise<void>((ok, fail) => { raw.once('connect', ok); raw.once('error', fail); });
-  raw.write(`PROXY TCP4 ${CLAIMED.address} 127.0.0.1 ${CLAIMED.port} 995\r\n`);
-  const tls: TLSSocket = tlsConnect({ socket: raw, servername: 'localhost', ca: await readFile(opts.caFile) });
-  let buf = Buffer.alloc(0);
-  let waiter: (() => void) | undefined;
-  let failure: Error | undefined;
-  tls.on('data', (d: Buffer) => { buf = Buffer.concat([buf, d]); waiter?.(); });
-  tls.on('error', (e) => { failure = e; waiter?.(); });
-  tls.on('close', () => { failure ??= new Error('closed'); waiter?.(); });
-  const until = async (end: string): Promise<Buffer> => {
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const i = buf.indexOf(end);
-      if (i >= 0) { const out = buf.subarray(0, i + end.length); buf = buf.subarray(i + end.length); return out; }
-      if (failure) throw failure;
-      if (Date.now() > deadline) throw new Error(`timeout waiting for ${JSON.stringify(end)}; got ${buf.toString('latin1')}`);
-      await new Promise<void>((r) => { waiter = r; setTimeout(r, 500); });
-      waiter = undefined;
-    }
-  };
-  const command = async (line: string): Promise<string> => {
-    tls.write(`${line}\r\n`);
-    const reply = (await until('\r\n')).toString('latin1');
-    if (!reply.startsWith('+OK')) throw new Error(`${line.split(' ')[0]}: ${reply}`);
-    return reply;
-  };
+  const c = await LineClient.connect({ port: opts.port });
   try {
-    expect((await until('\r\n')).toString('latin1')).toMatch(/^\+OK/);
-    await command(`USER ${opts.user}`);
-    await command(`PASS ${opts.password}`);
-    await command(`RETR ${opts.msg}`);
-    const body = await until('\r\n.\r\n');
-    await command('QUIT');
+    c.send(`PROXY TCP4 ${CLAIMED.address} 127.0.0.1 ${CLAIMED.port} 995\r\n`);
+    expect(await c.startTls(opts.caFile)).toHaveLength(0);
+    expect(await c.line(20_000)).toMatch(/^\+OK/);
+    expect(await c.cmd(`USER ${opts.user}`)).toMatch(/^\+OK/);
+    expect(await c.cmd(`PASS ${opts.password}`)).toMatch(/^\+OK/);
+    expect(await c.cmd(`RETR ${opts.msg}`)).toMatch(/^\+OK/);
+    const body = await c.multilineBody(20_000);
+    expect(await c.cmd('QUIT')).toMatch(/^\+OK/);
+    // Dot-stuffed through ".\r\n": drop the terminator, unstuff each line.
     const lines = body.subarray(0, body.length - 3).toString('latin1').split('\r\n');
     return Buffer.from(lines.map((l) => (l.startsWith('.') ? l.slice(1) : l)).join('\r\n'), 'latin1');
   } finally {
-    tls.destroy();
+    c.destroy();
   }
 }
 
