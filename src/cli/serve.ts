@@ -122,7 +122,7 @@ async function runPrimary(configFile: string, config: PopgateConfig): Promise<nu
     process.stderr.write(`popgate: start-up failed: ${describe(err)}\n`);
     return 1;
   }
-  log.info({ listeners: primary.bound, workers: primary.workers, ...(primary.admin ? { admin: primary.admin } : {}) }, 'popgate ready');
+  log.info({ pid: process.pid, listeners: primary.bound, workers: primary.workers, ...(primary.admin ? { admin: primary.admin } : {}) }, 'popgate ready');
   process.on('unhandledRejection', (reason) => {
     log.error({ err: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled promise rejection');
   });

@@ -1,0 +1,291 @@
+/**
+ * `workers: 2` with the shipped CLI (dist/cli/main.js serve): both workers
+ * serve logins (poplib), the login throttle and the per-address connection
+ * limit hold across them, the primary's /metrics is the sum over workers and
+ * its /readyz asks every worker (curl), SIGHUP reaches every worker, a killed
+ * worker is replaced and counted, and SIGTERM drains every worker before the
+ * primary exits 0. Which worker holds a connection is read from its debug
+ * `connection accepted` line (client port → `worker`).
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { poplibFetch, runProgram } from '../helpers/clients.js';
+import { LineClient } from '../helpers/line-client.js';
+import { parsePrometheus, valueOf } from '../helpers/prometheus.js';
+import { waitFor } from '../helpers/wait.js';
+
+const CLI = resolve('dist/cli/main.js');
+
+type Rec = Record<string, unknown>;
+
+interface Running {
+  child: ChildProcessWithoutNullStreams;
+  records: () => Rec[];
+  exited: Promise<number | null>;
+}
+
+function start(args: string[]): Running {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe' });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const records = (): Rec[] =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Rec);
+  return { child, records, exited };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function curl(url: string): Promise<{ status: number; body: string }> {
+  const r = await runProgram('curl', ['-sS', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', url]);
+  const i = r.stdout.lastIndexOf('\n');
+  return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i) };
+}
+
+describe('popgate serve with workers: 2', () => {
+  let backend: DemoBackend;
+  let dir: string;
+  let configFile: string;
+  let gw: Running;
+  let port: number;
+  let adminPort: number;
+  let pids: Map<number, number>;
+
+  const config = (greeting: string): string => `log: { level: debug }
+workers: 2
+listeners:
+  - { name: p, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: true, greeting: ${greeting} }
+auth:
+  userFile: users
+  failureDelay: 0s
+  throttle: { maxFailures: 3, delays: [0s], window: 10m, lockout: 10m }
+limits: { maxConnectionsPerIp: 4 }
+backend:
+  host: 127.0.0.1
+  port: ${backend.port}
+  login: { mode: master, method: auth-plain, user: popgate, passwordFile: master }
+admin: { address: 127.0.0.1, port: 0 }
+shutdown: { drainTimeout: 30s }
+`;
+
+  /** The worker that accepted `c` (its `connection accepted` line, by client port). */
+  function workerOf(c: LineClient): Promise<number> {
+    const rport = c.socket.localPort;
+    return waitFor(`the worker of client port ${rport}`, () => {
+      const rec = gw.records().find((r) => r.msg === 'connection accepted' && r.rport === rport);
+      return typeof rec?.worker === 'number' ? rec.worker : undefined;
+    });
+  }
+
+  /** `n` greeted connections from `from`, spread over both workers (reconnecting until they are). */
+  async function spread(from: string, n: number): Promise<Array<{ c: LineClient; worker: number }>> {
+    return waitFor(`${n} connections from ${from} on both workers`, async () => {
+      const conns = await Promise.all(Array.from({ length: n }, () => LineClient.connect({ port, localAddress: from })));
+      const out = await Promise.all(
+        conns.map(async (c) => {
+          // A slot of the previous try may not be freed yet: that try is just not counted.
+          const greeted = (await c.line()).startsWith('+OK');
+          return { c, worker: greeted ? await workerOf(c) : 0 };
+        }),
+      );
+      const workers = new Set(out.map((o) => o.worker));
+      if (workers.size === 2 && !workers.has(0)) return out;
+      for (const o of out) {
+        o.c.end();
+        await o.c.closed();
+      }
+      return undefined;
+    });
+  }
+
+  const logins = (filter: (r: Rec) => boolean): Rec[] => gw.records().filter((r) => r.event === 'login' && filter(r));
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'popgate-workers-'));
+    backend = await startDemoBackend({
+      users: { frank: 'backend-only', gina: 'backend-only-2' },
+      masterUser: 'popgate',
+      masterPassword: 'Master-S3cret',
+      messages: { frank: [Buffer.from('Subject: one\r\n\r\nfirst\r\n')], gina: [] },
+      logCommands: false,
+    });
+    let users = '';
+    for (const [user, pw] of [
+      ['frank', 'Frank-front-pw'],
+      ['gina', 'Gina-front-pw'],
+    ] as const) {
+      const r = await runProgram(process.execPath, [CLI, 'hash-password', '--user', user], { input: `${pw}\n` });
+      users += r.stdout;
+    }
+    await writeFile(join(dir, 'users'), users);
+    await writeFile(join(dir, 'master'), 'Master-S3cret\n');
+    configFile = join(dir, 'popgate.yaml');
+    await writeFile(configFile, config('First'));
+    gw = start(['serve', '--config', configFile]);
+    const ready = await waitFor('popgate ready', () => gw.records().find((r) => r.msg === 'popgate ready'), { timeoutMs: 30_000 });
+    port = (ready.listeners as Array<{ port: number }>)[0]!.port;
+    adminPort = (ready.admin as { port: number }).port;
+    pids = new Map((ready.workers as Array<{ worker: number; pid: number }>).map((w) => [w.worker, w.pid]));
+    expect([...pids.keys()]).toEqual([1, 2]);
+    expect(ready.pid).toBe(gw.child.pid);
+  }, 60_000);
+
+  afterAll(async () => {
+    gw?.child.kill('SIGKILL');
+    // Orphaned workers drain on their own; do not leave them behind.
+    for (const rec of gw?.records() ?? []) if (rec.msg === 'worker ready' && typeof rec.pid === 'number' && alive(rec.pid)) process.kill(rec.pid, 'SIGKILL');
+    await backend?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  beforeAll(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (scripts/test.sh does)`);
+  });
+
+  it('serves logins on both workers; /metrics sums them and /readyz asks each worker', async () => {
+    await waitFor('successful logins on both workers', async () => {
+      const runs = await Promise.all(
+        Array.from({ length: 4 }, () => poplibFetch({ host: '127.0.0.1', port, mode: 'plain', user: 'frank', password: 'Frank-front-pw', retrieve: 'all' })),
+      );
+      for (const r of runs) expect(r.result.ok, JSON.stringify(r.result)).toBe(true);
+      return new Set(logins((r) => r.outcome === 'success').map((r) => r.worker)).size === 2;
+    });
+    // Every login line (one per login, on whichever worker) is in the summed counter.
+    await waitFor('/metrics to count every login', async () => {
+      const exp = parsePrometheus((await curl(`http://127.0.0.1:${adminPort}/metrics`)).body);
+      return valueOf(exp, 'popgate_auth_attempts_total', { mechanism: 'USER', outcome: 'success', code: 'none' }) === logins((r) => r.outcome === 'success').length;
+    });
+    const exp = parsePrometheus((await curl(`http://127.0.0.1:${adminPort}/metrics`)).body);
+    // Summed, except what every worker says alike.
+    expect(valueOf(exp, 'popgate_build_info', { node: process.version })).toBe(1);
+    expect(valueOf(exp, 'popgate_worker_restarts_total', {})).toBe(0);
+    const ready = await curl(`http://127.0.0.1:${adminPort}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(JSON.parse(ready.body)).toMatchObject({ ready: true, checks: [{ name: 'worker 1', ok: true }, { name: 'worker 2', ok: true }] });
+  }, 60_000);
+
+  it('locks a user out after maxFailures failures spread over both workers', async () => {
+    const conns = await spread('127.0.0.2', 4);
+    const w1 = conns.find((o) => o.worker === 1)!;
+    const w2 = conns.find((o) => o.worker === 2)!;
+    const rest = conns.filter((o) => o !== w1 && o !== w2);
+    const fail = async (o: { c: LineClient }): Promise<string> => {
+      expect(await o.c.cmd('USER gina')).toMatch(/^\+OK/);
+      return o.c.cmd('PASS wrong');
+    };
+    // One failure on each worker: counted per worker, neither would reach 3.
+    expect(await fail(w1)).toMatch(/^-ERR \[AUTH\]/);
+    expect(await fail(w2)).toMatch(/^-ERR \[AUTH\]/);
+    // The third, on either worker, locks the user (and the address) for every worker.
+    expect(await fail(rest[0]!)).toMatch(/^-ERR \[AUTH\]/);
+    await waitFor('the lockout line', () => gw.records().some((r) => r.event === 'login-throttle' && r.msg === 'login throttle: locked out after repeated failures'));
+    // The right password on the other worker is refused without being checked.
+    const other = rest[0]!.worker === 1 ? w2 : w1;
+    const last = rest[1]!;
+    for (const o of [other, last]) {
+      expect(await o.c.cmd('USER gina')).toMatch(/^\+OK/);
+      expect(await o.c.cmd('PASS Gina-front-pw')).toMatch(/^-ERR \[LOGIN-DELAY\]/);
+    }
+    const throttled = logins((r) => r.code === 'LOGIN_THROTTLED' && r.user === 'gina');
+    expect(new Set(throttled.map((r) => r.worker))).toContain(other.worker);
+    for (const o of conns) o.c.destroy();
+  }, 60_000);
+
+  it('holds limits.maxConnectionsPerIp across workers', async () => {
+    const held = await spread('127.0.0.3', 4);
+    // Neither worker holds 4, so only the count in the primary can refuse the fifth.
+    const fifth = await LineClient.connect({ port, localAddress: '127.0.0.3' });
+    expect(await fifth.line()).toBe('-ERR [SYS/TEMP] Too many connections from your address');
+    await fifth.closed();
+    // A slot freed on one worker can be taken through the other.
+    held[0]!.c.end();
+    await held[0]!.c.closed();
+    await waitFor('a freed slot', async () => {
+      const c = await LineClient.connect({ port, localAddress: '127.0.0.3' });
+      const line = await c.line();
+      c.destroy();
+      return line.startsWith('+OK');
+    });
+    for (const o of held) o.c.destroy();
+  }, 60_000);
+
+  it('SIGHUP reaches every worker', async () => {
+    await writeFile(configFile, config('Second'));
+    gw.child.kill('SIGHUP');
+    await waitFor('both workers reloaded', () => {
+      const reloaded = gw.records().filter((r) => r.msg === 'configuration reloaded').map((r) => r.worker);
+      return reloaded.includes(1) && reloaded.includes(2);
+    });
+    const conns = await spread('127.0.0.4', 2);
+    for (const o of conns) {
+      expect(await o.c.cmd('CAPA')).toMatch(/^\+OK/);
+      o.c.destroy();
+    }
+    const greetings = await Promise.all(
+      [0, 1].map(async () => {
+        const c = await LineClient.connect({ port, localAddress: '127.0.0.4' });
+        const g = await c.line();
+        c.destroy();
+        return g;
+      }),
+    );
+    for (const g of greetings) expect(g).toMatch(/^\+OK Second/);
+  }, 60_000);
+
+  it('replaces a killed worker, counts it, and is ready again', async () => {
+    const old = pids.get(1)!;
+    process.kill(old, 'SIGKILL');
+    const replaced = await waitFor('worker 1 replaced', () =>
+      gw.records().find((r) => r.msg === 'worker ready' && r.worker === 1 && r.pid !== old && typeof r.pid === 'number'),
+    );
+    expect(gw.records().find((r) => r.msg === 'worker exited unexpectedly; starting a new one')).toMatchObject({ level: 'error', worker: 1, pid: old, signal: 'SIGKILL' });
+    pids.set(1, replaced.pid as number);
+    await waitFor('/readyz 200 with the new worker', async () => (await curl(`http://127.0.0.1:${adminPort}/readyz`)).status === 200);
+    const exp = parsePrometheus((await curl(`http://127.0.0.1:${adminPort}/metrics`)).body);
+    expect(valueOf(exp, 'popgate_worker_restarts_total', {})).toBe(1);
+    // The new worker serves.
+    await spread('127.0.0.5', 2).then((conns) => conns.forEach((o) => o.c.destroy()));
+  }, 60_000);
+
+  it('SIGTERM drains every worker; the primary exits 0 once they have', async () => {
+    // A relayed session on each worker, still working after the drain began.
+    const sessions = await spread('127.0.0.6', 2);
+    for (const o of sessions) {
+      o.c.send('USER frank\r\nPASS Frank-front-pw\r\n');
+      expect(await o.c.line()).toMatch(/^\+OK/);
+      expect(await o.c.line()).toMatch(/^\+OK/);
+    }
+    gw.child.kill('SIGTERM');
+    await waitFor('both workers draining', () => {
+      const stopping = gw.records().filter((r) => r.msg === 'stopping').map((r) => r.worker);
+      return stopping.includes(1) && stopping.includes(2);
+    });
+    for (const o of sessions) {
+      expect(await o.c.cmd('STAT')).toMatch(/^\+OK/);
+      expect(await o.c.cmd('QUIT')).toMatch(/^\+OK/);
+    }
+    expect(await gw.exited).toBe(0);
+    const stopped = gw.records().filter((r) => r.msg === 'worker stopped');
+    expect(stopped.map((r) => [r.worker, r.code]).sort()).toEqual([
+      [1, 0],
+      [2, 0],
+    ]);
+    for (const pid of pids.values()) expect(alive(pid)).toBe(false);
+  }, 60_000);
+});
