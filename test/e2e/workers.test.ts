@@ -4,17 +4,21 @@
  * limit hold across them, the primary's /metrics is the sum over workers and
  * its /readyz asks every worker (curl), SIGHUP reaches every worker, a killed
  * worker is replaced and counted, and SIGTERM drains every worker before the
- * primary exits 0. Which worker holds a connection is read from its debug
- * `connection accepted` line (client port → `worker`).
+ * primary exits 0; and a KPOP AP-REQ replayed to the other worker is refused
+ * (MIT's file replay cache in kerberos.rcacheDir, shared on disk). Which
+ * worker holds a connection is read from its debug `connection accepted`
+ * line (client port → `worker`).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
+import { kpopApReqFrame, kpopClientHello } from '../../src/kerberos/kpop-framing.js';
 import { poplibFetch, runProgram } from '../helpers/clients.js';
+import { apReqFromGssToken, gssInitialToken, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
 import { parsePrometheus, valueOf } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
@@ -287,5 +291,89 @@ shutdown: { drainTimeout: 30s }
       [2, 0],
     ]);
     for (const pid of pids.values()) expect(alive(pid)).toBe(false);
+  }, 60_000);
+});
+
+describe('popgate serve with workers: 2 and KPOP', () => {
+  const REALM = 'POPGATE.TEST';
+  let kdc: KdcInstance;
+  let backend: DemoBackend;
+  let dir: string;
+  let gw: Running;
+  let port: number;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'popgate-workers-krb-'));
+    await mkdir(join(dir, 'rcache'));
+    kdc = await startKdc({ realm: REALM, principals: [{ name: 'alice', password: 'alice-realm-pw' }], services: ['pop/localhost'] });
+    await kdc.keytab(join(dir, 'pop.keytab'), [`pop/localhost@${REALM}`]);
+    backend = await startDemoBackend({ users: { alice: 'backend-only' }, masterUser: 'popgate', masterPassword: 'Master-S3cret', messages: { alice: [] }, logCommands: false });
+    const hashed = await runProgram(process.execPath, [CLI, 'hash-password', '--user', 'carol'], { input: 'carol-pw\n' });
+    await writeFile(join(dir, 'users'), hashed.stdout);
+    await writeFile(join(dir, 'master'), 'Master-S3cret\n');
+    await writeFile(
+      join(dir, 'popgate.yaml'),
+      `log: { level: debug }
+workers: 2
+listeners:
+  - { name: k, kind: kpop, address: 127.0.0.1, port: 0 }
+auth: { userFile: users, failureDelay: 0s, throttle: { enabled: false } }
+kerberos:
+  keytab: pop.keytab
+  servicePrincipals: [pop/localhost@${REALM}]
+  rcacheDir: rcache
+  krb5Config: ${kdc.krb5Config}
+  mapping: { realms: [${REALM}] }
+backend:
+  host: 127.0.0.1
+  port: ${backend.port}
+  login: { mode: master, method: auth-plain, user: popgate, passwordFile: master }
+shutdown: { drainTimeout: 1s }
+`,
+    );
+    gw = start(['serve', '--config', join(dir, 'popgate.yaml')]);
+    const ready = await waitFor('popgate ready', () => gw.records().find((r) => r.msg === 'popgate ready'), { timeoutMs: 30_000 });
+    port = (ready.listeners as Array<{ port: number }>)[0]!.port;
+  }, 120_000);
+
+  afterAll(async () => {
+    gw?.child.kill('SIGTERM');
+    await gw?.exited;
+    await backend?.close();
+    await kdc?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses an AP-REQ replayed to the other worker', async () => {
+    // One silent connection on each worker (the KPOP client speaks first, so nothing is sent yet).
+    const byWorker = await waitFor('a KPOP connection on each worker', async () => {
+      const conns = await Promise.all([0, 1, 2, 3].map(() => LineClient.plain(port)));
+      const found = new Map<number, LineClient>();
+      for (const c of conns) {
+        const rport = c.socket.localPort;
+        const rec = await waitFor(`connection ${rport}`, () => gw.records().find((r) => r.msg === 'connection accepted' && r.rport === rport));
+        const w = rec.worker as number;
+        if (found.has(w)) c.destroy();
+        else found.set(w, c);
+      }
+      if (found.size === 2) return found;
+      for (const c of found.values()) c.destroy();
+      return undefined;
+    });
+    const apReq = apReqFromGssToken(await gssInitialToken({ ...kdc.env, KRB5CCNAME: await kdc.kinit('alice', 'alice-realm-pw', join(dir, 'cc-alice')) }, `pop/localhost@${REALM}`));
+    const first = byWorker.get(1)!;
+    first.send(Buffer.concat([kpopClientHello(), kpopApReqFrame(apReq)]));
+    // Version byte, then a zero-length (success) reply frame.
+    expect((await first.readUntil(Buffer.from([0, 0, 0, 0, 0]))).length).toBe(5);
+    await waitFor('the ticket verified on worker 1', () => gw.records().find((r) => r.msg === 'KPOP ticket verified' && r.worker === 1));
+    const replay = byWorker.get(2)!;
+    replay.send(Buffer.concat([kpopClientHello(), kpopApReqFrame(apReq)]));
+    await replay.closed();
+    const bytes = replay.pending();
+    expect(bytes[0]).toBe(0); // version accepted
+    expect(bytes[5]).toBe(0x7e); // then a KRB-ERROR
+    const refused = await waitFor('the replay refused', () => gw.records().find((r) => r.event === 'login' && r.mechanism === 'KPOP' && r.outcome === 'failure'));
+    expect(refused).toMatchObject({ worker: 2, code: 'AUTH_FAILED', krbFailure: 'replay' });
+    first.destroy();
   }, 60_000);
 });
