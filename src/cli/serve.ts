@@ -31,6 +31,7 @@ export async function runServe(configFile: string): Promise<number> {
   if (!link && workerCount(config.workers) > 1) return runPrimary(configFile, config);
   const root = createLogger({ level: config.log.level });
   const log = link ? root.child({ worker: link.number }) : root;
+  await link?.hello(log);
   let gateway: Gateway;
   try {
     gateway = await Gateway.start(config, log, link ? link.gatewayOptions(log, config.admin ? createMetrics() : undefined) : {});

@@ -2,7 +2,8 @@
  * `workers: 2` with the shipped CLI (dist/cli/main.js serve): both workers
  * serve logins (poplib), the login throttle and the per-address connection
  * limit hold across them, the primary's /metrics is the sum over workers and
- * its /readyz asks every worker (curl), SIGHUP reaches every worker, a killed
+ * its /readyz asks every worker (curl), a TLS session resumes on the other
+ * worker (one ticket key from the primary), SIGHUP reaches every worker, a killed
  * worker is replaced and counted, and SIGTERM drains every worker before the
  * primary exits 0; and a KPOP AP-REQ replayed to the other worker is refused
  * (MIT's file replay cache in kerberos.rcacheDir, shared on disk). Which
@@ -10,13 +11,15 @@
  * line (client port → `worker`).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { kpopApReqFrame, kpopClientHello } from '../../src/kerberos/kpop-framing.js';
+import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { poplibFetch, runProgram } from '../helpers/clients.js';
 import { apReqFromGssToken, gssInitialToken, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
@@ -68,13 +71,16 @@ describe('popgate serve with workers: 2', () => {
   let configFile: string;
   let gw: Running;
   let port: number;
+  let tlsPort: number;
   let adminPort: number;
   let pids: Map<number, number>;
+  let pki: TestPki;
 
   const config = (greeting: string): string => `log: { level: debug }
 workers: 2
 listeners:
   - { name: p, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: true, greeting: ${greeting} }
+  - { name: s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${pki.certFile}, keyFile: ${pki.keyFile} } }
 auth:
   userFile: users
   failureDelay: 0s
@@ -122,6 +128,7 @@ shutdown: { drainTimeout: 30s }
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'popgate-workers-'));
+    pki = await makeTestPki(join(dir, 'pki'));
     backend = await startDemoBackend({
       users: { frank: 'backend-only', gina: 'backend-only-2' },
       masterUser: 'popgate',
@@ -143,7 +150,9 @@ shutdown: { drainTimeout: 30s }
     await writeFile(configFile, config('First'));
     gw = start(['serve', '--config', configFile]);
     const ready = await waitFor('popgate ready', () => gw.records().find((r) => r.msg === 'popgate ready'), { timeoutMs: 30_000 });
-    port = (ready.listeners as Array<{ port: number }>)[0]!.port;
+    const bound = ready.listeners as Array<{ name: string; port: number }>;
+    port = bound.find((l) => l.name === 'p')!.port;
+    tlsPort = bound.find((l) => l.name === 's')!.port;
     adminPort = (ready.admin as { port: number }).port;
     pids = new Map((ready.workers as Array<{ worker: number; pid: number }>).map((w) => [w.worker, w.pid]));
     expect([...pids.keys()]).toEqual([1, 2]);
@@ -227,6 +236,27 @@ shutdown: { drainTimeout: 30s }
       return line.startsWith('+OK');
     });
     for (const o of held) o.c.destroy();
+  }, 60_000);
+
+  it('resumes a TLS session on the other worker: one ticket key from the primary', async () => {
+    const tls = { ca: readFileSync(pki.caFile), servername: 'localhost' };
+    const first = await LineClient.connect({ port: tlsPort, tls, localAddress: '127.0.0.7' });
+    expect(await first.line()).toMatch(/^\+OK/);
+    const issuer = await workerOf(first);
+    const session = (first.socket as TLSSocket).getSession();
+    expect(session).toBeDefined();
+    first.destroy();
+    const other = await waitFor('a connection with the session on the other worker', async () => {
+      const c = await LineClient.connect({ port: tlsPort, tls: { ...tls, session: session! }, localAddress: '127.0.0.7' });
+      try {
+        if (!(await c.line()).startsWith('+OK')) return undefined; // a slot not yet freed
+        const worker = await workerOf(c);
+        return worker !== issuer ? { worker, reused: (c.socket as TLSSocket).isSessionReused() } : undefined;
+      } finally {
+        c.destroy();
+      }
+    });
+    expect(other.reused).toBe(true);
   }, 60_000);
 
   it('SIGHUP reaches every worker', async () => {

@@ -5,24 +5,31 @@
  * carries `popgate` so other users of the channel (prom-client's own cluster
  * messages, node:cluster's internals) are left alone.
  *
- *   worker → primary   request  throttle  (one FailureStore call)  → answer
+ *   worker → primary   request  hello                              → Hello (ticket key)
+ *                      request  throttle  (one FailureStore call)  → answer
  *                      request  slot      (key, max)               → lease | null
  *                      note     release   (lease)
  *                      note     ready     (bound listeners)
  *   primary → worker   request  metrics                            → MetricsSnapshot
  *                      request  readiness                          → Readiness
  *                      note     stop      (now: cut sessions at once)
- *                      note     reload
+ *                      note     reload    (a fresh ticket key)
  */
 import type { FailureStoreCall } from '../../auth/throttle.js';
 import type { BoundListener } from '../listener.js';
 
 export type WorkerRequest =
+  | { readonly op: 'hello' }
   | { readonly op: 'throttle'; readonly call: FailureStoreCall }
   | { readonly op: 'slot'; readonly key: string; readonly max: number };
 export type PrimaryRequest = { readonly op: 'metrics' } | { readonly op: 'readiness' };
 export type WorkerNote = { readonly op: 'release'; readonly lease: number } | { readonly op: 'ready'; readonly listeners: readonly BoundListener[] };
-export type PrimaryNote = { readonly op: 'stop'; readonly now: boolean } | { readonly op: 'reload' };
+export type PrimaryNote = { readonly op: 'stop'; readonly now: boolean } | { readonly op: 'reload'; readonly ticketKey: string };
+
+/** The primary's answer to hello: what a worker needs before it starts (the TLS ticket key, base64). */
+export interface Hello {
+  readonly ticketKey: string;
+}
 
 type Body = WorkerRequest | PrimaryRequest | WorkerNote | PrimaryNote;
 

@@ -14,6 +14,7 @@
  * connections are reset) and an ephemeral port 0 per worker.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { MemoryFailureStore, serveFailureStoreCall } from '../../auth/throttle.js';
@@ -23,7 +24,8 @@ import { createPrimaryMetrics, type MetricsSnapshot } from '../../observability/
 import { SharedAddressCounts } from '../address-limit.js';
 import type { BoundAdmin } from '../gateway.js';
 import type { BoundListener } from '../listener.js';
-import { IpcPeer, type PrimaryEnd, type WorkerNote, type WorkerRequest } from './ipc.js';
+import { TICKET_KEY_BYTES } from '../tls-context.js';
+import { IpcPeer, type Hello, type PrimaryEnd, type WorkerNote, type WorkerRequest } from './ipc.js';
 import { WORKER_ENV } from './worker.js';
 
 /** /metrics and /readyz wait this long for each worker. */
@@ -60,6 +62,12 @@ export class Primary {
   /** The throttle's memory store, for every worker. */
   private readonly failures = new MemoryFailureStore();
   private readonly addressCounts = new SharedAddressCounts();
+  /**
+   * The TLS session ticket key of listeners without a ticketKeysFile, the same
+   * in every worker (so a session resumes on any of them); a fresh one at each
+   * SIGHUP, as a single process makes one per certificate load.
+   */
+  private ticketKey = randomBytes(TICKET_KEY_BYTES);
   private adminServer: AdminServer | undefined;
   private stopping = false;
   /** Set while starting: a worker that exits then fails the start. */
@@ -132,7 +140,9 @@ export class Primary {
 
   /** SIGHUP: every running worker re-reads the config file and its certificates. */
   reload(): void {
-    for (const s of this.slots) if (s.ready) s.peer?.note({ op: 'reload' });
+    this.ticketKey = randomBytes(TICKET_KEY_BYTES);
+    const ticketKey = this.ticketKey.toString('base64');
+    for (const s of this.slots) if (s.ready) s.peer?.note({ op: 'reload', ticketKey });
   }
 
   /**
@@ -219,6 +229,7 @@ export class Primary {
   }
 
   private async answer(slot: Slot, body: WorkerRequest): Promise<unknown> {
+    if (body.op === 'hello') return { ticketKey: this.ticketKey.toString('base64') } satisfies Hello;
     if (body.op === 'throttle') return serveFailureStoreCall(this.failures, body.call);
     return this.addressCounts.acquire(body.key, body.max, slot.n) ?? null;
   }

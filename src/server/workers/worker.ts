@@ -12,7 +12,8 @@ import type { Readiness } from '../../observability/admin-server.js';
 import type { RegistryMetrics } from '../../observability/metrics.js';
 import { RemoteAddressCounter } from '../address-limit.js';
 import type { Gateway, GatewayOptions } from '../gateway.js';
-import { IpcPeer, type WorkerEnd } from './ipc.js';
+import { TICKET_KEY_BYTES, useSharedTicketKeys } from '../tls-context.js';
+import { IpcPeer, type Hello, type WorkerEnd } from './ipc.js';
 
 /** The environment variable that gives a worker its number (1..N). */
 export const WORKER_ENV = 'POPGATE_WORKER';
@@ -27,6 +28,15 @@ export interface WorkerControl {
   stop(now: boolean): void;
   /** Re-read the config file and certificates, as SIGHUP does. */
   reload(): void;
+}
+
+/** How long a starting worker waits for the primary's hello. */
+const HELLO_TIMEOUT_MS = 5_000;
+
+function shareTicketKey(base64: string): void {
+  const key = Buffer.from(base64, 'base64');
+  // A malformed key would break every TLS load: keep per-load random keys instead.
+  useSharedTicketKeys(key.length === TICKET_KEY_BYTES ? [key] : undefined);
 }
 
 const STARTING: Readiness = { ready: false, checks: [{ name: 'worker', ok: false, detail: 'starting' }] };
@@ -47,8 +57,10 @@ export class WorkerLink {
       send: (m) => process.send?.(m) ?? false,
       onRequest: (body) => this.answer(body.op),
       onNote: (body) => {
-        if (body.op === 'reload') this.control?.reload();
-        else if (this.control) this.control.stop(body.now);
+        if (body.op === 'reload') {
+          shareTicketKey(body.ticketKey);
+          this.control?.reload();
+        } else if (this.control) this.control.stop(body.now);
         else this.earlyStop = (this.earlyStop ?? false) || body.now;
       },
     });
@@ -69,6 +81,20 @@ export class WorkerLink {
     const n = Number(process.env[WORKER_ENV]);
     if (!cluster.isWorker || !Number.isInteger(n) || n < 1) return undefined;
     return new WorkerLink(n);
+  }
+
+  /**
+   * Before the gateway starts: what the primary hands every worker (the TLS
+   * session ticket key). Without an answer the listeners make their own keys
+   * (resumption then only works on the worker that issued the ticket).
+   */
+  async hello(log: Logger): Promise<void> {
+    try {
+      const hello = (await this.peer.request({ op: 'hello' }, HELLO_TIMEOUT_MS)) as Hello;
+      shareTicketKey(hello.ticketKey);
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'no TLS ticket key from the primary; this worker makes its own');
+    }
   }
 
   /** The gateway hooks: no admin listener of its own, per-address slots from the primary. */
