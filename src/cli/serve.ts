@@ -26,6 +26,7 @@ export async function runServe(configFile: string): Promise<number> {
   const config = checked.config;
   if (config === undefined || checked.issues.length > 0) {
     process.stderr.write(`popgate: not starting: ${formatConfigIssues(checked.issues, configFile)}\n`);
+    link?.detach(); // the open channel would keep this worker alive
     return 78; // EX_CONFIG
   }
   if (!link && workerCount(config.workers) > 1) return runPrimary(configFile, config);
@@ -39,6 +40,7 @@ export async function runServe(configFile: string): Promise<number> {
     log.fatal({ err: describe(err) }, 'start-up failed');
     log.flush();
     process.stderr.write(`popgate: start-up failed: ${describe(err)}\n`);
+    link?.detach();
     return 1;
   }
   if (link) log.info({ listeners: gateway.bound, pid: process.pid }, 'worker serving');

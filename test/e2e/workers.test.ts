@@ -14,6 +14,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -405,5 +406,61 @@ shutdown: { drainTimeout: 1s }
     const refused = await waitFor('the replay refused', () => gw.records().find((r) => r.event === 'login' && r.mechanism === 'KPOP' && r.outcome === 'failure'));
     expect(refused).toMatchObject({ worker: 2, code: 'AUTH_FAILED', krbFailure: 'replay' });
     first.destroy();
+  }, 60_000);
+});
+
+describe('popgate serve with workers: refusals', () => {
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'popgate-workers-bad-'));
+    await writeFile(join(dir, 'users'), '');
+    await writeFile(join(dir, 'master'), 'x\n');
+  });
+
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const yaml = (workers: string, port = 0): string => `workers: ${workers}
+listeners:
+  - { name: p, kind: pop3, address: 127.0.0.1, port: ${port} }
+auth: { userFile: users }
+backend: { host: 127.0.0.1, port: 1, login: { mode: master, method: auth-plain, user: popgate, passwordFile: master } }
+`;
+
+  it('check-config and serve refuse a workers value that is not 1..256 or auto (exit 78)', async () => {
+    for (const bad of ['0', '300', '2.5', 'all']) {
+      const file = join(dir, `bad-${bad}.yaml`);
+      await writeFile(file, yaml(bad));
+      const check = await runProgram(process.execPath, [CLI, 'check-config', file]);
+      expect(check.code, bad).toBe(78);
+      expect(check.stdout + check.stderr).toMatch(/^.*workers.*$/m);
+      const serve = await runProgram(process.execPath, [CLI, 'serve', '--config', file]);
+      expect(serve.code, bad).toBe(78);
+      expect(serve.stderr).toMatch(/workers/);
+    }
+  });
+
+  it('exits 1 when the workers cannot bind, leaving no worker behind', async () => {
+    const taken = await new Promise<Server>((r) => {
+      const srv = createServer();
+      srv.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => r(srv));
+    });
+    try {
+      const file = join(dir, 'taken.yaml');
+      await writeFile(file, yaml('2', (taken.address() as AddressInfo).port));
+      const gw = start(['serve', '--config', file]);
+      expect(await gw.exited).toBe(1);
+      expect(gw.records().find((r) => r.msg === 'start-up failed' && r.worker === undefined)).toBeDefined();
+      const forked = gw.records().filter((r) => r.msg === 'start-up failed' && typeof r.worker === 'number');
+      expect(forked.length).toBeGreaterThan(0);
+      // The primary returns only once every worker has exited: each exit is logged with its pid.
+      const exits = gw.records().filter((r) => r.msg === 'worker exited during start-up' || r.msg === 'worker stopped');
+      expect(exits.map((r) => r.worker).sort()).toEqual([1, 2]);
+      for (const r of exits) expect(alive(r.pid as number)).toBe(false);
+    } finally {
+      taken.close();
+    }
   }, 60_000);
 });

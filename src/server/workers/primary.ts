@@ -214,6 +214,7 @@ export class Primary {
       return;
     }
     if (this.startFailed) {
+      this.opts.log.error({ worker: slot.n, pid, code, signal }, 'worker exited during start-up');
       this.startFailed(new Error(`worker ${slot.n} (pid ${pid}) exited during start-up (code ${code}${signal ? `, ${signal}` : ''})`));
       return;
     }
