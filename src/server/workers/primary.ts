@@ -7,11 +7,15 @@
  *
  * Scheduling is SCHED_NONE: the primary binds each listening socket once and
  * hands it to every worker, which accept on it directly (the kernel wakes one
- * of them). Measured here (2 workers, TLS logins against the demo backend):
- * round-robin through the primary cost ~0.3 ms of primary CPU per login more,
- * and the primary becomes one more hop; reusePort cost the same as SCHED_NONE
- * but gives each worker its own accept queue (a dying worker's queued
- * connections are reset) and an ephemeral port 0 per worker.
+ * of them). Measured here (2 workers, TLS logins against the demo backend,
+ * CPU of all processes per login): round-robin through the primary cost
+ * ~0.3 ms of primary CPU per login more (every accepted socket is passed over
+ * IPC) and makes the primary a hop every connection waits on; reusePort cost
+ * the same as SCHED_NONE within noise, but gives each worker its own accept
+ * queue (connections queued on a dying worker are reset) and its own port for
+ * `port: 0`. The global state costs IPC round trips: ~0.2 ms of primary CPU
+ * per connection for the per-address slot, ~0.2 ms more per login with the
+ * memory throttle.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
