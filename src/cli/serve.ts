@@ -51,7 +51,11 @@ export async function runServe(configFile: string): Promise<number> {
   });
 
   return new Promise<number>((resolve) => {
+    // A worker hears a Ctrl-C twice (its own SIGINT, then the primary's word): one drain.
+    let draining = false;
     const stop = (signal: NodeJS.Signals | 'primary'): void => {
+      if (draining) return;
+      draining = true;
       log.info({ signal }, signal === 'primary' ? 'primary asked to stop, draining' : 'signal received, draining');
       process.removeAllListeners('SIGTERM');
       process.removeAllListeners('SIGINT');
@@ -96,13 +100,8 @@ export async function runServe(configFile: string): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     process.on('SIGHUP', hup);
-    let stopped = false;
     link?.attach(gateway, {
-      stop: (now) => {
-        if (now) void gateway.stop(0);
-        else if (!stopped) stop('primary');
-        stopped = true;
-      },
+      stop: (now) => (now ? void gateway.stop(0) : stop('primary')),
       reload,
     });
   });
