@@ -174,6 +174,92 @@ export class MemoryFailureStore implements FailureStore {
 }
 
 // ---------------------------------------------------------------------------
+// In memory, held by another process (workers > 1: one store in the primary)
+
+/** One FailureStore call as data: what a RemoteFailureStore sends, and serveFailureStoreCall runs. */
+export type FailureStoreCall =
+  | { readonly op: 'recordFailure'; readonly keys: readonly string[]; readonly windowMs: number }
+  | { readonly op: 'failures'; readonly keys: readonly string[] }
+  | { readonly op: 'lock'; readonly keys: readonly string[]; readonly ms: number }
+  | { readonly op: 'isLocked'; readonly keys: readonly string[] }
+  | { readonly op: 'clear'; readonly keys: readonly string[] };
+
+/** A call's result: counts (recordFailure, failures), a lock state (isLocked), or null. */
+export type FailureStoreAnswer = number[] | boolean | null;
+
+/** Runs one call on the store that holds the counters (the primary's MemoryFailureStore). */
+export async function serveFailureStoreCall(store: FailureStore, call: FailureStoreCall): Promise<FailureStoreAnswer> {
+  switch (call.op) {
+    case 'recordFailure':
+      return store.recordFailure(call.keys, call.windowMs);
+    case 'failures':
+      return store.failures(call.keys);
+    case 'lock':
+      await store.lock(call.keys, call.ms);
+      return null;
+    case 'isLocked':
+      return store.isLocked(call.keys);
+    case 'clear':
+      await store.clear(call.keys);
+      return null;
+  }
+}
+
+/**
+ * The memory store of a worker process: the counters live in the primary, so
+ * every worker sees every failure. `send` carries a call there and rejects
+ * when no answer comes in time; the throttle then fails open as it does for
+ * Redis trouble.
+ */
+export class RemoteFailureStore implements FailureStore {
+  readonly name = 'memory-primary';
+
+  constructor(private readonly send: (call: FailureStoreCall) => Promise<FailureStoreAnswer>) {}
+
+  async recordFailure(keys: readonly string[], windowMs: number): Promise<number[]> {
+    return counts(await this.send({ op: 'recordFailure', keys, windowMs }), keys.length);
+  }
+
+  async failures(keys: readonly string[]): Promise<number[]> {
+    return counts(await this.send({ op: 'failures', keys }), keys.length);
+  }
+
+  async lock(keys: readonly string[], ms: number): Promise<void> {
+    await this.send({ op: 'lock', keys, ms });
+  }
+
+  async isLocked(keys: readonly string[]): Promise<boolean> {
+    const answer = await this.send({ op: 'isLocked', keys });
+    if (typeof answer !== 'boolean') throw new Error('failure store: malformed isLocked answer');
+    return answer;
+  }
+
+  async clear(keys: readonly string[]): Promise<void> {
+    await this.send({ op: 'clear', keys });
+  }
+
+  /** The counters belong to the primary; nothing to close here. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function counts(answer: FailureStoreAnswer, n: number): number[] {
+  if (!Array.isArray(answer) || answer.length !== n) throw new Error('failure store: malformed counts answer');
+  return answer;
+}
+
+/**
+ * Set once by a worker process (src/server/workers): the memory store every
+ * throttle of this process uses instead of its own, so the counters are global.
+ */
+let memoryStoreFactory: (() => FailureStore) | undefined;
+
+export function useSharedMemoryStore(factory: (() => FailureStore) | undefined): void {
+  memoryStoreFactory = factory;
+}
+
+// ---------------------------------------------------------------------------
 // Redis
 
 /** Deadline for one Redis call and for the first connection at startup. */
@@ -822,7 +908,7 @@ export async function createLoginThrottle(config: ThrottleConfig, log: Logger): 
           onError: (err) => (throttle ? throttle.storeError(err) : early.push(err)),
           onReady: () => log.info({ event: 'login-throttle', store: 'redis' }, 'login throttle: redis connection ready'),
         })
-      : new MemoryFailureStore();
+      : (memoryStoreFactory?.() ?? new MemoryFailureStore());
   throttle = new LoginThrottle({
     store,
     delays: config.delays,

@@ -858,6 +858,16 @@ const adminSchema = z.strictObject({
   port: port.default(DEFAULT_ADMIN_PORT),
 });
 
+/** The most worker processes `workers` accepts: far above any core count a gateway runs on. */
+export const MAX_WORKERS = 256;
+
+/**
+ * `workers`: how many processes serve the listeners; `auto` is one per
+ * available core (os.availableParallelism()). 1 is a single process with no
+ * primary. Changing it needs a restart.
+ */
+const workersSchema = z.union([z.number().int().min(1).max(MAX_WORKERS), z.literal('auto')]).default(1);
+
 // ---------------------------------------------------------------------------
 
 /**
@@ -908,6 +918,8 @@ export const configSchema = z
     shutdown: shutdownSchema,
     /** Admin HTTP listener (metrics, health, readiness); absent = none. */
     admin: adminSchema.optional(),
+    /** Worker processes serving the listeners (a number, or `auto`: one per core). */
+    workers: workersSchema,
     /** IMPLEMENTATION capability text; "" or null hides it (output: null). */
     implementation: protocolText
       .nullable()

@@ -12,7 +12,7 @@
  * `noopMetrics` does nothing: what a gateway without an admin listener uses.
  */
 import { readFileSync } from 'node:fs';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Every mechanism a session can log in with, plus `none` (not logged in). */
 export const SESSION_MECHANISMS = ['none', 'USER', 'PLAIN', 'LOGIN', 'APOP', 'CRAM-MD5', 'GSSAPI', 'KPOP', 'EXTERNAL'] as const;
@@ -197,8 +197,16 @@ export interface CreateMetricsOptions {
   readonly version?: string;
 }
 
+/** One registry's metrics as data (what a worker sends its primary to be summed). */
+export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** Metrics on a registry of their own, which can also be read as data. */
+export interface RegistryMetrics extends Metrics {
+  snapshot(): Promise<MetricsSnapshot>;
+}
+
 /** A Metrics on a fresh private Registry. */
-export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
+export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics {
   const registry = new Registry();
   const registers = [registry];
   const listeners = new Map<string, ListenerCounters>();
@@ -210,6 +218,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     help: 'Always 1; the labels give the popgate version and the Node.js version.',
     labelNames: ['version', 'node'],
     registers,
+    // Summed over workers it would read N: every worker runs the same build.
+    aggregator: 'first',
   }).set({ version: opts.version ?? packageVersion(), node: process.version }, 1);
 
   new Counter({
@@ -408,6 +418,40 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       authCacheEvents.inc({ event }, count);
     },
     render: () => registry.metrics(),
+    snapshot: () => registry.getMetricsAsJSON(),
+    contentType: registry.contentType,
+  };
+}
+
+/** The primary's own metrics with `workers` > 1, and the sum of its workers'. */
+export interface PrimaryMetrics {
+  /** A worker process exited unasked and was replaced. */
+  workerRestarted(): void;
+  /**
+   * The exposition /metrics serves: the workers' snapshots added up metric
+   * by metric and label set by label set (prom-client's cluster aggregation:
+   * counters, gauges and histograms summed, build and version info taken
+   * once), plus the primary's own counters.
+   */
+  render(workers: readonly MetricsSnapshot[]): Promise<string>;
+  readonly contentType: string;
+}
+
+export function createPrimaryMetrics(): PrimaryMetrics {
+  const registry = new Registry();
+  const restarts = new Counter({
+    name: 'popgate_worker_restarts_total',
+    help: 'Worker processes (workers > 1) that exited without being asked to and were replaced by a new one.',
+    registers: [registry],
+  });
+  return {
+    workerRestarted() {
+      restarts.inc();
+    },
+    async render(workers) {
+      const own = await registry.getMetricsAsJSON();
+      return AggregatorRegistry.aggregate([...workers, own]).metrics();
+    },
     contentType: registry.contentType,
   };
 }

@@ -17,7 +17,7 @@ export function addressKey(address: string): string {
 }
 
 /** Open connections per address key, against a fixed maximum. */
-export class PerAddressCounter {
+export class PerAddressCounter implements AddressSlots {
   private readonly open = new Map<string, number>();
 
   constructor(readonly max: number) {
@@ -51,6 +51,107 @@ export class PerAddressCounter {
   /** Keys with at least one open connection (the map never holds idle keys). */
   get size(): number {
     return this.open.size;
+  }
+}
+
+/** Frees one per-address slot (idempotent). */
+export type ReleaseSlot = () => void;
+
+/**
+ * Where admission takes per-address slots: this process's PerAddressCounter
+ * (synchronous), or with workers the primary's counts, shared by every worker
+ * (RemoteAddressCounter, asynchronous).
+ */
+export interface AddressSlots {
+  readonly max: number;
+  acquire(address: string): ReleaseSlot | undefined | Promise<ReleaseSlot | undefined>;
+}
+
+/**
+ * The primary's per-address counts, shared by its workers: each slot is a
+ * lease owned by one worker, so the slots of a worker that dies are freed
+ * with it. The maximum comes with each request (a worker applies a reload
+ * when it gets it; the counts carry on).
+ */
+export class SharedAddressCounts {
+  private readonly open = new Map<string, number>();
+  private readonly leases = new Map<number, { readonly key: string; readonly owner: number }>();
+  private nextLease = 0;
+
+  /** A lease on one of `key`'s `max` slots for worker `owner`; undefined when they are taken. */
+  acquire(key: string, max: number, owner: number): number | undefined {
+    const n = this.open.get(key) ?? 0;
+    if (n >= max) return undefined;
+    this.open.set(key, n + 1);
+    const lease = ++this.nextLease;
+    this.leases.set(lease, { key, owner });
+    return lease;
+  }
+
+  release(lease: number): void {
+    const l = this.leases.get(lease);
+    if (!l) return;
+    this.leases.delete(lease);
+    const left = (this.open.get(l.key) ?? 1) - 1;
+    if (left > 0) this.open.set(l.key, left);
+    else this.open.delete(l.key);
+  }
+
+  /** Frees every slot of `owner` (a worker that exited); returns how many. */
+  releaseOwner(owner: number): number {
+    let n = 0;
+    for (const [lease, l] of this.leases) {
+      if (l.owner !== owner) continue;
+      this.release(lease);
+      n++;
+    }
+    return n;
+  }
+
+  count(key: string): number {
+    return this.open.get(key) ?? 0;
+  }
+}
+
+/** A worker's way to the primary's SharedAddressCounts. */
+export interface AddressSlotLink {
+  /** A lease, or undefined when the key is full; rejects when the primary does not answer in time. */
+  acquire(key: string, max: number): Promise<number | undefined>;
+  release(lease: number): void;
+}
+
+/**
+ * A worker's per-address counter: slots come from the primary, so the limit
+ * holds across workers. When the primary does not answer in time the slot is
+ * counted in this worker alone (`onFallback` is told, to log it), so a slow
+ * primary never refuses anyone the local count would admit.
+ */
+export class RemoteAddressCounter implements AddressSlots {
+  private readonly local: PerAddressCounter;
+
+  constructor(
+    readonly max: number,
+    private readonly link: AddressSlotLink,
+    private readonly onFallback: (err: unknown) => void,
+  ) {
+    this.local = new PerAddressCounter(max);
+  }
+
+  async acquire(address: string): Promise<ReleaseSlot | undefined> {
+    let lease: number | undefined;
+    try {
+      lease = await this.link.acquire(addressKey(address), this.max);
+    } catch (err) {
+      this.onFallback(err);
+      return this.local.acquire(address);
+    }
+    if (lease === undefined) return undefined;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.link.release(lease);
+    };
   }
 }
 

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { LimitsConfig, ListenerKind } from '../config/schema.js';
 import { errorReply, type ErrorCode } from '../errors.js';
 import type { ListenerMetrics } from '../observability/metrics.js';
-import { addressKey, LogRateLimiter, PerAddressCounter } from './address-limit.js';
+import { addressKey, LogRateLimiter, PerAddressCounter, type AddressSlots, type ReleaseSlot } from './address-limit.js';
 import type { PeerInfo } from './transport.js';
 
 /** The parts of a socket admission touches (a net.Socket, or a TLSSocket after a pop3s handshake). */
@@ -41,6 +41,12 @@ export interface AdmissionOptions {
   readonly stopping: () => boolean;
   /** A POP3 refusal's socket is destroyed this long after the reply if the client does not close. */
   readonly lingerMs?: number;
+  /**
+   * Where per-address slots come from, for a given maximum. Default: a
+   * PerAddressCounter of this process; a worker process passes one backed by
+   * the primary (asynchronous: admit() and admitPeer() then return promises).
+   */
+  readonly addressSlots?: (max: number) => AddressSlots;
 }
 
 export class Admission {
@@ -48,7 +54,7 @@ export class Admission {
   /** Every admitted socket until it closes. */
   private readonly sockets = new Set<AdmittedSocket>();
   /** Created on first use, and afresh when limits.maxConnectionsPerIp changes (resetAddressSlots). */
-  private addressSlots: PerAddressCounter | undefined;
+  private addressSlots: AddressSlots | undefined;
   /** Refusal log lines: at most one per limit and address (or per limit, for the global one) every 10 s. */
   private readonly refusalLog = new LogRateLimiter({ windowMs: 10_000 });
 
@@ -67,8 +73,10 @@ export class Admission {
    * has named the real client (or, without a header, by the balancer's own
    * address). Until then only the global limit and the PROXY header timeout
    * bound them, and on pop3s listeners the TLS handshake also runs first.
+   * With slots shared by workers the answer is a promise; the socket counts
+   * against maxConnections while it waits.
    */
-  admit(socket: AdmittedSocket, point: AdmissionPoint): boolean {
+  admit(socket: AdmittedSocket, point: AdmissionPoint): boolean | Promise<boolean> {
     if (this.refuseWhenStopping(socket, point)) return false;
     if (this.open >= this.opts.limits().maxConnections) {
       this.refuse(socket, point, 'TOO_MANY_CONNECTIONS', '*', 'connection limit reached, refusing', {
@@ -78,23 +86,35 @@ export class Admission {
       return false;
     }
     const viaBalancer = point.trustsProxy(socket.remoteAddress);
-    if (!viaBalancer && !this.claimAddressSlot(socket, socket.remoteAddress ?? '', point)) return false;
-    point.metrics.accepted();
+    const claimed = viaBalancer || this.claimAddressSlot(socket, socket.remoteAddress ?? '', point);
+    if (claimed === false) return false;
+    this.track(socket);
+    if (claimed === true) {
+      point.metrics.accepted();
+      return true;
+    }
+    return claimed.then((ok) => {
+      if (ok) point.metrics.accepted();
+      return ok;
+    });
+  }
+
+  /** Counts `socket` as open until it closes. */
+  private track(socket: AdmittedSocket): void {
     this.open++;
     this.sockets.add(socket);
     socket.once('close', () => {
       this.open--;
       this.sockets.delete(socket);
     });
-    return true;
   }
 
   /**
    * After the PROXY header and implicit TLS: whether the POP3 session may
    * start. Takes the per-address slot `admit()` left to a trusted balancer's
-   * connections.
+   * connections (a promise with slots shared by workers).
    */
-  admitPeer(socket: AdmittedSocket, peer: PeerInfo, point: AdmissionPoint): boolean {
+  admitPeer(socket: AdmittedSocket, peer: PeerInfo, point: AdmissionPoint): boolean | Promise<boolean> {
     if (this.refuseWhenStopping(socket, point)) return false;
     const balancer = peer.proxiedBy?.address ?? peer.remoteAddress;
     if (!point.trustsProxy(balancer)) return true;
@@ -123,9 +143,23 @@ export class Admission {
    * Takes one of `address`'s `limits.maxConnectionsPerIp` slots for `socket`
    * until it closes; refuses the socket (false) when there is none left.
    */
-  private claimAddressSlot(socket: AdmittedSocket, address: string, point: AdmissionPoint, via?: string): boolean {
-    this.addressSlots ??= new PerAddressCounter(this.opts.limits().maxConnectionsPerIp);
-    const release = this.addressSlots.acquire(address);
+  private claimAddressSlot(socket: AdmittedSocket, address: string, point: AdmissionPoint, via?: string): boolean | Promise<boolean> {
+    const max = this.opts.limits().maxConnectionsPerIp;
+    this.addressSlots ??= this.opts.addressSlots?.(max) ?? new PerAddressCounter(max);
+    const slots = this.addressSlots;
+    const got = slots.acquire(address);
+    if (!(got instanceof Promise)) return this.settleSlot(socket, address, point, via, slots.max, got);
+    return got.then((release) => {
+      // The client left while the primary answered: nothing to serve, and no 'close' left to free the slot.
+      if (socket.destroyed) {
+        release?.();
+        return false;
+      }
+      return this.settleSlot(socket, address, point, via, slots.max, release);
+    });
+  }
+
+  private settleSlot(socket: AdmittedSocket, address: string, point: AdmissionPoint, via: string | undefined, max: number, release: ReleaseSlot | undefined): boolean {
     if (release) {
       socket.once('close', release);
       return true;
@@ -135,7 +169,7 @@ export class Admission {
       remote: address,
       ...(via !== undefined ? { via } : {}),
       ...(key !== address ? { addressKey: key } : {}),
-      limit: this.addressSlots.max,
+      limit: max,
     });
     return false;
   }

@@ -6,6 +6,7 @@ import { backendTargets } from '../config/routing.js';
 import { createMetrics, noopMetrics, type Metrics } from '../observability/metrics.js';
 import { startAdminServer, type AdminServer, type Readiness } from '../observability/admin-server.js';
 import { Admission } from './admission.js';
+import type { AddressSlots } from './address-limit.js';
 import { Generations, describeRestarts, planReload, type ReloadChange } from './config-reload.js';
 import { ClientConnection } from './connection.js';
 import { Listener, loadListenerTls, type BoundListener, type ListenerTls } from './listener.js';
@@ -29,6 +30,13 @@ export interface GatewayOptions {
    * an admin section (which serves it at /metrics), else nowhere.
    */
   readonly metrics?: Metrics;
+  /**
+   * Worker hooks (src/server/workers): whether this gateway serves the admin
+   * listener itself (default true; a worker leaves it to the primary), and
+   * where per-address slots come from (default: counted in this process).
+   */
+  readonly serveAdmin?: boolean;
+  readonly addressSlots?: (max: number) => AddressSlots;
 }
 
 /**
@@ -67,11 +75,17 @@ export class Gateway {
     initial: Services,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    addressSlots: GatewayOptions['addressSlots'],
   ) {
     this.closeServices = servicesCloser(log);
     this.services = new Generations(initial, this.closeServices);
     this.login = currentLoginService(this.services);
-    this.admission = new Admission({ log, limits: () => this.config.limits, stopping: () => this.stopping !== undefined });
+    this.admission = new Admission({
+      log,
+      limits: () => this.config.limits,
+      stopping: () => this.stopping !== undefined,
+      ...(addressSlots ? { addressSlots } : {}),
+    });
   }
 
   private get config(): PopgateConfig {
@@ -81,7 +95,7 @@ export class Gateway {
   static async start(config: PopgateConfig, log: Logger, opts: GatewayOptions = {}): Promise<Gateway> {
     const metrics = opts.metrics ?? (config.admin ? createMetrics() : noopMetrics);
     const services = await buildServices(config, log, metrics);
-    const gateway = new Gateway(services, log, metrics);
+    const gateway = new Gateway(services, log, metrics, opts.addressSlots);
     try {
       for (const listener of config.listeners) {
         gateway.listeners.push(
@@ -94,7 +108,7 @@ export class Gateway {
         );
       }
       gateway.started = true;
-      if (config.admin) {
+      if (config.admin && opts.serveAdmin !== false) {
         gateway.adminServer = await startAdminServer({
           address: config.admin.address,
           port: config.admin.port,
@@ -149,7 +163,13 @@ export class Gateway {
 
   /** accept → admission → PROXY header / implicit TLS → admission (per address, behind a balancer) → POP3. */
   private onConnection(raw: Socket, listener: Listener): void {
-    if (!this.admission.admit(raw, listener)) return;
+    const admitted = this.admission.admit(raw, listener);
+    if (admitted === true) this.open(raw, listener);
+    // Slots shared by workers: the primary answers first.
+    else if (admitted !== false) void admitted.then((ok) => ok && this.open(raw, listener));
+  }
+
+  private open(raw: Socket, listener: Listener): void {
     const tls = listener.implicitTls;
     const proxy = listener.proxy;
     void openTransport(raw, { ...(proxy ? { proxy } : {}), ...(tls ? { tls } : {}), metrics: listener.metrics }, listener.log).then(
@@ -160,7 +180,12 @@ export class Gateway {
   }
 
   private serve(socket: Socket, peer: PeerInfo, listener: Listener): void {
-    if (!this.admission.admitPeer(socket, peer, listener)) return;
+    const admitted = this.admission.admitPeer(socket, peer, listener);
+    if (admitted === true) this.begin(socket, peer, listener);
+    else if (admitted !== false) void admitted.then((ok) => ok && this.begin(socket, peer, listener));
+  }
+
+  private begin(socket: Socket, peer: PeerInfo, listener: Listener): void {
     const ctx = listener.connectionContext(this.services.current, { login: this.login, shutdownSignal: this.shutdown.signal, metrics: this.metrics });
     const id = (++this.nextId).toString(36).padStart(6, '0');
     const connection = new ClientConnection(socket, peer, ctx, this.log, id);

@@ -62,6 +62,17 @@ export function parseTicketKeys(text: string): { readonly keys: readonly Buffer[
   return { keys };
 }
 
+/**
+ * Set in a worker process (src/server/workers, `workers` > 1): the ticket
+ * keys a listener without a ticketKeysFile uses, made by the primary and the
+ * same in every worker, so a session resumes on whichever worker accepts it.
+ */
+let sharedTicketKeys: readonly Buffer[] | undefined;
+
+export function useSharedTicketKeys(keys: readonly Buffer[] | undefined): void {
+  sharedTicketKeys = keys;
+}
+
 /** A ticket key file that cannot be used (unreadable or malformed). */
 export class TicketKeysError extends Error {}
 
@@ -112,8 +123,9 @@ export class TlsContextStore {
     let report: TlsLoadReport;
     if (fileKeys === undefined) {
       // Without a file: fresh random keys per context, as Node makes them, but
-      // explicit so that tls.Server.setSecureContext never carries older ones over.
-      keys = [randomBytes(TICKET_KEY_BYTES)];
+      // explicit so that tls.Server.setSecureContext never carries older ones over;
+      // in a worker, the primary's keys of the moment (the same in every worker).
+      keys = sharedTicketKeys ?? [randomBytes(TICKET_KEY_BYTES)];
       report = { ticketKeysChanged: false };
     } else if (fileKeys instanceof TicketKeysError) {
       if (!this.options || !this.keys || !this.files.ticketKeysFile) throw fileKeys;
