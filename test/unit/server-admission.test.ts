@@ -138,7 +138,7 @@ describe('Admission', () => {
     expect(admission.admit(direct, point)).toBe(true);
     expect(admission.admitPeer(direct, peer('192.0.2.1'), point)).toBe(true);
     const gone = new FakeSocket('10.0.0.9');
-    admission.admit(gone, point);
+    expect(admission.admit(gone, point)).toBe(true);
     gone.destroy();
     expect(admission.admitPeer(gone, peer('198.51.100.1', '10.0.0.9'), point)).toBe(false);
     expect(point.events).not.toContain('refused TOO_MANY_FROM_ADDRESS');
@@ -148,7 +148,7 @@ describe('Admission', () => {
     const state = setup();
     const { admission, point } = state;
     const open = new FakeSocket('192.0.2.1');
-    admission.admit(open, point);
+    expect(admission.admit(open, point)).toBe(true);
     state.stopping = true;
     const late = new FakeSocket('192.0.2.2');
     expect(admission.admit(late, point)).toBe(false);
@@ -157,7 +157,7 @@ describe('Admission', () => {
     expect(point.events).toEqual(['accepted', 'refused SHUTTING_DOWN', 'refused SHUTTING_DOWN']);
     const other = new FakeSocket('192.0.2.3');
     state.stopping = false;
-    admission.admit(other, point);
+    expect(admission.admit(other, point)).toBe(true);
     admission.destroyAll();
     expect(other.destroyed).toBe(true);
     expect(admission.openConnections).toBe(0);
