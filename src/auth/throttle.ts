@@ -714,6 +714,8 @@ export interface LoginThrottleOptions {
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Clock for the once-a-minute error log (tests). Default Date.now. */
   readonly now?: () => number;
+  /** Called on every store error, logged or not (the metric; the log is rate-limited). */
+  readonly onStoreError?: () => void;
 }
 
 export interface ThrottleCheck {
@@ -834,6 +836,7 @@ export class LoginThrottle {
   storeError(err: unknown): void {
     this.storeDown = true;
     this.errors++;
+    this.options.onStoreError?.();
     const now = this.now();
     if (now - this.lastErrorLog < ERROR_LOG_INTERVAL_MS) {
       this.unlogged++;
@@ -896,7 +899,7 @@ export function redisTarget(r: ThrottleRedisConfig): Omit<RedisFailureStoreOptio
 }
 
 /** The throttle auth.throttle describes (undefined when disabled), with its store connected. */
-export async function createLoginThrottle(config: ThrottleConfig, log: Logger): Promise<LoginThrottle | undefined> {
+export async function createLoginThrottle(config: ThrottleConfig, log: Logger, onStoreError?: () => void): Promise<LoginThrottle | undefined> {
   if (!config.enabled) return undefined;
   let throttle: LoginThrottle | undefined;
   const early: Error[] = [];
@@ -917,6 +920,7 @@ export async function createLoginThrottle(config: ThrottleConfig, log: Logger): 
     lockoutMs: config.lockout,
     trustedNetworks: config.trustedNetworks,
     log,
+    ...(onStoreError ? { onStoreError } : {}),
   });
   const last = early.at(-1);
   if (last) throttle.storeError(last);

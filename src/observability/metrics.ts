@@ -38,9 +38,10 @@ export type LoginOutcome = 'success' | 'failure' | 'abandoned';
 /**
  * Login throttle events: `delay` a failure answered after a throttle delay,
  * `lockout` a failure that locked an address or user, `refused` a login
- * refused because its address or user is locked.
+ * refused because its address or user is locked, `store-error` a failure
+ * store call that failed (the throttle then fails open).
  */
-export type ThrottleEvent = 'delay' | 'lockout' | 'refused';
+export type ThrottleEvent = 'delay' | 'lockout' | 'refused' | 'store-error';
 
 /**
  * Verified-credentials cache events: `hit` a success served from the cache,
@@ -304,11 +305,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
     name: 'popgate_throttle_events_total',
     help:
       'Login throttle events: delay (a failure answered after a throttle delay), lockout (a failure that locked an ' +
-      'address or user), refused (a login refused because its address or user is locked).',
+      'address or user), refused (a login refused because its address or user is locked), store-error (a failure-store ' +
+      'call failed; the throttle failed open).',
     labelNames: ['event'],
     registers,
   });
-  for (const event of ['delay', 'lockout', 'refused'] as const) throttleEvents.inc({ event }, 0);
+  for (const event of ['delay', 'lockout', 'refused', 'store-error'] as const) throttleEvents.inc({ event }, 0);
 
   const backendConnect = new Histogram({
     name: 'popgate_backend_connect_seconds',

@@ -113,7 +113,7 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
   }
   let throttle: LoginThrottle | undefined;
   try {
-    throttle = carried.throttle ?? (await createLoginThrottle(config.auth.throttle, log));
+    throttle = carried.throttle ?? (await createLoginThrottle(config.auth.throttle, log, () => metrics.throttle('store-error')));
   } catch (err) {
     verifier.close();
     resolver.close();

@@ -49,7 +49,7 @@ afterAll(async () => {
   if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
 
-function gatewayWith(throttle: string, opts: { failureDelay?: string; extra?: string } = {}): Promise<TestGateway> {
+function gatewayWith(throttle: string, opts: { failureDelay?: string; extra?: string; admin?: boolean } = {}): Promise<TestGateway> {
   return startTestGateway({
     users: USERS,
     backendPort: backend.port,
@@ -61,6 +61,7 @@ function gatewayWith(throttle: string, opts: { failureDelay?: string; extra?: st
     throttle,
     ...(opts.failureDelay ? { failureDelay: opts.failureDelay } : {}),
     ...(opts.extra ? { extra: opts.extra } : {}),
+    ...(opts.admin ? { admin: true } : {}),
   });
 }
 
@@ -324,7 +325,7 @@ describe('login throttle (redis store)', () => {
     const own = await startRedis();
     let gw: TestGateway | undefined;
     try {
-      gw = await gatewayWith(`{ delays: [100ms, 200ms], maxFailures: 2, store: redis, redis: { url: '${own.url}' } }`);
+      gw = await gatewayWith(`{ delays: [100ms, 200ms], maxFailures: 2, store: redis, redis: { url: '${own.url}' } }`, { admin: true });
       const c = await connect(gw, '127.0.2.1');
       expect(await login(c, 'gina', 'wrong-1')).toBe(AUTH_FAILED);
       await own.stop();
@@ -336,6 +337,10 @@ describe('login throttle (redis store)', () => {
       const errors = gw.logs.filter((l) => l.msg.startsWith('login throttle: failure store unavailable'));
       expect(errors).toHaveLength(1);
       expect(errors[0]).toMatchObject({ store: 'redis' });
+      // The log is rate-limited; the metric counts every failed store call.
+      const metrics = await (await fetch(`http://127.0.0.1:${gw.adminPort()}/metrics`)).text();
+      const storeErrors = Number(/^popgate_throttle_events_total\{event="store-error"\} (\d+)$/m.exec(metrics)?.[1]);
+      expect(storeErrors).toBeGreaterThan(1);
     } finally {
       await gw?.stop();
       await own.stop();

@@ -172,6 +172,7 @@ describe('LoginThrottle with the memory store', () => {
       clear: () => Promise.reject(new Error('ECONNREFUSED')),
       close: () => Promise.resolve(),
     };
+    let reported = 0;
     const throttle = new LoginThrottle({
       store: broken,
       delays: [100, 200],
@@ -180,6 +181,7 @@ describe('LoginThrottle with the memory store', () => {
       lockoutMs: MIN,
       log: recordingLog(logs),
       now: clock.now,
+      onStoreError: () => reported++,
     });
     expect(await throttle.check('192.0.2.1', 'alice')).toEqual({ locked: false, exempt: false });
     expect(await throttle.failed('192.0.2.1', 'alice')).toEqual({ delayMs: 100, locked: false, failures: 0, exempt: false });
@@ -193,6 +195,7 @@ describe('LoginThrottle with the memory store', () => {
     expect(errors[1]?.obj).toMatchObject({ store: 'broken', err: 'ECONNREFUSED', unlogged: 3 });
     // Every error counts, logged or not (for a metric).
     expect(throttle.storeErrors).toBe(5);
+    expect(reported).toBe(5);
   });
 });
 
