@@ -251,6 +251,7 @@ class BackendLink {
     }
     this.tlsInfo = info;
     this.tls?.verifiedBy(s);
+    this.opts.observer?.tlsHandshake?.(s.isSessionReused());
     this.apply(this.machine.tlsReady());
   };
 

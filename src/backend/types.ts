@@ -21,6 +21,8 @@ export interface BackendObserver {
   loggedIn(seconds: number): void;
   /** The attempt failed with a GatewayError of `code`, in `phase` (see BackendPhase). */
   failed(code: string, phase: string): void;
+  /** A TLS handshake to the backend passed its checks; `resumed`: it resumed a kept session. */
+  tlsHandshake?(resumed: boolean): void;
 }
 
 export interface BackendTimeouts {

@@ -91,6 +91,8 @@ export interface Metrics {
   backendLoggedIn(seconds: number): void;
   /** One backend attempt failed: catalogue `code`, in `phase` (connect, tls, greeting, starttls, xclient, login). */
   backendError(code: string, phase: string): void;
+  /** A TLS handshake to a backend passed its checks, resuming a kept session or not. */
+  backendTlsHandshake(resumed: boolean): void;
   /** A relayed session ended having moved these bytes. */
   bytesRelayed(clientToBackend: number, backendToClient: number): void;
   /** One Kerberos check took `seconds`; `failure` is its KerberosFailure (undefined: it succeeded). */
@@ -122,6 +124,7 @@ export const noopMetrics: Metrics = {
   backendConnected() {},
   backendLoggedIn() {},
   backendError() {},
+  backendTlsHandshake() {},
   bytesRelayed() {},
   kerberosCheck() {},
   verifierError() {},
@@ -333,6 +336,14 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
     registers,
   });
 
+  const backendTlsHandshakes = new Counter({
+    name: 'popgate_backend_tls_handshakes_total',
+    help: 'Verified TLS handshakes to backends, by whether they resumed a kept session (resumed="true") or were full.',
+    labelNames: ['resumed'],
+    registers,
+  });
+  for (const resumed of ['true', 'false']) backendTlsHandshakes.inc({ resumed }, 0);
+
   new Counter({
     name: 'popgate_relayed_bytes_total',
     help: 'Bytes relayed between logged-in clients and backends, by direction; counted when each session ends.',
@@ -404,6 +415,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
     },
     backendError(code, phase) {
       backendErrors.inc({ code, phase });
+    },
+    backendTlsHandshake(resumed) {
+      backendTlsHandshakes.inc({ resumed: String(resumed) });
     },
     bytesRelayed(clientToBackend, backendToClient) {
       bytesToBackend += clientToBackend;

@@ -94,6 +94,7 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
         connected: (seconds) => metrics.backendConnected(seconds),
         loggedIn: (seconds) => metrics.backendLoggedIn(seconds),
         failed: (code, phase) => metrics.backendError(code, phase),
+        tlsHandshake: (resumed) => metrics.backendTlsHandshake(resumed),
       }
     : undefined;
 

@@ -128,9 +128,13 @@ function target(port: number, tls: Partial<BackendTarget['tls']> = {}): BackendT
 
 /** Logs in, closes the link, and says whether its handshake resumed (as the client saw it). */
 async function login(t: BackendTarget, cache: BackendTlsCache): Promise<boolean> {
-  const s: BackendLinkSession = await openBackendSession({ target: t, timeouts: T, login: LOGIN, tlsCache: cache });
+  // What the observer (popgate_backend_tls_handshakes_total) is told about each verified handshake.
+  const told: boolean[] = [];
+  const observer = { connected() {}, loggedIn() {}, failed() {}, tlsHandshake: (resumed: boolean) => void told.push(resumed) };
+  const s: BackendLinkSession = await openBackendSession({ target: t, timeouts: T, login: LOGIN, tlsCache: cache, observer });
   const resumed = s.link.tls?.resumed;
   expect(resumed).toBe(s.socket instanceof TLSSocket && s.socket.isSessionReused());
+  expect(told).toEqual(t.tls.mode === 'none' ? [] : [resumed === true]);
   s.socket.destroy();
   return resumed === true;
 }

@@ -18,6 +18,7 @@ describe('createMetrics', () => {
         'popgate_auth_cache_events_total',
         'popgate_backend_connect_seconds',
         'popgate_backend_errors_total',
+        'popgate_backend_tls_handshakes_total',
         'popgate_backend_login_seconds',
         'popgate_build_info',
         'popgate_connections_accepted_total',
