@@ -31,31 +31,24 @@ import { pop3Wire } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
 import { LineClient } from '../helpers/line-client.js';
 import {
-  buildLegacyImage,
   buildTestImages,
   containerOf,
   legacyBackendConf,
-  overlayFacts,
-  startPodRealm,
   type OverlayFacts,
   type PodRealm,
   deploymentOf,
   projectSecretsToHostPath,
   renderOverlay,
-  secretContent,
   testMessage,
-  type ConfigMap,
   type Deployment,
   type K8sObject,
-  kubePlay,
-  LEGACY_BASE_IMAGE,
   LEGACY_EXTRA_CAPS,
   PLACEHOLDER_LEGACY,
   PLACEHOLDER_POPGATE,
   POPGATE_IMAGE,
   printLogs,
-  waitForPodServices,
-  writePlayFile,
+  playPod,
+  preparePodParts,
 } from '../helpers/kube-play.js';
 import { freePort, podman, podmanOk } from '../helpers/podman.js';
 import { waitFor } from '../helpers/wait.js';
@@ -136,16 +129,14 @@ describe('the sidecar overlay under podman kube play', () => {
     // ---- the overlay, rendered, and what its popgate.yaml says
     rendered = await renderOverlay(join(ROOT, 'deploy/k8s/overlays/sidecar'));
     played = structuredClone(rendered);
-    facts = await overlayFacts((rendered.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!);
+    // ---- this run's legacy image (the overlay's master user and port), its realm, its Secrets
+    const parts = await preparePodParts({
+      root: ROOT, dir, rendered, legacyTag: LEGACY_IMAGE, users: USERS, realmUsers: REALM_USERS,
+      backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL,
+    });
+    ({ facts, realm } = parts);
     serviceHost = facts.kerberos.host;
-
-    // ---- this run's legacy image: users, the overlay's master user and port, seed mail
-    t = Date.now();
-    await buildLegacyImage({ dir, base: LEGACY_BASE_IMAGE, tag: LEGACY_IMAGE, backend: facts.backend, backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL });
-    timings.legacyOverlaySeconds = (Date.now() - t) / 1000;
-
-    // ---- the overlay's realm: a KDC for the keytab and the clients' tickets
-    realm = await startPodRealm(facts.kerberos, REALM_USERS);
+    timings.legacyOverlaySeconds = parts.legacySeconds;
 
     // Images.
     const dep = deploymentOf(played);
@@ -163,11 +154,9 @@ describe('the sidecar overlay under podman kube play', () => {
       p.hostIP = '127.0.0.1';
       hostPorts.set(p.name, p.hostPort);
     }
-    // The Secrets of deploy/k8s/secrets-example (names and keys), with real content.
-    const secrets = await secretContent({ root: ROOT, pkiDir: join(dir, 'pki'), users: USERS, master: MASTER, keytab: realm.keytab, serverName: serviceHost });
-    caFile = secrets.caFile;
-    // The projection, computed from the rendered volume, into a hostPath directory.
-    await projectSecretsToHostPath(spec.volumes.find((v) => v.name === 'secrets')!, spec.securityContext!.fsGroup!, join(dir, 'secrets'), secrets.content);
+    // The Secrets' projection, computed from the rendered volume, into a hostPath directory.
+    caFile = parts.secrets.caFile;
+    await projectSecretsToHostPath(spec.volumes.find((v) => v.name === 'secrets')!, spec.securityContext!.fsGroup!, join(dir, 'secrets'), parts.secrets.content);
     // The mail store.
     await mkdir(mailDir());
     const maildrops = spec.volumes.find((v) => v.name === 'maildrops')!;
@@ -180,15 +169,10 @@ describe('the sidecar overlay under podman kube play', () => {
     const legacyCaps = containerOf(played, 'legacy-pop3').securityContext!.capabilities!;
     legacyCaps.add = [...(legacyCaps.add ?? []), ...LEGACY_EXTRA_CAPS];
 
-    playFile = join(dir, 'sidecar.yaml');
-    await writePlayFile(playFile, played);
-
     // Nothing of ours on the host's port 110 (see the port-110 test).
-    t = Date.now();
-    await kubePlay(playFile);
+    playFile = join(dir, 'sidecar.yaml');
     podUp = true;
-    await waitForPodServices(POPGATE_CTR, LEGACY_CTR);
-    timings.podStartSeconds = (Date.now() - t) / 1000;
+    timings.podStartSeconds = await playPod(playFile, played, POPGATE_CTR, LEGACY_CTR);
   }, 15 * 60_000);
 
   afterAll(async () => {

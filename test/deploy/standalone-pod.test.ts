@@ -40,12 +40,9 @@ import { curlPop3 } from '../helpers/clients.js';
 import { LineClient } from '../helpers/line-client.js';
 import { pop3Wire } from '../helpers/dovecot.js';
 import {
-  buildLegacyImage,
   buildTestImages,
   containerOf,
   deploymentOf,
-  kubePlay,
-  LEGACY_BASE_IMAGE,
   LEGACY_EXTRA_CAPS,
   PLACEHOLDER_LEGACY,
   PLACEHOLDER_POPGATE,
@@ -53,18 +50,15 @@ import {
   printLogs,
   projectSecretsToHostPath,
   renderOverlay,
-  secretContent,
-  overlayFacts,
-  startPodRealm,
   testMessage,
-  waitForPodServices,
-  writePlayFile,
   type PodRealm,
   type ConfigMap,
   type Container,
   type Deployment,
   type K8sObject,
   type PodSpec,
+  playPod,
+  preparePodParts,
 } from '../helpers/kube-play.js';
 import { freePort, podman, podmanOk } from '../helpers/podman.js';
 
@@ -151,13 +145,14 @@ describe('the standalone overlay under podman kube play', () => {
     await chmod(dir, 0o755);
     // ---- the overlays, rendered: standalone, and the sidecar's legacy container
     rendered = await renderOverlay(join(ROOT, 'deploy/k8s/overlays/standalone'));
-    // The legacy server and the realm as the overlay's popgate.yaml says.
-    const facts = await overlayFacts((rendered.find((o) => o.kind === 'ConfigMap') as ConfigMap).data['popgate.yaml']!);
-    serviceHost = facts.kerberos.host;
-    t = Date.now();
-    await buildLegacyImage({ dir, base: LEGACY_BASE_IMAGE, tag: LEGACY_IMAGE, backend: facts.backend, backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL });
-    timings.legacyOverlaySeconds = (Date.now() - t) / 1000;
-    realm = await startPodRealm(facts.kerberos, REALM_USERS);
+    // The legacy server, the realm and the Secrets as the overlay's popgate.yaml says.
+    const parts = await preparePodParts({
+      root: ROOT, dir, rendered, legacyTag: LEGACY_IMAGE, users: USERS, realmUsers: REALM_USERS,
+      backendPasswords: BACKEND_PW, master: MASTER, mail: MAIL,
+    });
+    realm = parts.realm;
+    serviceHost = parts.facts.kerberos.host;
+    timings.legacyOverlaySeconds = parts.legacySeconds;
     const sidecar = await renderOverlay(join(ROOT, 'deploy/k8s/overlays/sidecar'));
     sidecarLegacy = {
       container: containerOf(sidecar, 'legacy-pop3'),
@@ -179,9 +174,8 @@ describe('the standalone overlay under podman kube play', () => {
     }
     delete popgate.livenessProbe;
     delete popgate.readinessProbe;
-    const secrets = await secretContent({ root: ROOT, pkiDir: join(dir, 'pki'), users: USERS, master: MASTER, keytab: realm.keytab, serverName: serviceHost });
-    caFile = secrets.caFile;
-    await projectSecretsToHostPath(spec.volumes.find((v) => v.name === 'secrets')!, spec.securityContext!.fsGroup!, join(dir, 'secrets'), secrets.content);
+    caFile = parts.secrets.caFile;
+    await projectSecretsToHostPath(spec.volumes.find((v) => v.name === 'secrets')!, spec.securityContext!.fsGroup!, join(dir, 'secrets'), parts.secrets.content);
 
     // The backend: the legacy server in the Pod, its Service name on 127.0.0.1.
     spec.hostAliases = [{ ip: '127.0.0.1', hostnames: [BACKEND_HOST] }];
@@ -193,13 +187,8 @@ describe('the standalone overlay under podman kube play', () => {
     spec.volumes.push(structuredClone(sidecarLegacy.maildrops));
 
     playFile = join(dir, 'standalone.yaml');
-    await writePlayFile(playFile, played);
-
-    t = Date.now();
-    await kubePlay(playFile);
     podUp = true;
-    await waitForPodServices(POPGATE_CTR, LEGACY_CTR);
-    timings.podStartSeconds = (Date.now() - t) / 1000;
+    timings.podStartSeconds = await playPod(playFile, played, POPGATE_CTR, LEGACY_CTR);
   }, 15 * 60_000);
 
   afterAll(async () => {

@@ -5,43 +5,18 @@
  * picked up from disk without a signal, and listener changes that need a
  * restart are logged and left alone.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { issueCert, makeTestPki, type TestPki } from '../helpers/certs.js';
 import { runProgram } from '../helpers/clients.js';
+import { CLI, logRecords, startCli, type RunningCli } from '../helpers/cli-process.js';
 import { LineClient } from '../helpers/line-client.js';
 import { waitFor } from '../helpers/wait.js';
-
-const CLI = resolve('dist/cli/main.js');
-
-interface Running {
-  child: ChildProcessWithoutNullStreams;
-  stdout: () => string;
-  exited: Promise<number | null>;
-}
-
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe' });
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return { child, stdout: () => out, exited };
-}
-
-
-function logRecords(text: string): Array<Record<string, unknown>> {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 /** The serial number of the certificate a new TLS client sees. */
 function peerSerial(port: number, ca: Buffer): Promise<string> {
@@ -70,7 +45,7 @@ describe('popgate serve: live reload', () => {
   let backend: DemoBackend;
   let dir: string;
   let configFile: string;
-  let gw: Running;
+  let gw: RunningCli;
   let port: number;
   let session: LineClient;
 
@@ -127,9 +102,9 @@ shutdown: { drainTimeout: 1s }
     await writeFile(join(dir, 'master'), 'Master-S3cret\n');
     configFile = join(dir, 'popgate.yaml');
     await writeFile(configFile, config({ greeting: 'First greeting', userFile: 'users' }));
-    gw = start(['serve', '--config', configFile]);
+    gw = startCli(['serve', '--config', configFile]);
     port = await waitFor('listening log line', () => {
-      const rec = logRecords(gw.stdout()).find((r) => r.msg === 'listening');
+      const rec = logRecords(gw.output()).find((r) => r.msg === 'listening');
       return rec ? Number(rec.port) : undefined;
     });
     // The live, relayed session every test checks on.
@@ -150,7 +125,7 @@ shutdown: { drainTimeout: 1s }
     expect(await fresh('gina', 'Gina-front-pw')).toEqual({ greeting: expect.stringMatching(/^\+OK First greeting/), loggedIn: false });
     await writeFile(configFile, config({ greeting: 'Second greeting', userFile: 'users2' }));
     gw.child.kill('SIGHUP');
-    await waitFor('configuration reloaded', () => logRecords(gw.stdout()).find((r) => r.msg === 'configuration reloaded'));
+    await waitFor('configuration reloaded', () => logRecords(gw.output()).find((r) => r.msg === 'configuration reloaded'));
     const after = await fresh('gina', 'Gina-front-pw');
     expect(after.greeting).toMatch(/^\+OK Second greeting/);
     expect(after.loggedIn).toBe(true);
@@ -160,7 +135,7 @@ shutdown: { drainTimeout: 1s }
   it('SIGHUP with an invalid config logs the error with the path and keeps serving the old one', async () => {
     await writeFile(configFile, 'listeners: [{ kind: pop3s, port: "nine" }]\nbogus: 1\n');
     gw.child.kill('SIGHUP');
-    const rec = await waitFor('refusal log line', () => logRecords(gw.stdout()).find((r) => String(r.msg).startsWith('config reload refused')));
+    const rec = await waitFor('refusal log line', () => logRecords(gw.output()).find((r) => String(r.msg).startsWith('config reload refused')));
     expect(rec.level).toBe('error');
     expect(String(rec.msg)).toContain(configFile);
     expect(rec.file).toBe(configFile);
@@ -177,7 +152,7 @@ shutdown: { drainTimeout: 1s }
   it('picks up a new certificate/key pair from disk without a signal', async () => {
     const ca = await readFile(pki.caFile);
     const before = await peerSerial(port, ca);
-    const hupsBefore = logRecords(gw.stdout()).filter((r) => String(r.msg).startsWith('SIGHUP')).length;
+    const hupsBefore = logRecords(gw.output()).filter((r) => String(r.msg).startsWith('SIGHUP')).length;
     const next = await issueCert(pki, { name: 'server2', dns: ['localhost'], ips: ['127.0.0.1'], cn: 'renewed' });
     // Replace both files the way a renewal tool does: write elsewhere, rename over.
     await copyFile(next.keyFile, `${pki.keyFile}.new`);
@@ -193,16 +168,16 @@ shutdown: { drainTimeout: 1s }
       20_000,
     );
     expect(after).not.toBe(before);
-    const rec = logRecords(gw.stdout()).find((r) => r.msg === 'TLS certificate reloaded' && r.reason === 'certificate files changed');
+    const rec = logRecords(gw.output()).find((r) => r.msg === 'TLS certificate reloaded' && r.reason === 'certificate files changed');
     expect(rec?.listener).toBe('s');
-    expect(logRecords(gw.stdout()).filter((r) => String(r.msg).startsWith('SIGHUP'))).toHaveLength(hupsBefore);
+    expect(logRecords(gw.output()).filter((r) => String(r.msg).startsWith('SIGHUP'))).toHaveLength(hupsBefore);
     expect(await stat()).toMatch(/^\+OK 1 /);
   }, 30_000);
 
   it('a listener port change logs "restart needed" and the old port keeps serving', async () => {
     await writeFile(configFile, config({ greeting: 'Third greeting', userFile: 'users2', port: 1 }));
     gw.child.kill('SIGHUP');
-    const rec = await waitFor('restart warning', () => logRecords(gw.stdout()).find((r) => String(r.msg).includes('restart needed')));
+    const rec = await waitFor('restart warning', () => logRecords(gw.output()).find((r) => String(r.msg).includes('restart needed')));
     expect(rec.level).toBe('warn');
     expect(rec.changes).toEqual(['listener s: port 0 -> 1']);
     // The listener is left as it was, greeting included; the rest of the config applies.

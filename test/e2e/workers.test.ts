@@ -10,46 +10,22 @@
  * worker holds a connection is read from its debug `connection accepted`
  * line (client port → `worker`).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo, type Server } from 'node:net';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { kpopApReqFrame, kpopClientHello } from '../../src/kerberos/kpop-framing.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { poplibFetch, runProgram } from '../helpers/clients.js';
+import { CLI, startCli, type LogRecord, type RunningCli } from '../helpers/cli-process.js';
 import { apReqFromGssToken, gssInitialToken, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
 import { parsePrometheus, valueOf } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
-
-const CLI = resolve('dist/cli/main.js');
-
-type Rec = Record<string, unknown>;
-
-interface Running {
-  child: ChildProcessWithoutNullStreams;
-  records: () => Rec[];
-  exited: Promise<number | null>;
-}
-
-function start(args: string[]): Running {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe' });
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const records = (): Rec[] =>
-    out
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Rec);
-  return { child, records, exited };
-}
 
 function alive(pid: number): boolean {
   try {
@@ -70,7 +46,7 @@ describe('popgate serve with workers: 2', () => {
   let backend: DemoBackend;
   let dir: string;
   let configFile: string;
-  let gw: Running;
+  let gw: RunningCli;
   let port: number;
   let tlsPort: number;
   let adminPort: number;
@@ -125,7 +101,7 @@ shutdown: { drainTimeout: 30s }
     });
   }
 
-  const logins = (filter: (r: Rec) => boolean): Rec[] => gw.records().filter((r) => r.event === 'login' && filter(r));
+  const logins = (filter: (r: LogRecord) => boolean): LogRecord[] => gw.records().filter((r) => r.event === 'login' && filter(r));
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'popgate-workers-'));
@@ -149,7 +125,7 @@ shutdown: { drainTimeout: 30s }
     await writeFile(join(dir, 'master'), 'Master-S3cret\n');
     configFile = join(dir, 'popgate.yaml');
     await writeFile(configFile, config('First'));
-    gw = start(['serve', '--config', configFile]);
+    gw = startCli(['serve', '--config', configFile]);
     const ready = await waitFor('popgate ready', () => gw.records().find((r) => r.msg === 'popgate ready'), { timeoutMs: 30_000 });
     const bound = ready.listeners as Array<{ name: string; port: number }>;
     port = bound.find((l) => l.name === 'p')!.port;
@@ -330,7 +306,7 @@ describe('popgate serve with workers: 2 and KPOP', () => {
   let kdc: KdcInstance;
   let backend: DemoBackend;
   let dir: string;
-  let gw: Running;
+  let gw: RunningCli;
   let port: number;
 
   beforeAll(async () => {
@@ -362,7 +338,7 @@ backend:
 shutdown: { drainTimeout: 1s }
 `,
     );
-    gw = start(['serve', '--config', join(dir, 'popgate.yaml')]);
+    gw = startCli(['serve', '--config', join(dir, 'popgate.yaml')]);
     const ready = await waitFor('popgate ready', () => gw.records().find((r) => r.msg === 'popgate ready'), { timeoutMs: 30_000 });
     port = (ready.listeners as Array<{ port: number }>)[0]!.port;
   }, 120_000);
@@ -450,7 +426,7 @@ backend: { host: 127.0.0.1, port: 1, login: { mode: master, method: auth-plain, 
     try {
       const file = join(dir, 'taken.yaml');
       await writeFile(file, yaml('2', (taken.address() as AddressInfo).port));
-      const gw = start(['serve', '--config', file]);
+      const gw = startCli(['serve', '--config', file]);
       expect(await gw.exited).toBe(1);
       expect(gw.records().find((r) => r.msg === 'start-up failed' && r.worker === undefined)).toBeDefined();
       const forked = gw.records().filter((r) => r.msg === 'start-up failed' && typeof r.worker === 'number');

@@ -276,6 +276,57 @@ export const PLACEHOLDER_LEGACY = 'example.org/legacy-pop3:latest';
  */
 export const LEGACY_EXTRA_CAPS = ['CHOWN', 'SETGID', 'SETUID', 'SYS_CHROOT'];
 
+/**
+ * What both Pod tests make from a rendered overlay before playing it, all
+ * from its popgate.yaml (overlayFacts): the legacy image with this run's
+ * users, master password and mail; the overlay's Kerberos realm; the Secrets
+ * of deploy/k8s/secrets-example with real content (certificate for the
+ * service principal's host, users file, master password, keytab).
+ */
+export interface PodParts {
+  readonly facts: OverlayFacts;
+  readonly realm: PodRealm;
+  readonly secrets: { content: Record<string, Record<string, Buffer>>; caFile: string };
+  /** How long the legacy image took to build. */
+  readonly legacySeconds: number;
+}
+
+export async function preparePodParts(opts: {
+  root: string; dir: string; rendered: readonly K8sObject[]; legacyTag: string;
+  users: Record<string, string>; realmUsers: Record<string, string>;
+  backendPasswords: Record<string, string>; master: string; mail: Record<string, Buffer[]>;
+}): Promise<PodParts> {
+  const cm = opts.rendered.find((o) => o.kind === 'ConfigMap') as ConfigMap | undefined;
+  if (!cm?.data['popgate.yaml']) throw new Error('preparePodParts: no popgate.yaml in the rendered ConfigMap');
+  const facts = await overlayFacts(cm.data['popgate.yaml']);
+  const t = Date.now();
+  await buildLegacyImage({
+    dir: opts.dir, base: LEGACY_BASE_IMAGE, tag: opts.legacyTag, backend: facts.backend,
+    backendPasswords: opts.backendPasswords, master: opts.master, mail: opts.mail,
+  });
+  const legacySeconds = (Date.now() - t) / 1000;
+  const realm = await startPodRealm(facts.kerberos, opts.realmUsers);
+  try {
+    const secrets = await secretContent({
+      root: opts.root, pkiDir: join(opts.dir, 'pki'), users: opts.users, master: opts.master,
+      keytab: realm.keytab, serverName: facts.kerberos.host,
+    });
+    return { facts, realm, secrets, legacySeconds };
+  } catch (err) {
+    await realm.kdc.stop();
+    throw err;
+  }
+}
+
+/** Writes the play file, plays it and waits for popgate and Dovecot; returns the seconds it took. */
+export async function playPod(playFile: string, objs: readonly K8sObject[], popgateCtr: string, legacyCtr: string): Promise<number> {
+  await writePlayFile(playFile, objs);
+  const t = Date.now();
+  await kubePlay(playFile);
+  await waitForPodServices(popgateCtr, legacyCtr);
+  return (Date.now() - t) / 1000;
+}
+
 /** Writes `objs` as one multi-document YAML file for `podman kube play`. */
 export async function writePlayFile(file: string, objs: readonly K8sObject[]): Promise<void> {
   await writeFile(file, objs.map((o) => YAML.stringify(o)).join('---\n'));
