@@ -11,12 +11,19 @@
  *  - nginx's mail proxy (Debian's nginx + libnginx-mod-mail): one worker
  *    (like popgate's one event loop), `worker_processes auto`, and one worker
  *    without TLS session tickets;
- *  - popgate twice: `auth.verifiers: [http]` against that same service (the
- *    same work as nginx: USER/PASS from Auth-User/Auth-Pass at the backend)
- *    and with its own user file (scrypt ln=10) + master login;
+ *  - popgate five times: `auth.verifiers: [http]` against that same service
+ *    (the same work as nginx: USER/PASS from Auth-User/Auth-Pass at the
+ *    backend) and with its own user file (scrypt ln=10) + master login, each
+ *    with the credentials cache off (cold: every login asks the verifier) and
+ *    on (warm: every login after the warm-up is a cache hit), and the warm
+ *    auth_http one with `workers: auto` (primary + a worker per core, metered
+ *    together: childrenOf(primary) at each run);
  *  - raw TLS splice baselines: stunnel4 and a minimal Node TLS pipe;
  *  - the load generator (bench/compare/load-worker.ts), which competes for
  *    the same 2 cores and whose CPU is reported too.
+ *
+ * Before the timed runs of each login cell: a steady-state warm-up (windows
+ * until the proxy's CPU per login of two consecutive ones agrees, warmUp()).
  *
  * Scenarios, settings.runs runs each (interleaved across paths), median (min–max):
  *  1. full logins over implicit TLS (new TLS session per login; plus rows
@@ -60,12 +67,12 @@ import {
   type Child,
   type GatewayChild,
 } from '../lib/process.js';
-import { clockTicksPerSecond, fdCount, machineBusyPct, rssKiB, type MeterSpec } from '../lib/procfs.js';
+import { childrenOf, clockTicksPerSecond, fdCount, machineBusyPct, rssKiB, type MeterSpec } from '../lib/procfs.js';
 import type { BenchSettings } from '../lib/settings.js';
 import { f } from '../lib/stats.js';
 import { LoadWorker, NGINX_BIN, STUNNEL_BIN, raiseNofile, startNginx, startStunnel, type NginxInstance } from './children.js';
 import type { IdleCheckResult, IdleOpenResult, LoginsResult, ProbeResult, RetrResult, StatResult, WireTarget } from './load-worker.js';
-import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta } from './report.js';
+import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type IdleCell, type LoginCell, type MachineInfo, type PathId, type PathMeta, type WarmupRecord } from './report.js';
 
 // ------------------------------------------------------------------ settings
 
@@ -73,6 +80,10 @@ import { renderMarkdown, renderSvg, type BackendId, type CompareResults, type Id
 export type CompareSettings = BenchSettings['compare'] & { readonly runs: number; readonly quick: boolean };
 
 const CHEAP_LOG_N = 10;
+/** Rows of the fast-backend login scenario that run only at concurrencies >= settings.extraRowsMinConcurrency. */
+const EXTRA_ROWS: readonly PathId[] = ['popgate-http-warm', 'popgate-http-auto', 'popgate-file-warm'];
+/** The paths of the relay and STAT scenarios (the cache and workers rows would measure the same relay). */
+const RELAY_STAT_PATHS: readonly PathId[] = ['direct', 'stunnel', 'node-tls', 'popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
 const PRELOAD = path.join(BENCH_DIST, 'lib/preload.js');
 
 export interface CompareInput {
@@ -178,7 +189,17 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
   const authPort = Number((await waitReady(auth))[0]);
   log(`compare: auth_http service pid ${auth.pid} on ${HOST}:${authPort}`);
 
-  const [pStunnel, pHttp, pFile, pNginx1, pNginxAuto, pNginxNt] = (await ports(6)) as [number, number, number, number, number, number];
+  const [pStunnel, pHttp, pHttpWarm, pHttpAuto, pFile, pFileWarm, pNginx1, pNginxAuto, pNginxNt] = (await ports(9)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
 
   // Raw TLS splice baselines.
   const stunnel = await startStunnel({ dir: work, port: pStunnel, backendPort: fastPort, certFile: pki.certFile, keyFile: pki.keyFile, ca: input.ca });
@@ -202,25 +223,28 @@ async function setUp(input: CompareInput, s: CompareSettings, nofile: number): P
     { mode: 0o600 },
   );
   const q = JSON.stringify;
-  const httpYaml = popgateYaml({
-    name: 'cmp-http',
-    port: pHttp,
-    pki,
-    body: `auth:
+  // cache: '0s' = off (cold: every login asks the verifier); undefined = popgate's default (on, ttl 5m: warm).
+  const httpYaml = (name: string, port: number, o: { cacheTtl?: string; workers?: string }): string =>
+    popgateYaml({
+      name,
+      port,
+      pki,
+      body: `${o.workers ? `workers: ${o.workers}\n` : ''}auth:
   verifiers: [http]
   http: { url: ${q(`http://${HOST}:${authPort}/auth`)} }
-  failureDelay: 0s
+  failureDelay: 0s${o.cacheTtl ? `\n  cache: { ttl: ${o.cacheTtl} }` : ''}
 backend:
   host: ${HOST}
   port: ${fastPort}
   xclient: false
   login: { mode: passthrough }`,
-  });
-  const fileYaml = popgateYaml({
-    name: 'cmp-file',
-    port: pFile,
-    pki,
-    body: `auth: { userFile: ${q(userFile)}, failureDelay: 0s }
+    });
+  const fileYaml = (name: string, port: number, o: { cacheTtl?: string }): string =>
+    popgateYaml({
+      name,
+      port,
+      pki,
+      body: `auth: { userFile: ${q(userFile)}, failureDelay: 0s${o.cacheTtl ? `, cache: { ttl: ${o.cacheTtl} }` : ''} }
 backend:
   host: ${HOST}
   port: ${fastPort}
@@ -229,7 +253,7 @@ backend:
 routing:
   users:
     ${q(input.dovecotUser.name)}: [{ host: ${HOST}, port: ${dovecot.port} }]`,
-  });
+    });
   const gateways: GatewayChild[] = [];
   const gwStart = async (name: string, yaml: string, port: number): Promise<GatewayChild> => {
     const file = path.join(work, `${name}.yaml`);
@@ -241,8 +265,12 @@ routing:
     log(`compare: ${name} pid ${gw.pid} on ${HOST}:${port}`);
     return gw;
   };
-  const gwHttp = await gwStart('popgate-http', httpYaml, pHttp);
-  const gwFile = await gwStart('popgate-file', fileYaml, pFile);
+  const gwHttp = await gwStart('popgate-http', httpYaml('cmp-http', pHttp, { cacheTtl: '0s' }), pHttp);
+  const gwHttpWarm = await gwStart('popgate-http-warm', httpYaml('cmp-http-warm', pHttpWarm, {}), pHttpWarm);
+  const gwHttpAuto = await gwStart('popgate-http-auto', httpYaml('cmp-http-auto', pHttpAuto, { workers: 'auto' }), pHttpAuto);
+  const gwFile = await gwStart('popgate-file', fileYaml('cmp-file', pFile, { cacheTtl: '0s' }), pFile);
+  const gwFileWarm = await gwStart('popgate-file-warm', fileYaml('cmp-file-warm', pFileWarm, {}), pFileWarm);
+  log(`compare: popgate-http-auto workers: ${childrenOf(gwHttpAuto.pid).join(', ') || 'none found'}`);
 
   // nginx, twice.
   const nginx: NginxInstance[] = [];
@@ -298,7 +326,7 @@ routing:
     },
     {
       id: 'popgate-http',
-      label: 'popgate, auth_http',
+      label: 'popgate, auth_http, cache off (cold: every login calls the auth service)',
       family: 'popgate',
       port: pHttp,
       tlsPath: true,
@@ -308,8 +336,29 @@ routing:
       output: gwHttp.output,
     },
     {
+      id: 'popgate-http-warm',
+      label: 'popgate, auth_http, cache on (warm: every login a cache hit)',
+      family: 'popgate',
+      port: pHttpWarm,
+      tlsPath: true,
+      proxyPids: () => [gwHttpWarm.pid],
+      running: gwHttpWarm.running,
+      output: gwHttpWarm.output,
+    },
+    {
+      id: 'popgate-http-auto',
+      label: 'popgate, auth_http, workers auto, cache on (warm)',
+      family: 'popgate',
+      port: pHttpAuto,
+      tlsPath: true,
+      // The primary and every worker it has at the moment of the reading.
+      proxyPids: () => [gwHttpAuto.pid, ...childrenOf(gwHttpAuto.pid)],
+      running: gwHttpAuto.running,
+      output: gwHttpAuto.output,
+    },
+    {
       id: 'popgate-file',
-      label: 'popgate, user file (ln=10) + master',
+      label: 'popgate, user file (ln=10) + master, cache off (cold: scrypt every login)',
       family: 'popgate',
       port: pFile,
       tlsPath: true,
@@ -317,6 +366,16 @@ routing:
       mem: new Instruments(gwFile),
       running: gwFile.running,
       output: gwFile.output,
+    },
+    {
+      id: 'popgate-file-warm',
+      label: 'popgate, user file (ln=10) + master, cache on (warm)',
+      family: 'popgate',
+      port: pFileWarm,
+      tlsPath: true,
+      proxyPids: () => [gwFileWarm.pid],
+      running: gwFileWarm.running,
+      output: gwFileWarm.output,
     },
     ...nginxPaths,
   ];
@@ -404,7 +463,7 @@ async function verifyPaths(rig: Rig): Promise<Partial<Record<PathId, string>>> {
   return tlsSeen;
 }
 
-async function loginRun(rig: Rig, cell: LoginCell, p: PathRt, durationMs: number, record: boolean, run: number): Promise<void> {
+async function loginJob(rig: Rig, cell: LoginCell, p: PathRt, durationMs: number): Promise<LoginsResult> {
   const r = await rig.worker.run<LoginsResult>({
     kind: 'logins',
     target: target(rig, p, cell.backend),
@@ -417,16 +476,53 @@ async function loginRun(rig: Rig, cell: LoginCell, p: PathRt, durationMs: number
     checkAlive(rig);
     throw new Error(`${p.id} (${cell.backend}, c=${cell.concurrency}): ${r.logins} logins, ${r.failures} failures; first: ${r.firstError ?? '?'}`);
   }
-  if (!record) return;
+  return r;
+}
+
+async function loginRun(rig: Rig, cell: LoginCell, p: PathRt, run: number): Promise<void> {
+  const r = await loginJob(rig, cell, p, rig.s.loginSeconds * 1000);
   cell.runs.push(r);
   const cpu = (g: string): number => (r.meter.cpuMs[g] ?? 0) / r.logins;
   const rest = r.meter.machineBusyMs - Object.values(r.meter.cpuMs).reduce((a, b) => a + b, 0);
   log(
-    `  [${cell.backend} c=${cell.concurrency}${cell.resume ? ' resumed' : ''} ${run}/${rig.s.runs}] ${p.id.padEnd(13)} ${f((r.logins * 1000) / r.elapsedMs).padStart(8)}/s ` +
+    `  [${cell.backend} c=${cell.concurrency}${cell.resume ? ' resumed' : ''} ${run}/${rig.s.runs}] ${p.id.padEnd(17)} ${f((r.logins * 1000) / r.elapsedMs).padStart(8)}/s ` +
       `p50 ${f(r.p50Ms, 2)} ms, CPU ms/login: proxy ${f(cpu('proxy'), 3)} auth ${f(cpu('auth'), 3)} backend ${f(cpu('backend'), 3)} load ${f(cpu('load'), 3)} rest ${f(rest / r.logins, 3)}` +
       (r.failures > 0 ? `, ${r.failures} failed (${r.firstError})` : '') +
       (cell.resume ? `, ${r.reused}/${r.logins} resumed` : ''),
   );
+}
+
+/**
+ * Steady-state warm-up of one cell (untimed): windows of warmupWindowSeconds
+ * until the proxy's CPU per login (the backend's for the direct path) of two
+ * consecutive windows differs by at most warmupTolerance of the earlier one,
+ * or by less than /proc's resolution (2 clock ticks ÷ the window's logins:
+ * each window's figure is good to about a tick), at most warmupMaxWindows.
+ */
+async function warmUp(rig: Rig, cell: LoginCell, p: PathRt): Promise<WarmupRecord> {
+  const { s } = rig;
+  const metric: WarmupRecord['metric'] = p.proxyPids().length > 0 ? 'proxy' : 'backend';
+  const tickMs = 1000 / clockTicksPerSecond();
+  const perLoginMs: number[] = [];
+  const logins: number[] = [];
+  let steady = false;
+  for (let w = 1; w <= s.warmupMaxWindows && !steady; w++) {
+    const r = await loginJob(rig, cell, p, s.warmupWindowSeconds * 1000);
+    const v = (r.meter.cpuMs[metric] ?? 0) / r.logins;
+    if (perLoginMs.length > 0) {
+      const prev = perLoginMs[perLoginMs.length - 1]!;
+      const noise = (2 * tickMs) / Math.min(r.logins, logins[logins.length - 1]!);
+      steady = Math.abs(v - prev) <= Math.max(s.warmupTolerance * prev, noise);
+    }
+    perLoginMs.push(v);
+    logins.push(r.logins);
+  }
+  const rec: WarmupRecord = { windows: perLoginMs.length, steady, metric, perLoginMs, logins };
+  log(
+    `  [warm-up ${cell.backend} c=${cell.concurrency}${cell.resume ? ' resumed' : ''}] ${p.id.padEnd(17)} ${metric} CPU ms/login per window: ${perLoginMs.map((v) => f(v, 3)).join(' -> ')}` +
+      ` (${logins.join('/')} logins): ${steady ? `steady after ${rec.windows}` : `NOT steady after ${rec.windows}`}`,
+  );
+  return rec;
 }
 
 async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, concurrencies: readonly number[], pathIds: PathId[], resume: boolean): Promise<void> {
@@ -434,15 +530,19 @@ async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, c
   for (const c of concurrencies) {
     const group: Array<{ cell: LoginCell; p: PathRt }> = [];
     for (const id of pathIds) {
+      if (EXTRA_ROWS.includes(id) && c < s.extraRowsMinConcurrency) continue;
       const p = rig.paths.find((x) => x.id === id)!;
       const cell: LoginCell = { path: id, backend, concurrency: c, resume, runs: [] };
       cells.push(cell);
       group.push({ cell, p });
     }
-    log(`compare: logins via implicit TLS, ${backend} backend, concurrency ${c}${resume ? ', TLS session resumption' : ', a new TLS session each'}: warm-up, then ${s.runs} runs of ${s.loginSeconds} s`);
-    for (const { cell, p } of group) if (s.warmupSeconds > 0) await loginRun(rig, cell, p, s.warmupSeconds * 1000, false, 0);
+    log(
+      `compare: logins via implicit TLS, ${backend} backend, concurrency ${c}${resume ? ', TLS session resumption' : ', a new TLS session each'}: ` +
+        `warm-up (windows of ${s.warmupWindowSeconds} s until steady within ${f(s.warmupTolerance * 100, 0)} %, at most ${s.warmupMaxWindows}), then ${s.runs} runs of ${s.loginSeconds} s`,
+    );
+    for (const { cell, p } of group) cell.warmup = await warmUp(rig, cell, p);
     for (let run = 1; run <= s.runs; run++) {
-      for (const { cell, p } of group) await loginRun(rig, cell, p, s.loginSeconds * 1000, true, run);
+      for (const { cell, p } of group) await loginRun(rig, cell, p, run);
     }
     checkAlive(rig);
   }
@@ -450,7 +550,7 @@ async function loginScenario(rig: Rig, cells: LoginCell[], backend: BackendId, c
 
 async function relayScenario(rig: Rig): Promise<Array<{ path: PathId; runs: RetrResult[] }>> {
   const { s } = rig;
-  const cells = rig.paths.filter((p) => p.id !== 'nginx-1-nt').map((p) => ({ path: p.id, p, runs: [] as RetrResult[] }));
+  const cells = rig.paths.filter((p) => RELAY_STAT_PATHS.includes(p.id)).map((p) => ({ path: p.id, p, runs: [] as RetrResult[] }));
   log(`compare: relay: ${s.retrs} x RETR of the ${f(rig.bigSize / 1e6)} MB message per session, warm-up then ${s.runs} runs per path`);
   for (const c of cells) await rig.worker.run<RetrResult>({ kind: 'retr', target: target(rig, c.p, 'fast'), msg: 1, times: 1, meter: meterSpec(rig, c.p, 'fast') });
   for (let run = 1; run <= s.runs; run++) {
@@ -474,7 +574,7 @@ async function relayScenario(rig: Rig): Promise<Array<{ path: PathId; runs: Retr
 
 async function statScenario(rig: Rig): Promise<Array<{ path: PathId; runs: StatResult[] }>> {
   const { s } = rig;
-  const cells = rig.paths.filter((p) => p.id !== 'nginx-1-nt').map((p) => ({ path: p.id, p, runs: [] as StatResult[] }));
+  const cells = rig.paths.filter((p) => RELAY_STAT_PATHS.includes(p.id)).map((p) => ({ path: p.id, p, runs: [] as StatResult[] }));
   log(`compare: STAT latency: ${s.statSamples} sequential STATs per run on one logged-in session, ${s.runs} runs per path`);
   for (let run = 1; run <= s.runs; run++) {
     for (const c of cells) {
@@ -574,7 +674,7 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
   const machine = machineInfo();
   log(`compare: nginx ${machine.nginx} (OpenSSL ${machine.nginxOpenssl}), stunnel ${machine.stunnel}, node ${machine.node} (OpenSSL ${machine.nodeOpenssl})`);
   log(
-    `compare: ${s.runs} runs, ${s.loginSeconds} s per login run, concurrencies ${s.concurrencies.join('/')} (Dovecot ${s.dovecotConcurrencies.join('/')}), ` +
+    `compare: ${s.runs} runs, ${s.loginSeconds} s per login run (after a warm-up of ${s.warmupWindowSeconds} s windows until steady), concurrencies ${s.concurrencies.join('/')} (Dovecot ${s.dovecotConcurrencies.join('/')}), ` +
       `${s.retrs} x ${f(s.bigBytes / 1e6, 0)} MB RETR, ${s.statSamples} STATs, ${s.idleSessions} idle sessions`,
   );
   const busyBefore = await machineBusyPct(2_000);
@@ -592,7 +692,9 @@ export async function runCompare(input: CompareInput): Promise<CompareResults> {
     const logins: LoginCell[] = [];
     const allTls: PathId[] = ['stunnel', 'node-tls', 'popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
     const proxies: PathId[] = ['popgate-http', 'popgate-file', 'nginx-1', 'nginx-auto'];
-    await loginScenario(rig, logins, 'fast', s.concurrencies, ['direct', ...allTls, 'nginx-1-nt'], false);
+    // The cache and workers rows (EXTRA_ROWS) only at concurrencies >= extraRowsMinConcurrency.
+    const fastRows: PathId[] = ['direct', 'stunnel', 'node-tls', 'popgate-http', 'popgate-http-warm', 'popgate-http-auto', 'popgate-file', 'popgate-file-warm', 'nginx-1', 'nginx-auto', 'nginx-1-nt'];
+    await loginScenario(rig, logins, 'fast', s.concurrencies, fastRows, false);
     if (s.resumeConcurrency > 0) await loginScenario(rig, logins, 'fast', [s.resumeConcurrency], allTls, true);
     phase('logins on the fast backend');
     await loginScenario(rig, logins, 'dovecot', s.dovecotConcurrencies, ['direct', ...proxies], false);

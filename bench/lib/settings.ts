@@ -37,9 +37,25 @@ export interface BenchSettings {
   /** Side by side with nginx (bench/compare/ -> results/compare.md). */
   readonly compare: {
     readonly loginSeconds: number;
-    /** Untimed, per path and concurrency. */
-    readonly warmupSeconds: number;
+    /**
+     * Steady-state warm-up, untimed, per path and concurrency: windows of this
+     * many seconds, repeated until the proxy CPU per login of two consecutive
+     * windows differs by at most `warmupTolerance` (or by less than /proc's
+     * resolution, 2 clock ticks ÷ the window's logins), at most
+     * `warmupMaxWindows` windows (then the cell is reported as not steady).
+     */
+    readonly warmupWindowSeconds: number;
+    /** Relative difference (0.05 = 5 %) of two consecutive windows' proxy CPU per login that counts as steady. */
+    readonly warmupTolerance: number;
+    /** At least 2 (two windows are compared). */
+    readonly warmupMaxWindows: number;
     readonly concurrencies: readonly number[];
+    /**
+     * The credentials-cache and workers rows of the fast-backend login scenario
+     * (popgate-http-warm, popgate-file-warm, popgate-http-auto) run only at the
+     * concurrencies >= this one (the cold popgate rows and everything else run at all).
+     */
+    readonly extraRowsMinConcurrency: number;
     /** Dovecot's stock pop3-login (a process per connection, process_limit 100) only queues at 256. */
     readonly dovecotConcurrencies: readonly number[];
     /** Concurrency of the TLS-resumption rows; 0 = none. */
@@ -73,8 +89,11 @@ export const DEFAULTS: BenchSettings = {
   kerberos: { seconds: 3, concurrencies: [1, 32] },
   compare: {
     loginSeconds: 1.25,
-    warmupSeconds: 0.5,
+    warmupWindowSeconds: 1,
+    warmupTolerance: 0.05,
+    warmupMaxWindows: 6,
     concurrencies: [1, 32, 256],
+    extraRowsMinConcurrency: 32,
     dovecotConcurrencies: [1, 32],
     resumeConcurrency: 32,
     retrs: 4,
@@ -94,8 +113,10 @@ const QUICK = {
   kerberos: { seconds: 0.5, concurrencies: [1, 4] },
   compare: {
     loginSeconds: 0.5,
-    warmupSeconds: 0.2,
+    warmupWindowSeconds: 0.3,
+    warmupMaxWindows: 4,
     concurrencies: [1, 4],
+    extraRowsMinConcurrency: 4,
     dovecotConcurrencies: [1],
     resumeConcurrency: 4,
     retrs: 1,
@@ -163,6 +184,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): BenchSetting
   for (const list of [s.main.concurrencies, s.kerberos.concurrencies, s.compare.concurrencies, s.compare.dovecotConcurrencies]) {
     if (list.length === 0 || list.some((n) => !Number.isSafeInteger(n) || n < 1)) throw new Error(`concurrencies must be non-empty lists of integers >= 1, got ${JSON.stringify(list)}`);
   }
+  const c = s.compare;
+  if (!Number.isSafeInteger(c.warmupMaxWindows) || c.warmupMaxWindows < 2) throw new Error(`compare.warmupMaxWindows must be an integer >= 2 (two windows are compared), got ${c.warmupMaxWindows}`);
+  if (!(c.warmupWindowSeconds > 0)) throw new Error(`compare.warmupWindowSeconds must be > 0, got ${c.warmupWindowSeconds}`);
   return s;
 }
 
