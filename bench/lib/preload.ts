@@ -16,8 +16,10 @@
  * (floored at 0). The libuv clock has 1 ms granularity, so single samples
  * are only good to a fraction of a ms. The histogram starts at the first
  * 'eld-reset' only: its 1 ms timer costs CPU that the comparison would
- * otherwise bill to popgate.
+ * otherwise bill to popgate. Inactive in node:cluster workers (popgate with
+ * `workers` > 1): the instruments answer for the primary only.
  */
+import cluster from 'node:cluster';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 export const RESOLUTION_MS = 1;
@@ -55,7 +57,9 @@ export function eldMonitor(): { readonly histogram: ReturnType<typeof monitorEve
   };
 }
 
-const send = process.send?.bind(process);
+// Only in the process the benchmark started: a popgate cluster worker (workers > 1) inherits --import
+// through execArgv, but its IPC channel is node:cluster's, which must stay ref'd (the worker waits on it).
+const send = cluster.isWorker ? undefined : process.send?.bind(process);
 if (send) {
   let eld: ReturnType<typeof eldMonitor> | undefined;
   process.on('message', (m: unknown) => {
