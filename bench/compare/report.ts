@@ -437,7 +437,7 @@ Ratios are popgate ÷ nginx with **1 worker** (like for like: popgate is one eve
   const legacy = !r.logins.some((c) => c.warmup !== undefined);
   sections.push(`## Targets
 
-Ratios from this run. *System CPU* = the proxy's CPU + its auth service's (the backend and the load generator excluded): nginx pays an HTTP connection to its auth service per login, popgate a keep-alive request (none on a credentials-cache hit; a user-file row leaves the auth service idle and its ~0 CPU is metered as it is). *Cold* = popgate's credentials cache off (\`auth.cache.ttl: 0s\`): every login calls the auth service or runs scrypt, as the first login of each user does; *warm* = the cache on (default ttl 5 min): after the warm-up every login is a cache hit.${legacy ? '\n\n⚠ This compare.json predates the steady-state warm-up and the cold/warm credentials-cache rows: targets without their rows read *not measured*.' : ''}
+Ratios from this run. *System CPU* = the proxy's CPU + its auth service's (the backend and the load generator excluded): nginx pays an HTTP connection to its auth service per login, popgate a keep-alive request (none on a credentials-cache hit; a user-file row leaves the auth service idle and its ~0 CPU is metered as it is). *Cold* = popgate's credentials cache off (\`auth.cache.ttl: 0s\`): every login calls the auth service or runs scrypt, as the first login of each user does; *warm* = the cache on (default ttl 5 min): after the warm-up every login is a cache hit.${legacy ? '\n\n⚠ This compare.json predates the steady-state warm-up and the cold/warm credentials-cache rows: its popgate rows ran with the cache settings of that time (not necessarily cold), and targets without their rows read *not measured*.' : ''}
 
 ${targets(r)}${sum ? `\n\n### Summary: popgate and nginx, fast backend\n\n${sum}` : ''}`);
 
@@ -449,7 +449,7 @@ Each login: TCP connect, TLS handshake (**a new TLS session every time, no resum
 
 - **direct**: the load generator straight to the backend (plaintext AUTH PLAIN), the backend's own cost and ceiling.
 - **stunnel4 / Node TLS pipe**: raw TLS termination spliced to the backend (the client's AUTH PLAIN goes to the backend itself, no auth service): the TLS floor of a proxy built on OpenSSL (stunnel, C, a thread per connection) or on Node's TLS stack (the pipe).
-- **popgate, auth_http** does exactly nginx's work: asks the same auth service (keep-alive; nginx opens a new HTTP connection per login), then \`USER\`/\`PASS\` with Auth-User/Auth-Pass at the backend. **popgate, user file** checks scrypt **ln=10** (not the default ln=15, which costs ~80 ms of CPU per login) and logs in with AUTH PLAIN as the master user. Both run with **1 worker** and the credentials cache **off** (*cold*: every login is a user's first). The *warm* rows are the same with the cache on (every login after the warm-up is a cache hit: no auth call, no scrypt) and *workers auto* is the warm auth_http popgate with \`workers: auto\` (a primary + one worker per core; its CPU is the primary's and all its workers', read at each run); these three run at concurrency ≥ ${(s as AnySettings).extraRowsMinConcurrency ?? '?'} only.
+- **popgate, auth_http** does exactly nginx's work: asks the same auth service (keep-alive; nginx opens a new HTTP connection per login), then \`USER\`/\`PASS\` with Auth-User/Auth-Pass at the backend. **popgate, user file** checks scrypt **ln=10** (not the default ln=15, which costs ~80 ms of CPU per login) and logs in with AUTH PLAIN as the master user. Both run with **1 worker** and the credentials cache **off** (*cold*: every login is a user's first). The *warm* rows are the same with the cache on (every login after the warm-up is a cache hit: no auth call, no scrypt) and *workers auto* is the warm auth_http popgate with \`workers: auto\` (a primary + one worker per core; its CPU is the primary's and all its workers', read at each run)${(s as AnySettings).extraRowsMinConcurrency !== undefined ? `; these three run at concurrency ≥ ${(s as AnySettings).extraRowsMinConcurrency} only` : ''}.
 - **system CPU** = proxy + auth service per login (backend and load generator excluded).
 - **nginx, 1 worker, no session tickets** (extra row, fast backend only: \`ssl_session_tickets off\` + \`ssl_conf_command NumTickets 0\`, since OpenSSL still sends TLS 1.3 tickets with the first alone). nginx's mail module never sets TCP_NODELAY, and after a TLS 1.3 handshake it writes the two session tickets and then the greeting in separate writes, so Nagle's algorithm holds the greeting until the client's delayed ACK (~40 ms on Linux; seen with strace). That stall, not CPU, bounds nginx's logins/s at low and medium concurrency (see its p50). This row shows nginx without it; the main nginx rows keep the defaults (tickets on, like popgate, whose Node sockets have TCP_NODELAY and so no stall).
 
@@ -651,7 +651,7 @@ function panel(r: CompareResults, backend: BackendId, cs: readonly number[], x0:
   out.push(`<text x="${(left + right) / 2}" y="${bottom + 36}" text-anchor="middle" font-size="12">concurrency (login loops)</text>`);
   out.push(`<text transform="translate(${x0 + 16},${(top + bottom) / 2}) rotate(-90)" text-anchor="middle" font-size="12">logins/s (median of ${r.settings.runs} runs)</text>`);
   for (const s of series) {
-    const color = COLORS[s.p.id];
+    const color = COLORS[s.p.id] ?? '#000';
     const dash = s.p.family === 'baseline' ? ' stroke-dasharray="5,4"' : '';
     const pts = s.pts.map((p) => `${xs(cs.indexOf(p.c)).toFixed(1)},${ys(p.v).toFixed(1)}`).join(' ');
     out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2.2"${dash}/>`);
@@ -687,8 +687,8 @@ export function renderSvg(r: CompareResults): string {
   for (const p of r.paths) {
     if (!r.logins.some((c) => c.path === p.id && !c.resume && c.runs.length > 0)) continue;
     const dash = p.family === 'baseline' ? ' stroke-dasharray="5,4"' : '';
-    parts.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 26}" y2="${ly - 4}" stroke="${COLORS[p.id]}" stroke-width="2.5"${dash}/>`);
-    parts.push(`<text x="${lx + 32}" y="${ly}" font-size="11.5">${esc(SHORT[p.id])}</text>`);
+    parts.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 26}" y2="${ly - 4}" stroke="${COLORS[p.id] ?? '#000'}" stroke-width="2.5"${dash}/>`);
+    parts.push(`<text x="${lx + 32}" y="${ly}" font-size="11.5">${esc(SHORT[p.id] ?? p.label)}</text>`);
     ly += 22;
   }
   parts.push(`<text x="${lx}" y="${ly + 14}" font-size="10.5" fill="#555">dashed: baselines (no auth);</text>`);
