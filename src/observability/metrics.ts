@@ -392,6 +392,11 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
 
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
+  // Every login counts an attempt and a cache event: their labelled series are
+  // looked up once each (prom-client hashes the label object on every call).
+  const attemptSeries = new Map<string, { inc(): void }>();
+  const cacheSeries = new Map<string, { inc(n: number): void }>();
+
   return {
     listener(name) {
       let l = listeners.get(name);
@@ -402,7 +407,13 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
       return l;
     },
     loginAttempt({ mechanism, outcome, code }) {
-      authAttempts.inc({ mechanism, outcome, code: code ?? 'none' });
+      const key = `${mechanism}\0${outcome}\0${code ?? 'none'}`;
+      let series = attemptSeries.get(key);
+      if (!series) {
+        series = authAttempts.labels({ mechanism, outcome, code: code ?? 'none' });
+        attemptSeries.set(key, series);
+      }
+      series.inc();
     },
     throttle(event) {
       throttleEvents.inc({ event });
@@ -431,7 +442,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
       verifierErrors.inc({ verifier });
     },
     authCache(event, count) {
-      authCacheEvents.inc({ event }, count);
+      let series = cacheSeries.get(event);
+      if (!series) {
+        series = authCacheEvents.labels({ event });
+        cacheSeries.set(event, series);
+      }
+      series.inc(count);
     },
     render: () => registry.metrics(),
     snapshot: () => registry.getMetricsAsJSON(),

@@ -23,12 +23,18 @@ export interface LoginAuditFields {
   readonly [extra: string]: unknown;
 }
 
+/** The level an audit line is written at: never below info (a catalogue entry's debug level is for its other lines). */
+export function auditLevel(level: LogLevel): Exclude<LogLevel, 'debug'> {
+  return level === 'debug' ? 'info' : level;
+}
+
 /**
  * The one `event: "login"` line of a login attempt and its count in
  * popgate_auth_attempts_total: every place that decides a login attempt
- * reports it through here, exactly once.
+ * reports it through here, exactly once. `log` undefined: the line's level
+ * is disabled (the count still happens).
  */
-export function auditLogin(log: Logger, metrics: Metrics, level: LogLevel, fields: LoginAuditFields, msg: string): void {
-  log[level === 'debug' ? 'info' : level]({ event: 'login', ...fields }, msg);
+export function auditLogin(log: Logger | undefined, metrics: Metrics, level: LogLevel, fields: LoginAuditFields, msg: string): void {
+  log?.[auditLevel(level)]({ event: 'login', ...fields }, msg);
   metrics.loginAttempt({ mechanism: fields.mechanism, outcome: fields.outcome, code: fields.code });
 }

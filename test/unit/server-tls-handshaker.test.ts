@@ -3,7 +3,9 @@
  * openssl CLI, default profile): a secured session refuses a TLS 1.2
  * renegotiation and closes itself on it (whether or not a connection listens
  * on the socket), reporting the attempt as an error isRenegotiationAttempt
- * knows.
+ * knows. Concurrent handshakes each resolve with the TLS socket over their
+ * own accepted socket (matched through rawOf, which must keep holding on the
+ * Node popgate runs on).
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ECDH_CURVE, INTERMEDIATE_TLS12_CIPHERS } from '../../src/config/tls-profile.js';
 import { TlsContextStore } from '../../src/server/tls-context.js';
-import { isRenegotiationAttempt, TlsHandshaker } from '../../src/server/tls-handshaker.js';
+import { isRenegotiationAttempt, rawOf, TlsHandshaker } from '../../src/server/tls-handshaker.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { closeServer, listenLoopback } from '../helpers/servers.js';
 
@@ -76,6 +78,32 @@ describe('TlsHandshaker', () => {
       await once(client, 'close');
     } finally {
       client.destroy();
+    }
+  });
+
+  it('resolves concurrent handshakes each with the TLS socket over its own accepted socket', async () => {
+    const pairs: Array<Promise<{ raw: Socket; secured: TLSSocket | Error }>> = [];
+    const server = createServer((raw) => {
+      sockets.add(raw);
+      pairs.push(handshaker.handshake(raw).then((secured) => ({ raw, secured })));
+    });
+    servers.push(server);
+    const port = await listenLoopback(server);
+    const clients = Array.from({ length: 8 }, () => tlsConnect({ port, host: '127.0.0.1', ca: readFileSync(pki.caFile), servername: 'localhost' }));
+    try {
+      // Each client learns its server-side port: the secured socket must carry that very connection.
+      await Promise.all(clients.map((c) => once(c, 'secureConnect')));
+      const results = await Promise.all(pairs);
+      expect(results).toHaveLength(8);
+      for (const { raw, secured } of results) {
+        if (secured instanceof Error) throw secured;
+        expect(rawOf(secured)).toBe(raw);
+        expect(secured.remotePort).toBe(raw.remotePort);
+      }
+      expect(new Set(results.map((r) => r.raw.remotePort)).size).toBe(8);
+      expect(new Set(clients.map((c) => c.localPort))).toEqual(new Set(results.map((r) => r.raw.remotePort)));
+    } finally {
+      for (const c of clients) c.destroy();
     }
   });
 });
