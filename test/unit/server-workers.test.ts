@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { LoginThrottle, MemoryFailureStore, RemoteFailureStore, serveFailureStoreCall, type FailureStoreAnswer } from '../../src/auth/throttle.js';
 import { RemoteAddressCounter, SharedAddressCounts } from '../../src/server/address-limit.js';
-import { IpcPeer, type IpcMessage, type PrimaryEnd, type WorkerEnd } from '../../src/server/workers/ipc.js';
+import { IpcPeer, type ChannelMessage, type PrimaryEnd, type WorkerEnd } from '../../src/server/workers/ipc.js';
 import { workerCount } from '../../src/server/workers/primary.js';
 import { issuesOf, MINIMAL_CONFIG, parseConfig } from '../helpers/config.js';
 import { waitFor } from '../helpers/wait.js';
@@ -22,7 +22,7 @@ function pair(primaryAnswers: (body: Parameters<NonNullable<ConstructorParameter
   let primary: PrimaryEnd | undefined;
   let worker: WorkerEnd | undefined;
   // Asynchronous delivery, as over a real channel.
-  const deliver = (to: () => { handle(m: unknown): void } | undefined, m: IpcMessage): boolean => {
+  const deliver = (to: () => { handle(m: unknown): void } | undefined, m: ChannelMessage): boolean => {
     setImmediate(() => to()?.handle(JSON.parse(JSON.stringify(m)) as unknown));
     return true;
   };
@@ -78,6 +78,49 @@ describe('IpcPeer', () => {
       },
     });
     await expect(closed.request({ op: 'metrics' }, 1_000)).rejects.toThrow(/channel closed/);
+  });
+
+  it('puts what one turn writes on the channel as one message, and answers each request in it', async () => {
+    const sent: ChannelMessage[] = [];
+    let flushes: Array<() => void> = [];
+    const worker: WorkerEnd = new IpcPeer({ send: (m) => (sent.push(m), true), schedule: (f) => flushes.push(f) });
+    const primary: PrimaryEnd = new IpcPeer({
+      send: (m) => (setImmediate(() => worker.handle(JSON.parse(JSON.stringify(m)) as unknown)), true),
+      onRequest: (body) => Promise.resolve(body.op === 'slot' ? body.key : null),
+      onNote: (body) => notes.push(body.op),
+    });
+    const notes: string[] = [];
+    const answers = [worker.request({ op: 'slot', key: 'a', max: 1 }, 5_000), worker.request({ op: 'slot', key: 'b', max: 1 }, 5_000)];
+    worker.note({ op: 'release', lease: 1 });
+    expect(sent).toEqual([]);
+    expect(flushes).toHaveLength(1); // one flush per turn, however many writes
+    flushes[0]!();
+    flushes = [];
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.popgate).toBe('batch');
+    primary.handle(JSON.parse(JSON.stringify(sent[0])) as unknown);
+    await expect(Promise.all(answers)).resolves.toEqual(['a', 'b']);
+    expect(notes).toEqual(['release']);
+    // A lone message goes as itself.
+    void worker.note({ op: 'release', lease: 2 });
+    flushes[0]!();
+    expect(sent[1]).toEqual({ popgate: 'note', body: { op: 'release', lease: 2 } });
+  });
+
+  it('fails the requests of a batch the channel refused, and writes nothing once closed', async () => {
+    let open = false;
+    const flushes: Array<() => void> = [];
+    const worker: WorkerEnd = new IpcPeer({ send: () => open, schedule: (f) => flushes.push(f) });
+    const a = worker.request({ op: 'slot', key: 'a', max: 1 }, 60_000);
+    const b = worker.request({ op: 'hello' }, 60_000);
+    flushes[0]!();
+    await expect(a).rejects.toThrow('cannot send slot: channel closed');
+    await expect(b).rejects.toThrow('cannot send hello: channel closed');
+    open = true;
+    worker.close('worker stopping');
+    expect(worker.note({ op: 'release', lease: 1 })).toBe(false);
+    await expect(worker.request({ op: 'hello' }, 60_000)).rejects.toThrow('cannot send hello: channel closed');
+    expect(flushes).toHaveLength(1);
   });
 });
 

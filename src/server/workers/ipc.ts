@@ -3,7 +3,11 @@
  * channel, JSON), and a small request/answer layer over it. Either side can
  * ask (`request`, with a deadline) or just tell (`note`); every message
  * carries `popgate` so other users of the channel (prom-client's own cluster
- * messages, node:cluster's internals) are left alone.
+ * messages, node:cluster's internals) are left alone. What one side writes
+ * during one turn of its event loop goes as one channel message (`batch`):
+ * each login asks the primary for a per-address slot and the throttle, and a
+ * channel message costs both processes a serialisation, a syscall and a
+ * wake-up, whatever it carries.
  *
  *   worker → primary   request  hello                              → Hello (ticket key)
  *                      request  throttle  (one FailureStore call)  → answer
@@ -40,10 +44,13 @@ export type IpcMessage =
   | { readonly popgate: 'answer'; readonly id: number; readonly ok: false; readonly error: string }
   | { readonly popgate: 'note'; readonly body: Body };
 
-function isIpcMessage(m: unknown): m is IpcMessage {
+/** What goes on the channel: one message, or several written in the same turn. */
+export type ChannelMessage = IpcMessage | { readonly popgate: 'batch'; readonly messages: readonly IpcMessage[] };
+
+function isChannelMessage(m: unknown): m is ChannelMessage {
   if (typeof m !== 'object' || m === null || !('popgate' in m)) return false;
   const kind = (m as { popgate: unknown }).popgate;
-  return kind === 'request' || kind === 'answer' || kind === 'note';
+  return kind === 'request' || kind === 'answer' || kind === 'note' || (kind === 'batch' && Array.isArray((m as { messages?: unknown }).messages));
 }
 
 /** The request was not answered: the other side is gone, slow, or failed. */
@@ -60,8 +67,10 @@ interface Pending {
 }
 
 export interface IpcPeerOptions<In extends Body, InNote extends Body> {
-  /** Writes one message to the other side (false or a throw: not sent). */
-  readonly send: (message: IpcMessage) => boolean;
+  /** Writes one channel message to the other side (false or a throw: not sent). */
+  readonly send: (message: ChannelMessage) => boolean;
+  /** Runs the flush of what was written this turn; default setImmediate (after this turn's I/O callbacks). */
+  readonly schedule?: (flush: () => void) => void;
   /** Answers a request from the other side. */
   readonly onRequest?: (body: In) => Promise<unknown>;
   readonly onNote?: (body: InNote) => void;
@@ -73,12 +82,25 @@ export class IpcPeer<Out extends Body, In extends Body, OutNote extends Body, In
   private readonly pending = new Map<number, Pending>();
   /** Late-answer handlers of requests past their deadline, until the answer comes or the peer closes. */
   private readonly expired = new Map<number, (value: unknown) => void>();
+  /** Written this turn, not yet on the channel. */
+  private queue: IpcMessage[] = [];
+  private closed = false;
+  private readonly schedule: (flush: () => void) => void;
 
-  constructor(private readonly opts: IpcPeerOptions<In, InNote>) {}
+  constructor(private readonly opts: IpcPeerOptions<In, InNote>) {
+    this.schedule = opts.schedule ?? ((flush) => setImmediate(flush));
+  }
 
   /** Feeds one message from the channel; foreign messages are ignored. */
   handle(message: unknown): void {
-    if (!isIpcMessage(message)) return;
+    if (!isChannelMessage(message)) return;
+    if (message.popgate === 'batch') {
+      // From the other process: each entry is checked like a message of its own.
+      for (const m of message.messages as readonly unknown[]) if (isChannelMessage(m) && m.popgate !== 'batch') this.handleOne(m);
+    } else this.handleOne(message);
+  }
+
+  private handleOne(message: IpcMessage): void {
     switch (message.popgate) {
       case 'note':
         this.opts.onNote?.(message.body as InNote);
@@ -113,12 +135,17 @@ export class IpcPeer<Out extends Body, In extends Body, OutNote extends Body, In
       }, timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, timer, late });
-      if (!this.write({ popgate: 'request', id, body })) {
-        this.pending.delete(id);
-        clearTimeout(timer);
-        reject(new IpcError(`cannot send ${body.op}: channel closed`));
-      }
+      if (!this.write({ popgate: 'request', id, body })) this.unsent(id, body.op);
     });
+  }
+
+  /** A request that never reached the channel fails now. */
+  private unsent(id: number, op: string): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    p.reject(new IpcError(`cannot send ${op}: channel closed`));
   }
 
   /** Tells the other side; false when the channel is closed. */
@@ -126,8 +153,25 @@ export class IpcPeer<Out extends Body, In extends Body, OutNote extends Body, In
     return this.write({ popgate: 'note', body });
   }
 
-  /** The other side is gone: every pending request fails now. */
+  /** Puts what was written this turn on the channel now (before a disconnect). */
+  flush(): void {
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    let sent: boolean;
+    try {
+      sent = this.opts.send(batch.length === 1 ? batch[0]! : { popgate: 'batch', messages: batch });
+    } catch {
+      // The channel closed under us (the other process exited).
+      sent = false;
+    }
+    if (!sent) for (const m of batch) if (m.popgate === 'request') this.unsent(m.id, m.body.op);
+  }
+
+  /** The other side is gone: every pending request fails now, and nothing more is written. */
   close(reason: string): void {
+    this.closed = true;
+    this.queue = [];
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new IpcError(reason));
@@ -145,13 +189,11 @@ export class IpcPeer<Out extends Body, In extends Body, OutNote extends Body, In
     );
   }
 
+  /** Queues `message` for this turn's flush; false when the channel is closed. */
   private write(message: IpcMessage): boolean {
-    try {
-      return this.opts.send(message);
-    } catch {
-      // The channel closed under us (the other process exited): the caller treats it as not sent.
-      return false;
-    }
+    if (this.closed) return false;
+    if (this.queue.push(message) === 1) this.schedule(() => this.flush());
+    return true;
   }
 }
 

@@ -178,7 +178,8 @@ export class Primary {
   private fork(slot: Slot, onFirstReady?: () => void): void {
     const worker = cluster.fork({ [WORKER_ENV]: String(slot.n) });
     const peer: PrimaryEnd = new IpcPeer({
-      send: (m) => worker.isConnected() && worker.send(m),
+      // With a callback, a send that fails late (the worker died meanwhile: EPIPE) is reported there, not as an unheard 'error'.
+      send: (m) => worker.isConnected() && worker.send(m, undefined, (err) => err && this.opts.log.debug({ worker: slot.n, err: err.message }, 'message to a worker not delivered')),
       onRequest: (body: WorkerRequest) => this.answer(slot, body),
       onNote: (body: WorkerNote) => {
         if (body.op === 'release') this.addressCounts.release(body.lease);
@@ -190,6 +191,8 @@ export class Primary {
     slot.ready = false;
     worker.on('message', (m: unknown) => peer.handle(m));
     worker.once('exit', (code, signal) => this.onExit(slot, worker, code, signal));
+    // The exit that follows is what counts (logged and replaced there).
+    worker.on('error', (err: Error) => this.opts.log.debug({ worker: slot.n, err: err.message }, 'worker process error'));
   }
 
   private onReady(slot: Slot, listeners: readonly BoundListener[], onFirstReady: (() => void) | undefined): void {

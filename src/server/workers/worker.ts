@@ -140,6 +140,7 @@ export class WorkerLink {
 
   /** The channel to the primary closes, so the event loop can end once the gateway has stopped. */
   detach(): void {
+    this.peer.flush();
     this.peer.close('worker stopping');
     if (process.connected) process.disconnect();
   }
