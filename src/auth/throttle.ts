@@ -10,19 +10,44 @@
  * The counters live in a FailureStore: in this process (MemoryFailureStore,
  * bounded) or in Redis (RedisFailureStore), so replicas share them.
  *
+ * Repeated passwords (`repeatedPasswords`, like Dovecot's auth penalty): a
+ * phone retrying its owner's old password every few minutes must not lock
+ * the owner out, while guessing still must. So a failed password is
+ * remembered per user as a fingerprint (passwordFingerprint: a truncated
+ * HMAC-SHA-256 of user and password under the store's fingerprint secret),
+ * the user's last `repeatedPasswords` for `window`; a failure whose
+ * fingerprint is among them still waits its delay and gets its -ERR, but
+ * adds nothing to the address's and user's counters. A login without a
+ * password (Kerberos, EXTERNAL, APOP / CRAM-MD5 digests, a refused GSSAPI
+ * token) always counts. The secret belongs to the store, so whoever shares
+ * the counters shares the fingerprints: random per memory store (the
+ * primary's, for workers), created once in Redis (`<prefix>fingerprint-secret`,
+ * SET NX) for every replica.
+ *
  * Store trouble fails OPEN: a login is never refused because the store
  * cannot answer, and a failure then waits the first configured delay (the
  * steady-state slowdown, no progression, no lockout). Each store error is
- * reported, at most once a minute in the log. The throttle never sees
- * passwords: it gets the client address and the name the client claimed.
+ * reported, at most once a minute in the log. The throttle never stores,
+ * logs or sends a password: it gets the client address, the name the client
+ * claimed and, for a password login, the password only to fingerprint it.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createClient, createCluster, createSentinel } from 'redis';
 import { parseRedisNode, type AuthConfig } from '../config/schema.js';
 import { addressKey as keyOf, TrustedNetworks } from '../net/index.js';
 
-/** Failure counters and locks by key (`ip:<address>`, `user:<name>`). */
+/** A failed password as the store keeps it: never the password, a keyed hash of it. */
+export interface PasswordFingerprint {
+  /** The user's throttle key (`user:<name>`): the fingerprints live beside its counter. */
+  readonly key: string;
+  /** passwordFingerprint() of the user and the failed password (hex). */
+  readonly value: string;
+  /** Fingerprints kept per user, the most recently failed first (at least 1). */
+  readonly keep: number;
+}
+
+/** Failure counters and locks by key (`ip:<address>`, `user:<name>`), and the users' recent failed passwords. */
 export interface FailureStore {
   /** Short name for logs: memory | redis. */
   readonly name: string;
@@ -37,8 +62,22 @@ export interface FailureStore {
   lock(keys: readonly string[], ms: number): Promise<void>;
   /** Whether any of the keys is locked. */
   isLocked(keys: readonly string[]): Promise<boolean>;
-  /** Forgets the failure counters of the keys (locks stay until they expire). */
+  /** Forgets the failure counters of the keys (locks stay until they expire; so do remembered passwords). */
   clear(keys: readonly string[]): Promise<void>;
+  /**
+   * Remembers a failed password of a user for `windowMs` from now (the
+   * user's whole list gets that expiry). Resolves true when the fingerprint
+   * was already among the user's last `keep` (a repeat: it moves to the
+   * front), false when it is new (added in front, the oldest past `keep`
+   * dropped). Atomic: of two concurrent failures with one new password,
+   * exactly one sees it as new.
+   */
+  rememberPassword(fingerprint: PasswordFingerprint, windowMs: number): Promise<boolean>;
+  /**
+   * The key of passwordFingerprint(): the same for everyone who shares this
+   * store (so replicas' fingerprints match), never logged.
+   */
+  fingerprintSecret(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -60,7 +99,12 @@ interface MemoryEntry {
   failures: number;
   failuresUntil: number;
   lockedUntil: number;
+  /** Fingerprints of recent failed passwords (user keys only), the most recent first. */
+  passwords: string[];
+  passwordsUntil: number;
 }
+
+const emptyEntry = (): MemoryEntry => ({ failures: 0, failuresUntil: 0, lockedUntil: 0, passwords: [], passwordsUntil: 0 });
 
 /**
  * Counters of this process only. Bounded: at most `maxEntries` keys, the
@@ -75,6 +119,8 @@ export class MemoryFailureStore implements FailureStore {
   private readonly maxEntries: number;
   private readonly now: () => number;
   private readonly timer: NodeJS.Timeout | undefined;
+  /** Never leaves this process except to this store's own workers (RemoteFailureStore). */
+  private readonly secret = randomBytes(32).toString('base64');
 
   constructor(options: MemoryFailureStoreOptions = {}) {
     this.maxEntries = Math.max(1, options.maxEntries ?? MEMORY_STORE_MAX_ENTRIES);
@@ -103,7 +149,7 @@ export class MemoryFailureStore implements FailureStore {
     const now = this.now();
     return Promise.resolve(
       keys.map((key) => {
-        const e = this.live(key, now) ?? { failures: 0, failuresUntil: 0, lockedUntil: 0 };
+        const e = this.live(key, now) ?? emptyEntry();
         e.failures += 1;
         e.failuresUntil = now + windowMs;
         this.touch(key, e);
@@ -120,7 +166,7 @@ export class MemoryFailureStore implements FailureStore {
   lock(keys: readonly string[], ms: number): Promise<void> {
     const now = this.now();
     for (const key of keys) {
-      const e = this.live(key, now) ?? { failures: 0, failuresUntil: 0, lockedUntil: 0 };
+      const e = this.live(key, now) ?? emptyEntry();
       e.lockedUntil = now + ms;
       this.touch(key, e);
     }
@@ -138,9 +184,26 @@ export class MemoryFailureStore implements FailureStore {
       const e = this.live(key, now);
       if (!e) continue;
       e.failures = 0;
-      if (e.lockedUntil <= now) this.entries.delete(key);
+      if (e.lockedUntil <= now && e.passwords.length === 0) this.entries.delete(key);
     }
     return Promise.resolve();
+  }
+
+  rememberPassword(fingerprint: PasswordFingerprint, windowMs: number): Promise<boolean> {
+    const now = this.now();
+    const keep = Math.max(1, fingerprint.keep);
+    const e = this.live(fingerprint.key, now) ?? emptyEntry();
+    const at = e.passwords.indexOf(fingerprint.value);
+    if (at >= 0) e.passwords.splice(at, 1);
+    e.passwords.unshift(fingerprint.value);
+    if (e.passwords.length > keep) e.passwords.length = keep;
+    e.passwordsUntil = now + windowMs;
+    this.touch(fingerprint.key, e);
+    return Promise.resolve(at >= 0 && at < keep);
+  }
+
+  fingerprintSecret(): Promise<string> {
+    return Promise.resolve(this.secret);
   }
 
   close(): Promise<void> {
@@ -154,7 +217,8 @@ export class MemoryFailureStore implements FailureStore {
     const e = this.entries.get(key);
     if (!e) return undefined;
     if (e.failuresUntil <= now) e.failures = 0;
-    if (e.failures === 0 && e.lockedUntil <= now) {
+    if (e.passwordsUntil <= now) e.passwords = [];
+    if (e.failures === 0 && e.lockedUntil <= now && e.passwords.length === 0) {
       this.entries.delete(key);
       return undefined;
     }
@@ -182,10 +246,12 @@ export type FailureStoreCall =
   | { readonly op: 'failures'; readonly keys: readonly string[] }
   | { readonly op: 'lock'; readonly keys: readonly string[]; readonly ms: number }
   | { readonly op: 'isLocked'; readonly keys: readonly string[] }
-  | { readonly op: 'clear'; readonly keys: readonly string[] };
+  | { readonly op: 'clear'; readonly keys: readonly string[] }
+  | { readonly op: 'rememberPassword'; readonly fingerprint: PasswordFingerprint; readonly windowMs: number }
+  | { readonly op: 'fingerprintSecret' };
 
-/** A call's result: counts (recordFailure, failures), a lock state (isLocked), or null. */
-export type FailureStoreAnswer = number[] | boolean | null;
+/** A call's result: counts (recordFailure, failures), a yes/no (isLocked, rememberPassword), the secret, or null. */
+export type FailureStoreAnswer = number[] | boolean | string | null;
 
 /** Runs one call on the store that holds the counters (the primary's MemoryFailureStore). */
 export async function serveFailureStoreCall(store: FailureStore, call: FailureStoreCall): Promise<FailureStoreAnswer> {
@@ -202,6 +268,10 @@ export async function serveFailureStoreCall(store: FailureStore, call: FailureSt
     case 'clear':
       await store.clear(call.keys);
       return null;
+    case 'rememberPassword':
+      return store.rememberPassword(call.fingerprint, call.windowMs);
+    case 'fingerprintSecret':
+      return store.fingerprintSecret();
   }
 }
 
@@ -236,6 +306,20 @@ export class RemoteFailureStore implements FailureStore {
 
   async clear(keys: readonly string[]): Promise<void> {
     await this.send({ op: 'clear', keys });
+  }
+
+  /** Only the fingerprint crosses the channel, never the password. */
+  async rememberPassword(fingerprint: PasswordFingerprint, windowMs: number): Promise<boolean> {
+    const answer = await this.send({ op: 'rememberPassword', fingerprint, windowMs });
+    if (typeof answer !== 'boolean') throw new Error('failure store: malformed rememberPassword answer');
+    return answer;
+  }
+
+  /** The primary's store's secret: every worker's fingerprints match. */
+  async fingerprintSecret(): Promise<string> {
+    const answer = await this.send({ op: 'fingerprintSecret' });
+    if (typeof answer !== 'string' || answer === '') throw new Error('failure store: malformed fingerprintSecret answer');
+    return answer;
   }
 
   /** The counters belong to the primary; nothing to close here. */
@@ -536,12 +620,18 @@ function clusterLink(options: RedisFailureStoreOptions, target: RedisClusterTarg
  * Counters in Redis, so every replica sees the same failures: one server
  * (url), the master Redis Sentinel names (sentinel; failovers followed), or
  * a Redis Cluster (cluster). Counters are INCR + PEXPIRE in one MULTI;
- * locks are `SET <prefix>lock:<key> 1 PX <ms>`. Calls fail fast while the
- * connection is down (no offline queue) and give up after `timeoutMs`.
+ * locks are `SET <prefix>lock:<key> 1 PX <ms>`. A user's recent failed
+ * passwords are a list of fingerprints, `<prefix>pw:<user key>`, updated by
+ * one Lua script (REMEMBER_PASSWORD_SCRIPT: LREM, LPUSH, LTRIM, PEXPIRE);
+ * the fingerprint secret is `<prefix>fingerprint-secret`, created by the
+ * first replica that needs it (SET NX, no expiry) and read by the others.
+ * Calls fail fast while the connection is down (no offline queue) and give
+ * up after `timeoutMs`.
  *
- * In a cluster a MULTI, MGET, EXISTS or DEL must stay in one slot. There the
- * address or user part of each key is a hash tag (`<prefix>fail:{ip:192.0.2.1}`,
- * `<prefix>lock:{ip:192.0.2.1}`: one slot per address or user) and every
+ * In a cluster a MULTI, MGET, EXISTS, DEL or script must stay in one slot.
+ * There the address or user part of each key is a hash tag
+ * (`<prefix>fail:{ip:192.0.2.1}`, `<prefix>lock:{ip:192.0.2.1}`,
+ * `<prefix>pw:{user:gina}`: one slot per address or user) and every
  * operation is split into one call per tag. One server and Sentinel keep
  * the untagged names, so existing counters stay valid.
  */
@@ -585,11 +675,16 @@ export class RedisFailureStore implements FailureStore {
     return this.link.ready;
   }
 
-  /** The Redis keys of a throttle key (`ip:...`, `user:...`): its counter and its lock. */
-  redisKeys(key: string): { fail: string; lock: string } {
+  /** The Redis keys of a throttle key (`ip:...`, `user:...`): its counter, its lock, its failed passwords (users). */
+  redisKeys(key: string): { fail: string; lock: string; passwords: string } {
     // Popgate's braces come first (the schema keeps them out of a cluster's prefix), so they are the hash tag.
     const part = this.clustered ? `{${key}}` : key;
-    return { fail: `${this.prefix}fail:${part}`, lock: `${this.prefix}lock:${part}` };
+    return { fail: `${this.prefix}fail:${part}`, lock: `${this.prefix}lock:${part}`, passwords: `${this.prefix}pw:${part}` };
+  }
+
+  /** Where the fingerprint secret every replica shares lives (one key, no hash tag needed). */
+  get secretKey(): string {
+    return `${this.prefix}fingerprint-secret`;
   }
 
   async recordFailure(keys: readonly string[], windowMs: number): Promise<number[]> {
@@ -633,6 +728,28 @@ export class RedisFailureStore implements FailureStore {
     });
   }
 
+  async rememberPassword(fingerprint: PasswordFingerprint, windowMs: number): Promise<boolean> {
+    const key = this.redisKeys(fingerprint.key).passwords;
+    const args = ['EVAL', REMEMBER_PASSWORD_SCRIPT, '1', key, fingerprint.value, String(Math.max(1, fingerprint.keep)), String(Math.max(1, Math.round(windowMs)))];
+    const seen = await withDeadline(this.link.command(key, false, args), this.timeoutMs, 'redis call');
+    return toCount(seen) > 0;
+  }
+
+  /**
+   * The secret in Redis: the first replica's random one wins (SET NX) and
+   * every replica reads the same. Whoever can read Redis can read it too
+   * (and so test guesses against the remembered fingerprints): guard Redis
+   * like the credentials.
+   */
+  async fingerprintSecret(): Promise<string> {
+    const key = this.secretKey;
+    const candidate = randomBytes(32).toString('base64');
+    const replies = await withDeadline(this.link.transaction(key, [['SET', key, candidate, 'NX'], ['GET', key]]), this.timeoutMs, 'redis call');
+    const secret = replies[1];
+    if (typeof secret !== 'string' || secret === '') throw new Error('redis: no fingerprint secret');
+    return secret;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -654,6 +771,17 @@ export class RedisFailureStore implements FailureStore {
     return Promise.all(groups.map((g) => withDeadline(op(g), this.timeoutMs, 'redis call')));
   }
 }
+
+/**
+ * KEYS[1] the user's fingerprint list; ARGV: fingerprint, keep, window (ms).
+ * Returns how many times it was in the list (0: new). The list never holds
+ * more than `keep`, so "in the list" is "among the last keep".
+ */
+const REMEMBER_PASSWORD_SCRIPT = `local seen = redis.call('LREM', KEYS[1], 0, ARGV[1])
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return seen`;
 
 function toCount(v: unknown): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : 0;
@@ -696,6 +824,19 @@ export function userKey(user: string): string | undefined {
   return folded.length > MAX_USER_KEY ? `sha256:${createHash('sha256').update(folded).digest('hex')}` : folded;
 }
 
+/** Bytes of HMAC a fingerprint keeps: a chance of 2^-64 per remembered password that a different one passes for it. */
+const FINGERPRINT_BYTES = 8;
+
+/**
+ * A failed password as the throttle remembers it: HMAC-SHA-256 under the
+ * store's secret of the user key (folded, as the counters are keyed), a NUL
+ * and the password (UTF-8), cut to 8 bytes, hex. The user is in it so that
+ * one password of two users gives two fingerprints.
+ */
+export function passwordFingerprint(secret: string, user: string, password: string): string {
+  return createHmac('sha256', secret).update(user).update('\0').update(password).digest().subarray(0, FINGERPRINT_BYTES).toString('hex');
+}
+
 // ---------------------------------------------------------------------------
 // The throttle
 
@@ -709,6 +850,11 @@ export interface LoginThrottleOptions {
   readonly windowMs: number;
   /** How long a key stays locked. */
   readonly lockoutMs: number;
+  /**
+   * Failed passwords remembered per user (for windowMs): a failure repeating
+   * one is delayed but not counted. Default 0: every failure counts.
+   */
+  readonly repeatedPasswords?: number;
   /** Exempt client networks (CIDR, as parsed by the config schema). */
   readonly trustedNetworks?: readonly string[];
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -733,6 +879,8 @@ export interface ThrottleFailure {
   /** The highest consecutive-failure count among the keys (0 when exempt or the store failed). */
   readonly failures: number;
   readonly exempt: boolean;
+  /** Present when the password was one of the user's recent failed ones: nothing was counted. */
+  readonly repeated?: true;
 }
 
 /** How often a failing store is logged at most. */
@@ -746,6 +894,8 @@ export class LoginThrottle {
   private errors = 0;
   /** The store failed since its last success (to log the recovery). */
   private storeDown = false;
+  /** The store's fingerprint secret, asked once (again after a failure). */
+  private secret: Promise<string> | undefined;
 
   constructor(private readonly options: LoginThrottleOptions) {
     if (options.delays.length === 0) throw new Error('LoginThrottle: delays must not be empty');
@@ -797,12 +947,24 @@ export class LoginThrottle {
     }
   }
 
-  /** After a failed login: count it, lock keys that reached maxFailures, and say how long to wait. */
-  async failed(ip: string, user: string): Promise<ThrottleFailure> {
+  /**
+   * After a failed login: count it, lock keys that reached maxFailures, and
+   * say how long to wait. `password`: the failed password of a password
+   * login (USER/PASS, PLAIN, LOGIN), undefined for every other kind; a
+   * password among the user's recent failed ones is not counted (only
+   * fingerprinted, never kept).
+   */
+  async failed(ip: string, user: string, password?: string): Promise<ThrottleFailure> {
     if (this.isTrusted(ip)) return { delayMs: 0, locked: false, failures: 0, exempt: true };
     const { store, windowMs, maxFailures, lockoutMs } = this.options;
     const keys = this.keysFor(ip, user);
     try {
+      if (await this.repeatedPassword(user, password)) {
+        // Waits as long as the current count says (at least the first delay); counts nothing.
+        const failures = Math.max(0, ...(await store.failures(keys)));
+        this.storeOk();
+        return { delayMs: this.delayFor(Math.max(1, failures)), locked: false, failures, exempt: false, repeated: true };
+      }
       const counts = await store.recordFailure(keys, windowMs);
       const failures = Math.max(0, ...counts);
       const over = keys.filter((_, i) => (counts[i] ?? 0) >= maxFailures);
@@ -816,6 +978,28 @@ export class LoginThrottle {
       this.storeError(err);
       return { delayMs: this.delayFor(1), locked: false, failures: 0, exempt: false };
     }
+  }
+
+  /** Whether `password` is one of the user's recent failed ones (and remember it either way). */
+  private async repeatedPassword(user: string, password: string | undefined): Promise<boolean> {
+    const keep = this.options.repeatedPasswords ?? 0;
+    const u = userKey(user);
+    if (password === undefined || keep <= 0 || u === undefined) return false;
+    const secret = await this.fingerprintSecret();
+    const fingerprint = { key: `user:${u}`, value: passwordFingerprint(secret, u, password), keep };
+    return this.options.store.rememberPassword(fingerprint, this.options.windowMs);
+  }
+
+  private fingerprintSecret(): Promise<string> {
+    if (!this.secret) {
+      const asked = this.options.store.fingerprintSecret();
+      this.secret = asked;
+      // Not kept when it failed: asked again next time.
+      asked.catch(() => {
+        if (this.secret === asked) this.secret = undefined;
+      });
+    }
+    return this.secret;
   }
 
   /** After a successful login: forget the failures of its address and user (like anvil). */
@@ -918,6 +1102,7 @@ export async function createLoginThrottle(config: ThrottleConfig, log: Logger, o
     maxFailures: config.maxFailures,
     windowMs: config.window,
     lockoutMs: config.lockout,
+    repeatedPasswords: config.repeatedPasswords,
     trustedNetworks: config.trustedNetworks,
     log,
     ...(onStoreError ? { onStoreError } : {}),
@@ -925,7 +1110,14 @@ export async function createLoginThrottle(config: ThrottleConfig, log: Logger, o
   const last = early.at(-1);
   if (last) throttle.storeError(last);
   log.info(
-    { event: 'login-throttle', store: store.name, maxFailures: config.maxFailures, delays: config.delays, trustedNetworks: config.trustedNetworks.length },
+    {
+      event: 'login-throttle',
+      store: store.name,
+      maxFailures: config.maxFailures,
+      delays: config.delays,
+      repeatedPasswords: config.repeatedPasswords,
+      trustedNetworks: config.trustedNetworks.length,
+    },
     'login throttle enabled',
   );
   return throttle;

@@ -457,6 +457,11 @@ const throttleSchema = z
     window: duration({ min: 1_000 }).prefault('15m'),
     /** How long a locked address or user is refused ([LOGIN-DELAY]). */
     lockout: duration({ min: 1_000 }).prefault('15m'),
+    /**
+     * Failed passwords remembered per user (salted fingerprints, for `window`): a failure repeating one
+     * is delayed but not counted (a phone retrying an old password does not lock its owner out). 0: off.
+     */
+    repeatedPasswords: z.number().int().min(0).max(100).default(5),
     /** Client networks the throttle ignores (auth.failureDelay still applies to them). */
     trustedNetworks: z.array(cidr).superRefine(uniqueItems('network')).default([]),
     store: z.enum(THROTTLE_STORES).default('memory'),

@@ -39,9 +39,11 @@ export type LoginOutcome = 'success' | 'failure' | 'abandoned';
  * Login throttle events: `delay` a failure answered after a throttle delay,
  * `lockout` a failure that locked an address or user, `refused` a login
  * refused because its address or user is locked, `store-error` a failure
- * store call that failed (the throttle then fails open).
+ * store call that failed (the throttle then fails open), `repeated-password`
+ * a failure not counted because its password was one of the user's recent
+ * failed ones.
  */
-export type ThrottleEvent = 'delay' | 'lockout' | 'refused' | 'store-error';
+export type ThrottleEvent = 'delay' | 'lockout' | 'refused' | 'store-error' | 'repeated-password';
 
 /**
  * Verified-credentials cache events: `hit` a success served from the cache,
@@ -309,11 +311,12 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
     help:
       'Login throttle events: delay (a failure answered after a throttle delay), lockout (a failure that locked an ' +
       'address or user), refused (a login refused because its address or user is locked), store-error (a failure-store ' +
-      'call failed; the throttle failed open).',
+      'call failed; the throttle failed open), repeated-password (a failure not counted: the password was one of the ' +
+      "user's recent failed ones).",
     labelNames: ['event'],
     registers,
   });
-  for (const event of ['delay', 'lockout', 'refused', 'store-error'] as const) throttleEvents.inc({ event }, 0);
+  for (const event of ['delay', 'lockout', 'refused', 'store-error', 'repeated-password'] as const) throttleEvents.inc({ event }, 0);
 
   const backendConnect = new Histogram({
     name: 'popgate_backend_connect_seconds',

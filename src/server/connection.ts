@@ -507,7 +507,7 @@ export class ClientConnection {
 
   /** Audit, wait the result's delay, then the core's reply (an auth service's text, its close). */
   private async loginRefused(result: LoginFailure, who: AttemptFields, ms: number): Promise<void> {
-    await this.loginFailed(result, who, { ms, delayMs: result.delayMs });
+    await this.loginFailed(result, who, { ms, delayMs: result.delayMs, ...(result.throttle ? { throttle: result.throttle } : {}) });
     const { error } = result;
     if (this.closed || !this.session) return;
     const opts = { ...(error.clientText !== undefined ? { text: error.clientText } : {}), ...(error.closeAfter ? { close: true } : {}) };

@@ -4,7 +4,7 @@ import { openBackendWithFailover } from '../backend/failover.js';
 import type { BackendLogin, BackendObserver, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { PrincipalMapResult } from '../kerberos/principal-mapper.js';
-import { isKerberosCredentials, isExternalCredentials, type KerberosCredentials, type LoginCredentials } from '../pop3/types.js';
+import { isKerberosCredentials, isExternalCredentials, isPasswordCredentials, type KerberosCredentials, type LoginCredentials } from '../pop3/types.js';
 import type { Metrics } from '../observability/metrics.js';
 
 export interface LoginRequest {
@@ -33,6 +33,8 @@ export interface LoginFailure {
   readonly error: GatewayError;
   /** The throttle's delay on AUTH_FAILED (it replaces auth.failureDelay), else auth.failureDelay on AUTH_FAILED, else 0. */
   readonly delayMs: number;
+  /** Why the throttle did not count this AUTH_FAILED (it was delayed all the same): for the log line. */
+  readonly throttle?: 'repeated-password';
 }
 
 export type LoginResult = LoginSuccess | LoginFailure;
@@ -85,6 +87,11 @@ function claimedUser(req: LoginRequest): string {
   if (isKerberosCredentials(c)) return c.requestedUser || c.principal;
   if (isExternalCredentials(c)) return c.requestedUser || (req.certificateUser ?? '');
   return c.username;
+}
+
+/** The password a password login failed with (the throttle fingerprints it); none for tickets, certificates, digests. */
+function triedPassword(req: LoginRequest): string | undefined {
+  return isPasswordCredentials(req.credentials) ? req.credentials.password : undefined;
 }
 
 export function createLoginService(deps: LoginServiceDeps): LoginService {
@@ -197,14 +204,19 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
   /**
    * The one failure path: an AUTH_FAILED counts against the throttle (when
    * it is on), whose delay then replaces auth.failureDelay; every other code
-   * is our trouble or already a refusal, answered at once.
+   * is our trouble or already a refusal, answered at once. `password`: what
+   * a password login failed with (a repeat of a recent one is not counted).
    */
-  async function failed(error: GatewayError, ip: string, claimed: string, failureDelayMs: number): Promise<LoginFailure> {
+  async function failed(error: GatewayError, ip: string, claimed: string, failureDelayMs: number, password?: string): Promise<LoginFailure> {
     if (error.code !== 'AUTH_FAILED') return { ok: false, error, delayMs: 0 };
-    const t = deps.throttle ? await deps.throttle.failed(ip, claimed) : undefined;
+    const t = deps.throttle ? await deps.throttle.failed(ip, claimed, password) : undefined;
     if (t?.locked) metrics?.throttle('lockout');
     if (!t || t.exempt) return { ok: false, error, delayMs: failureDelayMs };
     if (t.delayMs > 0) metrics?.throttle('delay');
+    if (t.repeated) {
+      metrics?.throttle('repeated-password');
+      return { ok: false, error, delayMs: t.delayMs, throttle: 'repeated-password' };
+    }
     return { ok: false, error, delayMs: t.delayMs };
   }
 
@@ -253,9 +265,9 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
       try {
         return await attempt(req, claimed);
       } catch (err) {
-        // Every AUTH_FAILED counts (Kerberos and EXTERNAL refusals too); anything not from the catalogue is a bug of ours.
+        // Every AUTH_FAILED counts (Kerberos and EXTERNAL refusals too; not a repeat of a recent failed password); anything not from the catalogue is a bug of ours.
         const error = isGatewayError(err) ? err : new GatewayError('INTERNAL', String(err), { cause: err });
-        return failed(error, req.client.remoteAddress, claimed, req.failureDelayMs);
+        return failed(error, req.client.remoteAddress, claimed, req.failureDelayMs, triedPassword(req));
       }
     },
   };

@@ -170,20 +170,23 @@ shutdown: { drainTimeout: 30s }
     expect(JSON.parse(ready.body)).toMatchObject({ ready: true, checks: [{ name: 'worker 1', ok: true }, { name: 'worker 2', ok: true }] });
   }, 60_000);
 
-  it('locks a user out after maxFailures failures spread over both workers', async () => {
+  it('locks a user out after maxFailures failures spread over both workers (a repeated password counted once)', async () => {
     const conns = await spread('127.0.0.2', 4);
     const w1 = conns.find((o) => o.worker === 1)!;
     const w2 = conns.find((o) => o.worker === 2)!;
     const rest = conns.filter((o) => o !== w1 && o !== w2);
-    const fail = async (o: { c: LineClient }): Promise<string> => {
+    const fail = async (o: { c: LineClient }, password: string): Promise<string> => {
       expect(await o.c.cmd('USER gina')).toMatch(/^\+OK/);
-      return o.c.cmd('PASS wrong');
+      return o.c.cmd(`PASS ${password}`);
     };
     // One failure on each worker: counted per worker, neither would reach 3.
-    expect(await fail(w1)).toMatch(/^-ERR \[AUTH\]/);
-    expect(await fail(w2)).toMatch(/^-ERR \[AUTH\]/);
+    expect(await fail(w1, 'wrong-1')).toMatch(/^-ERR \[AUTH\]/);
+    // The same wrong password on the other worker: its fingerprint is the primary's too, so it is not counted.
+    expect(await fail(w2, 'wrong-1')).toMatch(/^-ERR \[AUTH\]/);
+    await waitFor('the repeat logged', () => logins((r) => r.throttle === 'repeated-password' && r.worker === w2.worker).length === 1);
+    expect(await fail(w2, 'wrong-2')).toMatch(/^-ERR \[AUTH\]/);
     // The third, on either worker, locks the user (and the address) for every worker.
-    expect(await fail(rest[0]!)).toMatch(/^-ERR \[AUTH\]/);
+    expect(await fail(rest[0]!, 'wrong-3')).toMatch(/^-ERR \[AUTH\]/);
     await waitFor('the lockout line', () => gw.records().some((r) => r.event === 'login-throttle' && r.msg === 'login throttle: locked out after repeated failures'));
     // The right password on the other worker is refused without being checked.
     const other = rest[0]!.worker === 1 ? w2 : w1;

@@ -7,8 +7,9 @@
  *             fails open (logins allowed, the error logged and counted),
  *             the sentinels promote the replica and counting resumes there.
  *   Cluster   each address's / user's keys share one slot (CLUSTER KEYSLOT),
- *             counters on different nodes add up across two stores, and a
- *             node down fails open.
+ *             counters on different nodes add up across two stores, two
+ *             stores share one fingerprint secret and each other's repeated
+ *             passwords, and a node down fails open.
  *
  * Everything waits for events (waitFor); no sleeps, no wall-clock asserts.
  */
@@ -67,7 +68,7 @@ describe('Redis Sentinel: a master, a replica and 3 sentinels', () => {
     const a = await storeFor(logsA);
     const b = await storeFor(logsB);
     expect(a.store.ready).toBe(true);
-    expect(a.store.redisKeys('user:gina')).toEqual({ fail: 'snt:fail:user:gina', lock: 'snt:lock:user:gina' });
+    expect(a.store.redisKeys('user:gina')).toEqual({ fail: 'snt:fail:user:gina', lock: 'snt:lock:user:gina', passwords: 'snt:pw:user:gina' });
 
     expect(await a.throttle.failed('192.0.2.1', 'gina')).toMatchObject({ failures: 1, delayMs: 100, locked: false });
     expect(await a.throttle.failed('192.0.2.2', 'gina')).toMatchObject({ failures: 2, delayMs: 200, locked: false });
@@ -156,10 +157,12 @@ describe('Redis Cluster: 3 masters', () => {
   it("puts each address's and user's keys in one slot (a hash tag), spread over the nodes", async () => {
     const { store } = await storeFor([]);
     for (const key of ['ip:192.0.2.1', 'ip:2001:db8:1:2::/64', 'user:gina', 'user:a{b}c', `user:${'x'.repeat(128)}`]) {
-      const { fail, lock } = store.redisKeys(key);
+      const { fail, lock, passwords } = store.redisKeys(key);
       expect(fail).toBe(`cl:fail:{${key}}`);
       expect(lock).toBe(`cl:lock:{${key}}`);
+      expect(passwords).toBe(`cl:pw:{${key}}`);
       expect(await slot(fail), `${fail} and ${lock}`).toBe(await slot(lock));
+      expect(await slot(fail), `${fail} and ${passwords}`).toBe(await slot(passwords));
     }
     // Without the tags the counter and the lock of one user would be in different slots.
     expect(await slot('cl:fail:user:gina')).not.toBe(await slot('cl:lock:user:gina'));
@@ -188,6 +191,28 @@ describe('Redis Cluster: 3 masters', () => {
     await b.throttle.succeeded('192.0.2.50', user);
     expect(await a.store.failures([`ip:192.0.2.50`, `user:${user}`, `ip:192.0.2.51`])).toEqual([0, 0, 1]);
     expect(await a.store.isLocked([`user:${user}`])).toBe(true);
+    expect(a.throttle.storeErrors + b.throttle.storeErrors).toBe(0);
+  });
+
+  it('two stores share the fingerprint secret and each other\'s repeated passwords; guesses still lock', async () => {
+    const repeats = async (): Promise<{ store: RedisFailureStore; throttle: LoginThrottle }> => {
+      const target = await configured(`{ cluster: { nodes: [${cluster.addresses.join(', ')}] }, keyPrefix: 'clrp:' }`);
+      const store = await RedisFailureStore.connect(target);
+      stores.push(store);
+      return { store, throttle: new LoginThrottle({ store, delays: [100], maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000, repeatedPasswords: 5 }) };
+    };
+    const a = await repeats();
+    const b = await repeats();
+    expect(await a.store.fingerprintSecret()).toBe(await b.store.fingerprintSecret());
+    const user = await userApartFrom(a.store, '192.0.2.70');
+    expect(await a.throttle.failed('192.0.2.70', user, 'stale')).toMatchObject({ failures: 1 });
+    for (let i = 0; i < 6; i++) expect(await (i % 2 ? a : b).throttle.failed('192.0.2.70', user, 'stale')).toMatchObject({ failures: 1, repeated: true, locked: false });
+    const keys = a.store.redisKeys(`user:${user}`);
+    const node = await cluster.nodeFor(keys.passwords);
+    expect(node.port).toBe((await cluster.nodeFor(keys.fail)).port);
+    expect(await redisCommand(node.port, ['LLEN', keys.passwords])).toBe(1);
+    expect(await b.throttle.failed('192.0.2.70', user, 'guess-1')).toMatchObject({ failures: 2 });
+    expect(await a.throttle.failed('192.0.2.70', user, 'guess-2')).toMatchObject({ failures: 3, locked: true });
     expect(a.throttle.storeErrors + b.throttle.storeErrors).toBe(0);
   });
 

@@ -3,7 +3,8 @@
  * and codes, progressive delays (asserted on the logged delayMs, never on
  * elapsed time), the [LOGIN-DELAY] lockout, trusted networks; and the Redis
  * store against a REAL private redis-server: its key layout, two gateways
- * sharing one Redis, and failing open when Redis goes away.
+ * sharing one Redis, and failing open when Redis goes away; repeated wrong
+ * passwords (not counted, on one replica or across two; guesses still lock).
  *
  * Clients connect from distinct loopback addresses (127.0.0.x) to be
  * distinct client addresses for the throttle.
@@ -11,7 +12,7 @@
 import { rm } from 'node:fs/promises';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisFailureStore } from '../../src/auth/throttle.js';
+import { LoginThrottle, passwordFingerprint, RedisFailureStore, type ThrottleFailure } from '../../src/auth/throttle.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
@@ -269,6 +270,126 @@ describe('RedisFailureStore against a real redis-server', () => {
     } finally {
       await store.close();
       await raw.close();
+    }
+  });
+
+  it('keeps the last `keep` fingerprints per user in one list (PEXPIRE window) under one secret made with SET NX', async () => {
+    const a = await RedisFailureStore.connect({ url: redis.url, keyPrefix: 'fp:' });
+    const b = await RedisFailureStore.connect({ url: redis.url, keyPrefix: 'fp:' });
+    const raw = createClient({ url: redis.url });
+    await raw.connect();
+    try {
+      // Whichever store asks first creates the secret; both read the same, and it stays.
+      const [sa, sb] = await Promise.all([a.fingerprintSecret(), b.fingerprintSecret()]);
+      expect(sa).toBe(sb);
+      expect(sa.length).toBeGreaterThanOrEqual(32);
+      expect(await raw.get('fp:fingerprint-secret')).toBe(sa);
+      expect(await raw.pTTL('fp:fingerprint-secret')).toBe(-1);
+      expect(await a.fingerprintSecret()).toBe(sa);
+
+      const fp = (value: string) => ({ key: 'user:alice', value, keep: 2 });
+      expect(await a.rememberPassword(fp('f1'), 60_000)).toBe(false);
+      expect(await b.rememberPassword(fp('f1'), 60_000)).toBe(true);
+      expect(await a.rememberPassword(fp('f2'), 60_000)).toBe(false);
+      expect(await b.rememberPassword(fp('f3'), 60_000)).toBe(false);
+      expect(await raw.lRange('fp:pw:user:alice', 0, -1)).toEqual(['f3', 'f2']);
+      // A repeat moves to the front; the one past keep was dropped and is new again.
+      expect(await a.rememberPassword(fp('f2'), 60_000)).toBe(true);
+      expect(await raw.lRange('fp:pw:user:alice', 0, -1)).toEqual(['f2', 'f3']);
+      expect(await a.rememberPassword(fp('f1'), 30_000)).toBe(false);
+      const ttl = await raw.pTTL('fp:pw:user:alice');
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(30_000);
+      // A success clears counters, not the remembered passwords.
+      await a.clear(['user:alice']);
+      expect(await raw.exists('fp:pw:user:alice')).toBe(1);
+      expect(a.redisKeys('user:alice')).toEqual({ fail: 'fp:fail:user:alice', lock: 'fp:lock:user:alice', passwords: 'fp:pw:user:alice' });
+      // Concurrent failures with one new password: exactly one sees it as new.
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).rememberPassword({ key: 'user:carol', value: 'fx', keep: 5 }, 60_000)));
+      expect(answers.filter((seen) => !seen)).toHaveLength(1);
+    } finally {
+      await a.close();
+      await b.close();
+      await raw.close();
+    }
+  });
+});
+
+describe('repeated passwords on the redis store', () => {
+  /** A replica's throttle: its own connection to the shared Redis (the defaults: 10 failures, 5 passwords kept). */
+  async function replica(keyPrefix: string): Promise<LoginThrottle> {
+    const store = await RedisFailureStore.connect({ url: redis.url, keyPrefix });
+    return new LoginThrottle({ store, delays: [100, 200], maxFailures: 10, windowMs: 60_000, lockoutMs: 60_000, repeatedPasswords: 5 });
+  }
+
+  it('20 logins with the same wrong password do not lock the user, across two replicas; 10 different ones do', async () => {
+    const a = await replica('rp:');
+    const b = await replica('rp:');
+    const raw = createClient({ url: redis.url });
+    await raw.connect();
+    try {
+      const first = await a.failed('192.0.2.1', 'gina', 'old-password');
+      expect(first).toEqual({ delayMs: 100, locked: false, failures: 1, exempt: false });
+      for (let i = 0; i < 19; i++) {
+        const r = await (i % 2 ? a : b).failed('192.0.2.1', 'gina', 'old-password');
+        expect(r, `repeat ${i + 1}`).toEqual({ delayMs: 100, locked: false, failures: 1, exempt: false, repeated: true });
+      }
+      expect(await b.check('192.0.2.1', 'gina')).toEqual({ locked: false, exempt: false });
+      expect(await raw.get('rp:fail:user:gina')).toBe('1');
+      expect(await raw.get('rp:fail:ip:192.0.2.1')).toBe('1');
+      // What Redis holds is the fingerprint under the shared secret, not the password.
+      const secret = (await raw.get('rp:fingerprint-secret'))!;
+      expect(await raw.lRange('rp:pw:user:gina', 0, -1)).toEqual([passwordFingerprint(secret, 'gina', 'old-password')]);
+      for (const key of await raw.keys('rp:*')) {
+        const type = await raw.type(key);
+        const text = type === 'list' ? (await raw.lRange(key, 0, -1)).join() : String(await raw.get(key));
+        expect(text, key).not.toContain('old-password');
+      }
+
+      const results: ThrottleFailure[] = [];
+      for (let i = 0; i < 10; i++) results.push(await (i % 2 ? a : b).failed('192.0.2.2', 'hank', `guess-${i}`));
+      expect(results.map((r) => r.failures)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(results.at(-1)?.locked).toBe(true);
+      expect(await a.check('198.51.100.1', 'hank')).toEqual({ locked: true, exempt: false });
+      expect(await raw.lLen('rp:pw:user:hank')).toBe(5);
+      expect(a.storeErrors + b.storeErrors).toBe(0);
+    } finally {
+      await a.close();
+      await b.close();
+      await raw.close();
+    }
+  });
+
+  it('two gateways: a stale password retried on both is refused and delayed but never locks; guesses do', async () => {
+    const shared = `{ delays: [20ms], maxFailures: 3, lockout: 1m, store: redis, redis: { url: '${redis.url}', keyPrefix: 'gwrp:' } }`;
+    const a = await gatewayWith(shared);
+    const b = await gatewayWith(shared);
+    try {
+      for (const [gw, from] of [[a, '127.0.3.1'], [b, '127.0.3.2']] as const) {
+        const c = await connect(gw, from);
+        for (let i = 0; i < 4; i++) expect(await login(c, 'gina', 'gina-old-pw')).toBe(AUTH_FAILED);
+        c.destroy();
+      }
+      await failures(a, 4);
+      await failures(b, 4);
+      const logged = [...a.logs, ...b.logs].filter((l) => l.msg === 'login failed');
+      expect(logged.map((l) => l.delayMs)).toEqual(Array(8).fill(20));
+      expect(logged.filter((l) => l.throttle === 'repeated-password')).toHaveLength(7);
+      expect(JSON.stringify([...a.logs, ...b.logs])).not.toContain('gina-old-pw');
+      // Still not locked: the right password gets in (and clears the one counted failure).
+      const ok = await connect(b, '127.0.3.3');
+      expect(await login(ok, 'gina', PASSWORD.gina!)).toMatch(/^\+OK/);
+      expect(await ok.cmd('QUIT')).toMatch(/^\+OK/);
+      await ok.closed();
+
+      // Three different wrong passwords lock her.
+      const g = await connect(a, '127.0.3.4');
+      for (let i = 1; i <= 3; i++) expect(await login(g, 'gina', `guess-${i}`)).toBe(AUTH_FAILED);
+      expect(await login(g, 'gina', PASSWORD.gina!)).toBe(THROTTLED);
+      await g.closed();
+    } finally {
+      await a.stop();
+      await b.stop();
     }
   });
 });

@@ -2,19 +2,23 @@
  * The login throttle (src/auth/throttle.ts) with its in-memory store and an
  * injected clock: keys (IPv6 by /64, IPv4-mapped, user case), the delay
  * sequence, lockout and its expiry, trusted networks, the store's size bound,
- * failing open when the store breaks; and the auth.throttle config section.
+ * failing open when the store breaks; repeated passwords (a stale password
+ * retried is not counted, guesses are); and the auth.throttle config section.
  */
 import { describe, expect, it } from 'vitest';
 import {
   addressKey,
   LoginThrottle,
   MemoryFailureStore,
+  passwordFingerprint,
   RedisFailureStore,
   userKey,
   type FailureStore,
   type LoginThrottleOptions,
+  type ThrottleFailure,
 } from '../../src/auth/throttle.js';
 import { parseConfigText } from '../../src/config/index.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { recordingLog, type LogCall } from '../helpers/throttle-log.js';
 
 const MIN = 60_000;
@@ -170,6 +174,8 @@ describe('LoginThrottle with the memory store', () => {
       lock: () => Promise.reject(new Error('ECONNREFUSED')),
       isLocked: () => Promise.reject(new Error('ECONNREFUSED')),
       clear: () => Promise.reject(new Error('ECONNREFUSED')),
+      rememberPassword: () => Promise.reject(new Error('ECONNREFUSED')),
+      fingerprintSecret: () => Promise.reject(new Error('ECONNREFUSED')),
       close: () => Promise.resolve(),
     };
     let reported = 0;
@@ -179,6 +185,7 @@ describe('LoginThrottle with the memory store', () => {
       maxFailures: 1,
       windowMs: MIN,
       lockoutMs: MIN,
+      repeatedPasswords: 5,
       log: recordingLog(logs),
       now: clock.now,
       onStoreError: () => reported++,
@@ -196,6 +203,123 @@ describe('LoginThrottle with the memory store', () => {
     // Every error counts, logged or not (for a metric).
     expect(throttle.storeErrors).toBe(5);
     expect(reported).toBe(5);
+    // With a password: the secret cannot be had either; the same open answer.
+    expect(await throttle.failed('192.0.2.1', 'alice', 'pw')).toEqual({ delayMs: 100, locked: false, failures: 0, exempt: false });
+    expect(throttle.storeErrors).toBe(6);
+  });
+});
+
+describe('LoginThrottle: repeated passwords', () => {
+  /** The defaults of auth.throttle (10 failures, 15m window), repeatedPasswords 5, on the shared fake clock. */
+  function repeats(repeatedPasswords = 5) {
+    const clock = new FakeClock();
+    const store = new MemoryFailureStore({ now: () => clock.now(), sweepIntervalMs: 0 });
+    const logs: LogCall[] = [];
+    const throttle = new LoginThrottle({
+      store,
+      delays: [2_000, 4_000, 8_000, 15_000],
+      maxFailures: 10,
+      windowMs: 15 * MIN,
+      lockoutMs: 15 * MIN,
+      repeatedPasswords,
+      log: recordingLog(logs),
+      now: () => clock.now(),
+    });
+    return { clock, store, throttle, logs };
+  }
+
+  it('20 failures with the same wrong password do not lock the user (one counted; each still delayed)', async () => {
+    const { throttle, store, clock } = repeats();
+    const first = await throttle.failed('192.0.2.1', 'alice', 'old-password');
+    expect(first).toEqual({ delayMs: 2_000, locked: false, failures: 1, exempt: false });
+    for (let i = 0; i < 19; i++) {
+      clock.advance(30_000); // a phone polling every 30 s (all within the window of the first, counted, failure)
+      expect(await throttle.failed('192.0.2.1', 'Alice', 'old-password')).toEqual({ delayMs: 2_000, locked: false, failures: 1, exempt: false, repeated: true });
+    }
+    expect(await throttle.check('192.0.2.1', 'alice')).toEqual({ locked: false, exempt: false });
+    expect(await store.failures(['ip:192.0.2.1', 'user:alice'])).toEqual([1, 1]);
+  });
+
+  it('10 different wrong passwords do lock it', async () => {
+    const { throttle, logs } = repeats();
+    const results: ThrottleFailure[] = [];
+    for (let i = 0; i < 10; i++) results.push(await throttle.failed('192.0.2.1', 'alice', `guess-${i}`));
+    expect(results.map((r) => r.failures)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(results.some((r) => r.repeated)).toBe(false);
+    expect(results.at(-1)?.locked).toBe(true);
+    expect(await throttle.check('198.51.100.1', 'alice')).toEqual({ locked: true, exempt: false });
+    // Neither the password nor its fingerprint is logged.
+    expect(JSON.stringify(logs)).not.toMatch(/guess-/);
+  });
+
+  it('a repeat counts nothing but waits the delay its counts have reached', async () => {
+    const { throttle } = repeats();
+    for (const pw of ['a', 'b', 'c']) await throttle.failed('192.0.2.1', 'alice', pw);
+    expect(await throttle.failed('192.0.2.1', 'alice', 'b')).toEqual({ delayMs: 8_000, locked: false, failures: 3, exempt: false, repeated: true });
+  });
+
+  it('with the rule off (repeatedPasswords 0) the same 20 lock the user', async () => {
+    const { throttle } = repeats(0);
+    const results: ThrottleFailure[] = [];
+    for (let i = 0; i < 20; i++) results.push(await throttle.failed('192.0.2.1', 'alice', 'old-password'));
+    expect(results[9]).toMatchObject({ failures: 10, locked: true });
+    expect(results.some((r) => r.repeated)).toBe(false);
+    expect(await throttle.check('192.0.2.1', 'alice')).toEqual({ locked: true, exempt: false });
+  });
+
+  it('a repeat after the window has passed counts again', async () => {
+    const { throttle, clock } = repeats();
+    await throttle.failed('192.0.2.1', 'alice', 'old-password');
+    clock.advance(15 * MIN - 1);
+    expect((await throttle.failed('192.0.2.1', 'alice', 'old-password')).repeated).toBe(true);
+    // Each repeat keeps the fingerprint for another window; a whole quiet window forgets it.
+    clock.advance(15 * MIN - 1);
+    expect((await throttle.failed('192.0.2.1', 'alice', 'old-password')).repeated).toBe(true);
+    clock.advance(15 * MIN);
+    expect(await throttle.failed('192.0.2.1', 'alice', 'old-password')).toEqual({ delayMs: 2_000, locked: false, failures: 1, exempt: false });
+  });
+
+  it('keeps the last repeatedPasswords per user: an older one counts again', async () => {
+    const { throttle } = repeats(2);
+    for (const pw of ['a', 'b', 'c']) await throttle.failed('192.0.2.1', 'alice', pw);
+    expect((await throttle.failed('192.0.2.1', 'alice', 'c')).repeated).toBe(true);
+    expect((await throttle.failed('192.0.2.1', 'alice', 'b')).repeated).toBe(true);
+    expect(await throttle.failed('192.0.2.1', 'alice', 'a')).toMatchObject({ failures: 4 });
+  });
+
+  it('keys fingerprints by user: one password for two users counts for each', async () => {
+    const { throttle, store } = repeats();
+    expect(await throttle.failed('192.0.2.1', 'alice', 'Summer2026')).toMatchObject({ failures: 1 });
+    const bob = await throttle.failed('192.0.2.1', 'bob', 'Summer2026');
+    expect(bob).toMatchObject({ failures: 2 });
+    expect(bob.repeated).toBeUndefined();
+    expect(await store.failures(['ip:192.0.2.1', 'user:alice', 'user:bob'])).toEqual([2, 1, 1]);
+    const secret = await store.fingerprintSecret();
+    expect(passwordFingerprint(secret, 'alice', 'Summer2026')).not.toBe(passwordFingerprint(secret, 'bob', 'Summer2026'));
+    expect(passwordFingerprint(secret, 'alice', 'Summer2026')).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it('a failure without a password (Kerberos, EXTERNAL, a digest) always counts', async () => {
+    const { throttle } = repeats();
+    const results: ThrottleFailure[] = [];
+    for (let i = 0; i < 10; i++) results.push(await throttle.failed('192.0.2.1', 'alice'));
+    expect(results.map((r) => r.failures)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(results.at(-1)?.locked).toBe(true);
+  });
+
+  it('a success clears the counters but remembers the failed passwords', async () => {
+    const { throttle, store } = repeats();
+    await throttle.failed('192.0.2.1', 'alice', 'old-password');
+    await throttle.succeeded('192.0.2.9', 'alice');
+    expect(await store.failures(['user:alice'])).toEqual([0]);
+    expect(await throttle.failed('192.0.2.1', 'alice', 'old-password')).toMatchObject({ failures: 1, repeated: true });
+  });
+
+  it('trusted networks are exempt before any fingerprint is taken', async () => {
+    const { store } = repeats();
+    const throttle = new LoginThrottle({ store, delays: [1], maxFailures: 2, windowMs: MIN, lockoutMs: MIN, repeatedPasswords: 5, trustedNetworks: ['10.0.0.0/8'] });
+    expect(await throttle.failed('10.0.0.1', 'alice', 'pw')).toEqual({ delayMs: 0, locked: false, failures: 0, exempt: true });
+    expect(store.size).toBe(0);
   });
 });
 
@@ -230,6 +354,29 @@ describe('MemoryFailureStore', () => {
   });
 });
 
+describe('MemoryFailureStore: remembered passwords', () => {
+  it('keeps the last `keep` per key for the window, outliving a clear, then sweeps them', async () => {
+    const clock = new Clock();
+    const store = new MemoryFailureStore({ now: clock.now, sweepIntervalMs: 0 });
+    const fp = (value: string) => ({ key: 'user:alice', value, keep: 2 });
+    expect(await store.rememberPassword(fp('f1'), MIN)).toBe(false);
+    expect(await store.rememberPassword(fp('f1'), MIN)).toBe(true);
+    expect(await store.rememberPassword(fp('f2'), MIN)).toBe(false);
+    expect(await store.rememberPassword(fp('f3'), MIN)).toBe(false);
+    expect(await store.rememberPassword(fp('f1'), MIN)).toBe(false); // dropped past keep
+    await store.recordFailure(['user:alice'], MIN);
+    await store.clear(['user:alice']);
+    expect(store.size).toBe(1);
+    expect(await store.rememberPassword(fp('f1'), MIN)).toBe(true);
+    clock.advance(MIN);
+    expect(store.sweep()).toBe(1);
+    expect(store.size).toBe(0);
+    expect(await store.fingerprintSecret()).toBe(await store.fingerprintSecret());
+    expect(await store.fingerprintSecret()).not.toBe(await new MemoryFailureStore({ sweepIntervalMs: 0 }).fingerprintSecret());
+    await store.close();
+  });
+});
+
 describe('auth.throttle config', () => {
   const BASE = `listeners:\n  - { kind: pop3s, port: 995, tls: { certFile: c, keyFile: k } }\nbackend: { host: 127.0.0.1, login: { mode: master, user: popgate, password: x } }\n`;
   const parse = (auth: string) => parseConfigText(`${BASE}auth:\n  userFile: users\n${auth}`, { baseDir: '/etc/popgate', env: {}, source: 't', readSecrets: false });
@@ -242,6 +389,7 @@ describe('auth.throttle config', () => {
       maxFailures: 10,
       window: 900_000,
       lockout: 900_000,
+      repeatedPasswords: 5,
       trustedNetworks: [],
       store: 'memory',
     });
@@ -261,7 +409,15 @@ describe('auth.throttle config', () => {
     });
   });
 
+  it('takes repeatedPasswords 0 (off) to 100', async () => {
+    expect((await parse('  throttle: { repeatedPasswords: 0 }\n')).auth.throttle.repeatedPasswords).toBe(0);
+    expect((await parse('  throttle: { repeatedPasswords: 100 }\n')).auth.throttle.repeatedPasswords).toBe(100);
+  });
+
   it.each([
+    ['  throttle: { repeatedPasswords: -1 }\n', /auth\.throttle\.repeatedPasswords: /],
+    ['  throttle: { repeatedPasswords: 1.5 }\n', /auth\.throttle\.repeatedPasswords: /],
+    ['  throttle: { repeatedPasswords: 101 }\n', /auth\.throttle\.repeatedPasswords: /],
     ['  throttle: { store: redis }\n', /auth\.throttle\.redis: required when auth\.throttle\.store is redis/],
     ['  throttle: { redis: { url: redis://h:6379 } }\n', /auth\.throttle\.redis: configured but not used/],
     ['  throttle: { store: redis, redis: { url: http://h:6379 } }\n', /auth\.throttle\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL, not http:/],

@@ -105,6 +105,7 @@ describe('config.example.yaml', () => {
       maxFailures: 10,
       window: 900_000,
       lockout: 900_000,
+      repeatedPasswords: 5,
       trustedNetworks: [],
       store: 'memory',
     });

@@ -51,6 +51,7 @@ describe('defaults', () => {
         maxFailures: 10,
         window: 900_000,
         lockout: 900_000,
+        repeatedPasswords: 5,
         trustedNetworks: [],
         store: 'memory',
       },

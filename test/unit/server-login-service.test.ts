@@ -18,11 +18,11 @@ afterEach(() => {
   for (const s of stores.splice(0)) void s.close();
 });
 
-function service(verify: () => Promise<VerifyOutcome>, throttled = false) {
+function service(verify: () => Promise<VerifyOutcome>, throttled = false, repeatedPasswords = 0) {
   const verifier: PasswordVerifier = { name: 'fake', verify, close: () => {} };
   const store = new MemoryFailureStore({ sweepIntervalMs: 0 });
   stores.push(store);
-  const throttle = throttled ? new LoginThrottle({ store, delays: [4_000, 8_000], maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000 }) : undefined;
+  const throttle = throttled ? new LoginThrottle({ store, delays: [4_000, 8_000], maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000, repeatedPasswords }) : undefined;
   return createLoginService({
     verifier,
     resolver: {} as InternalLoginResolver, // never reached: every login here fails before the backend
@@ -32,8 +32,8 @@ function service(verify: () => Promise<VerifyOutcome>, throttled = false) {
   });
 }
 
-const request = (): LoginRequest => ({
-  credentials: { mechanism: 'USER', username: 'alice', password: 'wrong' },
+const request = (password = 'wrong'): LoginRequest => ({
+  credentials: { mechanism: 'USER', username: 'alice', password },
   client,
   tls: true,
   failureDelayMs: 2_000,
@@ -58,6 +58,20 @@ describe('createLoginService: failures are results', () => {
     for (let i = 0; i < 3; i++) delays.push(failure(await s.login(request())).delayMs);
     expect(delays).toEqual([4_000, 8_000, 8_000]);
     expect(failure(await s.login(request()))).toMatchObject({ code: 'LOGIN_THROTTLED', delayMs: 0 });
+  });
+
+  it('passes the failed password to the throttle: a repeated one is delayed, marked and not counted; new ones lock', async () => {
+    const s = service(badPassword, true, 5);
+    const first = await s.login(request('old-password'));
+    expect(failure(first).delayMs).toBe(4_000);
+    expect(first).not.toHaveProperty('throttle');
+    for (let i = 0; i < 5; i++) {
+      const again = await s.login(request('old-password'));
+      expect(again).toMatchObject({ ok: false, delayMs: 4_000, throttle: 'repeated-password' });
+    }
+    expect(failure(await s.login(request('guess-1'))).delayMs).toBe(8_000);
+    expect(failure(await s.login(request('guess-2'))).delayMs).toBe(8_000);
+    expect(failure(await s.login(request('old-password')))).toMatchObject({ code: 'LOGIN_THROTTLED', delayMs: 0 });
   });
 
   it('a verifier that cannot answer is VERIFIER_UNAVAILABLE, not counted, no delay', async () => {

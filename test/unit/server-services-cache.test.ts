@@ -129,7 +129,8 @@ describe('buildServices with auth.cache', () => {
     const metrics = cacheMetrics();
     const { cfg } = await config(
       await userLine('alice', 'old-secret'),
-      '  throttle: { delays: [1s, 2s, 3s], maxFailures: 3 }\n  cache: { negativeTtl: 1m }',
+      // repeatedPasswords: 0: a negative hit needs the same wrong password, which the throttle would otherwise not count again.
+      '  throttle: { delays: [1s, 2s, 3s], maxFailures: 3, repeatedPasswords: 0 }\n  cache: { negativeTtl: 1m }',
     );
     const services = await build(cfg, metrics);
     const delays: number[] = [];

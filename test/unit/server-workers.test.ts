@@ -142,6 +142,33 @@ describe('the throttle store in the primary', () => {
     await store.close();
   });
 
+  it("shares the primary's fingerprints: a password repeated on another worker is not counted again", async () => {
+    const store = new MemoryFailureStore({ sweepIntervalMs: 0 });
+    const calls: string[] = [];
+    const throttles = [0, 1].map(() => {
+      const { worker } = pair((body) => {
+        if (body.op !== 'throttle') return Promise.resolve(null);
+        calls.push(JSON.stringify(body.call));
+        return serveFailureStoreCall(store, body.call);
+      });
+      const remote = new RemoteFailureStore((call) => worker.request({ op: 'throttle', call }, 5_000) as Promise<FailureStoreAnswer>);
+      return new LoginThrottle({ store: remote, delays: [0], maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000, repeatedPasswords: 5 });
+    });
+    const [a, b] = throttles as [LoginThrottle, LoginThrottle];
+    expect(await a.failed('192.0.2.1', 'gina', 'stale-pw')).toMatchObject({ failures: 1 });
+    for (let i = 0; i < 5; i++) expect(await b.failed('192.0.2.2', 'gina', 'stale-pw')).toMatchObject({ failures: 1, repeated: true, locked: false });
+    expect(await a.failed('192.0.2.1', 'gina', 'stale-pw')).toMatchObject({ failures: 1, repeated: true });
+    // Guesses still count, whichever worker sees them.
+    expect(await b.failed('192.0.2.2', 'gina', 'guess-1')).toMatchObject({ failures: 2 });
+    expect(await a.failed('192.0.2.1', 'gina', 'guess-2')).toMatchObject({ failures: 3, locked: true });
+    // Over the channel went fingerprints and the secret's request, never a password.
+    expect(calls.some((c) => c.includes('"op":"rememberPassword"'))).toBe(true);
+    expect(calls.filter((c) => c.includes('"op":"fingerprintSecret"'))).toHaveLength(2); // once per worker's throttle
+    expect(calls.join('\n')).not.toMatch(/stale-pw|guess-/);
+    expect(await serveFailureStoreCall(store, { op: 'fingerprintSecret' })).toBe(await store.fingerprintSecret());
+    await store.close();
+  });
+
   it('fails open when the primary does not answer', async () => {
     const { worker, dropToPrimary } = pair(() => Promise.resolve(null));
     dropToPrimary.on = true;
