@@ -411,24 +411,35 @@ describe('an issuer that cannot answer', () => {
     const direct = createTokenValidator(oauthSchema.parse({ issuer: goneIssuer, jwksUrl: `${goneIssuer}/jwks`, audience: AUDIENCE }), { clock });
     validators.push(direct);
     expect((await unavailable(direct.validate(t))).detail).toMatch(/^jwks-unreachable: ECONNREFUSED/);
+    expect((await unavailable(direct.validate(t))).detail).toMatch(/^jwks-unreachable: ECONNREFUSED.*\(remembered; asking again in 30000 ms\)$/);
+    clock.advance(30_000);
+    expect((await unavailable(direct.validate(t))).detail).toMatch(/^jwks-unreachable: ECONNREFUSED from http:\/\/127\.0\.0\.1:\d+\/jwks$/);
   });
 
   it('is VERIFIER_UNAVAILABLE when it does not answer within the timeout', async () => {
     const sockets = new Set<net.Socket>();
-    const silent = net.createServer((s) => sockets.add(s));
+    /** The request lines it received (and never answered). */
+    const requests: string[] = [];
+    const silent = net.createServer((s) => {
+      sockets.add(s);
+      s.on('data', (d: Buffer) => requests.push(d.toString('latin1').split('\r\n')[0] ?? ''));
+    });
     const silentPort = await listenLoopback(silent);
     try {
       const clock = new FakeClock(Date.now());
       const v = createTokenValidator(oauthSchema.parse({ issuer: `http://127.0.0.1:${silentPort}`, audience: AUDIENCE, timeout: '2s' }), { clock });
       validators.push(v);
       const pending = v.validate(await token());
-      (await clock.nextTimer(2_000)).fire();
+      const deadline = await clock.nextTimer(2_000);
+      await waitFor('the discovery request', () => requests.length === 1);
+      expect(requests).toEqual(['GET /.well-known/openid-configuration HTTP/1.1']);
+      deadline.fire();
       expect((await unavailable(pending)).detail).toMatch(/^issuer-timeout: no answer from http:\/\/127\.0\.0\.1:\d+\/\.well-known\/openid-configuration within 2000 ms$/);
       // A login given up on (the client left) stops waiting at once (past the remembered failure: a new question).
       clock.advance(30_000);
       const ac = new AbortController();
       const abandoned = v.validate(await token(), ac.signal);
-      await waitFor('the second discovery request', () => sockets.size === 2);
+      await waitFor('the second discovery request', () => requests.length === 2);
       ac.abort();
       expect((await unavailable(abandoned)).detail).toBe('abandoned: the login was cancelled');
     } finally {

@@ -11,6 +11,7 @@
  * (credentials and query left out), never a request body (it may hold a
  * token or the client secret).
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { Clock } from '../../clock.js';
@@ -102,6 +103,8 @@ export function createIssuerHttp(opts: IssuerHttpOptions): IssuerHttp {
   const httpAgent = opts.agents?.http ?? (ownHttp as http.Agent);
   const httpsAgent = opts.agents?.https ?? (ownHttps as https.Agent);
   const closer = new AbortController();
+  // One listener per request in flight: not a leak.
+  setMaxListeners(0, closer.signal);
 
   function request(req: IssuerRequest): Promise<IssuerAnswer> {
     const where = shownUrl(req.url);

@@ -25,12 +25,14 @@
  * `timeout`, garbage, a discovery document naming another issuer) rejects
  * with GatewayError('VERIFIER_UNAVAILABLE'), detail `issuer-…`, `jwks-…` or
  * `introspection-…` (`-unreachable`, `-timeout`, `-invalid`). A failed
- * discovery is remembered for `jwksCooldown`: logins fail fast meanwhile
- * instead of each asking a dead issuer.
+ * discovery or JWKS fetch is remembered for `jwksCooldown`: logins fail fast
+ * meanwhile instead of each asking a dead issuer (introspection is asked
+ * per token; its answers, not its failures, are cached).
  *
  * Tokens never appear in logs or details: a log line carries at most
  * `token`, the first 12 hex digits of the token's SHA-256.
  */
+import { setMaxListeners } from 'node:events';
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, errors, jwtVerify, type FetchImplementation, type JWTPayload } from 'jose';
 import { pino, type Logger } from 'pino';
 import { systemClock, type Clock } from '../../clock.js';
@@ -159,12 +161,27 @@ export function createTokenValidator(cfg: OAuthConfig, deps: TokenValidatorDeps 
   const issuerHttp = createIssuerHttp({ timeoutMs: cfg.timeout, clock, ...(deps.agents ? { agents: deps.agents } : {}) });
   const introspector: Introspector | undefined = cfg.introspection ? createIntrospector(cfg.introspection, { http: issuerHttp, clock }) : undefined;
   const closer = new AbortController();
+  // One listener per validation in flight: not a leak.
+  setMaxListeners(0, closer.signal);
 
   // --- Keys: the JWKS, from jwksUrl or discovery -------------------------
 
+  /** The last JWKS fetch failed: jose would try again on every token, so the failure is remembered for jwksCooldown. */
+  let jwksFailure: { readonly detail: string; readonly until: number } | undefined;
+
   const joseFetch: FetchImplementation = async (url) => {
+    if (jwksFailure && clock.now() < jwksFailure.until) {
+      throw unavailable(`${jwksFailure.detail} (remembered; asking again in ${jwksFailure.until - clock.now()} ms)`);
+    }
     // jose's own signal is ignored: issuerHttp's deadline (on the injected clock) governs.
-    const jwks = await issuerHttp.json({ url: new URL(url), endpoint: 'jwks', headers: { accept: 'application/jwk-set+json, application/json' } });
+    let jwks: Record<string, unknown>;
+    try {
+      jwks = await issuerHttp.json({ url: new URL(url), endpoint: 'jwks', headers: { accept: 'application/jwk-set+json, application/json' } });
+      jwksFailure = undefined;
+    } catch (err) {
+      jwksFailure = { detail: err instanceof GatewayError && err.detail !== undefined ? err.detail : String(err), until: clock.now() + cfg.jwksCooldown };
+      throw err;
+    }
     log.debug({ jwksUrl: shownUrl(new URL(url)), keys: Array.isArray(jwks['keys']) ? jwks['keys'].length : 0 }, 'fetched the issuer\'s JWKS');
     return Response.json(jwks);
   };
