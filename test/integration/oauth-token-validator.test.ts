@@ -13,6 +13,7 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import http, { type IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { Writable } from 'node:stream';
+import { HttpProxyAgent } from 'http-proxy-agent';
 import { SignJWT } from 'jose';
 import { Events, OAuth2Issuer, OAuth2Server, type MutableResponse } from 'oauth2-mock-server';
 import { pino } from 'pino';
@@ -21,6 +22,7 @@ import { createTokenValidator, type TokenValidator, type TokenValidatorDeps } fr
 import { oauthSchema, type OAuthConfig, type OAuthConfigInput } from '../../src/config/oauth.js';
 import { GatewayError } from '../../src/errors.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { startRecordingProxy } from '../helpers/http-proxy.js';
 import { freePort } from '../helpers/ports.js';
 import { closeServer, listenLoopback } from '../helpers/servers.js';
 import { waitFor } from '../helpers/wait.js';
@@ -343,6 +345,26 @@ describe('opaque tokens: RFC 7662 introspection', () => {
     expect(calls).toHaveLength(2);
   });
 
+  it('asks once for concurrent logins with one token, and keeps at most cacheMaxEntries answers (the oldest go first)', async () => {
+    const clock = new FakeClock(Date.now());
+    const v = introspecting(clock);
+    answer = active();
+    const results = await Promise.all(Array.from({ length: 5 }, () => v.validate('shared-token')));
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(calls).toHaveLength(1);
+
+    const small = validator(
+      { introspection: { url: `${issuer}/introspect`, clientId: 'popgate', clientSecret: 's', cacheTtl: '1m', cacheMaxEntries: 2 } },
+      { clock },
+    );
+    calls.length = 0;
+    for (const t of ['t-1', 't-2', 't-3', 't-2', 't-3']) expect(await small.validate(t)).toMatchObject({ ok: true });
+    expect(calls).toHaveLength(3);
+    // t-1 was dropped to make room for t-3: asked again.
+    expect(await small.validate('t-1')).toMatchObject({ ok: true });
+    expect(calls).toHaveLength(4);
+  });
+
   it('never caches past the token\'s exp', async () => {
     const clock = new FakeClock(Date.now());
     const v = introspecting(clock, { clockTolerance: 0 });
@@ -389,6 +411,31 @@ describe('opaque tokens: RFC 7662 introspection', () => {
     // Nothing was cached: the next answer counts.
     answer = active();
     expect(await v.validate('garbage-3')).toMatchObject({ ok: true });
+  });
+});
+
+describe('egress', () => {
+  it('sends discovery, JWKS and introspection requests through the agent it is given (an HTTP forward proxy)', async () => {
+    const proxy = await startRecordingProxy();
+    const agent = new HttpProxyAgent(proxy.url);
+    try {
+      server.service.on(Events.BeforeIntrospect, (response: MutableResponse) => {
+        response.body = { active: true, iss: issuer, aud: AUDIENCE, username: 'carol', exp: nowSeconds() + 60 };
+      });
+      const v = validator({ introspection: { url: `${issuer}/introspect`, clientId: 'popgate', clientSecret: 's' } }, { agents: { http: agent } });
+      expect(await v.validate(await token())).toMatchObject({ ok: true, user: 'alice' });
+      expect(await v.validate('opaque-via-proxy')).toMatchObject({ ok: true, user: 'carol' });
+      expect(proxy.requests.map((r) => `${r.method} ${r.target}`)).toEqual([
+        `GET ${issuer}/.well-known/openid-configuration`,
+        `GET ${issuer}/jwks`,
+        `POST ${issuer}/introspect`,
+      ]);
+      // The token travels in the body only, never in the URL or a header the proxy logs.
+      expect(JSON.stringify(proxy.requests)).not.toContain('opaque-via-proxy');
+    } finally {
+      agent.destroy();
+      await proxy.close();
+    }
   });
 });
 
