@@ -30,7 +30,7 @@
  * per token; its answers, not its failures, are cached).
  *
  * Tokens never appear in logs or details: a log line carries at most
- * `token`, the first 12 hex digits of the token's SHA-256.
+ * `tokenId`, the first 12 hex digits of the token's SHA-256.
  */
 import { setMaxListeners } from 'node:events';
 import { createRemoteJWKSet, customFetch, decodeProtectedHeader, errors, jwtVerify, type FetchImplementation, type JWTPayload } from 'jose';
@@ -340,12 +340,12 @@ export function createTokenValidator(cfg: OAuthConfig, deps: TokenValidatorDeps 
         try {
           result = looksLikeJwt(token) ? await validateJwt(token, stop) : await validateOpaque(token, stop);
         } catch (err) {
-          if (err instanceof GatewayError) log.debug({ token: id, detail: err.detail }, 'token issuer unavailable');
+          if (err instanceof GatewayError) log.debug({ tokenId: id, detail: err.detail }, 'token issuer unavailable');
           throw err;
         }
       }
-      if (result.ok) log.debug({ token: id, user: result.user, claim: result.claim }, 'bearer token accepted');
-      else log.debug({ token: id, reason: result.reason, detail: result.detail }, 'bearer token refused');
+      if (result.ok) log.debug({ tokenId: id, user: result.user, claim: result.claim }, 'bearer token accepted');
+      else log.debug({ tokenId: id, reason: result.reason, detail: result.detail }, 'bearer token refused');
       return result;
     },
     close(): void {
