@@ -39,6 +39,9 @@ export function isValidPop3User(user: string): boolean {
   return user.length > 0 && !BAD_USER_CHARS.test(user);
 }
 
+/** The problem reported for a configured user name isValidPop3User refuses (Kerberos and OAuth mappings alike). */
+export const NOT_A_POP3_USER = 'must be a POP3 user name (not empty; no spaces, control characters or ":")';
+
 /** Longest principal string considered (longer ones are 'malformed'). */
 export const MAX_PRINCIPAL_LENGTH = 1024;
 
@@ -220,7 +223,7 @@ export function checkMappingOptions(opts: PrincipalMappingOptions): MappingProbl
     if (twin !== undefined) problems.push({ path: ['map', principal], message: `the same principal as "${twin}"` });
     seen.set(canonical, principal);
     if (!isValidPop3User(user)) {
-      problems.push({ path: ['map', principal], message: 'must be a POP3 user name (not empty; no spaces, control characters or ":")' });
+      problems.push({ path: ['map', principal], message: NOT_A_POP3_USER });
     }
   }
   (opts.rules ?? []).forEach((rule, i) => {
