@@ -21,9 +21,10 @@
  *
  * Channel binding (RFC 5802 section 6): the host passes `channel` exactly
  * when it offers SCRAM-SHA-256-PLUS on this connection, with the binding
- * data it has: `tlsExporter` (RFC 9266: exportKeyingMaterial(32,
- * 'EXPORTER-Channel-Binding'), TLS 1.3 or 1.2 with extended master secret)
- * and/or `tlsServerEndPoint` (RFC 5929: the hash of our certificate). On the
+ * data it has: `tlsExporter` (RFC 9266, tlsExporterData(socket); only where
+ * it is secure: TLS 1.3, or 1.2 with extended master secret, which Node does
+ * not report, so in practice TLS 1.3) and/or `tlsServerEndPoint` (RFC 5929,
+ * tlsServerEndPointData(our certificate's DER)). On the
  * non-PLUS mechanism it only serves to spot a downgrade: a client saying
  * `y` ("I could bind, but you don't offer it") while PLUS is offered is
  * refused (`server-does-support-channel-binding`).
