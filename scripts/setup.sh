@@ -12,7 +12,7 @@ source scripts/toolchain.sh
 APT_PACKAGES=(
   dovecot-core dovecot-pop3d dovecot-gssapi
   krb5-kdc krb5-admin-server krb5-user libkrb5-dev
-  fetchmail mpop curl
+  fetchmail mpop curl gsasl
   python3 python3-gssapi redis-server
   openssl ca-certificates
   podman runc catatonit mmdebstrap

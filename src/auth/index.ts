@@ -3,8 +3,10 @@ export {
   BCRYPT_DEFAULT_COST,
   BCRYPT_MAX_PASSWORD_BYTES,
   DUMMY_BCRYPT_HASH,
+  DUMMY_SCRAM_HASH,
   DUMMY_SCRYPT_HASH,
   HASH_BOUNDS,
+  SCRAM_DEFAULT_ITERATIONS,
   SCRYPT_DEFAULT_LOG_N,
   SCRYPT_DEFAULT_P,
   SCRYPT_DEFAULT_R,
@@ -12,12 +14,33 @@ export {
   SCRYPT_SALT_BYTES,
   defaultDummyHash,
   dummyHashLike,
+  formatScramHash,
   hashPassword,
   parseHash,
   verifyParsedHash,
   verifyPasswordHash,
 } from './password-hash.js';
-export type { BcryptHash, HashAlgorithm, HashPasswordOptions, ParsedHash, ScryptHash } from './password-hash.js';
+export type { BcryptHash, HashAlgorithm, HashPasswordOptions, ParsedHash, ScramHash, ScryptHash } from './password-hash.js';
+export {
+  SCRAM_SHA_256,
+  SCRAM_SHA_256_PLUS,
+  ScramServerExchange,
+  deriveScramCredentials,
+  randomScramNonce,
+  scramDummyCredentials,
+  startScram,
+  tlsExporterData,
+  tlsServerEndPointData,
+  type ChannelBindingType,
+  type ScramChannel,
+  type ScramCredentials,
+  type ScramFailure,
+  type ScramFinal,
+  type ScramLookup,
+  type ScramRefusal,
+  type ScramStart,
+  type ScramStartOptions,
+} from './scram.js';
 export { createUserFileVerifier, parseUserFile } from './user-file.js';
 export type {
   ParsedUserFile,

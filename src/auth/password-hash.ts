@@ -11,9 +11,22 @@
  * - bcrypt, `$2y$` / `$2a$` / `$2b$` (htpasswd -B, Apache, Dovecot BLF-CRYPT),
  *   via bcryptjs. bcryptjs is pure JavaScript: its async compare runs on the
  *   main thread in slices and yields between them.
+ * - SCRAM-SHA-256 keys in Dovecot's format (`doveadm pw -s SCRAM-SHA-256`):
+ *   `{SCRAM-SHA-256}<iterations>,<salt>,<StoredKey>,<ServerKey>`, each part
+ *   standard padded base64 (RFC 5802 section 3, RFC 7677). One entry serves
+ *   AUTH SCRAM-SHA-256(-PLUS) (./scram.ts, without any key derivation at
+ *   login) and the password logins: a password is checked by deriving
+ *   SaltedPassword with PBKDF2-HMAC-SHA-256 (node:crypto `pbkdf2`, on the
+ *   thread pool) and comparing StoredKey in constant time.
  *
- * Passwords are always hashed as their UTF-8 bytes, without Unicode
- * normalisation.
+ * scrypt and bcrypt hash a password as its UTF-8 bytes, without Unicode
+ * normalisation. SCRAM entries are written from the SASLprep'd password (RFC
+ * 5802 Normalize; the raw UTF-8 bytes when SASLprep refuses it, see
+ * scramPasswordBytes), as SCRAM clients prepare it. Dovecot writes the raw
+ * bytes instead; the two agree on every password SASLprep leaves alone
+ * (printable ASCII among them), and a password check tries the raw bytes
+ * too when SASLprep changed them, so Dovecot's entries keep working for
+ * USER/PASS and PLAIN whatever the password.
  *
  * User files may also hold plaintext-equivalent secrets (see
  * parseStoredSecret): not hashes, but what APOP and CRAM-MD5 need, since
@@ -27,10 +40,22 @@
  * Parameters outside sane bounds are refused without computing anything, so
  * a bad or hostile user file cannot make each login burn minutes of CPU or
  * gigabytes of memory: scrypt ln 10..20, r 1..32, p 1..16 and at most 1 GiB
- * of memory (128 * N * r); bcrypt cost 4..17 (the range htpasswd accepts).
+ * of memory (128 * N * r); bcrypt cost 4..17 (the range htpasswd accepts);
+ * SCRAM iterations 4096 (Dovecot's floor and RFC 7677's minimum) to
+ * 10,000,000, a salt of 8..64 bytes.
  */
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import bcrypt from 'bcryptjs';
+import {
+  SCRAM_DEFAULT_ITERATIONS,
+  SCRAM_KEY_BYTES,
+  SCRAM_SALT_BYTES,
+  decodeBase64Canonical,
+  pbkdf2Sha256,
+  scramKeys,
+  scramPasswordBytes,
+  type ScramCredentials,
+} from './scram.js';
 
 export const SCRYPT_DEFAULT_LOG_N = 15;
 export const SCRYPT_DEFAULT_R = 8;
@@ -38,6 +63,7 @@ export const SCRYPT_DEFAULT_P = 1;
 export const SCRYPT_SALT_BYTES = 16;
 export const SCRYPT_KEY_BYTES = 32;
 export const BCRYPT_DEFAULT_COST = 10;
+export { SCRAM_DEFAULT_ITERATIONS };
 
 /** Inclusive bounds a stored hash's parameters must lie in to be used. */
 export const HASH_BOUNDS = {
@@ -49,12 +75,14 @@ export const HASH_BOUNDS = {
   scryptSaltBytes: { min: 8, max: 64 },
   scryptKeyBytes: { min: 16, max: 64 },
   bcryptCost: { min: 4, max: 17 },
+  scramIterations: { min: 4096, max: 10_000_000 },
+  scramSaltBytes: { min: 8, max: 64 },
 } as const;
 
 /** bcrypt ignores password bytes past this many. */
 export const BCRYPT_MAX_PASSWORD_BYTES = 72;
 
-export type HashAlgorithm = 'scrypt' | 'bcrypt';
+export type HashAlgorithm = 'scrypt' | 'bcrypt' | 'scram-sha-256';
 
 export interface ScryptHash {
   readonly algorithm: 'scrypt';
@@ -74,8 +102,13 @@ export interface BcryptHash {
   readonly encoded: string;
 }
 
+/** `{SCRAM-SHA-256}iterations,salt,StoredKey,ServerKey`: what a SCRAM exchange needs, and enough to check a password. */
+export interface ScramHash extends ScramCredentials {
+  readonly algorithm: 'scram-sha-256';
+}
+
 /** A stored password hash that parsed and lies within HASH_BOUNDS. */
-export type ParsedHash = ScryptHash | BcryptHash;
+export type ParsedHash = ScryptHash | BcryptHash | ScramHash;
 
 export interface HashPasswordOptions {
   /** Default 'scrypt'. */
@@ -84,6 +117,8 @@ export interface HashPasswordOptions {
   readonly scryptLogN?: number;
   /** bcrypt cost, default 10; must lie within HASH_BOUNDS.bcryptCost. */
   readonly bcryptCost?: number;
+  /** SCRAM-SHA-256 iteration count, default 4096 (as Dovecot); must lie within HASH_BOUNDS.scramIterations. */
+  readonly scramIterations?: number;
 }
 
 function inRange(value: number, range: { readonly min: number; readonly max: number }): boolean {
@@ -135,14 +170,32 @@ function encodeScrypt(logN: number, r: number, p: number, salt: Buffer, hash: Bu
   return `$scrypt$ln=${logN},r=${r},p=${p}$${b64encode(salt)}$${b64encode(hash)}`;
 }
 
+function encodeScram(h: ScramCredentials): string {
+  const b64 = (b: Buffer): string => b.toString('base64');
+  return `{SCRAM-SHA-256}${h.iterations},${b64(h.salt)},${b64(h.storedKey)},${b64(h.serverKey)}`;
+}
+
 /**
  * Hash a password for storage in a user file. scrypt (default) yields
  * `$scrypt$ln=15,r=8,p=1$<salt>$<hash>`; bcrypt yields a `$2y$` hash as
- * htpasswd -B writes it (see the 72-byte note above). Throws RangeError for
- * parameters outside HASH_BOUNDS.
+ * htpasswd -B writes it (see the 72-byte note above); scram-sha-256 yields
+ * `{SCRAM-SHA-256}4096,<salt>,<StoredKey>,<ServerKey>` as Dovecot writes it
+ * (16-byte salt; the password SASLprep'd). Throws RangeError for parameters
+ * outside HASH_BOUNDS.
  */
 export async function hashPassword(password: string, opts: HashPasswordOptions = {}): Promise<string> {
   const algorithm = opts.algorithm ?? 'scrypt';
+  if (algorithm === 'scram-sha-256') {
+    const iterations = opts.scramIterations ?? SCRAM_DEFAULT_ITERATIONS;
+    if (!inRange(iterations, HASH_BOUNDS.scramIterations)) {
+      throw new RangeError(
+        `SCRAM iterations must be an integer in ${HASH_BOUNDS.scramIterations.min}..${HASH_BOUNDS.scramIterations.max}`,
+      );
+    }
+    const salt = randomBytes(SCRAM_SALT_BYTES);
+    const salted = await pbkdf2Sha256(scramPasswordBytes(password), salt, iterations);
+    return encodeScram({ iterations, salt, ...scramKeys(salted) });
+  }
   if (algorithm === 'bcrypt') {
     const cost = opts.bcryptCost ?? BCRYPT_DEFAULT_COST;
     if (!inRange(cost, HASH_BOUNDS.bcryptCost)) {
@@ -203,6 +256,26 @@ function parseBcrypt(encoded: string): BcryptHash | undefined {
   return { algorithm: 'bcrypt', variant: m[1] as BcryptHash['variant'], cost, encoded };
 }
 
+const SCRAM_PREFIX = '{SCRAM-SHA-256}';
+const SCRAM_ITERATIONS = /^[1-9][0-9]{0,9}$/;
+
+/** `{SCRAM-SHA-256}iterations,salt,StoredKey,ServerKey` (scheme name in any case, as Dovecot). */
+function parseScram(encoded: string): ScramHash | undefined {
+  if (encoded.slice(0, SCRAM_PREFIX.length).toUpperCase() !== SCRAM_PREFIX) return undefined;
+  const fields = encoded.slice(SCRAM_PREFIX.length).split(',');
+  if (fields.length !== 4) return undefined;
+  const [iterText, saltText, storedText, serverText] = fields as [string, string, string, string];
+  if (!SCRAM_ITERATIONS.test(iterText)) return undefined;
+  const iterations = Number(iterText);
+  if (!inRange(iterations, HASH_BOUNDS.scramIterations)) return undefined;
+  const salt = decodeBase64Canonical(saltText);
+  const storedKey = decodeBase64Canonical(storedText);
+  const serverKey = decodeBase64Canonical(serverText);
+  if (!salt || !storedKey || !serverKey || !inRange(salt.length, HASH_BOUNDS.scramSaltBytes)) return undefined;
+  if (storedKey.length !== SCRAM_KEY_BYTES || serverKey.length !== SCRAM_KEY_BYTES) return undefined;
+  return { algorithm: 'scram-sha-256', iterations, salt, storedKey, serverKey };
+}
+
 /**
  * Parse a stored hash. Returns undefined for anything unrecognised,
  * malformed or outside HASH_BOUNDS: such a hash can never verify.
@@ -210,7 +283,25 @@ function parseBcrypt(encoded: string): BcryptHash | undefined {
 export function parseHash(encoded: string): ParsedHash | undefined {
   if (encoded.startsWith('$scrypt$')) return parseScrypt(encoded);
   if (encoded.startsWith('$2')) return parseBcrypt(encoded);
+  if (encoded.startsWith('{')) return parseScram(encoded);
   return undefined;
+}
+
+/** The user-file text of SCRAM-SHA-256 credentials: `{SCRAM-SHA-256}iterations,salt,StoredKey,ServerKey`. */
+export function formatScramHash(h: ScramCredentials): string {
+  return encodeScram(h);
+}
+
+/** Whether `password` gives this entry's StoredKey; the raw UTF-8 bytes are tried too when SASLprep changed them. */
+async function verifyScram(password: string, h: ScramHash): Promise<boolean> {
+  const check = async (bytes: Buffer): Promise<boolean> => {
+    const salted = await pbkdf2Sha256(bytes, h.salt, h.iterations);
+    return timingSafeEqual(scramKeys(salted).storedKey, h.storedKey);
+  };
+  const prepped = scramPasswordBytes(password);
+  if (await check(prepped)) return true;
+  const raw = Buffer.from(password, 'utf8');
+  return !raw.equals(prepped) && (await check(raw));
 }
 
 /**
@@ -219,6 +310,7 @@ export function parseHash(encoded: string): ParsedHash | undefined {
  * password in the error.
  */
 export async function verifyParsedHash(password: string, parsed: ParsedHash): Promise<boolean> {
+  if (parsed.algorithm === 'scram-sha-256') return verifyScram(password, parsed);
   if (parsed.algorithm === 'scrypt') {
     const { logN, r, p, salt, hash } = parsed;
     const key = await deriveScrypt(password, logN, r, p, salt, hash.length);
@@ -248,12 +340,18 @@ export async function verifyPasswordHash(password: string, encoded: string): Pro
 export const DUMMY_SCRYPT_HASH =
   '$scrypt$ln=15,r=8,p=1$cG9wZ2F0ZS1kdW1teS1zYQ$dW5rbm93bi11c2VyIHRpbWluZyBlcXVhbGlzYXRpb24';
 export const DUMMY_BCRYPT_HASH = '$2y$10$g9lVcvsxI.qAoyFpLtVfXexhpmuKaZX0/G9OBLFBEUIf/5gQwmTlK';
+export const DUMMY_SCRAM_HASH =
+  '{SCRAM-SHA-256}4096,cG9wZ2F0ZS1kdW1teS1zYQ==,cG9wZ2F0ZSBzY3JhbSBkdW1teSBzdG9yZWQga2V5ISE=,cG9wZ2F0ZSBzY3JhbSBkdW1teSBzZXJ2ZXIga2V5ISE=';
 
 /**
  * A dummy hash with the same algorithm and cost parameters as `like`, so a
  * verification against it costs the same as against `like`.
  */
 export function dummyHashLike(like: ParsedHash): ParsedHash {
+  if (like.algorithm === 'scram-sha-256') {
+    const dummy = parseHash(DUMMY_SCRAM_HASH) as ScramHash;
+    return { ...dummy, iterations: like.iterations };
+  }
   if (like.algorithm === 'scrypt') {
     const dummy = parseHash(DUMMY_SCRYPT_HASH) as ScryptHash;
     const hash = Buffer.alloc(like.hash.length);
@@ -316,9 +414,9 @@ export function parsePlainSecret(encoded: string): PlainSecret | undefined {
   return secret.length > 0 ? { algorithm: 'plain', secret } : undefined;
 }
 
-/** Parse a user-file secret: a `{scheme}` plaintext-equivalent secret or a hash (parseHash). */
+/** Parse a user-file secret: a `{scheme}` plaintext-equivalent secret or a hash (parseHash, SCRAM keys among them). */
 export function parseStoredSecret(encoded: string): StoredSecret | undefined {
-  return encoded.startsWith('{') ? parsePlainSecret(encoded) : parseHash(encoded);
+  return (encoded.startsWith('{') ? parsePlainSecret(encoded) : undefined) ?? parseHash(encoded);
 }
 
 export function isPlaintextEquivalent(stored: StoredSecret): stored is PlainSecret {

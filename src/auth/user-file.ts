@@ -5,7 +5,8 @@
  * ignored; anything after a second colon (`user:hash:extra...`) is ignored.
  * The user is everything before the first colon, the hash everything up to
  * the next colon (supported hashes never contain `:`). Hash formats are those
- * of ./password-hash.ts (scrypt PHC strings, bcrypt $2y$/$2a$/$2b$). Lines
+ * of ./password-hash.ts (scrypt PHC strings, bcrypt $2y$/$2a$/$2b$, Dovecot's
+ * `{SCRAM-SHA-256}iterations,salt,StoredKey,ServerKey`). Lines
  * without a colon, with an empty user or a user with surrounding whitespace,
  * with an unknown/out-of-bounds hash, or repeating an earlier user (the first
  * one wins) are skipped with a warning naming the file and line number,
@@ -27,6 +28,19 @@
  * hashed entries refuse challenges (reason 'disabled'). Anyone who can read
  * the file can log in as these users: keep it to the users who need APOP or
  * CRAM-MD5, and the file readable by popgate only.
+ *
+ * SCRAM-SHA-256: `scramCredentials` gives what a SCRAM exchange needs. A
+ * `{SCRAM-SHA-256}` entry gives its keys as stored (no key derivation at
+ * login); a plaintext-equivalent entry gives keys derived from its secret
+ * (PBKDF2 once per user and table, remembered until the next reload) under
+ * a salt fixed by the user name; an unknown user and a scrypt or bcrypt entry
+ * (which cannot serve SCRAM) get dummy keys, `found: false`, so the
+ * exchange fails at the proof like a wrong password. The dummies' salts
+ * depend only on the name and a key hashed from the file's content: the
+ * same in every worker and after a restart, so the salt a client is sent
+ * does not tell a real user from an unknown one (only a reload that changes
+ * the file changes them). They use the iteration count most SCRAM entries
+ * have (4096 when there are none), and so do the keys of plaintext entries.
  *
  * User names are matched exactly: case-sensitive, no trimming, no Unicode
  * normalisation. `Alice` and `alice` are different users.
@@ -52,9 +66,17 @@ import type { Stats } from 'node:fs';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { subscribeToFile } from '../config/file-watch.js';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { ChallengeRequest, PasswordRequest, PasswordVerifier, VerifyOutcome } from './types.js';
 import { checkChallenge } from './challenge.js';
+import {
+  SCRAM_DEFAULT_ITERATIONS,
+  SCRAM_SALT_BYTES,
+  deriveScramCredentials,
+  scramDummyCredentials,
+  type ScramCredentials,
+  type ScramLookup,
+} from './scram.js';
 import {
   defaultDummyHash,
   dummyHashLike,
@@ -90,6 +112,22 @@ export interface UserFileVerifier extends PasswordVerifier {
    */
   get canVerifyChallenges(): boolean;
   verifyChallenge(request: ChallengeRequest): Promise<VerifyOutcome>;
+  /**
+   * Whether some loaded entry can serve SCRAM-SHA-256 (a `{SCRAM-SHA-256}`
+   * or a plaintext-equivalent entry): offer the SCRAM mechanisms only then.
+   * It follows reloads, so read it per connection.
+   */
+  get canServeScram(): boolean;
+  /**
+   * The SCRAM-SHA-256 credentials for `username` (the name startScram
+   * returned). `found: false` comes with dummy credentials: for an unknown
+   * user (reason 'unknown-user') and for a scrypt or bcrypt entry, which
+   * cannot serve SCRAM (reason 'disabled'); run the exchange with them all
+   * the same and fail it as a wrong password. Rejects with
+   * GatewayError('VERIFIER_UNAVAILABLE') only when deriving the keys of a
+   * plaintext-equivalent entry fails.
+   */
+  scramCredentials(username: string): Promise<ScramLookup>;
   /**
    * Calls `listener` after each reload that added, removed or changed some
    * users, with their names (a credentials cache drops their entries).
@@ -157,8 +195,16 @@ export function parseUserFile(text: string): ParsedUserFile {
 }
 
 function costKey(h: StoredSecret): string {
-  if (h.algorithm === 'plain') return 'plain';
-  return h.algorithm === 'scrypt' ? `scrypt:${h.logN}:${h.r}:${h.p}:${h.hash.length}` : `bcrypt:${h.cost}`;
+  switch (h.algorithm) {
+    case 'plain':
+      return 'plain';
+    case 'scrypt':
+      return `scrypt:${h.logN}:${h.r}:${h.p}:${h.hash.length}`;
+    case 'bcrypt':
+      return `bcrypt:${h.cost}`;
+    case 'scram-sha-256':
+      return `scram:${h.iterations}`;
+  }
 }
 
 /** A secret no one knows (fresh random bytes), for work that must not match. */
@@ -195,6 +241,14 @@ function sameSecret(a: StoredSecret, b: StoredSecret): boolean {
       return b.algorithm === 'bcrypt' && a.encoded === b.encoded;
     case 'scrypt':
       return b.algorithm === 'scrypt' && a.logN === b.logN && a.r === b.r && a.p === b.p && a.salt.equals(b.salt) && a.hash.equals(b.hash);
+    case 'scram-sha-256':
+      return (
+        b.algorithm === 'scram-sha-256' &&
+        a.iterations === b.iterations &&
+        a.salt.equals(b.salt) &&
+        a.storedKey.equals(b.storedKey) &&
+        a.serverKey.equals(b.serverKey)
+      );
   }
 }
 
@@ -217,6 +271,31 @@ interface UserTable {
   readonly challengeDummy: Buffer;
   /** Number of plaintext-equivalent entries. */
   readonly plainCount: number;
+  /** Number of `{SCRAM-SHA-256}` entries. */
+  readonly scramCount: number;
+  /** Keys the SCRAM dummies and the salts of plaintext entries: a hash of the file's content. */
+  readonly scramKey: Buffer;
+  /** The iteration count most SCRAM entries have: for dummies and plaintext entries. */
+  readonly scramIterations: number;
+  /** SCRAM keys derived from plaintext-equivalent entries, per user, for this table's life. */
+  readonly scramFromPlain: Map<string, Promise<ScramCredentials>>;
+}
+
+/** The most common SCRAM iteration count of the file (the default when it has no SCRAM entry). */
+function commonIterations(users: ReadonlyMap<string, StoredSecret>): number {
+  const counts = new Map<number, number>();
+  let best = SCRAM_DEFAULT_ITERATIONS;
+  let bestCount = 0;
+  for (const h of users.values()) {
+    if (h.algorithm !== 'scram-sha-256') continue;
+    const n = (counts.get(h.iterations) ?? 0) + 1;
+    counts.set(h.iterations, n);
+    if (n > bestCount) {
+      best = h.iterations;
+      bestCount = n;
+    }
+  }
+  return best;
 }
 
 async function loadTable(path: string, logger: Logger): Promise<UserTable> {
@@ -230,8 +309,21 @@ async function loadTable(path: string, logger: Logger): Promise<UserTable> {
   }
   if (users.size === 0) logger.warn({ file: path }, 'user file contains no valid users');
   let plainCount = 0;
-  for (const h of users.values()) if (h.algorithm === 'plain') plainCount++;
-  return { users, dummy: pickDummy(users), challengeDummy: randomBytes(32), plainCount };
+  let scramCount = 0;
+  for (const h of users.values()) {
+    if (h.algorithm === 'plain') plainCount++;
+    else if (h.algorithm === 'scram-sha-256') scramCount++;
+  }
+  return {
+    users,
+    dummy: pickDummy(users),
+    challengeDummy: randomBytes(32),
+    plainCount,
+    scramCount,
+    scramKey: createHash('sha256').update('popgate user-file scram key\0').update(text).digest(),
+    scramIterations: commonIterations(users),
+    scramFromPlain: new Map(),
+  };
 }
 
 function errorSummary(err: unknown): string {
@@ -300,6 +392,34 @@ export async function createUserFileVerifier(opts: UserFileVerifierOptions): Pro
     },
     get canVerifyChallenges(): boolean {
       return table.plainCount > 0;
+    },
+    get canServeScram(): boolean {
+      return table.plainCount + table.scramCount > 0;
+    },
+    async scramCredentials(username: string): Promise<ScramLookup> {
+      const current = table;
+      const stored = current.users.get(username);
+      if (stored?.algorithm === 'scram-sha-256') {
+        const { iterations, salt, storedKey, serverKey } = stored;
+        return { found: true, credentials: { iterations, salt, storedKey, serverKey } };
+      }
+      if (stored?.algorithm === 'plain') {
+        let pending = current.scramFromPlain.get(username);
+        if (pending === undefined) {
+          const salt = createHmac('sha256', current.scramKey).update(`plain-entry salt\0${username}`).digest().subarray(0, SCRAM_SALT_BYTES);
+          pending = deriveScramCredentials(stored.secret, salt, current.scramIterations);
+          current.scramFromPlain.set(username, pending);
+        }
+        try {
+          return { found: true, credentials: await pending };
+        } catch (err) {
+          current.scramFromPlain.delete(username);
+          throw new GatewayError('VERIFIER_UNAVAILABLE', `user file ${path}: SCRAM key derivation failed`, { cause: err });
+        }
+      }
+      const credentials = scramDummyCredentials(username, current.scramKey, current.scramIterations);
+      if (stored) logger.debug({ file: path, user: username }, 'SCRAM login refused: the entry is not SCRAM-SHA-256 or plaintext-equivalent');
+      return { found: false, reason: stored ? 'disabled' : 'unknown-user', credentials };
     },
     reload,
     onUsersChanged(listener) {

@@ -12,7 +12,7 @@ Usage:
   popgate check-config [--schema-only] FILE
                                      check a config and every file it names as serve loads them;
                                      print it with secrets masked
-  popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt]
+  popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt|scram-sha-256] [--iterations N]
                                      read a password from stdin (or prompt) and print a user-file entry
   popgate demo [--pop3s-port N] [--pop3-port N]
                                      run a self-contained demo: gateway + in-memory POP3 backend
@@ -54,14 +54,18 @@ Options:
   -c, --config FILE   the same as the FILE argument
   -h, --help          show this help
 `,
-  'hash-password': `Usage: popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt]
+  'hash-password': `Usage: popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt|scram-sha-256] [--iterations N]
 
 Read a password (the first line of stdin, or typed twice at a terminal) and
 print its hash, or the user-file line NAME:HASH with --user.
 
 Options:
   -u, --user NAME           print a user-file line for NAME
-  -a, --algorithm ALG       scrypt (default) or bcrypt ($2y$)
+  -a, --algorithm ALG       scrypt (default), bcrypt ($2y$) or scram-sha-256
+                            (Dovecot's {SCRAM-SHA-256} keys: serve AUTH
+                            SCRAM-SHA-256 and the password logins alike)
+  -i, --iterations N        scram-sha-256 only: PBKDF2 iterations
+                            (default 4096, as Dovecot; 4096..10000000)
   -h, --help                show this help
 `,
   demo: `Usage: popgate demo [--pop3s-port N] [--pop3-port N]
@@ -127,11 +131,20 @@ async function run(command: string, rest: string[]): Promise<number> {
       return runCheckConfig(files[0]!, { schemaOnly: values['schema-only'] ?? false });
     }
     case 'hash-password': {
-      const { values } = parse(rest, { user: { type: 'string', short: 'u' }, algorithm: { type: 'string', short: 'a', default: 'scrypt' } });
+      const { values } = parse(rest, {
+        user: { type: 'string', short: 'u' },
+        algorithm: { type: 'string', short: 'a', default: 'scrypt' },
+        iterations: { type: 'string', short: 'i' },
+      });
       if (values.help) return help(command);
-      if (values.algorithm !== 'scrypt' && values.algorithm !== 'bcrypt') throw new UsageError('--algorithm must be scrypt or bcrypt');
+      const { algorithm, iterations } = values;
+      if (algorithm !== 'scrypt' && algorithm !== 'bcrypt' && algorithm !== 'scram-sha-256') {
+        throw new UsageError('--algorithm must be scrypt, bcrypt or scram-sha-256');
+      }
+      if (iterations !== undefined && algorithm !== 'scram-sha-256') throw new UsageError('--iterations goes with --algorithm scram-sha-256');
+      if (iterations !== undefined && !/^[1-9][0-9]{0,9}$/.test(iterations)) throw new UsageError('--iterations must be a positive integer');
       const { runHashPassword } = await import('./hash-password.js');
-      return runHashPassword({ user: values.user, algorithm: values.algorithm });
+      return runHashPassword({ user: values.user, algorithm, ...(iterations !== undefined ? { iterations: Number(iterations) } : {}) });
     }
     case 'demo': {
       const { values } = parse(rest, { 'pop3s-port': { type: 'string', default: '10995' }, 'pop3-port': { type: 'string', default: '10110' } });

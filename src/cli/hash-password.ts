@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { hashPassword } from '../auth/index.js';
+import { HASH_BOUNDS, hashPassword, type HashAlgorithm } from '../auth/index.js';
 import { isValidPop3User } from '../kerberos/principal-mapper.js';
 
 /** Read one password: from a pipe as the first line, from a terminal twice without echo. */
@@ -25,9 +25,21 @@ async function readPassword(): Promise<string> {
   return first;
 }
 
-export async function runHashPassword(opts: { user: string | undefined; algorithm: 'scrypt' | 'bcrypt' }): Promise<number> {
+export interface HashPasswordCommand {
+  readonly user: string | undefined;
+  readonly algorithm: HashAlgorithm;
+  /** scram-sha-256 only: PBKDF2 iterations (default 4096). */
+  readonly iterations?: number;
+}
+
+export async function runHashPassword(opts: HashPasswordCommand): Promise<number> {
   if (opts.user !== undefined && !isValidPop3User(opts.user)) {
     process.stderr.write('popgate hash-password: user names cannot be empty or contain ":", spaces or control characters\n');
+    return 2;
+  }
+  const bounds = HASH_BOUNDS.scramIterations;
+  if (opts.iterations !== undefined && (opts.iterations < bounds.min || opts.iterations > bounds.max)) {
+    process.stderr.write(`popgate hash-password: --iterations must lie in ${bounds.min}..${bounds.max}\n`);
     return 2;
   }
   const password = await readPassword();
@@ -35,7 +47,10 @@ export async function runHashPassword(opts: { user: string | undefined; algorith
     process.stderr.write('popgate hash-password: empty password refused\n');
     return 2;
   }
-  const hash = await hashPassword(password, { algorithm: opts.algorithm });
+  const hash = await hashPassword(password, {
+    algorithm: opts.algorithm,
+    ...(opts.iterations !== undefined ? { scramIterations: opts.iterations } : {}),
+  });
   process.stdout.write(opts.user !== undefined ? `${opts.user}:${hash}\n` : `${hash}\n`);
   return 0;
 }

@@ -349,7 +349,7 @@ async function checkLineFile(ref: ConfigFileRef, what: string, found: string, hi
 
 /** The user file, through the user-file verifier's own parser: a line it would skip is a problem. */
 function checkUserFile(ref: ConfigFileRef): Promise<Finding> {
-  return checkLineFile(ref, 'user file', 'user file', 'one user:hash per line (popgate hash-password; bcrypt $2y$/$2a$/$2b$, {PLAIN}); # starts a comment', (text) => {
+  return checkLineFile(ref, 'user file', 'user file', 'one user:hash per line (popgate hash-password; bcrypt $2y$/$2a$/$2b$, {SCRAM-SHA-256}, {PLAIN}); # starts a comment', (text) => {
     const { users, problems } = parseUserFile(text);
     return {
       count: users.size,

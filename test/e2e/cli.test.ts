@@ -79,6 +79,23 @@ describe('popgate hash-password', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/user names cannot/);
   });
+
+  it('emits Dovecot-format {SCRAM-SHA-256} keys, 4096 iterations unless --iterations says otherwise', async () => {
+    const r = await runProgram(process.execPath, [CLI, 'hash-password', '--algorithm', 'scram-sha-256', '--user', 'carol'], { input: 'pencil\n' });
+    expect(r.code).toBe(0);
+    const line = r.stdout.trim();
+    expect(line).toMatch(/^carol:\{SCRAM-SHA-256\}4096,[A-Za-z0-9+/]{22}==,[A-Za-z0-9+/]{43}=,[A-Za-z0-9+/]{43}=$/);
+    expect(await verifyPasswordHash('pencil', line.slice('carol:'.length))).toBe(true);
+    const more = await runProgram(process.execPath, [CLI, 'hash-password', '-a', 'scram-sha-256', '-i', '5000'], { input: 'pencil\n' });
+    expect(more.code).toBe(0);
+    expect(more.stdout).toMatch(/^\{SCRAM-SHA-256\}5000,/);
+    expect(await verifyPasswordHash('pencil', more.stdout.trim())).toBe(true);
+    for (const args of [['--iterations', '5000'], ['-a', 'scram-sha-256', '-i', '100'], ['-a', 'scram-sha-256', '-i', 'many'], ['-a', 'md5']]) {
+      const bad = await runProgram(process.execPath, [CLI, 'hash-password', ...args], { input: 'pw\n' });
+      expect(bad.code, args.join(' ')).toBe(2);
+      expect(bad.stdout, args.join(' ')).toBe('');
+    }
+  });
 });
 
 describe('popgate --help', () => {

@@ -2,9 +2,12 @@ import { describe, expect, it } from 'vitest';
 import bcrypt from 'bcryptjs';
 import {
   DUMMY_BCRYPT_HASH,
+  DUMMY_SCRAM_HASH,
   DUMMY_SCRYPT_HASH,
   HASH_BOUNDS,
+  deriveScramCredentials,
   dummyHashLike,
+  formatScramHash,
   hashPassword,
   parseHash,
   verifyPasswordHash,
@@ -246,5 +249,97 @@ describe('plaintext-equivalent secrets ({PLAIN}, {PLAIN.B64})', () => {
     expect(constantTimeEqual(Buffer.from('abc'), Buffer.from('abd'))).toBe(false);
     expect(constantTimeEqual(Buffer.alloc(0), Buffer.alloc(0))).toBe(true);
     expect(constantTimeEqual(Buffer.from('abc'), Buffer.from('abcd'))).toBe(false);
+  });
+});
+
+describe('SCRAM-SHA-256 entries ({SCRAM-SHA-256}, Dovecot format)', () => {
+  /** Written by Dovecot 2.3.19: `doveadm pw -s SCRAM-SHA-256 -p <password>` (raw password bytes, no SASLprep). */
+  const DOVECOT_PENCIL =
+    '{SCRAM-SHA-256}4096,o109dVHndhR3vBgraDcKIw==,jPMbHpLdam0k67M7nJL3Yvjm8VpA0kJIu4pJwH0qsas=,vYss85DeBfkcJko8R9u65s09fEXJ+kYvYaVykTxJrV8=';
+  const DOVECOT_NON_ASCII = {
+    // "pässwörd Ⅸ": SASLprep makes the last character "IX", Dovecot kept U+2168.
+    password: 'p\u00e4ssw\u00f6rd \u2168',
+    entry: '{SCRAM-SHA-256}4096,lFxQZtlMUKzagFEU2v/uIg==,r/G9m5SGIkbu45QF/u/dEYo0YY/f4y2DA3Pb5VQ6dfo=,2qtwa3G0UiBBnAA9s1X5IxnPz9mHsvL63t0MfME1RJQ=',
+  };
+  /** RFC 7677's user "user", password "pencil": the keys its test vector implies. */
+  const RFC7677_SALT = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
+
+  it('verifies a Dovecot-written entry with its password and refuses others', async () => {
+    expect(parseHash(DOVECOT_PENCIL)).toMatchObject({ algorithm: 'scram-sha-256', iterations: 4096 });
+    expect(await verifyPasswordHash('pencil', DOVECOT_PENCIL)).toBe(true);
+    for (const wrong of ['Pencil', 'pencil ', '', 'pen cil']) expect(await verifyPasswordHash(wrong, DOVECOT_PENCIL), wrong).toBe(false);
+  });
+
+  it('verifies a Dovecot entry whose non-ASCII password SASLprep would change (raw bytes tried too)', async () => {
+    expect(await verifyPasswordHash(DOVECOT_NON_ASCII.password, DOVECOT_NON_ASCII.entry)).toBe(true);
+    expect(await verifyPasswordHash('p\u00e4ssw\u00f6rd IX', DOVECOT_NON_ASCII.entry)).toBe(false);
+  });
+
+  it('hashPassword writes Dovecot\'s format with 4096 iterations and a 16-byte salt, and it round-trips', async () => {
+    const encoded = await hashPassword('s3cret p\u00e4sswort', { algorithm: 'scram-sha-256' });
+    expect(encoded).toMatch(/^\{SCRAM-SHA-256\}4096,[A-Za-z0-9+/]{22}==,[A-Za-z0-9+/]{43}=,[A-Za-z0-9+/]{43}=$/);
+    const parsed = parseHash(encoded);
+    if (parsed?.algorithm !== 'scram-sha-256') throw new Error('not scram');
+    expect(parsed.salt.length).toBe(16);
+    expect(formatScramHash(parsed)).toBe(encoded);
+    expect(await verifyPasswordHash('s3cret p\u00e4sswort', encoded)).toBe(true);
+    expect(await verifyPasswordHash('s3cret passwort', encoded)).toBe(false);
+    expect(await hashPassword('same', { algorithm: 'scram-sha-256' })).not.toBe(await hashPassword('same', { algorithm: 'scram-sha-256' }));
+  });
+
+  it('writes the keys RFC 7677 implies for "pencil" (same salt and iterations), from the SASLprep\'d password', async () => {
+    const rfc = await deriveScramCredentials('pencil', RFC7677_SALT, 4096);
+    const encoded = formatScramHash(rfc);
+    expect(await verifyPasswordHash('pencil', encoded)).toBe(true);
+    // SASLprep: "I<SOFT HYPHEN>X" and "IX" are one password; a client sends the prepared form.
+    const prepped = await hashPassword('I\u00adX', { algorithm: 'scram-sha-256' });
+    expect(await verifyPasswordHash('IX', prepped)).toBe(true);
+    expect(await verifyPasswordHash('I\u00adX', prepped)).toBe(true);
+  });
+
+  it('takes the iteration count, within bounds', async () => {
+    const encoded = await hashPassword('x', { algorithm: 'scram-sha-256', scramIterations: 5000 });
+    expect(encoded.startsWith('{SCRAM-SHA-256}5000,')).toBe(true);
+    expect(await verifyPasswordHash('x', encoded)).toBe(true);
+    for (const n of [4095, 10_000_001, 4096.5, 0]) {
+      await expect(hashPassword('x', { algorithm: 'scram-sha-256', scramIterations: n }), String(n)).rejects.toThrow(RangeError);
+    }
+    expect(HASH_BOUNDS.scramIterations).toEqual({ min: 4096, max: 10_000_000 });
+  });
+
+  it('accepts the scheme name in any case, through parseStoredSecret too', () => {
+    const lower = DOVECOT_PENCIL.replace('{SCRAM-SHA-256}', '{scram-sha-256}');
+    expect(parseHash(lower)).toMatchObject({ algorithm: 'scram-sha-256' });
+    expect(parseStoredSecret(DOVECOT_PENCIL)).toMatchObject({ algorithm: 'scram-sha-256', iterations: 4096 });
+  });
+
+  const [, salt, stored, server] = DOVECOT_PENCIL.slice('{SCRAM-SHA-256}'.length).split(',') as [string, string, string, string];
+  const scram = (iter: string, s = salt, st = stored, sv = server): string => `{SCRAM-SHA-256}${iter},${s},${st},${sv}`;
+  it.each([
+    ['iterations below 4096', scram('4095')],
+    ['iterations over the bound', scram('10000001')],
+    ['a leading zero', scram('04096')],
+    ['no iterations', scram('')],
+    ['a sign', scram('+4096')],
+    ['unpadded salt', scram('4096', salt.replace(/=+$/, ''))],
+    ['a short salt', scram('4096', 'AAECAw==')],
+    ['a short StoredKey', scram('4096', salt, 'AAECAw==')],
+    ['a long ServerKey', scram('4096', salt, stored, `${server.slice(0, -1)}AAAA`)],
+    ['non-canonical base64', scram('4096', salt, stored.replace('s=', 't='))],
+    ['a fifth field', `${DOVECOT_PENCIL},x`],
+    ['three fields', scram('4096').split(',').slice(0, 3).join(',')],
+    ['SCRAM-SHA-1', DOVECOT_PENCIL.replace('SHA-256', 'SHA-1')],
+    ['a missing brace', DOVECOT_PENCIL.slice(1)],
+  ])('refuses %s', async (_what, encoded) => {
+    expect(parseHash(encoded)).toBeUndefined();
+    expect(await verifyPasswordHash('pencil', encoded)).toBe(false);
+  });
+
+  it('has a dummy of the same cost for unknown users', async () => {
+    expect(parseHash(DUMMY_SCRAM_HASH)).toMatchObject({ algorithm: 'scram-sha-256', iterations: 4096 });
+    expect(await verifyPasswordHash('', DUMMY_SCRAM_HASH)).toBe(false);
+    const like = parseHash(await hashPassword('x', { algorithm: 'scram-sha-256', scramIterations: 8000 }));
+    if (!like) throw new Error('parse failed');
+    expect(dummyHashLike(like)).toMatchObject({ algorithm: 'scram-sha-256', iterations: 8000 });
   });
 });

@@ -1,3 +1,4 @@
+import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
 import { mkdtemp, rename, rm, symlink, unlink, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pino, { type Logger } from 'pino';
 import { createUserFileVerifier, hashPassword, parseUserFile, verifyParsedHash, type ParsedHash, type UserFileVerifier } from '../../src/auth/index.js';
 import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
+import { startScram, type ScramCredentials } from '../../src/auth/scram.js';
 import type { ChallengeRequest, PasswordRequest } from '../../src/auth/types.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -456,5 +458,113 @@ describe('plaintext-equivalent entries ({PLAIN}) and challenge logins', () => {
     for (const secret of ['tanstaaf', 'c2VrcmV0', 'sekret', 'wrong-guess', CRAM.digest, APOP.digest, wrongDigest, '{PLAIN']) {
       expect(text).not.toContain(secret);
     }
+  });
+});
+
+describe('SCRAM-SHA-256 entries and scramCredentials', () => {
+  /** `doveadm pw -s SCRAM-SHA-256 -p pencil` (Dovecot 2.3.19). */
+  const DOVECOT_PENCIL =
+    '{SCRAM-SHA-256}4096,o109dVHndhR3vBgraDcKIw==,jPMbHpLdam0k67M7nJL3Yvjm8VpA0kJIu4pJwH0qsas=,vYss85DeBfkcJko8R9u65s09fEXJ+kYvYaVykTxJrV8=';
+
+  /** A SCRAM client on node:crypto, run against the server machine with these credentials. */
+  function scramLogin(name: string, password: string, credentials: ScramCredentials): boolean {
+    const H = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+    const HMAC = (k: Buffer, s: string): Buffer => createHmac('sha256', k).update(s).digest();
+    const bare = `n=${name},r=clientnonce`;
+    const s = startScram(Buffer.from(`n,,${bare}`), { plus: false, nonce: () => 'servernonce' });
+    if (!s.ok) throw new Error(s.reason);
+    const sf = s.exchange.serverFirst(credentials).toString();
+    const fields = Object.fromEntries(sf.split(',').map((f) => [f.slice(0, 1), f.slice(2)]));
+    const salted = pbkdf2Sync(password, Buffer.from(fields.s!, 'base64'), Number(fields.i), 32, 'sha256');
+    const clientKey = HMAC(salted, 'Client Key');
+    const withoutProof = `c=biws,r=${fields.r}`;
+    const sig = HMAC(H(clientKey), `${bare},${sf},${withoutProof}`);
+    const proof = Buffer.from(clientKey.map((x, i) => x ^ (sig[i] as number))).toString('base64');
+    return s.exchange.clientFinal(Buffer.from(`${withoutProof},p=${proof}`)).ok;
+  }
+
+  let scramAlice: string;
+  beforeAll(async () => {
+    scramAlice = await hashPassword('alice-scram', { algorithm: 'scram-sha-256', scramIterations: 5000 });
+  });
+
+  const fileText = (): string =>
+    [`alice:${scramAlice}`, `bob:${bobHash}`, `carol:${carolHash}`, 'tim:{PLAIN}tanstaaf', `dave:${DOVECOT_PENCIL}`, `erin:${scramAlice}`, ''].join('\n');
+
+  it('parses SCRAM entries', () => {
+    const { users, problems } = parseUserFile(fileText());
+    expect(problems).toEqual([]);
+    expect(users.get('alice')).toMatchObject({ algorithm: 'scram-sha-256', iterations: 5000 });
+    expect(users.get('dave')).toMatchObject({ algorithm: 'scram-sha-256', iterations: 4096 });
+  });
+
+  it('verifies ordinary passwords (USER/PASS, PLAIN) against SCRAM entries', async () => {
+    const v = await create(await userFile(fileText()), memoryLogger().logger);
+    expect(await v.verify(req('alice', 'alice-scram'))).toEqual({ ok: true, user: 'alice' });
+    expect(await v.verify(req('alice', 'alice-pw'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verify(req('dave', 'pencil'))).toEqual({ ok: true, user: 'dave' });
+    expect(await v.verify(req('dave', 'pencil2'))).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await v.verify(req('bob', 'bob-pw'))).toEqual({ ok: true, user: 'bob' });
+  });
+
+  it('gives the stored keys of a SCRAM entry, and they serve a SCRAM login', async () => {
+    const v = await create(await userFile(fileText()), memoryLogger().logger);
+    expect(v.canServeScram).toBe(true);
+    const alice = await v.scramCredentials('alice');
+    const parsed = parseUserFile(fileText()).users.get('alice');
+    if (parsed?.algorithm !== 'scram-sha-256' || !alice.found) throw new Error('no SCRAM entry');
+    expect(alice.credentials).toEqual({ iterations: 5000, salt: parsed.salt, storedKey: parsed.storedKey, serverKey: parsed.serverKey });
+    expect(scramLogin('alice', 'alice-scram', alice.credentials)).toBe(true);
+    expect(scramLogin('alice', 'alice-pw', alice.credentials)).toBe(false);
+    const dave = await v.scramCredentials('dave');
+    expect(dave.found).toBe(true);
+    expect(scramLogin('dave', 'pencil', dave.credentials)).toBe(true);
+  });
+
+  it('derives keys from a {PLAIN} entry, under a salt that stays the same', async () => {
+    const v = await create(await userFile(fileText()), memoryLogger().logger);
+    const tim = await v.scramCredentials('tim');
+    expect(tim).toMatchObject({ found: true, credentials: { iterations: 5000 } });
+    expect(scramLogin('tim', 'tanstaaf', tim.credentials)).toBe(true);
+    expect(scramLogin('tim', 'tanstaaF', tim.credentials)).toBe(false);
+    expect((await v.scramCredentials('tim')).credentials).toEqual(tim.credentials);
+  });
+
+  it('gives dummies, stable per name across verifiers of the same file, for unknown users and scrypt/bcrypt entries', async () => {
+    const path = await userFile(fileText());
+    const mem = memoryLogger();
+    const v = await create(path, mem.logger);
+    const again = await create(path, memoryLogger().logger); // another worker, or after a restart
+    const nobody = await v.scramCredentials('nobody');
+    expect(nobody).toMatchObject({ found: false, reason: 'unknown-user' });
+    // The iteration count most SCRAM entries have (alice and erin: 5000; dave: 4096).
+    expect(nobody.credentials.iterations).toBe(5000);
+    expect((await again.scramCredentials('nobody')).credentials).toEqual(nobody.credentials);
+    expect((await v.scramCredentials('nobody2')).credentials.salt).not.toEqual(nobody.credentials.salt);
+    for (const user of ['bob', 'carol']) {
+      const r = await v.scramCredentials(user);
+      expect(r, user).toMatchObject({ found: false, reason: 'disabled' });
+      expect((await again.scramCredentials(user)).credentials).toEqual(r.credentials);
+      expect(scramLogin(user, user === 'bob' ? 'bob-pw' : 'carol-pw', r.credentials)).toBe(false);
+    }
+    expect(mem.records().some((r) => r.level === DEBUG && r.user === 'bob' && /SCRAM login refused/.test(r.msg))).toBe(true);
+    expect(scramLogin('nobody', 'x', nobody.credentials)).toBe(false);
+  });
+
+  it('canServeScram: only when some entry is SCRAM or plaintext-equivalent', async () => {
+    const v = await create(await userFile(`alice:${aliceHash}\nbob:${bobHash}\n`), memoryLogger().logger);
+    expect(v.canServeScram).toBe(false);
+    const r = await v.scramCredentials('alice');
+    expect(r).toMatchObject({ found: false, reason: 'disabled', credentials: { iterations: 4096 } });
+  });
+
+  it('names a user whose SCRAM entry changed on reload', async () => {
+    const path = await userFile(fileText());
+    const v = await create(path, memoryLogger().logger);
+    const changed: string[][] = [];
+    v.onUsersChanged((users) => changed.push([...users].sort()));
+    await replaceFile(path, fileText().replace(`erin:${scramAlice}`, `erin:${await hashPassword('erin', { algorithm: 'scram-sha-256' })}`));
+    await v.reload();
+    expect(changed).toEqual([['erin']]);
   });
 });
