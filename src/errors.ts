@@ -100,13 +100,16 @@ export class GatewayError extends Error {
   readonly clientText: string | undefined;
   /** Close after replying even if the catalogue would not (nginx: failure without Auth-Wait). */
   readonly closeAfter: boolean;
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; clientText?: string; closeAfter?: boolean }) {
+  /** What a SASL mechanism sends as a challenge before the `-ERR` (RFC 7628 3.2.2: OAUTHBEARER's error JSON). */
+  readonly saslError: Buffer | undefined;
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; clientText?: string; closeAfter?: boolean; saslError?: Buffer }) {
     super(detail ? `${code}: ${detail}` : code, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'GatewayError';
     this.code = code;
     this.detail = detail;
     this.clientText = options?.clientText;
     this.closeAfter = options?.closeAfter ?? false;
+    this.saslError = options?.saslError;
   }
 
   get entry(): CatalogueEntry {

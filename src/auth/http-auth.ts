@@ -5,13 +5,17 @@
  * Request (one HTTP GET per question, headers only), as nginx 1.2x sends it
  * (ngx_mail_auth_http_module.c, ngx_mail_auth_http_create_request):
  *   Auth-Method: plain (USER/PASS, AUTH PLAIN and AUTH LOGIN alike) | apop |
- *                cram-md5 | external, and the popgate extensions gssapi / kpop
+ *                cram-md5 | external, and the popgate extensions gssapi / kpop /
+ *                oauthbearer / xoauth2 (as nginx's proposed OAuth change) /
+ *                scram-sha-256 (both SCRAM mechanisms)
  *   Auth-User, Auth-Pass: percent-escaped like nginx's NGX_ESCAPE_MAIL_AUTH
  *                (space, `%` and bytes 0x00-0x1F as %XX, uppercase hex; all
  *                other bytes, UTF-8 included, raw). Auth-Pass is always sent:
  *                the password for `plain`, the client's hex digest for apop /
- *                cram-md5 (exactly what nginx sends), and EMPTY for external,
- *                gssapi and kpop (nginx sends `Auth-Pass: ` empty for external).
+ *                cram-md5 (exactly what nginx sends), the bearer token for
+ *                oauthbearer / xoauth2 (already validated by popgate), and EMPTY
+ *                for external, gssapi, kpop and scram-sha-256 (nginx sends
+ *                `Auth-Pass: ` empty for external).
  *   Auth-Salt:   apop: the greeting timestamp `<...>`; cram-md5: the decoded
  *                challenge. nginx uses one salt `<rand.time@host>` for both and
  *                the header carries it without CRLF: the challenge as is.
@@ -183,7 +187,18 @@ function displayAddress(addr: string): string {
   return m?.[1] ?? addr;
 }
 
-export type AuthMethod = 'plain' | 'apop' | 'cram-md5' | 'external' | 'gssapi' | 'kpop';
+/** Auth-Method for logins authenticated by something other than a password. */
+const AUTHORIZED_METHOD: Record<AuthorizedRequest['mechanism'], AuthMethod> = {
+  GSSAPI: 'gssapi',
+  KPOP: 'kpop',
+  EXTERNAL: 'external',
+  OAUTHBEARER: 'oauthbearer',
+  XOAUTH2: 'xoauth2',
+  'SCRAM-SHA-256': 'scram-sha-256',
+  'SCRAM-SHA-256-PLUS': 'scram-sha-256',
+};
+
+export type AuthMethod = 'plain' | 'apop' | 'cram-md5' | 'external' | 'gssapi' | 'kpop' | 'oauthbearer' | 'xoauth2' | 'scram-sha-256';
 
 /** What one question to the service says (before encoding). */
 export interface AuthQuestion {
@@ -700,12 +715,11 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
   if (opts.authorizeTicketLogins) {
     return Object.assign(verifier, {
       async authorize(request: AuthorizedRequest): Promise<VerifyOutcome> {
-        const method: AuthMethod =
-          request.mechanism === 'GSSAPI' ? 'gssapi' : request.mechanism === 'KPOP' ? 'kpop' : 'external';
         const answer = await question({
-          method,
+          method: AUTHORIZED_METHOD[request.mechanism],
           user: request.user,
-          pass: '',
+          // A bearer token goes along (nginx's proposed OAuth change); the other mechanisms send Auth-Pass empty.
+          pass: request.token ?? '',
           principal: request.identity,
           ...(request.client ? { client: request.client } : {}),
         });

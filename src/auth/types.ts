@@ -56,14 +56,16 @@ export interface ChallengeRequest {
 
 /**
  * A login already authenticated by something else (a Kerberos ticket, a TLS
- * client certificate): no secret to check; a verifier may still route it and
+ * client certificate, a bearer token, a SCRAM proof): no secret to check; a verifier may still route it and
  * supply internal credentials (nginx auth_http with no Auth-Pass).
  */
 export interface AuthorizedRequest {
   readonly user: string;
-  readonly mechanism: 'GSSAPI' | 'KPOP' | 'EXTERNAL';
-  /** Kerberos principal or certificate identity, for the auth service and logs. */
+  readonly mechanism: 'GSSAPI' | 'KPOP' | 'EXTERNAL' | 'OAUTHBEARER' | 'XOAUTH2' | 'SCRAM-SHA-256' | 'SCRAM-SHA-256-PLUS';
+  /** Kerberos principal, certificate identity, token subject or SCRAM user name, for the auth service and logs. */
   readonly identity: string;
+  /** OAUTHBEARER / XOAUTH2: the (validated) bearer token, for an auth service that wants to see it. */
+  readonly token?: string;
   readonly client?: ClientContext;
 }
 
@@ -100,5 +102,29 @@ export interface PasswordVerifier {
   /** Present when this verifier routes/authorizes logins authenticated elsewhere (auth_http). */
   authorize?(request: AuthorizedRequest): Promise<VerifyOutcome>;
   /** Stop watchers/timers. */
+  close(): void;
+}
+
+/** What a bearer token (OAUTHBEARER, XOAUTH2) turned out to be. */
+export type BearerOutcome =
+  | {
+      readonly ok: true;
+      /** The local user its claims map to. */
+      readonly user: string;
+      /** The token's subject (`sub`), for the audit line and an auth service. */
+      readonly subject: string;
+    }
+  | {
+      readonly ok: false;
+      /** Why, for the audit line (`expired`, `audience`, `signature`, ...); never the token. */
+      readonly reason: string;
+    };
+
+/** Validates OAuth 2.0 bearer tokens and maps them to users (src/auth/oauth). */
+export interface BearerValidator {
+  /** Rejects with GatewayError('VERIFIER_UNAVAILABLE') when the issuer or introspection endpoint cannot answer. */
+  validate(token: string, signal?: AbortSignal): Promise<BearerOutcome>;
+  /** The mechanism's error data for a refusal, sent as a challenge before the `-ERR` (RFC 7628 3.2.2). */
+  errorChallenge(mechanism: 'OAUTHBEARER' | 'XOAUTH2', reason: string): Buffer;
   close(): void;
 }

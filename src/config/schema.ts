@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
+import { oauthSchema } from './oauth.js';
 import { duration } from './duration.js';
 import { checkMappingOptions, parsePrincipal } from '../kerberos/principal-mapper.js';
 import { KPOP_DEFAULT_PORT } from '../kerberos/kpop-framing.js';
@@ -229,7 +230,7 @@ const listenersSchema = z
 
 // ---------------------------------------------------------------------------
 
-export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL'] as const;
+export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL', 'OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'] as const;
 
 /** Password verifiers, tried in the configured order. */
 export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http'] as const;
@@ -525,6 +526,8 @@ const authSchema = z
     failureDelay: duration({ max: MINUTE }).prefault('2s'),
     throttle: throttleSchema,
     cache: authCacheSchema,
+    /** OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2); required when `mechanisms` lists either. */
+    oauth: oauthSchema.optional(),
   })
   .superRefine((a, ctx) => {
     if (a.verifiers.includes('userFile') && a.userFile === undefined) {
@@ -563,6 +566,22 @@ const authSchema = z
       });
     }
     a.mechanisms.forEach((m, i) => {
+      if ((m === 'OAUTHBEARER' || m === 'XOAUTH2') && a.oauth === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mechanisms', i],
+          message: `${m} needs auth.oauth (the token issuer and audience popgate checks tokens against)`,
+          ...hint('add oauth: { issuer: https://login.example.com/realms/mail, audience: popgate }, or remove the mechanism'),
+        });
+      }
+      if ((m === 'SCRAM-SHA-256' || m === 'SCRAM-SHA-256-PLUS') && !a.verifiers.includes('userFile')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mechanisms', i],
+          message: `${m} needs the userFile verifier: only the user file holds SCRAM keys; auth.verifiers is [${a.verifiers.join(', ')}]`,
+          ...hint('add userFile to auth.verifiers with {SCRAM-SHA-256} entries (popgate hash-password --algorithm scram-sha-256), or remove the mechanism'),
+        });
+      }
       if (m === 'CRAM-MD5' && !canChallenge) {
         ctx.addIssue({
           code: 'custom',
@@ -1017,7 +1036,12 @@ export type PasswordVerifierName = (typeof PASSWORD_VERIFIERS)[number];
  * sibling `<key>File` may name a file holding the value (k8s Secret mounts);
  * the loader reads it into `<key>`. redactConfig replaces these with "***".
  */
-export const SECRET_FIELDS: readonly string[] = ['backend.login.password', 'auth.throttle.redis.password', 'auth.throttle.redis.sentinel.password'];
+export const SECRET_FIELDS: readonly string[] = [
+  'backend.login.password',
+  'auth.throttle.redis.password',
+  'auth.throttle.redis.sentinel.password',
+  'auth.oauth.introspection.clientSecret',
+];
 
 /**
  * Filesystem paths whose keys do not end in `File` (those are paths by
@@ -1030,7 +1054,7 @@ export const PATH_FIELDS: readonly string[] = ['kerberos.keytab', 'kerberos.rcac
  * Objects whose keys are data, not config keys (principal names): the
  * loader's key conventions (`*File` paths and secrets) do not apply inside.
  */
-export const FREE_FORM_FIELDS: readonly string[] = ['kerberos.mapping.map', 'auth.http.headers'];
+export const FREE_FORM_FIELDS: readonly string[] = ['kerberos.mapping.map', 'auth.http.headers', 'auth.oauth.map'];
 
 /**
  * Maps whose every value is secret (a shared key in a static header):

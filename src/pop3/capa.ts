@@ -35,12 +35,14 @@ export function passwordAuthUsable(ctx: Pick<CapabilityContext, 'tls' | 'allowPl
 }
 
 /**
- * Whether a mechanism sends a password, or a digest as weak as one, that the
- * channel must protect (PLAIN, LOGIN, CRAM-MD5): usable only where
- * `passwordAuthUsable`. GSSAPI and EXTERNAL do not.
+ * Whether a mechanism sends a password, a bearer token, or a digest as weak
+ * as one, that the channel must protect (PLAIN, LOGIN, CRAM-MD5,
+ * OAUTHBEARER, XOAUTH2, SCRAM-SHA-256): usable only where
+ * `passwordAuthUsable`. GSSAPI and EXTERNAL do not; SCRAM-SHA-256-PLUS
+ * needs TLS itself.
  */
 export function carriesPassword(mech: SaslMechanism): boolean {
-  return mech === 'PLAIN' || mech === 'LOGIN' || mech === 'CRAM-MD5';
+  return mech === 'PLAIN' || mech === 'LOGIN' || mech === 'CRAM-MD5' || mech === 'OAUTHBEARER' || mech === 'XOAUTH2' || mech === 'SCRAM-SHA-256';
 }
 
 /** Whether EXTERNAL can be used: TLS with a verified client certificate. */
@@ -54,6 +56,7 @@ export function mechanismUsable(
   ctx: Pick<CapabilityContext, 'tls' | 'allowPlaintextAuth' | 'externalIdentity'>,
 ): boolean {
   if (mech === 'EXTERNAL') return externalUsable(ctx);
+  if (mech === 'SCRAM-SHA-256-PLUS') return ctx.tls;
   return !carriesPassword(mech) || passwordAuthUsable(ctx);
 }
 

@@ -207,3 +207,103 @@ export function decodeCramMd5Response(buf: Buffer): NameDigestResult {
   if (text === undefined) return { ok: false, reason: 'bad-utf8' };
   return decodeNameDigest(text);
 }
+
+// ---- OAUTHBEARER (RFC 7628) and XOAUTH2 -------------------------------------
+
+/** The kvsep of RFC 7628 and XOAUTH2 messages (Ctrl-A). */
+const KVSEP = 0x01;
+
+/** The client's dummy answer to an error challenge (RFC 7628 section 3.2.3): a lone kvsep. */
+export const OAUTH_ERROR_ACK = Buffer.from([KVSEP]);
+
+export type BearerFailure =
+  /** Not the mechanism's message shape (gs2 header, key=value pairs, closing kvsep pair). */
+  | 'syntax'
+  | 'bad-utf8'
+  /** CR, LF or NUL in the user name. */
+  | 'bad-characters'
+  /** No `auth=Bearer <token>` pair, or an empty token. */
+  | 'no-token';
+
+export type BearerResult =
+  | {
+      readonly ok: true;
+      /** OAUTHBEARER: the gs2 authzid (`a=`); XOAUTH2: `user=`. '' when absent. */
+      readonly requestedUser: string;
+      readonly token: string;
+    }
+  | { readonly ok: false; readonly reason: BearerFailure };
+
+/** RFC 6750 b64token: the characters a bearer token may hold. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/** `key=value` pairs between kvseps, ending with an empty pair (two kvseps), as both mechanisms frame them. */
+function kvPairs(buf: Buffer): Map<string, string> | undefined {
+  if (buf.length < 2 || buf[buf.length - 1] !== KVSEP || buf[buf.length - 2] !== KVSEP) return undefined;
+  const pairs = new Map<string, string>();
+  for (const part of buf.subarray(0, buf.length - 2).toString('latin1').split('\x01')) {
+    const eq = part.indexOf('=');
+    // RFC 7628 key: 1*(ALPHA); repeated keys are a malformed message.
+    if (eq <= 0 || !/^[A-Za-z]+$/.test(part.slice(0, eq)) || pairs.has(part.slice(0, eq))) return undefined;
+    pairs.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  return pairs;
+}
+
+/** `Bearer <token>` (scheme case-insensitive, RFC 6750) -> the token. */
+function bearerToken(auth: string | undefined): string | undefined {
+  const m = /^bearer ([^ ]+)$/i.exec(auth ?? '');
+  return m?.[1] !== undefined && B64TOKEN.test(m[1]) ? m[1] : undefined;
+}
+
+/** A user name as a message carries it: UTF-8, no CR/LF/NUL. */
+function messageUser(raw: string): { ok: true; user: string } | { ok: false; reason: BearerFailure } {
+  const user = decodeUtf8Strict(Buffer.from(raw, 'latin1'));
+  if (user === undefined) return { ok: false, reason: 'bad-utf8' };
+  if (hasForbiddenCredentialChars(user)) return { ok: false, reason: 'bad-characters' };
+  return { ok: true, user };
+}
+
+/**
+ * The OAUTHBEARER initial client response (RFC 7628 section 3.1):
+ * `gs2-header kvsep *(key=value kvsep) kvsep` where the gs2 header is
+ * `n,[a=authzid],` (no channel binding: `y` or `p=` are refused; the
+ * authzid's `=2C`/`=3D` escapes of RFC 5801 are undone). `host` and `port`
+ * pairs are informational and ignored.
+ */
+export function decodeOAuthBearer(buf: Buffer): BearerResult {
+  // gs2-cb-flag 'n' only: popgate offers no OAUTHBEARER channel binding.
+  if (buf.length < 3 || buf[0] !== 0x6e || buf[1] !== 0x2c) return { ok: false, reason: 'syntax' };
+  const comma = buf.indexOf(0x2c, 2);
+  if (comma < 0 || buf[comma + 1] !== KVSEP) return { ok: false, reason: 'syntax' };
+  const authzField = buf.subarray(2, comma).toString('latin1');
+  let requestedUser = '';
+  if (authzField !== '') {
+    if (!authzField.startsWith('a=')) return { ok: false, reason: 'syntax' };
+    const escaped = authzField.slice(2);
+    // RFC 5801 saslname: '=' only as =2C or =3D.
+    if (/=(?!2C|3D)/.test(escaped)) return { ok: false, reason: 'syntax' };
+    const user = messageUser(escaped.replace(/=2C/g, ',').replace(/=3D/g, '='));
+    if (!user.ok) return user;
+    requestedUser = user.user;
+  }
+  const pairs = kvPairs(buf.subarray(comma + 2));
+  if (!pairs) return { ok: false, reason: 'syntax' };
+  const token = bearerToken(pairs.get('auth'));
+  if (token === undefined) return { ok: false, reason: 'no-token' };
+  return { ok: true, requestedUser, token };
+}
+
+/**
+ * The XOAUTH2 client message (Google's mechanism, no RFC):
+ * `user=<user> ^A auth=Bearer <token> ^A ^A`.
+ */
+export function decodeXOAuth2(buf: Buffer): BearerResult {
+  const pairs = kvPairs(buf);
+  if (!pairs || !pairs.has('user')) return { ok: false, reason: 'syntax' };
+  const user = messageUser(pairs.get('user') ?? '');
+  if (!user.ok) return user;
+  const token = bearerToken(pairs.get('auth'));
+  if (token === undefined) return { ok: false, reason: 'no-token' };
+  return { ok: true, requestedUser: user.user, token };
+}

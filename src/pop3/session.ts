@@ -76,13 +76,16 @@ import {
   decodeCramMd5Response,
   decodeGssapiLayerResponse,
   decodeNameDigest,
+  decodeOAuthBearer,
   decodePlain,
+  decodeXOAuth2,
   decodeUtf8Strict,
   gssapiLayerOffer,
   hasForbiddenCredentialChars,
   isValidChallengeString,
   loginPrompt,
   saslChallenge,
+  type BearerFailure,
   type GssapiLayerFailure,
   type NameDigestFailure,
   type PlainFailure,
@@ -90,6 +93,7 @@ import {
 import {
   SASL_MECHANISMS,
   type GssAcceptResult,
+  type HostSaslMechanism,
   type LoginCredentials,
   type Pop3Action,
   type Pop3SessionOptions,
@@ -103,6 +107,8 @@ export type SessionState =
   | 'SASL'
   /** A `gss*` action emitted; waiting for the host's `gss*()` answer or `gssFailed()`. */
   | 'GSS_PENDING'
+  /** A `saslStep` action emitted; waiting for `saslContinue()`, `saslProved()` or `saslFailed()`. */
+  | 'SASL_PENDING'
   /** `startTls` emitted; waiting for `tlsStarted()`. */
   | 'TLS_PENDING'
   /** `authenticate` emitted; waiting for `loginSucceeded()` / `loginFailed()`. */
@@ -183,6 +189,13 @@ const NAME_DIGEST_FAILURE: Record<NameDigestFailure, ErrorCode> = {
  * follows the PLAIN rules (protocol errors); choosing a layer that was not
  * offered fails the login and spends an attempt.
  */
+const BEARER_FAILURE: Record<BearerFailure, ErrorCode> = {
+  syntax: 'BAD_SYNTAX',
+  'no-token': 'BAD_SYNTAX',
+  'bad-utf8': 'BAD_CHARACTERS',
+  'bad-characters': 'BAD_CHARACTERS',
+};
+
 const GSSAPI_LAYER_FAILURE: Record<GssapiLayerFailure, Failure> = {
   short: { fail: 'BAD_SYNTAX', count: 'error' },
   layer: { fail: 'UNSUPPORTED_SECURITY_LAYER', count: 'auth' },
@@ -220,7 +233,15 @@ type SaslExchange =
   /** CRAM-MD5: the client's `username SP digest` answer to `challenge`. */
   | { readonly mech: 'CRAM-MD5'; readonly challenge: string }
   /** EXTERNAL: the client's authorization identity (possibly empty). */
-  | { readonly mech: 'EXTERNAL' };
+  | { readonly mech: 'EXTERNAL' }
+  /** OAUTHBEARER / XOAUTH2: the client's message (no initial response was sent). */
+  | { readonly mech: 'OAUTHBEARER' | 'XOAUTH2' }
+  /** A refused bearer token's error challenge was sent (RFC 7628 3.2.2): any answer gets the `-ERR`. */
+  | { readonly mech: 'BEARER-ERROR'; readonly code: ErrorCode; readonly text: string | undefined }
+  /** A host-read mechanism (SCRAM): the client's next message for the host's exchange. */
+  | { readonly mech: HostSaslMechanism; readonly step: 'message'; readonly first: boolean }
+  /** SCRAM: the server-final message was sent; the client's empty answer completes the login. */
+  | { readonly mech: HostSaslMechanism; readonly step: 'ack'; readonly username: string; readonly requestedUser: string };
 
 /** Which host answer a GSSAPI exchange waits for (state GSS_PENDING). */
 type GssWait =
@@ -249,6 +270,7 @@ export class Pop3Session {
     },
     SASL: {},
     GSS_PENDING: {},
+    SASL_PENDING: {},
     TLS_PENDING: {},
     LOGIN_PENDING: {},
     RELAY: {},
@@ -264,6 +286,8 @@ export class Pop3Session {
   private lastUser: string | undefined;
   private sasl: SaslExchange | undefined;
   private gss: GssWait | undefined;
+  /** The host-read mechanism whose `saslStep` the host is working on (SASL_PENDING). */
+  private hostStep: HostSaslMechanism | undefined;
   private errors = 0;
   private authFailures = 0;
   /** The greeting timestamp when APOP is enabled on this connection. */
@@ -314,10 +338,11 @@ export class Pop3Session {
    * `startTls`, 'login' after `authenticate`, 'gss' after `gssAccept`,
    * `gssWrap` or `gssUnwrap`.
    */
-  get awaiting(): 'tls' | 'login' | 'gss' | undefined {
+  get awaiting(): 'tls' | 'login' | 'gss' | 'sasl' | undefined {
     if (this.st === 'TLS_PENDING') return 'tls';
     if (this.st === 'LOGIN_PENDING') return 'login';
     if (this.st === 'GSS_PENDING') return 'gss';
+    if (this.st === 'SASL_PENDING') return 'sasl';
     return undefined;
   }
 
@@ -327,7 +352,19 @@ export class Pop3Session {
    * host's GSS answer, after which it normally will), else the command cap.
    */
   get lineLimit(): number {
-    return this.st === 'SASL' || this.st === 'GSS_PENDING' ? this.opts.maxSaslLine : this.opts.maxCommandLine;
+    if (this.st === 'SASL' || this.st === 'GSS_PENDING' || this.st === 'SASL_PENDING') return this.opts.maxSaslLine;
+    return this.bearerInitialResponses ? this.opts.maxSaslLine : this.opts.maxCommandLine;
+  }
+
+  /**
+   * A bearer token (1 KiB and more) does not fit RFC 2449's 255-octet command
+   * line, and clients such as Thunderbird send it as AUTH's initial response
+   * all the same: with OAUTHBEARER or XOAUTH2 usable, an AUTH line may be as
+   * long as a continuation line (`dispatch` holds every other command to the
+   * command cap).
+   */
+  private get bearerInitialResponses(): boolean {
+    return this.st === 'AUTHORIZATION' && this.mechanisms.some((m) => m === 'OAUTHBEARER' || m === 'XOAUTH2');
   }
 
   /**
@@ -364,7 +401,7 @@ export class Pop3Session {
    * (CRAM-MD5 responses, GSSAPI tokens included) fully.
    */
   maskLine(line: Buffer): string {
-    return maskCommandForLog(line, this.st === 'SASL' || this.st === 'GSS_PENDING' ? 'continuation' : 'command');
+    return maskCommandForLog(line, this.st === 'SASL' || this.st === 'GSS_PENDING' || this.st === 'SASL_PENDING' ? 'continuation' : 'command');
   }
 
   /**
@@ -416,6 +453,7 @@ export class Pop3Session {
       }
       case 'TLS_PENDING':
       case 'GSS_PENDING':
+      case 'SASL_PENDING':
       case 'LOGIN_PENDING':
       case 'RELAY':
         // A host bug. For TLS_PENDING it would mean plaintext injected after
@@ -476,11 +514,71 @@ export class Pop3Session {
    * service's own message); `opts.close` closes even where the catalogue
    * would let the client retry (nginx closes on a failure without Auth-Wait).
    */
-  loginFailed(code: ErrorCode, opts: { text?: string; close?: boolean } = {}): Pop3Action[] {
+  loginFailed(code: ErrorCode, opts: { text?: string; close?: boolean; errorChallenge?: Buffer } = {}): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
     this.expect('LOGIN_PENDING', 'loginFailed');
     this.st = 'AUTHORIZATION';
-    return this.settle({ fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none', ...opts });
+    const { errorChallenge, ...rest } = opts;
+    if (errorChallenge !== undefined) {
+      // RFC 7628 3.2.2: the error goes as a challenge; the `-ERR` answers the client's reply to it.
+      this.beginSasl({ mech: 'BEARER-ERROR', code, text: rest.text });
+      return [reply(saslChallenge(errorChallenge))];
+    }
+    return this.settle({ fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none', ...rest });
+  }
+
+  // ---- host-read SASL mechanisms (SCRAM) -------------------------------------
+
+  /** The host's exchange answered a `saslStep` with a challenge: send it, await the client's next message. */
+  saslContinue(challenge: Buffer): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    const mech = this.expectHostStep('saslContinue');
+    this.beginSasl({ mech, step: 'message', first: false });
+    return [reply(saslChallenge(challenge))];
+  }
+
+  /**
+   * The host's exchange proved the client (SCRAM: the proof verified):
+   * `final` (the server-final message) goes as a challenge and the client's
+   * empty answer completes it, then the login goes to the host as
+   * ScramCredentials (authorising and the backend login remain).
+   */
+  saslProved(result: { readonly username: string; readonly requestedUser: string; readonly final: Buffer }): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    if (result.username === '' || hasForbiddenCredentialChars(result.username) || hasForbiddenCredentialChars(result.requestedUser)) {
+      throw new GatewayError('INTERNAL', 'Pop3Session.saslProved(): a user name must be non-empty, without CR, LF or NUL');
+    }
+    const mech = this.expectHostStep('saslProved');
+    this.lastUser = result.username;
+    this.beginSasl({ mech, step: 'ack', username: result.username, requestedUser: result.requestedUser });
+    return [reply(saslChallenge(result.final))];
+  }
+
+  /**
+   * The host's exchange refused the client's message (malformed, wrong proof,
+   * channel-binding mismatch) or could not run (`[SYS/*]` codes, not counted).
+   * Like `gssFailed`.
+   */
+  saslFailed(code: ErrorCode): Pop3Action[] {
+    if (this.st === 'CLOSED') return [];
+    this.expectHostStep('saslFailed');
+    return this.settle({ fail: code, count: isServerTrouble(code) ? 'none' : 'auth' });
+  }
+
+  private expectHostStep(method: string): HostSaslMechanism {
+    this.expect('SASL_PENDING', method);
+    const mech = this.hostStep;
+    if (mech === undefined) throw new GatewayError('INTERNAL', `Pop3Session.${method}() without a pending step`);
+    this.hostStep = undefined;
+    this.st = 'AUTHORIZATION';
+    return mech;
+  }
+
+  /** Hands a client message to the host's exchange and waits (awaiting 'sasl'). */
+  private requestHostStep(mechanism: HostSaslMechanism, data: Buffer, first: boolean): Pop3Action[] {
+    this.hostStep = mechanism;
+    this.st = 'SASL_PENDING';
+    return [{ kind: 'saslStep', mechanism, data, first }];
   }
 
   // ---- GSSAPI host answers -------------------------------------------------
@@ -587,6 +685,8 @@ export class Pop3Session {
 
   private dispatch(line: Buffer): Outcome {
     const cmd = parseCommand(line);
+    // Past the command cap only AUTH's initial response may go (bearerInitialResponses).
+    if (line.length + 2 > this.opts.maxCommandLine && !(cmd.ok && cmd.verb === 'AUTH')) return this.closeWith('LINE_TOO_LONG');
     if (!cmd.ok) return protocolError(parseFailureCode(cmd));
     if (!isVerb(cmd.verb)) return protocolError('UNKNOWN_COMMAND');
     const handler = Pop3Session.DISPATCH[this.st][cmd.verb];
@@ -620,6 +720,7 @@ export class Pop3Session {
     this.pendingUser = undefined;
     this.sasl = undefined;
     this.gss = undefined;
+    this.hostStep = undefined;
   }
 
   private expect(state: SessionState, method: string): void {
@@ -753,6 +854,15 @@ export class Pop3Session {
     if (mech === 'GSSAPI') return this.startGssapi(initial);
     if (mech === 'CRAM-MD5') return this.startCramMd5(initial);
     if (mech === 'EXTERNAL') return this.startExternal(initial);
+    if (mech === 'OAUTHBEARER' || mech === 'XOAUTH2' || mech === 'SCRAM-SHA-256' || mech === 'SCRAM-SHA-256-PLUS') {
+      if (initial === undefined) {
+        this.beginSasl(mech === 'OAUTHBEARER' || mech === 'XOAUTH2' ? { mech } : { mech, step: 'message', first: true });
+        return [reply(SASL_EMPTY_CHALLENGE)];
+      }
+      const data = decodeBase64Strict(initial);
+      if (data === undefined) return protocolError('BAD_BASE64');
+      return mech === 'OAUTHBEARER' || mech === 'XOAUTH2' ? this.finishBearer(mech, data) : this.requestHostStep(mech, data, true);
+    }
     if (initial === undefined) {
       this.beginSasl(mech === 'PLAIN' ? { mech: 'PLAIN' } : { mech: 'LOGIN', step: 'username' });
       return [reply(mech === 'PLAIN' ? SASL_EMPTY_CHALLENGE : loginPrompt('username'))];
@@ -811,6 +921,8 @@ export class Pop3Session {
     this.sasl = undefined;
     this.st = 'AUTHORIZATION';
     if (exchange === undefined) throw new GatewayError('INTERNAL', 'SASL state without an exchange');
+    // Whatever the client answers an error challenge with (AQ==, `*`, anything), the login failed.
+    if (exchange.mech === 'BEARER-ERROR') return { fail: exchange.code, count: 'auth', ...(exchange.text !== undefined ? { text: exchange.text } : {}) };
 
     // latin1 maps bytes 1:1, so any non-ASCII byte fails the base64 check.
     const text = line.toString('latin1');
@@ -827,6 +939,15 @@ export class Pop3Session {
         return this.finishCramMd5(exchange.challenge, decoded);
       case 'EXTERNAL':
         return this.finishExternal(decoded);
+      case 'OAUTHBEARER':
+      case 'XOAUTH2':
+        return this.finishBearer(exchange.mech, decoded);
+      case 'SCRAM-SHA-256':
+      case 'SCRAM-SHA-256-PLUS':
+        if (exchange.step === 'message') return this.requestHostStep(exchange.mech, decoded, exchange.first);
+        // RFC 5034 4: the client answers the server's final data with an empty response.
+        if (decoded.length > 0) return protocolError('BAD_SYNTAX');
+        return this.authenticate({ mechanism: exchange.mech, username: exchange.username, requestedUser: exchange.requestedUser });
       case 'LOGIN':
         if (exchange.step === 'username') return this.loginUsername(decoded);
         return this.loginPassword(exchange.username, decoded);
@@ -870,6 +991,14 @@ export class Pop3Session {
     if (!answer.ok) return protocolError(NAME_DIGEST_FAILURE[answer.reason]);
     this.lastUser = answer.username;
     return this.authenticate({ mechanism: 'CRAM-MD5', username: answer.username, challenge, response: answer.digest });
+  }
+
+  /** An OAUTHBEARER / XOAUTH2 message: the token goes to the host, which validates it and maps its user. */
+  private finishBearer(mech: 'OAUTHBEARER' | 'XOAUTH2', message: Buffer): Outcome {
+    const parsed = mech === 'OAUTHBEARER' ? decodeOAuthBearer(message) : decodeXOAuth2(message);
+    if (!parsed.ok) return protocolError(BEARER_FAILURE[parsed.reason]);
+    if (parsed.requestedUser !== '') this.lastUser = parsed.requestedUser;
+    return this.authenticate({ mechanism: mech, token: parsed.token, requestedUser: parsed.requestedUser });
   }
 
   /** The EXTERNAL authorization identity ('' when empty): the host checks it against the certificate's identity. */

@@ -48,8 +48,33 @@ export interface ExternalCredentials {
   readonly requestedUser: string;
 }
 
+/**
+ * SASL OAUTHBEARER (RFC 7628) or XOAUTH2: an OAuth 2.0 bearer token. The host
+ * validates it, maps its claims to a user and checks `requestedUser` (the
+ * OAUTHBEARER authzid / XOAUTH2 `user=`, '' if none) against that user. On
+ * failure the host answers `loginFailed` with an `errorChallenge` (RFC 7628
+ * section 3.2.2) for the session to send before the `-ERR`.
+ */
+export interface BearerCredentials {
+  readonly mechanism: 'OAUTHBEARER' | 'XOAUTH2';
+  readonly token: string;
+  readonly requestedUser: string;
+}
+
+/**
+ * SCRAM-SHA-256[-PLUS] (RFC 5802, 7677): the host's SCRAM exchange
+ * (`saslStep` actions) already proved the client knows `username`'s password
+ * and sent the server signature; only authorising and the backend login remain.
+ */
+export interface ScramCredentials {
+  readonly mechanism: 'SCRAM-SHA-256' | 'SCRAM-SHA-256-PLUS';
+  readonly username: string;
+  /** The authzid of the client-first message, '' when absent. */
+  readonly requestedUser: string;
+}
+
 /** What an `authenticate` action asks the host to verify. */
-export type LoginCredentials = PasswordCredentials | KerberosCredentials | ChallengeCredentials | ExternalCredentials;
+export type LoginCredentials = PasswordCredentials | KerberosCredentials | ChallengeCredentials | ExternalCredentials | BearerCredentials | ScramCredentials;
 
 /**
  * Tells Kerberos logins from the others. (Comparing `mechanism` with `!==`
@@ -73,6 +98,19 @@ export function isChallengeCredentials(c: LoginCredentials): c is ChallengeCrede
 export function isExternalCredentials(c: LoginCredentials): c is ExternalCredentials {
   return c.mechanism === 'EXTERNAL';
 }
+
+/** AUTH OAUTHBEARER and XOAUTH2: a bearer token to validate. */
+export function isBearerCredentials(c: LoginCredentials): c is BearerCredentials {
+  return c.mechanism === 'OAUTHBEARER' || c.mechanism === 'XOAUTH2';
+}
+
+/** AUTH SCRAM-SHA-256[-PLUS]: proved by the host's SCRAM exchange. */
+export function isScramCredentials(c: LoginCredentials): c is ScramCredentials {
+  return c.mechanism === 'SCRAM-SHA-256' || c.mechanism === 'SCRAM-SHA-256-PLUS';
+}
+
+/** The mechanisms whose messages the host reads (src/auth), the session only carrying them (`saslStep`). */
+export type HostSaslMechanism = 'SCRAM-SHA-256' | 'SCRAM-SHA-256-PLUS';
 
 /** The host's answer to a `gssAccept` action (one `GssAcceptor.step` call). */
 export interface GssAcceptResult {
@@ -115,6 +153,13 @@ export type Pop3Action =
   | { readonly kind: 'gssWrap'; readonly data: Buffer }
   /** Unwrap the client's token (`GssAcceptor.unwrap`), then call `gssUnwrapped()` or `gssFailed()`. */
   | { readonly kind: 'gssUnwrap'; readonly token: Buffer }
+  /**
+   * A host-read SASL mechanism (SCRAM): hand the client's decoded message to
+   * the connection's exchange for `mechanism` (`first`: the client-first
+   * message, start a fresh exchange), then call `saslContinue()`,
+   * `saslProved()` or `saslFailed()`. Awaiting 'sasl' until then.
+   */
+  | { readonly kind: 'saslStep'; readonly mechanism: HostSaslMechanism; readonly data: Buffer; readonly first: boolean }
   /** The client is logged in: hand the socket and any buffered bytes to the backend splice. */
   | { readonly kind: 'relay' }
   /** Flush the preceding replies, then close the connection. */
@@ -131,11 +176,26 @@ export type Pop3Action =
  * - EXTERNAL (RFC 4422 appendix A): the verified TLS client certificate is
  *   the credential; usable only on TLS with `externalIdentity` set (never on
  *   plaintext, whatever allowPlaintextAuth says).
+ * - OAUTHBEARER (RFC 7628), XOAUTH2: carry a bearer token, as good as a
+ *   password while it lives; the same rule as PLAIN.
+ * - SCRAM-SHA-256 (RFC 7677): no password on the wire, but a captured
+ *   exchange can be attacked offline; the same rule as PLAIN.
+ *   SCRAM-SHA-256-PLUS binds the exchange to the TLS channel: TLS only.
  */
-export type SaslMechanism = 'PLAIN' | 'LOGIN' | 'GSSAPI' | 'CRAM-MD5' | 'EXTERNAL';
+export type SaslMechanism = 'PLAIN' | 'LOGIN' | 'GSSAPI' | 'CRAM-MD5' | 'EXTERNAL' | 'OAUTHBEARER' | 'XOAUTH2' | 'SCRAM-SHA-256' | 'SCRAM-SHA-256-PLUS';
 
 /** Every SASL mechanism the session implements. */
-export const SASL_MECHANISMS: readonly SaslMechanism[] = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL'];
+export const SASL_MECHANISMS: readonly SaslMechanism[] = [
+  'PLAIN',
+  'LOGIN',
+  'GSSAPI',
+  'CRAM-MD5',
+  'EXTERNAL',
+  'OAUTHBEARER',
+  'XOAUTH2',
+  'SCRAM-SHA-256',
+  'SCRAM-SHA-256-PLUS',
+];
 
 export interface Pop3SessionOptions {
   /** The channel is already protected by TLS (pop3s listener, or after STLS). */

@@ -13,6 +13,8 @@ import type { PeerInfo } from './transport.js';
 import { isRenegotiationAttempt, type TlsHandshaker } from './tls-handshaker.js';
 import type { GssAcceptor } from '../kerberos/types.js';
 import { GssBridge, type GssAction } from './gss-bridge.js';
+import { ScramBridge, type SaslStepAction } from './scram-bridge.js';
+import type { ScramLookup } from '../auth/scram.js';
 import { runKpopPreamble, type KpopDeps } from './kpop-preamble.js';
 import type { LoginFailure, LoginRequest, LoginResult, LoginService, LoginSuccess } from './login-service.js';
 import type { ListenerMetrics, Metrics, RefusalReason } from '../observability/metrics.js';
@@ -30,6 +32,8 @@ export interface ConnectionContext {
   readonly kpop?: KpopDeps;
   /** GSSAPI acceptor factory, when AUTH GSSAPI is enabled. */
   readonly gss?: () => GssAcceptor;
+  /** The stored SCRAM keys of a user (the user file), when SCRAM is enabled. */
+  readonly scramCredentials?: (username: string) => Promise<ScramLookup>;
   /** Performs the STLS handshake (undefined: STLS unavailable). */
   readonly tls?: TlsHandshaker;
   readonly login: LoginService;
@@ -88,6 +92,8 @@ export class ClientConnection {
   /** Created at the greeting (after the KPOP preamble on kpop listeners); undefined again once relaying. */
   private session: Pop3Session | undefined;
   private gss: GssBridge | undefined;
+  /** Made at the first AUTH SCRAM-SHA-256[-PLUS]. */
+  private scram: ScramBridge | undefined;
   /** The connection's pino child once made (see `log`). */
   private childLog: Logger | undefined;
   private readonly baseLog: Logger;
@@ -276,6 +282,11 @@ export class ClientConnection {
           out = '';
           this.runGss(action);
           break;
+        case 'saslStep':
+          this.write(out);
+          out = '';
+          this.runScram(action);
+          break;
         case 'authenticate':
           this.write(out);
           out = '';
@@ -453,6 +464,40 @@ export class ClientConnection {
       });
   }
 
+  /** One SCRAM step (a keys lookup, PBKDF2-free proof check); input stays paused until the core is answered. */
+  private runScram(action: SaslStepAction): void {
+    const { session } = this;
+    if (!session) return;
+    this.scram ??= new ScramBridge(
+      {
+        credentials: this.ctx.scramCredentials,
+        locked: (user) => this.ctx.login.locked(this.clientContext(), user),
+      },
+      () => (this.socket instanceof TLSSocket ? this.socket : undefined),
+    );
+    this.socket.pause();
+    this.scram
+      .handle(action, session)
+      .then(async ({ actions, failure }) => {
+        if (failure) {
+          // A refused proof is a failed login like a wrong password: counted, audited and delayed alike.
+          const refused = await this.ctx.login.recordFailure(this.clientContext(), {
+            error: failure.error,
+            claimedUser: failure.claimedUser,
+            failureDelayMs: this.ctx.failureDelayMs,
+          });
+          await this.loginFailed(refused, { mechanism: action.mechanism, ...(failure.claimedUser ? { user: failure.claimedUser } : {}) }, {});
+        }
+        if (this.closed) return;
+        this.run(actions);
+        this.resumeIfIdle();
+      })
+      .catch((err: unknown) => {
+        this.log.error({ err: err instanceof Error ? err.stack : String(err) }, 'internal error during SCRAM');
+        this.close('INTERNAL');
+      });
+  }
+
   /** Read again once the core is waiting for the client (not for us). */
   private resumeIfIdle(): void {
     if (this.closed || this.relaying || !this.session || this.session.awaiting) return;
@@ -510,7 +555,11 @@ export class ClientConnection {
     await this.loginFailed(result, who, { ms, delayMs: result.delayMs, ...(result.throttle ? { throttle: result.throttle } : {}) });
     const { error } = result;
     if (this.closed || !this.session) return;
-    const opts = { ...(error.clientText !== undefined ? { text: error.clientText } : {}), ...(error.closeAfter ? { close: true } : {}) };
+    const opts = {
+      ...(error.clientText !== undefined ? { text: error.clientText } : {}),
+      ...(error.closeAfter ? { close: true } : {}),
+      ...(error.saslError !== undefined ? { errorChallenge: error.saslError } : {}),
+    };
     this.run(this.session.loginFailed(error.code, opts));
     if (this.endAfterLogin) this.close('client closed');
     this.resumeIfIdle();
@@ -565,6 +614,7 @@ export class ClientConnection {
   private releasePreLoginState(): void {
     this.gss?.dispose();
     this.gss = undefined;
+    this.scram = undefined;
     this.session = undefined;
     this.framer = undefined;
     this.certificate = undefined;

@@ -253,6 +253,8 @@ export class Listener implements AdmissionPoint {
     const kpop = listener.kind === 'kpop';
     const gssEnabled = kerberos !== undefined && config.auth.mechanisms.includes('GSSAPI');
     const challenges = canVerifyChallenges(services);
+    // SCRAM keys live in the user file (the schema requires it for the SCRAM mechanisms).
+    const scramFile = config.auth.mechanisms.some((m) => m.startsWith('SCRAM-')) ? services.userFile : undefined;
     const certs = listener.tls?.clientCertificates;
     return {
       listenerName: this.name,
@@ -268,6 +270,7 @@ export class Listener implements AdmissionPoint {
           }
         : {}),
       ...(gssEnabled ? { gss: () => kerberos.binding.createGssAcceptor(kerberos.acceptor) } : {}),
+      ...(scramFile ? { scramCredentials: (user: string) => scramFile.scramCredentials(user) } : {}),
       session: {
         stlsAvailable: listener.kind === 'pop3' && this.tlsStore !== undefined,
         allowPlaintextAuth: listener.allowPlaintextAuth,

@@ -1,10 +1,18 @@
 import type { LoginThrottle } from '../auth/throttle.js';
-import type { ClientContext, PasswordVerifier, VerifiedRoute, VerifyOutcome } from '../auth/types.js';
+import type { AuthorizedRequest, BearerValidator, ClientContext, PasswordVerifier, VerifiedRoute, VerifyOutcome } from '../auth/types.js';
 import { openBackendWithFailover } from '../backend/failover.js';
 import type { BackendLogin, BackendObserver, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { PrincipalMapResult } from '../kerberos/principal-mapper.js';
-import { isKerberosCredentials, isExternalCredentials, isPasswordCredentials, type KerberosCredentials, type LoginCredentials } from '../pop3/types.js';
+import {
+  isBearerCredentials,
+  isExternalCredentials,
+  isKerberosCredentials,
+  isPasswordCredentials,
+  type BearerCredentials,
+  type KerberosCredentials,
+  type LoginCredentials,
+} from '../pop3/types.js';
 import type { Metrics } from '../observability/metrics.js';
 
 export interface LoginRequest {
@@ -59,6 +67,13 @@ export interface LoginService {
   login(request: LoginRequest): Promise<LoginResult>;
   /** Counts a refusal (AUTH_FAILED) against the client's address and claimed user, as login() counts its own. */
   recordFailure(client: ClientContext, refusal: Refusal): Promise<LoginFailure>;
+  /**
+   * The refusal (LOGIN_THROTTLED) when the client's address or `user` is
+   * locked out, else undefined. For exchanges that check a password-derived
+   * proof before login() (SCRAM): the proof must not even be tried while
+   * locked, or a right guess would answer differently from a wrong one.
+   */
+  locked(client: ClientContext, user: string): Promise<GatewayError | undefined>;
 }
 
 /** Where users go: exact user, then domain, then the default backend(s). */
@@ -75,6 +90,8 @@ export interface LoginServiceDeps {
   readonly timeouts: BackendTimeouts;
   /** Principal → local user; undefined when Kerberos is not configured. */
   readonly principalMapper?: { map(principal: string): PrincipalMapResult };
+  /** OAUTHBEARER / XOAUTH2 token validation (auth.oauth); undefined when not configured. */
+  readonly bearer?: BearerValidator;
   /** Brute-force protection (auth.throttle); undefined when disabled. */
   readonly throttle?: LoginThrottle;
   /** Throttle events and backend latencies / errors; none when undefined. */
@@ -86,6 +103,8 @@ function claimedUser(req: LoginRequest): string {
   const c = req.credentials;
   if (isKerberosCredentials(c)) return c.requestedUser || c.principal;
   if (isExternalCredentials(c)) return c.requestedUser || (req.certificateUser ?? '');
+  // Whose token it is is known only once it is validated.
+  if (isBearerCredentials(c)) return c.requestedUser;
   return c.username;
 }
 
@@ -137,14 +156,31 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
   }
 
   /** Logins authenticated elsewhere still go to an auth service that routes (auth_http). */
-  async function authorized(
-    user: string,
-    mechanism: 'GSSAPI' | 'KPOP' | 'EXTERNAL',
-    identity: string,
-    client: ClientContext,
-  ): Promise<VerifyOutcome> {
-    if (!verifier.authorize) return { ok: true, user };
-    return ask(() => verifier.authorize!({ user, mechanism, identity, client }));
+  async function authorized(request: AuthorizedRequest): Promise<VerifyOutcome> {
+    if (!verifier.authorize) return { ok: true, user: request.user };
+    return ask(() => verifier.authorize!(request));
+  }
+
+  /**
+   * A bearer token: validated (signature, issuer, audience, lifetime, scope)
+   * and mapped to its user; the name the client asked for (authzid /
+   * `user=`) must be that user, or empty. A refusal carries the mechanism's
+   * error challenge; an issuer that cannot answer is our trouble ([SYS/TEMP]).
+   */
+  async function bearerUser(c: BearerCredentials, signal: AbortSignal): Promise<{ user: string; subject: string }> {
+    if (!deps.bearer) throw new GatewayError('AUTH_FAILED', `${c.mechanism} without auth.oauth`);
+    const bearer = deps.bearer;
+    const outcome = await bearer.validate(c.token, signal).catch((err: unknown) => {
+      if (isGatewayError(err)) throw err;
+      throw new GatewayError('VERIFIER_UNAVAILABLE', `oauth: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
+    if (!outcome.ok) throw new GatewayError('AUTH_FAILED', outcome.reason, { saslError: bearer.errorChallenge(c.mechanism, outcome.reason) });
+    if (c.requestedUser !== '' && c.requestedUser !== outcome.user) {
+      throw new GatewayError('AUTH_FAILED', `authzid: the token names ${outcome.user}, not ${JSON.stringify(c.requestedUser)}`, {
+        saslError: bearer.errorChallenge(c.mechanism, 'authzid'),
+      });
+    }
+    return outcome;
   }
 
   async function verifyCredentials(req: LoginRequest): Promise<{ outcome: VerifyOutcome; password?: string; mappedBy?: string }> {
@@ -182,7 +218,20 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
       case 'GSSAPI':
       case 'KPOP': {
         const { user, rule } = authorizePrincipal(c);
-        return { outcome: await authorized(user, c.mechanism, c.principal, req.client), mappedBy: rule };
+        return { outcome: await authorized({ user, mechanism: c.mechanism, identity: c.principal, client: req.client }), mappedBy: rule };
+      }
+      case 'OAUTHBEARER':
+      case 'XOAUTH2': {
+        const { user, subject } = await bearerUser(c, req.signal);
+        return { outcome: await authorized({ user, mechanism: c.mechanism, identity: subject, token: c.token, client: req.client }), mappedBy: 'token' };
+      }
+      case 'SCRAM-SHA-256':
+      case 'SCRAM-SHA-256-PLUS': {
+        // The SCRAM exchange proved the password; the authzid, if any, must be the same user.
+        if (c.requestedUser !== '' && c.requestedUser !== c.username) {
+          throw new GatewayError('AUTH_FAILED', `authorization refused: ${c.username} may not act as ${JSON.stringify(c.requestedUser)}`);
+        }
+        return { outcome: await authorized({ user: c.username, mechanism: c.mechanism, identity: c.username, client: req.client }) };
       }
       case 'EXTERNAL': {
         const user = req.certificateUser;
@@ -190,7 +239,7 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
         if (c.requestedUser !== '' && c.requestedUser !== user) {
           throw new GatewayError('AUTH_FAILED', `authorization refused: certificate names ${user}, not ${JSON.stringify(c.requestedUser)}`);
         }
-        return { outcome: await authorized(user, 'EXTERNAL', user, req.client), mappedBy: 'certificate' };
+        return { outcome: await authorized({ user, mechanism: 'EXTERNAL', identity: user, client: req.client }), mappedBy: 'certificate' };
       }
     }
   }
@@ -220,14 +269,18 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
     return { ok: false, error, delayMs: t.delayMs };
   }
 
+  async function locked(ip: string, user: string): Promise<GatewayError | undefined> {
+    if (!deps.throttle || !(await deps.throttle.check(ip, user)).locked) return undefined;
+    metrics?.throttle('refused');
+    return new GatewayError('LOGIN_THROTTLED', 'address or user locked out after repeated failed logins');
+  }
+
   async function attempt(req: LoginRequest, claimed: string): Promise<LoginSuccess> {
     const { throttle } = deps;
     const ip = req.client.remoteAddress;
     // A locked address or user is refused before its credentials are checked.
-    if (throttle && (await throttle.check(ip, claimed)).locked) {
-      metrics?.throttle('refused');
-      throw new GatewayError('LOGIN_THROTTLED', 'address or user locked out after repeated failed logins');
-    }
+    const refusal = await locked(ip, claimed);
+    if (refusal) throw refusal;
     const { outcome, password, mappedBy } = await verifyCredentials(req);
     if (!outcome.ok) {
       // An auth service's own failure text goes to the client; like nginx, close unless it said Auth-Wait.
@@ -260,6 +313,7 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
 
   return {
     recordFailure: (client, refusal) => failed(refusal.error, client.remoteAddress, refusal.claimedUser, refusal.failureDelayMs),
+    locked: (client, user) => locked(client.remoteAddress, user),
     async login(req) {
       const claimed = claimedUser(req);
       try {

@@ -65,6 +65,7 @@ export const CONFIG_FILE_KEYS: Readonly<Record<string, ConfigFileKind>> = {
   'auth.http.headersFile': 'headers',
   'auth.throttle.redis.passwordFile': 'secret',
   'auth.throttle.redis.sentinel.passwordFile': 'secret',
+  'auth.oauth.introspection.clientSecretFile': 'secret',
   'kerberos.keytab': 'keytab',
   'kerberos.rcacheDir': 'rcache-dir',
   'kerberos.krb5Config': 'krb5-config',
@@ -142,6 +143,7 @@ export function configFiles(config: PopgateConfig): ConfigFileRef[] {
   const redis = config.auth.throttle.redis;
   add(['auth', 'throttle', 'redis', 'passwordFile'], 'auth.throttle.redis.passwordFile', redis?.passwordFile);
   add(['auth', 'throttle', 'redis', 'sentinel', 'passwordFile'], 'auth.throttle.redis.sentinel.passwordFile', redis?.sentinel?.passwordFile);
+  add(['auth', 'oauth', 'introspection', 'clientSecretFile'], 'auth.oauth.introspection.clientSecretFile', config.auth.oauth?.introspection?.clientSecretFile);
   const login = config.backend.login;
   if (login.mode === 'master') add(['backend', 'login', 'passwordFile'], 'backend.login.passwordFile', login.passwordFile);
   if (login.mode === 'mapped') add(['backend', 'login', 'secretsFile'], 'backend.login.secretsFile', login.secretsFile);

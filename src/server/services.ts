@@ -18,7 +18,8 @@ import {
 } from '../auth/index.js';
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
 import { createLoginThrottle, type LoginThrottle } from '../auth/throttle.js';
-import type { PasswordVerifier } from '../auth/types.js';
+import type { BearerValidator, PasswordVerifier } from '../auth/types.js';
+import { createBearerValidator } from '../auth/oauth/index.js';
 import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';
 import { backendTargets, resolveRouteEntry, targetsForUser } from '../config/routing.js';
 import { KerberosError, type PasswordCheck } from '../kerberos/types.js';
@@ -37,6 +38,8 @@ export interface Services {
   readonly login: LoginService;
   readonly kerberos: KerberosServices | undefined;
   readonly throttle: LoginThrottle | undefined;
+  /** OAUTHBEARER / XOAUTH2 token validation (auth.oauth). */
+  readonly bearer: BearerValidator | undefined;
 }
 
 /** Parts taken over from the running services instead of being built again. */
@@ -119,9 +122,11 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
     resolver.close();
     throw err;
   }
+  const bearer = config.auth.oauth ? createBearerValidator(config.auth.oauth, { logger: log }) : undefined;
   const login = createLoginService({
     verifier,
     resolver,
+    ...(bearer ? { bearer } : {}),
     ...(kerberos ? { principalMapper: kerberos.mapper } : {}),
     ...(throttle ? { throttle } : {}),
     metrics,
@@ -132,7 +137,7 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
       loginMs: config.backend.timeouts.login,
     },
   });
-  return { config, verifier, userFile, resolver, login, kerberos, throttle };
+  return { config, verifier, userFile, resolver, login, kerberos, throttle, bearer };
 }
 
 /**
@@ -196,6 +201,7 @@ export function servicesCloser(log: Logger): (old: Services, alive: readonly Ser
     try {
       old.verifier.close();
       old.resolver.close();
+      old.bearer?.close();
       const throttle = old.throttle;
       if (throttle && !closedThrottles.has(throttle) && !alive.some((s) => s.throttle === throttle)) {
         closedThrottles.add(throttle);
@@ -212,6 +218,7 @@ export function currentLoginService(services: Generations<Services>): LoginServi
   return {
     login: (request) => services.use((s) => s.login.login(request)),
     recordFailure: (client, refusal) => services.use((s) => s.login.recordFailure(client, refusal)),
+    locked: (client, user) => services.use((s) => s.login.locked(client, user)),
   };
 }
 

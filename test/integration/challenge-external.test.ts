@@ -16,16 +16,17 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
 import { hashPassword } from '../../src/auth/index.js';
 import { issueCert, makeTempTestPki, type TestCert, type TestPki } from '../helpers/certs.js';
-import { curlPop3, runProgram } from '../helpers/clients.js';
+import { curlPop3 } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
+import { runMpop as runMpopIn } from '../helpers/mpop.js';
 import { masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
@@ -120,31 +121,8 @@ async function capa(c: LineClient): Promise<string[]> {
   return r.body.toString('latin1').split('\r\n').filter((l) => l !== '');
 }
 
-/** Runs mpop once (command-line account, no config file) delivering into a fresh maildir; returns the messages. */
-async function runMpop(args: string[]): Promise<{ code: number | null; out: string; messages: Buffer[] }> {
-  const dir = await mkdtemp(join(work, 'mpop-'));
-  const md = join(dir, 'Maildir');
-  for (const sub of ['cur', 'new', 'tmp']) await runProgram('mkdir', ['-p', join(md, sub)]);
-  const r = await runProgram(
-    'mpop',
-    [
-      ...args,
-      `--delivery=maildir,${md}`,
-      '--keep=on',
-      '--only-new=off',
-      '--received-header=off',
-      `--uidls-file=${join(dir, 'uidls')}`,
-      '--timeout=20',
-      '-d',
-    ],
-    { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir }, timeoutMs: 60_000 },
-  );
-  const messages: Buffer[] = [];
-  for (const sub of ['new', 'cur']) {
-    for (const f of await readdir(join(md, sub))) messages.push(await readFile(join(md, sub, f)));
-  }
-  return { code: r.code, out: r.stdout + r.stderr, messages };
-}
+/** mpop in this file's work directory. */
+const runMpop = (args: string[]): ReturnType<typeof runMpopIn> => runMpopIn(work, args);
 
 /** One fetchmail poll (no environment): APOP, or AUTH CRAM-MD5 over POP3; plaintext, or POP3S checking the certificate. */
 function fetchmail(

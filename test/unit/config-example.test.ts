@@ -9,6 +9,9 @@ const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.u
 
 /** Leaves that the example documents only in comments (alternatives and optional extras). */
 const COMMENTED_ONLY = new Set([
+  // auth.oauth: emailDomains goes with userClaim email; clientSecretFile is the alternative to clientSecret.
+  'auth.oauth.emailDomains',
+  'auth.oauth.introspection.clientSecretFile',
   'listeners[].tls.ciphers',
   'listeners[].tls.ecdhCurve',
   'listeners[].tls.ticketKeysFile',
@@ -148,7 +151,7 @@ describe('config.example.yaml', () => {
 
   it('is valid with its optional parts enabled', async () => {
     const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
-    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'kerberos', 'routing', 'admin']);
+    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'oauth', 'kerberos', 'routing', 'admin']);
     const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
     expect(cfg.listeners.map((l) => [l.name, l.kind, l.port, l.tls])).toEqual([
       ['pop3s', 'pop3s', 995, expect.anything()],

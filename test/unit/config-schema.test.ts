@@ -242,7 +242,9 @@ describe('validation errors', () => {
   it('refuses a bad mechanism and duplicates', async () => {
     const bad = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [PLAIN, DIGEST-MD5]'));
     expect(bad.issues[0]?.path).toBe('auth.mechanisms[1]');
-    expect(bad.issues[0]?.message).toBe("expected one of 'PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL'");
+    expect(bad.issues[0]?.message).toBe(
+      "expected one of 'PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL', 'OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'",
+    );
     const dup = await issuesOf(MINIMAL.replace('userFile: /etc/popgate/users', 'userFile: /u\n  mechanisms: [LOGIN, LOGIN]'));
     expect(dup.issues).toEqual([{ path: 'auth.mechanisms[1]', message: 'duplicate mechanism LOGIN' }]);
   });

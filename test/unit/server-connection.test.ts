@@ -79,6 +79,13 @@ class FakeLoginService implements LoginService {
     return Promise.resolve({ ok: false, error: refusal.error, delayMs: this.refusalDelayMs });
   }
 
+  /** Users the throttle has locked out (SCRAM asks before trying a proof). */
+  readonly lockedUsers = new Set<string>();
+
+  locked(_client: unknown, user: string): Promise<GatewayError | undefined> {
+    return Promise.resolve(this.lockedUsers.has(user) ? new GatewayError('LOGIN_THROTTLED', 'locked out') : undefined);
+  }
+
   resolve(result: LoginResult): void {
     if (!this.settle) throw new Error('no login pending');
     this.settle(result);

@@ -93,8 +93,9 @@ listeners:
 auth:
   userFile: users
   verifiers: [userFile, http]
-  mechanisms: [PLAIN, EXTERNAL]
+  mechanisms: [PLAIN, EXTERNAL, OAUTHBEARER]
   http: { url: http://127.0.0.1:9000/auth, headersFile: headers }
+  oauth: { issuer: https://login.example.com, audience: popgate, introspection: { url: https://login.example.com/introspect, clientId: popgate, clientSecretFile: oauth-secret } }
   throttle: { store: redis, redis: { sentinel: { masterName: m, sentinels: ['10.0.0.7:26379'], passwordFile: sentinel-pw }, passwordFile: redis-pw } }
 routing:
   users: { alice: [{ host: 10.0.0.5, tls: { mode: starttls, caFile: alice-ca.pem } }] }
@@ -116,6 +117,7 @@ ${kerberosYaml({ keytab: 'kt', rcacheDir: 'rc', krb5Config: 'krb5.conf' })}`;
       ['auth.http.headersFile', 'headers', undefined],
       ['auth.throttle.redis.passwordFile', 'redis-pw', undefined],
       ['auth.throttle.redis.sentinel.passwordFile', 'sentinel-pw', undefined],
+      ['auth.oauth.introspection.clientSecretFile', 'oauth-secret', undefined],
       ['backend.login.passwordFile', 'master', undefined],
       ['backend.tls.caFile', 'backend-ca.pem', undefined],
       ['routing.users.alice[0].tls.caFile', 'alice-ca.pem', undefined],

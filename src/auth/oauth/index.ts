@@ -10,3 +10,4 @@ export {
 export { challengeOptions, oauthbearerErrorJson, xoauth2ErrorJson, type ChallengeOptions } from './error-challenge.js';
 export { ClaimMapper, type ClaimMapperOptions, type ClaimMapResult } from './claim-mapper.js';
 export type { IssuerAgents } from './issuer-http.js';
+export { createBearerValidator } from './bearer-validator.js';
