@@ -32,7 +32,8 @@ export interface TestGateway {
 }
 
 export interface TestGatewayOptions {
-  readonly users: ReadonlyArray<{ name: string; password: string }>;
+  /** User-file entries: scrypt (ln=10) of `password`, or `hash` as given (e.g. a {SCRAM-SHA-256} entry). */
+  readonly users: ReadonlyArray<{ name: string; password: string; hash?: string }>;
   readonly backendPort: number;
   readonly certFile: string;
   readonly keyFile: string;
@@ -89,7 +90,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
 }
 
 async function startIn(dir: string, opts: TestGatewayOptions): Promise<TestGateway> {
-  const lines = await Promise.all(opts.users.map(async (u) => `${u.name}:${await hashPassword(u.password, { scryptLogN: 10 })}`));
+  const lines = await Promise.all(opts.users.map(async (u) => `${u.name}:${u.hash ?? (await hashPassword(u.password, { scryptLogN: 10 }))}`));
   await writeFile(join(dir, 'users'), lines.join('\n') + '\n');
   for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(join(dir, name), content);
   const tlsExtra = opts.tlsExtra ? `, ${opts.tlsExtra}` : '';
