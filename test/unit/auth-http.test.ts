@@ -577,6 +577,20 @@ describe('createHttpAuthVerifier against an in-process service', () => {
     expect(srv.seen[0]!.raw).toContain('Auth-Pass');
   });
 
+  it('authorize: a bearer token login sends Auth-Method oauthbearer/xoauth2 with the token as Auth-Pass; SCRAM sends scram-sha-256 and no secret', async () => {
+    const srv = await startServer((_req, res) => answer(res, { 'Auth-Status': 'OK' }));
+    const v = verifier(srv.url, { authorizeTicketLogins: true });
+    const token = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
+    await v.authorize!({ user: 'alice', mechanism: 'OAUTHBEARER', identity: 'sub-alice', token, client });
+    await v.authorize!({ user: 'alice', mechanism: 'XOAUTH2', identity: 'sub-alice', token });
+    await v.authorize!({ user: 'alice', mechanism: 'SCRAM-SHA-256-PLUS', identity: 'alice' });
+    expect(srv.seen.map((s) => [s.headers['auth-method'], s.headers['auth-pass'], s.headers['auth-principal']])).toEqual([
+      ['oauthbearer', token, 'sub-alice'],
+      ['xoauth2', token, 'sub-alice'],
+      ['scram-sha-256', '', 'alice'],
+    ]);
+  });
+
   it('never logs the password, the digest or Auth-Pass; logs the status text', async () => {
     const srv = await startServer((req, res) =>
       req.headers['auth-user'] === 'good'

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { LoginThrottle, MemoryFailureStore } from '../../src/auth/throttle.js';
-import type { ClientContext, PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
+import type { BearerOutcome, BearerValidator, ClientContext, PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
 import type { InternalLoginResolver } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { createLoginService, type LoginRequest, type LoginResult } from '../../src/server/login-service.js';
@@ -18,7 +18,7 @@ afterEach(() => {
   for (const s of stores.splice(0)) void s.close();
 });
 
-function service(verify: () => Promise<VerifyOutcome>, throttled = false, repeatedPasswords = 0) {
+function service(verify: () => Promise<VerifyOutcome>, throttled = false, repeatedPasswords = 0, bearer?: BearerValidator) {
   const verifier: PasswordVerifier = { name: 'fake', verify, close: () => {} };
   const store = new MemoryFailureStore({ sweepIntervalMs: 0 });
   stores.push(store);
@@ -29,6 +29,7 @@ function service(verify: () => Promise<VerifyOutcome>, throttled = false, repeat
     routes: { targetsFor: () => [], targetFor: () => ({}) as never },
     timeouts: { connectMs: 1_000, greetingMs: 1_000, loginMs: 1_000 },
     ...(throttle ? { throttle } : {}),
+    ...(bearer ? { bearer } : {}),
   });
 }
 
@@ -88,5 +89,55 @@ describe('createLoginService: failures are results', () => {
     expect(failure(await s.login(request())).delayMs).toBe(8_000);
     const internal = await s.recordFailure(client, { error: new GatewayError('INTERNAL', 'no acceptor'), claimedUser: '', failureDelayMs: 2_000 });
     expect(internal.delayMs).toBe(0);
+  });
+});
+
+describe('createLoginService: bearer tokens and SCRAM', () => {
+  const never = () => Promise.reject(new Error('the password verifier is not asked for token or SCRAM logins'));
+  /** A validator whose answer the test sets; challenges name the mechanism and the reason. */
+  function bearer(answer: () => Promise<BearerOutcome>): BearerValidator {
+    return { validate: answer, errorChallenge: (mechanism, reason) => Buffer.from(`${mechanism}:${reason}`), close: () => {} };
+  }
+  const tokenLogin = (requestedUser = ''): LoginRequest => ({
+    credentials: { mechanism: 'OAUTHBEARER', token: 'tok', requestedUser },
+    client,
+    tls: true,
+    failureDelayMs: 2_000,
+    signal: new AbortController().signal,
+  });
+
+  it('a refused token is AUTH_FAILED with its reason and the mechanism’s error challenge, counted by the throttle', async () => {
+    const s = service(never, true, 0, bearer(() => Promise.resolve({ ok: false, reason: 'expired' })));
+    const r = await s.login(tokenLogin());
+    expect(failure(r)).toEqual({ code: 'AUTH_FAILED', detail: 'expired', delayMs: 4_000 });
+    expect(!r.ok && r.error.saslError?.toString()).toBe('OAUTHBEARER:expired');
+  });
+
+  it('a token for alice asking for bob is refused (authzid), with a challenge', async () => {
+    const s = service(never, false, 0, bearer(() => Promise.resolve({ ok: true, user: 'alice', subject: 's-1' })));
+    const r = await s.login(tokenLogin('bob'));
+    expect(failure(r)).toMatchObject({ code: 'AUTH_FAILED' });
+    expect(!r.ok && r.error.detail).toMatch(/^authzid: the token names alice, not "bob"/);
+    expect(!r.ok && r.error.saslError?.toString()).toBe('OAUTHBEARER:authzid');
+  });
+
+  it('an issuer that cannot answer is VERIFIER_UNAVAILABLE ([SYS/TEMP]), not counted', async () => {
+    const s = service(never, true, 0, bearer(() => Promise.reject(new Error('connect ECONNREFUSED'))));
+    expect(failure(await s.login(tokenLogin()))).toEqual({ code: 'VERIFIER_UNAVAILABLE', detail: 'oauth: connect ECONNREFUSED', delayMs: 0 });
+    const typed = service(never, true, 0, bearer(() => Promise.reject(new GatewayError('VERIFIER_UNAVAILABLE', 'issuer-unreachable'))));
+    expect(failure(await typed.login(tokenLogin()))).toMatchObject({ code: 'VERIFIER_UNAVAILABLE', detail: 'issuer-unreachable' });
+  });
+
+  it('without auth.oauth a token login is refused; a SCRAM user may not act as another', async () => {
+    expect(failure(await service(never).login(tokenLogin()))).toMatchObject({ code: 'AUTH_FAILED', detail: 'OAUTHBEARER without auth.oauth' });
+    const scram: LoginRequest = { ...tokenLogin(), credentials: { mechanism: 'SCRAM-SHA-256', username: 'alice', requestedUser: 'bob' } };
+    expect(failure(await service(never).login(scram))).toMatchObject({ code: 'AUTH_FAILED' });
+  });
+
+  it('locked() answers LOGIN_THROTTLED once the user is locked out (SCRAM asks before trying a proof), nothing before', async () => {
+    const s = service(() => Promise.resolve<VerifyOutcome>({ ok: false, reason: 'bad-password' }), true);
+    expect(await s.locked(client, 'alice')).toBeUndefined();
+    for (const p of ['a', 'b', 'c']) await s.login(request(p));
+    expect((await s.locked(client, 'alice'))?.code).toBe('LOGIN_THROTTLED');
   });
 });
