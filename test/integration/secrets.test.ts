@@ -474,8 +474,11 @@ async function bearerToken(label: string, opts: { expiresIn?: number; aud?: stri
   secretForms(`${label} token`, token);
   parts.forEach((part, i) => add(`${label} token part ${i + 1}`, part));
   add(`${label} token signature (base64)`, Buffer.from(parts[2]!, 'base64url').toString('base64'));
-  // Any 40 characters of the signature: a truncated token (its tail) is found too.
-  for (let i = 0; i + 40 <= parts[2]!.length; i += 32) add(`${label} token signature (characters ${i}..${i + 40})`, parts[2]!.slice(i, i + 40));
+  // Any 32 characters of the signature hold one of these: a truncated token (its tail too) is found.
+  const sig = parts[2]!;
+  for (const i of [...Array.from({ length: Math.floor((sig.length - 24) / 8) + 1 }, (_, k) => k * 8), sig.length - 24]) {
+    add(`${label} token signature (characters ${i}..${i + 24})`, sig.slice(i, i + 24));
+  }
   tokenForms(`${label} token signature`, Buffer.from(parts[2]!, 'base64url'));
   return token;
 }
