@@ -41,13 +41,15 @@
  * SASL messages the client and popgate sent (PLAIN `authz\0user\0pass`, LOGIN
  * lines, CRAM-MD5 responses, APOP digests), the GSSAPI tokens and the KPOP
  * AP-REQ (base64 and hex, head and middle), the service's keys from the
- * keytab, the TLS private key; every bearer token (the JWT, each of its
- * three parts, its signature bytes, the OAUTHBEARER / XOAUTH2 messages);
- * the SCRAM passwords, SaltedPassword, ClientKey, ClientProof, the
- * client-final messages, and the StoredKey / ServerKey of the user-file
- * entry (password-equivalent for SCRAM). Every secret also carries one random tag that
- * must not appear in the logs at all, nor may their common prefix (a
- * truncated secret).
+ * keytab, the TLS private key; every bearer token (the JWT in all the
+ * forms above, each of its three parts, its signature's bytes and every
+ * 24-character window of it, so a truncated token is found; the OAUTHBEARER
+ * and XOAUTH2 messages), the SCRAM SaltedPassword, ClientKey, StoredKey,
+ * ServerKey and ClientProof (base64 and hex), the client-final messages and
+ * the user-file entry (its StoredKey / ServerKey are password-equivalent for
+ * SCRAM). Every password-like secret also carries one random tag that must
+ * not appear in the logs at all, nor may their common prefix (a truncated
+ * secret); tokens and keys are random enough to be found as they are.
  */
 import { createHash, createHmac, createPrivateKey, pbkdf2Sync, randomBytes, randomInt } from 'node:crypto';
 import { execFile } from 'node:child_process';
