@@ -22,7 +22,17 @@
  *   gateway C (passthrough, auth-plain): USER/PASS, AUTH LOGIN, a wrong
  *     password, and a front password the backend refuses;
  *   gateway D (master login, user-separator, a master password Dovecot
- *     refuses): the backend refusal path.
+ *     refuses): the backend refusal path;
+ *   gateway E (master login; OAUTHBEARER, XOAUTH2, SCRAM-SHA-256 and
+ *   SCRAM-SHA-256-PLUS; auth.oauth pointing at a real token issuer on
+ *   loopback, oauth2-mock-server; alice's user-file entry holds SCRAM keys):
+ *     AUTH OAUTHBEARER and AUTH XOAUTH2 with a signed JWT as initial response
+ *     and as continuation, refused tokens (expired, another audience) through
+ *     the error challenge (`+ <JSON>`, `AQ==`, `-ERR [AUTH]`), AUTH
+ *     SCRAM-SHA-256 (initial response and continuation) and
+ *     SCRAM-SHA-256-PLUS (tls-exporter) computed by an independent client
+ *     here (server signature checked), a wrong SCRAM password, and USER/PASS
+ *     against the SCRAM entry.
  *
  * Then every gateway's raw log is searched for every secret in every form an
  * accident could produce: the text, JSON-escaped, \u-escaped, mis-decoded as
@@ -31,25 +41,35 @@
  * SASL messages the client and popgate sent (PLAIN `authz\0user\0pass`, LOGIN
  * lines, CRAM-MD5 responses, APOP digests), the GSSAPI tokens and the KPOP
  * AP-REQ (base64 and hex, head and middle), the service's keys from the
- * keytab, the TLS private key. Every secret also carries one random tag that
- * must not appear in the logs at all, nor may their common prefix (a
- * truncated secret).
+ * keytab, the TLS private key; every bearer token (the JWT in all the
+ * forms above, each of its three parts, its signature's bytes and every
+ * 24-character window of it, so a truncated token is found; the OAUTHBEARER
+ * and XOAUTH2 messages), the SCRAM SaltedPassword, ClientKey, StoredKey,
+ * ServerKey and ClientProof (base64 and hex), the client-final messages and
+ * the user-file entry (its StoredKey / ServerKey are password-equivalent for
+ * SCRAM). Every password-like secret also carries one random tag that must
+ * not appear in the logs at all, nor may their common prefix (a truncated
+ * secret); tokens and keys are random enough to be found as they are.
  */
-import { createPrivateKey, randomInt } from 'node:crypto';
+import { createHash, createHmac, createPrivateKey, pbkdf2Sync, randomBytes, randomInt } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { OAuth2Server } from 'oauth2-mock-server';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
+import { hashPassword } from '../../src/auth/password-hash.js';
 import { kpopApReqFrame, kpopClientHello } from '../../src/kerberos/kpop-framing.js';
 import { issueCert, makeTempTestPki, type TestCert, type TestPki } from '../helpers/certs.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { KPOP_LISTENER, masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { apReqFromGssToken, GssClient, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
+import { freePort } from '../helpers/ports.js';
 import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -81,6 +101,8 @@ const REDIS_PW = secret('redis');
 const PAT = secret('passthrough-pat');
 const PAT2_FRONT = secret('passthrough-stale');
 const WRONG_MASTER = secret('wrong-master');
+/** alice's password on gateway E, where her user-file entry holds SCRAM keys made from it. */
+const SCRAM_PW = secret('scram-alice');
 const WRONG = {
   user: secret('wrong-user'),
   plain: secret('wrong-plain'),
@@ -91,6 +113,7 @@ const WRONG = {
   mapped: secret('wrong-mapped'),
   http: `S3cr3t wrong%http ${TAG}`,
   passthrough: secret('wrong-passthrough'),
+  scram: secret('wrong-scram'),
 };
 /** Dovecot's own passwords (popgate never needs most of them: master mode). */
 const DOVECOT_USERS = [
@@ -184,6 +207,10 @@ let ga: TestGateway;
 let gb: TestGateway;
 let gc: TestGateway;
 let gd: TestGateway;
+let ge: TestGateway;
+let issuer: OAuth2Server;
+/** Gateway E's user-file entry for alice: `{SCRAM-SHA-256}iterations,salt,StoredKey,ServerKey`. */
+let scramEntry: string;
 const gateways: TestGateway[] = [];
 const stopped = new Set<TestGateway>();
 
@@ -217,6 +244,13 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'popgate-secrets-'));
   await mkdir(join(work, 'rcache'));
   const message = (user: string): Buffer => Buffer.from(`From: x@example.test\r\nSubject: for ${user}\r\n\r\nhello ${user}\r\n`);
+  // A real token issuer on loopback (JWKS, discovery); its tokens name alice for audience popgate.
+  issuer = new OAuth2Server();
+  await issuer.issuer.keys.generate('RS256');
+  const issuerPort = await freePort();
+  issuer.issuer.url = `http://127.0.0.1:${issuerPort}`;
+  await issuer.start(issuerPort, '127.0.0.1');
+  scramEntry = await hashPassword(SCRAM_PW, { algorithm: 'scram-sha-256' });
   [pki, kdc, dovecot, redis, svc] = await Promise.all([
     makeTempTestPki('popgate-pki-secrets-'),
     startKdc({
@@ -309,6 +343,14 @@ kerberos:
     login: `{ mode: master, method: user-separator, user: ${MASTER.name}, password: ${WRONG_MASTER} }`,
   });
 
+  ge = await gateway({
+    users: [],
+    files: { users: `alice:${scramEntry}\n` },
+    login: masterLogin(MASTER),
+    mechanisms: ['OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'],
+    authExtra: [`oauth: { issuer: "${issuer.issuer.url}", audience: popgate }`],
+  });
+
   // Needles for everything the test itself sends; the exchanges add theirs (digests, tokens).
   const plain: Array<[string, string]> = [
     ['master password', MASTER.password], ['alice front password', ALICE_FRONT], ['alice kinit password', ALICE_KINIT],
@@ -317,6 +359,7 @@ kerberos:
     ['henry front password', HENRY_FRONT], ['henry Auth-Pass', HENRY_BACKEND], ['henry2 front password', HENRY2_FRONT],
     ['stale Auth-Pass', HTTP_STALE], ['ivy secret / Auth-Pass', IVY], ['X-Auth-Key header', HTTP_KEY], ['redis password', REDIS_PW],
     ['pat passthrough password', PAT], ['pat2 front password', PAT2_FRONT], ['refused master password', WRONG_MASTER],
+    ['alice SCRAM password', SCRAM_PW],
     ...Object.entries(WRONG).map(([k, v]): [string, string] => [`wrong ${k} password`, v]),
     ...DOVECOT_USERS.map((u): [string, string] => [`dovecot ${u.name} password`, u.password]),
   ];
@@ -324,6 +367,13 @@ kerberos:
   add('redis URL', redisUrl);
   add('redis credentials as Basic auth', b64(`popgate:${REDIS_PW}`));
   add('user-file line', `alice:{PLAIN.B64}${b64(ALICE_FRONT)}`);
+  // The SCRAM keys are password-equivalent (StoredKey verifies a proof, ServerKey signs as the server).
+  add('SCRAM user-file line', `alice:${scramEntry}`);
+  const [, , storedKey, serverKey] = scramEntry.replace(/^\{SCRAM-SHA-256\}/, '').split(',');
+  for (const [label, key] of [['StoredKey', storedKey], ['ServerKey', serverKey]] as const) {
+    add(`SCRAM ${label} of the user file (base64)`, key!);
+    tokenForms(`SCRAM ${label} of the user file`, Buffer.from(key!, 'base64'));
+  }
   plainMessageForms('popgate->Dovecot master', 'alice', MASTER.name, MASTER.password);
   plainMessageForms('popgate->Dovecot master', 'rita', MASTER.name, MASTER.password);
   for (const [user, pw] of [['legacy_mia', MIA_BACKEND], ['legacy_mia', MAPPED_STALE], ['pat', PAT], ['pat2', PAT2_FRONT]] as const) {
@@ -336,6 +386,7 @@ kerberos:
 afterAll(async () => {
   for (const gw of gateways) await stopGateway(gw).catch(() => undefined);
   await svc?.stop();
+  await issuer?.stop();
   await redis?.stop();
   await dovecot?.stop();
   await kdc?.stop();
@@ -405,6 +456,127 @@ async function cramMd5(c: LineClient, user: string, password: string): Promise<s
   add(`CRAM-MD5 response for ${user} (base64)`, b64(response));
   add(`CRAM-MD5 response for ${user} (text)`, response);
   return c.cmd(b64(response));
+}
+
+// ---- Bearer tokens (gateway E) ----------------------------------------------
+
+/** A JWT of the loopback issuer for alice (audience popgate unless `aud`), with its needles. */
+async function bearerToken(label: string, opts: { expiresIn?: number; aud?: string } = {}): Promise<string> {
+  const token = await issuer.issuer.buildToken({
+    scopesOrTransform: (_header, payload) => {
+      payload.aud = opts.aud ?? 'popgate';
+      payload.preferred_username = 'alice';
+      // RS256 is deterministic: without a fresh jti, tokens built in the same second would be one token.
+      payload.jti = randomBytes(12).toString('hex');
+    },
+    expiresIn: opts.expiresIn ?? 600,
+  });
+  const parts = token.split('.');
+  expect(parts).toHaveLength(3);
+  secretForms(`${label} token`, token);
+  parts.forEach((part, i) => add(`${label} token part ${i + 1}`, part));
+  add(`${label} token signature (base64)`, Buffer.from(parts[2]!, 'base64url').toString('base64'));
+  // Any 32 characters of the signature hold one of these: a truncated token (its tail too) is found.
+  const sig = parts[2]!;
+  for (const i of [...Array.from({ length: Math.floor((sig.length - 24) / 8) + 1 }, (_, k) => k * 8), sig.length - 24]) {
+    add(`${label} token signature (characters ${i}..${i + 24})`, sig.slice(i, i + 24));
+  }
+  tokenForms(`${label} token signature`, Buffer.from(parts[2]!, 'base64url'));
+  return token;
+}
+
+function bearerMessage(mechanism: 'OAUTHBEARER' | 'XOAUTH2', token: string): string {
+  return mechanism === 'OAUTHBEARER' ? `n,a=alice,\x01auth=Bearer ${token}\x01\x01` : `user=alice\x01auth=Bearer ${token}\x01\x01`;
+}
+
+/** AUTH OAUTHBEARER / XOAUTH2 with the token as initial response or after `+ `: the server's answer. */
+async function authBearer(c: LineClient, mechanism: 'OAUTHBEARER' | 'XOAUTH2', token: string, continuation = false): Promise<string> {
+  const message = b64(bearerMessage(mechanism, token));
+  add(`client ${mechanism} message (base64)`, message);
+  if (!continuation) return c.cmd(`AUTH ${mechanism} ${message}`);
+  expect(await c.cmd(`AUTH ${mechanism}`)).toBe('+ ');
+  return c.cmd(message);
+}
+
+/** A refused token: the error challenge (RFC 7628 3.2.2, JSON), the client's dummy `AQ==`, then the failure. */
+async function refusedBearer(c: LineClient, mechanism: 'OAUTHBEARER' | 'XOAUTH2', token: string, continuation = false): Promise<string> {
+  const challenge = await authBearer(c, mechanism, token, continuation);
+  expect(challenge).toMatch(/^\+ \S+$/);
+  const json = JSON.parse(Buffer.from(challenge.slice(2), 'base64').toString('utf8')) as Record<string, unknown>;
+  expect(json.status).toMatch(/^(invalid_token|401)$/);
+  return c.cmd('AQ==');
+}
+
+// ---- SCRAM-SHA-256 (gateway E): an independent client on node:crypto (RFC 5802 section 3) ----
+
+const sha256 = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+const hmac = (key: Buffer, s: string | Buffer): Buffer => createHmac('sha256', key).update(s).digest();
+const xor = (a: Buffer, b: Buffer): Buffer => Buffer.from(a.map((x, i) => x ^ b[i]!));
+
+interface ScramOptions {
+  /** Send the client-first message after `+ ` instead of as the initial response. */
+  readonly continuation?: boolean;
+  /** SCRAM-SHA-256-PLUS bound to this TLS socket (tls-exporter, RFC 9266). */
+  readonly plus?: TLSSocket;
+}
+
+/**
+ * AUTH SCRAM-SHA-256[-PLUS] for `user`: client-first, server-first, client-final;
+ * with the right password the server-final's `v=` is checked and the empty
+ * answer sent. Returns the server's last line. Every derived secret becomes a needle.
+ */
+async function scram(c: LineClient, user: string, password: string, opts: ScramOptions = {}): Promise<string> {
+  const mechanism = opts.plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256';
+  const gs2 = opts.plus ? 'p=tls-exporter,,' : 'n,,';
+  const cbData = opts.plus ? opts.plus.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0)) : Buffer.alloc(0);
+  const bare = `n=${user},r=${randomBytes(18).toString('base64')}`;
+  let line: string;
+  if (opts.continuation) {
+    expect(await c.cmd(`AUTH ${mechanism}`)).toBe('+ ');
+    line = await c.cmd(b64(gs2 + bare));
+  } else {
+    line = await c.cmd(`AUTH ${mechanism} ${b64(gs2 + bare)}`);
+  }
+  expect(line).toMatch(/^\+ \S+$/);
+  const serverFirst = Buffer.from(line.slice(2), 'base64').toString('utf8');
+  const f = Object.fromEntries(serverFirst.split(',').map((kv) => [kv.slice(0, 1), kv.slice(2)]));
+  expect(f.r!.startsWith(bare.slice(bare.indexOf(',r=') + 3))).toBe(true);
+  const salted = pbkdf2Sync(Buffer.from(password, 'utf8'), Buffer.from(f.s!, 'base64'), Number(f.i), 32, 'sha256');
+  const clientKey = hmac(salted, 'Client Key');
+  const storedKey = sha256(clientKey);
+  const serverKey = hmac(salted, 'Server Key');
+  const withoutProof = `c=${Buffer.concat([Buffer.from(gs2), cbData]).toString('base64')},r=${f.r!}`;
+  const authMessage = `${bare},${serverFirst},${withoutProof}`;
+  const proof = xor(clientKey, hmac(storedKey, authMessage));
+  const clientFinal = `${withoutProof},p=${proof.toString('base64')}`;
+  const label = `SCRAM ${mechanism} ${user} (${password === SCRAM_PW ? 'right' : 'wrong'} password)`;
+  for (const [what, key] of [['SaltedPassword', salted], ['ClientKey', clientKey], ['StoredKey', storedKey], ['ServerKey', serverKey], ['ClientProof', proof]] as const) {
+    add(`${label} ${what} (base64)`, key.toString('base64'));
+    tokenForms(`${label} ${what}`, key);
+  }
+  add(`${label} client-final (text)`, clientFinal);
+  add(`${label} client-final (base64)`, b64(clientFinal));
+  add(`${label} proof attribute`, `p=${proof.toString('base64')}`);
+
+  line = await c.cmd(b64(clientFinal));
+  if (password !== SCRAM_PW) return line;
+  // The keys the client derived are the user file's: the exchange really ran against the entry.
+  expect(scramEntry).toContain(`,${storedKey.toString('base64')},${serverKey.toString('base64')}`);
+  expect(line).toMatch(/^\+ \S+$/);
+  expect(Buffer.from(line.slice(2), 'base64').toString('utf8')).toBe(`v=${hmac(serverKey, authMessage).toString('base64')}`);
+  return c.cmd('');
+}
+
+/** POP3S on a TLS socket of our own (for the channel binding), read by a LineClient. */
+async function pop3sSocket(gw: TestGateway): Promise<{ c: LineClient; socket: TLSSocket }> {
+  const socket = tlsConnect({ host: '127.0.0.1', port: gw.port('pop3s'), ca: readFileSync(pki.caFile), servername: 'localhost' });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', resolve);
+    socket.once('error', reject);
+  });
+  const c = LineClient.wrap(socket);
+  expect(await c.line()).toMatch(/^\+OK/);
+  return { c, socket };
 }
 
 /** Waits for one login record per `expected` entry ([outcome, mechanism, user, code]). */
@@ -649,11 +821,73 @@ describe('gateway D: a master password the backend refuses', () => {
   });
 });
 
+describe('gateway E: OAUTHBEARER and XOAUTH2 against a real issuer, SCRAM-SHA-256[-PLUS] against user-file keys', () => {
+  it('AUTH OAUTHBEARER and AUTH XOAUTH2 with a signed token, as initial response and as continuation', async () => {
+    const { c } = await pop3s(ge);
+    const capa = await c.cmdMultiline('CAPA');
+    const sasl = capa.body.toString('latin1').split('\r\n').find((l) => l.startsWith('SASL '))?.split(' ') ?? [];
+    expect(sasl).toEqual(expect.arrayContaining(['OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS']));
+    expect(await c.cmd('QUIT')).toMatch(OK);
+    for (const mechanism of ['OAUTHBEARER', 'XOAUTH2'] as const) {
+      for (const continuation of [false, true]) {
+        const token = await bearerToken(`${mechanism} ${continuation ? 'continuation' : 'initial response'}`);
+        // Past RFC 2449's 255 octets: allowed for AUTH because a bearer mechanism is offered.
+        expect(`AUTH ${mechanism} ${b64(bearerMessage(mechanism, token))}`.length).toBeGreaterThan(700);
+        const s = await pop3s(ge);
+        expect(await authBearer(s.c, mechanism, token, continuation)).toMatch(OK);
+        await mailbox(s.c, 'alice');
+      }
+    }
+  });
+
+  it('refused tokens (expired; another audience) get the error challenge, then [AUTH] after AQ==', async () => {
+    let s = await pop3s(ge);
+    expect(await refusedBearer(s.c, 'OAUTHBEARER', await bearerToken('expired OAUTHBEARER', { expiresIn: -600 }))).toMatch(AUTH_ERR);
+    expect(await refusedBearer(s.c, 'XOAUTH2', await bearerToken('other-audience XOAUTH2', { aud: 'another-service' }), true)).toMatch(AUTH_ERR);
+    s.c.destroy();
+    s = await pop3s(ge);
+    expect(await refusedBearer(s.c, 'XOAUTH2', await bearerToken('expired XOAUTH2', { expiresIn: -600 }))).toMatch(AUTH_ERR);
+    expect(await refusedBearer(s.c, 'OAUTHBEARER', await bearerToken('other-audience OAUTHBEARER', { aud: 'another-service' }), true)).toMatch(AUTH_ERR);
+    s.c.destroy();
+  });
+
+  it('AUTH SCRAM-SHA-256 (initial response, continuation) and SCRAM-SHA-256-PLUS, a wrong SCRAM password, USER/PASS against the SCRAM entry', async () => {
+    let s = await pop3s(ge);
+    expect(await scram(s.c, 'alice', SCRAM_PW)).toMatch(OK);
+    await mailbox(s.c, 'alice');
+
+    s = await pop3s(ge);
+    expect(await scram(s.c, 'alice', SCRAM_PW, { continuation: true })).toMatch(OK);
+    await mailbox(s.c, 'alice');
+
+    const p = await pop3sSocket(ge);
+    expect(p.socket.getProtocol()).toBe('TLSv1.3');
+    expect(await scram(p.c, 'alice', SCRAM_PW, { plus: p.socket })).toMatch(OK);
+    await mailbox(p.c, 'alice');
+
+    s = await pop3s(ge);
+    expect(await scram(s.c, 'alice', WRONG.scram)).toMatch(AUTH_ERR);
+    s.c.destroy();
+
+    s = await pop3s(ge);
+    expect(await userPass(s.c, 'alice', SCRAM_PW)).toMatch(OK);
+    await mailbox(s.c, 'alice');
+
+    await expectLogins(ge, [
+      ['success', 'OAUTHBEARER', 'alice'], ['success', 'OAUTHBEARER', 'alice'], ['success', 'XOAUTH2', 'alice'], ['success', 'XOAUTH2', 'alice'],
+      ['failure', 'OAUTHBEARER', 'alice', 'AUTH_FAILED'], ['failure', 'OAUTHBEARER', 'alice', 'AUTH_FAILED'],
+      ['failure', 'XOAUTH2', 'alice', 'AUTH_FAILED'], ['failure', 'XOAUTH2', 'alice', 'AUTH_FAILED'],
+      ['success', 'SCRAM-SHA-256', 'alice'], ['success', 'SCRAM-SHA-256', 'alice'], ['success', 'SCRAM-SHA-256-PLUS', 'alice'],
+      ['success', 'USER', 'alice'], ['failure', 'SCRAM-SHA-256', 'alice', 'AUTH_FAILED'],
+    ]);
+  });
+});
+
 // ---------------------------------------------------------------------------
 
 describe('secrets', () => {
   it('no secret, in any form, appears in any log line of any gateway (trace level)', async () => {
-    const all: Array<[string, TestGateway]> = [['A', ga], ['B', gb], ['C', gc], ['D', gd]];
+    const all: Array<[string, TestGateway]> = [['A', ga], ['B', gb], ['C', gc], ['D', gd], ['E', ge]];
     for (const [, gw] of all) {
       // Every relayed session has ended (its end is logged), then the gateway stops (and logs that too).
       const successes = gw.logs.filter((l) => l.event === 'login' && l.outcome === 'success').length;
