@@ -349,11 +349,13 @@ export class Pop3Session {
   /**
    * The cap (octets incl. CRLF) for the next line the framer delivers: the
    * SASL cap while an AUTH exchange waits for a continuation (or for the
-   * host's GSS answer, after which it normally will), else the command cap.
+   * host's GSS or SCRAM answer, after which it normally will), else the
+   * command cap, or the larger of the two while a bearer mechanism is usable
+   * (see bearerInitialResponses).
    */
   get lineLimit(): number {
     if (this.st === 'SASL' || this.st === 'GSS_PENDING' || this.st === 'SASL_PENDING') return this.opts.maxSaslLine;
-    return this.bearerInitialResponses ? this.opts.maxSaslLine : this.opts.maxCommandLine;
+    return this.bearerInitialResponses ? Math.max(this.opts.maxSaslLine, this.opts.maxCommandLine) : this.opts.maxCommandLine;
   }
 
   /**
