@@ -112,11 +112,15 @@ const xoauth2Arb: fc.Arbitrary<Buffer> = fc.oneof(
 );
 
 /** SCRAM client messages (the fake host's exchange decides what they mean): client-first, client-final, junk. */
+const scramFirstArb: fc.Arbitrary<Buffer> = fc
+  .tuple(fc.constantFrom('n,,', 'y,,', 'p=tls-server-end-point,,', 'p=tls-exporter,,', 'n,a=alice,', 'n,a=bob,'), nameArb, hexArb(12))
+  .map(([gs2, n, r]) => Buffer.from(`${gs2}n=${n},r=${r}`, 'utf8'));
+const scramFinalArb: fc.Arbitrary<Buffer> = fc
+  .tuple(fc.constantFrom('biws', 'eSws', 'cD10bHMtZXhwb3J0ZXIsLA=='), hexArb(24), fc.uint8Array({ minLength: 32, maxLength: 32 }))
+  .map(([cb, r, p]) => Buffer.from(`c=${cb},r=${r},p=${b64(Buffer.from(p))}`, 'latin1'));
 const scramMessageArb: fc.Arbitrary<Buffer> = fc.oneof(
-  fc
-    .tuple(fc.constantFrom('n,,', 'y,,', 'p=tls-server-end-point,,', 'p=tls-exporter,,', 'n,a=alice,', 'n,a=bob,'), nameArb, hexArb(12))
-    .map(([gs2, n, r]) => Buffer.from(`${gs2}n=${n},r=${r}`, 'utf8')),
-  fc.tuple(hexArb(24), fc.uint8Array({ minLength: 32, maxLength: 32 })).map(([r, p]) => Buffer.from(`c=biws,r=${r},p=${b64(Buffer.from(p))}`, 'latin1')),
+  scramFirstArb,
+  scramFinalArb,
   fc.constantFrom(Buffer.from('v=dHJ1c3QgbWU='), Buffer.from('e=invalid-proof'), Buffer.alloc(0)),
 );
 
@@ -193,22 +197,29 @@ const dialogueArb: fc.Arbitrary<string[]> = fc.oneof(
     return initial ? [`AUTH GSSAPI ${lines[0]}`, ...lines.slice(1)] : ['AUTH GSSAPI', ...lines];
   }),
   // A bearer message as initial response (however long) or after `+ `, then maybe the answer to an error challenge.
-  fc
-    .tuple(
-      fc.oneof(oauthBearerArb.map((m) => ['OAUTHBEARER', m] as const), xoauth2Arb.map((m) => ['XOAUTH2', m] as const)),
-      fc.boolean(),
-      fc.option(fc.constantFrom('AQ==', 'AQ==', '*', '', '=', 'x y', 'CAPA'), { nil: undefined }),
-    )
-    .map(([[mech, m], initial, ack]) => [...(initial ? [`AUTH ${mech} ${b64(m)}`] : [`AUTH ${mech}`, b64(m)]), ...(ack === undefined ? [] : [ack])]),
-  // SCRAM: client-first (initial or after `+ `), further messages, then the (empty) answer to the server-final message.
-  fc
-    .tuple(
-      fc.constantFrom('SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'),
-      fc.array(base64Of(scramMessageArb), { minLength: 1, maxLength: 4 }),
-      fc.boolean(),
-      fc.constantFrom('', '', '', '=', b64('v=x'), '*', 'QUIT'),
-    )
-    .map(([mech, [first, ...rest], initial, ack]) => [...(initial ? [`AUTH ${mech} ${first}`] : [`AUTH ${mech}`, first ?? '']), ...rest, ack]),
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        fc.oneof(oauthBearerArb.map((m) => ['OAUTHBEARER', m] as const), xoauth2Arb.map((m) => ['XOAUTH2', m] as const)),
+        fc.boolean(),
+        fc.option(fc.constantFrom('AQ==', 'AQ==', '*', '', '=', 'x y', 'CAPA'), { nil: undefined }),
+      )
+      .map(([[mech, m], initial, ack]) => [...(initial ? [`AUTH ${mech} ${b64(m)}`] : [`AUTH ${mech}`, b64(m)]), ...(ack === undefined ? [] : [ack])]),
+  },
+  // SCRAM: client-first (initial or after `+ `), client-final (or other messages), then the (empty) answer to the server-final message.
+  {
+    weight: 3,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom('SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'),
+        base64Of(scramFirstArb),
+        fc.oneof({ weight: 4, arbitrary: base64Of(scramFinalArb).map((l) => [l]) }, { weight: 1, arbitrary: fc.array(base64Of(scramMessageArb), { maxLength: 3 }) }),
+        fc.boolean(),
+        fc.constantFrom('', '', '', '', '', '=', b64('v=x'), '*', 'QUIT'),
+      )
+      .map(([mech, first, rest, initial, ack]) => [...(initial ? [`AUTH ${mech} ${first}`] : [`AUTH ${mech}`, first]), ...rest, ack]),
+  },
   fc.constantFrom<string[]>(['STLS', 'CAPA'], ['STLS', 'USER mallory', 'PASS x'], ['USER alice', 'STLS', 'PASS secret'], ['USER alice', 'STLS', 'CAPA', 'USER bob', 'PASS x'], ['CAPA'], ['AUTH'], ['AUTH PLAIN', '*'], ['QUIT']),
 );
 
@@ -623,7 +634,7 @@ class FuzzHost {
         // Past the command cap only AUTH is read (a bearer initial response); anything else closes, unread.
         const closing = out.at(-1)?.kind === 'close' ? (out.at(-1) as { reason: string }).reason : undefined;
         const hostile = closing === 'HTTP_ON_POP3_PORT' || closing === 'TLS_ON_PLAINTEXT_PORT';
-        if (!/^AUTH /i.test(text)) invariant(closing === 'LINE_TOO_LONG' || hostile, () => `a ${line.length}-octet command read past the ${this.opts.maxCommandLine}-octet cap`);
+        if (!/^AUTH(?: |$)/i.test(text)) invariant(closing === 'LINE_TOO_LONG' || hostile, () => `a ${line.length}-octet command read past the ${this.opts.maxCommandLine}-octet cap`);
         else if (closing !== 'LINE_TOO_LONG') sessionReached.hit('long-auth-line');
       }
       this.batch(out, 'line', line);
@@ -672,7 +683,7 @@ class FuzzHost {
             const want = /^\+OK(?: [^\r\n\0]*)?$/.test(reply) ? reply : '+OK Logged in';
             invariant(out[0]?.kind === 'reply' && out[0].line === want, () => `login reply ${JSON.stringify(out[0])} for backend ${show(reply)}`);
           }
-        } else if (isBearer(req.credentials) && c.chance(0.4)) {
+        } else if (isBearer(req.credentials) && c.chance(0.5)) {
           // RFC 7628 3.2.2: the token was refused; the error goes as a challenge first. As src/server sends it:
           // with AUTH_FAILED and no close (other codes and `close` lose their meaning there: see BEARER_ERROR_CODES).
           const code = c.pick(BEARER_ERROR_CODES);
@@ -707,7 +718,8 @@ class FuzzHost {
           source = 'saslFailed';
           this.lastFailCode = code;
           sessionReached.hit('saslFailed');
-        } else if (c.chance(0.5)) {
+        } else if (c.chance(req.data.subarray(0, 2).toString('latin1') === 'c=' ? 0.2 : 0.75)) {
+          // The fake exchange mostly answers a client-first with a challenge and a client-final with its proof.
           const challenge = c.chance(0.2) ? Buffer.alloc(0) : c.bytes(1 + c.below(GSS_OUTPUT_MAX));
           this.note(`H: saslContinue(${challenge.length} bytes)`);
           out = this.session.saslContinue(challenge);
