@@ -394,6 +394,13 @@ const BEARER_ERROR_CODES: readonly ErrorCode[] = ['AUTH_FAILED'];
  * that (counted as `known:plus-on-plaintext`); set it to false once fixed.
  */
 const KNOWN_PLUS_ON_PLAINTEXT = true;
+/**
+ * Reported session quirk: `dispatch` measures a command as if it ended in
+ * CRLF, so a line of maxCommandLine - 1 octets ending in a bare LF, which the
+ * framer delivers within `lineLimit`, is closed with LINE_TOO_LONG. While
+ * true, the model measures that way too; set it to false once fixed.
+ */
+const KNOWN_LF_MEASURED_AS_CRLF = true;
 const isBearer = (c: LoginCredentials): boolean => c.mechanism === 'OAUTHBEARER' || c.mechanism === 'XOAUTH2';
 
 type Request = Extract<Pop3Action, { kind: 'startTls' | 'authenticate' | 'gssAccept' | 'gssWrap' | 'gssUnwrap' | 'saslStep' }>;
@@ -630,13 +637,16 @@ class FuzzHost {
       const text = line.toString('latin1');
       const http = /^(?:GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PRI) [^ ]+ HTTP\/(?:1\.[0-9]|2\.0)$/.test(text);
       if (http) invariant(out.at(-1)?.kind === 'close', () => `HTTP request line ${show(line)} not refused`);
-      if (stateBefore === 'AUTHORIZATION' && line.length + 2 > this.opts.maxCommandLine) {
+      const closing = out.at(-1)?.kind === 'close' ? (out.at(-1) as { reason: string }).reason : undefined;
+      const overCommandCap = line.length + (KNOWN_LF_MEASURED_AS_CRLF ? 2 : term) > this.opts.maxCommandLine;
+      if (stateBefore === 'AUTHORIZATION' && overCommandCap) {
         // Past the command cap only AUTH is read (a bearer initial response); anything else closes, unread.
-        const closing = out.at(-1)?.kind === 'close' ? (out.at(-1) as { reason: string }).reason : undefined;
         const hostile = closing === 'HTTP_ON_POP3_PORT' || closing === 'TLS_ON_PLAINTEXT_PORT';
         if (!/^AUTH(?: |$)/i.test(text)) invariant(closing === 'LINE_TOO_LONG' || hostile, () => `a ${line.length}-octet command read past the ${this.opts.maxCommandLine}-octet cap`);
         else if (closing !== 'LINE_TOO_LONG') sessionReached.hit('long-auth-line');
       }
+      // A line the framer delivered within the caps is never refused as too long.
+      if (closing === 'LINE_TOO_LONG') invariant(stateBefore === 'AUTHORIZATION' && overCommandCap, () => `a ${line.length}-octet line closed as too long in ${stateBefore}`);
       this.batch(out, 'line', line);
       this.answeringBearerError = undefined;
       this.answerImmediate();
