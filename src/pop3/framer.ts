@@ -12,8 +12,8 @@
 
 /** One result of {@link LineFramer.next}. */
 export type FramedLine =
-  /** A complete line without its terminator (LF, or CRLF with the CR stripped). */
-  | { readonly kind: 'line'; readonly line: Buffer }
+  /** A complete line without its terminator (LF, or CRLF with the CR stripped); `octets`: as received, terminator included. */
+  | { readonly kind: 'line'; readonly line: Buffer; readonly octets: number }
   /** The line exceeds the cap: reply `-ERR` and close. The framer stays poisoned. */
   | { readonly kind: 'overflow' };
 
@@ -84,8 +84,9 @@ export class LineFramer {
     if (contentEnd > this.start && this.buf[contentEnd - 1] === CR) contentEnd -= 1;
     // Copy: the backing buffer is compacted and reused by later pushes.
     const line = Buffer.from(this.buf.subarray(this.start, contentEnd));
+    const octets = lf + 1 - this.start;
     this.consume(lf + 1);
-    return { kind: 'line', line };
+    return { kind: 'line', line, octets };
   }
 
   /**

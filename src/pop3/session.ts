@@ -237,7 +237,7 @@ type SaslExchange =
   /** OAUTHBEARER / XOAUTH2: the client's message (no initial response was sent). */
   | { readonly mech: 'OAUTHBEARER' | 'XOAUTH2' }
   /** A refused bearer token's error challenge was sent (RFC 7628 3.2.2): any answer gets the `-ERR`. */
-  | { readonly mech: 'BEARER-ERROR'; readonly code: ErrorCode; readonly text: string | undefined }
+  | { readonly mech: 'BEARER-ERROR'; readonly failure: Failure }
   /** A host-read mechanism (SCRAM): the client's next message for the host's exchange. */
   | { readonly mech: HostSaslMechanism; readonly step: 'message'; readonly first: boolean }
   /** SCRAM: the server-final message was sent; the client's empty answer completes the login. */
@@ -442,8 +442,10 @@ export class Pop3Session {
    * client's response in a SASL exchange. This is the single entry point for
    * client lines: `screen` runs first, then dispatch, and `settle` is the
    * single place where refusals are counted.
+   * `octets`: the line as received, terminator included (the framer's count;
+   * default: the line plus CRLF), for the command cap.
    */
-  feedLine(line: Buffer): Pop3Action[] {
+  feedLine(line: Buffer, octets = line.length + 2): Pop3Action[] {
     switch (this.st) {
       case 'CLOSED':
         return [];
@@ -451,7 +453,7 @@ export class Pop3Session {
       case 'AUTHORIZATION': {
         const hostile = this.screen(line, 'line');
         if (hostile) return this.closeWith(hostile);
-        return this.settle(this.st === 'SASL' ? this.onSaslResponse(line) : this.dispatch(line));
+        return this.settle(this.st === 'SASL' ? this.onSaslResponse(line) : this.dispatch(line, octets));
       }
       case 'TLS_PENDING':
       case 'GSS_PENDING':
@@ -521,12 +523,13 @@ export class Pop3Session {
     this.expect('LOGIN_PENDING', 'loginFailed');
     this.st = 'AUTHORIZATION';
     const { errorChallenge, ...rest } = opts;
+    const failure: Failure = { fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none', ...rest };
     if (errorChallenge !== undefined) {
       // RFC 7628 3.2.2: the error goes as a challenge; the `-ERR` answers the client's reply to it.
-      this.beginSasl({ mech: 'BEARER-ERROR', code, text: rest.text });
+      this.beginSasl({ mech: 'BEARER-ERROR', failure });
       return [reply(saslChallenge(errorChallenge))];
     }
-    return this.settle({ fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none', ...rest });
+    return this.settle(failure);
   }
 
   // ---- host-read SASL mechanisms (SCRAM) -------------------------------------
@@ -685,10 +688,10 @@ export class Pop3Session {
     return undefined;
   }
 
-  private dispatch(line: Buffer): Outcome {
+  private dispatch(line: Buffer, octets: number): Outcome {
     const cmd = parseCommand(line);
     // Past the command cap only AUTH's initial response may go (bearerInitialResponses).
-    if (line.length + 2 > this.opts.maxCommandLine && !(cmd.ok && cmd.verb === 'AUTH')) return this.closeWith('LINE_TOO_LONG');
+    if (octets > this.opts.maxCommandLine && !(cmd.ok && cmd.verb === 'AUTH')) return this.closeWith('LINE_TOO_LONG');
     if (!cmd.ok) return protocolError(parseFailureCode(cmd));
     if (!isVerb(cmd.verb)) return protocolError('UNKNOWN_COMMAND');
     const handler = Pop3Session.DISPATCH[this.st][cmd.verb];
@@ -851,6 +854,8 @@ export class Pop3Session {
     }
     if (mech === 'EXTERNAL' && !externalUsable(this.capabilityContext)) return protocolError('NO_CLIENT_CERTIFICATE');
     if (carriesPassword(mech) && !this.passwordAuthOk) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
+    // Channel binding needs a channel: -PLUS only on TLS (not listed elsewhere either).
+    if (mech === 'SCRAM-SHA-256-PLUS' && !this.tlsActive) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
     this.pendingUser = undefined;
 
     if (mech === 'GSSAPI') return this.startGssapi(initial);
@@ -924,7 +929,7 @@ export class Pop3Session {
     this.st = 'AUTHORIZATION';
     if (exchange === undefined) throw new GatewayError('INTERNAL', 'SASL state without an exchange');
     // Whatever the client answers an error challenge with (AQ==, `*`, anything), the login failed.
-    if (exchange.mech === 'BEARER-ERROR') return { fail: exchange.code, count: 'auth', ...(exchange.text !== undefined ? { text: exchange.text } : {}) };
+    if (exchange.mech === 'BEARER-ERROR') return exchange.failure;
 
     // latin1 maps bytes 1:1, so any non-ASCII byte fails the base64 check.
     const text = line.toString('latin1');

@@ -258,7 +258,7 @@ export class ClientConnection {
       } else {
         // maskLine hides PASS arguments and SASL responses; only ever log its output.
         this.logAt('trace')?.trace({ cmd: session.maskLine(framed.line) }, 'client command');
-        this.run(session.feedLine(framed.line));
+        this.run(session.feedLine(framed.line, framed.octets));
       }
     }
   }

@@ -380,27 +380,10 @@ const ERROR_CHALLENGES = ['{"status":"invalid_token","scope":"mail","openid-conf
 
 /**
  * The codes a bearer error challenge comes with. src/server sends one only
- * with AUTH_FAILED and never with `close`; the session counts the `-ERR`
- * that follows as a failed login whatever the code, and drops `close`
- * (reported; add [SYS/*] codes and `close` here once it treats them as
- * loginFailed does without a challenge).
+ * with AUTH_FAILED; the session must treat any other code (and `close`) as
+ * loginFailed does without a challenge: only AUTH_FAILED spends an attempt.
  */
-const BEARER_ERROR_CODES: readonly ErrorCode[] = ['AUTH_FAILED'];
-/**
- * Reported session bug: `AUTH SCRAM-SHA-256-PLUS` is not refused on a
- * plaintext channel (onAuth checks only `carriesPassword`, not
- * `mechanismUsable`), so the exchange starts and its steps reach the host
- * although CAPA does not list it. While true, the model tolerates exactly
- * that (counted as `known:plus-on-plaintext`); set it to false once fixed.
- */
-const KNOWN_PLUS_ON_PLAINTEXT = true;
-/**
- * Reported session quirk: `dispatch` measures a command as if it ended in
- * CRLF, so a line of maxCommandLine - 1 octets ending in a bare LF, which the
- * framer delivers within `lineLimit`, is closed with LINE_TOO_LONG. While
- * true, the model measures that way too; set it to false once fixed.
- */
-const KNOWN_LF_MEASURED_AS_CRLF = true;
+const BEARER_ERROR_CODES: readonly ErrorCode[] = ['AUTH_FAILED', 'AUTH_FAILED', 'VERIFIER_UNAVAILABLE', 'BACKEND_UNREACHABLE'];
 const isBearer = (c: LoginCredentials): boolean => c.mechanism === 'OAUTHBEARER' || c.mechanism === 'XOAUTH2';
 
 type Request = Extract<Pop3Action, { kind: 'startTls' | 'authenticate' | 'gssAccept' | 'gssWrap' | 'gssUnwrap' | 'saslStep' }>;
@@ -483,9 +466,9 @@ class FuzzHost {
   /** What the host's exchange proved (saslProved), until the login it leads to. */
   private scramProved: { readonly mech: string; readonly username: string; readonly requestedUser: string } | undefined;
   /** A bearer login refused with an error challenge: the code and text the client's next line must get. */
-  private bearerError: { readonly code: ErrorCode; readonly text: string | undefined } | undefined;
+  private bearerError: { readonly code: ErrorCode; readonly text: string | undefined; readonly close: boolean } | undefined;
   /** The line being fed answers a bearer error challenge. */
-  private answeringBearerError: { readonly code: ErrorCode; readonly text: string | undefined } | undefined;
+  private answeringBearerError: { readonly code: ErrorCode; readonly text: string | undefined; readonly close: boolean } | undefined;
   private readonly challenges: string[] = [];
   private readonly apopOn: boolean;
   private greeted = false;
@@ -633,12 +616,12 @@ class FuzzHost {
       this.note(`C: ${show(line, 200)}${stateBefore === 'SASL' ? ' (continuation)' : ''}`);
       this.answeringBearerError = stateBefore === 'SASL' ? this.bearerError : undefined;
       this.bearerError = undefined;
-      const out = this.session.feedLine(line);
+      const out = this.session.feedLine(line, line.length + term);
       const text = line.toString('latin1');
       const http = /^(?:GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PRI) [^ ]+ HTTP\/(?:1\.[0-9]|2\.0)$/.test(text);
       if (http) invariant(out.at(-1)?.kind === 'close', () => `HTTP request line ${show(line)} not refused`);
       const closing = out.at(-1)?.kind === 'close' ? (out.at(-1) as { reason: string }).reason : undefined;
-      const overCommandCap = line.length + (KNOWN_LF_MEASURED_AS_CRLF ? 2 : term) > this.opts.maxCommandLine;
+      const overCommandCap = line.length + term > this.opts.maxCommandLine;
       if (stateBefore === 'AUTHORIZATION' && overCommandCap) {
         // Past the command cap only AUTH is read (a bearer initial response); anything else closes, unread.
         const hostile = closing === 'HTTP_ON_POP3_PORT' || closing === 'TLS_ON_PLAINTEXT_PORT';
@@ -699,13 +682,14 @@ class FuzzHost {
           const code = c.pick(BEARER_ERROR_CODES);
           const errorChallenge = c.chance(0.8) ? c.pick(ERROR_CHALLENGES) : c.bytes(c.below(GSS_OUTPUT_MAX));
           const text = c.chance(0.3) ? c.bytes(c.below(300)).toString('latin1') : undefined;
-          this.note(`H: loginFailed(${code}, errorChallenge ${errorChallenge.length} bytes)`);
-          out = this.session.loginFailed(code, { errorChallenge, ...(text !== undefined ? { text } : {}) });
+          const close = c.chance(0.2);
+          this.note(`H: loginFailed(${code}, errorChallenge ${errorChallenge.length} bytes${close ? ', close' : ''})`);
+          out = this.session.loginFailed(code, { errorChallenge, ...(text !== undefined ? { text } : {}), ...(close ? { close } : {}) });
           source = 'loginFailed';
           if (!closedBefore) {
             invariant(out.length === 1 && out[0]?.kind === 'reply' && out[0].line === `+ ${errorChallenge.toString('base64')}`, 'error challenge not sent as is');
             invariant(this.session.state === 'SASL', 'no continuation awaited after the error challenge');
-            this.bearerError = { code, text };
+            this.bearerError = { code, text, close };
             sessionReached.hit('bearer-error');
           }
         } else {
@@ -892,13 +876,6 @@ class FuzzHost {
     }
   }
 
-  /** See KNOWN_PLUS_ON_PLAINTEXT: -PLUS configured, accepted on plaintext. */
-  private knownPlusOnPlaintext(m: SaslMechanism): boolean {
-    const known = KNOWN_PLUS_ON_PLAINTEXT && m === 'SCRAM-SHA-256-PLUS' && !this.secure && !this.kpop && this.opts.saslMechanisms.includes(m);
-    if (known) sessionReached.hit('known:plus-on-plaintext');
-    return known;
-  }
-
   private checkLineLimit(): void {
     const st = this.session.state;
     const bearer = this.usable('OAUTHBEARER') || this.usable('XOAUTH2');
@@ -989,7 +966,7 @@ class FuzzHost {
           break;
         case 'saslStep': {
           invariant(this.session.awaiting === 'sasl', 'saslStep without awaiting sasl');
-          invariant(this.usable(a.mechanism) || this.knownPlusOnPlaintext(a.mechanism), () => `saslStep for ${a.mechanism}, not usable on this channel`);
+          invariant(this.usable(a.mechanism), () => `saslStep for ${a.mechanism}, not usable on this channel`);
           invariant(source === 'line' && line !== undefined, () => `saslStep after ${source}`);
           // The client's base64 (the AUTH initial response, or the whole continuation line), decoded.
           const sent = line.toString('latin1').split(' ').at(-1) ?? '';
@@ -1082,9 +1059,10 @@ class FuzzHost {
         const hostile = closing === 'HTTP_ON_POP3_PORT' || closing === 'TLS_ON_PLAINTEXT_PORT';
         const bearerError = this.answeringBearerError;
         if (bearerError !== undefined && !hostile) {
-          // Whatever answers a bearer error challenge gets the host's -ERR: a failed login.
+          // Whatever answers a bearer error challenge gets the host's -ERR, counted as loginFailed counts it.
           invariant(status === errorReply(bearerError.code, bearerError.text) || is('TOO_MANY_AUTH_ATTEMPTS'), () => `error challenge answered with ${show(status)}`);
-          spent = 'auth';
+          spent = bearerError.code === 'AUTH_FAILED' ? 'auth' : 'none';
+          if (bearerError.close) invariant(closing !== undefined, 'an error challenge asked to close did not close');
         } else if (closing !== undefined && closing !== 'TOO_MANY_ERRORS' && closing !== 'TOO_MANY_AUTH_ATTEMPTS') spent = 'none';
         else spent = is('AUTH_FAILED') || is('TOO_MANY_AUTH_ATTEMPTS') ? 'auth' : 'error';
         break;
@@ -1175,7 +1153,7 @@ class FuzzHost {
         break;
       case 'SCRAM-SHA-256':
       case 'SCRAM-SHA-256-PLUS': {
-        invariant(this.usable(c.mechanism) || this.knownPlusOnPlaintext(c.mechanism), () => `${c.mechanism} login where it is not usable`);
+        invariant(this.usable(c.mechanism), () => `${c.mechanism} login where it is not usable`);
         const p = this.scramProved;
         invariant(
           p !== undefined && p.mech === c.mechanism && p.username === c.username && p.requestedUser === c.requestedUser,
