@@ -158,7 +158,7 @@ describe('fuzz: LineFramer', () => {
             break;
           case 'next': {
             const r = framer.next(o.cap);
-            let want: { kind: 'line'; line: Buffer } | { kind: 'overflow' } | undefined;
+            let want: { kind: 'line'; line: Buffer; octets: number } | { kind: 'overflow' } | undefined;
             if (poisoned) want = { kind: 'overflow' };
             else {
               const lf = pending.indexOf(LF);
@@ -168,7 +168,7 @@ describe('fuzz: LineFramer', () => {
                 want = { kind: 'overflow' };
               } else {
                 const end = lf > 0 && pending[lf - 1] === CR ? lf - 1 : lf;
-                want = { kind: 'line', line: Buffer.from(pending.subarray(0, end)) };
+                want = { kind: 'line', line: Buffer.from(pending.subarray(0, end)), octets: lf + 1 };
                 pending = pending.subarray(lf + 1);
               }
               if (want?.kind === 'overflow') {
@@ -181,6 +181,7 @@ describe('fuzz: LineFramer', () => {
             else {
               const line = want.line;
               invariant(r?.kind === 'line' && r.line.equals(line), () => `next(${o.cap}) gave ${r?.kind === 'line' ? show(r.line) : r?.kind}, model: ${show(line)}`);
+              invariant(r.octets === want.octets, () => `next(${o.cap}) reported ${r.octets} octets, model: ${want.octets}`);
             }
             break;
           }

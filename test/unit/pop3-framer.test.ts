@@ -151,15 +151,25 @@ describe('LineFramer', () => {
       const f = new LineFramer();
       const token = 'A'.repeat(4000);
       f.push(b(`${token}\r\n${token}\r\n`));
-      expect(f.next(8192)).toEqual({ kind: 'line', line: b(token) });
+      expect(f.next(8192)).toEqual({ kind: 'line', line: b(token), octets: 4002 });
       expect(f.next(255)).toEqual({ kind: 'overflow' });
     });
+  });
+
+  it('reports each line\'s octets as received: CRLF and a bare LF', () => {
+    const f = new LineFramer();
+    f.push(b('CAPA\r\nNOOP\n\r\n'));
+    expect([f.next(255), f.next(255), f.next(255)]).toEqual([
+      { kind: 'line', line: b('CAPA'), octets: 6 },
+      { kind: 'line', line: b('NOOP'), octets: 5 },
+      { kind: 'line', line: b(''), octets: 2 },
+    ]);
   });
 
   it('discardBuffered drops the rest after STLS and reports the count', () => {
     const f = new LineFramer();
     f.push(b('STLS\r\nCAPA\r\n'));
-    expect(f.next(255)).toEqual({ kind: 'line', line: b('STLS') });
+    expect(f.next(255)).toEqual({ kind: 'line', line: b('STLS'), octets: 6 });
     expect(f.discardBuffered()).toBe(6);
     expect(f.bufferedBytes).toBe(0);
     expect(f.next(255)).toBeUndefined();
@@ -179,7 +189,7 @@ describe('LineFramer', () => {
   it('takeBuffered hands over unparsed bytes exactly once', () => {
     const f = new LineFramer();
     f.push(b('PASS secret\r\nSTAT\r\nRETR 1'));
-    expect(f.next(255)).toEqual({ kind: 'line', line: b('PASS secret') });
+    expect(f.next(255)).toEqual({ kind: 'line', line: b('PASS secret'), octets: 13 });
     const rest = f.takeBuffered();
     expect(rest.toString('latin1')).toBe('STAT\r\nRETR 1');
     expect(f.bufferedBytes).toBe(0);
