@@ -16,7 +16,10 @@ APT_PACKAGES=(
   python3 python3-gssapi redis-server
   openssl ca-certificates
   podman runc catatonit mmdebstrap
+  prometheus
 )
+# prometheus: for its promtool (test/integration/monitoring-assets.test.ts checks
+# deploy/monitoring); its server is not wanted and is kept from starting below.
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -44,6 +47,27 @@ else
   fi
   log "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Debian's prometheus package enables and starts a Prometheus server
+  # (port 9090) from its postinst, through invoke-rc.d or deb-systemd-invoke,
+  # which both ask /usr/sbin/policy-rc.d first. Where there is none (a CI
+  # machine; container images often ship one that denies every start), a
+  # temporary one denies starting prometheus only, for this apt run.
+  policy_added=0
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy_tmp="$(mktemp)"
+    cat >"$policy_tmp" <<'POLICY'
+#!/bin/sh
+# Temporary, from popgate's scripts/setup.sh: do not start Debian's prometheus server.
+for arg in "$@"; do
+  case "$arg" in prometheus | prometheus.service) exit 101 ;; esac
+done
+exit 0
+POLICY
+    "${SUDO[@]}" install -m 0755 "$policy_tmp" /usr/sbin/policy-rc.d
+    rm -f "$policy_tmp"
+    policy_added=1
+    trap '"${SUDO[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
   # Install the full set (not just the missing ones) so apt resolves it as one
   # transaction; already-installed packages are no-ops.
@@ -51,6 +75,15 @@ else
     --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
     "${APT_PACKAGES[@]}"
+  if [ "$policy_added" -eq 1 ]; then
+    "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
+  # The postinst still enabled prometheus.service for the next boot: disable it
+  # (and stop it, should it run) when this run installed it on a systemd machine.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
   still=()
   for pkg in "${APT_PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"

@@ -82,6 +82,7 @@ const KUSTOMIZATIONS = [
   'overlays/standalone-redis',
   'secrets-example',
   'extras/servicemonitor',
+  'extras/prometheusrule',
 ];
 /** The deployable ones: each is a full popgate deployment. */
 const OVERLAYS = ['overlays/sidecar', 'overlays/standalone', 'overlays/standalone-redis'];
@@ -185,10 +186,28 @@ function validateServiceMonitor(o: K8sObject): void {
   }
 }
 
+/** PrometheusRule (Prometheus Operator CRD; no kubernetes-models schema either): its required shape. */
+function validatePrometheusRule(o: K8sObject): void {
+  const spec = o.spec as { groups?: Array<{ name?: unknown; rules?: Array<Record<string, unknown>> }> } | undefined;
+  if (!Array.isArray(spec?.groups) || spec.groups.length === 0) throw new Error('PrometheusRule: spec.groups is required');
+  const names = new Set<string>();
+  for (const g of spec.groups) {
+    if (typeof g.name !== 'string' || g.name === '') throw new Error('PrometheusRule: groups[].name is required');
+    if (names.has(g.name)) throw new Error(`PrometheusRule: group ${g.name} twice`);
+    names.add(g.name);
+    if (!Array.isArray(g.rules) || g.rules.length === 0) throw new Error(`PrometheusRule: group ${g.name} has no rules`);
+    for (const r of g.rules) {
+      if ((typeof r.alert === 'string') === (typeof r.record === 'string')) throw new Error(`PrometheusRule: group ${g.name}: each rule is an alert or a record`);
+      if (typeof r.expr !== 'string' || r.expr.trim() === '') throw new Error(`PrometheusRule: group ${g.name}: a rule without expr`);
+    }
+  }
+}
+
 function validateObject(o: K8sObject): void {
   if (typeof o.metadata?.name !== 'string' || o.metadata.name === '') throw new Error(`${o.kind}: metadata.name is missing`);
   const key = `${o.apiVersion}/${o.kind}`;
   if (key === 'monitoring.coreos.com/v1/ServiceMonitor') return validateServiceMonitor(o);
+  if (key === 'monitoring.coreos.com/v1/PrometheusRule') return validatePrometheusRule(o);
   const Model = MODELS[key];
   if (!Model) throw new Error(`no kubernetes-models schema registered for ${key} (${o.metadata.name}): add it to MODELS`);
   new Model(o as never).validate();
@@ -407,7 +426,7 @@ describe('deploy/k8s: rendering and schema validation', () => {
     }
   });
 
-  it('every rendered object validates against kubernetes-models (ServiceMonitor: its required shape)', () => {
+  it('every rendered object validates against kubernetes-models (ServiceMonitor, PrometheusRule: their required shape)', () => {
     const problems: string[] = [];
     for (const dir of KUSTOMIZATIONS) {
       const seen = new Set<string>();
@@ -713,5 +732,15 @@ describe('deploy/k8s/extras/servicemonitor', () => {
         expect(resolvePort(o.container, sp!.targetPort), ov).toBe(adminOf(o.config)!.port);
       }
     }
+  });
+});
+
+describe('deploy/k8s/extras/prometheusrule', () => {
+  const dir = 'extras/prometheusrule';
+
+  it('carries exactly the rule groups of deploy/monitoring/popgate.rules.yaml', () => {
+    const rule = one<K8sObject>(dir, 'PrometheusRule');
+    const plain = parseYaml(readFileSync(join(DEPLOY, 'monitoring', 'popgate.rules.yaml'), 'utf8')) as { groups: unknown[] };
+    expect((rule.spec as { groups: unknown[] }).groups).toEqual(plain.groups);
   });
 });
