@@ -206,6 +206,8 @@ backend: { host: 127.0.0.1, tls: { mode: starttls, caFile: backend-ca.pem }, log
       'config.example.yaml',
       'deploy/docker/popgate.yaml',
       'deploy/k8s/overlays/sidecar/popgate.yaml',
+      'deploy/k8s/overlays/standalone-local-traffic/popgate.yaml',
+      'deploy/k8s/overlays/standalone-proxy-protocol/popgate.yaml',
       'deploy/k8s/overlays/standalone-redis/popgate.yaml',
       'deploy/k8s/overlays/standalone/popgate.yaml',
       'deploy/systemd/popgate.yaml',

@@ -164,6 +164,7 @@ export interface ListenerInfo {
   readonly address: string;
   readonly port: number;
   readonly proxyProtocol?: unknown;
+  readonly tls?: unknown;
 }
 
 /** The listeners of a raw config (kpop defaults to 1109, as the schema does). */
@@ -178,6 +179,7 @@ export function listenersOf(tree: Tree): ListenerInfo[] {
       address: typeof l.address === 'string' ? l.address : '0.0.0.0',
       port,
       proxyProtocol: l.proxyProtocol,
+      tls: l.tls,
     };
   });
 }

@@ -78,15 +78,31 @@ const LEGACY_KUBECTL = process.env.POPGATE_KUBECTL_LEGACY;
 const KUSTOMIZATIONS = [
   'base',
   'overlays/sidecar',
+  'overlays/standalone-common',
   'overlays/standalone',
   'overlays/standalone-redis',
+  'overlays/standalone-proxy-protocol',
+  'overlays/standalone-local-traffic',
   'secrets-example',
   'extras/servicemonitor',
   'extras/prometheusrule',
 ];
+/** Shared pieces, not deployable: their popgate-config has krb5.conf only (the overlays add popgate.yaml). */
+const PARTIAL = ['base', 'overlays/standalone-common'];
 /** The deployable ones: each is a full popgate deployment. */
-const OVERLAYS = ['overlays/sidecar', 'overlays/standalone', 'overlays/standalone-redis'];
-const STANDALONE = ['overlays/standalone', 'overlays/standalone-redis'];
+const OVERLAYS = [
+  'overlays/sidecar',
+  'overlays/standalone',
+  'overlays/standalone-redis',
+  'overlays/standalone-proxy-protocol',
+  'overlays/standalone-local-traffic',
+];
+/** Replicas behind a LoadBalancer (overlays/standalone-common and what builds on it). */
+const STANDALONE = ['overlays/standalone', 'overlays/standalone-redis', 'overlays/standalone-proxy-protocol', 'overlays/standalone-local-traffic'];
+/** The standalone variants whose load balancer sends PROXY headers. */
+const PROXY_PROTOCOL = ['overlays/standalone', 'overlays/standalone-redis', 'overlays/standalone-proxy-protocol'];
+/** The namespace the NetworkPolicy admits to the admin port (networkpolicy.yaml, docs/kubernetes-traffic.md). */
+const MONITORING_NAMESPACE = 'monitoring';
 
 /** The image's user (deploy/Dockerfile: USER 10001:10001). */
 const IMAGE_UID = 10001;
@@ -375,6 +391,17 @@ function overlay(dir: string): Overlay {
   return { dir, dep, container, configPath, configText, config: parseYaml(configText) };
 }
 
+/** The NetworkPolicies that select the overlay's gateway Pods (they add up). */
+function gatewayPolicies(dir: string, o: Overlay): INetworkPolicy[] {
+  return find<INetworkPolicy>(dir, 'NetworkPolicy').filter((p) => selects(p.spec?.podSelector?.matchLabels, podLabels(o.dep)));
+}
+
+/** The popgate listeners a Service's ports lead to. */
+function listenersBehind(o: Overlay, svc: IService): ReturnType<typeof listenersOf> {
+  const ports = (svc.spec?.ports ?? []).map((p) => resolvePort(o.container, p.targetPort ?? p.port));
+  return listenersOf(o.config).filter((l) => ports.includes(l.port));
+}
+
 // ---------------------------------------------------------------------------
 
 let tmp: string;
@@ -468,9 +495,11 @@ describe('deploy/k8s: rendering and schema validation', () => {
     expect(tls?.type).toBe('kubernetes.io/tls');
   });
 
-  it('base is only a base: its popgate-config has krb5.conf, each overlay adds popgate.yaml', () => {
-    const base = one<IConfigMap>('base', 'ConfigMap');
-    expect(Object.keys(base.data ?? {})).toEqual(['krb5.conf']);
+  it('base (and standalone-common) is only a base: its popgate-config has krb5.conf, each overlay adds popgate.yaml', () => {
+    for (const dir of PARTIAL) {
+      const base = one<IConfigMap>(dir, 'ConfigMap');
+      expect(Object.keys(base.data ?? {}), dir).toEqual(['krb5.conf']);
+    }
     for (const dir of OVERLAYS) {
       const cm = one<IConfigMap>(dir, 'ConfigMap');
       expect(Object.keys(cm.data ?? {}).sort(), dir).toEqual(['krb5.conf', 'popgate.yaml']);
@@ -642,16 +671,10 @@ describe('deploy/k8s/overlays/sidecar', () => {
 });
 
 describe.each(STANDALONE)('deploy/k8s/%s (standalone)', (dir) => {
-  it('runs several replicas behind a LoadBalancer with a PROXY protocol annotation the listeners accept', () => {
+  it('runs several replicas behind a LoadBalancer Service', () => {
     const o = overlay(dir);
     expect(o.dep.spec?.replicas).toBeGreaterThanOrEqual(2);
-    const svc = one<IService>(dir, 'Service', 'popgate');
-    expect(svc.spec?.type).toBe('LoadBalancer');
-    expect(svc.metadata?.annotations?.['service.beta.kubernetes.io/aws-load-balancer-proxy-protocol']).toBe('*');
-    for (const l of listenersOf(o.config)) {
-      const pp = l.proxyProtocol as { trustedNetworks?: string[] } | undefined;
-      expect(pp?.trustedNetworks?.length, `${dir}: listener ${l.name} accepts PROXY headers`).toBeGreaterThan(0);
-    }
+    expect(one<IService>(dir, 'Service', 'popgate').spec?.type).toBe('LoadBalancer');
   });
 
   it('has a PodDisruptionBudget, an autoscaling/v2 HPA and NetworkPolicies that fit the Deployment', () => {
@@ -667,7 +690,7 @@ describe.each(STANDALONE)('deploy/k8s/%s (standalone)', (dir) => {
     expect(hpa.spec?.minReplicas).toBeGreaterThanOrEqual(2);
     expect(hpa.spec?.maxReplicas).toBeGreaterThanOrEqual(hpa.spec?.minReplicas ?? 1);
 
-    const policies = find<INetworkPolicy>(dir, 'NetworkPolicy').filter((p) => selects(p.spec?.podSelector?.matchLabels, labels));
+    const policies = gatewayPolicies(dir, o);
     expect(policies.length).toBeGreaterThan(0);
     const ingressPorts = policies.flatMap((p) => (p.spec?.ingress ?? []).flatMap((r) => (r.ports ?? []).map((x) => x.port)));
     for (const l of listenersOf(o.config)) expect(ingressPorts, `${dir}: ingress to listener ${l.name}`).toContain(l.port);
@@ -675,6 +698,91 @@ describe.each(STANDALONE)('deploy/k8s/%s (standalone)', (dir) => {
     const egressPorts = policies.flatMap((p) => (p.spec?.egress ?? []).flatMap((r) => (r.ports ?? []).map((x) => x.port)));
     expect(egressPorts).toContain(53);
     expect(egressPorts).toContain((get(o.config, ['backend', 'port']) as number | undefined) ?? 110);
+  });
+
+  it('NetworkPolicies restrict the admin port only: every listener port from anywhere, the admin port from the monitoring namespace alone', () => {
+    const o = overlay(dir);
+    const policies = gatewayPolicies(dir, o);
+    expect(policies.some((p) => (p.spec?.policyTypes ?? []).includes('Ingress')), 'an Ingress policy selects the gateway Pods').toBe(true);
+    const rules = policies.flatMap((p) => p.spec?.ingress ?? []);
+    /** The rules admitting a container port (a rule without ports admits every port). */
+    const admitting = (port: number): typeof rules =>
+      rules.filter((r) => r.ports === undefined || r.ports.length === 0 || r.ports.some((x) => resolvePort(o.container, x.port) === port));
+    const fromAnywhere = (r: (typeof rules)[number]): boolean => r.from === undefined || r.from.length === 0;
+    for (const l of listenersOf(o.config)) {
+      expect(admitting(l.port).some(fromAnywhere), `${dir}: listener ${l.name} (${l.port}) is open to every client`).toBe(true);
+    }
+    const admin = adminOf(o.config)!.port;
+    const adminRules = admitting(admin);
+    expect(adminRules.length, `${dir}: a rule admits the admin port`).toBeGreaterThan(0);
+    for (const r of adminRules) {
+      expect(r.from, `${dir}: every rule admitting the admin port ${admin} names its peers`).toEqual([
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': MONITORING_NAMESPACE } } },
+      ]);
+      // Such a rule opens the admin port only, not the mail ports to the monitoring namespace alone (they are open anyway).
+      expect((r.ports ?? []).map((x) => resolvePort(o.container, x.port)), `${dir}: the monitoring rule`).toEqual([admin]);
+    }
+  });
+});
+
+describe.each(PROXY_PROTOCOL)('deploy/k8s/%s (PROXY protocol)', (dir) => {
+  it('the LoadBalancer has a PROXY protocol annotation, and every listener behind it accepts PROXY headers from trustedNetworks', () => {
+    const o = overlay(dir);
+    const svc = one<IService>(dir, 'Service', 'popgate');
+    expect(svc.metadata?.annotations?.['service.beta.kubernetes.io/aws-load-balancer-proxy-protocol']).toBe('*');
+    const publicListeners = listenersBehind(o, svc);
+    expect(publicListeners.map((l) => l.name).sort()).toEqual(['kpop', 'pop3', 'pop3s']);
+    for (const l of publicListeners) {
+      const pp = l.proxyProtocol as { trustedNetworks?: string[] } | undefined;
+      expect(pp?.trustedNetworks?.length, `${dir}: listener ${l.name} accepts PROXY headers`).toBeGreaterThan(0);
+      for (const n of pp!.trustedNetworks!) expect(['0.0.0.0/0', '::/0'], `${dir}: listener ${l.name} trusts every peer`).not.toContain(n);
+    }
+  });
+});
+
+describe('deploy/k8s/overlays/standalone-proxy-protocol', () => {
+  const dir = 'overlays/standalone-proxy-protocol';
+
+  it('the public listeners require a PROXY header from trustedNetworks; the in-cluster ones take none, behind their own ClusterIP Service', () => {
+    const o = overlay(dir);
+    const publicListeners = listenersBehind(o, one<IService>(dir, 'Service', 'popgate'));
+    for (const l of publicListeners) {
+      const pp = l.proxyProtocol as { trustedNetworks?: string[]; required?: boolean } | undefined;
+      expect(pp?.required, `${dir}: listener ${l.name} requires the header`).toBe(true);
+      expect(pp?.trustedNetworks?.length, `${dir}: listener ${l.name}`).toBeGreaterThan(0);
+    }
+
+    const internal = one<IService>(dir, 'Service', 'popgate-internal');
+    expect(internal.spec?.type ?? 'ClusterIP').toBe('ClusterIP');
+    expect(selects(internal.spec?.selector, podLabels(o.dep))).toBe(true);
+    expect(Object.fromEntries((internal.spec?.ports ?? []).map((p) => [p.name, p.port]))).toEqual({ pop3s: 995, pop3: 110 });
+    const inCluster = listenersBehind(o, internal);
+    expect(inCluster.map((l) => l.kind).sort()).toEqual(['pop3', 'pop3s']);
+    for (const l of inCluster) {
+      expect(l.proxyProtocol, `${dir}: in-cluster listener ${l.name} takes no PROXY header`).toBeUndefined();
+      expect(l.tls, `${dir}: in-cluster listener ${l.name} has TLS (pop3s, or STLS)`).toBeDefined();
+      expect(publicListeners.map((x) => x.name), `${dir}: ${l.name} is not behind the public Service too`).not.toContain(l.name);
+    }
+    // Every listener is behind one of the two Services.
+    expect([...publicListeners, ...inCluster].map((l) => l.name).sort()).toEqual(listenersOf(o.config).map((l) => l.name).sort());
+  });
+});
+
+describe('deploy/k8s/overlays/standalone-local-traffic', () => {
+  const dir = 'overlays/standalone-local-traffic';
+
+  it('keeps the client address with externalTrafficPolicy: Local and no PROXY protocol anywhere', () => {
+    const o = overlay(dir);
+    const svc = one<IService>(dir, 'Service', 'popgate');
+    expect(svc.spec?.type).toBe('LoadBalancer');
+    expect(svc.spec?.externalTrafficPolicy).toBe('Local');
+    // Left to Kubernetes (allocated from the NodePort range) unless pinned; when pinned, a node port.
+    const hc = svc.spec?.healthCheckNodePort;
+    if (hc !== undefined) expect(hc >= 30000 && hc <= 32767, `healthCheckNodePort ${hc}`).toBe(true);
+    for (const key of Object.keys(svc.metadata?.annotations ?? {})) expect(key, 'no PROXY protocol annotation').not.toMatch(/proxy.?protocol/i);
+    for (const l of listenersOf(o.config)) expect(l.proxyProtocol, `${dir}: listener ${l.name}`).toBeUndefined();
+    expect(listenersBehind(o, svc).map((l) => l.name).sort()).toEqual(['kpop', 'pop3', 'pop3s']);
+    expect(find<IService>(dir, 'Service').map((x) => x.metadata?.name), 'one Service serves clients outside and inside the cluster').toEqual(['popgate']);
   });
 });
 
