@@ -98,7 +98,10 @@ describe('tls.certificates: the certificate chosen by the client’s SNI (openss
     const port = gw.port('pop3s');
     expect(await visit(port, 'pop.sni.test')).toEqual({ cn: 'pop.sni.test', signature: 'ECDSA', verify: '0' });
     expect(await visit(port, 'POP.sni.test', TLS12_ECDSA_ONLY)).toEqual({ cn: 'pop.sni.test', signature: 'ECDSA', verify: '0' });
-    // Both cover mail.sni.test: the client's signature algorithms (TLS 1.3) or suites (TLS 1.2) choose.
+    // Both cover mail.sni.test: the client's signature algorithms (TLS 1.3) or suites (TLS 1.2) choose;
+    // a client that takes both gets ECDSA (the server's preference).
+    expect(await visit(port, 'mail.sni.test')).toEqual({ cn: 'mail.sni.test', signature: 'ECDSA', verify: '0' });
+    expect(await visit(port, 'mail.sni.test', ['-tls1_2'])).toEqual({ cn: 'mail.sni.test', signature: 'ECDSA', verify: '0' });
     expect(await visit(port, 'mail.sni.test', TLS13_ECDSA_ONLY)).toEqual({ cn: 'mail.sni.test', signature: 'ECDSA', verify: '0' });
     expect(await visit(port, 'mail.sni.test', TLS12_ECDSA_ONLY)).toEqual({ cn: 'mail.sni.test', signature: 'ECDSA', verify: '0' });
     expect(await visit(port, 'mail.sni.test', TLS13_RSA_ONLY)).toEqual({ cn: 'mail.sni.test', signature: 'RSA-PSS', verify: '0' });
