@@ -2,7 +2,7 @@ import { constants as cryptoConstants, createHash, createPrivateKey, randomBytes
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion, type Server } from 'node:tls';
 import { subscribeToFile } from '../config/file-watch.js';
-import { certificateNames, planSelection } from './certificate-selection.js';
+import { certificateNames, planSelection, type CertificateFacts } from './certificate-selection.js';
 
 /** A certificate chain (leaf first) and its private key, PEM files. */
 export interface CertificatePair {
@@ -92,7 +92,7 @@ export function certificatePairs(files: Pick<TlsFiles, 'certFile' | 'keyFile' | 
   return files.certFile !== undefined && files.keyFile !== undefined ? [{ certFile: files.certFile, keyFile: files.keyFile }] : [];
 }
 
-/** One pair of `certificates` that cannot be used; its message names both files. */
+/** A certificate and key that cannot be used together; its message names both files. */
 export class CertificatePairError extends Error {}
 
 /** The context for a client's SNI name; undefined: the default one (currentOptions). */
@@ -197,24 +197,14 @@ export class TlsContextStore {
     let options: SecureContextOptions;
     let context: SecureContext;
     let selector: ContextSelector | undefined;
+    // Each pair checked alone: OpenSSL takes a key of another type than its certificate without a word
+    // (and, with several pairs in one context, drops one it cannot pair).
+    const facts = pems.map(checkPair);
     const [single] = pems;
     if (pems.length === 1 && single) {
       options = { ...base, cert: single.cert, key: single.key };
-      // Throws on a mismatched key or garbage PEM before anything is swapped.
       context = createSecureContext(options);
     } else {
-      // Each pair checked alone first: in one context a key OpenSSL cannot pair is dropped silently.
-      const facts = pems.map((p) => {
-        try {
-          createSecureContext({ cert: p.cert, key: p.key });
-          const leaf = new X509Certificate(p.cert);
-          const key = createPrivateKey(p.key);
-          if (!leaf.checkPrivateKey(key)) throw new Error('the key does not match the certificate');
-          return { names: certificateNames(leaf), keyType: key.asymmetricKeyType ?? 'unknown' };
-        } catch (err) {
-          throw new CertificatePairError(`certificate ${p.certFile} / key ${p.keyFile}: ${(err as Error).message.split('\n')[0] ?? ''}`);
-        }
-      });
       const plan = planSelection(facts);
       // One context per group: its pairs side by side (one per key type), the same settings otherwise.
       const groupOptions = plan.groups.map((g): SecureContextOptions => {
@@ -264,6 +254,23 @@ export class TlsContextStore {
     const { clientCaFile, ticketKeysFile } = this.files;
     const files = [...this.pairs.flatMap((p) => [p.certFile, p.keyFile]), ...(clientCaFile ? [clientCaFile] : []), ...(ticketKeysFile ? [ticketKeysFile] : [])];
     return watchFiles(files, onChange, opts);
+  }
+}
+
+/**
+ * A pair's own context, then its key matched to its leaf certificate: what
+ * selection needs of it, or CertificatePairError naming both files. Nothing
+ * is swapped before every pair passes.
+ */
+function checkPair(p: CertificatePair & { readonly cert: Buffer; readonly key: Buffer }): CertificateFacts {
+  try {
+    createSecureContext({ cert: p.cert, key: p.key });
+    const leaf = new X509Certificate(p.cert);
+    const key = createPrivateKey(p.key);
+    if (!leaf.checkPrivateKey(key)) throw new Error('the key does not match the certificate');
+    return { names: certificateNames(leaf), keyType: key.asymmetricKeyType ?? 'unknown' };
+  } catch (err) {
+    throw new CertificatePairError(`certificate ${p.certFile} / key ${p.keyFile}: ${(err as Error).message.split('\n')[0] ?? ''}`);
   }
 }
 

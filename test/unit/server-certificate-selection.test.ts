@@ -5,7 +5,8 @@
  * an RSA and an ECDSA pair behind a TlsHandshaker, with node:tls clients:
  * each name gets its certificate, a client that only takes ECDSA signatures
  * gets the ECDSA one, a session resumes under a name-selected certificate
- * (ticket keys from the file), and a pair whose key does not match is named.
+ * (ticket keys from the file), and a pair whose key does not match is named
+ * (certFile/keyFile alike).
  */
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -245,6 +246,14 @@ describe('TlsContextStore with several certificates, behind a TlsHandshaker', ()
     expect(err).toBeInstanceOf(CertificatePairError);
     expect((err as Error).message).toBe(`certificate ${mailCopy.certFile} / key ${mailCopy.keyFile}: the key does not match the certificate`);
     expect(await handshake(port, { servername: 'new.sni.test' })).toMatchObject({ names: 'mail.sni.test,new.sni.test' });
+  });
+
+  it('refuses, with certFile/keyFile too, a key of another type than its certificate (which OpenSSL alone takes)', async () => {
+    const store = new TlsContextStore({ certFile: rsaMail.certFile, keyFile: ecMail.keyFile, minVersion: 'TLSv1.2', ciphers: INTERMEDIATE_TLS12_CIPHERS, ecdhCurve: DEFAULT_ECDH_CURVE });
+    const err = await store.load().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CertificatePairError);
+    expect((err as Error).message).toBe(`certificate ${rsaMail.certFile} / key ${ecMail.keyFile}: the key does not match the certificate`);
+    expect(store.currentOptions).toBeUndefined();
   });
 
   it('one certificate in the list selects nothing by name', async () => {
