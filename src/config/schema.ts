@@ -103,24 +103,55 @@ function opensslList(option: 'ciphers' | 'ecdhCurve', hintText: string) {
   });
 }
 
-/** A listener's certificate and TLS profile (defaults: Mozilla intermediate, see tls-profile.ts). */
-const tlsSchema = z.strictObject({
+/** A certificate chain (leaf first) and its private key. */
+const certificatePairSchema = z.strictObject({
   certFile: filePath,
   keyFile: filePath,
-  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
-  /** OpenSSL cipher list for TLS 1.2; TLS_* names in it replace the TLS 1.3 suites too. */
-  ciphers: opensslList('ciphers', 'an OpenSSL cipher list such as ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256').default(
-    INTERMEDIATE_TLS12_CIPHERS,
-  ),
-  /** Key exchange groups, most preferred first. */
-  ecdhCurve: opensslList('ecdhCurve', 'colon-separated group names such as X25519:P-256:P-384').default(DEFAULT_ECDH_CURVE),
-  clientCertificates: clientCertificatesSchema.optional(),
-  /**
-   * Session-ticket keys shared by every process and replica (one base64 48-byte key a line, the
-   * first encrypts, all decrypt). Default: random keys per process, renewed with the certificate.
-   */
-  ticketKeysFile: filePath.optional(),
 });
+
+const ONE_CERTIFICATE_FORM = 'give certFile and keyFile for one certificate, or a certificates list of { certFile, keyFile } for several chosen by SNI (docs/sni.md)';
+
+/** A listener's certificate(s) and TLS profile (defaults: Mozilla intermediate, see tls-profile.ts). */
+const tlsSchema = z
+  .strictObject({
+    /** One certificate chain (leaf first); or `certificates`. */
+    certFile: filePath.optional(),
+    keyFile: filePath.optional(),
+    /**
+     * Several certificates instead of certFile/keyFile, chosen per handshake by
+     * the client's SNI name (RSA and ECDSA side by side); the first is the default.
+     */
+    certificates: z
+      .array(certificatePairSchema)
+      .min(1, 'at least one { certFile, keyFile } is required')
+      .max(64)
+      .superRefine((pairs, ctx) => uniqueItems<string>('certFile')(pairs.map((p) => p.certFile), ctx))
+      .optional(),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+    /** OpenSSL cipher list for TLS 1.2; TLS_* names in it replace the TLS 1.3 suites too. */
+    ciphers: opensslList('ciphers', 'an OpenSSL cipher list such as ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256').default(
+      INTERMEDIATE_TLS12_CIPHERS,
+    ),
+    /** Key exchange groups, most preferred first. */
+    ecdhCurve: opensslList('ecdhCurve', 'colon-separated group names such as X25519:P-256:P-384').default(DEFAULT_ECDH_CURVE),
+    clientCertificates: clientCertificatesSchema.optional(),
+    /**
+     * Session-ticket keys shared by every process and replica (one base64 48-byte key a line, the
+     * first encrypts, all decrypt). Default: random keys per process, renewed with the certificate.
+     */
+    ticketKeysFile: filePath.optional(),
+  })
+  .superRefine((t, ctx) => {
+    const single = t.certFile !== undefined || t.keyFile !== undefined;
+    if (t.certificates !== undefined && single) {
+      ctx.addIssue({ code: 'custom', path: ['certificates'], message: 'certificates replaces certFile and keyFile: give one form, not both', ...hint(ONE_CERTIFICATE_FORM) });
+    } else if (t.certificates === undefined && !single) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'no certificate: certFile and keyFile, or certificates, are required', ...hint(ONE_CERTIFICATE_FORM) });
+    } else if (t.certificates === undefined) {
+      if (t.certFile === undefined) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'required with keyFile (expected string)' });
+      if (t.keyFile === undefined) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'required with certFile (expected string)' });
+    }
+  });
 
 /** An IPv4/IPv6 network (`10.0.0.0/8`, `fd00::/8`) or single address; output is always `address/prefix`. */
 const cidr = z.string().transform((value, ctx): string => {
@@ -164,7 +195,7 @@ const listenerSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['tls'],
-        message: 'a pop3s listener (implicit TLS) requires a tls section with certFile and keyFile',
+        message: 'a pop3s listener (implicit TLS) requires a tls section with certFile and keyFile (or certificates)',
         ...hint('add tls: { certFile: ..., keyFile: ... }, or use kind: pop3 for a plaintext listener'),
       });
     }

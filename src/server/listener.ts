@@ -14,7 +14,7 @@ import type { ConnectionContext } from './connection.js';
 import type { LoginService } from './login-service.js';
 import { canVerifyChallenges, challengeString, usableMechanisms, type Services } from './services.js';
 import { TrustedNetworks } from '../net/index.js';
-import { ALL_TICKET_KEYS_DECRYPT, TicketKeysError, TlsContextStore } from './tls-context.js';
+import { ALL_TICKET_KEYS_DECRYPT, CertificatePairError, TicketKeysError, TlsContextStore } from './tls-context.js';
 import { TlsHandshaker } from './tls-handshaker.js';
 import type { ProxyOptions } from './transport.js';
 
@@ -170,19 +170,21 @@ export class Listener implements AdmissionPoint {
     const clientCerts = config.tls?.clientCertificates;
     const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
     const handshakeTimeoutMs = gatewayConfig.limits.preAuthTimeout;
-    const handshakerKey = JSON.stringify([wantCerts, clientCerts?.mode, handshakeTimeoutMs]);
     const store = tls.store;
+    // A handshaker made for one certificate never looks at SNI: going to several makes a new one.
+    const handshakerKey = JSON.stringify([wantCerts, clientCerts?.mode, handshakeTimeoutMs, store?.selectsByName ?? false]);
     let handshaker: TlsHandshaker | undefined;
     if (store?.currentOptions) {
       if (this.tlsHandshaker && this.tlsStore && this.handshakerKey === handshakerKey) {
         handshaker = this.tlsHandshaker;
         // New handshakes use the new context; live sessions keep theirs.
-        if (this.tlsStore !== store) handshaker.setContext(store.currentOptions, store.ticketKeys);
+        if (this.tlsStore !== store) handshaker.setContext(store.currentOptions, store.ticketKeys, store.select);
       } else {
         handshaker = new TlsHandshaker(
           store.currentOptions,
           { requestCert: wantCerts, rejectUnauthorized: clientCerts?.mode === 'required', handshakeTimeoutMs },
           store.ticketKeys,
+          store.select,
         );
       }
       if (this.tlsStore !== store) this.warnIfOlderKeysIgnored(store);
@@ -211,8 +213,8 @@ export class Listener implements AdmissionPoint {
       const report = await store.load();
       if (this.tlsStore !== store) return;
       // New handshakes use the new context; live sessions keep theirs.
-      if (store.currentOptions) this.tlsHandshaker?.setContext(store.currentOptions, store.ticketKeys);
-      this.opts.log.info({ listener: this.name, reason }, 'TLS certificate reloaded');
+      if (store.currentOptions) this.tlsHandshaker?.setContext(store.currentOptions, store.ticketKeys, store.select);
+      this.opts.log.info({ listener: this.name, reason, ...(store.files.certificates ? { certificates: store.pairs.length } : {}) }, 'TLS certificate reloaded');
       if (report.ticketKeysProblem !== undefined) {
         this.opts.log.warn(
           { listener: this.name, reason, file: store.files.ticketKeysFile, err: report.ticketKeysProblem },
@@ -303,8 +305,7 @@ export async function loadListenerTls(config: ListenerConfig): Promise<ListenerT
   const clientCerts = config.tls.clientCertificates;
   const wantCerts = clientCerts !== undefined && clientCerts.mode !== 'none';
   const store = new TlsContextStore({
-    certFile: config.tls.certFile,
-    keyFile: config.tls.keyFile,
+    ...(config.tls.certificates ? { certificates: config.tls.certificates } : { certFile: config.tls.certFile, keyFile: config.tls.keyFile }),
     minVersion: config.tls.minVersion,
     ciphers: config.tls.ciphers,
     ecdhCurve: config.tls.ecdhCurve,
@@ -317,6 +318,8 @@ export async function loadListenerTls(config: ListenerConfig): Promise<ListenerT
     await store.load();
   } catch (err) {
     if (err instanceof TicketKeysError) throw new Error(`listener ${config.name}: TLS session ticket keys ${err.message}`);
+    if (err instanceof CertificatePairError) throw new Error(`listener ${config.name}: TLS ${err.message}`);
+    if (config.tls.certificates) throw new Error(`listener ${config.name}: TLS certificates: ${(err as Error).message}`);
     throw new Error(`listener ${config.name}: TLS certificate ${config.tls.certFile} / key ${config.tls.keyFile}: ${(err as Error).message}`);
   }
   return { store };

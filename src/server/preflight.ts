@@ -6,8 +6,9 @@
  * the config `inspectConfig` returned, so they agree: what passes here is
  * what the gateway loads at start-up.
  *
- *   listeners[].tls            certificate, key, client CA: read, parsed, the
- *                              key matched to the certificate, then the very
+ *   listeners[].tls            certificate, key (each pair of certificates),
+ *                              client CA: read, parsed, each key matched to
+ *                              its certificate, then the very
  *                              context the listener uses (listener.ts
  *                              loadListenerTls, node:tls createSecureContext)
  *   listeners[].tls            session ticket keys: parsed by the store's own
@@ -34,6 +35,7 @@ import type { BackendTlsConfig, KerberosConfig, ListenerConfig } from '../config
 import { parseUserFile, type UserFileLineProblem } from '../auth/user-file.js';
 import { parseSecrets } from '../backend/internal-login.js';
 import { loadListenerTls } from './listener.js';
+import { certificateNames } from './certificate-selection.js';
 import { parseTicketKeys } from './tls-context.js';
 import { keytabPrincipals, openKerberosBinding, rcacheDirProblem } from './kerberos-services.js';
 
@@ -59,6 +61,8 @@ export type ConfigFileKind =
 export const CONFIG_FILE_KEYS: Readonly<Record<string, ConfigFileKind>> = {
   'listeners[].tls.certFile': 'certificate',
   'listeners[].tls.keyFile': 'private-key',
+  'listeners[].tls.certificates[].certFile': 'certificate',
+  'listeners[].tls.certificates[].keyFile': 'private-key',
   'listeners[].tls.clientCertificates.caFile': 'client-ca',
   'listeners[].tls.ticketKeysFile': 'ticket-keys',
   'auth.userFile': 'user-file',
@@ -128,6 +132,10 @@ export function configFiles(config: PopgateConfig): ConfigFileRef[] {
     if (!tls) return;
     add(['listeners', i, 'tls', 'certFile'], 'listeners[].tls.certFile', tls.certFile);
     add(['listeners', i, 'tls', 'keyFile'], 'listeners[].tls.keyFile', tls.keyFile);
+    tls.certificates?.forEach((pair, j) => {
+      add(['listeners', i, 'tls', 'certificates', j, 'certFile'], 'listeners[].tls.certificates[].certFile', pair.certFile);
+      add(['listeners', i, 'tls', 'certificates', j, 'keyFile'], 'listeners[].tls.certificates[].keyFile', pair.keyFile);
+    });
     const cc = tls.clientCertificates;
     add(
       ['listeners', i, 'tls', 'clientCertificates', 'caFile'],
@@ -238,20 +246,17 @@ function commonName(cert: X509Certificate): string {
 // ---------------------------------------------------------------------------
 // Checks, one per kind of file
 
-/** A listener's certificate, key, client CA and ticket keys, then the TLS context the listener builds from them. */
-async function checkListenerTls(listener: ListenerConfig, index: number, refs: readonly ConfigFileRef[]): Promise<Finding> {
-  const f = finding();
-  const certRef = refs.find((r) => r.kind === 'certificate');
-  const keyRef = refs.find((r) => r.kind === 'private-key');
-  const caRef = refs.find((r) => r.kind === 'client-ca' && r.unusedBecause === undefined);
-  const ticketRef = refs.find((r) => r.kind === 'ticket-keys');
-  if (!certRef || !keyRef) return f;
-  const [certPem, keyPem, caPem, ticketText] = await Promise.all([
-    readOrReport(certRef, 'certificate file', f),
-    readOrReport(keyRef, 'private key file', f),
-    caRef ? readOrReport(caRef, 'client CA file', f) : undefined,
-    ticketRef ? readOrReport(ticketRef, 'session ticket key file', f) : undefined,
-  ]);
+/** A certificate file and its key file, each read and parsed, the key matched to the leaf. */
+interface CheckedPair {
+  readonly certRef: ConfigFileRef;
+  readonly keyRef: ConfigFileRef;
+  readonly leaf: X509Certificate | undefined;
+  readonly chainLength: number;
+  readonly key: KeyObject | undefined;
+}
+
+async function checkPair(certRef: ConfigFileRef, keyRef: ConfigFileRef, f: Finding): Promise<CheckedPair> {
+  const [certPem, keyPem] = await Promise.all([readOrReport(certRef, 'certificate file', f), readOrReport(keyRef, 'private key file', f)]);
   let leaf: X509Certificate | undefined;
   let chainLength = 0;
   if (certPem) {
@@ -282,6 +287,25 @@ async function checkListenerTls(listener: ListenerConfig, index: number, refs: r
       hint: 'give the key the certificate was issued for (the leaf certificate comes first in certFile)',
     });
   }
+  return { certRef, keyRef, leaf, chainLength, key };
+}
+
+/**
+ * A listener's certificate(s) and key(s), client CA and ticket keys, then the
+ * TLS context(s) the listener builds from them.
+ */
+async function checkListenerTls(listener: ListenerConfig, index: number, refs: readonly ConfigFileRef[]): Promise<Finding> {
+  const f = finding();
+  const certRefs = refs.filter((r) => r.kind === 'certificate');
+  const keyRefs = refs.filter((r) => r.kind === 'private-key');
+  const caRef = refs.find((r) => r.kind === 'client-ca' && r.unusedBecause === undefined);
+  const ticketRef = refs.find((r) => r.kind === 'ticket-keys');
+  if (certRefs.length === 0 || certRefs.length !== keyRefs.length) return f;
+  const [pairs, caPem, ticketText] = await Promise.all([
+    Promise.all(certRefs.map((c, i) => checkPair(c, keyRefs[i] ?? c, f))),
+    caRef ? readOrReport(caRef, 'client CA file', f) : undefined,
+    ticketRef ? readOrReport(ticketRef, 'session ticket key file', f) : undefined,
+  ]);
   let caCount = 0;
   if (caRef && caPem) {
     const parsed = parsePemCertificates(caPem);
@@ -300,17 +324,22 @@ async function checkListenerTls(listener: ListenerConfig, index: number, refs: r
       });
     } else ticketKeys = parsed.keys.length;
   }
-  if (f.issues.length > 0 || !leaf) return f;
+  const [first] = pairs;
+  if (f.issues.length > 0 || !first || pairs.some((p) => !p.leaf)) return f;
   // The listener's own loading code: what serve and a reload run.
   try {
     await loadListenerTls(listener);
   } catch (err) {
-    f.issues.push({ path: formatConfigPath(['listeners', index, 'tls']), file: certRef.file, message: errText(err) });
+    f.issues.push({ path: formatConfigPath(['listeners', index, 'tls']), file: first.certRef.file, message: errText(err) });
     return f;
   }
-  const chain = chainLength > 1 ? ` + ${chainLength - 1} chain certificate${chainLength > 2 ? 's' : ''}` : '';
-  f.checked.push({ path: certRef.path, file: certRef.file, detail: `certificate ${commonName(leaf)}${chain}, valid until ${validUntil(leaf)}` });
-  f.checked.push({ path: keyRef.path, file: keyRef.file, detail: `private key (${key?.asymmetricKeyType ?? 'unknown type'}) matching the certificate; TLS context built` });
+  for (const { certRef, keyRef, leaf, chainLength, key } of pairs) {
+    if (!leaf) continue;
+    const chain = chainLength > 1 ? ` + ${chainLength - 1} chain certificate${chainLength > 2 ? 's' : ''}` : '';
+    const names = pairs.length > 1 ? ` for ${certificateNames(leaf).join(', ') || 'no DNS name'}` : '';
+    f.checked.push({ path: certRef.path, file: certRef.file, detail: `certificate ${commonName(leaf)}${chain}${names}, valid until ${validUntil(leaf)}` });
+    f.checked.push({ path: keyRef.path, file: keyRef.file, detail: `private key (${key?.asymmetricKeyType ?? 'unknown type'}) matching the certificate; TLS context built` });
+  }
   if (caRef) f.checked.push({ path: caRef.path, file: caRef.file, detail: `${caCount} client CA certificate${caCount === 1 ? '' : 's'}` });
   if (ticketRef) {
     f.checked.push({

@@ -1,11 +1,24 @@
-import { constants as cryptoConstants, createHash, randomBytes } from 'node:crypto';
+import { constants as cryptoConstants, createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type SecureVersion, type Server } from 'node:tls';
 import { subscribeToFile } from '../config/file-watch.js';
+import { certificateNames, planSelection, type CertificateFacts } from './certificate-selection.js';
 
-export interface TlsFiles {
+/** A certificate chain (leaf first) and its private key, PEM files. */
+export interface CertificatePair {
   readonly certFile: string;
   readonly keyFile: string;
+}
+
+export interface TlsFiles {
+  /** The one pair of `listeners[].tls.certFile` / `keyFile` (give either these or `certificates`). */
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+  /**
+   * Several pairs (`listeners[].tls.certificates`), chosen per handshake by
+   * the client's SNI (certificate-selection.ts); the first is the default.
+   */
+  readonly certificates?: readonly CertificatePair[] | undefined;
   readonly minVersion: SecureVersion;
   /** OpenSSL cipher list (listeners[].tls.ciphers; the schema's default is Mozilla intermediate). */
   readonly ciphers: string;
@@ -73,6 +86,18 @@ export function useSharedTicketKeys(keys: readonly Buffer[] | undefined): void {
   sharedTicketKeys = keys;
 }
 
+/** The certificate pairs `files` names, in config order. */
+export function certificatePairs(files: Pick<TlsFiles, 'certFile' | 'keyFile' | 'certificates'>): CertificatePair[] {
+  if (files.certificates !== undefined) return [...files.certificates];
+  return files.certFile !== undefined && files.keyFile !== undefined ? [{ certFile: files.certFile, keyFile: files.keyFile }] : [];
+}
+
+/** A certificate and key that cannot be used together; its message names both files. */
+export class CertificatePairError extends Error {}
+
+/** The context for a client's SNI name; undefined: the default one (currentOptions). */
+export type ContextSelector = (servername: string) => SecureContext | undefined;
+
 /** A ticket key file that cannot be used (unreadable or malformed). */
 export class TicketKeysError extends Error {}
 
@@ -85,7 +110,12 @@ export interface TlsLoadReport {
 }
 
 /**
- * Holds a listener's current certificate and session-ticket keys. `load()`
+ * Holds a listener's current certificates and session-ticket keys. With
+ * several certificates it also holds one context per group a client's SNI
+ * can select (certificate-selection.ts), all with the same settings, client
+ * CAs and ticket keys; OpenSSL keeps encrypting and decrypting tickets with
+ * the server's own (default) context whichever one a handshake switches to.
+ * `load()`
  * reads the files again and swaps the context atomically; a failed load keeps
  * the previous one, so a half-written certificate never takes the listener
  * down. A bad ticket key file at a reload keeps the previous keys (and the
@@ -95,8 +125,24 @@ export class TlsContextStore {
   private context: SecureContext | undefined;
   private options: SecureContextOptions | undefined;
   private keys: readonly Buffer[] | undefined;
+  private selector: ContextSelector | undefined;
 
   constructor(readonly files: TlsFiles) {}
+
+  /** The certificate pairs, in config order. */
+  get pairs(): CertificatePair[] {
+    return certificatePairs(this.files);
+  }
+
+  /** Whether handshakes choose among several certificates by SNI (a `certificates` list of two or more). */
+  get selectsByName(): boolean {
+    return this.pairs.length > 1;
+  }
+
+  /** The current context for a client's SNI name (see selectsByName); undefined with one certificate. */
+  get select(): ContextSelector | undefined {
+    return this.selector;
+  }
 
   get current(): SecureContext | undefined {
     return this.context;
@@ -113,9 +159,10 @@ export class TlsContextStore {
   }
 
   async load(): Promise<TlsLoadReport> {
-    const [cert, key, ca, fileKeys] = await Promise.all([
-      readFile(this.files.certFile),
-      readFile(this.files.keyFile),
+    const pairs = this.pairs;
+    if (pairs.length === 0) throw new Error('no certificate and key configured');
+    const [pems, ca, fileKeys] = await Promise.all([
+      Promise.all(pairs.map(async (p) => ({ ...p, cert: await readFile(p.certFile), key: await readFile(p.keyFile) }))),
       this.files.clientCaFile ? readFile(this.files.clientCaFile) : undefined,
       this.readTicketKeys(),
     ]);
@@ -136,9 +183,7 @@ export class TlsContextStore {
       report = { ticketKeysChanged: this.keys !== undefined && !sameKeys(this.keys, fileKeys) };
     }
     const [firstKey] = keys;
-    const options: SecureContextOptions = {
-      cert,
-      key,
+    const base: SecureContextOptions = {
       ...(ca ? { ca } : {}),
       minVersion: this.files.minVersion,
       ciphers: this.files.ciphers,
@@ -149,9 +194,38 @@ export class TlsContextStore {
       ...(firstKey ? { ticketKeys: firstKey } : {}),
       sessionIdContext: sessionIdContext(this.files.sessionScope ?? '', ca),
     };
-    // Throws on a mismatched key or garbage PEM before anything is swapped.
-    this.context = createSecureContext(options);
+    let options: SecureContextOptions;
+    let context: SecureContext;
+    let selector: ContextSelector | undefined;
+    // Each pair checked alone: OpenSSL takes a key of another type than its certificate without a word
+    // (and, with several pairs in one context, drops one it cannot pair).
+    const facts = pems.map(checkPair);
+    const [single] = pems;
+    if (pems.length === 1 && single) {
+      options = { ...base, cert: single.cert, key: single.key };
+      context = createSecureContext(options);
+    } else {
+      const plan = planSelection(facts);
+      // One context per group: its pairs side by side (one per key type), the same settings otherwise.
+      const groupOptions = plan.groups.map((g): SecureContextOptions => {
+        const members = pems.filter((_, i) => g.includes(i));
+        return { ...base, cert: members.map((p) => p.cert), key: members.map((p) => p.key) };
+      });
+      const contexts = groupOptions.map((o) => createSecureContext(o));
+      const [defaultOptions] = groupOptions;
+      const [defaultContext] = contexts;
+      if (!defaultOptions || !defaultContext) throw new Error('no default certificate group');
+      options = defaultOptions;
+      context = defaultContext;
+      selector = (servername) => {
+        const g = plan.select(servername);
+        // The default group: the server's own context (where the ticket key callback sits) stays.
+        return g === 0 ? undefined : contexts[g];
+      };
+    }
+    this.context = context;
     this.options = options;
+    this.selector = selector;
     this.keys = keys;
     return report;
   }
@@ -172,14 +246,31 @@ export class TlsContextStore {
   }
 
   /**
-   * Calls `onChange` (debounced) when the certificate, key, client CA or
+   * Calls `onChange` (debounced) when a certificate, key, client CA or
    * ticket key file changes on disk; returns the function that stops
    * watching. See watchFiles.
    */
   watch(onChange: () => void, opts?: WatchOptions): () => void {
-    const { certFile, keyFile, clientCaFile, ticketKeysFile } = this.files;
-    const files = [certFile, keyFile, ...(clientCaFile ? [clientCaFile] : []), ...(ticketKeysFile ? [ticketKeysFile] : [])];
+    const { clientCaFile, ticketKeysFile } = this.files;
+    const files = [...this.pairs.flatMap((p) => [p.certFile, p.keyFile]), ...(clientCaFile ? [clientCaFile] : []), ...(ticketKeysFile ? [ticketKeysFile] : [])];
     return watchFiles(files, onChange, opts);
+  }
+}
+
+/**
+ * A pair's own context, then its key matched to its leaf certificate: what
+ * selection needs of it, or CertificatePairError naming both files. Nothing
+ * is swapped before every pair passes.
+ */
+function checkPair(p: CertificatePair & { readonly cert: Buffer; readonly key: Buffer }): CertificateFacts {
+  try {
+    createSecureContext({ cert: p.cert, key: p.key });
+    const leaf = new X509Certificate(p.cert);
+    const key = createPrivateKey(p.key);
+    if (!leaf.checkPrivateKey(key)) throw new Error('the key does not match the certificate');
+    return { names: certificateNames(leaf), keyType: key.asymmetricKeyType ?? 'unknown' };
+  } catch (err) {
+    throw new CertificatePairError(`certificate ${p.certFile} / key ${p.keyFile}: ${(err as Error).message.split('\n')[0] ?? ''}`);
   }
 }
 

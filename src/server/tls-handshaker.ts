@@ -1,6 +1,6 @@
 import { Socket } from 'node:net';
-import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
-import { useTicketKeys } from './tls-context.js';
+import { createServer, type SecureContext, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
+import { useTicketKeys, type ContextSelector } from './tls-context.js';
 
 export interface HandshakerOptions {
   /** Ask for a client certificate. */
@@ -27,14 +27,30 @@ export class TlsHandshaker {
   private readonly server: Server;
   /** Handshakes under way, by the accepted socket (see rawOf). */
   private readonly waiting = new Map<Socket, (result: TLSSocket | Error) => void>();
+  /** The context for a client's SNI name (several certificates); consulted only when the constructor had one. */
+  private select: ContextSelector | undefined;
 
-  /** `ticketKeys`: every key that decrypts session tickets (the context's `ticketKeys` is the first, which encrypts). */
-  constructor(context: SecureContextOptions, opts: HandshakerOptions, ticketKeys?: readonly Buffer[]) {
+  /**
+   * `ticketKeys`: every key that decrypts session tickets (the context's
+   * `ticketKeys` is the first, which encrypts). `select`: the context for a
+   * client's SNI name (TlsContextStore.select), undefined for the default;
+   * without it no name is looked at (Node then skips its SNI step).
+   */
+  constructor(context: SecureContextOptions, opts: HandshakerOptions, ticketKeys?: readonly Buffer[], select?: ContextSelector) {
+    this.select = select;
     this.server = createServer({
       ...context,
       requestCert: opts.requestCert,
       rejectUnauthorized: opts.rejectUnauthorized,
       handshakeTimeout: opts.handshakeTimeoutMs,
+      ...(select
+        ? {
+            SNICallback: (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
+              // Read at each handshake: setContext replaces it with the certificates.
+              cb(null, this.select?.(servername));
+            },
+          }
+        : {}),
     });
     if (ticketKeys) useTicketKeys(this.server, ticketKeys);
     this.server.on('secureConnection', (socket: TLSSocket) => {
@@ -50,8 +66,13 @@ export class TlsHandshaker {
     this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => this.settle(socket, err));
   }
 
-  /** New handshakes use these certificates and ticket keys; established sessions keep theirs. */
-  setContext(context: SecureContextOptions, ticketKeys?: readonly Buffer[]): void {
+  /**
+   * New handshakes use these certificates and ticket keys; established
+   * sessions keep theirs. A `select` only counts on a handshaker made with
+   * one (see the constructor).
+   */
+  setContext(context: SecureContextOptions, ticketKeys?: readonly Buffer[], select?: ContextSelector): void {
+    this.select = select;
     this.server.setSecureContext(context);
     // A new native context: the decrypting keys go on it afresh.
     if (ticketKeys) useTicketKeys(this.server, ticketKeys);

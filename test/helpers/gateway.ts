@@ -35,8 +35,14 @@ export interface TestGatewayOptions {
   /** User-file entries: scrypt (ln=10) of `password`, or `hash` as given (e.g. a {SCRAM-SHA-256} entry). */
   readonly users: ReadonlyArray<{ name: string; password: string; hash?: string }>;
   readonly backendPort: number;
+  /** Both listeners' certificate (unused with tlsCertificates). */
   readonly certFile: string;
   readonly keyFile: string;
+  /**
+   * Both listeners' tls.certificates instead of certFile/keyFile, as a YAML
+   * flow list, e.g. `[{ certFile: /tmp/a.pem, keyFile: /tmp/a.key }, ...]`.
+   */
+  readonly tlsCertificates?: string;
   /** YAML for backend.login (flow style), e.g. `{ mode: master, method: auth-plain, user: popgate, password: x }`. */
   readonly login: string;
   /** Extra YAML lines appended at top level. */
@@ -94,12 +100,13 @@ async function startIn(dir: string, opts: TestGatewayOptions): Promise<TestGatew
   await writeFile(join(dir, 'users'), lines.join('\n') + '\n');
   for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(join(dir, name), content);
   const tlsExtra = opts.tlsExtra ? `, ${opts.tlsExtra}` : '';
+  const certs = opts.tlsCertificates !== undefined ? `certificates: ${opts.tlsCertificates}` : `certFile: ${opts.certFile}, keyFile: ${opts.keyFile}`;
   const yaml = `
 log: { level: debug }
 listeners:
-  - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile}${tlsExtra} } }
+  - { name: t-pop3s, kind: pop3s, address: 127.0.0.1, port: 0, tls: { ${certs}${tlsExtra} } }
   - { name: t-pop3, kind: pop3, address: 127.0.0.1, port: 0, allowPlaintextAuth: ${opts.allowPlaintextAuth ?? false},${opts.listenerExtra ? ` ${opts.listenerExtra},` : ''}
-      tls: { certFile: ${opts.certFile}, keyFile: ${opts.keyFile}${tlsExtra} } }
+      tls: { ${certs}${tlsExtra} } }
 ${(opts.extraListeners ?? []).map((l) => `  - ${l}`).join('\n')}
 auth:
   userFile: users

@@ -15,6 +15,9 @@ const COMMENTED_ONLY = new Set([
   'listeners[].tls.ciphers',
   'listeners[].tls.ecdhCurve',
   'listeners[].tls.ticketKeysFile',
+  // tls.certificates is the alternative to certFile/keyFile.
+  'listeners[].tls.certificates[].certFile',
+  'listeners[].tls.certificates[].keyFile',
   'backend.login.password',
   'backend.login.secretsFile',
   'backend.tls.caFile',
@@ -149,6 +152,28 @@ describe('config.example.yaml', () => {
     expect(cluster.auth.throttle.redis).toMatchObject({ cluster: { nodes: ['10.0.1.1:6379', '10.0.1.2:6379', '10.0.1.3:6379'] }, passwordFile: '/run/secrets/redis-password' });
   });
 
+  it('documents a valid certificates alternative to certFile/keyFile', async () => {
+    const lines = (await readFile(EXAMPLE, 'utf8')).split('\n');
+    const start = lines.findIndex((l) => /^\s*# certificates:\s*$/.test(l));
+    expect(start).toBeGreaterThan(0);
+    let end = start + 1;
+    while (/^\s*# {3}/.test(lines[end] ?? '')) end++;
+    const first = (key: string): number => lines.findIndex((l) => new RegExp(`^\\s*${key}:`).test(l));
+    const drop = new Set([first('certFile'), first('keyFile')]);
+    const text = lines
+      .map((l, i) => (i >= start && i < end ? l.replace('# ', '') : l))
+      .filter((_, i) => !drop.has(i))
+      .join('\n');
+    const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
+    expect(cfg.listeners[0]?.tls).toMatchObject({
+      certificates: [
+        { certFile: '/etc/popgate/tls/mail-rsa.crt', keyFile: '/etc/popgate/tls/mail-rsa.key' },
+        { certFile: '/etc/popgate/tls/mail-ecdsa.crt', keyFile: '/etc/popgate/tls/mail-ecdsa.key' },
+      ],
+    });
+    expect(cfg.listeners[0]?.tls?.certFile).toBeUndefined();
+  });
+
   it('is valid with its optional parts enabled', async () => {
     const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
     expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'oauth', 'kerberos', 'routing', 'admin']);
@@ -257,7 +282,7 @@ describe('config.example.yaml', () => {
     const commentKeys = new Set(
       text
         .split('\n')
-        .map((l) => /^\s*#+\s*([A-Za-z]+):/.exec(l)?.[1])
+        .map((l) => /^\s*#+\s*(?:- )?([A-Za-z]+):/.exec(l)?.[1])
         .filter((k): k is string => k !== undefined),
     );
     const missing = leaves.filter((leaf) => {

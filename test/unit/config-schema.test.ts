@@ -169,7 +169,7 @@ describe('validation errors', () => {
     expect(issues).toHaveLength(1);
     expect(issues[0]?.path).toBe('listeners[0].tls.certfile');
     expect(issues[0]?.message).toBe('unknown key');
-    expect(issues[0]?.hint).toBe("did you mean 'certFile'? allowed keys: certFile, keyFile, minVersion, ciphers, ecdhCurve, clientCertificates, ticketKeysFile");
+    expect(issues[0]?.hint).toBe("did you mean 'certFile'? allowed keys: certFile, keyFile, certificates, minVersion, ciphers, ecdhCurve, clientCertificates, ticketKeysFile");
     expect(message).toContain("listeners[0].tls.certfile: unknown key (hint: did you mean 'certFile'?");
   });
 

@@ -90,6 +90,7 @@ describe('preflight: which files', () => {
 listeners:
   - { kind: pop3s, port: 995, tls: { certFile: c.pem, keyFile: k.pem, clientCertificates: { mode: optional, caFile: client-ca.pem }, ticketKeysFile: ticket-keys } }
   - { kind: pop3, port: 110, tls: { certFile: c.pem, keyFile: k.pem, clientCertificates: { mode: none, caFile: unused-ca.pem } } }
+  - { kind: pop3s, port: 996, tls: { certificates: [{ certFile: rsa.pem, keyFile: rsa.key }, { certFile: ec.pem, keyFile: ec.key }] } }
 auth:
   userFile: users
   verifiers: [userFile, http]
@@ -113,6 +114,10 @@ ${kerberosYaml({ keytab: 'kt', rcacheDir: 'rc', krb5Config: 'krb5.conf' })}`;
       ['listeners[1].tls.certFile', 'c.pem', undefined],
       ['listeners[1].tls.keyFile', 'k.pem', undefined],
       ['listeners[1].tls.clientCertificates.caFile', 'unused-ca.pem', 'clientCertificates.mode is none'],
+      ['listeners[2].tls.certificates[0].certFile', 'rsa.pem', undefined],
+      ['listeners[2].tls.certificates[0].keyFile', 'rsa.key', undefined],
+      ['listeners[2].tls.certificates[1].certFile', 'ec.pem', undefined],
+      ['listeners[2].tls.certificates[1].keyFile', 'ec.key', undefined],
       ['auth.userFile', 'users', undefined],
       ['auth.http.headersFile', 'headers', undefined],
       ['auth.throttle.redis.passwordFile', 'redis-pw', undefined],
