@@ -1,0 +1,59 @@
+/**
+ * Every check of `popgate doctor` for one loaded configuration, group by
+ * group: config (every file it names, as check-config loads them), tls,
+ * backend, services. Groups run one after the other so the output reads in
+ * order; the checks of a group run together.
+ */
+import type { PopgateConfig } from '../../config/index.js';
+import { preflight, type PreflightOptions } from '../preflight.js';
+import { checkUserLogin, distinctTargets, probeTarget } from './backend.js';
+import { checkAuthHttp, checkOauth, checkRedis } from './services.js';
+import { checkListenerTls, type TrustAnchors } from './tls.js';
+import { fail, ok, type DoctorResult } from './types.js';
+
+export interface DoctorOptions {
+  /** Milliseconds since the epoch (certificate expiry). */
+  readonly now: number;
+  readonly trust: TrustAnchors;
+  /** `--hostname` values; none: kerberos.servicePrincipals hosts, else the name check warns. */
+  readonly hostnames: readonly string[];
+  /** `--user`: also try the internal login for this user. */
+  readonly user?: string;
+  /** Deadline of each network probe. */
+  readonly timeoutMs?: number;
+  readonly preflight?: PreflightOptions;
+}
+
+/** The names clients use: `--hostname`, else the hosts of kerberos.servicePrincipals. */
+export function clientHostnames(config: PopgateConfig, given: readonly string[]): { names: string[]; source: string } {
+  if (given.length > 0) return { names: [...given], source: '--hostname' };
+  const hosts = (config.kerberos?.servicePrincipals ?? [])
+    .map((p) => /^[^/@]+\/([^/@]+)@/.exec(p)?.[1])
+    .filter((h): h is string => h !== undefined);
+  return { names: [...new Set(hosts)], source: 'kerberos.servicePrincipals' };
+}
+
+export async function runDoctorChecks(config: PopgateConfig, opts: DoctorOptions): Promise<DoctorResult[]> {
+  const timeoutMs = opts.timeoutMs ?? 5_000;
+  const results: DoctorResult[] = [];
+
+  const report = await preflight(config, opts.preflight);
+  for (const issue of report.issues) {
+    results.push(fail('config', issue.path, issue.message, issue.hint ?? 'see popgate check-config'));
+  }
+  if (report.issues.length === 0) {
+    results.push(ok('config', 'files', `every file the configuration names loads as serve loads it (${report.checked.length} checked, as check-config)`));
+  }
+
+  const { names, source } = clientHostnames(config, opts.hostnames);
+  const tlsJobs = config.listeners.map((l, i) => checkListenerTls(l, i, { now: opts.now, trust: opts.trust, hostnames: names, hostnameSource: source }));
+  results.push(...(await Promise.all(tlsJobs)).flat());
+
+  const probes = distinctTargets(config).map(({ target, where }) => probeTarget(target, where, timeoutMs));
+  results.push(...(await Promise.all(probes)).flat());
+  if (opts.user !== undefined) results.push(...(await checkUserLogin(config, opts.user)));
+
+  const services = await Promise.all([checkAuthHttp(config), checkRedis(config, timeoutMs), checkOauth(config)]);
+  results.push(...services.flat());
+  return results;
+}
