@@ -123,7 +123,7 @@ export async function probeTarget(target: BackendTarget, where: readonly string[
   try {
     sock = await connectTcp(target.host, target.port, timeoutMs);
   } catch (err) {
-    return [fail('backend', connectCheck, `cannot connect: ${errText(err)}`, `start the POP3 server at ${at}, or correct host/port under ${where[0] ?? 'backend'}`)];
+    return [fail('backend', connectCheck, `cannot connect: ${(err as NodeJS.ErrnoException).code ?? errText(err)}`, `start the POP3 server at ${at}, or correct host/port under ${where[0] ?? 'backend'}`)];
   }
   const results: DoctorResult[] = [];
   let line: Socket = sock;
