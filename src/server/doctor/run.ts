@@ -1,12 +1,13 @@
 /**
  * Every check of `popgate doctor` for one loaded configuration, group by
  * group: config (every file it names, as check-config loads them), tls,
- * backend, services. Groups run one after the other so the output reads in
+ * backend, services, kerberos. Groups run one after the other so the output reads in
  * order; the checks of a group run together.
  */
 import type { PopgateConfig } from '../../config/index.js';
 import { preflight, type PreflightOptions } from '../preflight.js';
 import { checkUserLogin, distinctTargets, probeTarget } from './backend.js';
+import { checkKerberos, type RunCommand } from './kerberos.js';
 import { checkAuthHttp, checkOauth, checkRedis } from './services.js';
 import { checkListenerTls, type TrustAnchors } from './tls.js';
 import { fail, ok, type DoctorResult } from './types.js';
@@ -22,6 +23,10 @@ export interface DoctorOptions {
   /** Deadline of each network probe. */
   readonly timeoutMs?: number;
   readonly preflight?: PreflightOptions;
+  /** Clock for the Kerberos skew check; default Date.now. */
+  readonly clock?: () => number;
+  /** Replaces klist/kinit (tests). */
+  readonly runCommand?: RunCommand;
 }
 
 /** The names clients use: `--hostname`, else the hosts of kerberos.servicePrincipals. */
@@ -55,5 +60,9 @@ export async function runDoctorChecks(config: PopgateConfig, opts: DoctorOptions
 
   const services = await Promise.all([checkAuthHttp(config), checkRedis(config, timeoutMs), checkOauth(config)]);
   results.push(...services.flat());
+
+  if (config.kerberos !== undefined) {
+    results.push(...(await checkKerberos(config.kerberos, { now: opts.clock ?? Date.now, ...(opts.runCommand ? { run: opts.runCommand } : {}) })));
+  }
   return results;
 }
