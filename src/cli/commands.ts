@@ -14,7 +14,7 @@ Usage:
                                      print it with secrets masked
   popgate doctor --config FILE [--user NAME] [--hostname NAME]... [--ca-file FILE] [--json]
                                      check what serve depends on (certificates, backends,
-                                     auth services) and print a checklist with fixes
+                                     auth services, Kerberos) and print a checklist with fixes
   popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt|scram-sha-256] [--iterations N]
                                      read a password from stdin (or prompt) and print a user-file entry
   popgate demo [--pop3s-port N] [--pop3-port N]
@@ -74,6 +74,9 @@ check what serve depends on and print a checklist, one line per check:
   services  the auth_http service answers HTTP (no credentials are sent),
             Redis answers PING (throttle store redis, url), the OAuth issuer
             serves discovery and its JWKS
+  kerberos  every service principal in the keytab (kvno, enctypes), the KDC
+            answers an AS exchange with the keytab key, the clock skew, the
+            replay cache directory is writable (MIT klist and kinit)
 See docs/doctor.md. Exit 0 when nothing failed, 1 when a check failed, 78
 (EX_CONFIG) when FILE does not load, 2 for a usage error.
 
