@@ -4,7 +4,8 @@
  * a healthy setup passes with exit 0 and leaves the maildrop as it was; a
  * dead backend port, a backend certificate for another name, and a wrong
  * master password each fail with exit 1 and their own ✗ line; --json prints
- * the same checklist as JSON.
+ * the same checklist as JSON. The Redis probe against a real redis-server
+ * and a dead port.
  */
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -13,11 +14,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/auth/index.js';
+import type { PopgateConfig } from '../../src/config/index.js';
+import { checkRedis } from '../../src/server/doctor/services.js';
 import type { DoctorResult } from '../../src/server/doctor/types.js';
 import { makeTestPki, type TestPki } from '../helpers/certs.js';
 import { CLI } from '../helpers/cli-process.js';
 import { runProgram } from '../helpers/clients.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
+import { startRedis } from '../helpers/redis.js';
 
 const MASTER = { name: 'gatekeeper', password: 'Master-Pw-d0c7' };
 const MESSAGE = Buffer.from('Subject: keep me\r\n\r\nnothing may touch this\r\n');
@@ -144,5 +148,22 @@ describe('popgate doctor', () => {
     const r = await doctor(file);
     expect(r.code).toBe(78);
     expect(r.stderr).toContain('invalid configuration');
+  });
+});
+
+describe('doctor: redis (throttle store)', () => {
+  const redisConfig = (url: string) => ({ auth: { throttle: { enabled: true, store: 'redis', redis: { url } } } }) as unknown as PopgateConfig;
+
+  it('a live Redis answers PING; a dead port fails with the fix', async () => {
+    const redis = await startRedis();
+    try {
+      expect(await checkRedis(redisConfig(redis.url), 2_000)).toEqual([
+        { group: 'services', check: `redis redis://127.0.0.1:${redis.port}`, status: 'ok', detail: 'answers PING with PONG' },
+      ]);
+    } finally {
+      await redis.stop();
+    }
+    const [dead] = await checkRedis(redisConfig(`redis://127.0.0.1:${deadPort}`), 2_000);
+    expect(dead).toMatchObject({ status: 'fail', detail: expect.stringContaining('ECONNREFUSED') as unknown, fix: expect.stringContaining('start Redis') as unknown });
   });
 });

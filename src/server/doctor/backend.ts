@@ -113,15 +113,15 @@ function tlsDetail(target: BackendTarget, s: TLSSocket): string {
 
 const TLS_FIX = 'give the backend a certificate for the checked name from a CA in backend tls.caFile (or the system store), or set tls.serverName to a name the certificate has';
 
-/** Connect, greeting, TLS; then QUIT. Two results: reachable, TLS. */
-export async function probeTarget(target: BackendTarget, where: readonly string[], timeoutMs: number): Promise<DoctorResult[]> {
+/** Connect, greeting, TLS; then QUIT. Two results: reachable, TLS. Deadlines as serve's (backend.timeouts connect and greeting). */
+export async function probeTarget(target: BackendTarget, where: readonly string[], timeouts: { readonly connectMs: number; readonly greetingMs: number }): Promise<DoctorResult[]> {
   const at = hostPort(target.host, target.port);
   const label = `${at} (${where.join(', ')})`;
   const connectCheck = `${label} greeting`;
   const tlsCheck = `${label} TLS`;
   let sock: Socket;
   try {
-    sock = await connectTcp(target.host, target.port, timeoutMs);
+    sock = await connectTcp(target.host, target.port, timeouts.connectMs);
   } catch (err) {
     return [fail('backend', connectCheck, `cannot connect: ${(err as NodeJS.ErrnoException).code ?? errText(err)}`, `start the POP3 server at ${at}, or correct host/port under ${where[0] ?? 'backend'}`)];
   }
@@ -132,7 +132,7 @@ export async function probeTarget(target: BackendTarget, where: readonly string[
     if (header.length > 0) sock.write(header);
     if (target.tls.mode === 'implicit') {
       try {
-        line = await startTls(target, sock, timeoutMs);
+        line = await startTls(target, sock, timeouts.connectMs);
       } catch (err) {
         return [ok('backend', connectCheck, 'TCP connection accepted'), fail('backend', tlsCheck, `implicit TLS failed: ${errText(err)}`, TLS_FIX)];
       }
@@ -140,7 +140,7 @@ export async function probeTarget(target: BackendTarget, where: readonly string[
     }
     let greeting: string;
     try {
-      greeting = await readLine(line, timeoutMs);
+      greeting = await readLine(line, timeouts.greetingMs);
     } catch (err) {
       return [...results, fail('backend', connectCheck, `no greeting: ${errText(err)}`, `make sure ${at} is a POP3 server${target.proxyProtocol !== 'none' ? ' that expects a PROXY header' : ''}`)];
     }
@@ -151,13 +151,13 @@ export async function probeTarget(target: BackendTarget, where: readonly string[
     results.unshift(ok('backend', connectCheck, `greets "${shown}"`));
     if (target.tls.mode === 'starttls') {
       line.write('STLS\r\n');
-      const answer = await readLine(line, timeoutMs).catch((err: unknown) => `(${errText(err)})`);
+      const answer = await readLine(line, timeouts.greetingMs).catch((err: unknown) => `(${errText(err)})`);
       if (!answer.startsWith('+OK')) {
         results.push(fail('backend', tlsCheck, `STLS refused: "${answer.slice(0, 80)}"`, 'enable TLS on the backend (Dovecot: ssl = yes), or set its tls.mode to match what it offers'));
         return results;
       }
       try {
-        line = await startTls(target, line, timeoutMs);
+        line = await startTls(target, line, timeouts.greetingMs);
       } catch (err) {
         results.push(fail('backend', tlsCheck, `STLS handshake failed: ${errText(err)}`, TLS_FIX));
         return results;

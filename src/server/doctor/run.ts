@@ -20,7 +20,7 @@ export interface DoctorOptions {
   readonly hostnames: readonly string[];
   /** `--user`: also try the internal login for this user. */
   readonly user?: string;
-  /** Deadline of each network probe. */
+  /** Deadline of the Redis probe (backends use backend.timeouts; HTTP, the service's own timeout). */
   readonly timeoutMs?: number;
   readonly preflight?: PreflightOptions;
   /** Clock for the Kerberos skew check; default Date.now. */
@@ -54,7 +54,8 @@ export async function runDoctorChecks(config: PopgateConfig, opts: DoctorOptions
   const tlsJobs = config.listeners.map((l, i) => checkListenerTls(l, i, { now: opts.now, trust: opts.trust, hostnames: names, hostnameSource: source }));
   results.push(...(await Promise.all(tlsJobs)).flat());
 
-  const probes = distinctTargets(config).map(({ target, where }) => probeTarget(target, where, timeoutMs));
+  const backendTimeouts = { connectMs: config.backend.timeouts.connect, greetingMs: config.backend.timeouts.greeting };
+  const probes = distinctTargets(config).map(({ target, where }) => probeTarget(target, where, backendTimeouts));
   results.push(...(await Promise.all(probes)).flat());
   if (opts.user !== undefined) results.push(...(await checkUserLogin(config, opts.user)));
 

@@ -20,6 +20,16 @@ function origin(url: string): string {
   }
 }
 
+/** A redis:// URL as scheme, host and port: no credentials, no database. */
+function redisShown(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
 /** GET `url` with no credentials; the status and headers, or rejects (no answer). Body capped and dropped. */
 export function httpProbe(url: string, timeoutMs: number, maxBody = 1024 * 1024): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
@@ -61,7 +71,7 @@ export async function checkRedis(config: PopgateConfig, timeoutMs: number): Prom
   if (t.redis.url === undefined) {
     return [warn('services', 'redis', `not probed: doctor pings a url store only (this one is ${t.redis.sentinel ? 'sentinel' : 'cluster'})`, 'check the nodes with redis-cli PING')];
   }
-  const check = `redis ${origin(t.redis.url).replace(/\/\/[^@]*@/, '//')}`;
+  const check = `redis ${redisShown(t.redis.url)}`;
   const client = createClient({ url: t.redis.url, socket: { connectTimeout: timeoutMs, reconnectStrategy: false } });
   let lastError: unknown;
   client.on('error', (err: unknown) => (lastError = err));
@@ -74,7 +84,8 @@ export async function checkRedis(config: PopgateConfig, timeoutMs: number): Prom
   } catch (err) {
     return [fail('services', check, `no PONG: ${errText(lastError ?? err)}`, 'start Redis, or correct auth.throttle.redis.url (credentials, rediss:// for TLS)')];
   } finally {
-    client.destroy();
+    // destroy() throws on a client that never opened (connection refused).
+    if (client.isOpen) client.destroy();
   }
 }
 
