@@ -153,6 +153,7 @@ export async function probeTarget(target: BackendTarget, where: readonly string[
       line.write('STLS\r\n');
       const answer = await readLine(line, timeouts.greetingMs).catch((err: unknown) => `(${errText(err)})`);
       if (!answer.startsWith('+OK')) {
+        line.write('QUIT\r\n');
         results.push(fail('backend', tlsCheck, `STLS refused: "${answer.slice(0, 80)}"`, 'enable TLS on the backend (Dovecot: ssl = yes), or set its tls.mode to match what it offers'));
         return results;
       }
