@@ -12,6 +12,9 @@ Usage:
   popgate check-config [--schema-only] FILE
                                      check a config and every file it names as serve loads them;
                                      print it with secrets masked
+  popgate doctor --config FILE [--user NAME] [--hostname NAME]... [--ca-file FILE] [--json]
+                                     check what serve depends on (certificates, backends,
+                                     auth services, Kerberos) and print a checklist with fixes
   popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt|scram-sha-256] [--iterations N]
                                      read a password from stdin (or prompt) and print a user-file entry
   popgate demo [--pop3s-port N] [--pop3-port N]
@@ -52,6 +55,38 @@ Options:
                       cross-field rules; no other file is read (for CI, or before
                       the secrets exist); lists the files it did not check
   -c, --config FILE   the same as the FILE argument
+  -h, --help          show this help
+`,
+  doctor: `Usage: popgate doctor --config FILE [--user NAME] [--hostname NAME]... [--ca-file FILE] [--json]
+
+Go further than check-config: after loading FILE and every file it names,
+check what serve depends on and print a checklist, one line per check:
+✓ passed, ! warning, ✗ failed with its fix in one sentence.
+  tls       per listener with a certificate: the chain is complete and
+            verifies (system CA store, or --ca-file), the certificate covers
+            the names clients use (--hostname, else the hosts of
+            kerberos.servicePrincipals), it expires in more than 21 days,
+            the key file is not group/world readable
+  backend   each backend and routing target: TCP connect, +OK greeting,
+            implicit TLS or STLS with serve's certificate checks, QUIT;
+            with --user, the internal login for NAME, then QUIT at once
+            (nothing in the maildrop is listed, read or deleted)
+  services  the auth_http service answers HTTP (no credentials are sent),
+            Redis answers PING (throttle store redis, url), the OAuth issuer
+            serves discovery and its JWKS
+  kerberos  every service principal in the keytab (kvno, enctypes), the KDC
+            answers an AS exchange with the keytab key, the clock skew, the
+            replay cache directory is writable (MIT klist and kinit)
+See docs/doctor.md. Exit 0 when nothing failed, 1 when a check failed, 78
+(EX_CONFIG) when FILE does not load, 2 for a usage error.
+
+Options:
+  -c, --config FILE   the configuration file (YAML)
+  -u, --user NAME     also try the backend login serve would make for NAME
+  --hostname NAME     a name clients connect to (repeat for several)
+  --ca-file FILE      the CA bundle clients trust, for the listeners' chains
+                      (default: the system CA store)
+  --json              print the checklist as JSON: [{group, check, status, detail, fix?}]
   -h, --help          show this help
 `,
   'hash-password': `Usage: popgate hash-password [--user NAME] [--algorithm scrypt|bcrypt|scram-sha-256] [--iterations N]
@@ -129,6 +164,29 @@ async function run(command: string, rest: string[]): Promise<number> {
       if (files.length !== 1) throw new UsageError(files.length === 0 ? 'FILE is required' : 'give exactly one FILE');
       const { runCheckConfig } = await import('./check-config.js');
       return runCheckConfig(files[0]!, { schemaOnly: values['schema-only'] ?? false });
+    }
+    case 'doctor': {
+      const { values, positionals } = parse(
+        rest,
+        {
+          config: { type: 'string', short: 'c' },
+          user: { type: 'string', short: 'u' },
+          hostname: { type: 'string', multiple: true },
+          'ca-file': { type: 'string' },
+          json: { type: 'boolean' },
+        },
+        true,
+      );
+      if (values.help) return help(command);
+      const files = [...(values.config !== undefined ? [values.config] : []), ...positionals];
+      if (files.length !== 1) throw new UsageError(files.length === 0 ? '--config FILE is required' : 'give exactly one FILE');
+      const { runDoctor } = await import('./doctor.js');
+      return runDoctor(files[0]!, {
+        ...(values.user !== undefined ? { user: values.user } : {}),
+        hostnames: values.hostname ?? [],
+        ...(values['ca-file'] !== undefined ? { caFile: values['ca-file'] } : {}),
+        json: values.json ?? false,
+      });
     }
     case 'hash-password': {
       const { values } = parse(rest, {

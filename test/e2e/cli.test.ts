@@ -99,7 +99,7 @@ describe('popgate hash-password', () => {
 });
 
 describe('popgate --help', () => {
-  const COMMANDS = ['serve', 'check-config', 'hash-password', 'demo', 'version', 'help'];
+  const COMMANDS = ['serve', 'check-config', 'doctor', 'hash-password', 'demo', 'version', 'help'];
 
   it('every subcommand answers --help (and -h) with its usage, exit 0, and runs nothing', async () => {
     for (const command of COMMANDS) {

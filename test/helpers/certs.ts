@@ -157,3 +157,34 @@ export function makeWrongNameCert(
 ): Promise<TestCert> {
   return issueCert(pki, { name: 'wrong-name', dns });
 }
+
+/**
+ * An intermediate CA signed by the PKI's CA (`<name>.pem` / `<name>.key`):
+ * pass it to issueCert as the issuing PKI for leaves whose chain needs it
+ * (a certFile with only the leaf is then an incomplete chain).
+ */
+export async function issueIntermediateCa(
+  pki: { dir: string; caFile: string; caKeyFile: string },
+  name = 'intermediate',
+): Promise<{ dir: string; caFile: string; caKeyFile: string }> {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`issueIntermediateCa: bad name ${name}`);
+  const caKeyFile = path.join(pki.dir, `${name}.key`);
+  const caFile = path.join(pki.dir, `${name}.pem`);
+  const csrFile = path.join(pki.dir, `${name}.csr`);
+  const extFile = path.join(pki.dir, `${name}.ext`);
+  await genKey(caKeyFile, pki.dir);
+  await openssl(['req', '-new', '-key', caKeyFile, '-subj', `/O=popgate tests/CN=popgate test ${name} CA`, '-out', csrFile], pki.dir);
+  await writeFile(
+    extFile,
+    ['basicConstraints=critical,CA:TRUE,pathlen:0', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash', 'authorityKeyIdentifier=keyid,issuer'].join('\n') + '\n',
+  );
+  await openssl(
+    [
+      'x509', '-req', '-in', csrFile, '-CA', pki.caFile, '-CAkey', pki.caKeyFile,
+      '-set_serial', `0x${randomBytes(8).toString('hex')}`,
+      '-days', '1825', '-sha256', '-extfile', extFile, '-out', caFile,
+    ],
+    pki.dir,
+  );
+  return { dir: pki.dir, caFile, caKeyFile };
+}
