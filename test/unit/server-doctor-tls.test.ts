@@ -137,6 +137,23 @@ describe('checkListenerTls', () => {
     ]);
   });
 
+  it('several certificates (tls.certificates): each is checked, and a name counts as covered when one of them covers it', async () => {
+    const several = {
+      name: 'pop3s-995',
+      kind: 'pop3s',
+      port: 995,
+      tls: { certificates: [{ certFile: pki.certFile, keyFile: pki.keyFile }, { certFile: soon.certFile, keyFile: soon.keyFile }, { certFile: wrongName.certFile, keyFile: wrongName.keyFile }] },
+    } as unknown as ListenerConfig;
+    const rs = await checkListenerTls(several, 0, { now: Date.now(), trust, hostnames: ['localhost'], hostnameSource: '--hostname' });
+    const byCheck = new Map(rs.map((r) => [r.check, r.status]));
+    expect(byCheck.get('listeners[0] (pop3s-995) certificates[0] certificate validity')).toBe('ok');
+    expect(byCheck.get('listeners[0] (pop3s-995) certificates[1] certificate validity')).toBe('warn');
+    expect(byCheck.get('listeners[0] (pop3s-995) certificates[2] key file permissions')).toBe('ok');
+    expect(byCheck.get('listeners[0] (pop3s-995) certificate names')).toBe('ok');
+    const uncovered = await checkListenerTls(several, 0, { now: Date.now(), trust, hostnames: ['localhost', 'nowhere.doctor.test'], hostnameSource: '--hostname' });
+    expect(uncovered.at(-1)).toMatchObject({ status: 'fail', detail: expect.stringContaining('does not cover nowhere.doctor.test') as unknown });
+  });
+
   it('a listener without TLS has no TLS checks; a missing certificate file fails', async () => {
     expect(await checkListenerTls({ name: 'p', kind: 'pop3', port: 110 } as unknown as ListenerConfig, 1, { now: 0, trust, hostnames: [], hostnameSource: '' })).toEqual([]);
     const rs = await checkListenerTls(listener({ ...pki, certFile: join(pki.dir, 'missing.pem') }), 0, { now: Date.now(), trust, hostnames: [], hostnameSource: '' });

@@ -11,6 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { checkServerIdentity, getCACertificates } from 'node:tls';
 import type { ListenerConfig } from '../../config/index.js';
 import { parsePemCertificates } from '../preflight.js';
+import { certificatePairs } from '../tls-context.js';
 import { errText, fail, ok, warn, type DoctorResult } from './types.js';
 
 const DAY_MS = 86_400_000;
@@ -143,9 +144,11 @@ function certNames(leaf: X509Certificate): string[] {
 }
 
 /** Every name in `hostnames` is covered by the certificate (RFC 6125, as clients check it). */
-export function checkNames(label: string, leaf: X509Certificate, hostnames: readonly string[], source: string): DoctorResult {
+export function checkNames(label: string, leafOrLeaves: X509Certificate | readonly X509Certificate[], hostnames: readonly string[], source: string): DoctorResult {
   const check = `${label} certificate names`;
-  const names = certNames(leaf);
+  // Several certificates (chosen by SNI): a name is covered when one of them covers it.
+  const leaves = Array.isArray(leafOrLeaves) ? (leafOrLeaves as readonly X509Certificate[]) : [leafOrLeaves as X509Certificate];
+  const names = [...new Set(leaves.flatMap(certNames))];
   if (hostnames.length === 0) {
     return warn(
       'tls',
@@ -154,8 +157,8 @@ export function checkNames(label: string, leaf: X509Certificate, hostnames: read
       'run doctor with --hostname NAME, the name your clients connect to',
     );
   }
-  const legacy = leaf.toLegacyObject();
-  const missing = hostnames.filter((h) => checkServerIdentity(h, legacy) !== undefined);
+  const legacies = leaves.map((l) => l.toLegacyObject());
+  const missing = hostnames.filter((h) => legacies.every((legacy) => checkServerIdentity(h, legacy) !== undefined));
   if (missing.length > 0) {
     return fail(
       'tls',
@@ -186,25 +189,34 @@ export async function checkKeyMode(label: string, keyFile: string): Promise<Doct
   return ok('tls', check, `${keyFile} mode ${octal}`);
 }
 
-/** Every TLS check of one listener; none for a listener without a certificate. */
+/** Every TLS check of one listener (each of its certificates); none for a listener without a certificate. */
 export async function checkListenerTls(listener: ListenerConfig, index: number, opts: TlsCheckOptions): Promise<DoctorResult[]> {
   const tls = listener.tls;
   if (tls === undefined) return [];
-  const label = `listeners[${index}] (${listener.name})`;
-  let certificates: X509Certificate[];
-  try {
-    const parsed = parsePemCertificates(await readFile(tls.certFile));
-    if ('problem' in parsed) {
-      return [fail('tls', `${label} certificate`, `${tls.certFile}: ${parsed.problem}`, 'put the PEM certificate, then its intermediates, in certFile'), await checkKeyMode(label, tls.keyFile)];
+  const base = `listeners[${index}] (${listener.name})`;
+  const pairs = certificatePairs(tls);
+  const out: DoctorResult[] = [];
+  const leaves: X509Certificate[] = [];
+  for (const [j, pair] of pairs.entries()) {
+    const label = pairs.length > 1 ? `${base} certificates[${j}]` : base;
+    let certificates: X509Certificate[];
+    try {
+      const parsed = parsePemCertificates(await readFile(pair.certFile));
+      if ('problem' in parsed) {
+        out.push(fail('tls', `${label} certificate`, `${pair.certFile}: ${parsed.problem}`, 'put the PEM certificate, then its intermediates, in certFile'), await checkKeyMode(label, pair.keyFile));
+        continue;
+      }
+      certificates = parsed.certificates;
+    } catch (err) {
+      out.push(fail('tls', `${label} certificate`, `cannot read ${pair.certFile}: ${errText(err)}`, 'make certFile exist and be readable by the user popgate runs as'), await checkKeyMode(label, pair.keyFile));
+      continue;
     }
-    certificates = parsed.certificates;
-  } catch (err) {
-    return [fail('tls', `${label} certificate`, `cannot read ${tls.certFile}: ${errText(err)}`, 'make certFile exist and be readable by the user popgate runs as'), await checkKeyMode(label, tls.keyFile)];
+    leaves.push(certificates[0]!);
+    out.push(checkChain(label, certificates, opts.trust), checkExpiry(label, certificates, opts.now, opts.warnDays), await checkKeyMode(label, pair.keyFile));
   }
-  return [
-    checkChain(label, certificates, opts.trust),
-    checkNames(label, certificates[0]!, opts.hostnames, opts.hostnameSource),
-    checkExpiry(label, certificates, opts.now, opts.warnDays),
-    await checkKeyMode(label, tls.keyFile),
-  ];
+  if (leaves.length === 0) return out;
+  const names = checkNames(base, leaves, opts.hostnames, opts.hostnameSource);
+  // One certificate: its names right after its chain, as it always read; several: after them all.
+  if (pairs.length === 1 && out.length === 3) return [out[0]!, names, out[1]!, out[2]!];
+  return [...out, names];
 }
