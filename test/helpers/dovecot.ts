@@ -132,6 +132,15 @@ export const DEFAULT_USERS: DovecotUser[] = [
 ];
 
 /** Mail is accessed as nobody/nogroup: Dovecot refuses root for mail processes. */
+/** A small mail set for two users: a dot-stuffing case for alice, one message for bob (the client tests' fixture). */
+export const TWO_USER_MAIL: Record<'alice' | 'bob', Buffer[]> = {
+  alice: [
+    Buffer.from('From: a@example.test\r\nTo: alice@example.test\r\nSubject: first\r\n\r\nhello alice\r\n'),
+    Buffer.from('From: b@example.test\r\nSubject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n'),
+  ],
+  bob: [Buffer.from('From: c@example.test\r\nTo: bob@example.test\r\nSubject: for bob\r\n\r\nhi bob\r\n')],
+};
+
 export const MAIL_UID = 65534;
 export const MAIL_GID = 65534;
 

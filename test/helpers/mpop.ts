@@ -1,4 +1,5 @@
 /** mpop (Debian's) as a test client: one run with a command-line account, delivering into a fresh maildir. */
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProgram } from './clients.js';
@@ -40,3 +41,10 @@ export async function runMpop(workDir: string, args: readonly string[]): Promise
   }
   return { code: r.code, out: r.stdout + r.stderr, messages };
 }
+
+/** SHA-256 hex of `b`. */
+export const sha256Hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** What mpop (or fetchmail) should deliver for `msgs` (CRLF line ends become LF), as sorted hashes. */
+export const lfShas = (msgs: readonly Buffer[]): string[] =>
+  msgs.map((m) => sha256Hex(Buffer.from(m.toString('latin1').replace(/\r\n/g, '\n'), 'latin1'))).sort();

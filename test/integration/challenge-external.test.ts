@@ -14,7 +14,7 @@
  *   the answer's Auth-Server/Auth-Port, as the backend login.
  * - Neither is offered when the only verifier cannot answer challenges.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,9 +24,9 @@ import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
 import { hashPassword } from '../../src/auth/index.js';
 import { issueCert, makeTempTestPki, type TestCert, type TestPki } from '../helpers/certs.js';
 import { curlPop3 } from '../helpers/clients.js';
-import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
+import { pop3Wire, startDovecot, TWO_USER_MAIL, type DovecotInstance } from '../helpers/dovecot.js';
 import { runFetchmail } from '../helpers/fetchmail.js';
-import { runMpop as runMpopIn } from '../helpers/mpop.js';
+import { lfShas, runMpop as runMpopIn, sha256Hex } from '../helpers/mpop.js';
 import { masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
 import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
@@ -37,18 +37,8 @@ const MASTER = { name: 'popgate', password: `master-${randomBytes(9).toString('h
 // Auth-User/Auth-Pass) the users' Dovecot passwords too.
 const ALICE_SECRET = 'Alice-chall3nge-secret';
 const BOB_SECRET = 'Bob-chall3nge-secret';
-const MSGS = {
-  alice: [
-    Buffer.from('From: a@example.test\r\nTo: alice@example.test\r\nSubject: first\r\n\r\nhello alice\r\n'),
-    Buffer.from('From: b@example.test\r\nSubject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n'),
-  ],
-  bob: [Buffer.from('From: c@example.test\r\nTo: bob@example.test\r\nSubject: for bob\r\n\r\nhi bob\r\n')],
-};
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-/** fetchmail and mpop hand messages over with LF line ends. */
-const lf = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
-/** What fetchmail and mpop should deliver for `msgs`, as sorted hashes. */
-const lfShas = (msgs: Buffer[]): string[] => msgs.map((m) => sha(lf(m))).sort();
+const MSGS = TWO_USER_MAIL;
+const sha = sha256Hex;
 /** A RETR body as LineClient.multiline() returns it (still dot-stuffed, no final ".") -> the message bytes. */
 const unstuff = (body: Buffer): Buffer =>
   Buffer.from(

@@ -29,25 +29,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/auth/index.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { curlPop3 } from '../helpers/clients.js';
-import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
+import { pop3Wire, startDovecot, TWO_USER_MAIL, type DovecotInstance } from '../helpers/dovecot.js';
 import { masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
-import { runMpop } from '../helpers/mpop.js';
+import { lfShas, runMpop, sha256Hex } from '../helpers/mpop.js';
 import { freePort } from '../helpers/ports.js';
 
 const MASTER = { name: 'popgate', password: `master-${randomBytes(9).toString('hex')}` };
 /** alice's SCRAM password at popgate (Dovecot knows only popgate's master user for her). */
 const ALICE_SCRAM = `Alice-scram-${randomBytes(6).toString('hex')}`;
-const MSGS = {
-  alice: [
-    Buffer.from('From: a@example.test\r\nTo: alice@example.test\r\nSubject: first\r\n\r\nhello alice\r\n'),
-    Buffer.from('From: b@example.test\r\nSubject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n'),
-  ],
-  bob: [Buffer.from('From: c@example.test\r\nTo: bob@example.test\r\nSubject: for bob\r\n\r\nhi bob\r\n')],
-};
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-/** mpop hands messages over with LF line ends. */
-const lfShas = (msgs: Buffer[]): string[] => msgs.map((m) => sha(Buffer.from(m.toString('latin1').replace(/\r\n/g, '\n'), 'latin1'))).sort();
+const MSGS = TWO_USER_MAIL;
+const sha = sha256Hex;
 const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('base64');
 const unb64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
 
