@@ -13,6 +13,8 @@
  *   PAM_USER_UNKNOWN. (pam_unix does not read NSS_WRAPPER_SHADOW here: a
  *   known user's password check ends in PAM_AUTHINFO_UNAVAIL.)
  * - pam_deny.so in the account stack: a locked account.
+ * - pam_chatty.so (ships with pam_wrapper): info/error messages in the conversation.
+ * - pam_ask_otp.so (test/fixtures/pam, compiled here): a PAM_PROMPT_ECHO_ON question.
  * - pam_exec.so /bin/sleep: a hung module (pam_succeed_if picks the users).
  */
 import { spawn } from 'node:child_process';
@@ -31,7 +33,17 @@ export const HANG_SECONDS = 4;
 export const PAM_USERS = { alice: 'secret', bob: 'hunter2' } as const;
 
 /** The service files written, by name. */
-export const PAM_SERVICES = ['popgate', 'popgate-locked', 'popgate-unix', 'popgate-hang'] as const;
+export const PAM_SERVICES = ['popgate', 'popgate-locked', 'popgate-unix', 'popgate-hang', 'popgate-chatty', 'popgate-otp'] as const;
+
+function run(cmd: string, args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited ${String(code)}: ${err}`))));
+  });
+}
 
 export interface PamSandbox {
   readonly dir: string;
@@ -43,6 +55,8 @@ export async function createPamSandbox(): Promise<PamSandbox> {
   const dir = await mkdtemp(path.join(tmpdir(), 'popgate-pam-'));
   const services = path.join(dir, 'pam.d');
   await mkdir(services);
+  const otpModule = path.join(dir, 'pam_ask_otp.so');
+  await run('cc', ['-shared', '-fPIC', '-o', otpModule, path.resolve('test/fixtures/pam/pam_ask_otp.c'), '-lpam']);
   // pam_matrix's account check looks at the user's first line only: one file per service.
   const matrix = async (service: string): Promise<string> => {
     const passdb = path.join(dir, `passdb.${service}`);
@@ -52,6 +66,14 @@ export async function createPamSandbox(): Promise<PamSandbox> {
   const files: Record<(typeof PAM_SERVICES)[number], string[]> = {
     popgate: [`auth required ${await matrix('popgate')}`, `account required ${await matrix('popgate')}`],
     'popgate-locked': [`auth required ${await matrix('popgate-locked')}`, 'account requisite pam_deny.so'],
+    // Info and error messages before the password prompt: not questions, so not refused.
+    'popgate-chatty': [
+      `auth required ${LIBDIR}/pam_wrapper/pam_chatty.so num_lines=3 info error`,
+      `auth required ${await matrix('popgate-chatty')}`,
+      `account required ${await matrix('popgate-chatty')}`,
+    ],
+    // A module asking a visible question (test/fixtures/pam/pam_ask_otp.c), before the password.
+    'popgate-otp': [`auth required ${otpModule}`, `auth required ${await matrix('popgate-otp')}`],
     // nodelay: no pam_fail_delay pause after a failure.
     'popgate-unix': ['auth required pam_unix.so nodelay', 'account required pam_unix.so'],
     'popgate-hang': [
