@@ -17,7 +17,11 @@ APT_PACKAGES=(
   openssl ca-certificates
   podman runc catatonit mmdebstrap
   prometheus
+  libpam0g-dev libpam-wrapper libnss-wrapper libpam-modules
 )
+# libpam0g-dev: the addon's PAM check (native/src/pam.cc); libpam-wrapper,
+# libnss-wrapper, libpam-modules: test/integration/pam-verifier.test.ts runs real
+# PAM modules against a private service directory (never /etc/pam.d).
 # prometheus: for its promtool (test/integration/monitoring-assets.test.ts checks
 # deploy/monitoring); its server is not wanted and is kept from starting below.
 

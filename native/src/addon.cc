@@ -4,6 +4,7 @@
 //   verifyPassword(principal, passwordBuf, keytab, servicePrincipal) -> Promise<true>  (rejects otherwise)
 //   checkKeytab(keytab, principals[]) -> Promise<void>
 //   GssContext(keytab, principals[], rcacheDir)  (see gss_context.cc)
+//   pamAuthenticate(service, user, passwordBuf, accountCheck) -> Promise<{result, stage, code, message}>  (pam.cc)
 //   reload()  re-create every thread's krb5_context at its next call (krb5.conf re-read)
 //
 // Every call runs as Napi::AsyncWorker on the libuv pool, with one cached
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "gss_context.h"
+#include "pam.h"
 #include "krb5_common.h"
 
 // MIT 1.18+ has no public call that opens a replay cache by name (the old
@@ -425,6 +427,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("verifyApReq", Napi::Function::New(env, VerifyApReq, "verifyApReq"));
   exports.Set("verifyPassword", Napi::Function::New(env, VerifyPassword, "verifyPassword"));
   exports.Set("checkKeytab", Napi::Function::New(env, CheckKeytab, "checkKeytab"));
+  exports.Set("pamAuthenticate", Napi::Function::New(env, PamAuthenticate, "pamAuthenticate"));
   exports.Set("reload", Napi::Function::New(env, Reload, "reload"));
   exports.Set("GssContext", GssContext::Init(env));
   return exports;

@@ -4,7 +4,8 @@ import { checkConfigFile } from './startup-config.js';
 /**
  * `popgate check-config [--schema-only] FILE`: every problem on stderr, one
  * per line with its config path and file, and exit 78 (EX_CONFIG); else
- * what was checked and the effective config, secrets masked, on stdout.
+ * warnings (a missing PAM service file) on stderr, and what was checked and
+ * the effective config, secrets masked, on stdout.
  */
 export async function runCheckConfig(configFile: string, opts: { readonly schemaOnly?: boolean } = {}): Promise<number> {
   const schemaOnly = opts.schemaOnly ?? false;
@@ -12,6 +13,9 @@ export async function runCheckConfig(configFile: string, opts: { readonly schema
   if (result.issues.length > 0 || result.config === undefined) {
     process.stderr.write(`${formatConfigIssues(result.issues, configFile)}\n`);
     return 78; // EX_CONFIG
+  }
+  for (const w of result.warnings) {
+    process.stderr.write(`${configFile}: warning: ${w.path}: ${w.message}${w.hint ? ` (${w.hint})` : ''}\n`);
   }
   const out: string[] = [];
   if (schemaOnly) {

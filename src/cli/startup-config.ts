@@ -19,6 +19,8 @@ export interface ConfigCheck {
   readonly unused: readonly CheckedFile[];
   /** With schemaOnly: every file the config names, none of them read. */
   readonly notChecked: readonly ConfigFileRef[];
+  /** Probably wrong but not fatal (a missing PAM service file); none with schemaOnly. */
+  readonly warnings: readonly ConfigIssue[];
 }
 
 export interface ConfigCheckOptions extends PreflightOptions {
@@ -36,9 +38,9 @@ export async function checkConfigFile(file: string, opts: ConfigCheckOptions = {
   const schemaOnly = opts.schemaOnly ?? false;
   const inspected = await inspectConfig(file, opts.env ?? process.env, { readSecrets: !schemaOnly });
   const config = inspected.config;
-  if (config === undefined) return { config, issues: inspected.issues, checked: [], unused: [], notChecked: [] };
+  if (config === undefined) return { config, issues: inspected.issues, checked: [], unused: [], notChecked: [], warnings: [] };
   if (schemaOnly) {
-    return { config: inspected.issues.length === 0 ? config : undefined, issues: inspected.issues, checked: [], unused: [], notChecked: configFiles(config) };
+    return { config: inspected.issues.length === 0 ? config : undefined, issues: inspected.issues, checked: [], unused: [], notChecked: configFiles(config), warnings: [] };
   }
   const report = await preflight(config, opts);
   const issues = sortByConfigOrder(configFiles(config), [...inspected.issues, ...report.issues]);
@@ -50,5 +52,6 @@ export async function checkConfigFile(file: string, opts: ConfigCheckOptions = {
     checked: report.checked.filter((c) => !failed.has(c.path)),
     unused: report.unused,
     notChecked: [],
+    warnings: report.warnings,
   };
 }

@@ -28,6 +28,8 @@ export {
   type ListenerProxyProtocolConfig,
   type ClientCertificatesConfig,
   type HttpAuthConfig,
+  type PamAuthConfig,
+  PAM_DEFAULTS,
   type BackendTlsConfig,
   type BackendProxyProtocol,
   type RoutingConfig,

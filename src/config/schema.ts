@@ -264,7 +264,7 @@ const listenersSchema = z
 export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL', 'OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'] as const;
 
 /** Password verifiers, tried in the configured order. */
-export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http'] as const;
+export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http', 'pam'] as const;
 
 /** Verifiers that can check APOP and CRAM-MD5 digests (they know plaintext-equivalent secrets or ask a service). */
 export const CHALLENGE_VERIFIERS: readonly PasswordVerifierName[] = ['userFile', 'http'];
@@ -350,6 +350,26 @@ const headersSchema = z.record(z.string(), z.string()).superRefine((headers, ctx
 });
 
 /** An nginx-mail-compatible auth service (the auth_http contract). */
+/**
+ * The pam verifier (src/auth/pam-verifier.ts): Linux-PAM through the addon,
+ * on the libuv pool behind a gate like the KDC's (docs/pam.md).
+ */
+const pamAuthSchema = z.strictObject({
+  /** PAM service name: /etc/pam.d/<service>. */
+  service: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a PAM service name (letters, digits, . _ -; a file name in /etc/pam.d)')
+    .default('popgate'),
+  /** Also run the account stack (pam_acct_mgmt): expired or locked accounts are refused. */
+  accountCheck: z.boolean().default(true),
+  /** PAM calls holding a pool thread at once (a hung module keeps its thread until it returns). */
+  maxConcurrent: z.number().int().min(1).max(64).default(2),
+  /** Calls waiting for a slot; beyond this a login fails at once with [SYS/TEMP]. */
+  maxQueue: z.number().int().min(0).max(10_000).default(32),
+  /** Deadline per check, queueing included; past it the client gets [SYS/TEMP]. */
+  timeout: duration({ min: 100, max: 5 * MINUTE }).prefault('10s'),
+});
+
 const httpAuthSchema = z.strictObject({
   url: nonEmpty.superRefine((v, ctx) => checkHttpUrl(v, ctx)),
   /** Deadline for one call (each Auth-Wait round is a new call). */
@@ -552,6 +572,8 @@ const authSchema = z
     apop: z.boolean().default(false),
     /** Required when `verifiers` includes http; refused otherwise. */
     http: httpAuthSchema.optional(),
+    /** Settings of the pam verifier; defaults apply when `verifiers` includes pam and this is absent. */
+    pam: pamAuthSchema.optional(),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     /** Delay before answering a failed login; the throttle's delays replace it while the throttle is enabled. */
     failureDelay: duration({ max: MINUTE }).prefault('2s'),
@@ -1052,6 +1074,9 @@ export type RouteEntryConfig = RoutingConfig['users'][string][number];
 export type ListenerProxyProtocolConfig = NonNullable<ListenerConfig['proxyProtocol']>;
 export type ClientCertificatesConfig = NonNullable<TlsConfig['clientCertificates']>;
 export type HttpAuthConfig = NonNullable<AuthConfig['http']>;
+export type PamAuthConfig = NonNullable<AuthConfig['pam']>;
+/** auth.pam when the pam verifier is listed without the section. */
+export const PAM_DEFAULTS: PamAuthConfig = pamAuthSchema.parse({});
 export type SaslMechanismName = (typeof SASL_MECHANISMS)[number];
 export type KerberosConfig = NonNullable<PopgateConfig['kerberos']>;
 export type KerberosMappingConfig = KerberosConfig['mapping'];

@@ -474,7 +474,7 @@ export function loadNativeAddon(): NativeAddon {
   if (!existsSync(file)) {
     throw new Error(
       `popgate's Kerberos addon is not built (${file} is missing): run \`npm run build:native\` ` +
-        '(needs libkrb5-dev, python3, make and g++)',
+        '(needs libkrb5-dev, libpam0g-dev, python3, make and g++)',
     );
   }
   const require = createRequire(import.meta.url);
@@ -484,7 +484,7 @@ export function loadNativeAddon(): NativeAddon {
     const message = err instanceof Error ? err.message : String(err);
     throw new Error(
       `cannot load popgate's Kerberos addon ${file}: ${message} ` +
-        '(rebuild it with `npm run build:native`; it needs libkrb5-3 and libgssapi-krb5-2 at run time)',
+        '(rebuild it with `npm run build:native`; it needs libkrb5-3, libgssapi-krb5-2 and libpam0g at run time)',
       { cause: err },
     );
   }

@@ -33,6 +33,17 @@ export interface NativeGssStep {
   readonly client?: string;
 }
 
+/** What pamAuthenticate resolves with (native/src/pam.cc); it rejects only for bad arguments. */
+export interface NativePamResult {
+  readonly result: 'ok' | 'bad-password' | 'unknown-user' | 'disabled' | 'unavailable';
+  /** Which call decided: start (pam_start), auth (pam_authenticate), account (pam_acct_mgmt). */
+  readonly stage: 'start' | 'auth' | 'account';
+  /** The PAM return code (PAM_SUCCESS = 0, PAM_AUTH_ERR = 7, ...). */
+  readonly code: number;
+  /** pam_strerror text, for logs. */
+  readonly message: string;
+}
+
 export interface NativeGssContext {
   step(token: Buffer): Promise<NativeGssStep>;
   wrap(data: Buffer): Promise<Buffer>;
@@ -46,6 +57,11 @@ export interface NativeAddon {
   /** Resolves true only; a wrong password etc. rejects with stage "as"/"verify" (binding.ts decides). */
   verifyPassword(principal: string, password: Buffer, keytab: string, servicePrincipal: string): Promise<boolean>;
   checkKeytab(keytab: string, principals: string[]): Promise<void>;
+  /**
+   * Linux-PAM password check for `service` (pam_authenticate, then pam_acct_mgmt
+   * when accountCheck). The conversation answers only the password prompt.
+   */
+  pamAuthenticate(service: string, user: string, password: Buffer, accountCheck: boolean): Promise<NativePamResult>;
   /** Every pool thread re-creates its krb5_context (re-reads krb5.conf / KRB5_CONFIG) at its next call. */
   reload(): void;
   /** No I/O in the constructor: the credential is acquired in the first step(). */

@@ -28,9 +28,9 @@
  * CONFIG_FILE_KEYS lists every file-valued key of the schema; a test keeps
  * it equal to the schema, so a new `*File` key cannot go unchecked.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { formatConfigPath, type ConfigIssue, type PopgateConfig } from '../config/index.js';
+import { formatConfigPath, PAM_DEFAULTS, type ConfigIssue, type PopgateConfig } from '../config/index.js';
 import type { BackendTlsConfig, KerberosConfig, ListenerConfig } from '../config/schema.js';
 import { parseUserFile, type UserFileLineProblem } from '../auth/user-file.js';
 import { parseSecrets } from '../backend/internal-login.js';
@@ -108,6 +108,8 @@ export interface PreflightReport {
   readonly checked: readonly CheckedFile[];
   /** Files the config names that serve does not read with these settings. */
   readonly unused: readonly CheckedFile[];
+  /** Things serve starts with but that are probably wrong (a missing PAM service file). */
+  readonly warnings: readonly ConfigIssue[];
 }
 
 type Segment = string | number;
@@ -463,6 +465,39 @@ export type KerberosChecker = (config: KerberosConfig) => { checkKeytab(keytab: 
 export interface PreflightOptions {
   /** Default: the addon (openKerberosBinding), pointed at the config's krb5.conf. */
   readonly kerberos?: KerberosChecker;
+  /** Where PAM service files are looked for; default /etc/pam.d, then /usr/lib/pam.d (vendor files). */
+  readonly pamDirs?: readonly string[];
+}
+
+const PAM_DIRS = ['/etc/pam.d', '/usr/lib/pam.d'];
+
+/**
+ * The pam verifier's service file. Only a warning when missing: Linux-PAM
+ * then uses the `other` service, which may be what the admin wants but
+ * usually is not (Debian's `other` is the full common-* stack).
+ */
+async function checkPamService(config: PopgateConfig, dirs: readonly string[]): Promise<{ warnings: ConfigIssue[]; checked: CheckedFile[] }> {
+  if (!config.auth.verifiers.includes('pam')) return { warnings: [], checked: [] };
+  const service = config.auth.pam?.service ?? PAM_DEFAULTS.service;
+  const path = config.auth.pam ? 'auth.pam.service' : 'auth.verifiers';
+  for (const dir of dirs) {
+    const file = `${dir}/${service}`;
+    try {
+      if ((await stat(file)).isFile()) return { warnings: [], checked: [{ path, file, detail: `PAM service ${service}` }] };
+    } catch {
+      // not in this directory
+    }
+  }
+  return {
+    warnings: [
+      {
+        path,
+        message: `PAM service file for "${service}" not found in ${dirs.join(' or ')}: Linux-PAM will use the "other" service`,
+        hint: `create ${dirs[0] ?? '/etc/pam.d'}/${service} with the auth (and account) lines popgate should use; see docs/pam.md`,
+      },
+    ],
+    checked: [],
+  };
 }
 
 /**
@@ -493,11 +528,12 @@ export async function preflight(config: PopgateConfig, opts: PreflightOptions = 
     const kerberosRefs = used.filter((r) => r.path.startsWith('kerberos.'));
     jobs.push(checkKerberos(config.kerberos, kerberosRefs, opts.kerberos ?? openKerberosBinding));
   }
-  const findings = await Promise.all(jobs);
+  const [findings, pam] = await Promise.all([Promise.all(jobs), checkPamService(config, opts.pamDirs ?? PAM_DIRS)]);
   return {
     issues: sortByConfigOrder(refs, findings.flatMap((x) => x.issues)),
-    checked: sortByConfigOrder(refs, findings.flatMap((x) => x.checked)),
+    checked: [...sortByConfigOrder(refs, findings.flatMap((x) => x.checked)), ...pam.checked],
     unused,
+    warnings: pam.warnings,
   };
 }
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { AuthConfig, HttpAuthConfig, PopgateConfig } from '../config/index.js';
+import { PAM_DEFAULTS, type AuthConfig, type HttpAuthConfig, type PamAuthConfig, type PopgateConfig } from '../config/index.js';
 import {
   createCredentialsCache,
   createHttpAuthVerifier,
@@ -17,11 +17,13 @@ import {
   type UserFileVerifier,
 } from '../auth/index.js';
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
+import { createPamVerifier, pamGate } from '../auth/pam-verifier.js';
 import { createLoginThrottle, type LoginThrottle } from '../auth/throttle.js';
 import type { BearerValidator, PasswordVerifier } from '../auth/types.js';
 import { createBearerValidator } from '../auth/oauth/index.js';
 import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';
 import { backendTargets, resolveRouteEntry, targetsForUser } from '../config/routing.js';
+import { loadNativeAddon } from '../kerberos/binding.js';
 import { KerberosError, type PasswordCheck } from '../kerberos/types.js';
 import { noopMetrics, type Metrics } from '../observability/metrics.js';
 import type { SaslMechanism } from '../pop3/types.js';
@@ -52,6 +54,7 @@ export interface CarriedParts {
 export type VerifierPlan =
   | { readonly kind: 'userFile'; readonly path: string }
   | { readonly kind: 'http'; readonly http: HttpAuthConfig }
+  | { readonly kind: 'pam'; readonly pam: PamAuthConfig }
   | { readonly kind: 'kerberos'; readonly kerberos: KerberosServices; readonly defaultRealm: string };
 
 /** The parts of `previous` a reload keeps (`reused` comes from planReload). */
@@ -76,6 +79,7 @@ export function planVerifiers(auth: AuthConfig, kerberos: KerberosServices | und
       if (auth.http === undefined) throw new Error('auth.verifiers includes http but auth.http is not set');
       return { kind: 'http', http: auth.http };
     }
+    if (name === 'pam') return { kind: 'pam', pam: auth.pam ?? PAM_DEFAULTS };
     const defaultRealm = kerberos?.config.mapping.realms[0];
     if (!kerberos || defaultRealm === undefined) throw new Error('auth.verifiers includes kerberos but no Kerberos realm is set up');
     return { kind: 'kerberos', kerberos, defaultRealm };
@@ -98,6 +102,8 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
       if (plan.kind === 'userFile') {
         userFile = await createUserFileVerifier({ path: plan.path, logger: log });
         verifiers.push(countingErrors(userFile, metrics));
+      } else if (plan.kind === 'pam') {
+        verifiers.push(countingErrors(pamVerifier(plan.pam), metrics));
       } else {
         verifiers.push(countingErrors(plan.kind === 'http' ? httpVerifier(plan.http, log) : realmVerifier(plan, metrics), metrics));
       }
@@ -176,6 +182,15 @@ function httpVerifier(http: HttpAuthConfig, log: Logger): PasswordVerifier {
     proxy: http.proxy,
     authorizeTicketLogins: http.authorizeTicketLogins,
     logger: log,
+  });
+}
+
+function pamVerifier(pam: PamAuthConfig): PasswordVerifier {
+  return createPamVerifier({
+    pam: loadNativeAddon(),
+    service: pam.service,
+    accountCheck: pam.accountCheck,
+    gate: pamGate({ maxConcurrent: pam.maxConcurrent, maxQueue: pam.maxQueue, timeoutMs: pam.timeout }),
   });
 }
 

@@ -99,6 +99,7 @@ describe('config.example.yaml', () => {
     expect(cfg.auth.verifiers).toEqual(['userFile']);
     expect(cfg.kerberos).toBeUndefined();
     expect(cfg.auth.http).toBeUndefined();
+    expect(cfg.auth.pam).toBeUndefined();
     expect(cfg.listeners[0]?.proxyProtocol).toBeUndefined();
     expect(cfg.listeners[0]?.tls?.clientCertificates).toBeUndefined();
     expect(cfg.backend).toMatchObject({ port: 110, tls: { mode: 'none', verify: true }, proxyProtocol: 'none', xclient: true });
@@ -176,7 +177,7 @@ describe('config.example.yaml', () => {
 
   it('is valid with its optional parts enabled', async () => {
     const { text, blocks } = enableOptional(await readFile(EXAMPLE, 'utf8'));
-    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'oauth', 'kerberos', 'routing', 'admin']);
+    expect(blocks).toEqual(['client-certificates', 'proxy-protocol', 'kpop', 'redis', 'http', 'pam', 'oauth', 'kerberos', 'routing', 'admin']);
     const cfg = await parseConfigText(text, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
     expect(cfg.listeners.map((l) => [l.name, l.kind, l.port, l.tls])).toEqual([
       ['pop3s', 'pop3s', 995, expect.anything()],
@@ -191,6 +192,7 @@ describe('config.example.yaml', () => {
     });
     expect(cfg.listeners[0]?.proxyProtocol).toEqual({ trustedNetworks: ['10.0.0.0/8', 'fd00::/8'], required: true, timeout: 5000 });
     expect(cfg.auth.verifiers).toEqual(['userFile', 'http']);
+    expect(cfg.auth.pam).toEqual({ service: 'popgate', accountCheck: true, maxConcurrent: 2, maxQueue: 32, timeout: 10_000 });
     expect(cfg.admin).toEqual({ address: '127.0.0.1', port: 9110 });
     expect(cfg.auth.throttle).toMatchObject({ store: 'redis', redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'popgate:' } });
     expect(cfg.auth.http).toEqual({

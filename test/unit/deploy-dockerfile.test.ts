@@ -123,9 +123,9 @@ describe('deploy/Dockerfile', () => {
     }
   });
 
-  it('builder: installs the toolchain and libkrb5-dev, runs npm ci, npm run build, npm prune --omit=dev', () => {
+  it('builder: installs the toolchain, libkrb5-dev and libpam0g-dev, runs npm ci, npm run build, npm prune --omit=dev', () => {
     const { packages } = aptInstalls(builder!);
-    expect(packages).toEqual(expect.arrayContaining(['python3', 'make', 'g++', 'libkrb5-dev', 'pkg-config']));
+    expect(packages).toEqual(expect.arrayContaining(['python3', 'make', 'g++', 'libkrb5-dev', 'libpam0g-dev', 'pkg-config']));
     const run = runText(builder!);
     expect(run).toMatch(/npm ci\b/);
     expect(run).toMatch(/npm run build\b/);
@@ -140,7 +140,7 @@ describe('deploy/Dockerfile', () => {
 
   it('runtime: only run-time libraries (no -dev packages, no compilers), --no-install-recommends, apt lists removed', () => {
     const { packages, commands } = aptInstalls(runtime);
-    expect(packages.sort()).toEqual(['ca-certificates', 'libgssapi-krb5-2', 'libkrb5-3', 'tini']);
+    expect(packages.sort()).toEqual(['ca-certificates', 'libgssapi-krb5-2', 'libkrb5-3', 'libpam0g', 'tini']);
     for (const p of packages) {
       expect(p).not.toMatch(/-dev$/);
       expect(['gcc', 'g++', 'make', 'cpp', 'clang', 'build-essential', 'python3', 'pkg-config', 'node-gyp']).not.toContain(p);

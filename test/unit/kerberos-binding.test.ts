@@ -268,6 +268,7 @@ describe('NativeKerberosBinding over a fake addon', () => {
       verifyApReq: async () => ({ client: 'alice@R', server: 'pop/h@R', mutual: false, apRep: Buffer.from('x') }),
       verifyPassword: async () => true,
       checkKeytab: async () => undefined,
+      pamAuthenticate: async () => ({ result: 'ok', stage: 'account', code: 0, message: 'Success' }),
       reload: () => undefined,
       GssContext: class {
         constructor() {

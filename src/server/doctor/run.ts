@@ -10,7 +10,7 @@ import { checkUserLogin, distinctTargets, probeTarget } from './backend.js';
 import { checkKerberos, type RunCommand } from './kerberos.js';
 import { checkAuthHttp, checkOauth, checkRedis } from './services.js';
 import { checkListenerTls, type TrustAnchors } from './tls.js';
-import { fail, ok, type DoctorResult } from './types.js';
+import { fail, ok, warn, type DoctorResult } from './types.js';
 
 export interface DoctorOptions {
   /** Milliseconds since the epoch (certificate expiry). */
@@ -46,6 +46,7 @@ export async function runDoctorChecks(config: PopgateConfig, opts: DoctorOptions
   for (const issue of report.issues) {
     results.push(fail('config', issue.path, issue.message, issue.hint ?? 'see popgate check-config'));
   }
+  for (const w of report.warnings) results.push(warn('config', w.path, w.message, w.hint ?? 'see popgate check-config'));
   if (report.issues.length === 0) {
     results.push(ok('config', 'files', `every file the configuration names loads as serve loads it (${report.checked.length} checked, as check-config)`));
   }

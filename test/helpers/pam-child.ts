@@ -1,0 +1,67 @@
+/**
+ * Runs the pam verifier over the real addon in a process of its own, so the
+ * test can start it with LD_PRELOAD=libpam_wrapper.so (PAM reads its service
+ * files from PAM_WRAPPER_SERVICE_DIR instead of /etc/pam.d). Started by
+ * test/helpers/pam-wrapper.ts:
+ *
+ *   node --import ./test/helpers/ts-resolve-hooks.mjs test/helpers/pam-child.ts '<PamChildScenario JSON>'
+ *
+ * Starts every login at its `startAfterMs` and prints one JSON line
+ * (PamChildReport) when all have settled; the parent then kills it (a PAM
+ * call still hung in the background would hold its exit: libuv joins its
+ * pool threads).
+ */
+import { createPamVerifier, pamGate } from '../../src/auth/pam-verifier.js';
+import { GatewayError } from '../../src/errors.js';
+import { loadNativeAddon } from '../../src/kerberos/binding.js';
+
+export interface PamChildScenario {
+  readonly service: string;
+  readonly accountCheck: boolean;
+  readonly maxConcurrent: number;
+  readonly maxQueue: number;
+  readonly timeoutMs: number;
+  readonly logins: readonly { readonly user: string; readonly password: string; readonly startAfterMs?: number }[];
+}
+
+export interface PamChildResult {
+  readonly user: string;
+  /** Time from the login's start to its answer. */
+  readonly ms: number;
+  readonly outcome?: { readonly ok: boolean; readonly user?: string; readonly reason?: string };
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+export interface PamChildReport {
+  readonly results: PamChildResult[];
+  /** Most PAM calls seen holding a slot at once (sampled at every start and answer). */
+  readonly maxInFlight: number;
+}
+
+const scenario = JSON.parse(process.argv[2] ?? '{}') as PamChildScenario;
+const gate = pamGate({ maxConcurrent: scenario.maxConcurrent, maxQueue: scenario.maxQueue, timeoutMs: scenario.timeoutMs });
+const verifier = createPamVerifier({ pam: loadNativeAddon(), service: scenario.service, accountCheck: scenario.accountCheck, gate });
+let maxInFlight = 0;
+const sample = (): void => {
+  maxInFlight = Math.max(maxInFlight, gate.inFlight);
+};
+
+async function one(login: PamChildScenario['logins'][number]): Promise<PamChildResult> {
+  await new Promise((resolve) => setTimeout(resolve, login.startAfterMs ?? 0));
+  const started = performance.now();
+  const p = verifier.verify({ username: login.user, password: login.password, mechanism: 'USER', tls: true });
+  sample();
+  try {
+    const outcome = await p;
+    sample();
+    return { user: login.user, ms: Math.round(performance.now() - started), outcome };
+  } catch (err) {
+    sample();
+    const code = err instanceof GatewayError ? err.code : 'THROWN';
+    return { user: login.user, ms: Math.round(performance.now() - started), error: { code, message: String(err) } };
+  }
+}
+
+const results = await Promise.all(scenario.logins.map(one));
+const report: PamChildReport = { results, maxInFlight };
+process.stdout.write(`${JSON.stringify(report)}\n`);

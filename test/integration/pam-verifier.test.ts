@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ERRORS } from '../../src/errors.js';
+import type { PamChildScenario } from '../helpers/pam-child.js';
+import { createPamSandbox, PAM_USERS, type PamSandbox } from '../helpers/pam-wrapper.js';
+
+// The real addon and real PAM modules, in a child process under pam_wrapper
+// (test/helpers/pam-wrapper.ts); nothing in /etc/pam.d is read or written.
+
+let sandbox: PamSandbox;
+beforeAll(async () => {
+  sandbox = await createPamSandbox();
+});
+afterAll(async () => {
+  await sandbox.cleanup();
+});
+
+const base = { accountCheck: true, maxConcurrent: 2, maxQueue: 8, timeoutMs: 5_000 } as const;
+
+function scenario(service: string, logins: PamChildScenario['logins'], extra: Partial<PamChildScenario> = {}): PamChildScenario {
+  return { ...base, service, logins, ...extra };
+}
+
+describe('pam verifier over pam_wrapper', () => {
+  it('accepts the right password and refuses a wrong one (pam_matrix)', async () => {
+    const { results } = await sandbox.run(
+      scenario('popgate', [
+        { user: 'alice', password: PAM_USERS.alice },
+        { user: 'alice', password: 'wrong' },
+        { user: 'bob', password: PAM_USERS.bob },
+        { user: 'bob', password: PAM_USERS.alice },
+      ]),
+    );
+    expect(results.map((r) => r.outcome)).toEqual([
+      { ok: true, user: 'alice' },
+      { ok: false, reason: 'bad-password' },
+      { ok: true, user: 'bob' },
+      { ok: false, reason: 'bad-password' },
+    ]);
+  });
+
+  it('reports an unknown user as unknown-user when the module says so (pam_unix + nss_wrapper)', async () => {
+    const { results } = await sandbox.run(scenario('popgate-unix', [{ user: 'nobody-here', password: 'x' }]));
+    expect(results[0]?.outcome).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
+  it('refuses a locked account in the account stack, and skips it when accountCheck is off', async () => {
+    const locked = await sandbox.run(scenario('popgate-locked', [{ user: 'alice', password: PAM_USERS.alice }]));
+    expect(locked.results[0]?.outcome).toEqual({ ok: false, reason: 'disabled' });
+    const unchecked = await sandbox.run(scenario('popgate-locked', [{ user: 'alice', password: PAM_USERS.alice }], { accountCheck: false }));
+    expect(unchecked.results[0]?.outcome).toEqual({ ok: true, user: 'alice' });
+  });
+
+  it('the conversation lets info and error messages pass and still answers the password prompt (pam_chatty)', async () => {
+    const { results } = await sandbox.run(
+      scenario('popgate-chatty', [
+        { user: 'alice', password: PAM_USERS.alice },
+        { user: 'alice', password: 'wrong' },
+      ]),
+    );
+    expect(results.map((r) => r.outcome)).toEqual([{ ok: true, user: 'alice' }, { ok: false, reason: 'bad-password' }]);
+  });
+
+  it('the conversation refuses any question but the password: [SYS/TEMP], never a guess', async () => {
+    const { results } = await sandbox.run(scenario('popgate-otp', [{ user: 'alice', password: PAM_USERS.alice }]));
+    expect(results[0]?.error?.code).toBe('VERIFIER_UNAVAILABLE');
+    expect(results[0]?.error?.message).toMatch(/auth stage: Conversation error \(PAM code 19\)/);
+  });
+
+  it('refuses an empty password without asking PAM', async () => {
+    // slow1 would hang in pam_exec for seconds if PAM were called.
+    const { results } = await sandbox.run(scenario('popgate-hang', [{ user: 'slow1', password: '' }]));
+    expect(results[0]?.outcome).toEqual({ ok: false, reason: 'bad-password' });
+    expect(results[0]?.ms).toBeLessThan(500);
+  });
+
+  it('a missing service file is VERIFIER_UNAVAILABLE ([SYS/TEMP]), not a wrong password', async () => {
+    const { results } = await sandbox.run(scenario('no-such-service', [{ user: 'alice', password: PAM_USERS.alice }]));
+    expect(results[0]?.error?.code).toBe('VERIFIER_UNAVAILABLE');
+    expect(ERRORS.VERIFIER_UNAVAILABLE.resp).toBe('SYS/TEMP');
+  });
+
+  it('a hanging module: the deadline answers [SYS/TEMP], the cap holds, other logins are still answered', async () => {
+    const { results, maxInFlight } = await sandbox.run(
+      scenario(
+        'popgate-hang',
+        [
+          { user: 'slow1', password: 'x' }, // takes slot 1, times out, keeps the slot while pam_exec sleeps
+          { user: 'alice', password: PAM_USERS.alice, startAfterMs: 50 }, // slot 2: answered at once
+          { user: 'slow2', password: 'x', startAfterMs: 300 }, // slot 2 again (alice is done)
+          { user: 'slow3', password: 'x', startAfterMs: 350 }, // queued: no slot frees in time
+          { user: 'slow4', password: 'x', startAfterMs: 400 }, // queue full (maxQueue 1): refused at once
+        ],
+        { maxConcurrent: 2, maxQueue: 1, timeoutMs: 800 },
+      ),
+    );
+    const by = Object.fromEntries(results.map((r) => [r.user, r]));
+    expect(by.alice?.outcome).toEqual({ ok: true, user: 'alice' });
+    expect(by.alice?.ms).toBeLessThan(700); // well before the 800 ms deadline: not stuck behind slow1
+    for (const u of ['slow1', 'slow2', 'slow3', 'slow4']) expect(by[u]?.error?.code, u).toBe('VERIFIER_UNAVAILABLE');
+    expect(by.slow1?.ms).toBeGreaterThanOrEqual(790);
+    expect(by.slow1?.ms).toBeLessThan(2_000);
+    expect(by.slow1?.error?.message).toMatch(/PAM call timed out after 800 ms \(it keeps running/);
+    expect(by.slow3?.error?.message).toMatch(/waiting for a free slot/);
+    expect(by.slow4?.ms).toBeLessThan(400); // refused at once, not at the deadline
+    expect(by.slow4?.error?.message).toMatch(/busy/);
+    expect(maxInFlight).toBe(2);
+  });
+});
