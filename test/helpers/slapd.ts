@@ -9,7 +9,7 @@
  * not in the group), `o'hara*)(x` (a uid with filter and DN specials) and
  * carol (employeeType disabled); ou=groups with cn=mail (alice, o'hara);
  * ou=services with cn=popgate (the service account). Passwords are stored in
- * clear (slapd compares them on bind). `allow bind_anon_cred`: an empty
+ * clear (slapd compares them on bind). `allow bind_anon_dn`: an empty
  * password with a DN is an anonymous bind that succeeds, as on many servers.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -149,7 +149,7 @@ export async function startSlapd(pki: TestPki, options: { mailPort?: number } = 
         ...['core', 'cosine', 'inetorgperson', 'nis'].map((s) => `include /etc/ldap/schema/${s}.schema`),
         // Like many directories (Active Directory among them): a DN with an empty password binds
         // anonymously with success (RFC 4513 5.1.2), the hole the verifier must close itself.
-        'allow bind_anon_cred',
+        'allow bind_anon_dn',
         'modulepath /usr/lib/ldap',
         'moduleload back_mdb',
         `pidfile ${dir}/slapd.pid`,
