@@ -28,6 +28,7 @@ export {
   type ListenerProxyProtocolConfig,
   type ClientCertificatesConfig,
   type HttpAuthConfig,
+  type LdapAuthConfig,
   type BackendTlsConfig,
   type BackendProxyProtocol,
   type RoutingConfig,
