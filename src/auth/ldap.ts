@@ -40,7 +40,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { checkServerIdentity, type ConnectionOptions } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { Client, InvalidCredentialsError, type Entry } from 'ldapts';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
@@ -124,6 +124,8 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
   const attrs = options.attributes ?? {};
   const wanted = [attrs.user, attrs.host, attrs.port, attrs.backendUser].filter((a): a is string => a !== undefined);
   let closed = false;
+  /** Clients whose socket closed (see connect). */
+  const lost = new WeakSet<Client>();
   /** The service account's bound connection (search mode), reused between logins. */
   let service: Promise<Client> | undefined;
 
@@ -149,6 +151,14 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
         timeout: options.timeoutMs,
         connectTimeout: options.connectTimeoutMs,
         ...(url.startsWith('ldaps:') ? { tlsOptions: tlsOptions(url) } : {}),
+        // ldapts does not see the StartTLS socket close (isConnected stays true and the next
+        // operation waits for its timeout): watch it here, so a kept connection is known lost.
+        // Called as tls.connect is: (options) for StartTLS, (port, host, options) for ldaps://.
+        createSecureConnection: ((...args: unknown[]) => {
+          const socket = (tlsConnect as (...a: unknown[]) => TLSSocket)(...args);
+          socket.once('close', () => lost.add(client));
+          return socket;
+        }) as typeof tlsConnect,
       });
       try {
         if (options.startTls) await client.startTLS(tlsOptions(url));
@@ -178,7 +188,7 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
     const current = service;
     if (current) {
       const client = await current.catch(() => undefined);
-      if (client?.isConnected) return client;
+      if (client?.isConnected && !lost.has(client)) return client;
       if (service === current) service = undefined;
     }
     service ??= (async () => {

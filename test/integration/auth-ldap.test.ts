@@ -170,14 +170,19 @@ describe('search then bind (service account)', () => {
   it('reuses the service account connection and survives its loss', async () => {
     const v = make({ lookup: searchLookup });
     for (let i = 0; i < 5; i++) expect(await check(v, 'alice', U.alice.password)).toMatchObject({ ok: true });
-    const extra = await startSlapd(pki);
-    try {
-      const w = make({ urls: [extra.url], lookup: searchLookup });
-      expect(await check(w, 'bob', U.bob.password)).toMatchObject({ ok: true });
-      await extra.stop();
-      await unavailable(check(w, 'bob', U.bob.password));
-    } finally {
-      await extra.stop();
+    // A kept connection that the server closed is noticed at once, over StartTLS too (not after the operation timeout).
+    for (const startTls of [false, true]) {
+      const extra = await startSlapd(pki);
+      try {
+        const w = make({ urls: [extra.url], lookup: searchLookup, startTls, timeoutMs: 4000 });
+        expect(await check(w, 'bob', U.bob.password)).toMatchObject({ ok: true });
+        await extra.stop();
+        const started = Date.now();
+        await unavailable(check(w, 'bob', U.bob.password));
+        expect(Date.now() - started, `startTls ${startTls}`).toBeLessThan(2000);
+      } finally {
+        await extra.stop();
+      }
     }
   });
 });
