@@ -119,6 +119,20 @@ function firstValue(entry: Entry, attribute: string | undefined): string | undef
   return text === '' ? undefined : text;
 }
 
+/** TLS options for `url` (ldaps:// or StartTLS): certificate checked against `ca` and the URL's host or `serverName`. */
+export function ldapTlsOptions(url: string, ca: string | Buffer | undefined, serverName: string | undefined): ConnectionOptions {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  const sni = serverName ?? host;
+  return {
+    rejectUnauthorized: true,
+    ...(ca !== undefined ? { ca } : {}),
+    // SNI carries names only (RFC 6066); node checks an IP address against the certificate's IP SANs.
+    ...(isIP(sni) === 0 ? { servername: sni } : {}),
+    // The configured name is checked instead of the URL's host (e.g. a URL with an IP address).
+    ...(serverName !== undefined ? { checkServerIdentity: (_h, cert) => checkServerIdentity(serverName, cert) } : {}),
+  };
+}
+
 export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifier {
   const { logger: log, lookup } = options;
   const attrs = options.attributes ?? {};
@@ -129,18 +143,7 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
   /** The service account's bound connection (search mode), reused between logins. */
   let service: Promise<Client> | undefined;
 
-  function tlsOptions(url: string): ConnectionOptions {
-    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
-    const sni = options.tlsServerName ?? host;
-    return {
-      rejectUnauthorized: true,
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
-      // SNI carries names only (RFC 6066); node checks an IP address against the certificate's IP SANs.
-      ...(isIP(sni) === 0 ? { servername: sni } : {}),
-      // The configured name is checked instead of the URL's host (e.g. a URL with an IP address).
-      ...(options.tlsServerName !== undefined ? { checkServerIdentity: (_h, cert) => checkServerIdentity(options.tlsServerName!, cert) } : {}),
-    };
-  }
+  const tlsOptions = (url: string): ConnectionOptions => ldapTlsOptions(url, options.ca, options.tlsServerName);
 
   /** A connected (and, with StartTLS, upgraded) client to the first URL that answers. */
   async function connect(): Promise<Client> {

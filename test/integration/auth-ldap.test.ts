@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLdapVerifier, type LdapVerifierOptions } from '../../src/auth/ldap.js';
 import type { PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
 import { GatewayError } from '../../src/errors.js';
+import { parseConfigText } from '../../src/config/index.js';
+import { checkLdap } from '../../src/server/doctor/services.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { freePort } from '../helpers/ports.js';
 import {
@@ -237,6 +239,37 @@ describe('server down, hung, failover', () => {
     const v = make({ urls: [dead, second.url], lookup: searchLookup });
     expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
     expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+  });
+});
+
+describe('popgate doctor (checkLdap)', () => {
+  const config = (ldap: string) =>
+    parseConfigText(
+      `listeners: [{ kind: pop3, port: 110, allowPlaintextAuth: true }]
+auth: { verifiers: [ldap], ldap: ${ldap} }
+backend: { host: 127.0.0.1, login: { mode: master, user: m, password: p } }
+`,
+      { baseDir: pki.dir, env: {}, source: 'test.yaml' },
+    );
+
+  it('says each server answers (over StartTLS, certificate checked) and the service account binds', async () => {
+    const dead = `ldap://127.0.0.1:${await freePort()}`;
+    const search = `{ bindDn: "${TEST_LDAP_SERVICE.dn}", bindPassword: "${TEST_LDAP_SERVICE.password}", base: "${TEST_LDAP_BASE}", filter: "(uid=%u)" }`;
+    const results = await checkLdap(await config(`{ urls: [${dead}, ${primary.url}], startTls: true, caFile: ca.pem, search: ${search} }`));
+    expect(results.map((r) => [r.check, r.status])).toEqual([
+      [`ldap server ${dead}`, 'fail'],
+      [`ldap server ${primary.url}`, 'ok'],
+      ['ldap service account', 'ok'],
+    ]);
+    expect(results[1]?.detail).toBe('answers over StartTLS, certificate checked');
+    const wrong = await checkLdap(await config(`{ urls: [${primary.ldapsUrl}], caFile: ca.pem, search: ${search.replace(TEST_LDAP_SERVICE.password, 'wrong')} }`));
+    expect(wrong.map((r) => [r.check, r.status])).toEqual([
+      [`ldap server ${primary.ldapsUrl}`, 'ok'],
+      ['ldap service account', 'fail'],
+    ]);
+    expect(JSON.stringify(wrong)).not.toContain('wrong');
+    // No CA: the test CA is not trusted.
+    expect((await checkLdap(await config(`{ urls: [${primary.ldapsUrl}], userDnTemplate: "uid=%u,${TEST_LDAP_PEOPLE}" }`))).map((r) => r.status)).toEqual(['fail']);
   });
 });
 
