@@ -186,12 +186,13 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
     }
   }
 
-  async function serviceClient(): Promise<Client> {
+  /** The service account's bound connection: the kept one (`reused`) or a new one, then kept. */
+  async function serviceClient(): Promise<{ client: Client; reused: boolean }> {
     if (lookup.mode !== 'search') throw new Error('no service account in bind mode');
     const current = service;
     if (current) {
       const client = await current.catch(() => undefined);
-      if (client?.isConnected && !lost.has(client)) return client;
+      if (client?.isConnected && !lost.has(client)) return { client, reused: true };
       if (service === current) service = undefined;
     }
     service ??= (async () => {
@@ -205,10 +206,17 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
       }
     })();
     const pending = service;
-    return pending.catch((err: unknown) => {
+    const client = await pending.catch((err: unknown) => {
       if (service === pending) service = undefined;
       throw err;
     });
+    return { client, reused: false };
+  }
+
+  /** Stops keeping `client` (it failed) and closes it. */
+  function dropService(client: Client): void {
+    lost.add(client);
+    void client.unbind().catch(() => undefined);
   }
 
   async function search(client: Client, base: string, filter: string, scope: 'base' | 'one' | 'sub', attributes: string[]): Promise<Entry[]> {
@@ -226,15 +234,15 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
   async function findUser(user: string): Promise<Entry | undefined> {
     if (lookup.mode !== 'search') return undefined;
     const filter = expandTemplate(lookup.filter, user, escapeFilterValue);
+    const first = await serviceClient();
     let entries: Entry[];
     try {
-      entries = await search(await serviceClient(), lookup.base, filter, lookup.scope, wanted);
+      entries = await search(first.client, lookup.base, filter, lookup.scope, wanted);
     } catch (err) {
-      // The kept connection may have been closed under us: one more try on a fresh one.
-      service = undefined;
-      entries = await search(await serviceClient(), lookup.base, filter, lookup.scope, wanted).catch((e: unknown) => {
-        throw e instanceof GatewayError ? e : unavailable(String(err));
-      });
+      dropService(first.client);
+      // A kept connection may have broken since its last use: one more try on a fresh one.
+      if (!first.reused) throw err;
+      entries = await search((await serviceClient()).client, lookup.base, filter, lookup.scope, wanted);
     }
     if (entries.length > 1) log.warn({ user, filter }, 'LDAP search matched more than one entry: refused');
     return entries.length === 1 ? entries[0] : undefined;
