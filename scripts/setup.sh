@@ -18,12 +18,15 @@ APT_PACKAGES=(
   podman runc catatonit mmdebstrap
   prometheus
   libpam0g-dev libpam-wrapper libnss-wrapper libpam-modules
+  slapd ldap-utils
 )
 # libpam0g-dev: the addon's PAM check (native/src/pam.cc); libpam-wrapper,
 # libnss-wrapper, libpam-modules: test/integration/pam-verifier.test.ts runs real
 # PAM modules against a private service directory (never /etc/pam.d).
 # prometheus: for its promtool (test/integration/monitoring-assets.test.ts checks
 # deploy/monitoring); its server is not wanted and is kept from starting below.
+# slapd, ldap-utils: the LDAP verifier's tests start their own slapd
+# (test/helpers/slapd.ts); Debian's system slapd is kept from starting below.
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -51,19 +54,19 @@ else
   fi
   log "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Debian's prometheus package enables and starts a Prometheus server
-  # (port 9090) from its postinst, through invoke-rc.d or deb-systemd-invoke,
+  # Debian's prometheus and slapd packages enable and start their servers
+  # (ports 9090 and 389) from their postinsts, through invoke-rc.d or deb-systemd-invoke,
   # which both ask /usr/sbin/policy-rc.d first. Where there is none (a CI
   # machine; container images often ship one that denies every start), a
-  # temporary one denies starting prometheus only, for this apt run.
+  # temporary one denies starting those two only, for this apt run.
   policy_added=0
-  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  if [[ " ${missing[*]} " == *" prometheus "* || " ${missing[*]} " == *" slapd "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
     policy_tmp="$(mktemp)"
     cat >"$policy_tmp" <<'POLICY'
 #!/bin/sh
-# Temporary, from popgate's scripts/setup.sh: do not start Debian's prometheus server.
+# Temporary, from popgate's scripts/setup.sh: do not start Debian's prometheus or slapd server.
 for arg in "$@"; do
-  case "$arg" in prometheus | prometheus.service) exit 101 ;; esac
+  case "$arg" in prometheus | prometheus.service | slapd | slapd.service) exit 101 ;; esac
 done
 exit 0
 POLICY
@@ -87,6 +90,9 @@ POLICY
   # (and stop it, should it run) when this run installed it on a systemd machine.
   if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
     "${SUDO[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" slapd "* ]] && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now slapd.service >/dev/null 2>&1 || true
   fi
   still=()
   for pkg in "${APT_PACKAGES[@]}"; do

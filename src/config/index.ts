@@ -30,6 +30,7 @@ export {
   type HttpAuthConfig,
   type PamAuthConfig,
   PAM_DEFAULTS,
+  type LdapAuthConfig,
   type BackendTlsConfig,
   type BackendProxyProtocol,
   type RoutingConfig,

@@ -264,7 +264,7 @@ const listenersSchema = z
 export const SASL_MECHANISMS = ['PLAIN', 'LOGIN', 'GSSAPI', 'CRAM-MD5', 'EXTERNAL', 'OAUTHBEARER', 'XOAUTH2', 'SCRAM-SHA-256', 'SCRAM-SHA-256-PLUS'] as const;
 
 /** Password verifiers, tried in the configured order. */
-export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http', 'pam'] as const;
+export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http', 'pam', 'ldap'] as const;
 
 /** Verifiers that can check APOP and CRAM-MD5 digests (they know plaintext-equivalent secrets or ask a service). */
 export const CHALLENGE_VERIFIERS: readonly PasswordVerifierName[] = ['userFile', 'http'];
@@ -394,6 +394,114 @@ const httpAuthSchema = z.strictObject({
   /** Also ask the service about GSSAPI/KPOP/EXTERNAL logins (routing and internal credentials, no password). */
   authorizeTicketLogins: z.boolean().default(true),
 });
+
+/** An ldap:// or ldaps:// URL naming a host and nothing else (no DN, attributes or credentials). */
+function checkLdapUrl(value: string, ctx: z.RefinementCtx): void {
+  const what = 'must be an ldap:// or ldaps:// URL';
+  let url: URL | undefined;
+  try {
+    if (!/[\s\0]/.test(value)) url = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!url) ctx.addIssue({ code: 'custom', message: what, ...hint('e.g. ldaps://ldap.example.com or ldap://127.0.0.1:389') });
+  else if (url.protocol !== 'ldap:' && url.protocol !== 'ldaps:') ctx.addIssue({ code: 'custom', message: `${what}, not ${url.protocol}` });
+  else if (url.hostname === '') ctx.addIssue({ code: 'custom', message: `${what} with a host` });
+  else if (url.username !== '' || url.password !== '') ctx.addIssue({ code: 'custom', message: 'must not contain credentials', ...hint('set search.bindDn and search.bindPasswordFile') });
+  else if (!/^\/?$/.test(url.pathname) || url.search !== '' || url.hash !== '') {
+    ctx.addIssue({ code: 'custom', message: 'must name only the server (scheme, host, port)', ...hint('set the base DN as search.base') });
+  }
+}
+
+/** A template with %u (the user name, escaped by the verifier for where it goes). */
+const userTemplate = (what: string) =>
+  nonEmpty.regex(NO_CRLF, 'must not contain line breaks').refine((v) => v.includes('%u'), { message: `must contain %u (the user name) in the ${what}` });
+
+/** A filter in parentheses, balanced (the server parses it; this catches typos). */
+const ldapFilter = nonEmpty.regex(NO_CRLF, 'must not contain line breaks').superRefine((v, ctx) => {
+  let depth = 0;
+  for (const c of v.replace(/\\./g, '')) {
+    if (c === '(') depth++;
+    else if (c === ')' && --depth < 0) break;
+  }
+  if (!v.startsWith('(') || !v.endsWith(')') || depth !== 0) {
+    ctx.addIssue({ code: 'custom', message: 'must be an LDAP filter in balanced parentheses', ...hint('e.g. (&(objectClass=person)(uid=%u))') });
+  }
+});
+
+const ldapAttribute = nonEmpty.regex(/^[A-Za-z][A-Za-z0-9-]*$|^\d+(\.\d+)+$/, 'must be an attribute name (e.g. mail) or OID');
+
+/** Search then bind: the service account finds the user's entry. */
+const ldapSearchSchema = z.strictObject({
+  bindDn: nonEmpty.regex(NO_CRLF, 'must not contain line breaks'),
+  /** The service account's password; the loader fills it from bindPasswordFile (SECRET_FIELDS). */
+  bindPassword: z.string({
+    error: (iss) => (iss.input === undefined ? 'required: set bindPassword or bindPasswordFile' : undefined),
+  }).min(1, 'must not be empty').regex(NO_CRLF, 'must not contain line breaks'),
+  bindPasswordFile: filePath.optional(),
+  base: nonEmpty.regex(NO_CRLF, 'must not contain line breaks'),
+  filter: userTemplate('filter').pipe(ldapFilter),
+  scope: z.enum(['base', 'one', 'sub']).default('sub'),
+});
+
+/** An LDAP directory (auth.verifiers includes ldap). */
+const ldapAuthSchema = z
+  .strictObject({
+    /** Tried in order; the next one when a server does not answer. */
+    urls: z.array(nonEmpty.superRefine((v, ctx) => checkLdapUrl(v, ctx))).min(1, 'at least one URL is required').max(16).superRefine(uniqueItems('URL')),
+    /** Upgrade ldap:// connections with StartTLS. */
+    startTls: z.boolean().default(false),
+    /** PEM CA certificates the server's certificate must chain to; default the system's. */
+    caFile: filePath.optional(),
+    /** The name the server's certificate must carry, when not the URL's host. */
+    serverName: nonEmpty.regex(HOSTNAME, 'must be a DNS name').optional(),
+    /** Bound on each LDAP operation. */
+    timeout: duration({ min: 100, max: MINUTE }).prefault('5s'),
+    /** Bound on connecting to one server (then the next URL). */
+    connectTimeout: duration({ min: 100, max: MINUTE }).prefault('3s'),
+    /** Bind mode: the user's DN, e.g. uid=%u,ou=people,dc=example,dc=com. */
+    userDnTemplate: userTemplate('DN template').optional(),
+    /** Search+bind mode. */
+    search: ldapSearchSchema.optional(),
+    /** Attributes of the user's entry that answer like auth_http (each optional). */
+    attributes: z
+      .strictObject({
+        /** The local user name (backend login and routing). */
+        user: ldapAttribute.optional(),
+        /** Backend host and port (both or neither). */
+        host: ldapAttribute.optional(),
+        port: ldapAttribute.optional(),
+        /** The backend account, logged into with the client's password. */
+        backendUser: ldapAttribute.optional(),
+      })
+      .prefault({}),
+    /** A group (groupOfNames / groupOfUniqueNames) the user's DN must be in. */
+    requireGroup: z
+      .strictObject({
+        dn: nonEmpty.regex(NO_CRLF, 'must not contain line breaks'),
+        memberAttribute: ldapAttribute.default('member'),
+      })
+      .optional(),
+    /** A filter the user's entry must match, e.g. (memberOf=cn=mail,ou=groups,dc=example,dc=com). */
+    requireFilter: ldapFilter.optional(),
+  })
+  .superRefine((l, ctx) => {
+    if ((l.userDnTemplate === undefined) === (l.search === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'set exactly one of userDnTemplate (bind as the user) and search (search, then bind)',
+        ...hint('e.g. userDnTemplate: uid=%u,ou=people,dc=example,dc=com'),
+      });
+    }
+    if ((l.attributes.host === undefined) !== (l.attributes.port === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['attributes'], message: 'host and port go together: set both or neither' });
+    }
+    l.urls.forEach((u, i) => {
+      if (l.startTls && u.startsWith('ldaps:')) {
+        ctx.addIssue({ code: 'custom', path: ['urls', i], message: 'startTls is for ldap:// URLs; this one is ldaps:// (TLS already)' });
+      }
+    });
+  });
 
 export const THROTTLE_STORES = ['memory', 'redis'] as const;
 
@@ -574,6 +682,8 @@ const authSchema = z
     http: httpAuthSchema.optional(),
     /** Settings of the pam verifier; defaults apply when `verifiers` includes pam and this is absent. */
     pam: pamAuthSchema.optional(),
+    /** Required when `verifiers` includes ldap; refused otherwise. */
+    ldap: ldapAuthSchema.optional(),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     /** Delay before answering a failed login; the throttle's delays replace it while the throttle is enabled. */
     failureDelay: duration({ max: MINUTE }).prefault('2s'),
@@ -606,6 +716,23 @@ const authSchema = z
         path: ['http'],
         message: 'configured but not used: auth.verifiers does not include http',
         ...hint(`add http to auth.verifiers (e.g. verifiers: [${[...a.verifiers, 'http'].join(', ')}]), or remove auth.http`),
+      });
+    }
+    const usesLdap = a.verifiers.includes('ldap');
+    if (usesLdap && a.ldap === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ldap'],
+        message: 'required when auth.verifiers includes ldap',
+        ...hint('add ldap: { urls: [ldaps://ldap.example.com], userDnTemplate: "uid=%u,ou=people,dc=example,dc=com" }'),
+      });
+    }
+    if (!usesLdap && a.ldap !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ldap'],
+        message: 'configured but not used: auth.verifiers does not include ldap',
+        ...hint(`add ldap to auth.verifiers (e.g. verifiers: [${[...a.verifiers, 'ldap'].join(', ')}]), or remove auth.ldap`),
       });
     }
     const canChallenge = a.verifiers.some((v) => CHALLENGE_VERIFIERS.includes(v));
@@ -1077,6 +1204,7 @@ export type HttpAuthConfig = NonNullable<AuthConfig['http']>;
 export type PamAuthConfig = NonNullable<AuthConfig['pam']>;
 /** auth.pam when the pam verifier is listed without the section. */
 export const PAM_DEFAULTS: PamAuthConfig = pamAuthSchema.parse({});
+export type LdapAuthConfig = NonNullable<AuthConfig['ldap']>;
 export type SaslMechanismName = (typeof SASL_MECHANISMS)[number];
 export type KerberosConfig = NonNullable<PopgateConfig['kerberos']>;
 export type KerberosMappingConfig = KerberosConfig['mapping'];
@@ -1097,6 +1225,7 @@ export const SECRET_FIELDS: readonly string[] = [
   'auth.throttle.redis.password',
   'auth.throttle.redis.sentinel.password',
   'auth.oauth.introspection.clientSecret',
+  'auth.ldap.search.bindPassword',
 ];
 
 /**

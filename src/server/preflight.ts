@@ -46,6 +46,7 @@ export type ConfigFileKind =
   | 'client-ca'
   | 'ticket-keys'
   | 'backend-ca'
+  | 'ldap-ca'
   | 'user-file'
   | 'backend-secrets'
   | 'secret'
@@ -70,6 +71,8 @@ export const CONFIG_FILE_KEYS: Readonly<Record<string, ConfigFileKind>> = {
   'auth.throttle.redis.passwordFile': 'secret',
   'auth.throttle.redis.sentinel.passwordFile': 'secret',
   'auth.oauth.introspection.clientSecretFile': 'secret',
+  'auth.ldap.caFile': 'ldap-ca',
+  'auth.ldap.search.bindPasswordFile': 'secret',
   'kerberos.keytab': 'keytab',
   'kerberos.rcacheDir': 'rcache-dir',
   'kerberos.krb5Config': 'krb5-config',
@@ -154,6 +157,8 @@ export function configFiles(config: PopgateConfig): ConfigFileRef[] {
   add(['auth', 'throttle', 'redis', 'passwordFile'], 'auth.throttle.redis.passwordFile', redis?.passwordFile);
   add(['auth', 'throttle', 'redis', 'sentinel', 'passwordFile'], 'auth.throttle.redis.sentinel.passwordFile', redis?.sentinel?.passwordFile);
   add(['auth', 'oauth', 'introspection', 'clientSecretFile'], 'auth.oauth.introspection.clientSecretFile', config.auth.oauth?.introspection?.clientSecretFile);
+  add(['auth', 'ldap', 'caFile'], 'auth.ldap.caFile', config.auth.ldap?.caFile);
+  add(['auth', 'ldap', 'search', 'bindPasswordFile'], 'auth.ldap.search.bindPasswordFile', config.auth.ldap?.search?.bindPasswordFile);
   const login = config.backend.login;
   if (login.mode === 'master') add(['backend', 'login', 'passwordFile'], 'backend.login.passwordFile', login.passwordFile);
   if (login.mode === 'mapped') add(['backend', 'login', 'secretsFile'], 'backend.login.secretsFile', login.secretsFile);
@@ -518,7 +523,7 @@ export async function preflight(config: PopgateConfig, opts: PreflightOptions = 
   for (const ref of used) {
     if (ref.kind === 'user-file') jobs.push(checkUserFile(ref));
     else if (ref.kind === 'backend-secrets') jobs.push(checkSecretsFile(ref));
-    else if (ref.kind === 'backend-ca') jobs.push(checkBackendCa(ref));
+    else if (ref.kind === 'backend-ca' || ref.kind === 'ldap-ca') jobs.push(checkBackendCa(ref));
     else if (ref.kind === 'secret' || ref.kind === 'headers') {
       // Read (and headers parsed) by the loader: its problems are in inspectConfig's issues.
       jobs.push(Promise.resolve({ issues: [], checked: [{ path: ref.path, file: ref.file, detail: ref.kind === 'secret' ? 'secret, read with the configuration' : 'headers, read and merged with the configuration' }] }));

@@ -5,10 +5,11 @@
  * logins (see Generations in config-reload.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { PAM_DEFAULTS, type AuthConfig, type HttpAuthConfig, type PamAuthConfig, type PopgateConfig } from '../config/index.js';
+import { PAM_DEFAULTS, type AuthConfig, type HttpAuthConfig, type LdapAuthConfig, type PamAuthConfig, type PopgateConfig } from '../config/index.js';
 import {
   createCredentialsCache,
   createHttpAuthVerifier,
@@ -18,6 +19,7 @@ import {
 } from '../auth/index.js';
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
 import { createPamVerifier, pamGate } from '../auth/pam-verifier.js';
+import { createLdapVerifier, type LdapLookup } from '../auth/ldap.js';
 import { createLoginThrottle, type LoginThrottle } from '../auth/throttle.js';
 import type { BearerValidator, PasswordVerifier } from '../auth/types.js';
 import { createBearerValidator } from '../auth/oauth/index.js';
@@ -55,6 +57,7 @@ export type VerifierPlan =
   | { readonly kind: 'userFile'; readonly path: string }
   | { readonly kind: 'http'; readonly http: HttpAuthConfig }
   | { readonly kind: 'pam'; readonly pam: PamAuthConfig }
+  | { readonly kind: 'ldap'; readonly ldap: LdapAuthConfig }
   | { readonly kind: 'kerberos'; readonly kerberos: KerberosServices; readonly defaultRealm: string };
 
 /** The parts of `previous` a reload keeps (`reused` comes from planReload). */
@@ -80,6 +83,10 @@ export function planVerifiers(auth: AuthConfig, kerberos: KerberosServices | und
       return { kind: 'http', http: auth.http };
     }
     if (name === 'pam') return { kind: 'pam', pam: auth.pam ?? PAM_DEFAULTS };
+    if (name === 'ldap') {
+      if (auth.ldap === undefined) throw new Error('auth.verifiers includes ldap but auth.ldap is not set');
+      return { kind: 'ldap', ldap: auth.ldap };
+    }
     const defaultRealm = kerberos?.config.mapping.realms[0];
     if (!kerberos || defaultRealm === undefined) throw new Error('auth.verifiers includes kerberos but no Kerberos realm is set up');
     return { kind: 'kerberos', kerberos, defaultRealm };
@@ -104,6 +111,8 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
         verifiers.push(countingErrors(userFile, metrics));
       } else if (plan.kind === 'pam') {
         verifiers.push(countingErrors(pamVerifier(plan.pam), metrics));
+      } else if (plan.kind === 'ldap') {
+        verifiers.push(countingErrors(await ldapVerifier(plan.ldap, log), metrics));
       } else {
         verifiers.push(countingErrors(plan.kind === 'http' ? httpVerifier(plan.http, log) : realmVerifier(plan, metrics), metrics));
       }
@@ -191,6 +200,26 @@ function pamVerifier(pam: PamAuthConfig): PasswordVerifier {
     service: pam.service,
     accountCheck: pam.accountCheck,
     gate: pamGate({ maxConcurrent: pam.maxConcurrent, maxQueue: pam.maxQueue, timeoutMs: pam.timeout }),
+  });
+}
+
+/** The LDAP verifier of auth.ldap (its CA file read now: a reload reads it again). */
+export async function ldapVerifier(ldap: LdapAuthConfig, log: Logger): Promise<PasswordVerifier> {
+  const lookup: LdapLookup = ldap.search
+    ? { mode: 'search', ...ldap.search }
+    : { mode: 'bind', dnTemplate: ldap.userDnTemplate ?? '' };
+  return createLdapVerifier({
+    urls: ldap.urls,
+    startTls: ldap.startTls,
+    ca: ldap.caFile !== undefined ? await readFile(ldap.caFile, 'utf8') : undefined,
+    tlsServerName: ldap.serverName,
+    timeoutMs: ldap.timeout,
+    connectTimeoutMs: ldap.connectTimeout,
+    lookup,
+    attributes: ldap.attributes,
+    requireGroup: ldap.requireGroup,
+    requireFilter: ldap.requireFilter,
+    logger: log,
   });
 }
 

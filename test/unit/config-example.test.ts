@@ -34,6 +34,13 @@ const COMMENTED_ONLY = new Set([
   'auth.throttle.redis.passwordFile',
   'auth.throttle.redis.tls',
   'auth.throttle.redis.database',
+  // auth.ldap: an example to enable by hand (it needs ldap in auth.verifiers).
+  ...[
+    'urls', 'startTls', 'caFile', 'serverName', 'timeout', 'connectTimeout', 'userDnTemplate',
+    'search.bindDn', 'search.bindPassword', 'search.bindPasswordFile', 'search.base', 'search.filter', 'search.scope',
+    'attributes.user', 'attributes.host', 'attributes.port', 'attributes.backendUser',
+    'requireGroup.dn', 'requireGroup.memberAttribute', 'requireFilter',
+  ].map((k) => `auth.ldap.${k}`),
 ]);
 
 /**
@@ -173,6 +180,51 @@ describe('config.example.yaml', () => {
       ],
     });
     expect(cfg.listeners[0]?.tls?.certFile).toBeUndefined();
+  });
+
+  it('documents a valid ldap example (bind mode, and search mode instead of the template)', async () => {
+    const lines = (await readFile(EXAMPLE, 'utf8')).split('\n');
+    const start = lines.findIndex((l) => /^\s*# --- example: ldap/.test(l));
+    const end = lines.findIndex((l) => /^\s*# --- end ldap example/.test(l));
+    expect(start).toBeGreaterThan(0);
+    expect(end).toBeGreaterThan(start);
+    const variant = (mode: 'bind' | 'search'): string => {
+      let inSearch = false;
+      return lines
+        .map((l, i) => {
+          if (i <= start || i >= end) return /^\s*userFile:/.test(l) ? `${l}\n  verifiers: [userFile, ldap]` : l;
+          const key = /^ {2}# {2}([A-Za-z]+):/.exec(l)?.[1];
+          if (key !== undefined) inSearch = key === 'search';
+          if ((mode === 'bind' && inSearch) || (mode === 'search' && key === 'userDnTemplate')) return '';
+          return l.replace('#', '');
+        })
+        .join('\n');
+    };
+    const parse = (t: string) => parseConfigText(t, { baseDir: '/etc/popgate', env: {}, source: EXAMPLE, readSecrets: false });
+    const bind = await parse(variant('bind'));
+    expect(bind.auth.verifiers).toEqual(['userFile', 'ldap']);
+    expect(bind.auth.ldap).toEqual({
+      urls: ['ldaps://ldap1.example.com', 'ldaps://ldap2.example.com'],
+      startTls: false,
+      caFile: '/etc/popgate/ldap-ca.pem',
+      serverName: 'ldap.example.com',
+      timeout: 5000,
+      connectTimeout: 3000,
+      userDnTemplate: 'uid=%u,ou=people,dc=example,dc=com',
+      attributes: { user: 'uid', host: 'mailHost', port: 'mailPort', backendUser: 'mailbox' },
+      requireGroup: { dn: 'cn=mail,ou=groups,dc=example,dc=com', memberAttribute: 'member' },
+      requireFilter: '(!(pwdAccountLockedTime=*))',
+    });
+    const search = await parse(variant('search'));
+    expect(search.auth.ldap?.userDnTemplate).toBeUndefined();
+    expect(search.auth.ldap?.search).toEqual({
+      bindDn: 'cn=popgate,ou=services,dc=example,dc=com',
+      bindPassword: '***',
+      bindPasswordFile: '/run/secrets/ldap-bind-password',
+      base: 'ou=people,dc=example,dc=com',
+      filter: '(&(objectClass=inetOrgPerson)(uid=%u))',
+      scope: 'sub',
+    });
   });
 
   it('is valid with its optional parts enabled', async () => {

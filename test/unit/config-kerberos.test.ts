@@ -294,7 +294,7 @@ describe('auth verifiers and mechanisms', () => {
       { path: 'auth.verifiers[1]', message: 'duplicate verifier userFile' },
     ]);
     expect(await issuesOf(NO_KERBEROS.replace('userFile: users', 'userFile: users\n  verifiers: [userfile]'))).toEqual([
-      { path: 'auth.verifiers[0]', message: "expected one of 'userFile', 'kerberos', 'http', 'pam'", hint: "did you mean 'userFile'?" },
+      { path: 'auth.verifiers[0]', message: "expected one of 'userFile', 'kerberos', 'http', 'pam', 'ldap'", hint: "did you mean 'userFile'?" },
     ]);
   });
 });

@@ -93,9 +93,10 @@ listeners:
   - { kind: pop3s, port: 996, tls: { certificates: [{ certFile: rsa.pem, keyFile: rsa.key }, { certFile: ec.pem, keyFile: ec.key }] } }
 auth:
   userFile: users
-  verifiers: [userFile, http]
+  verifiers: [userFile, http, ldap]
   mechanisms: [PLAIN, EXTERNAL, OAUTHBEARER]
   http: { url: http://127.0.0.1:9000/auth, headersFile: headers }
+  ldap: { urls: [ldaps://ldap.example.com], caFile: ldap-ca.pem, search: { bindDn: cn=popgate, bindPasswordFile: ldap-pw, base: dc=example, filter: '(uid=%u)' } }
   oauth: { issuer: https://login.example.com, audience: popgate, introspection: { url: https://login.example.com/introspect, clientId: popgate, clientSecretFile: oauth-secret } }
   throttle: { store: redis, redis: { sentinel: { masterName: m, sentinels: ['10.0.0.7:26379'], passwordFile: sentinel-pw }, passwordFile: redis-pw } }
 routing:
@@ -123,6 +124,8 @@ ${kerberosYaml({ keytab: 'kt', rcacheDir: 'rc', krb5Config: 'krb5.conf' })}`;
       ['auth.throttle.redis.passwordFile', 'redis-pw', undefined],
       ['auth.throttle.redis.sentinel.passwordFile', 'sentinel-pw', undefined],
       ['auth.oauth.introspection.clientSecretFile', 'oauth-secret', undefined],
+      ['auth.ldap.caFile', 'ldap-ca.pem', undefined],
+      ['auth.ldap.search.bindPasswordFile', 'ldap-pw', undefined],
       ['backend.login.passwordFile', 'master', undefined],
       ['backend.tls.caFile', 'backend-ca.pem', undefined],
       ['routing.users.alice[0].tls.caFile', 'alice-ca.pem', undefined],

@@ -8,7 +8,7 @@ import type { PopgateConfig } from '../../config/index.js';
 import { preflight, type PreflightOptions } from '../preflight.js';
 import { checkUserLogin, distinctTargets, probeTarget } from './backend.js';
 import { checkKerberos, type RunCommand } from './kerberos.js';
-import { checkAuthHttp, checkOauth, checkRedis } from './services.js';
+import { checkAuthHttp, checkLdap, checkOauth, checkRedis } from './services.js';
 import { checkListenerTls, type TrustAnchors } from './tls.js';
 import { fail, ok, warn, type DoctorResult } from './types.js';
 
@@ -60,7 +60,7 @@ export async function runDoctorChecks(config: PopgateConfig, opts: DoctorOptions
   results.push(...(await Promise.all(probes)).flat());
   if (opts.user !== undefined) results.push(...(await checkUserLogin(config, opts.user)));
 
-  const services = await Promise.all([checkAuthHttp(config), checkRedis(config, timeoutMs), checkOauth(config)]);
+  const services = await Promise.all([checkAuthHttp(config), checkRedis(config, timeoutMs), checkOauth(config), checkLdap(config)]);
   results.push(...services.flat());
 
   if (config.kerberos !== undefined) {

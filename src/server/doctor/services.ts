@@ -2,11 +2,16 @@
  * The services part of `popgate doctor`: the auth_http service answers HTTP
  * (a request with no credentials: it can authenticate nobody), Redis answers
  * PING when the throttle store is redis, and the OAuth issuer serves its
- * discovery document and a JWK Set. Each request has a deadline.
+ * discovery document and a JWK Set, and each LDAP server of auth.ldap
+ * answers (over its TLS, certificate checked) and, in search mode, lets the
+ * service account bind. Each request has a deadline.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { readFile } from 'node:fs/promises';
+import { Client } from 'ldapts';
 import { createClient } from 'redis';
+import { ldapTlsOptions } from '../../auth/ldap.js';
 import type { PopgateConfig } from '../../config/index.js';
 import { discoveryUrl } from '../../config/oauth.js';
 import { errText, fail, ok, warn, type DoctorResult } from './types.js';
@@ -120,6 +125,54 @@ export async function checkOauth(config: PopgateConfig): Promise<DoctorResult[]>
     results.push(ok('services', check, `${origin(jwksUrl)} serves ${keys.length} key${keys.length === 1 ? '' : 's'}`));
   } catch (err) {
     results.push(fail('services', check, `${origin(jwksUrl)}: ${errText(err)}`, 'make the issuer serve its JWK Set, or correct auth.oauth.jwksUrl'));
+  }
+  return results;
+}
+
+/**
+ * auth.ldap: each URL answers a Who am I? request (RFC 4532) over its TLS
+ * (ldaps://, or StartTLS when set), and in search mode the service account
+ * binds on the first one that answers. No user password is tried.
+ */
+export async function checkLdap(config: PopgateConfig): Promise<DoctorResult[]> {
+  const l = config.auth.ldap;
+  if (l === undefined || !config.auth.verifiers.includes('ldap')) return [];
+  let ca: string | undefined;
+  try {
+    ca = l.caFile !== undefined ? await readFile(l.caFile, 'utf8') : undefined;
+  } catch (err) {
+    return [fail('services', 'ldap', `CA file ${l.caFile}: ${errText(err)}`, 'correct auth.ldap.caFile')];
+  }
+  const results: DoctorResult[] = [];
+  let answering: string | undefined;
+  for (const url of l.urls) {
+    const check = `ldap server ${url}`;
+    const tls = ldapTlsOptions(url, ca, l.serverName);
+    const client = new Client({ url, timeout: l.timeout, connectTimeout: l.connectTimeout, ...(url.startsWith('ldaps:') ? { tlsOptions: tls } : {}) });
+    try {
+      if (l.startTls) await client.startTLS(tls);
+      await client.exop('1.3.6.1.4.1.4203.1.11.3');
+      results.push(ok('services', check, `answers${url.startsWith('ldaps:') || l.startTls ? ` over ${l.startTls ? 'StartTLS' : 'TLS'}, certificate checked` : ' (no TLS)'}`));
+      answering ??= url;
+    } catch (err) {
+      results.push(fail('services', check, `no answer: ${errText(err)}`, 'start the directory, or correct auth.ldap.urls, caFile, serverName or startTls'));
+    } finally {
+      await client.unbind().catch(() => undefined);
+    }
+  }
+  const search = l.search;
+  if (search !== undefined && answering !== undefined) {
+    const check = 'ldap service account';
+    const client = new Client({ url: answering, timeout: l.timeout, connectTimeout: l.connectTimeout, ...(answering.startsWith('ldaps:') ? { tlsOptions: ldapTlsOptions(answering, ca, l.serverName) } : {}) });
+    try {
+      if (l.startTls) await client.startTLS(ldapTlsOptions(answering, ca, l.serverName));
+      await client.bind(search.bindDn, search.bindPassword);
+      results.push(ok('services', check, `${search.bindDn} binds at ${answering}`));
+    } catch (err) {
+      results.push(fail('services', check, `${search.bindDn} does not bind at ${answering}: ${errText(err)}`, 'correct auth.ldap.search.bindDn or its password (bindPasswordFile)'));
+    } finally {
+      await client.unbind().catch(() => undefined);
+    }
   }
   return results;
 }

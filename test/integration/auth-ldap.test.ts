@@ -1,0 +1,287 @@
+/**
+ * The LDAP verifier against real slapd servers (test/helpers/slapd.ts) over
+ * plain LDAP, StartTLS and LDAPS: bind mode, search+bind, group and filter
+ * restrictions, filter injection, the unauthenticated bind, a server down or
+ * hung, failover to a second server, and that no password reaches the log.
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { Client } from 'ldapts';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLdapVerifier, type LdapVerifierOptions } from '../../src/auth/ldap.js';
+import type { PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
+import { GatewayError } from '../../src/errors.js';
+import { parseConfigText } from '../../src/config/index.js';
+import { checkLdap } from '../../src/server/doctor/services.js';
+import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
+import { freePort } from '../helpers/ports.js';
+import {
+  startSlapd,
+  TEST_LDAP_BASE,
+  TEST_LDAP_GROUP,
+  TEST_LDAP_PEOPLE,
+  TEST_LDAP_SERVICE,
+  TEST_LDAP_USERS as U,
+  type TestSlapd,
+} from '../helpers/slapd.js';
+
+let pki: TestPki;
+let ca: string;
+let primary: TestSlapd;
+let second: TestSlapd;
+let logText = '';
+const logger = pino(
+  { level: 'debug' },
+  new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logText += chunk.toString('utf8');
+      done();
+    },
+  }),
+);
+
+beforeAll(async () => {
+  pki = await makeTempTestPki('popgate-ldap-');
+  ca = await readFile(pki.caFile, 'utf8');
+  [primary, second] = await Promise.all([startSlapd(pki, { mailPort: 1110 }), startSlapd(pki)]);
+});
+
+afterAll(async () => {
+  for (const v of verifiers) v.close();
+  await Promise.all([primary?.stop(), second?.stop()]);
+  if (pki) await rm(pki.dir, { recursive: true, force: true });
+});
+
+const verifiers: PasswordVerifier[] = [];
+function make(over: Partial<LdapVerifierOptions> = {}): PasswordVerifier {
+  const v = createLdapVerifier({
+    urls: [primary.url],
+    startTls: false,
+    ca,
+    timeoutMs: 2000,
+    connectTimeoutMs: 2000,
+    lookup: { mode: 'bind', dnTemplate: `uid=%u,${TEST_LDAP_PEOPLE}` },
+    logger,
+    ...over,
+  });
+  verifiers.push(v);
+  return v;
+}
+
+const searchLookup: LdapVerifierOptions['lookup'] = {
+  mode: 'search',
+  bindDn: TEST_LDAP_SERVICE.dn,
+  bindPassword: TEST_LDAP_SERVICE.password,
+  base: TEST_LDAP_BASE,
+  filter: '(&(objectClass=inetOrgPerson)(uid=%u))',
+  scope: 'sub',
+};
+
+function check(v: PasswordVerifier, username: string, password: string): Promise<VerifyOutcome> {
+  return v.verify({ username, password, mechanism: 'USER', tls: true });
+}
+
+async function unavailable(p: Promise<unknown>): Promise<GatewayError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(GatewayError);
+  expect((err as GatewayError).code).toBe('VERIFIER_UNAVAILABLE');
+  return err as GatewayError;
+}
+
+describe('bind mode (DN template)', () => {
+  it('accepts the right password and refuses a wrong one or an unknown user alike', async () => {
+    const v = make();
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await check(v, 'nobody', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+  });
+
+  it('escapes the user name for the DN (RFC 4514): a uid with specials binds, DN syntax does not smuggle', async () => {
+    const v = make();
+    expect(await check(v, U.ohara.uid, U.ohara.password)).toEqual({ ok: true, user: U.ohara.uid });
+    // "alice,ou=people..." would be another DN if not escaped.
+    expect(await check(v, `alice,${TEST_LDAP_PEOPLE}`, U.alice.password)).toMatchObject({ ok: false });
+    expect(await check(v, 'alice+cn=Alice', U.alice.password)).toMatchObject({ ok: false });
+  });
+
+  it('refuses an empty password before any bind (the unauthenticated bind would succeed)', async () => {
+    // The hole itself: slapd answers a simple bind with a DN and no password with success.
+    const raw = new Client({ url: primary.url });
+    await raw.bind(`uid=alice,${TEST_LDAP_PEOPLE}`, '');
+    await raw.unbind();
+    expect(await check(make(), 'alice', '')).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await check(make({ lookup: searchLookup }), 'alice', '')).toEqual({ ok: false, reason: 'bad-password' });
+    const v = make({ urls: ['ldap://127.0.0.1:1'] }); // no server: a bind attempt would be VERIFIER_UNAVAILABLE
+    expect(await check(v, 'alice', '')).toEqual({ ok: false, reason: 'bad-password' });
+  });
+
+  it('reads attributes as the user: local name, backend route and backend account', async () => {
+    const v = make({ attributes: { user: 'description', host: 'street', port: 'postalCode', backendUser: 'description' } });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({
+      ok: true,
+      user: U.alice.mailbox,
+      route: { endpoint: { host: U.alice.mailHost, port: 1110 }, login: { user: U.alice.mailbox, password: U.alice.password } },
+    });
+    // bob's entry has none of them: the plain outcome.
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: true, user: 'bob' });
+  });
+
+  it('a group and a filter that must match: otherwise disabled', async () => {
+    const v = make({ requireGroup: { dn: TEST_LDAP_GROUP, memberAttribute: 'member' }, requireFilter: '(employeeType=mail)' });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, U.ohara.uid, U.ohara.password)).toEqual({ ok: true, user: U.ohara.uid });
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: false, reason: 'disabled' }); // not in the group
+    expect(await check(v, 'carol', U.carol.password)).toEqual({ ok: false, reason: 'disabled' }); // filter does not match
+    expect(await check(v, 'bob', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+  });
+});
+
+describe('search then bind (service account)', () => {
+  it('finds the entry, binds as it; a wrong password is bad-password, an unknown user unknown-user', async () => {
+    const v = make({ lookup: searchLookup, attributes: { user: 'description' } });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: U.alice.mailbox });
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: true, user: 'bob' });
+    expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await check(v, 'nobody', 'wrong')).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
+  it('escapes every user-supplied value in the filter (RFC 4515): no injection', async () => {
+    const v = make({ lookup: searchLookup });
+    expect(await check(v, U.ohara.uid, U.ohara.password)).toEqual({ ok: true, user: U.ohara.uid });
+    // A wildcard or a closing parenthesis would match alice (or everyone) if not escaped.
+    for (const attack of ['*', 'a*', 'alic*', '*)(uid=*', 'alice)(uid=*', 'x)(|(uid=*', 'alice\0', '\\2a']) {
+      expect(await check(v, attack, U.alice.password), attack).toMatchObject({ ok: false, reason: 'unknown-user' });
+    }
+  });
+
+  it('group restriction in search mode', async () => {
+    const v = make({ lookup: searchLookup, requireGroup: { dn: TEST_LDAP_GROUP, memberAttribute: 'member' } });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: false, reason: 'disabled' });
+  });
+
+  it('a refused service account is VERIFIER_UNAVAILABLE', async () => {
+    const v = make({ lookup: { ...searchLookup, bindPassword: 'wrong' } });
+    await unavailable(check(v, 'alice', U.alice.password));
+  });
+
+  it('reuses the service account connection and survives its loss', async () => {
+    const v = make({ lookup: searchLookup });
+    for (let i = 0; i < 5; i++) expect(await check(v, 'alice', U.alice.password)).toMatchObject({ ok: true });
+    // A kept connection that the server closed is noticed at once, over StartTLS too (not after the operation timeout).
+    for (const startTls of [false, true]) {
+      const extra = await startSlapd(pki);
+      try {
+        const w = make({ urls: [extra.url], lookup: searchLookup, startTls, timeoutMs: 4000 });
+        expect(await check(w, 'bob', U.bob.password)).toMatchObject({ ok: true });
+        await extra.stop();
+        const started = Date.now();
+        await unavailable(check(w, 'bob', U.bob.password));
+        expect(Date.now() - started, `startTls ${startTls}`).toBeLessThan(2000);
+      } finally {
+        await extra.stop();
+      }
+    }
+  });
+});
+
+describe('TLS', () => {
+  it('StartTLS with the CA file, bind and search modes', async () => {
+    const v = make({ startTls: true });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    const w = make({ startTls: true, lookup: searchLookup });
+    expect(await check(w, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await check(w, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+  });
+
+  it('LDAPS with the CA file', async () => {
+    const v = make({ urls: [primary.ldapsUrl], lookup: searchLookup });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+  });
+
+  it('refuses an untrusted certificate or a wrong name: VERIFIER_UNAVAILABLE', async () => {
+    await unavailable(check(make({ urls: [primary.ldapsUrl], ca: undefined }), 'alice', U.alice.password));
+    await unavailable(check(make({ startTls: true, ca: undefined }), 'alice', U.alice.password));
+    await unavailable(check(make({ urls: [primary.ldapsUrl], tlsServerName: 'ldap.example.net' }), 'alice', U.alice.password));
+    // The configured name is what is checked: localhost is on the certificate.
+    expect(await check(make({ urls: [primary.ldapsUrl], tlsServerName: 'localhost' }), 'alice', U.alice.password)).toMatchObject({ ok: true });
+  });
+});
+
+describe('server down, hung, failover', () => {
+  it('no server at all: VERIFIER_UNAVAILABLE ([SYS/TEMP])', async () => {
+    const port = await freePort();
+    const err = await unavailable(check(make({ urls: [`ldap://127.0.0.1:${port}`] }), 'alice', U.alice.password));
+    expect(err.message).toContain(`127.0.0.1:${port}`);
+    await unavailable(check(make({ urls: [`ldap://127.0.0.1:${port}`], lookup: searchLookup }), 'alice', U.alice.password));
+  });
+
+  it('a hung server times out: VERIFIER_UNAVAILABLE', async () => {
+    const hung = await startSlapd(pki);
+    try {
+      // Search mode with a kept service connection, made while the server still answered.
+      const kept = make({ urls: [hung.url], lookup: searchLookup, timeoutMs: 300, connectTimeoutMs: 300 });
+      expect(await check(kept, 'bob', U.bob.password)).toMatchObject({ ok: true });
+      hung.pause();
+      for (const v of [make({ urls: [hung.url], timeoutMs: 300, connectTimeoutMs: 300 }), kept]) {
+        const started = Date.now();
+        await unavailable(check(v, 'alice', U.alice.password));
+        expect(Date.now() - started).toBeLessThan(3000);
+      }
+    } finally {
+      await hung.stop();
+    }
+  });
+
+  it('fails over to the next URL when the first does not answer, in both modes', async () => {
+    const dead = `ldap://127.0.0.1:${await freePort()}`;
+    expect(await check(make({ urls: [dead, second.url] }), 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    const v = make({ urls: [dead, second.url], lookup: searchLookup });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+  });
+});
+
+describe('popgate doctor (checkLdap)', () => {
+  const config = (ldap: string) =>
+    parseConfigText(
+      `listeners: [{ kind: pop3, port: 110, allowPlaintextAuth: true }]
+auth: { verifiers: [ldap], ldap: ${ldap} }
+backend: { host: 127.0.0.1, login: { mode: master, user: m, password: p } }
+`,
+      { baseDir: pki.dir, env: {}, source: 'test.yaml' },
+    );
+
+  it('says each server answers (over StartTLS, certificate checked) and the service account binds', async () => {
+    const dead = `ldap://127.0.0.1:${await freePort()}`;
+    const search = `{ bindDn: "${TEST_LDAP_SERVICE.dn}", bindPassword: "${TEST_LDAP_SERVICE.password}", base: "${TEST_LDAP_BASE}", filter: "(uid=%u)" }`;
+    const results = await checkLdap(await config(`{ urls: [${dead}, ${primary.url}], startTls: true, caFile: ca.pem, search: ${search} }`));
+    expect(results.map((r) => [r.check, r.status])).toEqual([
+      [`ldap server ${dead}`, 'fail'],
+      [`ldap server ${primary.url}`, 'ok'],
+      ['ldap service account', 'ok'],
+    ]);
+    expect(results[1]?.detail).toBe('answers over StartTLS, certificate checked');
+    const wrong = await checkLdap(await config(`{ urls: [${primary.ldapsUrl}], caFile: ca.pem, search: ${search.replace(TEST_LDAP_SERVICE.password, 'wrong')} }`));
+    expect(wrong.map((r) => [r.check, r.status])).toEqual([
+      [`ldap server ${primary.ldapsUrl}`, 'ok'],
+      ['ldap service account', 'fail'],
+    ]);
+    expect(JSON.stringify(wrong)).not.toContain('wrong');
+    // No CA: the test CA is not trusted.
+    expect((await checkLdap(await config(`{ urls: [${primary.ldapsUrl}], userDnTemplate: "uid=%u,${TEST_LDAP_PEOPLE}" }`))).map((r) => r.status)).toEqual(['fail']);
+  });
+});
+
+describe('logging', () => {
+  it('never logs a password (the user\'s or the service account\'s)', () => {
+    expect(logText).not.toBe('');
+    for (const secret of [U.alice.password, U.bob.password, U.ohara.password, U.carol.password, TEST_LDAP_SERVICE.password]) {
+      expect(logText).not.toContain(secret);
+    }
+  });
+});

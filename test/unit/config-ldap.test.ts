@@ -1,0 +1,58 @@
+/** The auth.ldap section: URLs, the two lookup modes, templates and filters, secrets. */
+import { describe, expect, it } from 'vitest';
+import { redactConfig } from '../../src/config/index.js';
+import { issuesOf, MASTER_BACKEND, parseConfig } from '../helpers/config.js';
+
+const head = `listeners: [{ kind: pop3, port: 110, allowPlaintextAuth: true }]\n${MASTER_BACKEND}`;
+const withLdap = (ldap: string, verifiers = '[ldap]') => `${head}auth:\n  verifiers: ${verifiers}\n  ldap: ${ldap}\n`;
+
+describe('auth.ldap', () => {
+  it('bind mode with defaults', async () => {
+    const cfg = await parseConfig(withLdap('{ urls: [ldap://127.0.0.1:389], userDnTemplate: "uid=%u,ou=people,dc=example,dc=com" }'));
+    expect(cfg.auth.ldap).toEqual({
+      urls: ['ldap://127.0.0.1:389'],
+      startTls: false,
+      timeout: 5000,
+      connectTimeout: 3000,
+      userDnTemplate: 'uid=%u,ou=people,dc=example,dc=com',
+      attributes: {},
+    });
+  });
+
+  it('search mode: the bind password from a file (a secret, redacted) or inline', async () => {
+    const cfg = await parseConfig(
+      withLdap('{ urls: [ldaps://ldap.example.com], search: { bindDn: "cn=popgate,dc=example,dc=com", bindPassword: "s3cret", base: "dc=example,dc=com", filter: "(&(objectClass=person)(uid=%u))" } }'),
+    );
+    expect(cfg.auth.ldap?.search).toMatchObject({ bindPassword: 's3cret', scope: 'sub' });
+    expect(JSON.stringify(redactConfig(cfg))).not.toContain('s3cret');
+    const missing = await issuesOf(withLdap('{ urls: [ldaps://ldap.example.com], search: { bindDn: "cn=p", base: "dc=e", filter: "(uid=%u)" } }'));
+    expect(missing).toEqual([expect.objectContaining({ path: 'auth.ldap.search.bindPassword', message: 'required: set bindPassword or bindPasswordFile' })]);
+  });
+
+  it('refuses bad URLs, a template or filter without %u, an unbalanced filter, both or neither mode', async () => {
+    const paths = async (ldap: string) => (await issuesOf(withLdap(ldap))).map((i) => [i.path, i.message]);
+    expect(await paths('{ urls: [http://ldap.example.com], userDnTemplate: "uid=%u" }')).toEqual([['auth.ldap.urls[0]', 'must be an ldap:// or ldaps:// URL, not http:']]);
+    expect(await paths('{ urls: ["ldap://ldap.example.com/dc=example"], userDnTemplate: "uid=%u" }')).toEqual([
+      ['auth.ldap.urls[0]', 'must name only the server (scheme, host, port)'],
+    ]);
+    expect(await paths('{ urls: ["ldap://u:p@ldap.example.com"], userDnTemplate: "uid=%u" }')).toEqual([['auth.ldap.urls[0]', 'must not contain credentials']]);
+    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=alice" }')).toEqual([['auth.ldap.userDnTemplate', 'must contain %u (the user name) in the DN template']]);
+    expect(await paths('{ urls: [ldap://a], search: { bindDn: c, bindPassword: p, base: b, filter: "(&(uid=%u)" } }')).toEqual([
+      ['auth.ldap.search.filter', 'must be an LDAP filter in balanced parentheses'],
+    ]);
+    expect(await paths('{ urls: [ldap://a] }')).toEqual([
+      ['auth.ldap', 'set exactly one of userDnTemplate (bind as the user) and search (search, then bind)'],
+    ]);
+    expect(await paths('{ urls: [ldaps://a], startTls: true, userDnTemplate: "uid=%u", attributes: { host: mailHost } }')).toEqual([
+      ['auth.ldap.attributes', 'host and port go together: set both or neither'],
+      ['auth.ldap.urls[0]', 'startTls is for ldap:// URLs; this one is ldaps:// (TLS already)'],
+    ]);
+    expect(await paths('{ urls: [], userDnTemplate: "uid=%u" }')).toEqual([['auth.ldap.urls', 'at least one URL is required']]);
+  });
+
+  it('is required with the ldap verifier and refused without it', async () => {
+    expect((await issuesOf(`${head}auth: { verifiers: [ldap] }\n`)).map((i) => i.path)).toEqual(['auth.ldap']);
+    const unused = await issuesOf(withLdap('{ urls: [ldap://a], userDnTemplate: "uid=%u" }', '[userFile]\n  userFile: users'));
+    expect(unused.map((i) => [i.path, i.message])).toEqual([['auth.ldap', 'configured but not used: auth.verifiers does not include ldap']]);
+  });
+});
