@@ -6,7 +6,8 @@
  *
  *   node --import ./test/helpers/ts-resolve-hooks.mjs test/helpers/pam-child.ts '<PamChildScenario JSON>'
  *
- * Starts every login at its `startAfterMs` and prints one JSON line
+ * Starts every login once its `after` condition holds (the gate's state or
+ * another login's answer: events, not wall-clock delays) and prints one JSON line
  * (PamChildReport) when all have settled; the parent then kills it (a PAM
  * call still hung in the background would hold its exit: libuv joins its
  * pool threads).
@@ -14,6 +15,10 @@
 import { createPamVerifier, pamGate } from '../../src/auth/pam-verifier.js';
 import { GatewayError } from '../../src/errors.js';
 import { loadNativeAddon } from '../../src/kerberos/binding.js';
+import { waitFor } from './wait.js';
+
+/** When a login starts (all of its conditions): once `user` was answered, or once that many calls hold a slot / wait for one. */
+export type PamStartCondition = { readonly answered: string } | { readonly inFlight: number } | { readonly queued: number };
 
 export interface PamChildScenario {
   readonly service: string;
@@ -21,7 +26,7 @@ export interface PamChildScenario {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly timeoutMs: number;
-  readonly logins: readonly { readonly user: string; readonly password: string; readonly startAfterMs?: number }[];
+  readonly logins: readonly { readonly user: string; readonly password: string; readonly after?: readonly PamStartCondition[] }[];
 }
 
 export interface PamChildResult {
@@ -46,8 +51,23 @@ const sample = (): void => {
   maxInFlight = Math.max(maxInFlight, gate.inFlight);
 };
 
+const answered = new Set<string>();
+
+function holds(c: PamStartCondition): boolean {
+  if ('answered' in c) return answered.has(c.answered);
+  if ('inFlight' in c) return gate.inFlight >= c.inFlight;
+  return gate.queued >= c.queued;
+}
+
 async function one(login: PamChildScenario['logins'][number]): Promise<PamChildResult> {
-  await new Promise((resolve) => setTimeout(resolve, login.startAfterMs ?? 0));
+  const after = login.after;
+  if (after) await waitFor(`${login.user}'s start conditions ${JSON.stringify(after)}`, () => after.every(holds), { timeoutMs: 10_000, intervalMs: 2 });
+  const result = await verify(login);
+  answered.add(login.user);
+  return result;
+}
+
+async function verify(login: PamChildScenario['logins'][number]): Promise<PamChildResult> {
   const started = performance.now();
   const p = verifier.verify({ username: login.user, password: login.password, mechanism: 'USER', tls: true });
   sample();

@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
 import type { TestPki } from './certs.js';
+import { waitFor } from './wait.js';
 
 export const SLAPD_BIN = process.env.SLAPD ?? '/usr/sbin/slapd';
 export const SLAPADD_BIN = process.env.SLAPADD ?? '/usr/sbin/slapadd';
@@ -204,13 +205,15 @@ async function startOn(conf: string, dir: string, port: number, tlsPort: number)
       resolve();
     });
   });
-  const deadline = Date.now() + 10_000;
-  while (!((await canConnect(port)) && (await canConnect(tlsPort)))) {
-    if (exited !== undefined || Date.now() > deadline) {
-      if (exited === undefined) child.kill('SIGKILL');
-      throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${exited ?? 'timeout'}).\n--- output ---\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
+  try {
+    // Listening on both ports, or gone: an exit ends the wait at once.
+    await waitFor(`slapd on ports ${port}/${tlsPort}`, async () => exited !== undefined || ((await canConnect(port)) && (await canConnect(tlsPort))), {
+      timeoutMs: 10_000,
+    });
+    if (exited !== undefined) throw new Error(exited);
+  } catch (err) {
+    if (exited === undefined) child.kill('SIGKILL');
+    throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${exited ?? (err as Error).message}).\n--- output ---\n${output}`);
   }
   let stopping: Promise<void> | undefined;
   const pid = child.pid!;

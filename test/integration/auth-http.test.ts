@@ -11,11 +11,11 @@ import pino from 'pino';
 import { apopDigest, cramMd5Digest } from '../../src/auth/challenge.js';
 import { createHttpAuthVerifier, type HttpAuthOptions, type HttpAuthVerifier } from '../../src/auth/http-auth.js';
 import type { ClientContext } from '../../src/auth/types.js';
-import { GatewayError } from '../../src/errors.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startRecordingProxy, type RecordingProxy } from '../helpers/http-proxy.js';
 import { startAuthService as startAuthServiceIn, type AuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';
+import { unavailable } from '../helpers/verifier.js';
 
 let dir: string;
 const services: AuthService[] = [];
@@ -42,16 +42,6 @@ function verifier(url: string, over: Partial<HttpAuthOptions> = {}): HttpAuthVer
   });
   verifiers.push(v);
   return v;
-}
-
-async function unavailable(p: Promise<unknown>): Promise<GatewayError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GatewayError);
-  expect((err as GatewayError).code).toBe('VERIFIER_UNAVAILABLE');
-  return err as GatewayError;
 }
 
 const tlsClient: ClientContext = {

@@ -11,7 +11,6 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLdapVerifier, type LdapVerifierOptions } from '../../src/auth/ldap.js';
 import type { PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
-import { GatewayError } from '../../src/errors.js';
 import { parseConfigText } from '../../src/config/index.js';
 import { checkLdap } from '../../src/server/doctor/services.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
@@ -25,6 +24,7 @@ import {
   TEST_LDAP_USERS as U,
   type TestSlapd,
 } from '../helpers/slapd.js';
+import { unavailable } from '../helpers/verifier.js';
 
 let pki: TestPki;
 let ca: string;
@@ -80,16 +80,6 @@ const searchLookup: LdapVerifierOptions['lookup'] = {
 
 function check(v: PasswordVerifier, username: string, password: string): Promise<VerifyOutcome> {
   return v.verify({ username, password, mechanism: 'USER', tls: true });
-}
-
-async function unavailable(p: Promise<unknown>): Promise<GatewayError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GatewayError);
-  expect((err as GatewayError).code).toBe('VERIFIER_UNAVAILABLE');
-  return err as GatewayError;
 }
 
 describe('bind mode (DN template)', () => {

@@ -20,12 +20,12 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTokenValidator, type TokenValidator, type TokenValidatorDeps } from '../../src/auth/oauth/token-validator.js';
 import { oauthSchema, type OAuthConfig, type OAuthConfigInput } from '../../src/config/oauth.js';
-import { GatewayError } from '../../src/errors.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startRecordingProxy } from '../helpers/http-proxy.js';
 import { freePort } from '../helpers/ports.js';
 import { closeServer, listenLoopback } from '../helpers/servers.js';
 import { waitFor } from '../helpers/wait.js';
+import { unavailable } from '../helpers/verifier.js';
 
 const AUDIENCE = 'popgate';
 
@@ -89,17 +89,6 @@ function token(claims: Record<string, unknown> = {}, opts: { kid?: string; expir
 
 const b64url = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
-
-/** The GatewayError `p` rejects with; the test fails if it resolves. */
-async function unavailable(p: Promise<unknown>): Promise<GatewayError> {
-  const err = await p.then(
-    () => new Error('expected VERIFIER_UNAVAILABLE, got an answer'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GatewayError);
-  expect((err as GatewayError).code).toBe('VERIFIER_UNAVAILABLE');
-  return err as GatewayError;
-}
 
 describe('JWT access tokens', () => {
   it('accepts a good token: the user, subject, deciding claim, scopes and expiry', async () => {

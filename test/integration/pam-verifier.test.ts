@@ -85,10 +85,10 @@ describe('pam verifier over pam_wrapper', () => {
         'popgate-hang',
         [
           { user: 'slow1', password: 'x' }, // takes slot 1, times out, keeps the slot while pam_exec sleeps
-          { user: 'alice', password: PAM_USERS.alice, startAfterMs: 50 }, // slot 2: answered at once
-          { user: 'slow2', password: 'x', startAfterMs: 300 }, // slot 2 again (alice is done)
-          { user: 'slow3', password: 'x', startAfterMs: 350 }, // queued: no slot frees in time
-          { user: 'slow4', password: 'x', startAfterMs: 400 }, // queue full (maxQueue 1): refused at once
+          { user: 'alice', password: PAM_USERS.alice, after: [{ inFlight: 1 }] }, // slot 2: answered at once
+          { user: 'slow2', password: 'x', after: [{ answered: 'alice' }] }, // slot 2 again (alice is done)
+          { user: 'slow3', password: 'x', after: [{ answered: 'alice' }, { inFlight: 2 }] }, // queued: no slot frees in time
+          { user: 'slow4', password: 'x', after: [{ queued: 1 }] }, // queue full (maxQueue 1): refused at once
         ],
         { maxConcurrent: 2, maxQueue: 1, timeoutMs: 800 },
       ),
