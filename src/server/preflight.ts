@@ -482,7 +482,13 @@ const PAM_DIRS = ['/etc/pam.d', '/usr/lib/pam.d'];
  * usually is not (Debian's `other` is the full common-* stack).
  */
 async function checkPamService(config: PopgateConfig, dirs: readonly string[]): Promise<{ warnings: ConfigIssue[]; checked: CheckedFile[] }> {
-  if (!config.auth.verifiers.includes('pam')) return { warnings: [], checked: [] };
+  if (!config.auth.verifiers.includes('pam')) {
+    // The section alone does nothing (its defaults serve `verifiers: [pam]` without it).
+    const unused: ConfigIssue[] = config.auth.pam
+      ? [{ path: 'auth.pam', message: 'configured but not used: auth.verifiers does not include pam', hint: `add pam to auth.verifiers (e.g. verifiers: [${[...config.auth.verifiers, 'pam'].join(', ')}]), or remove auth.pam` }]
+      : [];
+    return { warnings: unused, checked: [] };
+  }
   const service = config.auth.pam?.service ?? PAM_DEFAULTS.service;
   const path = config.auth.pam ? 'auth.pam.service' : 'auth.verifiers';
   for (const dir of dirs) {

@@ -39,4 +39,12 @@ describe('preflight: the PAM service file', () => {
     const report = await preflight(await config('verifiers: [http]\nhttp: { url: http://127.0.0.1:9000/auth }'), { pamDirs: [join(dir, 'none')] });
     expect(report.warnings).toEqual([]);
   });
+
+  it('an auth.pam section without the pam verifier is reported as doing nothing', async () => {
+    const report = await preflight(await config('verifiers: [http]\nhttp: { url: http://127.0.0.1:9000/auth }\npam: { service: mail }'), { pamDirs: [dir] });
+    expect(report.issues).toEqual([]);
+    expect(report.warnings).toEqual([
+      { path: 'auth.pam', message: 'configured but not used: auth.verifiers does not include pam', hint: 'add pam to auth.verifiers (e.g. verifiers: [http, pam]), or remove auth.pam' },
+    ]);
+  });
 });
