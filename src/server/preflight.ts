@@ -544,8 +544,20 @@ export async function preflight(config: PopgateConfig, opts: PreflightOptions = 
     issues: sortByConfigOrder(refs, findings.flatMap((x) => x.issues)),
     checked: [...sortByConfigOrder(refs, findings.flatMap((x) => x.checked)), ...pam.checked],
     unused,
-    warnings: pam.warnings,
+    warnings: [...pam.warnings, ...unusedOAuth(config)],
   };
+}
+
+/** `auth.oauth` does nothing unless a bearer mechanism is offered (the section is allowed alone, as the example's optional block). */
+function unusedOAuth(config: PopgateConfig): ConfigIssue[] {
+  if (!config.auth.oauth || config.auth.mechanisms.some((m) => m === 'OAUTHBEARER' || m === 'XOAUTH2')) return [];
+  return [
+    {
+      path: 'auth.oauth',
+      message: 'configured but not used: auth.mechanisms lists neither OAUTHBEARER nor XOAUTH2',
+      hint: `add them to auth.mechanisms (e.g. mechanisms: [${[...config.auth.mechanisms, 'OAUTHBEARER', 'XOAUTH2'].join(', ')}]), or remove auth.oauth`,
+    },
+  ];
 }
 
 /**

@@ -20,7 +20,7 @@ const config = (auth: string): Promise<PopgateConfig> =>
     { baseDir: dir, env: {}, source: 'test.yaml' },
   );
 
-describe('preflight: the PAM service file', () => {
+describe('preflight: the PAM service file, and sections that do nothing', () => {
   it('is checked when the pam verifier is used, and only a warning when missing', async () => {
     const found = await preflight(await config('verifiers: [pam]'), { pamDirs: [dir] });
     expect(found.warnings).toEqual([]);
@@ -46,5 +46,19 @@ describe('preflight: the PAM service file', () => {
     expect(report.warnings).toEqual([
       { path: 'auth.pam', message: 'configured but not used: auth.verifiers does not include pam', hint: 'add pam to auth.verifiers (e.g. verifiers: [http, pam]), or remove auth.pam' },
     ]);
+  });
+
+  it('an auth.oauth section without OAUTHBEARER or XOAUTH2 is reported as doing nothing', async () => {
+    const oauth = 'oauth: { issuer: https://login.example.com, audience: popgate }';
+    const unused = await preflight(await config(`verifiers: [http]\nhttp: { url: http://127.0.0.1:9000/auth }\n${oauth}`), { pamDirs: [dir] });
+    expect(unused.warnings).toEqual([
+      {
+        path: 'auth.oauth',
+        message: 'configured but not used: auth.mechanisms lists neither OAUTHBEARER nor XOAUTH2',
+        hint: 'add them to auth.mechanisms (e.g. mechanisms: [PLAIN, LOGIN, OAUTHBEARER, XOAUTH2]), or remove auth.oauth',
+      },
+    ]);
+    const used = await preflight(await config(`verifiers: [http]\nhttp: { url: http://127.0.0.1:9000/auth }\nmechanisms: [PLAIN, XOAUTH2]\n${oauth}`), { pamDirs: [dir] });
+    expect(used.warnings).toEqual([]);
   });
 });
