@@ -1,6 +1,6 @@
 // pamAuthenticate: a password check through Linux-PAM, for the `pam` verifier.
 //
-//   pamAuthenticate(service, user, passwordBuf, accountCheck)
+//   pamAuthenticate(service, user, passwordBuf, accountCheck[, rhost])
 //     -> Promise<{ result: 'ok'|'bad-password'|'unknown-user'|'disabled'|'unavailable',
 //                  stage: 'start'|'auth'|'account', code: number, message: string }>
 //
@@ -11,6 +11,8 @@
 // else: any other prompt (a username, an OTP, "new password") fails the
 // conversation, so a stack that needs more than a password reports
 // `unavailable` instead of hanging. The password copy is wiped after use.
+// `rhost` (the client's address) is set as PAM_RHOST, so modules that look
+// at the remote host (pam_faillock, pam_access, pam_succeed_if rhost) see it.
 
 #include "pam.h"
 
@@ -99,12 +101,13 @@ const char* AccountResult(int rc) {
 class PamAuthenticateWorker : public PromiseWorker {
  public:
   PamAuthenticateWorker(Napi::Env env, std::string service, std::string user, std::vector<char> password,
-                        bool accountCheck)
+                        bool accountCheck, std::string rhost)
       : PromiseWorker(env, "popgate.pamAuthenticate"),
         service_(std::move(service)),
         user_(std::move(user)),
         password_(std::move(password)),
-        accountCheck_(accountCheck) {}
+        accountCheck_(accountCheck),
+        rhost_(std::move(rhost)) {}
 
   ~PamAuthenticateWorker() override { Wipe(); }
 
@@ -128,6 +131,15 @@ class PamAuthenticateWorker : public PromiseWorker {
       Set("unavailable", "start", rc, pamh != nullptr ? pam_strerror(pamh, rc) : "pam_start failed");
       if (pamh != nullptr) pam_end(pamh, rc);
       return;
+    }
+    if (!rhost_.empty()) {
+      rc = pam_set_item(pamh, PAM_RHOST, rhost_.c_str());
+      if (rc != PAM_SUCCESS) {
+        Wipe();
+        Set("unavailable", "start", rc, pam_strerror(pamh, rc));
+        pam_end(pamh, rc);
+        return;
+      }
     }
     rc = pam_authenticate(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
     Wipe();
@@ -164,6 +176,7 @@ class PamAuthenticateWorker : public PromiseWorker {
   std::string user_;
   std::vector<char> password_;  // NUL-terminated copy, wiped after pam_authenticate
   bool accountCheck_;
+  std::string rhost_;  // empty: PAM_RHOST left unset
   std::string result_ = "unavailable";
   std::string stage_ = "start";
   int code_ = 0;
@@ -193,9 +206,12 @@ Napi::Value PamAuthenticate(const Napi::CallbackInfo& info) {
   }
   if (info.Length() <= 3 || !info[3].IsBoolean()) throw Napi::TypeError::New(info.Env(), "accountCheck must be a boolean");
   const bool accountCheck = info[3].As<Napi::Boolean>().Value();
+  std::string rhost;
+  if (info.Length() > 4 && !info[4].IsUndefined()) rhost = PamString(info, 4, "rhost");
   std::vector<char> password(pw.Data(), pw.Data() + pw.Length());
   password.push_back('\0');
-  auto* w = new PamAuthenticateWorker(info.Env(), std::move(service), std::move(user), std::move(password), accountCheck);
+  auto* w = new PamAuthenticateWorker(info.Env(), std::move(service), std::move(user), std::move(password), accountCheck,
+                                       std::move(rhost));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

@@ -5,7 +5,7 @@ import type { PasswordRequest, PasswordVerifier, VerifyOutcome } from './types.j
 
 /** The addon call the verifier needs (native/src/pam.cc). */
 export interface PamAuthenticator {
-  pamAuthenticate(service: string, user: string, password: Buffer, accountCheck: boolean): Promise<NativePamResult>;
+  pamAuthenticate(service: string, user: string, password: Buffer, accountCheck: boolean, rhost?: string): Promise<NativePamResult>;
 }
 
 export interface PamVerifierOptions {
@@ -32,7 +32,8 @@ export function pamGate(options: KdcGateOptions): KdcGate {
 /**
  * USER/PASS checked by Linux-PAM: pam_authenticate, then pam_acct_mgmt when
  * `accountCheck`, on the libuv pool. The user name is passed as typed (PAM
- * modules decide what it means); an empty password is refused here, before
+ * modules decide what it means); the client's address goes along as
+ * PAM_RHOST (pam_faillock, pam_access and pam_succeed_if can use it). An empty password is refused here, before
  * PAM is asked. A PAM failure that is not about the user (a module missing,
  * a backend down, a prompt other than the password) rejects with
  * GatewayError('VERIFIER_UNAVAILABLE'), as does the gate's deadline.
@@ -46,12 +47,13 @@ export function createPamVerifier(opts: PamVerifierOptions): PasswordVerifier {
       if (request.password === '') return { ok: false, reason: 'bad-password' };
       if (request.password.includes('\0')) return { ok: false, reason: 'bad-password' };
       let answer: NativePamResult;
+      const rhost = request.client?.remoteAddress ?? request.remoteAddress;
       try {
         answer = await opts.gate.run(() => {
           const password = Buffer.from(request.password, 'utf8');
           try {
             // The addon copies the password before this returns.
-            return opts.pam.pamAuthenticate(opts.service, user, password, opts.accountCheck);
+            return opts.pam.pamAuthenticate(opts.service, user, password, opts.accountCheck, rhost || undefined);
           } finally {
             password.fill(0);
           }

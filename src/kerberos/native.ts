@@ -60,8 +60,9 @@ export interface NativeAddon {
   /**
    * Linux-PAM password check for `service` (pam_authenticate, then pam_acct_mgmt
    * when accountCheck). The conversation answers only the password prompt.
+   * `rhost` (the client's address), when given, is set as PAM_RHOST.
    */
-  pamAuthenticate(service: string, user: string, password: Buffer, accountCheck: boolean): Promise<NativePamResult>;
+  pamAuthenticate(service: string, user: string, password: Buffer, accountCheck: boolean, rhost?: string): Promise<NativePamResult>;
   /** Every pool thread re-creates its krb5_context (re-reads krb5.conf / KRB5_CONFIG) at its next call. */
   reload(): void;
   /** No I/O in the constructor: the credential is acquired in the first step(). */

@@ -20,8 +20,8 @@ export interface RunningCli {
   readonly exited: Promise<number | null>;
 }
 
-export function startCli(args: readonly string[]): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe' });
+export function startCli(args: readonly string[], options: { env?: NodeJS.ProcessEnv } = {}): RunningCli {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: 'pipe', ...(options.env ? { env: options.env } : {}) });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));

@@ -12,7 +12,7 @@
  * call still hung in the background would hold its exit: libuv joins its
  * pool threads).
  */
-import { createPamVerifier, pamGate } from '../../src/auth/pam-verifier.js';
+import { createPamVerifier, pamGate, type PamAuthenticator } from '../../src/auth/pam-verifier.js';
 import { GatewayError } from '../../src/errors.js';
 import { loadNativeAddon } from '../../src/kerberos/binding.js';
 import { waitFor } from './wait.js';
@@ -26,13 +26,19 @@ export interface PamChildScenario {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly timeoutMs: number;
-  readonly logins: readonly { readonly user: string; readonly password: string; readonly after?: readonly PamStartCondition[] }[];
+  readonly logins: readonly {
+    readonly user: string;
+    readonly password: string;
+    /** The client address the verifier is given (PAM_RHOST). */
+    readonly rhost?: string;
+    readonly after?: readonly PamStartCondition[];
+  }[];
 }
 
 export interface PamChildResult {
   readonly user: string;
-  /** Time from the login's start to its answer. */
-  readonly ms: number;
+  /** 1 for the first login answered, 2 for the next, ... (the order of answers, not of starts). */
+  readonly answered: number;
   readonly outcome?: { readonly ok: boolean; readonly user?: string; readonly reason?: string };
   readonly error?: { readonly code: string; readonly message: string };
 }
@@ -41,11 +47,21 @@ export interface PamChildReport {
   readonly results: PamChildResult[];
   /** Most PAM calls seen holding a slot at once (sampled at every start and answer). */
   readonly maxInFlight: number;
+  /** Calls that reached the addon (pamAuthenticate). */
+  readonly pamCalls: number;
 }
 
 const scenario = JSON.parse(process.argv[2] ?? '{}') as PamChildScenario;
 const gate = pamGate({ maxConcurrent: scenario.maxConcurrent, maxQueue: scenario.maxQueue, timeoutMs: scenario.timeoutMs });
-const verifier = createPamVerifier({ pam: loadNativeAddon(), service: scenario.service, accountCheck: scenario.accountCheck, gate });
+const addon = loadNativeAddon();
+let pamCalls = 0;
+const pam: PamAuthenticator = {
+  pamAuthenticate(...args) {
+    pamCalls++;
+    return addon.pamAuthenticate(...args);
+  },
+};
+const verifier = createPamVerifier({ pam, service: scenario.service, accountCheck: scenario.accountCheck, gate });
 let maxInFlight = 0;
 const sample = (): void => {
   maxInFlight = Math.max(maxInFlight, gate.inFlight);
@@ -67,21 +83,23 @@ async function one(login: PamChildScenario['logins'][number]): Promise<PamChildR
   return result;
 }
 
+let answers = 0;
+
 async function verify(login: PamChildScenario['logins'][number]): Promise<PamChildResult> {
-  const started = performance.now();
-  const p = verifier.verify({ username: login.user, password: login.password, mechanism: 'USER', tls: true });
+  const request = { username: login.user, password: login.password, mechanism: 'USER', tls: true, ...(login.rhost ? { remoteAddress: login.rhost } : {}) };
+  const p = verifier.verify(request);
   sample();
   try {
     const outcome = await p;
     sample();
-    return { user: login.user, ms: Math.round(performance.now() - started), outcome };
+    return { user: login.user, answered: ++answers, outcome };
   } catch (err) {
     sample();
     const code = err instanceof GatewayError ? err.code : 'THROWN';
-    return { user: login.user, ms: Math.round(performance.now() - started), error: { code, message: String(err) } };
+    return { user: login.user, answered: ++answers, error: { code, message: String(err) } };
   }
 }
 
 const results = await Promise.all(scenario.logins.map(one));
-const report: PamChildReport = { results, maxInFlight };
+const report: PamChildReport = { results, maxInFlight, pamCalls };
 process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -16,6 +16,7 @@
  * - pam_chatty.so (ships with pam_wrapper): info/error messages in the conversation.
  * - pam_ask_otp.so (test/fixtures/pam, compiled here): a PAM_PROMPT_ECHO_ON question.
  * - pam_exec.so /bin/sleep: a hung module (pam_succeed_if picks the users).
+ * - pam_succeed_if.so rhost: only clients from 127.0.0.1 (PAM_RHOST).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -33,7 +34,7 @@ export const HANG_SECONDS = 4;
 export const PAM_USERS = { alice: 'secret', bob: 'hunter2' } as const;
 
 /** The service files written, by name. */
-export const PAM_SERVICES = ['popgate', 'popgate-locked', 'popgate-unix', 'popgate-hang', 'popgate-chatty', 'popgate-otp'] as const;
+export const PAM_SERVICES = ['popgate', 'popgate-locked', 'popgate-unix', 'popgate-hang', 'popgate-chatty', 'popgate-otp', 'popgate-rhost', 'popgate-gateway'] as const;
 
 function run(cmd: string, args: readonly string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -45,13 +46,26 @@ function run(cmd: string, args: readonly string[]): Promise<void> {
   });
 }
 
+export interface PamSandboxOptions {
+  /** Users and passwords of the pam_matrix services; default PAM_USERS. No ":" or newline in either. */
+  readonly users?: Readonly<Record<string, string>>;
+}
+
 export interface PamSandbox {
   readonly dir: string;
+  /**
+   * The environment a process needs to use this PAM setup (LD_PRELOAD of
+   * pam_wrapper and nss_wrapper, the service directory): give it to any
+   * child that calls PAM, such as `popgate serve`.
+   */
+  readonly env: NodeJS.ProcessEnv;
   run(scenario: PamChildScenario): Promise<PamChildReport>;
   cleanup(): Promise<void>;
 }
 
-export async function createPamSandbox(): Promise<PamSandbox> {
+export async function createPamSandbox(options: PamSandboxOptions = {}): Promise<PamSandbox> {
+  const users = options.users ?? PAM_USERS;
+  for (const [u, p] of Object.entries(users)) if (/[:\n]/.test(u + p)) throw new Error(`pam_matrix cannot hold ${JSON.stringify(u)}: no ":" or newline`);
   const dir = await mkdtemp(path.join(tmpdir(), 'popgate-pam-'));
   const services = path.join(dir, 'pam.d');
   await mkdir(services);
@@ -60,7 +74,7 @@ export async function createPamSandbox(): Promise<PamSandbox> {
   // pam_matrix's account check looks at the user's first line only: one file per service.
   const matrix = async (service: string): Promise<string> => {
     const passdb = path.join(dir, `passdb.${service}`);
-    await writeFile(passdb, Object.entries(PAM_USERS).map(([u, p]) => `${u}:${p}:${service}\n`).join(''));
+    await writeFile(passdb, Object.entries(users).map(([u, p]) => `${u}:${p}:${service}\n`).join(''));
     return `${PAM_MATRIX} passdb=${passdb}`;
   };
   const files: Record<(typeof PAM_SERVICES)[number], string[]> = {
@@ -74,6 +88,22 @@ export async function createPamSandbox(): Promise<PamSandbox> {
     ],
     // A module asking a visible question (test/fixtures/pam/pam_ask_otp.c), before the password.
     'popgate-otp': [`auth required ${otpModule}`, `auth required ${await matrix('popgate-otp')}`],
+    // PAM_RHOST decides, as pam_access or pam_faillock would use it.
+    'popgate-rhost': [
+      'auth requisite pam_succeed_if.so quiet rhost = 127.0.0.1',
+      `auth required ${await matrix('popgate-rhost')}`,
+      `account required ${await matrix('popgate-rhost')}`,
+    ],
+    // For a whole gateway (test/helpers/pam-gateway.ts): PAM_RHOST must be loopback, slow1 hangs,
+    // and "locked" passes auth but is refused by the account stack.
+    'popgate-gateway': [
+      'auth requisite pam_succeed_if.so quiet rhost = 127.0.0.1',
+      'auth [success=1 default=ignore] pam_succeed_if.so quiet user notin slow1',
+      `auth required pam_exec.so quiet /bin/sleep ${HANG_SECONDS}`,
+      `auth required ${await matrix('popgate-gateway')}`,
+      'account requisite pam_succeed_if.so quiet user notin locked',
+      `account required ${await matrix('popgate-gateway')}`,
+    ],
     // nodelay: no pam_fail_delay pause after a failure.
     'popgate-unix': ['auth required pam_unix.so nodelay', 'account required pam_unix.so'],
     'popgate-hang': [
@@ -100,6 +130,7 @@ export async function createPamSandbox(): Promise<PamSandbox> {
 
   return {
     dir,
+    env,
     run(scenario) {
       return new Promise((resolve, reject) => {
         const p = spawn(process.execPath, ['--no-warnings', '--import', hooks, child, JSON.stringify(scenario)], { env, stdio: 'pipe' });

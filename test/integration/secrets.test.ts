@@ -69,6 +69,7 @@ import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { KPOP_LISTENER, masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { apReqFromGssToken, GssClient, startKdc, type KdcInstance } from '../helpers/kdc.js';
 import { LineClient } from '../helpers/line-client.js';
+import { b64, createNeedleSet } from '../helpers/secret-needles.js';
 import { freePort } from '../helpers/ports.js';
 import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
@@ -126,71 +127,11 @@ const DOVECOT_USERS = [
   { name: 'pat2', password: secret('dovecot-pat2') },
 ];
 
-const b64 = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('base64');
-
 // ---------------------------------------------------------------------------
-// Needles: the forms a secret could take in a log line.
+// Needles: the forms a secret could take in a log line (test/helpers/secret-needles.ts).
 
-interface Needle {
-  readonly label: string;
-  readonly text: string;
-}
-const needles: Needle[] = [];
-
-function add(label: string, text: string): void {
-  if (text.length < 12) throw new Error(`needle ${label} too short to be unambiguous: ${JSON.stringify(text)}`);
-  if (!needles.some((n) => n.text === text)) needles.push({ label, text });
-}
-
-/** nginx's NGX_ESCAPE_MAIL_AUTH, as popgate sends Auth-User/Auth-Pass: space, "%" and controls as %XX. */
-function nginxEscape(s: string): string {
-  return Buffer.from(s, 'utf8')
-    .toString('latin1')
-    // eslint-disable-next-line no-control-regex -- the controls are what nginx escapes
-    .replace(/[\x00-\x20%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-}
-
-/** Every form of a secret string (or a SASL message holding one). */
-function secretForms(label: string, s: string): void {
-  const bytes = Buffer.from(s, 'utf8');
-  add(`${label} (text)`, s);
-  add(`${label} (JSON-escaped)`, JSON.stringify(s).slice(1, -1));
-  add(`${label} (JSON \\u-escaped)`, JSON.stringify(s).slice(1, -1).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
-  add(`${label} (UTF-8 read as latin1)`, bytes.toString('latin1'));
-  add(`${label} (percent-encoded)`, encodeURIComponent(s));
-  add(`${label} (nginx-escaped)`, nginxEscape(s));
-  // Base64 at every alignment, without the last (partial) group: found inside any base64 blob holding the secret.
-  for (const k of [0, 1, 2]) {
-    const whole = bytes.subarray(k).toString('base64');
-    const aligned = whole.slice(0, whole.length - 4);
-    add(`${label} (base64, offset ${k})`, aligned);
-    add(`${label} (base64url, offset ${k})`, aligned.replace(/\+/g, '-').replace(/\//g, '_'));
-  }
-  add(`${label} (base64, whole)`, bytes.toString('base64'));
-  add(`${label} (hex)`, bytes.toString('hex'));
-  add(`${label} (HEX)`, bytes.toString('hex').toUpperCase());
-}
-
-/** A ticket, token or key: base64 and hex of its head, and of its middle (random bytes) at every base64 alignment. */
-function tokenForms(label: string, buf: Buffer): void {
-  if (buf.length < 16) throw new Error(`${label}: only ${buf.length} bytes`);
-  add(`${label} (base64, first 40)`, buf.toString('base64').slice(0, 40));
-  add(`${label} (hex, first 40)`, buf.toString('hex').slice(0, 40));
-  add(`${label} (HEX, first 40)`, buf.toString('hex').slice(0, 40).toUpperCase());
-  const mid = Math.min(24, Math.floor(buf.length / 3));
-  const len = Math.min(30, Math.floor((buf.length - mid - 2) / 3) * 3);
-  if (len >= 12) {
-    for (const k of [0, 1, 2]) add(`${label} (base64, middle +${k})`, buf.subarray(mid + k, mid + k + len).toString('base64'));
-    add(`${label} (hex, middle)`, buf.subarray(mid, mid + len).toString('hex'));
-  }
-}
-
-/** What a PLAIN exchange carries (client to popgate, or popgate to the backend). */
-function plainMessageForms(label: string, authzid: string, user: string, password: string): void {
-  const msg = `${authzid}\0${user}\0${password}`;
-  add(`${label} PLAIN message (base64)`, b64(msg));
-  add(`${label} PLAIN message (JSON-escaped)`, JSON.stringify(msg).slice(1, -1));
-}
+const needles = createNeedleSet();
+const { add, secretForms, tokenForms, plainMessageForms } = needles;
 
 // ---------------------------------------------------------------------------
 // Components
@@ -894,20 +835,16 @@ describe('secrets', () => {
       await waitForLog(gw, () => gw.logs.filter((l) => l.event === 'session-end').length >= successes);
       await stopGateway(gw);
     }
-    expect(needles.length).toBeGreaterThan(200);
+    expect(needles.list.length).toBeGreaterThan(200);
+    // The tag (in every secret) and the common prefix (a truncated secret) must not appear at all.
+    const nets = [{ label: 'the secrets\' random tag', text: TAG }, { label: 'the secrets\' common prefix', text: 'S3cr3t' }];
     const hits: string[] = [];
     for (const [name, gw] of all) {
       const raw = gw.rawLog();
       // Trace lines were really written (the client commands, masked).
       expect(gw.logs.some((l) => l.level === 10 && l.msg === 'client command'), `gateway ${name} wrote no trace lines`).toBe(true);
       expect(raw).toContain('"cmd":"PASS ***"');
-      const lines = raw.split('\n');
-      // The tag (in every secret) and the common prefix (a truncated secret) must not appear at all.
-      const nets = [{ label: 'the secrets\' random tag', text: TAG }, { label: 'the secrets\' common prefix', text: 'S3cr3t' }];
-      for (const n of [...nets, ...needles]) {
-        const i = lines.findIndex((l) => l.includes(n.text));
-        if (i >= 0) hits.push(`gateway ${name}: ${n.label} ${JSON.stringify(n.text)} in log line: ${lines[i]}`);
-      }
+      hits.push(...needles.hits(`gateway ${name}`, raw, nets));
     }
     expect(hits).toEqual([]);
   });

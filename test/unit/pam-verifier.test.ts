@@ -11,6 +11,7 @@ interface Call {
   readonly user: string;
   readonly password: string;
   readonly accountCheck: boolean;
+  readonly rhost: string | undefined;
   readonly buffer: Buffer;
 }
 
@@ -18,9 +19,9 @@ function fakePam(answer: (user: string) => Promise<NativePamResult>): PamAuthent
   const calls: Call[] = [];
   return {
     calls,
-    pamAuthenticate(service, user, password, accountCheck) {
+    pamAuthenticate(service, user, password, accountCheck, rhost) {
       // Copied now, as the addon does before it returns.
-      calls.push({ service, user, password: password.toString('utf8'), accountCheck, buffer: password });
+      calls.push({ service, user, password: password.toString('utf8'), accountCheck, rhost, buffer: password });
       return answer(user);
     },
   };
@@ -44,6 +45,16 @@ describe('pam verifier', () => {
       { service: 'popgate', user: 'alice', password: 'pässword', accountCheck: false },
     ]);
     expect(pam.calls[0]?.buffer.every((b) => b === 0)).toBe(true);
+    expect(pam.calls[0]?.rhost).toBeUndefined();
+  });
+
+  it("passes the client's address as PAM_RHOST (the real one behind a PROXY header)", async () => {
+    const pam = fakePam(async () => result('ok', 'account', 0));
+    const v = verifierOver(pam);
+    await v.verify({ ...request('alice', 'pw'), remoteAddress: '192.0.2.7' });
+    const client = { remoteAddress: '2001:db8::5', remotePort: 40000, localAddress: '10.0.0.1', localPort: 995, loginAttempt: 1, listener: 'pop3s' };
+    await v.verify({ ...request('alice', 'pw'), remoteAddress: '10.0.0.9', client });
+    expect(pam.calls.map((c) => c.rhost)).toEqual(['192.0.2.7', '2001:db8::5']);
   });
 
   it('maps the definite answers to outcomes', async () => {
