@@ -7,10 +7,17 @@
  *
  * The tree (TEST_LDAP_*): ou=people with alice, bob (password "bob-secret",
  * not in the group), `o'hara*)(x` (a uid with filter and DN specials) and
- * carol (employeeType disabled); ou=groups with cn=mail (alice, o'hara);
- * ou=services with cn=popgate (the service account). Passwords are stored in
- * clear (slapd compares them on bind). `allow bind_anon_dn`: an empty
- * password with a DN is an anonymous bind that succeeds, as on many servers.
+ * carol (employeeType disabled); ou=groups with cn=mail (alice, o'hara,
+ * carol); ou=services with cn=popgate (the service account). Passwords are
+ * stored in clear (slapd compares them on bind); `passwords` in startSlapd's
+ * options replaces any of them. `allow bind_anon_dn`: an empty password with
+ * a DN is an anonymous bind that succeeds, as on many servers.
+ *
+ * The memberof overlay (slapo-memberof) is loaded, so the members' entries
+ * carry `memberOf: cn=mail,...` as with Active Directory. The overlay acts on
+ * LDAP adds and modifies only, not on slapadd: the group is added over LDAP
+ * as the rootdn once slapd listens, and start-up checks that every member's
+ * entry then has memberOf (and bob's has none).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +25,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from 'ldapts';
 import { freePort } from './ports.js';
 import type { TestPki } from './certs.js';
 import { waitFor } from './wait.js';
@@ -28,6 +36,8 @@ export const SLAPADD_BIN = process.env.SLAPADD ?? '/usr/sbin/slapadd';
 export const TEST_LDAP_BASE = 'dc=example,dc=com';
 export const TEST_LDAP_PEOPLE = `ou=people,${TEST_LDAP_BASE}`;
 export const TEST_LDAP_GROUP = `cn=mail,ou=groups,${TEST_LDAP_BASE}`;
+/** The rootdn: the group is added as it (the memberof overlay maintains memberOf on LDAP writes). */
+export const TEST_LDAP_ROOT = { dn: `cn=admin,${TEST_LDAP_BASE}`, password: 'admin-secret' };
 export const TEST_LDAP_SERVICE = { dn: `cn=popgate,ou=services,${TEST_LDAP_BASE}`, password: 'service-secret' };
 export const TEST_LDAP_USERS = {
   alice: { uid: 'alice', password: 'alice-secret', mailbox: 'alice-box', mailHost: '127.0.0.1' },
@@ -35,6 +45,25 @@ export const TEST_LDAP_USERS = {
   ohara: { uid: "o'hara*)(x", password: 'ohara-secret' },
   carol: { uid: 'carol', password: 'carol-secret' },
 } as const;
+/** The members of TEST_LDAP_GROUP (their entries carry memberOf). */
+export const TEST_LDAP_GROUP_MEMBERS = [TEST_LDAP_USERS.alice.uid, TEST_LDAP_USERS.ohara.uid, TEST_LDAP_USERS.carol.uid].map(
+  (uid) => `uid=${uid},${TEST_LDAP_PEOPLE}`,
+);
+
+/** Other passwords than TEST_LDAP_SERVICE's and TEST_LDAP_USERS' for this server (any text: written to the LDIF safely). */
+export interface TestLdapPasswords {
+  readonly service?: string;
+  readonly alice?: string;
+  readonly bob?: string;
+  readonly ohara?: string;
+  readonly carol?: string;
+}
+
+export interface StartSlapdOptions {
+  /** Written into alice's entry (postalCode); default 110. */
+  readonly mailPort?: number;
+  readonly passwords?: TestLdapPasswords;
+}
 
 export interface TestSlapd {
   /** ldap://127.0.0.1:<port> (StartTLS offered). */
@@ -50,9 +79,24 @@ export interface TestSlapd {
   stop(): Promise<void>;
 }
 
-/** The test tree's LDIF; `mailPort` is written into alice's entry (a backend port for routing). */
-export function testLdif(mailPort: number): string {
+/**
+ * `name: value` as an LDIF line (RFC 2849): `name:: <base64>` of the UTF-8
+ * bytes when the value is not a SAFE-STRING (it starts with a space, `:` or
+ * `<`, has a NUL, CR, LF or a non-ASCII character) or ends with a space.
+ */
+export function ldifLine(name: string, value: string): string {
+  const safe = /^(?:[^\0\n\r :<\x80-\uffff][^\0\n\r\x80-\uffff]*)?$/.test(value) && !value.endsWith(' ');
+  return safe ? `${name}: ${value}` : `${name}:: ${Buffer.from(value, 'utf8').toString('base64')}`;
+}
+
+/**
+ * The test tree's LDIF for slapadd, without the group (added over LDAP, see
+ * addGroup); `mailPort` is written into alice's entry (a backend port for
+ * routing), `passwords` replace the default ones.
+ */
+export function testLdif(mailPort: number, passwords: TestLdapPasswords = {}): string {
   const u = TEST_LDAP_USERS;
+  const pw = (name: string, value: string | undefined, fallback: string) => ldifLine(name, value ?? fallback);
   return `dn: ${TEST_LDAP_BASE}
 objectClass: dcObject
 objectClass: organization
@@ -75,7 +119,7 @@ dn: ${TEST_LDAP_SERVICE.dn}
 objectClass: applicationProcess
 objectClass: simpleSecurityObject
 cn: popgate
-userPassword: ${TEST_LDAP_SERVICE.password}
+${pw('userPassword', passwords.service, TEST_LDAP_SERVICE.password)}
 
 dn: uid=alice,${TEST_LDAP_PEOPLE}
 objectClass: inetOrgPerson
@@ -86,7 +130,7 @@ employeeType: mail
 description: ${u.alice.mailbox}
 street: ${u.alice.mailHost}
 postalCode: ${mailPort}
-userPassword: ${u.alice.password}
+${pw('userPassword', passwords.alice, u.alice.password)}
 
 dn: uid=bob,${TEST_LDAP_PEOPLE}
 objectClass: inetOrgPerson
@@ -94,7 +138,7 @@ uid: bob
 cn: Bob
 sn: B
 employeeType: mail
-userPassword: ${u.bob.password}
+${pw('userPassword', passwords.bob, u.bob.password)}
 
 dn: uid=o'hara*)(x,${TEST_LDAP_PEOPLE}
 objectClass: inetOrgPerson
@@ -102,7 +146,7 @@ uid: ${u.ohara.uid}
 cn: O'Hara
 sn: O
 employeeType: mail
-userPassword: ${u.ohara.password}
+${pw('userPassword', passwords.ohara, u.ohara.password)}
 
 dn: uid=carol,${TEST_LDAP_PEOPLE}
 objectClass: inetOrgPerson
@@ -110,15 +154,29 @@ uid: carol
 cn: Carol
 sn: C
 employeeType: disabled
-userPassword: ${u.carol.password}
-
-dn: ${TEST_LDAP_GROUP}
-objectClass: groupOfNames
-cn: mail
-member: uid=alice,${TEST_LDAP_PEOPLE}
-member: uid=o'hara*)(x,${TEST_LDAP_PEOPLE}
-member: uid=carol,${TEST_LDAP_PEOPLE}
+${pw('userPassword', passwords.carol, u.carol.password)}
 `;
+}
+
+/**
+ * Adds TEST_LDAP_GROUP over LDAP as the rootdn, so that the memberof overlay
+ * writes memberOf into the members' entries, and checks that it did.
+ */
+async function addGroup(url: string): Promise<void> {
+  const admin = new Client({ url, timeout: 10_000, connectTimeout: 10_000 });
+  try {
+    await admin.bind(TEST_LDAP_ROOT.dn, TEST_LDAP_ROOT.password);
+    await admin.add(TEST_LDAP_GROUP, { objectClass: 'groupOfNames', cn: 'mail', member: TEST_LDAP_GROUP_MEMBERS });
+    // memberOf is operational: returned only when asked for by name.
+    const { searchEntries } = await admin.search(TEST_LDAP_PEOPLE, { scope: 'one', filter: '(objectClass=inetOrgPerson)', attributes: ['memberOf'] });
+    const memberOf = new Map(searchEntries.map((e) => [e.dn.toLowerCase(), ([] as unknown[]).concat(e.memberOf ?? []).map((v) => String(v).toLowerCase())]));
+    const expected = new Map([...memberOf.keys()].map((dn) => [dn, TEST_LDAP_GROUP_MEMBERS.some((m) => m.toLowerCase() === dn) ? [TEST_LDAP_GROUP.toLowerCase()] : []]));
+    if (memberOf.size !== 4 || JSON.stringify([...memberOf]) !== JSON.stringify([...expected])) {
+      throw new Error(`memberOf not as expected after adding ${TEST_LDAP_GROUP}: ${JSON.stringify([...memberOf])}`);
+    }
+  } finally {
+    await admin.unbind().catch(() => undefined);
+  }
 }
 
 function run(bin: string, args: string[]): Promise<void> {
@@ -137,7 +195,7 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-export async function startSlapd(pki: TestPki, options: { mailPort?: number } = {}): Promise<TestSlapd> {
+export async function startSlapd(pki: TestPki, options: StartSlapdOptions = {}): Promise<TestSlapd> {
   if (!existsSync(SLAPD_BIN)) throw new Error(`${SLAPD_BIN} not found: install the apt package slapd (scripts/setup.sh does)`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'popgate-slapd-'));
   try {
@@ -153,6 +211,7 @@ export async function startSlapd(pki: TestPki, options: { mailPort?: number } = 
         'allow bind_anon_dn',
         'modulepath /usr/lib/ldap',
         'moduleload back_mdb',
+        'moduleload memberof',
         `pidfile ${dir}/slapd.pid`,
         `argsfile ${dir}/slapd.args`,
         `TLSCACertificateFile ${pki.caFile}`,
@@ -160,26 +219,37 @@ export async function startSlapd(pki: TestPki, options: { mailPort?: number } = 
         `TLSCertificateKeyFile ${pki.keyFile}`,
         'database mdb',
         `suffix "${TEST_LDAP_BASE}"`,
-        `rootdn "cn=admin,${TEST_LDAP_BASE}"`,
-        'rootpw admin-secret',
+        `rootdn "${TEST_LDAP_ROOT.dn}"`,
+        `rootpw ${TEST_LDAP_ROOT.password}`,
         `directory ${db}`,
         'maxsize 10485760',
         'access to attrs=userPassword by anonymous auth by * none',
         'access to * by users read by * none',
+        // memberOf on the members of a groupOfNames (member), kept by the server on LDAP writes.
+        'overlay memberof',
         '',
       ].join('\n'),
     );
     const ldif = path.join(dir, 'tree.ldif');
-    await writeFile(ldif, testLdif(options.mailPort ?? 110));
+    await writeFile(ldif, testLdif(options.mailPort ?? 110, options.passwords));
     await run(SLAPADD_BIN, ['-f', conf, '-l', ldif]);
+    let slapd: TestSlapd;
     for (let attempt = 1; ; attempt++) {
       const [port, tlsPort] = [await freePort(), await freePort()];
       try {
-        return await startOn(conf, dir, port, tlsPort);
+        slapd = await startOn(conf, dir, port, tlsPort);
+        break;
       } catch (err) {
         if (attempt >= 5) throw err;
       }
     }
+    try {
+      await addGroup(slapd.url);
+    } catch (err) {
+      await slapd.stop();
+      throw new Error(`${(err as Error).message}\n--- slapd output ---\n${slapd.output()}`);
+    }
+    return slapd;
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

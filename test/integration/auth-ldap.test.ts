@@ -1,8 +1,10 @@
 /**
  * The LDAP verifier against real slapd servers (test/helpers/slapd.ts) over
  * plain LDAP, StartTLS and LDAPS: bind mode, search+bind, group and filter
- * restrictions, filter injection, the unauthenticated bind, a server down or
- * hung, failover to a second server, and that no password reaches the log.
+ * restrictions (a group's member, memberOf kept by the memberof overlay, a
+ * filter), filter injection, the unauthenticated bind, a server down or hung,
+ * failover to a second server, passwords with LDIF and filter specials, and
+ * that no password reaches the log.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -20,6 +22,7 @@ import {
   TEST_LDAP_BASE,
   TEST_LDAP_GROUP,
   TEST_LDAP_PEOPLE,
+  TEST_LDAP_ROOT,
   TEST_LDAP_SERVICE,
   TEST_LDAP_USERS as U,
   type TestSlapd,
@@ -78,6 +81,16 @@ const searchLookup: LdapVerifierOptions['lookup'] = {
   scope: 'sub',
 };
 
+/** The memberOf restriction as operators write it (Active Directory, OpenLDAP with slapo-memberof). */
+const memberOfFilter = `(memberOf=${TEST_LDAP_GROUP})`;
+
+/** Passwords for a second server (startSlapd's `passwords`): LDIF (a space, non-ASCII) and filter/escape specials. */
+const OTHER = {
+  service: 'S3cr3t "svc" \\ %u ü',
+  alice: 'S3cr3t "x" \\ %20 ü',
+  bob: ' bob: <leading space> ',
+} as const;
+
 function check(v: PasswordVerifier, username: string, password: string): Promise<VerifyOutcome> {
   return v.verify({ username, password, mechanism: 'USER', tls: true });
 }
@@ -128,6 +141,32 @@ describe('bind mode (DN template)', () => {
     expect(await check(v, 'carol', U.carol.password)).toEqual({ ok: false, reason: 'disabled' }); // filter does not match
     expect(await check(v, 'bob', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
   });
+
+  it('memberOf is on the members\' entries (the memberof overlay), not on bob\'s', async () => {
+    const root = new Client({ url: primary.url });
+    try {
+      await root.bind(TEST_LDAP_ROOT.dn, TEST_LDAP_ROOT.password);
+      const memberOf = async (uid: string) =>
+        (await root.search(`uid=${uid},${TEST_LDAP_PEOPLE}`, { scope: 'base', attributes: ['memberOf'] })).searchEntries[0]?.memberOf;
+      expect(await memberOf('alice')).toBe(TEST_LDAP_GROUP);
+      expect(await memberOf(U.ohara.uid)).toBe(TEST_LDAP_GROUP);
+      expect(await memberOf('bob')).toEqual([]);
+    } finally {
+      await root.unbind();
+    }
+  });
+
+  it('requireFilter with memberOf: a member logs in, bob is disabled', async () => {
+    const v = make({ requireFilter: memberOfFilter });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, U.ohara.uid, U.ohara.password)).toEqual({ ok: true, user: U.ohara.uid });
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: false, reason: 'disabled' });
+    expect(await check(v, 'bob', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    // With another condition, as an operator would combine them: carol is a member but not employeeType mail.
+    const w = make({ requireFilter: `(&${memberOfFilter}(employeeType=mail))` });
+    expect(await check(w, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(w, 'carol', U.carol.password)).toEqual({ ok: false, reason: 'disabled' });
+  });
 });
 
 describe('search then bind (service account)', () => {
@@ -152,6 +191,24 @@ describe('search then bind (service account)', () => {
     const v = make({ lookup: searchLookup, requireGroup: { dn: TEST_LDAP_GROUP, memberAttribute: 'member' } });
     expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
     expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: false, reason: 'disabled' });
+  });
+
+  it('requireFilter with memberOf in search mode: a member logs in, bob is disabled', async () => {
+    const v = make({ lookup: searchLookup, requireFilter: memberOfFilter });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, U.ohara.uid, U.ohara.password)).toEqual({ ok: true, user: U.ohara.uid });
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: false, reason: 'disabled' });
+    expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+  });
+
+  it('memberOf in the search filter: a non-member is an unknown user', async () => {
+    const v = make({ lookup: { ...searchLookup, filter: `(&(objectClass=inetOrgPerson)(uid=%u)${memberOfFilter})` } });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, U.ohara.uid, U.ohara.password)).toEqual({ ok: true, user: U.ohara.uid });
+    expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: false, reason: 'unknown-user' });
+    // Escaped %u still: a wildcard does not reach a member.
+    expect(await check(v, 'a*', U.alice.password)).toEqual({ ok: false, reason: 'unknown-user' });
   });
 
   it('a refused service account is VERIFIER_UNAVAILABLE', async () => {
@@ -236,6 +293,29 @@ describe('server down, hung, failover', () => {
   });
 });
 
+describe('other passwords (startSlapd passwords)', () => {
+  it('a server with passwords holding quotes, backslashes, %, a leading space and non-ASCII: bind and search modes', async () => {
+    const other = await startSlapd(pki, { passwords: OTHER });
+    try {
+      const bind = make({ urls: [other.url] });
+      expect(await check(bind, 'alice', OTHER.alice)).toEqual({ ok: true, user: 'alice' });
+      expect(await check(bind, 'bob', OTHER.bob)).toEqual({ ok: true, user: 'bob' });
+      expect(await check(bind, 'alice', U.alice.password)).toEqual({ ok: false, reason: 'bad-password' });
+      expect(await check(bind, 'bob', OTHER.bob.trim())).toEqual({ ok: false, reason: 'bad-password' });
+      // Not overridden: the default.
+      expect(await check(bind, 'carol', U.carol.password)).toEqual({ ok: true, user: 'carol' });
+
+      const search = make({ urls: [other.url], lookup: { ...searchLookup, bindPassword: OTHER.service } });
+      expect(await check(search, 'alice', OTHER.alice)).toEqual({ ok: true, user: 'alice' });
+      expect(await check(search, 'alice', U.alice.password)).toEqual({ ok: false, reason: 'bad-password' });
+      // The default service password no longer binds.
+      await unavailable(check(make({ urls: [other.url], lookup: searchLookup }), 'alice', OTHER.alice));
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
 describe('popgate doctor (checkLdap)', () => {
   const config = (ldap: string) =>
     parseConfigText(
@@ -270,7 +350,7 @@ backend: { host: 127.0.0.1, login: { mode: master, user: m, password: p } }
 describe('logging', () => {
   it('never logs a password (the user\'s or the service account\'s)', () => {
     expect(logText).not.toBe('');
-    for (const secret of [U.alice.password, U.bob.password, U.ohara.password, U.carol.password, TEST_LDAP_SERVICE.password]) {
+    for (const secret of [U.alice.password, U.bob.password, U.ohara.password, U.carol.password, TEST_LDAP_SERVICE.password, ...Object.values(OTHER)]) {
       expect(logText).not.toContain(secret);
     }
   });
