@@ -223,12 +223,12 @@ describe('search then bind (service account)', () => {
     for (const startTls of [false, true]) {
       const extra = await startSlapd(pki);
       try {
-        const w = make({ urls: [extra.url], lookup: searchLookup, startTls, timeoutMs: 4000 });
+        const w = make({ urls: [extra.url], lookup: searchLookup, startTls, timeoutMs: 600_000 });
         expect(await check(w, 'bob', U.bob.password)).toMatchObject({ ok: true });
         await extra.stop();
-        const started = Date.now();
-        await unavailable(check(w, 'bob', U.bob.password));
-        expect(Date.now() - started, `startTls ${startTls}`).toBeLessThan(2000);
+        // With a 10-minute operation timeout, only noticing the close ends this before the test's own timeout.
+        const err = await unavailable(check(w, 'bob', U.bob.password));
+        expect(err.message, `startTls ${startTls}`).toMatch(/ECONNREFUSED/);
       } finally {
         await extra.stop();
       }
@@ -275,9 +275,8 @@ describe('server down, hung, failover', () => {
       expect(await check(kept, 'bob', U.bob.password)).toMatchObject({ ok: true });
       hung.pause();
       for (const v of [make({ urls: [hung.url], timeoutMs: 300, connectTimeoutMs: 300 }), kept]) {
-        const started = Date.now();
-        await unavailable(check(v, 'alice', U.alice.password));
-        expect(Date.now() - started).toBeLessThan(3000);
+        const err = await unavailable(check(v, 'alice', U.alice.password));
+        expect(err.message).toMatch(/timed out/);
       }
     } finally {
       await hung.stop();
