@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import { parsePrincipal, type PrincipalMapResult } from '../kerberos/principal-mapper.js';
+import { parsePrincipal, type PrincipalMapResult } from '../identity/principal-mapper.js';
 import { KerberosError, type KerberosBinding } from '../kerberos/types.js';
 import type { PasswordRequest, PasswordVerifier, VerifyOutcome } from './types.js';
 

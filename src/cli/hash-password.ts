@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { HASH_BOUNDS, hashPassword, type HashAlgorithm } from '../auth/index.js';
-import { isValidPop3User } from '../kerberos/principal-mapper.js';
+import { isValidPop3User } from '../identity/principal-mapper.js';
 
 /** Read one password: from a pipe as the first line, from a terminal twice without echo. */
 async function readPassword(): Promise<string> {

@@ -13,6 +13,7 @@ export {
   RESERVED_AUTH_HEADERS,
   defaultBackendPort,
   DEFAULT_GREETING,
+  KPOP_DEFAULT_PORT,
   type PopgateConfig,
   type PopgateConfigInput,
   type LogConfig,

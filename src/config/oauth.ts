@@ -5,7 +5,7 @@
  * otherwise; see test/unit/import-layers.test.ts).
  *
  * The claim mapping follows the Kerberos principal mapping
- * (src/kerberos/principal-mapper.ts), with the claim value in place of the
+ * (src/identity/principal-mapper.ts), with the claim value in place of the
  * principal: explicit `map` entries first (taken verbatim), then `rules`
  * (regexes over the whole claim value; the first that matches decides), then
  * the plain value (for `email`: only addresses of `emailDomains`, the domain
@@ -26,7 +26,7 @@ import {
   NOT_A_POP3_USER,
   type MappingProblem,
   type PrincipalMappingRule,
-} from '../kerberos/principal-mapper.js';
+} from '../identity/principal-mapper.js';
 
 const SECOND = 1_000;
 const MINUTE = 60_000;

@@ -8,9 +8,7 @@ import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { oauthSchema } from './oauth.js';
 import { duration } from './duration.js';
-import { checkMappingOptions, parsePrincipal } from '../kerberos/principal-mapper.js';
-import { KPOP_DEFAULT_PORT } from '../kerberos/kpop-framing.js';
-import { isValidPop3User } from '../kerberos/principal-mapper.js';
+import { checkMappingOptions, isValidPop3User, parsePrincipal } from '../identity/principal-mapper.js';
 import { parseCidr } from '../net/cidr.js';
 import { DEFAULT_ECDH_CURVE, INTERMEDIATE_TLS12_CIPHERS } from './tls-profile.js';
 
@@ -177,12 +175,15 @@ export const DEFAULT_GREETING = 'POP3 gateway ready.';
 
 export const LISTENER_KINDS = ['pop3', 'pop3s', 'kpop'] as const;
 
+/** The port of a kpop listener that names none: the customary KPOP port (`kpop 1109/tcp`). */
+export const KPOP_DEFAULT_PORT = 1109;
+
 const listenerSchema = z
   .strictObject({
     name: nonEmpty.regex(/^[A-Za-z0-9._-]+$/, 'may only contain letters, digits, ".", "_" and "-"').optional(),
     kind: z.enum(LISTENER_KINDS),
     address: hostOrAddress.default('0.0.0.0'),
-    /** Required for pop3/pop3s; a kpop listener defaults to 1109. */
+    /** Required for pop3/pop3s; a kpop listener defaults to KPOP_DEFAULT_PORT (1109). */
     port: port.optional(),
     tls: tlsSchema.optional(),
     /** Accept HAProxy PROXY headers from trusted load balancers. */

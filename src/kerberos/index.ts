@@ -1,4 +1,3 @@
 export * from './types.js';
 export * from './kpop-framing.js';
-export * from './principal-mapper.js';
 export * from './binding.js';

@@ -27,8 +27,6 @@ export const SENDAUTH_VERSION = 'KRB5_SENDAUTH_V1.0';
 export const KPOP_APP_VERSION = 'KPOPV1.0';
 /** Kerberos 4 KPOP's application version (krb4 is unsupported). */
 export const KPOP_KRB4_APP_VERSION = 'KPOPV0.1';
-/** The customary KPOP port (`kpop 1109/tcp`). */
-export const KPOP_DEFAULT_PORT = 1109;
 /** Longest version string accepted (both are under 20 bytes in practice). */
 export const KPOP_MAX_VERSION_LENGTH = 64;
 export const KPOP_DEFAULT_MAX_AP_REQ_LENGTH = 64 * 1024;

@@ -1,5 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import { isValidPop3User } from '../kerberos/principal-mapper.js';
+import { isValidPop3User } from '../identity/principal-mapper.js';
 
 export interface ClientCertIdentity {
   /** nginx Auth-SSL-Verify: SUCCESS | FAILED:<reason> | NONE. */

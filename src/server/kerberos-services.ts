@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import type { Logger } from 'pino';
 import type { KerberosConfig } from '../config/schema.js';
 import { KdcGate, loadKerberosBinding, ticketCheckGate, type NativeKerberosBinding } from '../kerberos/binding.js';
-import { PrincipalMapper } from '../kerberos/principal-mapper.js';
+import { PrincipalMapper } from '../identity/principal-mapper.js';
 import type { AcceptorOptions } from '../kerberos/types.js';
 
 /** Everything Kerberos the gateway shares between connections. */

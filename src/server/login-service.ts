@@ -3,7 +3,7 @@ import type { AuthorizedRequest, BearerValidator, ClientContext, PasswordVerifie
 import { openBackendWithFailover } from '../backend/failover.js';
 import type { BackendLogin, BackendObserver, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';
 import { GatewayError, isGatewayError } from '../errors.js';
-import type { PrincipalMapResult } from '../kerberos/principal-mapper.js';
+import type { PrincipalMapResult } from '../identity/principal-mapper.js';
 import {
   isBearerCredentials,
   isExternalCredentials,

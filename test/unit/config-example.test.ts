@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { backendTargets, configLeafPaths, parseConfigText, targetsForUser } from '../../src/config/index.js';
-import { PrincipalMapper } from '../../src/kerberos/index.js';
+import { PrincipalMapper } from '../../src/identity/principal-mapper.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.url));
 

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { OAUTH_DEFAULT_ALGORITHMS, oauthSchema, type OAuthConfigInput } from '../../src/config/oauth.js';
-import { checkMappingOptions, NOT_A_POP3_USER } from '../../src/kerberos/principal-mapper.js';
+import { checkMappingOptions, NOT_A_POP3_USER } from '../../src/identity/principal-mapper.js';
 
 const BASE = { issuer: 'https://login.example.com/realms/mail', audience: 'popgate' } satisfies OAuthConfigInput;
 

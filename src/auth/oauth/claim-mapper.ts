@@ -1,6 +1,6 @@
 /**
  * A verified token's claims -> the POP3 user it may act as. The semantics of
- * the Kerberos principal mapper (src/kerberos/principal-mapper.ts) with the
+ * the Kerberos principal mapper (src/identity/principal-mapper.ts) with the
  * claim value in place of the principal; first hit wins:
  *
  *   1. `map`: explicit claim value -> user (taken verbatim; may name any
@@ -17,7 +17,7 @@
  * mapped. Pure.
  */
 import { checkClaimMapping, MAX_CLAIM_VALUE_LENGTH, type ClaimMappingOptions, type OAuthUserClaim } from '../../config/oauth.js';
-import { compileMappingRule, isValidPop3User } from '../../kerberos/principal-mapper.js';
+import { compileMappingRule, isValidPop3User } from '../../identity/principal-mapper.js';
 
 export interface ClaimMapperOptions extends ClaimMappingOptions {
   readonly userClaim: OAuthUserClaim;

@@ -21,10 +21,13 @@
  * applies to rule and realm results, never to explicit `map` values (those
  * are taken verbatim).
  *
- * Pure; no Kerberos library needed. Principal syntax follows MIT
- * krb5_parse_name / krb5_unparse_name: components separated by `/`, the realm
- * after the first unescaped `@`, and `\/ \@ \\ \n \t \b \0` escapes (any other
- * escaped character stands for itself).
+ * Pure; no Kerberos library needed, and no other popgate module: it sits at
+ * the bottom of the layers (docs/development.md) because the config schema,
+ * the Kerberos and OAuth verifiers, the server and the CLI all use it.
+ * Principal syntax follows MIT krb5_parse_name / krb5_unparse_name:
+ * components separated by `/`, the realm after the first unescaped `@`, and
+ * `\/ \@ \\ \n \t \b \0` escapes (any other escaped character stands for
+ * itself).
  */
 // Whitespace (any Unicode space), C0 controls, DEL and ':' (the user-file separator).
 // eslint-disable-next-line no-control-regex -- the controls are what is refused

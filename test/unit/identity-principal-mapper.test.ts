@@ -7,7 +7,7 @@ import {
   parsePrincipal,
   PrincipalMapper,
   unparsePrincipal,
-} from '../../src/kerberos/index.js';
+} from '../../src/identity/principal-mapper.js';
 
 describe('parsePrincipal', () => {
   it('splits components and realm', () => {
