@@ -81,6 +81,15 @@ export interface LoginAttempt {
   readonly code?: string | undefined;
 }
 
+/** A certificate a listener serves, and when it stops being valid. */
+export interface CertificateExpiry {
+  readonly listener: string;
+  /** The certificate file (listeners[].tls.certFile or one of tls.certificates). */
+  readonly certFile: string;
+  /** The leaf certificate's notAfter, in ms since the epoch. */
+  readonly notAfterMs: number;
+}
+
 export interface Metrics {
   /** The counters of listener `name` (the same object on every call). */
   listener(name: string): ListenerMetrics;
@@ -103,6 +112,8 @@ export interface Metrics {
   verifierError(verifier: string): void;
   /** `count` credentials-cache events of one kind. */
   authCache(event: AuthCacheEvent, count: number): void;
+  /** Where the loaded listener certificates are read from at each scrape (the last call wins). */
+  certificates(source: () => Iterable<CertificateExpiry>): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -131,6 +142,7 @@ export const noopMetrics: Metrics = {
   kerberosCheck() {},
   verifierError() {},
   authCache() {},
+  certificates() {},
   render: () => Promise.resolve(''),
   contentType: 'text/plain; version=0.0.4; charset=utf-8',
 };
@@ -378,7 +390,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
 
   const verifierErrors = new Counter({
     name: 'popgate_verifier_errors_total',
-    help: 'Credential checks a verifier could not answer (client sees [SYS/TEMP]): KDC down or slow (kerberos), auth service down (http), user file trouble (user-file).',
+    help:
+      'Credential checks a verifier could not answer (client sees [SYS/TEMP]): KDC down or slow (kerberos), auth service ' +
+      'down (http), directory down or service account refused (ldap), PAM module error or timeout (pam), user file trouble (user-file).',
     labelNames: ['verifier'],
     registers,
   });
@@ -392,6 +406,22 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
     registers,
   });
   for (const event of AUTH_CACHE_EVENTS) authCacheEvents.inc({ event }, 0);
+
+  let certificateSource: () => Iterable<CertificateExpiry> = () => [];
+  new Gauge({
+    name: 'popgate_tls_certificate_expiry_timestamp_seconds',
+    help:
+      'When each certificate a listener serves stops being valid (its notAfter, Unix seconds), as last loaded ' +
+      '(at start, SIGHUP or a change of the files on disk). Alert on time() - this.',
+    labelNames: ['listener', 'cert_file'],
+    registers,
+    // Workers load the same files; with several, the earliest is the one that matters.
+    aggregator: 'min',
+    collect() {
+      this.reset();
+      for (const c of certificateSource()) this.set({ listener: c.listener, cert_file: c.certFile }, Math.floor(c.notAfterMs / 1000));
+    },
+  });
 
   if (opts.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
@@ -451,6 +481,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
         cacheSeries.set(event, series);
       }
       series.inc(count);
+    },
+    certificates(source) {
+      certificateSource = source;
     },
     render: () => registry.metrics(),
     snapshot: () => registry.getMetricsAsJSON(),

@@ -108,6 +108,8 @@ export class Gateway {
         );
       }
       gateway.started = true;
+      // Read at each scrape: a reload or a certificate swapped on disk shows at once.
+      metrics.certificates(() => gateway.listeners.flatMap((l) => (l.tls?.expiries ?? []).map((c) => ({ listener: l.name, ...c }))));
       if (config.admin && opts.serveAdmin !== false) {
         gateway.adminServer = await startAdminServer({
           address: config.admin.address,

@@ -126,8 +126,14 @@ export class TlsContextStore {
   private options: SecureContextOptions | undefined;
   private keys: readonly Buffer[] | undefined;
   private selector: ContextSelector | undefined;
+  private loaded: readonly { readonly certFile: string; readonly notAfterMs: number }[] = [];
 
   constructor(readonly files: TlsFiles) {}
+
+  /** The certificates of the current context and their notAfter (ms since the epoch), in config order; none before the first load. */
+  get expiries(): readonly { readonly certFile: string; readonly notAfterMs: number }[] {
+    return this.loaded;
+  }
 
   /** The certificate pairs, in config order. */
   get pairs(): CertificatePair[] {
@@ -227,6 +233,7 @@ export class TlsContextStore {
     this.options = options;
     this.selector = selector;
     this.keys = keys;
+    this.loaded = pems.map((p, i) => ({ certFile: p.certFile, notAfterMs: facts[i]?.notAfterMs ?? Number.NaN }));
     return report;
   }
 
@@ -262,13 +269,13 @@ export class TlsContextStore {
  * selection needs of it, or CertificatePairError naming both files. Nothing
  * is swapped before every pair passes.
  */
-function checkPair(p: CertificatePair & { readonly cert: Buffer; readonly key: Buffer }): CertificateFacts {
+function checkPair(p: CertificatePair & { readonly cert: Buffer; readonly key: Buffer }): CertificateFacts & { readonly notAfterMs: number } {
   try {
     createSecureContext({ cert: p.cert, key: p.key });
     const leaf = new X509Certificate(p.cert);
     const key = createPrivateKey(p.key);
     if (!leaf.checkPrivateKey(key)) throw new Error('the key does not match the certificate');
-    return { names: certificateNames(leaf), keyType: key.asymmetricKeyType ?? 'unknown' };
+    return { names: certificateNames(leaf), keyType: key.asymmetricKeyType ?? 'unknown', notAfterMs: Date.parse(leaf.validTo) };
   } catch (err) {
     throw new CertificatePairError(`certificate ${p.certFile} / key ${p.keyFile}: ${(err as Error).message.split('\n')[0] ?? ''}`);
   }

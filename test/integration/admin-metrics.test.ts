@@ -2,14 +2,16 @@
  * The admin HTTP listener of a real gateway in front of a real Dovecot:
  * /metrics moves with real logins and relayed bytes, /readyz follows the
  * backend (through a TCP forwarder the test closes and reopens) and the
- * drain, and each login attempt has one audit line with the TLS facts.
+ * drain, each login attempt has one audit line with the TLS facts, and the
+ * certificates' expiry follows a renewal on disk.
  */
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { copyFile, rename, rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
+import { issueCert, makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { masterLogin, startTestGateway, waitForLog, type LogRecord, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
@@ -310,6 +312,30 @@ describe('audit events', () => {
     expect(rec).toMatchObject({ outcome: 'success', mechanism: 'USER', user: 'alice', tls: client.tls, cipher: client.cipher });
     expect(client.tls).toMatch(/^TLSv1\.[23]$/);
     expect(loginEvents(rec.cid)).toHaveLength(1);
+  });
+});
+
+describe('certificate expiry', () => {
+  const series = (exp: Exposition) => exp.samples.filter((s) => s.name === 'popgate_tls_certificate_expiry_timestamp_seconds');
+  const notAfter = (file: string): number => Math.floor(Date.parse(new X509Certificate(readFileSync(file)).validTo) / 1000);
+
+  it("exports every listener certificate's notAfter, and follows a renewal written on disk", async () => {
+    const first = series(await scrape());
+    expect(first.map((s) => s.labels.listener).sort()).toEqual(gw.gateway.bound.map((b) => b.name).sort());
+    for (const s of first) expect(s).toMatchObject({ labels: { cert_file: pki.certFile }, value: notAfter(pki.certFile) });
+    // A renewal valid for 30 days (the test PKI's first one: 825), written the way renewal tools do.
+    const next = await issueCert(pki, { name: 'renewed', dns: ['localhost'], ips: ['127.0.0.1'], days: 30 });
+    const want = notAfter(next.certFile);
+    expect(want).toBeLessThan(notAfter(pki.certFile));
+    await copyFile(next.keyFile, `${pki.keyFile}.new`);
+    await copyFile(next.certFile, `${pki.certFile}.new`);
+    await rename(`${pki.keyFile}.new`, pki.keyFile);
+    await rename(`${pki.certFile}.new`, pki.certFile);
+    const renewed = await waitFor('the renewed certificate in /metrics', async () => {
+      const now = series(await scrape());
+      return now.length === first.length && now.every((s) => s.value === want) ? now : undefined;
+    });
+    expect(renewed.map((s) => s.labels.cert_file)).toEqual(first.map(() => pki.certFile));
   });
 });
 

@@ -29,6 +29,7 @@ describe('createMetrics', () => {
         'popgate_sessions_active',
         'popgate_sessions_total',
         'popgate_throttle_events_total',
+        'popgate_tls_certificate_expiry_timestamp_seconds',
         'popgate_tls_handshake_failures_total',
         'popgate_tls_renegotiations_refused_total',
         'popgate_verifier_errors_total',
@@ -161,6 +162,19 @@ describe('createMetrics', () => {
     expect(valueOf(exp, 'popgate_verifier_errors_total', { verifier: 'kerberos' })).toBe(1);
   });
 
+  it('reads the certificates at each scrape from the last source given, in whole seconds', async () => {
+    const m = createMetrics({ processMetrics: false });
+    expect((await scrape(m)).samples.filter((s) => s.name === 'popgate_tls_certificate_expiry_timestamp_seconds')).toEqual([]);
+    let certs = [{ listener: 'pop3s', certFile: '/tls/a.pem', notAfterMs: 1_800_000_000_999 }];
+    m.certificates(() => certs);
+    expect(valueOf(await scrape(m), 'popgate_tls_certificate_expiry_timestamp_seconds', { listener: 'pop3s', cert_file: '/tls/a.pem' })).toBe(1_800_000_000);
+    // A renewal (the source's answer changes): the old series goes, the new one comes.
+    certs = [{ listener: 'pop3s', certFile: '/tls/b.pem', notAfterMs: 1_900_000_000_000 }];
+    const after = await scrape(m);
+    expect(valueOf(after, 'popgate_tls_certificate_expiry_timestamp_seconds', { listener: 'pop3s', cert_file: '/tls/a.pem' })).toBeUndefined();
+    expect(valueOf(after, 'popgate_tls_certificate_expiry_timestamp_seconds', { listener: 'pop3s', cert_file: '/tls/b.pem' })).toBe(1_900_000_000);
+  });
+
   it('uses a private registry per instance, with the default process metrics', async () => {
     const one = createMetrics();
     const two = createMetrics({ processMetrics: false });
@@ -196,6 +210,7 @@ describe('noopMetrics', () => {
     noopMetrics.bytesRelayed(1, 1);
     noopMetrics.kerberosCheck('gssapi', 1, 'skew');
     noopMetrics.verifierError('http');
+    noopMetrics.certificates(() => [{ listener: 'a', certFile: '/a.pem', notAfterMs: 0 }]);
     expect(await noopMetrics.render()).toBe('');
   });
 });
