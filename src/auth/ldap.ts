@@ -30,8 +30,14 @@
  * (failover); ldaps:// or ldap:// with StartTLS, checked against `ca` (else
  * the system's roots) and the server's name (or `tlsServerName`). The
  * service account's connection is kept open and reused (bound once, rebound
- * when it was lost); each user bind uses a connection of its own, closed
- * after the login, because a bind changes who the connection is.
+ * when it was lost). User binds reuse connections too (ldap-pool.ts): up to
+ * `poolSize` idle ones are kept, each for `poolIdleTimeoutMs`; a login takes
+ * one (or connects), so no two logins share one, and every use starts with
+ * the user's bind, which replaces the connection's identity (RFC 4513 5.1).
+ * One that failed is closed, not kept; a bind that fails on a kept one for
+ * any reason but invalidCredentials (the server may have closed it while
+ * idle) is tried once more on a new connection. poolSize 0: a connection of
+ * its own per login, closed after it.
  * `timeoutMs` bounds each LDAP operation, `connectTimeoutMs` each connect.
  * A connection failure, a timeout or any LDAP result other than
  * invalidCredentials rejects with GatewayError('VERIFIER_UNAVAILABLE').
@@ -43,7 +49,9 @@ import { isIP } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { Client, InvalidCredentialsError, type Entry } from 'ldapts';
 import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
+import { createIdlePool } from './ldap-pool.js';
 import type { PasswordRequest, PasswordVerifier, VerifiedRoute, VerifyOutcome } from './types.js';
 
 export type LdapLookup =
@@ -84,6 +92,14 @@ export interface LdapVerifierOptions {
   readonly requireGroup?: { readonly dn: string; readonly memberAttribute: string } | undefined;
   /** A filter the user's entry must match (`%u` the user name, escaped). */
   readonly requireFilter?: string | undefined;
+  /** Idle user-bind connections kept for the next logins; 0: none (a connection per login). Default 4. */
+  readonly poolSize?: number;
+  /** An idle kept connection is closed after this long. Default 60 s. */
+  readonly poolIdleTimeoutMs?: number;
+  /** Times the idle limit (tests). Default the real clock, timers unref'd. */
+  readonly clock?: Clock;
+  /** Called with each new connection, before it is used (tests, benchmarks). */
+  readonly onConnect?: (client: Client, use: 'user' | 'service') => void;
   readonly logger: Logger;
 }
 
@@ -145,8 +161,17 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
 
   const tlsOptions = (url: string): ConnectionOptions => ldapTlsOptions(url, options.ca, options.tlsServerName);
 
+  /** Kept idle user-bind connections. Only live ones are taken: ldapts would reconnect a closed one by itself, without StartTLS. */
+  const pool = createIdlePool<Client>({
+    size: options.poolSize ?? 4,
+    idleTimeoutMs: options.poolIdleTimeoutMs ?? 60_000,
+    alive: (c) => c.isConnected && !lost.has(c),
+    close: (c) => void c.unbind().catch(() => undefined),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+
   /** A connected (and, with StartTLS, upgraded) client to the first URL that answers. */
-  async function connect(): Promise<Client> {
+  async function connect(use: 'user' | 'service'): Promise<Client> {
     const failures: string[] = [];
     for (const url of options.urls) {
       const client = new Client({
@@ -166,6 +191,7 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
       try {
         if (options.startTls) await client.startTLS(tlsOptions(url));
         else await client.exop('1.3.6.1.4.1.4203.1.11.3'); // Who am I? (RFC 4532): proves the server answers.
+        options.onConnect?.(client, use);
         return client;
       } catch (err) {
         failures.push(`${url}: ${(err as Error).message}`);
@@ -196,7 +222,7 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
       if (service === current) service = undefined;
     }
     service ??= (async () => {
-      const client = await connect();
+      const client = await connect('service');
       try {
         if (!(await bindAs(client, lookup.bindDn, lookup.bindPassword))) throw unavailable('the LDAP service account (bindDn) was refused: invalid credentials');
         return client;
@@ -297,28 +323,53 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
       dn = expandTemplate(lookup.dnTemplate, user, escapeDnValue);
     }
 
-    const client = await connect();
+    // Taken from the pool or new: this login's alone until given back (or closed).
+    const kept = pool.take();
+    let client = kept ?? (await connect('user'));
+    let healthy = false;
     try {
-      if (!(await bindAs(client, dn, password))) {
-        log.info({ user, verifier: 'ldap' }, entry || lookup.mode === 'bind' ? 'LDAP bind refused' : 'no LDAP entry for the user');
-        return { ok: false, reason: lookup.mode === 'search' && !entry ? 'unknown-user' : 'bad-password' };
+      let bound: boolean;
+      try {
+        bound = await bindAs(client, dn, password);
+      } catch (err) {
+        // A kept connection may have been closed by the server while idle: one more try on a new one.
+        if (client !== kept) throw err;
+        log.debug({ user, verifier: 'ldap', err: (err as Error).message }, 'LDAP bind on a kept connection failed: retrying on a new one');
+        void client.unbind().catch(() => undefined);
+        client = await connect('user');
+        bound = await bindAs(client, dn, password);
       }
-      if (lookup.mode === 'search' && !entry) {
-        // The made-up DN bound: the server lets anything bind. Refuse rather than trust it.
-        throw unavailable('the LDAP server accepted a bind as a DN that does not exist');
-      }
-      if (!(await restrictionsHold(client, dn, user))) {
-        log.info({ user, dn, verifier: 'ldap' }, 'LDAP restriction (group or filter) does not match');
-        return { ok: false, reason: 'disabled' };
-      }
-      if (lookup.mode === 'bind' && wanted.length > 0) {
-        const own = await search(client, dn, '(objectClass=*)', 'base', wanted);
-        entry = own[0];
-      }
-      return outcome(user, password, entry);
+      const checked = await checkBound(client, bound, user, dn, entry);
+      healthy = true;
+      return typeof checked === 'string' ? { ok: false, reason: checked } : outcome(user, password, checked);
     } finally {
-      await client.unbind().catch(() => undefined);
+      if (healthy) pool.give(client);
+      else void client.unbind().catch(() => undefined);
     }
+  }
+
+  /**
+   * After the user's bind on `client` (`bound`: it succeeded): the refusal,
+   * or the entry to answer from (read as the user in bind mode).
+   */
+  async function checkBound(client: Client, bound: boolean, user: string, dn: string, entry: Entry | undefined): Promise<'bad-password' | 'unknown-user' | 'disabled' | Entry | undefined> {
+    if (!bound) {
+      log.info({ user, verifier: 'ldap' }, entry || lookup.mode === 'bind' ? 'LDAP bind refused' : 'no LDAP entry for the user');
+      return lookup.mode === 'search' && !entry ? 'unknown-user' : 'bad-password';
+    }
+    if (lookup.mode === 'search' && !entry) {
+      // The made-up DN bound: the server lets anything bind. Refuse rather than trust it.
+      throw unavailable('the LDAP server accepted a bind as a DN that does not exist');
+    }
+    if (!(await restrictionsHold(client, dn, user))) {
+      log.info({ user, dn, verifier: 'ldap' }, 'LDAP restriction (group or filter) does not match');
+      return 'disabled';
+    }
+    if (lookup.mode === 'bind' && wanted.length > 0) {
+      const own = await search(client, dn, '(objectClass=*)', 'base', wanted);
+      return own[0];
+    }
+    return entry;
   }
 
   return {
@@ -326,6 +377,7 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
     verify,
     close() {
       closed = true;
+      pool.close();
       const current = service;
       service = undefined;
       void current?.then((c) => c.unbind()).catch(() => undefined);

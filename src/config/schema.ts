@@ -460,6 +460,10 @@ const ldapAuthSchema = z
     timeout: duration({ min: 100, max: MINUTE }).prefault('5s'),
     /** Bound on connecting to one server (then the next URL). */
     connectTimeout: duration({ min: 100, max: MINUTE }).prefault('3s'),
+    /** Idle user-bind connections kept for the next logins (each login rebinds); 0: a connection per login. */
+    poolSize: z.number().int().min(0).max(256).default(4),
+    /** A kept idle connection is closed after this long (below the directory's own idle limit). */
+    poolIdleTimeout: duration({ min: 1_000 }).prefault('60s'),
     /** Bind mode: the user's DN, e.g. uid=%u,ou=people,dc=example,dc=com. */
     userDnTemplate: userTemplate('DN template').optional(),
     /** Search+bind mode. */

@@ -215,6 +215,8 @@ export async function ldapVerifier(ldap: LdapAuthConfig, log: Logger): Promise<P
     tlsServerName: ldap.serverName,
     timeoutMs: ldap.timeout,
     connectTimeoutMs: ldap.connectTimeout,
+    poolSize: ldap.poolSize,
+    poolIdleTimeoutMs: ldap.poolIdleTimeout,
     lookup,
     attributes: ldap.attributes,
     requireGroup: ldap.requireGroup,

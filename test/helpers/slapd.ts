@@ -18,6 +18,11 @@
  * LDAP adds and modifies only, not on slapadd: the group is added over LDAP
  * as the rootdn once slapd listens, and start-up checks that every member's
  * entry then has memberOf (and bob's has none).
+ *
+ * `logConnections` runs it with `-d stats`: its output then has slapd's own
+ * record of each connection (`conn=N fd=F ACCEPT`, `conn=N op=M BIND dn=...`,
+ * `conn=N fd=F closed`), read by slapdConnections. `restart()` stops it and
+ * starts it again on the same ports with the same database.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -63,6 +68,8 @@ export interface StartSlapdOptions {
   /** Written into alice's entry (postalCode); default 110. */
   readonly mailPort?: number;
   readonly passwords?: TestLdapPasswords;
+  /** `-d stats`: connections, binds and closes in output() (see slapdConnections). */
+  readonly logConnections?: boolean;
 }
 
 export interface TestSlapd {
@@ -75,6 +82,8 @@ export interface TestSlapd {
   /** SIGSTOP: the ports still accept connections, nothing answers (a hung server). */
   pause(): void;
   resume(): void;
+  /** SIGTERM, then the same server again on the same ports (its connections are gone). */
+  restart(): Promise<void>;
   /** SIGTERM (SIGKILL after 5 s), then removes its directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -237,7 +246,7 @@ export async function startSlapd(pki: TestPki, options: StartSlapdOptions = {}):
     for (let attempt = 1; ; attempt++) {
       const [port, tlsPort] = [await freePort(), await freePort()];
       try {
-        slapd = await startOn(conf, dir, port, tlsPort);
+        slapd = await startOn(conf, dir, port, tlsPort, options.logConnections === true);
         break;
       } catch (err) {
         if (attempt >= 5) throw err;
@@ -256,58 +265,104 @@ export async function startSlapd(pki: TestPki, options: StartSlapdOptions = {}):
   }
 }
 
-async function startOn(conf: string, dir: string, port: number, tlsPort: number): Promise<TestSlapd> {
-  // -d 0: stay in the foreground (no fork) with no debug output; errors still go to stderr.
-  const child: ChildProcess = spawn(SLAPD_BIN, ['-f', conf, '-h', `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${tlsPort}/`, '-d', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function startOn(conf: string, dir: string, port: number, tlsPort: number, logConnections: boolean): Promise<TestSlapd> {
   let output = '';
+  let child!: ChildProcess;
   let exited: string | undefined;
-  child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-  child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-      resolve();
+  let exit!: Promise<void>;
+  async function launch(): Promise<void> {
+    // -d 0: stay in the foreground (no fork) with no debug output; errors still go to stderr. -d stats: connections too.
+    child = spawn(SLAPD_BIN, ['-f', conf, '-h', `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${tlsPort}/`, '-d', logConnections ? 'stats' : '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.once('error', (err) => {
-      exited = `spawn error ${err.message}`;
-      resolve();
+    exited = undefined;
+    child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    exit = new Promise<void>((resolve) => {
+      // 'close': exited, and its output read to the end.
+      child.once('close', (code, signal) => {
+        exited = `exit ${code ?? signal}`;
+        resolve();
+      });
+      child.once('error', (err) => {
+        exited = `spawn error ${err.message}`;
+        resolve();
+      });
     });
-  });
-  try {
-    // Listening on both ports, or gone: an exit ends the wait at once.
-    await waitFor(`slapd on ports ${port}/${tlsPort}`, async () => exited !== undefined || ((await canConnect(port)) && (await canConnect(tlsPort))), {
-      timeoutMs: 10_000,
-    });
-    if (exited !== undefined) throw new Error(exited);
-  } catch (err) {
-    if (exited === undefined) child.kill('SIGKILL');
-    throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${exited ?? (err as Error).message}).\n--- output ---\n${output}`);
+    try {
+      // Listening on both ports, or gone: an exit ends the wait at once.
+      await waitFor(`slapd on ports ${port}/${tlsPort}`, async () => exited !== undefined || ((await canConnect(port)) && (await canConnect(tlsPort))), {
+        timeoutMs: 10_000,
+      });
+      if (exited !== undefined) throw new Error(exited);
+    } catch (err) {
+      if (exited === undefined) child.kill('SIGKILL');
+      throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${exited ?? (err as Error).message}).\n--- output ---\n${output}`);
+    }
   }
+  async function terminate(): Promise<void> {
+    if (exited !== undefined) return;
+    const pid = child.pid!;
+    process.kill(pid, 'SIGCONT');
+    process.kill(pid, 'SIGTERM');
+    const killer = setTimeout(() => {
+      if (exited === undefined) process.kill(pid, 'SIGKILL');
+    }, 5_000);
+    await exit;
+    clearTimeout(killer);
+  }
+  await launch();
   let stopping: Promise<void> | undefined;
-  const pid = child.pid!;
   return {
     url: `ldap://127.0.0.1:${port}`,
     ldapsUrl: `ldaps://127.0.0.1:${tlsPort}`,
-    pid,
+    get pid() {
+      return child.pid!;
+    },
     output: () => output,
-    pause: () => process.kill(pid, 'SIGSTOP'),
-    resume: () => process.kill(pid, 'SIGCONT'),
+    pause: () => process.kill(child.pid!, 'SIGSTOP'),
+    resume: () => process.kill(child.pid!, 'SIGCONT'),
+    async restart() {
+      if (stopping) throw new Error('slapd restart after stop');
+      await terminate();
+      await launch();
+    },
     stop() {
       stopping ??= (async () => {
-        if (exited === undefined) {
-          process.kill(pid, 'SIGCONT');
-          process.kill(pid, 'SIGTERM');
-          const killer = setTimeout(() => {
-            if (exited === undefined) process.kill(pid, 'SIGKILL');
-          }, 5_000);
-          await exit;
-          clearTimeout(killer);
-        }
+        await terminate();
         await rm(dir, { recursive: true, force: true });
       })();
       return stopping;
     },
   };
+}
+
+export interface SlapdConnection {
+  readonly conn: number;
+  /** The DNs bound as, in order. */
+  readonly binds: string[];
+  closed: boolean;
+}
+
+/** slapd's own record of its connections (a server started with logConnections), in order of acceptance. */
+export function slapdConnections(output: string): SlapdConnection[] {
+  // Numbers start again after a restart: the latest connection of a number is the one meant.
+  const all: SlapdConnection[] = [];
+  const byConn = new Map<number, SlapdConnection>();
+  for (const line of output.split('\n')) {
+    let m = /\bconn=(\d+) fd=\d+ ACCEPT from/.exec(line);
+    if (m) {
+      const c: SlapdConnection = { conn: Number(m[1]), binds: [], closed: false };
+      all.push(c);
+      byConn.set(c.conn, c);
+    }
+    m = /\bconn=(\d+) op=\d+ BIND dn="([^"]*)" method=/.exec(line);
+    if (m) byConn.get(Number(m[1]))?.binds.push(m[2]!);
+    m = /\bconn=(\d+) fd=\d+ closed/.exec(line);
+    if (m) {
+      const c = byConn.get(Number(m[1]));
+      if (c) c.closed = true;
+    }
+  }
+  return all;
 }

@@ -3,10 +3,12 @@
  * plain LDAP, StartTLS and LDAPS: bind mode, search+bind, group and filter
  * restrictions (a group's member, memberOf kept by the memberof overlay, a
  * filter), filter injection, the unauthenticated bind, a server down or hung,
- * failover to a second server, passwords with LDIF and filter specials, and
+ * failover to a second server, passwords with LDIF and filter specials, the
+ * pool of user-bind connections (counted by slapd itself: `-d stats`), and
  * that no password reaches the log.
  */
 import { readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import { Client } from 'ldapts';
 import pino from 'pino';
@@ -16,8 +18,10 @@ import type { PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
 import { parseConfigText } from '../../src/config/index.js';
 import { checkLdap } from '../../src/server/doctor/services.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { freePort } from '../helpers/ports.js';
 import {
+  slapdConnections,
   startSlapd,
   TEST_LDAP_BASE,
   TEST_LDAP_GROUP,
@@ -25,9 +29,11 @@ import {
   TEST_LDAP_ROOT,
   TEST_LDAP_SERVICE,
   TEST_LDAP_USERS as U,
+  type SlapdConnection,
   type TestSlapd,
 } from '../helpers/slapd.js';
 import { unavailable } from '../helpers/verifier.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let ca: string;
@@ -312,6 +318,185 @@ describe('other passwords (startSlapd passwords)', () => {
     } finally {
       await other.stop();
     }
+  });
+});
+
+describe('the pool of user-bind connections', () => {
+  /** A server that logs its connections (-d stats): slapd's own count. */
+  let dir: TestSlapd;
+  beforeAll(async () => {
+    dir = await startSlapd(pki, { logConnections: true });
+  });
+  afterAll(async () => {
+    await dir?.stop();
+  });
+
+  /** slapd's connections accepted after `mark` (a count from an earlier call), once `ready` holds for them. */
+  function connectionsSince(mark: number, ready: (c: SlapdConnection[]) => boolean, what: string): Promise<SlapdConnection[]> {
+    return waitFor(what, () => {
+      const c = slapdConnections(dir.output()).slice(mark);
+      return ready(c) && c;
+    }, { detail: () => JSON.stringify(slapdConnections(dir.output()).slice(mark)) });
+  }
+  const mark = (): number => slapdConnections(dir.output()).length;
+  const isService = (c: SlapdConnection): boolean => c.binds[0] === TEST_LDAP_SERVICE.dn;
+  const bindCount = (c: SlapdConnection[]): number => c.filter((x) => !isService(x)).reduce((n, x) => n + x.binds.length, 0);
+
+  it('ten logins in a row over StartTLS bind on one user connection, bind and search mode; a wrong password does not poison it', async () => {
+    for (const mode of ['bind', 'search'] as const) {
+      const start = mark();
+      const v = make({ urls: [dir.url], startTls: true, ...(mode === 'search' ? { lookup: searchLookup } : {}) });
+      for (let i = 0; i < 10; i++) {
+        const who = i % 2 ? 'alice' : 'bob';
+        expect(await check(v, who, U[who].password), `${mode} ${i}`).toEqual({ ok: true, user: who });
+        if (i === 4) expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+      }
+      // After the refused bind (now anonymous) the next right password binds, the next wrong one is refused.
+      expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+      if (mode === 'search') expect(await check(v, 'nobody', 'wrong')).toEqual({ ok: false, reason: 'unknown-user' });
+      const binds = mode === 'search' ? 13 : 12;
+      const conns = await connectionsSince(start, (c) => bindCount(c) === binds, `${binds} user binds (${mode})`);
+      const users = conns.filter((c) => !isService(c));
+      expect(users, mode).toHaveLength(1);
+      expect(users[0]!.closed).toBe(false);
+      // Search mode: the service account's connection besides, kept too; the unknown user's bind (a made-up DN) on the pooled one.
+      expect(conns.filter(isService)).toHaveLength(mode === 'search' ? 1 : 0);
+      if (mode === 'search') expect(users[0]!.binds.at(-1)).toMatch(/^cn=popgate-no-such-user-/);
+    }
+  });
+
+  it('concurrent logins (c=4) never share a connection; the pool keeps poolSize (2) afterwards', async () => {
+    const start = mark();
+    /** Operations in flight per user-bind connection, and the most ever seen on one. */
+    const inFlight = new Map<Client, number>();
+    let most = 0;
+    const v = make({
+      urls: [dir.url],
+      startTls: true,
+      lookup: searchLookup,
+      poolSize: 2,
+      onConnect(client, use) {
+        if (use !== 'user') return;
+        inFlight.set(client, 0);
+        for (const op of ['bind', 'search'] as const) {
+          const original = client[op].bind(client) as (...a: unknown[]) => Promise<unknown>;
+          (client as unknown as Record<string, unknown>)[op] = async (...args: unknown[]) => {
+            inFlight.set(client, inFlight.get(client)! + 1);
+            most = Math.max(most, inFlight.get(client)!);
+            try {
+              return await original(...args);
+            } finally {
+              inFlight.set(client, inFlight.get(client)! - 1);
+            }
+          };
+        }
+      },
+    });
+    const logins: Array<[string, string, VerifyOutcome]> = [
+      ['alice', U.alice.password, { ok: true, user: 'alice' }],
+      ['bob', U.bob.password, { ok: true, user: 'bob' }],
+      ['carol', 'wrong', { ok: false, reason: 'bad-password' }],
+      ['nobody', U.alice.password, { ok: false, reason: 'unknown-user' }],
+    ];
+    for (let round = 0; round < 3; round++) {
+      const got = await Promise.all(logins.map(([u, p]) => check(v, u, p)));
+      expect(got, `round ${round}`).toEqual(logins.map(([, , o]) => o));
+    }
+    expect(most).toBe(1);
+    expect(inFlight.size).toBeGreaterThanOrEqual(4); // four at once needed four connections
+    // Afterwards: the service connection and two kept user connections stay open, every other is closed.
+    const conns = await connectionsSince(
+      start,
+      (c) => bindCount(c) === 12 && c.filter((x) => !isService(x) && !x.closed).length === 2,
+      'two open user connections',
+    );
+    expect(conns.filter((c) => isService(c) && !c.closed)).toHaveLength(1);
+    expect([...inFlight.keys()].filter((c) => c.isConnected)).toHaveLength(2);
+  });
+
+  it('a restarted server: the next login connects again, the closed kept connection dropped unused (bind and search mode, StartTLS)', async () => {
+    const v = make({ urls: [dir.url], startTls: true });
+    const w = make({ urls: [dir.url], startTls: true, lookup: searchLookup });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(w, 'bob', U.bob.password)).toEqual({ ok: true, user: 'bob' });
+    const before = logText.length;
+    await dir.restart();
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(w, 'bob', U.bob.password)).toEqual({ ok: true, user: 'bob' });
+    expect(await check(w, 'bob', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    // The server closed the kept connections while they were idle: seen then (lost), dropped when taken, no bind tried on them.
+    expect(logText.slice(before)).not.toContain('retrying on a new one');
+  });
+
+  it('a kept connection reset unnoticed (a middlebox forgot it): the bind is retried once on a new connection', async () => {
+    // A relay between verifier and slapd; cut() closes the slapd side and answers the next client bytes with a RST,
+    // so the verifier sees nothing until its bind fails, as behind a firewall that dropped the idle connection.
+    const upstreamPort = Number(new URL(dir.url).port);
+    const pairs: Array<{ client: net.Socket; upstream: net.Socket; cut: boolean }> = [];
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(upstreamPort, '127.0.0.1');
+      const pair = { client, upstream, cut: false };
+      pairs.push(pair);
+      client.on('data', (d) => (pair.cut ? client.resetAndDestroy() : upstream.write(d)));
+      upstream.on('data', (d) => client.write(d));
+      upstream.on('close', () => pair.cut || client.destroy());
+      client.on('close', () => upstream.destroy());
+      client.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const url = `ldap://127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+    try {
+      for (const startTls of [false, true]) {
+        pairs.length = 0;
+        const before = logText.length;
+        const v = make({ urls: [url], startTls });
+        expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+        expect(pairs).toHaveLength(1);
+        pairs[0]!.cut = true;
+        pairs[0]!.upstream.destroy();
+        expect(await check(v, 'alice', U.alice.password), `startTls ${startTls}`).toEqual({ ok: true, user: 'alice' });
+        expect(pairs).toHaveLength(2);
+        expect(logText.slice(before)).toContain('LDAP bind on a kept connection failed: retrying on a new one');
+        // The new connection is the kept one now.
+        expect(await check(v, 'bob', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+        expect(pairs).toHaveLength(2);
+        v.close();
+      }
+    } finally {
+      await new Promise((r) => relay.close(r));
+      for (const p of pairs) p.client.destroy();
+    }
+  });
+
+  it('poolSize 0: a connection per login, closed after it', async () => {
+    const start = mark();
+    const v = make({ urls: [dir.url], startTls: true, poolSize: 0 });
+    for (let i = 0; i < 5; i++) expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(v, 'alice', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    const conns = await connectionsSince(start, (c) => c.length === 6 && c.every((x) => x.closed), 'six connections, all closed');
+    expect(conns.map((c) => c.binds.length)).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
+  it('closes a connection idle for poolIdleTimeout (fake clock); the next login connects anew', async () => {
+    const clock = new FakeClock();
+    const start = mark();
+    const v = make({ urls: [dir.url], startTls: true, poolIdleTimeoutMs: 30_000, clock });
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    const timer = await clock.nextTimer(30_000);
+    clock.advance(29_999);
+    expect(timer.pending).toBe(true);
+    expect(await check(v, 'bob', U.bob.password)).toEqual({ ok: true, user: 'bob' }); // still the kept one, idle again from now
+    await connectionsSince(start, (c) => c.length === 1 && c[0]!.binds.length === 2 && !c[0]!.closed, 'one open connection, two binds');
+    clock.advance(29_999);
+    expect(clock.pending).toHaveLength(1);
+    clock.advance(1);
+    expect(clock.pending).toHaveLength(0);
+    await connectionsSince(start, (c) => c.length === 1 && c[0]!.closed, 'the idle connection closed');
+    expect(await check(v, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    await connectionsSince(start, (c) => c.length === 2 && !c[1]!.closed, 'a new connection');
+    v.close();
+    await connectionsSince(start, (c) => c.length === 2 && c.every((x) => x.closed), 'close() closes the kept connection');
   });
 });
 

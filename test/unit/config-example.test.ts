@@ -36,7 +36,7 @@ const COMMENTED_ONLY = new Set([
   'auth.throttle.redis.database',
   // auth.ldap: an example to enable by hand (it needs ldap in auth.verifiers).
   ...[
-    'urls', 'startTls', 'caFile', 'serverName', 'timeout', 'connectTimeout', 'userDnTemplate',
+    'urls', 'startTls', 'caFile', 'serverName', 'timeout', 'connectTimeout', 'poolSize', 'poolIdleTimeout', 'userDnTemplate',
     'search.bindDn', 'search.bindPassword', 'search.bindPasswordFile', 'search.base', 'search.filter', 'search.scope',
     'attributes.user', 'attributes.host', 'attributes.port', 'attributes.backendUser',
     'requireGroup.dn', 'requireGroup.memberAttribute', 'requireFilter',
@@ -210,6 +210,8 @@ describe('config.example.yaml', () => {
       serverName: 'ldap.example.com',
       timeout: 5000,
       connectTimeout: 3000,
+      poolSize: 4,
+      poolIdleTimeout: 60_000,
       userDnTemplate: 'uid=%u,ou=people,dc=example,dc=com',
       attributes: { user: 'uid', host: 'mailHost', port: 'mailPort', backendUser: 'mailbox' },
       requireGroup: { dn: 'cn=mail,ou=groups,dc=example,dc=com', memberAttribute: 'member' },

@@ -14,9 +14,21 @@ describe('auth.ldap', () => {
       startTls: false,
       timeout: 5000,
       connectTimeout: 3000,
+      poolSize: 4,
+      poolIdleTimeout: 60_000,
       userDnTemplate: 'uid=%u,ou=people,dc=example,dc=com',
       attributes: {},
     });
+  });
+
+  it('the user-bind pool: poolSize 0..256 (0: none), poolIdleTimeout at least 1s', async () => {
+    const cfg = await parseConfig(withLdap('{ urls: [ldap://a], userDnTemplate: "uid=%u", poolSize: 0, poolIdleTimeout: 5m }'));
+    expect(cfg.auth.ldap).toMatchObject({ poolSize: 0, poolIdleTimeout: 300_000 });
+    const paths = async (ldap: string) => (await issuesOf(withLdap(ldap))).map((i) => i.path);
+    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=%u", poolSize: 257 }')).toEqual(['auth.ldap.poolSize']);
+    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=%u", poolSize: 1.5 }')).toEqual(['auth.ldap.poolSize']);
+    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=%u", poolSize: -1 }')).toEqual(['auth.ldap.poolSize']);
+    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=%u", poolIdleTimeout: 500ms }')).toEqual(['auth.ldap.poolIdleTimeout']);
   });
 
   it('search mode: the bind password from a file (a secret, redacted) or inline', async () => {
