@@ -203,6 +203,9 @@ export function createLdapVerifier(options: LdapVerifierOptions): PasswordVerifi
 
   /** Binds `client` as dn/password: true, false on invalidCredentials; other errors reject. */
   async function bindAs(client: Client, dn: string, password: string): Promise<boolean> {
+    // ldapts reconnects a closed client inside bind(), on a plain socket (no StartTLS) for ldap://
+    // URLs: the password would go out in the clear. Checked in the same tick as bind() starts.
+    if (!client.isConnected || lost.has(client)) throw unavailable('LDAP bind: the connection was lost before the bind');
     try {
       await client.bind(dn, password);
       return true;
