@@ -116,9 +116,20 @@ export function escapeDnValue(value: string): string {
   return out;
 }
 
-/** `template` with each `%u` replaced by `escape(user)`. */
+/**
+ * `template` with Dovecot's variables replaced, each value escaped by
+ * `escape`: `%u` the user name as typed, `%n` its part before the first
+ * `@` (all of it without one), `%d` the part after (empty without one);
+ * `%%` is a `%`. The config schema refuses any other `%` sequence.
+ */
 export function expandTemplate(template: string, user: string, escape: (v: string) => string): string {
-  return template.replaceAll('%u', escape(user));
+  const at = user.indexOf('@');
+  const values: Record<string, string> = {
+    u: user,
+    n: at < 0 ? user : user.slice(0, at),
+    d: at < 0 ? '' : user.slice(at + 1),
+  };
+  return template.replace(/%([und%])/g, (_, v: string) => (v === '%' ? '%' : escape(values[v] ?? '')));
 }
 
 function unavailable(detail: string, cause?: unknown): GatewayError {

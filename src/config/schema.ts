@@ -414,9 +414,24 @@ function checkLdapUrl(value: string, ctx: z.RefinementCtx): void {
   }
 }
 
-/** A template with %u (the user name, escaped by the verifier for where it goes). */
+/** Dovecot's variables in an LDAP template: %u the user, %n its part before "@", %d the domain after it, %% a "%". */
+const TEMPLATE_VARIABLES = /%(.|$)/gs;
+
+function checkTemplateVariables(v: string, ctx: z.RefinementCtx): void {
+  for (const m of v.matchAll(TEMPLATE_VARIABLES)) {
+    if (!['u', 'n', 'd', '%'].includes(m[1] ?? '')) {
+      ctx.addIssue({ code: 'custom', message: `unknown variable ${JSON.stringify(m[0])}: use %u (user), %n (before @), %d (domain) or %% (a %)` });
+      return;
+    }
+  }
+}
+
+/** A template naming the user with %u or %n (escaped by the verifier for where it goes); %d and %% allowed. */
 const userTemplate = (what: string) =>
-  nonEmpty.regex(NO_CRLF, 'must not contain line breaks').refine((v) => v.includes('%u'), { message: `must contain %u (the user name) in the ${what}` });
+  nonEmpty
+    .regex(NO_CRLF, 'must not contain line breaks')
+    .superRefine(checkTemplateVariables)
+    .refine((v) => /%[un]/.test(v.replaceAll('%%', '')), { message: `must contain %u (the user name) or %n (its part before @) in the ${what}` });
 
 /** A filter in parentheses, balanced (the server parses it; this catches typos). */
 const ldapFilter = nonEmpty.regex(NO_CRLF, 'must not contain line breaks').superRefine((v, ctx) => {
@@ -488,7 +503,7 @@ const ldapAuthSchema = z
       })
       .optional(),
     /** A filter the user's entry must match, e.g. (memberOf=cn=mail,ou=groups,dc=example,dc=com). */
-    requireFilter: ldapFilter.optional(),
+    requireFilter: ldapFilter.superRefine(checkTemplateVariables).optional(),
   })
   .superRefine((l, ctx) => {
     if ((l.userDnTemplate === undefined) === (l.search === undefined)) {

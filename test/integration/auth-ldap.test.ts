@@ -117,6 +117,21 @@ describe('bind mode (DN template)', () => {
     expect(await check(v, 'alice+cn=Alice', U.alice.password)).toMatchObject({ ok: false });
   });
 
+  it("user@domain logins with Dovecot's %n: bind as uid=<part before @>, in bind and search mode", async () => {
+    const bind = make({ lookup: { mode: 'bind', dnTemplate: `uid=%n,${TEST_LDAP_PEOPLE}` } });
+    expect(await check(bind, 'alice@example.com', U.alice.password)).toEqual({ ok: true, user: 'alice@example.com' });
+    expect(await check(bind, 'alice', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    expect(await check(bind, 'alice@example.com', 'wrong')).toEqual({ ok: false, reason: 'bad-password' });
+    // The local name from the entry (attributes.user), as Dovecot's user=%{ldap:uid}.
+    const named = make({ lookup: { mode: 'bind', dnTemplate: `uid=%n,${TEST_LDAP_PEOPLE}` }, attributes: { user: 'uid' } });
+    expect(await check(named, 'alice@example.com', U.alice.password)).toEqual({ ok: true, user: 'alice' });
+    const search = make({ lookup: { ...searchLookup, filter: '(&(objectClass=inetOrgPerson)(uid=%n))' } });
+    expect(await check(search, 'bob@example.com', U.bob.password)).toEqual({ ok: true, user: 'bob@example.com' });
+    // The part before @ is escaped like %u: specials in it match only the literal uid.
+    expect(await check(search, `${U.ohara.uid}@example.com`, U.ohara.password)).toEqual({ ok: true, user: `${U.ohara.uid}@example.com` });
+    expect(await check(search, '*@example.com', U.alice.password)).toEqual({ ok: false, reason: 'unknown-user' });
+  });
+
   it('refuses an empty password before any bind (the unauthenticated bind would succeed)', async () => {
     // The hole itself: slapd answers a simple bind with a DN and no password with success.
     const raw = new Client({ url: primary.url });

@@ -24,4 +24,13 @@ describe('expandTemplate', () => {
   it('replaces every %u with the escaped user name', () => {
     expect(expandTemplate('(|(uid=%u)(mail=%u))', 'a*', escapeFilterValue)).toBe('(|(uid=a\\2a)(mail=a\\2a))');
   });
+
+  it("knows Dovecot's %n (before the first @), %d (after it) and %%, each value escaped", () => {
+    expect(expandTemplate('(&(uid=%n)(o=%d)(mail=%u))', 'a*b@ex(1).com', escapeFilterValue)).toBe('(&(uid=a\\2ab)(o=ex\\281\\29.com)(mail=a\\2ab@ex\\281\\29.com))');
+    // No @: %n is the whole name, %d empty; a second @ stays in the domain.
+    expect(expandTemplate('uid=%n,dc=%d', 'alice', escapeDnValue)).toBe('uid=alice,dc=');
+    expect(expandTemplate('(&(uid=%n)(o=%d))', 'a@b@c', escapeFilterValue)).toBe('(&(uid=a)(o=b@c))');
+    // %% is a literal %, never the start of a variable; a value's own % is not expanded again.
+    expect(expandTemplate('(cn=%%u %u)', '%n', escapeFilterValue)).toBe('(cn=%u %n)');
+  });
 });

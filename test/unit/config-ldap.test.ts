@@ -21,6 +21,19 @@ describe('auth.ldap', () => {
     });
   });
 
+  it("templates take Dovecot's %u, %n, %d and %%; they must name the user; other % sequences are refused", async () => {
+    const ok = await parseConfig(withLdap('{ urls: [ldap://a], userDnTemplate: "uid=%n,ou=%d,dc=example,dc=com", requireFilter: "(mail=%u)" }'));
+    expect(ok.auth.ldap?.userDnTemplate).toBe('uid=%n,ou=%d,dc=example,dc=com');
+    const problems = async (ldap: string) => (await issuesOf(withLdap(ldap))).map((i) => `${i.path}: ${i.message}`);
+    expect(await problems('{ urls: [ldap://a], userDnTemplate: "uid=%d,dc=example" }')).toEqual([
+      'auth.ldap.userDnTemplate: must contain %u (the user name) or %n (its part before @) in the DN template',
+    ]);
+    expect(await problems('{ urls: [ldap://a], userDnTemplate: "uid=%%u" }')).toHaveLength(1);
+    expect((await problems('{ urls: [ldap://a], userDnTemplate: "uid=%u,o=%x" }'))[0]).toMatch(/^auth\.ldap\.userDnTemplate: unknown variable "%x"/);
+    expect((await problems('{ urls: [ldap://a], userDnTemplate: "uid=%u", requireFilter: "(o=%L)" }'))[0]).toMatch(/^auth\.ldap\.requireFilter: unknown variable "%L"/);
+    expect(await problems('{ urls: [ldap://a], userDnTemplate: "uid=%u%" }')).toEqual(['auth.ldap.userDnTemplate: unknown variable "%": use %u (user), %n (before @), %d (domain) or %% (a %)']);
+  });
+
   it('the user-bind pool: poolSize 0..256 (0: none), poolIdleTimeout at least 1s', async () => {
     const cfg = await parseConfig(withLdap('{ urls: [ldap://a], userDnTemplate: "uid=%u", poolSize: 0, poolIdleTimeout: 5m }'));
     expect(cfg.auth.ldap).toMatchObject({ poolSize: 0, poolIdleTimeout: 300_000 });
@@ -48,7 +61,7 @@ describe('auth.ldap', () => {
       ['auth.ldap.urls[0]', 'must name only the server (scheme, host, port)'],
     ]);
     expect(await paths('{ urls: ["ldap://u:p@ldap.example.com"], userDnTemplate: "uid=%u" }')).toEqual([['auth.ldap.urls[0]', 'must not contain credentials']]);
-    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=alice" }')).toEqual([['auth.ldap.userDnTemplate', 'must contain %u (the user name) in the DN template']]);
+    expect(await paths('{ urls: [ldap://a], userDnTemplate: "uid=alice" }')).toEqual([['auth.ldap.userDnTemplate', 'must contain %u (the user name) or %n (its part before @) in the DN template']]);
     expect(await paths('{ urls: [ldap://a], search: { bindDn: c, bindPassword: p, base: b, filter: "(&(uid=%u)" } }')).toEqual([
       ['auth.ldap.search.filter', 'must be an LDAP filter in balanced parentheses'],
     ]);
