@@ -19,6 +19,7 @@ APT_PACKAGES=(
   prometheus
   libpam0g-dev libpam-wrapper libnss-wrapper libpam-modules
   slapd ldap-utils
+  tinyproxy
 )
 # libpam0g-dev: the addon's PAM check (native/src/pam.cc); libpam-wrapper,
 # libnss-wrapper, libpam-modules: test/integration/pam-verifier.test.ts runs real
@@ -27,6 +28,9 @@ APT_PACKAGES=(
 # deploy/monitoring); its server is not wanted and is kept from starting below.
 # slapd, ldap-utils: the LDAP verifier's tests start their own slapd
 # (test/helpers/slapd.ts); Debian's system slapd is kept from starting below.
+# tinyproxy: a real HTTP forward proxy (CONNECT tunnels) for the auth_http and
+# OAuth egress tests; they start their own (test/helpers/tinyproxy.ts), and
+# Debian's system tinyproxy (port 8888) is kept from starting below.
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -54,19 +58,19 @@ else
   fi
   log "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Debian's prometheus and slapd packages enable and start their servers
-  # (ports 9090 and 389) from their postinsts, through invoke-rc.d or deb-systemd-invoke,
-  # which both ask /usr/sbin/policy-rc.d first. Where there is none (a CI
+  # Debian's prometheus, slapd and tinyproxy packages enable and start their servers
+  # (ports 9090, 389 and 8888) from their postinsts, through invoke-rc.d or deb-systemd-invoke,
+  # which all ask /usr/sbin/policy-rc.d first. Where there is none (a CI
   # machine; container images often ship one that denies every start), a
-  # temporary one denies starting those two only, for this apt run.
+  # temporary one denies starting those three only, for this apt run.
   policy_added=0
-  if [[ " ${missing[*]} " == *" prometheus "* || " ${missing[*]} " == *" slapd "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  if [[ " ${missing[*]} " == *" prometheus "* || " ${missing[*]} " == *" slapd "* || " ${missing[*]} " == *" tinyproxy "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
     policy_tmp="$(mktemp)"
     cat >"$policy_tmp" <<'POLICY'
 #!/bin/sh
-# Temporary, from popgate's scripts/setup.sh: do not start Debian's prometheus or slapd server.
+# Temporary, from popgate's scripts/setup.sh: do not start Debian's prometheus, slapd or tinyproxy server.
 for arg in "$@"; do
-  case "$arg" in prometheus | prometheus.service | slapd | slapd.service) exit 101 ;; esac
+  case "$arg" in prometheus | prometheus.service | slapd | slapd.service | tinyproxy | tinyproxy.service) exit 101 ;; esac
 done
 exit 0
 POLICY
@@ -93,6 +97,9 @@ POLICY
   fi
   if [[ " ${missing[*]} " == *" slapd "* ]] && [ -d /run/systemd/system ]; then
     "${SUDO[@]}" systemctl disable --now slapd.service >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" tinyproxy "* ]] && [ -d /run/systemd/system ]; then
+    "${SUDO[@]}" systemctl disable --now tinyproxy.service >/dev/null 2>&1 || true
   fi
   still=()
   for pkg in "${APT_PACKAGES[@]}"; do

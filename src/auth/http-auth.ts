@@ -70,10 +70,11 @@
  * password (e.g. a Dovecot master password) needs `checkChallengeDigest: false`.
  *
  * Transport: node:http/https with a keep-alive agent (maxSockets =
- * maxConcurrent), or http-proxy-agent when a proxy applies (see
- * ./proxy-env.ts). Proxied https auth URLs are unsupported (that needs
- * CONNECT tunnelling, https-proxy-agent, not a dependency): the constructor
- * refuses them. At most maxConcurrent questions are in flight; up to maxQueue
+ * maxConcurrent); when a proxy applies (./proxy-env.ts), http-proxy-agent for
+ * an http:// URL and a CONNECT tunnel (https-proxy-agent, TLS to the service
+ * with the usual certificate checks) for an https:// one, with the same
+ * agent options (./proxy-agent.ts). The proxy in use is logged once at
+ * construction. At most maxConcurrent questions are in flight; up to maxQueue
  * more wait for a slot; beyond that a call fails at once with
  * VERIFIER_UNAVAILABLE. timeoutMs bounds each verify/authorize call as a whole
  * (queueing, requests, WAIT sleeps; not the failure delay).
@@ -85,7 +86,6 @@ import http from 'node:http';
 import https from 'node:https';
 import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
-import { HttpProxyAgent } from 'http-proxy-agent';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
@@ -100,7 +100,8 @@ import type {
   VerifyOutcome,
 } from './types.js';
 import { checkChallenge } from './challenge.js';
-import { redactUrl, resolveProxy, type ProxyEnv, type ProxySetting } from './proxy-env.js';
+import { createEgressAgents } from './proxy-agent.js';
+import { redactUrl, type ProxyEnv, type ProxySetting } from './proxy-env.js';
 
 export interface HttpAuthOptions {
   /** The auth service, http:// or https://; userinfo becomes Basic auth. */
@@ -499,17 +500,11 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
   const checkDigest = opts.checkChallengeDigest ?? true;
   const clock = opts.clock ?? systemClock;
 
-  const proxy = resolveProxy(target, opts.proxy, opts.env ?? process.env);
   const isHttps = target.protocol === 'https:';
-  if (proxy && isHttps) {
-    throw new Error(
-      `auth_http: ${redactUrl(target)} would go through proxy ${redactUrl(proxy)}; proxied https auth URLs are unsupported ` +
-        '(set proxy: none, or list the host in NO_PROXY)',
-    );
-  }
   // Keep-alive, bounded: at most maxConcurrent connections, all of them may
   // stay idle; LIFO reuses the warmest and lets the surplus age out; an idle
   // one is closed after HTTP_AUTH_IDLE_MS (or the service's Keep-Alive hint).
+  // The same options whether direct, through a proxy (http) or tunnelled (https).
   const agentOptions: http.AgentOptions = {
     keepAlive: true,
     maxSockets: opts.maxConcurrent,
@@ -517,15 +512,19 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
     scheduling: 'lifo',
     timeout: HTTP_AUTH_IDLE_MS,
   };
-  const agent: http.Agent = proxy
-    ? new HttpProxyAgent(proxy, agentOptions)
-    : isHttps
-      ? new https.Agent(agentOptions)
-      : new http.Agent(agentOptions);
+  const egress = createEgressAgents({ proxy: opts.proxy, ...(opts.env ? { env: opts.env } : {}), agentOptions });
+  let route: ReturnType<typeof egress.route>;
+  try {
+    route = egress.route(target);
+  } catch (err) {
+    throw new Error(`auth_http: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const { agent, proxy } = route;
   const basicAuth =
     target.username || target.password ? `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}` : undefined;
   const where = redactUrl(target);
   const log = opts.logger.child({ verifier: 'http', authUrl: where });
+  log.info({ proxy: route.shownProxy }, proxy ? 'auth service reached through a forward proxy' : 'auth service reached directly (no proxy)');
   const slots = new Slots(opts.maxConcurrent, opts.maxQueue, clock);
   const closer = new AbortController();
   // One listener per call in flight (up to maxConcurrent + maxQueue): not a leak.
@@ -708,7 +707,7 @@ export function createHttpAuthVerifier(opts: HttpAuthOptions): HttpAuthVerifier 
 
     close(): void {
       closer.abort();
-      agent.destroy();
+      egress.destroy();
     },
   };
 

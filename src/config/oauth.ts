@@ -20,6 +20,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration } from './duration.js';
+import { proxySettingSchema } from './http-url.js';
 import {
   compileMappingRule,
   isValidPop3User,
@@ -196,6 +197,12 @@ export const oauthSchema = z
     /** Checked after `map`: the first rule whose regex matches the claim value decides. */
     rules: z.array(mappingRuleSchema).default([]),
     introspection: introspectionSchema.optional(),
+    /**
+     * Forward proxy for the requests to the issuer (discovery, JWKS,
+     * introspection), resolved per URL: null takes HTTP_PROXY/HTTPS_PROXY/
+     * NO_PROXY from the environment; "none": never; else the proxy URL.
+     */
+    proxy: proxySettingSchema,
     /** Deadline of each request to the issuer (discovery, JWKS, introspection). */
     timeout: duration({ min: 100, max: MINUTE }).prefault('5s'),
     /** An unknown key id refetches the JWKS at most once per this long. */

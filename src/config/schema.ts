@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { z } from 'zod';
 import { oauthSchema } from './oauth.js';
+import { checkHttpUrl, proxySettingSchema } from './http-url.js';
 import { duration } from './duration.js';
 import { checkMappingOptions, isValidPop3User, parsePrincipal } from '../identity/principal-mapper.js';
 import { parseCidr } from '../net/cidr.js';
@@ -270,37 +271,6 @@ export const PASSWORD_VERIFIERS = ['userFile', 'kerberos', 'http', 'pam', 'ldap'
 /** Verifiers that can check APOP and CRAM-MD5 digests (they know plaintext-equivalent secrets or ask a service). */
 export const CHALLENGE_VERIFIERS: readonly PasswordVerifierName[] = ['userFile', 'http'];
 
-/** An http:// or https:// URL; never echoed in messages (a query string may hold a key). */
-function checkHttpUrl(value: string, ctx: z.RefinementCtx, allowNone = false): void {
-  const what = allowNone ? 'must be "none" or an http:// or https:// URL' : 'must be an http:// or https:// URL';
-  if (/[\s\0]/.test(value)) {
-    ctx.addIssue({ code: 'custom', message: `${what} (without spaces or line breaks)` });
-    return;
-  }
-  if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
-    ctx.addIssue({ code: 'custom', message: `${what} (it has no scheme)` });
-    return;
-  }
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: what, ...hint(allowNone ? 'e.g. http://proxy.example.com:3128' : 'e.g. http://127.0.0.1:9000/auth') });
-    return;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    ctx.addIssue({ code: 'custom', message: `${what}, not ${url.protocol}` });
-  } else if (url.username !== '' || url.password !== '') {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'must not contain credentials (user:password@)',
-      ...hint(allowNone ? 'proxy authentication is not supported; use a proxy that admits popgate by address' : 'send credentials as a static header instead (auth.http.headers or headersFile), e.g. X-Auth-Key or Authorization'),
-    });
-  } else if (url.hash !== '') {
-    ctx.addIssue({ code: 'custom', message: 'must not contain a #fragment' });
-  }
-}
-
 /** RFC 9110 token: the characters of an HTTP header name. */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** What Node.js accepts in a header value: no control characters except tab. */
@@ -386,12 +356,7 @@ const httpAuthSchema = z.strictObject({
   /** File of `Name: value` lines merged into headers (read by the loader; see HEADER_MAP_FIELDS). */
   headersFile: filePath.optional(),
   /** null: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the environment; "none": never a proxy; else the proxy URL. */
-  proxy: nonEmpty
-    .superRefine((v, ctx) => {
-      if (v !== 'none') checkHttpUrl(v, ctx, true);
-    })
-    .nullable()
-    .default(null),
+  proxy: proxySettingSchema,
   /** Also ask the service about GSSAPI/KPOP/EXTERNAL logins (routing and internal credentials, no password). */
   authorizeTicketLogins: z.boolean().default(true),
 });

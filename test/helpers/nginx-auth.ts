@@ -1,7 +1,8 @@
 /**
  * The nginx-style auth service fixture (test/fixtures/nginx-auth/auth.py,
  * python3 http.server, written the way nginx users write them), started on a
- * free loopback port with its request log readable by tests.
+ * free loopback port with its request log readable by tests; plain http, or
+ * https (https://localhost:<port>/auth) when started with --tls-cert/--tls-key.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -41,8 +42,10 @@ export async function startAuthService(dir: string, name: string, args: string[]
       reject(new Error(`auth.py exited ${code}: ${stderr}`));
     });
   });
+  // With --tls-cert the service speaks https; the test PKI's server certificate names localhost.
+  const https = args.includes('--tls-cert');
   return {
-    url: `http://127.0.0.1:${port}/auth`,
+    url: https ? `https://localhost:${port}/auth` : `http://127.0.0.1:${port}/auth`,
     logFile,
     async log() {
       const text = await readFile(logFile, 'utf8').catch(() => '');

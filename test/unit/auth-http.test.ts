@@ -662,12 +662,18 @@ describe('createHttpAuthVerifier against an in-process service', () => {
       expect(() => createHttpAuthVerifier({ ...base, headers: { 'Bad Name': 'a' } })).toThrow(/invalid header name/);
     });
 
-    it('proxied https auth URLs are refused; NO_PROXY or proxy none lets them through', () => {
+    it('an https auth URL goes through the proxy (a CONNECT tunnel) unless NO_PROXY or proxy none says otherwise', () => {
       const base = { timeoutMs: 1000, maxConcurrent: 1, maxQueue: 0, maxWaits: 0, headers: {}, authorizeTicketLogins: false, logger: pino({ level: 'silent' }) };
-      expect(() => createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: 'http://127.0.0.1:3128' })).toThrow(/unsupported/);
-      expect(() =>
-        createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: null, env: { HTTPS_PROXY: 'http://127.0.0.1:3128' } }),
-      ).toThrow(/unsupported/);
+      const explicit = createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: 'http://127.0.0.1:3128' });
+      expect(explicit.proxyUrl).toBe('http://127.0.0.1:3128/');
+      explicit.close();
+      const fromEnv = createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: null, env: { HTTPS_PROXY: 'http://127.0.0.1:3128', HTTP_PROXY: 'http://other:1' } });
+      expect(fromEnv.proxyUrl).toBe('http://127.0.0.1:3128/');
+      fromEnv.close();
+      const none = createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: 'none', env: { HTTPS_PROXY: 'http://p:1' } });
+      expect(none.proxyUrl).toBeNull();
+      none.close();
+      expect(() => createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: null, env: { HTTPS_PROXY: 'ftp://p:1' } })).toThrow(/auth_http: unsupported proxy scheme/);
       const a = createHttpAuthVerifier({ ...base, url: 'https://auth.example/', proxy: null, env: { HTTPS_PROXY: 'http://p:1', NO_PROXY: 'example' } });
       expect(a.proxyUrl).toBeNull();
       a.close();

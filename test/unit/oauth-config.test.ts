@@ -31,6 +31,7 @@ describe('auth.oauth schema', () => {
       timeout: 5_000,
       jwksCooldown: 30_000,
       jwksCacheMaxAge: 600_000,
+      proxy: null,
     });
     expect(OAUTH_DEFAULT_ALGORITHMS).toEqual(['RS256', 'ES256', 'PS256', 'EdDSA']);
   });
@@ -52,6 +53,7 @@ describe('auth.oauth schema', () => {
       timeout: '2500ms',
       jwksCooldown: '1m',
       jwksCacheMaxAge: '1h',
+      proxy: 'http://proxy.example.com:3128',
     });
     expect(cfg).toMatchObject({
       issuer: 'http://127.0.0.1:8080',
@@ -67,11 +69,24 @@ describe('auth.oauth schema', () => {
       timeout: 2_500,
       jwksCooldown: 60_000,
       jwksCacheMaxAge: 3_600_000,
+      proxy: 'http://proxy.example.com:3128',
     });
     expect(oauthSchema.parse({ ...BASE, introspection: { url: 'https://idp/introspect', clientId: 'c', clientSecret: 's' } }).introspection).toMatchObject({
       cacheTtl: 60_000,
       cacheMaxEntries: 10_000,
     });
+  });
+
+  it('proxy: null (the environment), "none" or an http(s) proxy URL without credentials, as auth.http.proxy', () => {
+    expect(oauthSchema.parse({ ...BASE, proxy: 'none' }).proxy).toBe('none');
+    expect(oauthSchema.parse({ ...BASE, proxy: null }).proxy).toBeNull();
+    expect(oauthSchema.parse({ ...BASE, proxy: 'https://proxy.example.com' }).proxy).toBe('https://proxy.example.com');
+    expect(problems({ ...BASE, proxy: 'socks5://p:1080' })).toEqual(['proxy: must be "none" or an http:// or https:// URL, not socks5:']);
+    expect(problems({ ...BASE, proxy: 'off' })).toEqual(['proxy: must be "none" or an http:// or https:// URL (it has no scheme)']);
+    expect(problems({ ...BASE, proxy: 'http://u:p@proxy:3128' })).toEqual(['proxy: must not contain credentials (user:password@)']);
+    expect(problems({ ...BASE, proxy: '' })).toContain('proxy: must not be empty');
+    const r = oauthSchema.safeParse({ ...BASE, proxy: 'http://u:p@proxy:3128' });
+    expect((r.error?.issues[0] as { params?: unknown } | undefined)?.params).toEqual({ hint: expect.stringMatching(/proxy authentication is not supported/) });
   });
 
   it('refuses alg none and every HS* algorithm, with why', () => {

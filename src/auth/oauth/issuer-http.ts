@@ -1,8 +1,12 @@
 /**
  * The requests the token validator makes to the issuer (discovery document,
- * JWKS, RFC 7662 introspection): node:http/https with keep-alive agents (or
- * the caller's, e.g. an http-proxy-agent), a deadline per request on the
- * injected clock, redirects not followed, answers capped in size.
+ * JWKS, RFC 7662 introspection): node:http/https with keep-alive agents, a
+ * deadline per request on the injected clock, redirects not followed, answers
+ * capped in size. The agent is chosen per URL (../proxy-agent.ts): direct, or
+ * through the forward proxy of `proxy` (auth.oauth.proxy; null: HTTP_PROXY/
+ * HTTPS_PROXY/NO_PROXY, so discovery, jwks_uri and introspection on different
+ * hosts may go different ways), an https:// URL through a CONNECT tunnel.
+ * A caller's `agents` replace that choice for their protocol.
  *
  * Any failure is GatewayError('VERIFIER_UNAVAILABLE') whose detail starts
  * with `<endpoint>-unreachable` (no connection, reset), `<endpoint>-timeout`
@@ -16,6 +20,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Clock } from '../../clock.js';
 import { GatewayError } from '../../errors.js';
+import { createEgressAgents, type EgressRoute } from '../proxy-agent.js';
+import type { ProxyEnv, ProxySetting } from '../proxy-env.js';
 
 export type IssuerEndpoint = 'issuer' | 'jwks' | 'introspection';
 
@@ -35,6 +41,10 @@ export interface IssuerHttpOptions {
   readonly clock: Clock;
   /** Agents to use instead of popgate's own (which close() destroys; these it leaves alone). */
   readonly agents?: IssuerAgents;
+  /** The forward proxy setting (auth.oauth.proxy); default 'none'. */
+  readonly proxy?: ProxySetting;
+  /** The environment consulted when proxy is null; default process.env. */
+  readonly env?: ProxyEnv;
   readonly maxBytes?: number;
 }
 
@@ -56,6 +66,11 @@ export interface IssuerAnswer {
 
 export interface IssuerHttp {
   request(req: IssuerRequest): Promise<IssuerAnswer>;
+  /**
+   * How `url` is reached: the agent and the proxy (shownProxy 'none' when
+   * direct; 'caller agent' for a caller's). Throws on an unusable proxy URL.
+   */
+  route(url: URL): Pick<EgressRoute, 'agent' | 'shownProxy'>;
   /** A request whose answer must be 200 with a JSON object. */
   json(req: IssuerRequest): Promise<Record<string, unknown>>;
   /** Aborts what is in flight and closes popgate's own agents. */
@@ -98,10 +113,12 @@ function errorCode(err: unknown): string {
 export function createIssuerHttp(opts: IssuerHttpOptions): IssuerHttp {
   const maxBytes = opts.maxBytes ?? ISSUER_MAX_ANSWER_BYTES;
   const agentOptions: http.AgentOptions = { keepAlive: true, maxSockets: 16, maxFreeSockets: 4, scheduling: 'lifo', timeout: IDLE_MS };
-  const ownHttp = opts.agents?.http ? undefined : new http.Agent(agentOptions);
-  const ownHttps = opts.agents?.https ? undefined : new https.Agent(agentOptions);
-  const httpAgent = opts.agents?.http ?? (ownHttp as http.Agent);
-  const httpsAgent = opts.agents?.https ?? (ownHttps as https.Agent);
+  const egress = createEgressAgents({ proxy: opts.proxy === undefined ? 'none' : opts.proxy, ...(opts.env ? { env: opts.env } : {}), agentOptions });
+
+  function route(url: URL): Pick<EgressRoute, 'agent' | 'shownProxy'> {
+    const given = url.protocol === 'https:' ? opts.agents?.https : opts.agents?.http;
+    return given ? { agent: given, shownProxy: 'caller agent' } : egress.route(url);
+  }
   const closer = new AbortController();
   // One listener per request in flight: not a leak.
   setMaxListeners(0, closer.signal);
@@ -130,9 +147,16 @@ export function createIssuerHttp(opts: IssuerHttpOptions): IssuerHttp {
         } else resolve(answer as IssuerAnswer);
       };
       const isHttps = req.url.protocol === 'https:';
+      let agent: http.Agent;
+      try {
+        agent = route(req.url).agent;
+      } catch (err) {
+        reject(unavailable(`${req.endpoint}-unreachable: ${errorCode(err)} (for ${where})`, err));
+        return;
+      }
       const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'popgate', ...req.headers };
       if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
-      const r = (isHttps ? https : http).request(req.url, { method: req.method ?? 'GET', headers, agent: isHttps ? httpsAgent : httpAgent });
+      const r = (isHttps ? https : http).request(req.url, { method: req.method ?? 'GET', headers, agent });
       const cancelTimer = opts.clock.setTimer(
         () => finish(unavailable(`${req.endpoint}-timeout: no answer from ${where} within ${opts.timeoutMs} ms`)),
         opts.timeoutMs,
@@ -180,12 +204,12 @@ export function createIssuerHttp(opts: IssuerHttpOptions): IssuerHttp {
   }
 
   return {
+    route,
     request,
     json,
     close(): void {
       closer.abort();
-      ownHttp?.destroy();
-      ownHttps?.destroy();
+      egress.destroy();
     },
   };
 }

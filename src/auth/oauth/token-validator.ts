@@ -40,7 +40,8 @@ import { discoveryUrl, isLoopbackHost, type OAuthConfig } from '../../config/oau
 import { GatewayError } from '../../errors.js';
 import { ClaimMapper } from './claim-mapper.js';
 import { createIntrospector, tokenDigest, type Introspector } from './introspection.js';
-import { abandonable, createIssuerHttp, shownUrl, unavailable, type IssuerAgents } from './issuer-http.js';
+import { abandonable, createIssuerHttp, shownUrl, unavailable, type IssuerAgents, type IssuerHttp } from './issuer-http.js';
+import type { ProxyEnv } from '../proxy-env.js';
 
 export type TokenRefusal =
   | 'malformed'
@@ -91,8 +92,10 @@ export interface TokenValidatorDeps {
   /** Time for exp/nbf checks, request deadlines, caches; default the system clock. */
   readonly clock?: Clock;
   readonly logger?: Logger;
-  /** Agents for the requests to the issuer (e.g. an HttpProxyAgent for http:// URLs); default popgate's own. */
+  /** Agents for the requests to the issuer, replacing the choice by cfg.proxy; default popgate's own. */
   readonly agents?: IssuerAgents;
+  /** The environment consulted when cfg.proxy is null (HTTP_PROXY, HTTPS_PROXY, NO_PROXY); default process.env. */
+  readonly env?: ProxyEnv;
 }
 
 /** Longest token considered; longer ones are 'malformed' (no issuer has ones near this). */
@@ -153,12 +156,47 @@ function scopesOf(claims: Readonly<Record<string, unknown>>): string[] | undefin
   return [...new Set(out)];
 }
 
+/** The issuer URLs known from the configuration: discovery (without jwksUrl) or jwksUrl, and introspection. */
+export function issuerUrls(cfg: OAuthConfig): Array<['issuer' | 'jwks' | 'introspection', URL]> {
+  const out: Array<['issuer' | 'jwks' | 'introspection', URL]> = [];
+  if (cfg.jwksUrl !== undefined) out.push(['jwks', new URL(cfg.jwksUrl)]);
+  else out.push(['issuer', new URL(discoveryUrl(cfg.issuer))]);
+  if (cfg.introspection) out.push(['introspection', new URL(cfg.introspection.url)]);
+  return out;
+}
+
+/** Logs the way a discovered jwks_uri goes (once per discovery: the key set is then kept). */
+function logRoute(endpoint: string, url: URL, issuerHttp: IssuerHttp, log: Logger): void {
+  let proxy: string;
+  try {
+    proxy = issuerHttp.route(url).shownProxy;
+  } catch (err) {
+    proxy = `unusable: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  log.info({ endpoint, url: shownUrl(url), proxy }, 'OAuth issuer egress');
+}
+
 export function createTokenValidator(cfg: OAuthConfig, deps: TokenValidatorDeps = {}): TokenValidator {
   const clock = deps.clock ?? systemClock;
   const log = (deps.logger ?? pino({ level: 'silent' })).child({ verifier: 'oauth' });
   const mapper = new ClaimMapper(cfg);
   const allowedAlgs = new Set<string>(cfg.algorithms);
-  const issuerHttp = createIssuerHttp({ timeoutMs: cfg.timeout, clock, ...(deps.agents ? { agents: deps.agents } : {}) });
+  const issuerHttp = createIssuerHttp({
+    timeoutMs: cfg.timeout,
+    clock,
+    proxy: cfg.proxy,
+    ...(deps.env ? { env: deps.env } : {}),
+    ...(deps.agents ? { agents: deps.agents } : {}),
+  });
+  // Which way each issuer URL known now goes (a bad proxy URL in the environment fails here, at start).
+  try {
+    for (const [endpoint, url] of issuerUrls(cfg)) {
+      log.info({ endpoint, url: shownUrl(url), proxy: issuerHttp.route(url).shownProxy }, 'OAuth issuer egress');
+    }
+  } catch (err) {
+    issuerHttp.close();
+    throw new Error(`auth.oauth: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
   const introspector: Introspector | undefined = cfg.introspection ? createIntrospector(cfg.introspection, { http: issuerHttp, clock }) : undefined;
   const closer = new AbortController();
   // One listener per validation in flight: not a leak.
@@ -219,6 +257,7 @@ export function createTokenValidator(cfg: OAuthConfig, deps: TokenValidatorDeps 
       throw unavailable(`issuer-invalid: jwks_uri ${shownUrl(url)} is not https://`);
     }
     log.debug({ jwksUrl: shownUrl(url) }, 'discovered the issuer\'s JWKS');
+    logRoute('jwks', url, issuerHttp, log);
     return url;
   }
 

@@ -1,0 +1,148 @@
+/**
+ * A PRIVATE tinyproxy per test file (apt package tinyproxy, installed by
+ * scripts/setup.sh): a real HTTP forward proxy for the egress tests of the
+ * verifiers (auth_http, the OAuth issuer), run in the foreground
+ * (`tinyproxy -d -c <conf>`) on a free loopback port with its own config and
+ * log file in a temp dir. Stopped by its own PID; never the system tinyproxy.
+ *
+ * tinyproxy admits CONNECT only to the ports of its ConnectPort lines
+ * (without any: 443 and 563), so the tests list their origins' ports in
+ * `connectPorts`. Its log records every request line it was sent, which is
+ * what the tests assert on: `requests()` parses them (`CONNECT
+ * 127.0.0.1:8443`, `GET http://...`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from './ports.js';
+import { waitFor } from './wait.js';
+
+export const TINYPROXY_BIN = process.env.TINYPROXY ?? '/usr/bin/tinyproxy';
+
+export interface StartTinyproxyOptions {
+  /** Ports CONNECT may reach (tinyproxy's ConnectPort); the tests' https origins. */
+  readonly connectPorts: readonly number[];
+}
+
+export interface TinyproxyRequest {
+  /** `CONNECT`, `GET`, ... */
+  readonly method: string;
+  /** `host:port` for CONNECT, the absolute URL otherwise. */
+  readonly target: string;
+}
+
+export interface TestTinyproxy {
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  /** The whole log so far. */
+  log(): Promise<string>;
+  /** Every request line tinyproxy logged, in order. */
+  requests(): Promise<TinyproxyRequest[]>;
+  /** SIGTERM (SIGKILL after 5 s), then removes its directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** `CONNECT   Dec 06 12:55:42.035 [28327]: Request (file descriptor 5): CONNECT 127.0.0.1:9999 HTTP/1.1` */
+const REQUEST_LINE = /\]: Request \(file descriptor \d+\): (\S+) (\S+) HTTP\/1\.[01]$/;
+
+export function parseTinyproxyRequests(log: string): TinyproxyRequest[] {
+  const out: TinyproxyRequest[] = [];
+  for (const line of log.split('\n')) {
+    const m = REQUEST_LINE.exec(line.trimEnd());
+    if (m) out.push({ method: m[1]!, target: m[2]! });
+  }
+  return out;
+}
+
+export async function startTinyproxy(options: StartTinyproxyOptions): Promise<TestTinyproxy> {
+  if (!existsSync(TINYPROXY_BIN)) throw new Error(`${TINYPROXY_BIN} not found: install the apt package tinyproxy (scripts/setup.sh does)`);
+  if (options.connectPorts.length === 0) throw new Error('startTinyproxy: list the ports CONNECT may reach (connectPorts)');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'popgate-tinyproxy-'));
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startOn(dir, await freePort(), options);
+      } catch (err) {
+        if (attempt >= 5) throw err;
+      }
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startOn(dir: string, port: number, options: StartTinyproxyOptions): Promise<TestTinyproxy> {
+  const conf = path.join(dir, `tinyproxy-${port}.conf`);
+  const logFile = path.join(dir, `tinyproxy-${port}.log`);
+  await writeFile(
+    conf,
+    [
+      'Listen 127.0.0.1',
+      `Port ${port}`,
+      'Allow 127.0.0.1',
+      ...options.connectPorts.map((p) => `ConnectPort ${p}`),
+      'Timeout 60',
+      'MaxClients 64',
+      // Info: the request lines (what the tests read, level Connect) and the start-up notice (Info).
+      'LogLevel Info',
+      `LogFile "${logFile}"`,
+      'DisableViaHeader Yes',
+      '',
+    ].join('\n'),
+  );
+  const readLog = (): Promise<string> => readFile(logFile, 'utf8').catch(() => '');
+  // -d: stay in the foreground (no fork), so the PID is tinyproxy's own.
+  const child: ChildProcess = spawn(TINYPROXY_BIN, ['-d', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let exited: string | undefined;
+  child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+  child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = `exit ${code ?? signal}`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      exited = `spawn error ${err.message}`;
+      resolve();
+    });
+  });
+  try {
+    // Its own words that it listens (no probe connection to muddy the log), or gone.
+    await waitFor(`tinyproxy on port ${port}`, async () => exited !== undefined || (await readLog()).includes('Accepting connections'), {
+      timeoutMs: 10_000,
+    });
+    if (exited !== undefined) throw new Error(exited);
+  } catch (err) {
+    if (exited === undefined) child.kill('SIGKILL');
+    throw new Error(`tinyproxy on port ${port} did not start (${exited ?? (err as Error).message}).\n--- output ---\n${output}\n--- log ---\n${await readLog()}`);
+  }
+  let stopping: Promise<void> | undefined;
+  const pid = child.pid!;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    pid,
+    log: readLog,
+    requests: async () => parseTinyproxyRequests(await readLog()),
+    stop() {
+      stopping ??= (async () => {
+        if (exited === undefined) {
+          process.kill(pid, 'SIGTERM');
+          const killer = setTimeout(() => {
+            if (exited === undefined) process.kill(pid, 'SIGKILL');
+          }, 5_000);
+          await exit;
+          clearTimeout(killer);
+        }
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return stopping;
+    },
+  };
+}
