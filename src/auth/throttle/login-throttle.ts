@@ -34,8 +34,8 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { createClient, createCluster, createSentinel } from 'redis';
-import { parseRedisNode, type AuthConfig } from '../config/schema.js';
-import { addressKey as keyOf, TrustedNetworks } from '../net/index.js';
+import { parseRedisNode, type AuthConfig } from '../../config/schema.js';
+import { addressKey as keyOf, TrustedNetworks } from '../../net/index.js';
 
 /** A failed password as the store keeps it: never the password, a keyed hash of it. */
 export interface PasswordFingerprint {
