@@ -590,7 +590,7 @@ const throttleRedisSchema = z
     }
   });
 
-/** Brute-force protection (src/auth/throttle.ts): failures per client address (IPv6 by /64) and per user. */
+/** Brute-force protection (src/auth/throttle/): failures per client address (IPv6 by /64) and per user. */
 const throttleSchema = z
   .strictObject({
     enabled: z.boolean().default(true),

@@ -1,4 +1,4 @@
-import type { LoginThrottle } from '../auth/throttle.js';
+import type { LoginThrottle } from '../auth/throttle/index.js';
 import type { AuthorizedRequest, BearerValidator, ClientContext, PasswordVerifier, VerifiedRoute, VerifyOutcome } from '../auth/types.js';
 import { openBackendWithFailover } from '../backend/failover.js';
 import type { BackendLogin, BackendObserver, BackendSession, BackendTarget, BackendTimeouts, InternalLoginResolver } from '../backend/types.js';

@@ -20,7 +20,7 @@ import {
 import { createKerberosPasswordVerifier } from '../auth/kerberos-verifier.js';
 import { createPamVerifier, pamGate } from '../auth/pam-verifier.js';
 import { createLdapVerifier, type LdapLookup } from '../auth/ldap.js';
-import { createLoginThrottle, type LoginThrottle } from '../auth/throttle.js';
+import { createLoginThrottle, type LoginThrottle } from '../auth/throttle/index.js';
 import type { BearerValidator, PasswordVerifier } from '../auth/types.js';
 import { createBearerValidator } from '../auth/oauth/index.js';
 import { createInternalLoginResolver, type ReloadableLoginResolver } from '../backend/index.js';

@@ -1,4 +1,4 @@
-import type { LoginThrottleOptions } from '../../src/auth/throttle.js';
+import type { LoginThrottleOptions } from '../../src/auth/throttle/index.js';
 
 /** One call the throttle made on its logger. */
 export interface LogCall {

@@ -14,7 +14,7 @@
  * Everything waits for events (waitFor); no sleeps, no wall-clock asserts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoginThrottle, RedisFailureStore, redisTarget } from '../../src/auth/throttle.js';
+import { LoginThrottle, RedisFailureStore, redisTarget } from '../../src/auth/throttle/index.js';
 import { parseConfigText } from '../../src/config/index.js';
 import { redisCommand, startCluster, startSentinelSet, type SentinelSet, type TestCluster } from '../helpers/redis-topologies.js';
 import { waitFor } from '../helpers/wait.js';

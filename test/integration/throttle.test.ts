@@ -12,7 +12,7 @@
 import { rm } from 'node:fs/promises';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoginThrottle, passwordFingerprint, RedisFailureStore, type ThrottleFailure } from '../../src/auth/throttle.js';
+import { LoginThrottle, passwordFingerprint, RedisFailureStore, type ThrottleFailure } from '../../src/auth/throttle/index.js';
 import { startDemoBackend, type DemoBackend } from '../../src/demo/backend.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';

@@ -1,5 +1,5 @@
 /**
- * The login throttle (src/auth/throttle.ts) with its in-memory store and an
+ * The login throttle (src/auth/throttle/) with its in-memory store and an
  * injected clock: keys (IPv6 by /64, IPv4-mapped, user case), the delay
  * sequence, lockout and its expiry, trusted networks, the store's size bound,
  * failing open when the store breaks; repeated passwords (a stale password
@@ -16,7 +16,7 @@ import {
   type FailureStore,
   type LoginThrottleOptions,
   type ThrottleFailure,
-} from '../../src/auth/throttle.js';
+} from '../../src/auth/throttle/index.js';
 import { parseConfigText } from '../../src/config/index.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { recordingLog, type LogCall } from '../helpers/throttle-log.js';

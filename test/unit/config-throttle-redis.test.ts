@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisTarget } from '../../src/auth/throttle.js';
+import { redisTarget } from '../../src/auth/throttle/index.js';
 import { parseRedisNode } from '../../src/config/schema.js';
 import { redactConfig, type PopgateConfig } from '../../src/config/index.js';
 import { issuesOf, MINIMAL_CONFIG, parseConfig } from '../helpers/config.js';

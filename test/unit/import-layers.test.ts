@@ -50,7 +50,7 @@ const SIDEWAYS = new Set([
 ]);
 
 interface Import {
-  /** Path relative to the repository root, e.g. src/auth/throttle.ts. */
+  /** Path relative to the repository root, e.g. src/auth/throttle/keys.ts. */
   readonly file: string;
   readonly line: number;
   readonly specifier: string;

@@ -1,6 +1,6 @@
 /**
  * The one address-key implementation with its two IPv6 spellings. The keys
- * each caller makes (server/address-limit.ts, auth/throttle.ts) are pinned in
+ * each caller makes (server/address-limit.ts, auth/throttle/keys.ts) are pinned in
  * server-address-limit.test.ts and auth-throttle.test.ts.
  */
 import { describe, expect, it } from 'vitest';

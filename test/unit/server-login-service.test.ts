@@ -5,7 +5,7 @@
  * login() (password) or recordFailure() (a refused GSSAPI token).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { LoginThrottle, MemoryFailureStore } from '../../src/auth/throttle.js';
+import { LoginThrottle, MemoryFailureStore } from '../../src/auth/throttle/index.js';
 import type { BearerOutcome, BearerValidator, ClientContext, PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
 import type { InternalLoginResolver } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';

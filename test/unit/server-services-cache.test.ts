@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCredentialsCache, hashPassword } from '../../src/auth/index.js';
-import { LoginThrottle, MemoryFailureStore } from '../../src/auth/throttle.js';
+import { LoginThrottle, MemoryFailureStore } from '../../src/auth/throttle/index.js';
 import type { ClientContext, PasswordVerifier, VerifyOutcome } from '../../src/auth/types.js';
 import type { InternalLoginResolver } from '../../src/backend/types.js';
 import { parseConfigText, type PopgateConfig } from '../../src/config/index.js';

@@ -5,7 +5,7 @@
  * holds for its workers, and the worker-side fallbacks when it is slow.
  */
 import { describe, expect, it } from 'vitest';
-import { LoginThrottle, MemoryFailureStore, RemoteFailureStore, serveFailureStoreCall, type FailureStoreAnswer } from '../../src/auth/throttle.js';
+import { LoginThrottle, MemoryFailureStore, RemoteFailureStore, serveFailureStoreCall, type FailureStoreAnswer } from '../../src/auth/throttle/index.js';
 import { RemoteAddressCounter, SharedAddressCounts } from '../../src/server/address-limit.js';
 import { IpcPeer, type ChannelMessage, type PrimaryEnd, type WorkerEnd } from '../../src/server/workers/ipc.js';
 import { workerCount } from '../../src/server/workers/primary.js';

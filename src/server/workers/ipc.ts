@@ -19,7 +19,7 @@
  *                      note     stop      (now: cut sessions at once)
  *                      note     reload    (a fresh ticket key)
  */
-import type { FailureStoreCall } from '../../auth/throttle.js';
+import type { FailureStoreCall } from '../../auth/throttle/index.js';
 import type { BoundListener } from '../listener.js';
 
 export type WorkerRequest =

@@ -21,7 +21,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { MemoryFailureStore, serveFailureStoreCall } from '../../auth/throttle.js';
+import { MemoryFailureStore, serveFailureStoreCall } from '../../auth/throttle/index.js';
 import type { PopgateConfig } from '../../config/index.js';
 import { startAdminServer, type AdminServer, type Readiness, type ReadinessCheck } from '../../observability/admin-server.js';
 import { createPrimaryMetrics, type MetricsSnapshot } from '../../observability/metrics.js';

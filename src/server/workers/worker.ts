@@ -7,7 +7,7 @@
  */
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { RemoteFailureStore, useSharedMemoryStore, type FailureStoreAnswer } from '../../auth/throttle.js';
+import { RemoteFailureStore, useSharedMemoryStore, type FailureStoreAnswer } from '../../auth/throttle/index.js';
 import type { Readiness } from '../../observability/admin-server.js';
 import type { RegistryMetrics } from '../../observability/metrics.js';
 import { RemoteAddressCounter } from '../address-limit.js';
