@@ -60,7 +60,7 @@ export const PRE_LOGIN_PHASES: ReadonlySet<BackendPhase> = new Set(['connect', '
 /** A CAPA answer with more capability lines than this is refused (Dovecot lists about ten). */
 export const MAX_CAPA_LINES = 64;
 
-/** What the greeting and the XCLIENT exchange established (for the log). */
+/** What the greeting, the XCLIENT exchange and the login established (for the log). */
 export interface LoginFacts {
   /** The backend's greeting line (without CRLF); '' before it arrived. */
   readonly greeting: string;
@@ -76,8 +76,9 @@ export interface LoginFacts {
 
 export type LoginAction =
   /**
-   * Write `line` + CRLF. Sends returned by one call go out in one write; a
-   * call returns more than one only for a backend that pipelines (USER + PASS).
+   * Write `line` + CRLF. Consecutive sends returned by one call go out in
+   * one write: USER + PASS to a backend that pipelines, or (any backend) the
+   * next command when the answer it waits for was already in the same read.
    */
   | { readonly kind: 'send'; readonly line: string }
   /** The backend's CAPA answer, for the host's memory (see capabilities.ts); the dialogue goes on. */
