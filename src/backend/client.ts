@@ -153,7 +153,7 @@ class BackendLink {
 
   /** Where what CAPA tells is kept, and under which key; undefined with pipelining off. */
   private readonly memory: { readonly store: CapabilityMemory; readonly key: string } | undefined;
-  /** How the login went out (the session's loginMethod); set when the machine is done. */
+  /** The login method, for the session's loginMethod (with the machine's facts: pipelined or not). */
   private readonly method: BackendLogin['method'];
 
   /** What the link needs of OpenBackendOptions: not the login, which only the machine holds. */
