@@ -10,6 +10,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { systemClock, type Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { encodeProxyHeader, forwardedAddressText, hostPort } from '../net/index.js';
+import { backendCapabilities, capabilityKey, type CapabilityMemory } from './capabilities.js';
 import { assertSafeCredentials, BackendLoginMachine, quote, type BackendPhase, type LoginAction } from './login-machine.js';
 import { connectWithSharedReads, type BackendReader } from './shared-reads.js';
 import { describeTls, tlsClientOptions, tlsFailure } from './tls-link.js';
@@ -31,6 +32,14 @@ export interface OpenBackendOptions {
   readonly clock?: Clock;
   /** The TLS contexts and sessions kept between links; default the process's (backendTls). */
   readonly tlsCache?: BackendTlsCache;
+  /**
+   * USER/PASS logins: 'auto' asks CAPA of a backend not yet known and sends
+   * USER and PASS in one write to one that lists PIPELINING; 'off' (default
+   * here; the config's default is auto) never asks and never pipelines.
+   */
+  readonly pipelining?: 'auto' | 'off';
+  /** What earlier links learned of each backend's CAPA; default the process's (backendCapabilities). */
+  readonly capabilities?: CapabilityMemory;
 }
 
 const errorPhases = new WeakMap<object, BackendPhase>();
@@ -142,6 +151,11 @@ class BackendLink {
   /** performance.now() at connect(), then when the login was sent (observer only). */
   private since: number;
 
+  /** Where what CAPA tells is kept, and under which key; undefined with pipelining off. */
+  private readonly memory: { readonly store: CapabilityMemory; readonly key: string } | undefined;
+  /** The login method, for the session's loginMethod (with the machine's facts: pipelined or not). */
+  private readonly method: BackendLogin['method'];
+
   /** What the link needs of OpenBackendOptions: not the login, which only the machine holds. */
   private readonly opts: Pick<OpenBackendOptions, 'target' | 'timeouts' | 'signal' | 'observer'>;
 
@@ -163,11 +177,18 @@ class BackendLink {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.observer ? { observer: opts.observer } : {}),
     };
+    this.method = opts.login.method;
+    this.memory =
+      opts.pipelining === 'auto'
+        ? { store: opts.capabilities ?? backendCapabilities, key: capabilityKey(where, target.tls.mode) }
+        : undefined;
+    const known = this.memory?.store.get(this.memory.key);
     this.machine = new BackendLoginMachine({
       where,
       tls: target.tls.mode,
       login: opts.login,
       ...(xclientLine !== undefined ? { xclient: xclientLine } : {}),
+      pipelining: this.memory === undefined ? 'no' : known === undefined ? 'ask' : known.pipelining ? 'yes' : 'no',
     });
     this.since = opts.observer ? performance.now() : 0;
     if (target.tls.mode === 'none') {
@@ -189,15 +210,27 @@ class BackendLink {
     this.arm(this.opts.timeouts.connectMs);
   }
 
-  /** Carries out the machine's actions, then arms the deadline of the phase it is in now. */
+  /**
+   * Carries out the machine's actions, then arms the deadline of the phase it
+   * is in now. The lines of consecutive sends go out in one write (pipelined
+   * USER + PASS: one segment, one read at the backend).
+   */
   private apply(actions: readonly LoginAction[]): void {
+    let lines = '';
     for (const a of actions) {
       if (this.settled) return;
-      if (a.kind === 'send') this.sock.write(`${a.line}\r\n`);
+      if (a.kind === 'send') {
+        lines += `${a.line}\r\n`;
+        continue;
+      }
+      if (lines !== '') this.sock.write(lines);
+      lines = '';
+      if (a.kind === 'capabilities') this.memory?.store.learned(this.memory.key, a.pipelining);
       else if (a.kind === 'startTls') this.startTls();
       else if (a.kind === 'done') this.succeed(a);
       else this.fail(a.error);
     }
+    if (lines !== '' && !this.settled) this.sock.write(lines);
     const phase = this.machine.phase;
     if (this.settled || phase === this.armedFor) return;
     this.armedFor = phase;
@@ -355,6 +388,8 @@ class BackendLink {
       proxyProtocol: target.proxyProtocol,
       xclientOffered: done.facts.xclientOffered,
       xclientSent: done.facts.xclientSent,
+      capaAsked: done.facts.capaAsked,
+      pipelined: done.facts.pipelined,
     };
     const endpoint = { host: target.host, port: target.port };
     this.resolve({
@@ -362,6 +397,7 @@ class BackendLink {
       loginReply: done.loginReply,
       leftover: done.leftover,
       endpoint,
+      loginMethod: this.method === 'auth-plain' ? 'auth-plain' : done.facts.pipelined ? 'user-pass-pipelined' : 'user-pass',
       link,
       ...(this.reader ? { reader: this.reader } : {}),
     });

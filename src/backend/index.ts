@@ -14,10 +14,20 @@ export type {
 } from './types.js';
 export { openBackendSession, backendErrorPhase, type OpenBackendOptions } from './client.js';
 export {
+  CapabilityMemory,
+  backendCapabilities,
+  capabilityKey,
+  CAPABILITY_MAX_ENTRIES,
+  CAPABILITY_TTL_MS,
+  type BackendCapabilities,
+  type CapabilityMemoryOptions,
+} from './capabilities.js';
+export {
   BackendLoginMachine,
   assertSafeCredentials,
   classifyLoginFailure,
   MAX_BACKEND_LINE,
+  MAX_CAPA_LINES,
   PRE_LOGIN_PHASES,
   type BackendPhase,
   type LoginAction,

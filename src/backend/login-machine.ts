@@ -4,9 +4,9 @@
  * (client.ts) owns the socket, TLS and timers; this module owns what is said
  * and what the answers mean.
  *
- *   connect ─► [tls] ─► greeting ─► [starttls ─► tls] ─► [xclient] ─► login ─► done
- *             implicit            STLS, then the     XCLIENT when   USER+PASS or
- *             TLS only            handshake          offered        AUTH PLAIN
+ *   connect ─► [tls] ─► greeting ─► [starttls ─► tls] ─► [xclient] ─► [capa] ─► login ─► done
+ *             implicit            STLS, then the     XCLIENT when   CAPA when   USER+PASS or
+ *             TLS only            handshake          offered        asked to    AUTH PLAIN
  *   anything unexpected, an over-long line, a stray byte ─► failed
  *
  *   gateway                                backend
@@ -19,6 +19,23 @@
  *   AUTH PLAIN <base64>              ──►   (a backend answering "+ " gets the base64 again)
  *                                    ◄──   +OK Logged in.
  *   or: USER alice ──► +OK ──► PASS … ──► +OK
+ *
+ * USER/PASS and PIPELINING (RFC 2449 §6.6): told that the backend pipelines
+ * (`pipelining: 'yes'`, the host's memory of an earlier CAPA), the machine
+ * returns USER and PASS together and the host writes them in one write: one
+ * round trip instead of two. Told nothing (`'ask'`), it asks CAPA once the
+ * link is in its final state (after STLS and XCLIENT: CAPA may change with
+ * them), reports what it learned ({ kind: 'capabilities' }) and logs in,
+ * pipelined if the answer listed PIPELINING. `'no'`: USER, wait, PASS.
+ *
+ *   CAPA                             ──►
+ *                                    ◄──   +OK / … / PIPELINING / … / .   (or -ERR: none)
+ *   USER alice\r\nPASS …             ──►   (one write)
+ *                                    ◄──   +OK
+ *                                    ◄──   +OK Logged in.
+ *
+ * A pipelined USER answered -ERR fails with USER's code at once (the PASS
+ * answer that follows is never read; the host closes without QUIT).
  *
  * The secret lives in the machine only until it is written (or the dialogue
  * ends). The login is done only on `+OK`: the host keeps the client paused
@@ -35,12 +52,15 @@ export const MAX_BACKEND_LINE = 2048;
 const DETAIL_TEXT_MAX = 200;
 
 /** The phases of the backend link, in order (see the diagram above). */
-export type BackendPhase = 'connect' | 'tls' | 'greeting' | 'starttls' | 'xclient' | 'login' | 'done';
+export type BackendPhase = 'connect' | 'tls' | 'greeting' | 'starttls' | 'xclient' | 'capa' | 'login' | 'done';
 
 /** Phases before any credential is written: a failure here leaves no trace at the backend. */
-export const PRE_LOGIN_PHASES: ReadonlySet<BackendPhase> = new Set(['connect', 'tls', 'greeting', 'starttls', 'xclient']);
+export const PRE_LOGIN_PHASES: ReadonlySet<BackendPhase> = new Set(['connect', 'tls', 'greeting', 'starttls', 'xclient', 'capa']);
 
-/** What the greeting and the XCLIENT exchange established (for the log). */
+/** A CAPA answer with more capability lines than this is refused (Dovecot lists about ten). */
+export const MAX_CAPA_LINES = 64;
+
+/** What the greeting, the XCLIENT exchange and the login established (for the log). */
 export interface LoginFacts {
   /** The backend's greeting line (without CRLF); '' before it arrived. */
   readonly greeting: string;
@@ -48,11 +68,21 @@ export interface LoginFacts {
   readonly xclientOffered: boolean;
   /** `XCLIENT` was sent and answered `+OK`. */
   readonly xclientSent: boolean;
+  /** `CAPA` was asked on this link. */
+  readonly capaAsked: boolean;
+  /** USER and PASS were sent together (one write), the backend being known to pipeline. */
+  readonly pipelined: boolean;
 }
 
 export type LoginAction =
-  /** Write `line` + CRLF. */
+  /**
+   * Write `line` + CRLF. Consecutive sends returned by one call go out in
+   * one write: USER + PASS to a backend that pipelines, or (any backend) the
+   * next command when the answer it waits for was already in the same read.
+   */
   | { readonly kind: 'send'; readonly line: string }
+  /** The backend's CAPA answer, for the host's memory (see capabilities.ts); the dialogue goes on. */
+  | { readonly kind: 'capabilities'; readonly pipelining: boolean }
   /** Start the TLS handshake on the connection, then call tlsReady(). */
   | { readonly kind: 'startTls' }
   /** Logged in: `leftover` are the bytes the backend sent after its `+OK`. */
@@ -67,14 +97,26 @@ export interface LoginMachineOptions {
   readonly login: BackendLogin;
   /** The XCLIENT command to send when the greeting offers `[XCLIENT]` (the host validates it). */
   readonly xclient?: string;
+  /**
+   * For a USER/PASS login (AUTH PLAIN is one round trip and ignores it):
+   * 'yes' the backend is known to pipeline (USER and PASS in one write);
+   * 'ask' unknown, ask CAPA first; 'no' (default) USER, then PASS.
+   */
+  readonly pipelining?: 'yes' | 'ask' | 'no';
 }
 
 /** Internal states: the login ones carry the secret still to be written, and nothing else does. */
 type State =
   | { readonly name: 'connect' | 'tls' | 'greeting' | 'starttls' | 'xclient' | 'done' }
+  /** CAPA sent: its status line, then `lines` capability lines read so far. */
+  | { readonly name: 'capa' }
+  | { readonly name: 'capa-list'; readonly lines: number; readonly pipelining: boolean }
   /** USER sent; PASS follows its +OK. */
   | { readonly name: 'user'; readonly password: string }
   | { readonly name: 'pass' }
+  /** USER and PASS sent together: USER's answer, then PASS's. */
+  | { readonly name: 'piped-user' }
+  | { readonly name: 'piped-pass' }
   /** AUTH PLAIN sent with the initial response, kept for a backend that asks with `+ `. */
   | { readonly name: 'auth'; readonly token: string }
   | { readonly name: 'auth-cont' }
@@ -138,23 +180,32 @@ export class BackendLoginMachine {
   private greeting = '';
   private xclientOffered = false;
   private xclientSent = false;
+  private capaAsked = false;
+  private pipelined = false;
   private readonly where: string;
   private readonly tls: BackendTls['mode'];
   private readonly xclient: string | undefined;
+  private readonly pipelining: 'yes' | 'ask' | 'no';
 
   constructor(opts: LoginMachineOptions) {
     // Copied field by field: `opts` holds the secret and is not kept.
     this.where = opts.where;
     this.tls = opts.tls;
     this.xclient = opts.xclient;
+    this.pipelining = opts.pipelining ?? 'no';
     this.login = opts.login;
   }
 
   get phase(): BackendPhase {
     const s = this.state;
     switch (s.name) {
+      case 'capa':
+      case 'capa-list':
+        return 'capa';
       case 'user':
       case 'pass':
+      case 'piped-user':
+      case 'piped-pass':
       case 'auth':
       case 'auth-cont':
         return 'login';
@@ -170,7 +221,13 @@ export class BackendLoginMachine {
   }
 
   get facts(): LoginFacts {
-    return { greeting: this.greeting, xclientOffered: this.xclientOffered, xclientSent: this.xclientSent };
+    return {
+      greeting: this.greeting,
+      xclientOffered: this.xclientOffered,
+      xclientSent: this.xclientSent,
+      capaAsked: this.capaAsked,
+      pipelined: this.pipelined,
+    };
   }
 
   /** The TCP connection is up (and the PROXY header, if any, written). */
@@ -204,7 +261,7 @@ export class BackendLoginMachine {
       const read = this.state.name === 'greeting' ? readGreeting(this.framer, 'utf8') : readLine(this.framer);
       if (read === undefined) break;
       if (read.kind === 'overflow') {
-        out.push(this.fail('BACKEND_PROTOCOL', `response line longer than ${MAX_BACKEND_LINE} octets`));
+        out.push(...this.unreadable(`response line longer than ${MAX_BACKEND_LINE} octets`));
         break;
       }
       out.push(...this.onLine(read.text, read.kind === 'ok'));
@@ -252,9 +309,21 @@ export class BackendLoginMachine {
       case 'xclient':
         if (!OK.test(line)) return [this.fail('BACKEND_PROTOCOL', `XCLIENT refused: ${quote(line)}`)];
         this.xclientSent = true;
-        return this.beginLogin();
+        return this.beforeLogin();
+      case 'capa':
+        if (OK.test(line)) {
+          this.state = { name: 'capa-list', lines: 0, pipelining: false };
+          return [];
+        }
+        // RFC 2449: a server without CAPA answers -ERR; it has told nothing, PIPELINING included.
+        if (/^-ERR(\s|$)/i.test(line)) return this.capaAnswered(false);
+        return this.unreadable(`unexpected answer to CAPA: ${quote(line)}`);
+      case 'capa-list':
+        return this.onCapaLine(line, s);
       case 'user':
       case 'pass':
+      case 'piped-user':
+      case 'piped-pass':
       case 'auth':
       case 'auth-cont':
         return this.onLoginLine(line, s);
@@ -273,10 +342,45 @@ export class BackendLoginMachine {
       this.state = { name: 'xclient' };
       return [{ kind: 'send', line: this.xclient }];
     }
-    return this.beginLogin();
+    return this.beforeLogin();
   }
 
-  private beginLogin(): LoginAction[] {
+  /** The link is in its final state: CAPA first when a USER/PASS login should learn whether it may pipeline. */
+  private beforeLogin(): LoginAction[] {
+    if (this.login?.method === 'user-pass' && this.pipelining === 'ask') {
+      this.capaAsked = true;
+      this.state = { name: 'capa' };
+      return [{ kind: 'send', line: 'CAPA' }];
+    }
+    return this.beginLogin(this.pipelining === 'yes');
+  }
+
+  /** One line of the CAPA list: a capability, or the terminating `.`. */
+  private onCapaLine(line: string, s: Extract<State, { name: 'capa-list' }>): LoginAction[] {
+    if (line === '.') return this.capaAnswered(s.pipelining);
+    if (s.lines >= MAX_CAPA_LINES) return this.unreadable(`CAPA answer longer than ${MAX_CAPA_LINES} lines`);
+    const text = line.startsWith('.') ? line.slice(1) : line; // RFC 1939 byte-stuffing
+    const tag = text.split(' ', 1)[0]?.toUpperCase();
+    this.state = { name: 'capa-list', lines: s.lines + 1, pipelining: s.pipelining || tag === 'PIPELINING' };
+    return [];
+  }
+
+  private capaAnswered(pipelining: boolean): LoginAction[] {
+    return [{ kind: 'capabilities', pipelining }, ...this.beginLogin(pipelining)];
+  }
+
+  /**
+   * The backend's answer cannot be read: fail. During CAPA the host is also
+   * told the backend lists nothing, so the next logins do not ask again
+   * (and fail again) until the memory forgets it.
+   */
+  private unreadable(detail: string): LoginAction[] {
+    const capa = this.phase === 'capa';
+    const fail = this.fail('BACKEND_PROTOCOL', detail);
+    return capa ? [{ kind: 'capabilities', pipelining: false }, fail] : [fail];
+  }
+
+  private beginLogin(pipeline: boolean): LoginAction[] {
     const l = this.login;
     this.login = undefined;
     if (!l) return [];
@@ -285,21 +389,37 @@ export class BackendLoginMachine {
       this.state = { name: 'auth', token };
       return [{ kind: 'send', line: `AUTH PLAIN ${token}` }];
     }
+    if (pipeline) {
+      // RFC 2449 §6.6: both in one write; the secret is in the action only, never in a state.
+      this.pipelined = true;
+      this.state = { name: 'piped-user' };
+      return [
+        { kind: 'send', line: `USER ${l.user}` },
+        { kind: 'send', line: `PASS ${l.password}` },
+      ];
+    }
     this.state = { name: 'user', password: l.password };
     return [{ kind: 'send', line: `USER ${l.user}` }];
   }
 
-  private onLoginLine(line: string, s: Extract<State, { name: 'user' | 'pass' | 'auth' | 'auth-cont' }>): LoginAction[] {
+  private onLoginLine(
+    line: string,
+    s: Extract<State, { name: 'user' | 'pass' | 'piped-user' | 'piped-pass' | 'auth' | 'auth-cont' }>,
+  ): LoginAction[] {
     if (OK.test(line)) {
       if (s.name === 'user') {
         this.state = { name: 'pass' };
         return [{ kind: 'send', line: `PASS ${s.password}` }];
       }
+      if (s.name === 'piped-user') {
+        this.state = { name: 'piped-pass' };
+        return [];
+      }
       this.state = { name: 'done' };
       return [{ kind: 'done', loginReply: line, leftover: this.framer.takeBuffered(), facts: this.facts }];
     }
     if (/^-ERR(\s|$)/i.test(line)) {
-      const what = s.name === 'user' ? 'USER' : s.name === 'pass' ? 'PASS' : 'AUTH PLAIN';
+      const what = s.name === 'user' || s.name === 'piped-user' ? 'USER' : s.name === 'pass' || s.name === 'piped-pass' ? 'PASS' : 'AUTH PLAIN';
       return [this.fail(classifyLoginFailure(line), `${what} refused: ${quote(line)}`)];
     }
     if (s.name === 'auth' && /^\+(\s|$)/.test(line)) {

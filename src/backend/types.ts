@@ -57,6 +57,8 @@ export interface BackendSession {
   /** Bytes the backend sent after its login reply (normally empty). */
   readonly leftover: Buffer;
   readonly endpoint: BackendEndpoint;
+  /** How popgate logged in (for the log): AUTH PLAIN, USER then PASS, or USER and PASS in one write. */
+  readonly loginMethod?: 'auth-plain' | 'user-pass' | 'user-pass-pipelined';
   /**
    * Present when the socket reads into the shared buffer (plaintext links):
    * a relay can then take chunks without an allocation per read.
@@ -95,6 +97,10 @@ export interface BackendLinkInfo {
   readonly xclientOffered: boolean;
   /** `XCLIENT ADDR= PORT=` was sent and answered `+OK`. */
   readonly xclientSent: boolean;
+  /** `CAPA` was asked before the login (the backend was not yet known; USER/PASS logins only). */
+  readonly capaAsked: boolean;
+  /** USER and PASS went out in one write (the backend lists PIPELINING). */
+  readonly pipelined: boolean;
 }
 
 /** A logged-in backend session plus how its link was set up. */

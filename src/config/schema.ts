@@ -921,6 +921,8 @@ const backendSchema = z
     tls: backendTlsSchema.prefault({}),
     proxyProtocol: z.enum(BACKEND_PROXY_PROTOCOLS).default('none'),
     xclient: z.boolean().default(true),
+    /** USER/PASS logins: auto sends USER and PASS in one write to a backend whose CAPA lists PIPELINING; off never asks CAPA. */
+    pipelining: z.enum(['auto', 'off']).default('auto'),
     capabilities: z
       .array(capability)
       .superRefine(uniqueItems('capability'))

@@ -22,6 +22,8 @@ export interface DemoBackendOptions {
   readonly messages: Readonly<Record<string, readonly string[] | readonly Buffer[]>>;
   /** Record each command's verb for commandLog(); default true. Off for benchmarks: millions of logins would grow it without bound. */
   readonly logCommands?: boolean;
+  /** List PIPELINING in CAPA (RFC 2449 §6.6); default true. Commands are answered in order either way. */
+  readonly pipelining?: boolean;
 }
 
 export interface DemoBackend {
@@ -33,6 +35,11 @@ export interface DemoBackend {
   mailbox(user: string): readonly Buffer[];
   /** Verbs received so far on all connections, in order (arguments omitted), e.g. to check no QUIT arrived. */
   commandLog(): readonly string[];
+  /**
+   * The same verbs grouped by the read they arrived in (reads that completed
+   * no line left out), e.g. to see USER and PASS pipelined in one write.
+   */
+  readLog(): readonly (readonly string[])[];
   /** Connections open now: 0 once every client's socket has closed here (its session is over). */
   openConnections(): number;
 }
@@ -113,6 +120,7 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
   const users = new Map(Object.entries(opts.users));
   const store = new Map<string, Message[]>();
   const commands: string[] = [];
+  const reads: string[][] = [];
   const logCommands = opts.logCommands ?? true;
   let uidCounter = 0;
   for (const [user, list] of Object.entries(opts.messages)) {
@@ -160,7 +168,8 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
   };
 
   const capa = (s: Session): Reply => {
-    const lines = ['+OK Capability list follows', 'TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'PIPELINING'];
+    const lines = ['+OK Capability list follows', 'TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE'];
+    if (opts.pipelining ?? true) lines.push('PIPELINING');
     if (s.state === 'authorization') lines.push('USER', 'SASL PLAIN');
     lines.push('IMPLEMENTATION popgate-demo', '.');
     return lines.join('\r\n');
@@ -300,15 +309,23 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
       return ok;
     };
 
+    /** The verbs completed by the latest read (in `reads` once it has one). */
+    let thisRead: string[] = [];
+    const logVerb = (verb: string): void => {
+      commands.push(verb);
+      if (thisRead.length === 0) reads.push(thisRead);
+      thisRead.push(verb);
+    };
+
     const handle = (line: string): Reply => {
       if (session.awaitingSasl) {
         session.awaitingSasl = false;
-        if (logCommands) commands.push('AUTH-RESPONSE');
+        if (logCommands) logVerb('AUTH-RESPONSE');
         return saslPlain(session, line.trim());
       }
       const parts = line.split(' ').filter((p) => p !== '');
       const verb = (parts[0] ?? '').toUpperCase();
-      if (logCommands) commands.push(verb);
+      if (logCommands) logVerb(verb);
       const table = session.state === 'authorization' ? authorization : transaction;
       const handler = Object.hasOwn(table, verb) ? table[verb] : undefined;
       if (!handler) return verb === '' ? '-ERR Empty command.' : '-ERR Unknown command or wrong state.';
@@ -364,6 +381,7 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
 
     socket.on('data', (chunk: Buffer) => {
       input = input.length === 0 ? chunk : Buffer.concat([input, chunk]);
+      thisRead = [];
       pump();
     });
     socket.on('end', () => {
@@ -401,6 +419,7 @@ export async function startDemoBackend(opts: DemoBackendOptions): Promise<DemoBa
       }),
     mailbox: (user) => (store.get(user) ?? []).map((m) => m.data),
     commandLog: () => [...commands],
+    readLog: () => reads.map((r) => [...r]),
     openConnections: () => sockets.size,
   };
 }

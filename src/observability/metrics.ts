@@ -100,7 +100,7 @@ export interface Metrics {
   backendConnected(seconds: number): void;
   /** A backend accepted the internal login `seconds` after it was sent. */
   backendLoggedIn(seconds: number): void;
-  /** One backend attempt failed: catalogue `code`, in `phase` (connect, tls, greeting, starttls, xclient, login). */
+  /** One backend attempt failed: catalogue `code`, in `phase` (connect, tls, greeting, starttls, xclient, capa, login). */
   backendError(code: string, phase: string): void;
   /** A TLS handshake to a backend passed its checks, resuming a kept session or not. */
   backendTlsHandshake(resumed: boolean): void;
@@ -346,7 +346,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): RegistryMetrics 
 
   const backendErrors = new Counter({
     name: 'popgate_backend_errors_total',
-    help: 'Failed backend attempts by catalogue code (BACKEND_UNREACHABLE, BACKEND_TIMEOUT, ...) and phase (connect, tls, greeting, starttls, xclient, login).',
+    help: 'Failed backend attempts by catalogue code (BACKEND_UNREACHABLE, BACKEND_TIMEOUT, ...) and phase (connect, tls, greeting, starttls, xclient, capa, login).',
     labelNames: ['code', 'phase'],
     registers,
   });

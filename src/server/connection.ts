@@ -543,7 +543,14 @@ export class ClientConnection {
   private loggedIn({ user, backend }: LoginSuccess, who: AttemptFields, ms: number): void {
     this.rebind({ user });
     const { mechanism, principal } = who;
-    const fields = { outcome: 'success', mechanism, principal, backend: `${backend.endpoint.host}:${backend.endpoint.port}`, ms } as const;
+    const fields = {
+      outcome: 'success',
+      mechanism,
+      principal,
+      backend: `${backend.endpoint.host}:${backend.endpoint.port}`,
+      ...(backend.loginMethod !== undefined ? { backendLogin: backend.loginMethod } : {}),
+      ms,
+    } as const;
     auditLogin(this.logAt('info'), this.ctx.metrics, 'info', fields, 'login succeeded');
     this.loggedInWith = mechanism;
     this.ctx.listenerMetrics.sessionLoggedIn(mechanism);

@@ -88,6 +88,8 @@ export interface LoginServiceDeps {
   readonly resolver: InternalLoginResolver;
   readonly routes: BackendRoutes;
   readonly timeouts: BackendTimeouts;
+  /** backend.pipelining: USER and PASS in one write to a backend that lists PIPELINING (default off here). */
+  readonly pipelining?: 'auto' | 'off';
   /** Principal → local user; undefined when Kerberos is not configured. */
   readonly principalMapper?: { map(principal: string): PrincipalMapResult };
   /** OAUTHBEARER / XOAUTH2 token validation (auth.oauth); undefined when not configured. */
@@ -298,6 +300,7 @@ export function createLoginService(deps: LoginServiceDeps): LoginService {
     const backend = await openBackendWithFailover({
       targets,
       timeouts: deps.timeouts,
+      ...(deps.pipelining ? { pipelining: deps.pipelining } : {}),
       login,
       signal: req.signal,
       ...(observer ? { observer } : {}),

@@ -146,6 +146,7 @@ export async function buildServices(config: PopgateConfig, log: Logger, metrics:
     ...(throttle ? { throttle } : {}),
     metrics,
     routes: backendRoutes(config),
+    pipelining: config.backend.pipelining,
     timeouts: {
       connectMs: config.backend.timeouts.connect,
       greetingMs: config.backend.timeouts.greeting,

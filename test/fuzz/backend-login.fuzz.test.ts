@@ -6,8 +6,13 @@
  * implicit-TLS link), never more than one login, never an over-long response
  * line accepted, one outcome at most and nothing after it, the secret gone
  * once the dialogue is over, and no throw: the machine always ends done,
- * failed or waiting. A second property: without STLS the outcome does not
- * depend on how the bytes were cut.
+ * failed or waiting. CAPA and pipelining: CAPA only for a USER/PASS login
+ * whose backend is unknown, once, on the final link (after TLS and XCLIENT);
+ * its answer reported once, before the login; USER and PASS in one batch
+ * (one write) exactly when the backend is known or learned to pipeline, and
+ * never otherwise; the password gone from the machine once PASS is out. A
+ * second property: without STLS the outcome does not depend on how the bytes
+ * were cut.
  */
 import { inspect } from 'node:util';
 import fc from 'fast-check';
@@ -31,6 +36,10 @@ interface Setup {
   readonly method: BackendLogin['method'];
   readonly xclient: boolean;
   readonly offered: boolean;
+  /** What the host's memory says of the backend. */
+  readonly pipelining: 'yes' | 'ask' | 'no';
+  /** Its CAPA lists PIPELINING (valid scripts, pipelining 'ask'). */
+  readonly advertises: boolean;
 }
 
 const setupArb: fc.Arbitrary<Setup> = fc.record({
@@ -38,6 +47,8 @@ const setupArb: fc.Arbitrary<Setup> = fc.record({
   method: fc.constantFrom('user-pass', 'auth-plain'),
   xclient: fc.boolean(),
   offered: fc.boolean(),
+  pipelining: fc.constantFrom('yes', 'ask', 'no'),
+  advertises: fc.boolean(),
 });
 
 /** One backend line: the usual answers, oddities, and lines around the cap. */
@@ -60,6 +71,9 @@ const lineArb: fc.Arbitrary<string> = fc.oneof(
       '+OKAY',
       '* garbage',
       '',
+      '.',
+      'PIPELINING',
+      'USER',
     ),
   },
   { weight: 1, arbitrary: fc.integer({ min: MAX_BACKEND_LINE - 4, max: MAX_BACKEND_LINE + 2 }).map((n) => `+OK ${'a'.repeat(n - 4)}`) },
@@ -70,7 +84,10 @@ const endArb = fc.constantFrom('\r\n', '\r\n', '\r\n', '\n', '\r', '');
 function validScript(s: Setup, cont: boolean): { before: string[]; after: string[] } {
   const greeting = s.offered ? '+OK [XCLIENT] Dovecot ready.' : '+OK Dovecot ready.';
   const login = s.method === 'user-pass' ? ['+OK', '+OK Logged in.'] : cont ? ['+ ', '+OK Logged in.'] : ['+OK Logged in.'];
-  const rest = [...(s.xclient && s.offered ? ['+OK Updated'] : []), ...login, '+OK 2 messages'];
+  // `cont` doubles as "CAPA refused" for a backend without PIPELINING.
+  const capaList = s.advertises ? ['+OK', 'TOP', 'PIPELINING', '.'] : cont ? ['-ERR'] : ['+OK', 'USER', '.'];
+  const capa = s.method === 'user-pass' && s.pipelining === 'ask' ? capaList : [];
+  const rest = [...(s.xclient && s.offered ? ['+OK Updated'] : []), ...capa, ...login, '+OK 2 messages'];
   if (s.tls === 'starttls') return { before: [greeting, '+OK Begin TLS'], after: rest };
   return { before: [], after: [greeting, ...rest] };
 }
@@ -117,7 +134,11 @@ const reached = new Reached([
   'done-starttls',
   'done-xclient',
   'done-continuation',
+  'done-capa',
+  'done-pipelined',
+  'done-capa-pipelined',
   'refused-login',
+  'refused-pipelined-user',
   'refused-greeting',
   'overflow',
   'protocol',
@@ -130,7 +151,7 @@ const reached = new Reached([
  * succeeds before the next bytes (otherwise the bytes arrive during it).
  */
 function drive(s: Setup, script: Script, how: Chunking, choices: Choices | undefined): Run {
-  const m = new BackendLoginMachine({ where: 'b:110', tls: s.tls, login: LOGINS[s.method], ...(s.xclient ? { xclient: XCLIENT } : {}) });
+  const m = new BackendLoginMachine({ where: 'b:110', tls: s.tls, login: LOGINS[s.method], ...(s.xclient ? { xclient: XCLIENT } : {}), pipelining: s.pipelining });
   const sends: string[] = [];
   let fed = Buffer.alloc(0);
   let tlsAsked = false;
@@ -138,10 +159,29 @@ function drive(s: Setup, script: Script, how: Chunking, choices: Choices | undef
   let logins = 0;
   let outcome: LoginAction | undefined;
   let fedAtOutcome = 0;
+  /** The capabilities the machine reported (undefined: none). */
+  let learned: boolean | undefined;
 
   const apply = (actions: readonly LoginAction[]): void => {
+    // Sends returned together go out in one write. More than one: USER + PASS pipelined, or answers
+    // the backend queued ahead (read in one chunk) letting the dialogue run on.
+    const batch = actions.flatMap((a) => (a.kind === 'send' ? [a.line] : []));
+    const user = batch.findIndex((l) => l.startsWith('USER '));
+    if (user >= 0) {
+      const pipelines =
+        s.pipelining === 'yes' || learned === true || actions.some((a) => a.kind === 'capabilities' && a.pipelining);
+      invariant(m.facts.pipelined === pipelines, () => `pipelined ${m.facts.pipelined}, expected ${pipelines}`);
+      if (pipelines) invariant(batch[user + 1]?.startsWith('PASS ') === true, () => `USER and PASS not in one write: ${show(batch.join('|'))}`);
+    }
     for (const a of actions) {
       invariant(outcome === undefined, () => `action after the outcome: ${JSON.stringify(a)}`);
+      if (a.kind === 'capabilities') {
+        invariant(s.pipelining === 'ask' && s.method === 'user-pass' && sends.includes('CAPA'), 'capabilities without CAPA');
+        invariant(learned === undefined, 'capabilities reported twice');
+        invariant(!sends.some((l) => /^(USER|PASS) /.test(l)), 'capabilities after the login began');
+        learned = a.pipelining;
+        continue;
+      }
       if (a.kind === 'send') {
         const credential = /^(USER|PASS|AUTH) /.test(a.line) || a.line === TOKEN;
         if (credential) {
@@ -155,6 +195,12 @@ function drive(s: Setup, script: Script, how: Chunking, choices: Choices | undef
         if (a.line === TOKEN) invariant(sends.at(-1)?.startsWith('AUTH PLAIN ') === true, 'continuation not right after AUTH');
         if (a.line === 'STLS') invariant(s.tls === 'starttls' && sends.length === 0, 'STLS out of place');
         if (a.line === XCLIENT) invariant(s.xclient && m.facts.xclientOffered, 'XCLIENT not offered');
+        if (a.line === 'CAPA') {
+          invariant(s.pipelining === 'ask' && s.method === 'user-pass' && !sends.includes('CAPA'), 'CAPA not asked for, or twice');
+          invariant(OK.test(m.facts.greeting) && (s.tls === 'none' || tlsDone), 'CAPA before the greeting or TLS');
+          invariant(!(s.xclient && m.facts.xclientOffered) || m.facts.xclientSent, 'CAPA before the XCLIENT answer');
+        }
+        if (/^(USER|AUTH) /.test(a.line) && s.pipelining === 'ask' && s.method === 'user-pass') invariant(learned !== undefined, 'login before the CAPA answer');
         sends.push(a.line);
       } else if (a.kind === 'startTls') {
         invariant(s.tls !== 'none' && !tlsAsked, 'handshake asked twice or without TLS');
@@ -175,6 +221,7 @@ function drive(s: Setup, script: Script, how: Chunking, choices: Choices | undef
     for (const piece of chunk(bytes, how)) {
       fed = Buffer.concat([fed, piece]);
       apply(m.receive(piece));
+      if (sends.some((l) => l.startsWith('PASS '))) invariant(!inspect(m, { depth: 10 }).includes(PASSWORD), 'password kept after PASS');
       handshake();
     }
   };
@@ -199,6 +246,8 @@ function drive(s: Setup, script: Script, how: Chunking, choices: Choices | undef
     if (tlsDone && s.tls === 'starttls') reached.hit('done-starttls');
     if (m.facts.xclientSent) reached.hit('done-xclient');
     if (sends.includes(TOKEN)) reached.hit('done-continuation');
+    if (m.facts.capaAsked) reached.hit('done-capa');
+    if (m.facts.pipelined) reached.hit(m.facts.capaAsked ? 'done-capa-pipelined' : 'done-pipelined');
     // What follows the reply in the same read is leftover: the cut moves it, not where the login ended.
     return { outcome: `done ${outcome.loginReply} at ${consumed.length}`, sends };
   }
@@ -210,6 +259,7 @@ function drive(s: Setup, script: Script, how: Chunking, choices: Choices | undef
     } else if (outcome.error.code.startsWith('BACKEND_LOGIN') || outcome.error.code === 'BACKEND_IN_USE') {
       invariant(logins === 1, 'login refused without a login');
       reached.hit('refused-login');
+      if (m.facts.pipelined && detail.includes('USER refused')) reached.hit('refused-pipelined-user');
     } else if (detail.includes('bad greeting')) {
       reached.hit('refused-greeting');
     } else {

@@ -392,8 +392,11 @@ describe('CR, LF and NUL in credentials never reach the backend as commands', ()
       expect(await normalLogin(gw, PCT)).toMatch(/^\+OK 2 /);
       expect(await normalLogin(gw, JUERGEN)).toMatch(/^\+OK 3 /);
       expect(await normalLogin(gw)).toMatch(/^\+OK 1 /);
-      await waitFor('backend commands', () => backend.commandLog().length >= mark + 12, POLL);
-      expect(backend.commandLog().slice(mark)).toEqual(Array<string[]>(3).fill(['USER', 'PASS', 'STAT', 'QUIT']).flat());
+      // CAPA: the first USER/PASS login asks whether the backend pipelines (backend.pipelining: auto), once.
+      const logins = (): string[] => backend.commandLog().slice(mark).filter((v) => v !== 'CAPA');
+      await waitFor('backend commands', () => logins().length >= 12, POLL);
+      expect(logins()).toEqual(Array<string[]>(3).fill(['USER', 'PASS', 'STAT', 'QUIT']).flat());
+      expect(backend.commandLog().slice(mark).filter((v) => v === 'CAPA').length).toBeLessThanOrEqual(1);
       expect(backend.mailbox('gina')).toHaveLength(1);
     } finally {
       await gw.stop();

@@ -1,10 +1,13 @@
 /**
  * The three internal-login modes against a real Dovecot: master (both
  * methods), mapped (secrets file, reloaded live) and passthrough; plus the
- * SASL LOGIN mechanism, QUIT+FIN half-close and the pre-auth timeout.
+ * SASL LOGIN mechanism, QUIT+FIN half-close and the pre-auth timeout;
+ * USER and PASS pipelined to Dovecot (it lists PIPELINING), seen by a relay
+ * that records what popgate writes to it in each read.
  */
 import { createHash } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
@@ -12,6 +15,8 @@ import { curlPop3, poplibFetch } from '../helpers/clients.js';
 import { pop3Wire, startDovecot, type DovecotInstance } from '../helpers/dovecot.js';
 import { masterLogin, startTestGateway, waitForLog, type TestGateway } from '../helpers/gateway.js';
 import { LineClient } from '../helpers/line-client.js';
+import { closeServer, listenLoopback } from '../helpers/servers.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MASTER = { name: 'gatekeeper', password: 'Master-Pw-7d1f' };
 const BACKEND = [
@@ -30,7 +35,13 @@ let pki: TestPki;
 let dovecot: DovecotInstance;
 const gateways: TestGateway[] = [];
 
-async function gateway(login: string, files?: Record<string, string>, extra?: string): Promise<TestGateway> {
+async function gateway(
+  login: string,
+  files?: Record<string, string>,
+  extra?: string,
+  backendPort?: number,
+  backendExtra?: string,
+): Promise<TestGateway> {
   const gw = await startTestGateway({
     users: [
       { name: 'alice', password: 'alice-front' },
@@ -38,10 +49,11 @@ async function gateway(login: string, files?: Record<string, string>, extra?: st
       { name: 'quinn', password: 'quinn-same-pw' },
       { name: 'zed', password: 'zed-front' },
     ],
-    backendPort: dovecot.port,
+    backendPort: backendPort ?? dovecot.port,
     certFile: pki.certFile,
     keyFile: pki.keyFile,
     login,
+    ...(backendExtra ? { backendExtra } : {}),
     ...(files ? { files } : {}),
     ...(extra ? { extra } : {}),
   });
@@ -134,6 +146,84 @@ describe('passthrough mode', () => {
     });
     expect(alice.result.error).toMatch(/^-ERR \[SYS\/PERM\] /);
     expect(gw.rawLog()).not.toContain('quinn-same-pw');
+  });
+});
+
+/**
+ * A TCP relay in front of Dovecot recording, per connection, each chunk
+ * popgate wrote as it was read (one write of a few lines on loopback is one read).
+ */
+async function recordingRelay(): Promise<{ port: number; reads: () => string[][]; close: () => Promise<void> }> {
+  const links: string[][] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((front) => {
+    const reads: string[] = [];
+    links.push(reads);
+    const back = connect(dovecot.port, '127.0.0.1');
+    for (const s of [front, back]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        front.destroy();
+        back.destroy();
+      });
+    }
+    front.on('data', (c: Buffer) => {
+      reads.push(c.toString('latin1'));
+      back.write(c);
+    });
+    back.pipe(front);
+  });
+  const port = await listenLoopback(server);
+  return { port, reads: () => links.map((l) => [...l]), close: () => closeServer(server, sockets) };
+}
+
+describe('pipelining (backend.pipelining)', () => {
+  const login = async (gw: TestGateway): Promise<void> => {
+    const { result } = await poplibFetch({
+      host: '127.0.0.1', port: gw.port('pop3s'), mode: 'ssl', caFile: pki.caFile,
+      user: 'quinn', password: 'quinn-same-pw', retrieve: 'all',
+    });
+    expect(result.error).toBeNull();
+    expect(result.messages.map((m) => m.sha256)).toEqual([sha(pop3Wire(MSG.quinn))]);
+  };
+  const backendLogins = (gw: TestGateway): unknown[] =>
+    gw.logs.filter((r) => r.msg === 'login succeeded').map((r) => (r as Record<string, unknown>).backendLogin);
+
+  it('auto: CAPA once, then USER and PASS reach Dovecot in one write, and the mail comes', async () => {
+    const relay = await recordingRelay();
+    try {
+      const gw = await gateway('{ mode: passthrough, method: user-pass }', undefined, undefined, relay.port);
+      await login(gw);
+      await login(gw);
+      const [first, second] = relay.reads();
+      // The first link asks CAPA, learns PIPELINING and already pipelines; the second does not ask.
+      expect(first?.some((r) => r === 'CAPA\r\n')).toBe(true);
+      expect(first?.filter((r) => /^USER quinn\r\nPASS /.test(r))).toHaveLength(1);
+      expect(second?.some((r) => r.includes('CAPA'))).toBe(false);
+      expect(second?.filter((r) => /^USER quinn\r\nPASS [^\r\n]*\r\n$/.test(r))).toHaveLength(1);
+      await waitFor('two login lines', () => backendLogins(gw).length === 2);
+      expect(backendLogins(gw)).toEqual(['user-pass-pipelined', 'user-pass-pipelined']);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('off: no CAPA, USER and then PASS after its answer', async () => {
+    const relay = await recordingRelay();
+    try {
+      const gw = await gateway('{ mode: passthrough, method: user-pass }', undefined, undefined, relay.port, 'pipelining: off');
+      await login(gw);
+      const [only] = relay.reads();
+      expect(only?.some((r) => r.includes('CAPA'))).toBe(false);
+      const user = only?.findIndex((r) => r === 'USER quinn\r\n') ?? -1;
+      expect(user).toBeGreaterThanOrEqual(0);
+      expect(only?.[user + 1]).toMatch(/^PASS [^\r\n]*\r\n$/);
+      await waitFor('the login line', () => backendLogins(gw).length === 1);
+      expect(backendLogins(gw)).toEqual(['user-pass']);
+    } finally {
+      await relay.close();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CapabilityMemory, capabilityKey } from '../../src/backend/capabilities.js';
 import { openBackendSession } from '../../src/backend/client.js';
 import type { BackendLogin, BackendSession, BackendTarget, BackendTimeouts } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/errors.js';
@@ -147,6 +148,8 @@ describe('openBackendSession against the demo backend', () => {
           proxyProtocol: 'none',
           xclientOffered: false,
           xclientSent: false,
+          capaAsked: false,
+          pipelined: false,
         });
         checkPristine(session);
         expect(await ask(session, 'STAT')).toMatch(new RegExp(`^\\${stat}`));
@@ -174,6 +177,118 @@ describe('openBackendSession against the demo backend', () => {
       }),
       'BACKEND_LOGIN_REJECTED',
     );
+  });
+});
+
+describe('openBackendSession: USER and PASS pipelined (backend.pipelining)', () => {
+  let piped: DemoBackend;
+  let plain: DemoBackend;
+  const users = { alice: 'alice pw' };
+  const messages = { alice: ['Subject: x\r\n\r\nhi\r\n'] };
+  const login: BackendLogin = { method: 'user-pass', user: 'alice', password: 'alice pw' };
+  beforeAll(async () => {
+    piped = await startDemoBackend({ users, messages });
+    plain = await startDemoBackend({ users, messages, pipelining: false });
+  });
+  afterAll(async () => {
+    await piped.close();
+    await plain.close();
+  });
+
+  /** Logs in, checks the session works, and returns how the link went; the socket is closed. */
+  async function loginOnce(demo: DemoBackend, memory: CapabilityMemory, pipelining: 'auto' | 'off' = 'auto') {
+    const session = await openBackendSession({ target: plainTarget(demo.port), timeouts: T, login, pipelining, capabilities: memory });
+    try {
+      checkPristine(session);
+      expect(session.leftover.length).toBe(0);
+      expect(await ask(session, 'STAT')).toMatch(/^\+OK 1 /);
+      return { link: session.link, method: session.loginMethod };
+    } finally {
+      session.socket.destroy();
+    }
+  }
+
+  /** The reads of `demo` since `from` that held USER or PASS. */
+  const loginReads = (demo: DemoBackend, from: number): string[][] =>
+    demo
+      .readLog()
+      .slice(from)
+      .filter((r) => r.includes('USER') || r.includes('PASS'))
+      .map((r) => [...r]);
+
+  it('asks CAPA of an unknown backend, learns PIPELINING, and sends USER and PASS in one write from then on', async () => {
+    const memory = new CapabilityMemory();
+    const from = piped.readLog().length;
+    const first = await loginOnce(piped, memory);
+    expect(first.link).toMatchObject({ capaAsked: true, pipelined: true });
+    expect(first.method).toBe('user-pass-pipelined');
+    expect(memory.get(capabilityKey(`127.0.0.1:${piped.port}`, 'none'))).toMatchObject({ pipelining: true });
+    const second = await loginOnce(piped, memory);
+    expect(second.link).toMatchObject({ capaAsked: false, pipelined: true });
+    expect(second.method).toBe('user-pass-pipelined');
+    const reads = piped.readLog().slice(from);
+    expect(reads.flat().filter((v) => v === 'CAPA')).toHaveLength(1);
+    expect(loginReads(piped, from)).toEqual([
+      ['USER', 'PASS'],
+      ['USER', 'PASS'],
+    ]);
+  });
+
+  it('a backend without PIPELINING gets USER, then PASS after its answer, and is not asked again', async () => {
+    const memory = new CapabilityMemory();
+    const from = plain.readLog().length;
+    const first = await loginOnce(plain, memory);
+    expect(first.link).toMatchObject({ capaAsked: true, pipelined: false });
+    expect(first.method).toBe('user-pass');
+    expect(memory.get(capabilityKey(`127.0.0.1:${plain.port}`, 'none'))).toMatchObject({ pipelining: false });
+    const second = await loginOnce(plain, memory);
+    expect(second.link).toMatchObject({ capaAsked: false, pipelined: false });
+    expect(plain.readLog().slice(from).flat().filter((v) => v === 'CAPA')).toHaveLength(1);
+    expect(loginReads(plain, from)).toEqual([['USER'], ['PASS'], ['USER'], ['PASS']]);
+  });
+
+  it('pipelining off: no CAPA, USER then PASS, nothing learned', async () => {
+    const memory = new CapabilityMemory();
+    const from = piped.readLog().length;
+    const r = await loginOnce(piped, memory, 'off');
+    expect(r.link).toMatchObject({ capaAsked: false, pipelined: false });
+    expect(memory.size).toBe(0);
+    expect(piped.readLog().slice(from).flat()).not.toContain('CAPA');
+    expect(loginReads(piped, from)).toEqual([['USER'], ['PASS']]);
+  });
+
+  it('AUTH PLAIN is never preceded by CAPA', async () => {
+    const memory = new CapabilityMemory();
+    const from = piped.readLog().length;
+    const session = await openBackendSession({
+      target: plainTarget(piped.port),
+      timeouts: T,
+      login: { method: 'auth-plain', authzid: '', authcid: 'alice', password: 'alice pw' },
+      pipelining: 'auto',
+      capabilities: memory,
+    });
+    session.socket.destroy();
+    expect(session.loginMethod).toBe('auth-plain');
+    expect(session.link.capaAsked).toBe(false);
+    expect(piped.readLog().slice(from).flat()).toEqual(['AUTH']);
+    expect(memory.size).toBe(0);
+  });
+
+  it('a pipelined USER refused: fails with its code, the secret not in the detail', async () => {
+    const memory = new CapabilityMemory();
+    memory.learned(capabilityKey(`127.0.0.1:${piped.port}`, 'none'), true);
+    const err = await expectGatewayError(
+      openBackendSession({
+        target: plainTarget(piped.port),
+        timeouts: T,
+        login: { method: 'user-pass', user: 'alice', password: 'wrong-secret' },
+        pipelining: 'auto',
+        capabilities: memory,
+      }),
+      'BACKEND_LOGIN_REJECTED',
+    );
+    expect(err.detail).toContain('PASS refused');
+    expect(err.message).not.toContain('wrong-secret');
   });
 });
 

@@ -10,6 +10,7 @@ import {
   BackendLoginMachine,
   classifyLoginFailure,
   MAX_BACKEND_LINE,
+  MAX_CAPA_LINES,
   readGreeting,
   type LoginAction,
   type LoginMachineOptions,
@@ -79,7 +80,7 @@ describe('BackendLoginMachine: connect and greeting', () => {
     const m = greeted();
     expect(feed(m, '+OK Dovecot ready.\r\n')).toEqual([send('USER alice*gw')]);
     expect(m.phase).toBe('login');
-    expect(m.facts).toEqual({ greeting: '+OK Dovecot ready.', xclientOffered: false, xclientSent: false });
+    expect(m.facts).toEqual({ greeting: '+OK Dovecot ready.', xclientOffered: false, xclientSent: false, capaAsked: false, pipelined: false });
   });
 
   it.each(['+OK', '+ok hello', '+OK\tx'])('accepts the greeting %j', (g) => {
@@ -199,7 +200,7 @@ describe('BackendLoginMachine: XCLIENT', () => {
     expect(feed(m, '+OK [XCLIENT] Dovecot ready.\r\n')).toEqual([send(XCLIENT)]);
     expect(m.phase).toBe('xclient');
     expect(feed(m, '+OK Updated\r\n')).toEqual([send('USER alice*gw')]);
-    expect(m.facts).toEqual({ greeting: '+OK [XCLIENT] Dovecot ready.', xclientOffered: true, xclientSent: true });
+    expect(m.facts).toEqual({ greeting: '+OK [XCLIENT] Dovecot ready.', xclientOffered: true, xclientSent: true, capaAsked: false, pipelined: false });
   });
 
   it('is not sent when the greeting does not offer it, or nothing is to be forwarded', () => {
@@ -264,6 +265,159 @@ describe('BackendLoginMachine: USER/PASS', () => {
     const err = failure(feed(m, `${reply}\r\n`));
     expect(err.code).toBe('BACKEND_PROTOCOL');
     expect(err.detail).toBe(`${W}: unexpected answer to login: ${reply}`);
+  });
+});
+
+describe('BackendLoginMachine: CAPA and pipelined USER/PASS', () => {
+  const capabilities = (pipelining: boolean): LoginAction => ({ kind: 'capabilities', pipelining });
+  const BOTH = [send('USER alice*gw'), send('PASS m4ster-secret')];
+  const CAPA_PIPELINING = '+OK Capability list follows\r\nTOP\r\nUIDL\r\nPIPELINING\r\nUSER\r\n.\r\n';
+  const CAPA_PLAIN = '+OK\r\nTOP\r\nUSER\r\n.\r\n';
+
+  it('unknown backend: CAPA after the greeting; PIPELINING learned, then USER and PASS together', () => {
+    const m = greeted({ pipelining: 'ask' });
+    expect(feed(m, '+OK ready\r\n')).toEqual([send('CAPA')]);
+    expect(m.phase).toBe('capa');
+    expect(feed(m, CAPA_PIPELINING)).toEqual([capabilities(true), ...BOTH]);
+    expect(m.phase).toBe('login');
+    expect(feed(m, '+OK\r\n')).toEqual([]);
+    const done = doneOf(feed(m, '+OK Logged in.\r\n'));
+    expect(done.facts).toMatchObject({ capaAsked: true, pipelined: true });
+  });
+
+  it('the CAPA answer may come in any pieces, the tag in any case, byte-stuffed', () => {
+    const m = greeted({ pipelining: 'ask' });
+    feed(m, '+OK\r\n');
+    expect(feed(m, '+OK\r\n..X\r', '\nSASL PLAIN\r\npipelining\r\n', '.', '\r\n')).toEqual([capabilities(true), ...BOTH]);
+  });
+
+  it('no PIPELINING in CAPA: learned as such, then USER, wait, PASS', () => {
+    const m = greeted({ pipelining: 'ask' });
+    feed(m, '+OK\r\n');
+    expect(feed(m, CAPA_PLAIN)).toEqual([capabilities(false), send('USER alice*gw')]);
+    expect(feed(m, '+OK\r\n')).toEqual([send('PASS m4ster-secret')]);
+    expect(doneOf(feed(m, '+OK\r\n')).facts).toMatchObject({ capaAsked: true, pipelined: false });
+  });
+
+  it('PIPELINING only as an argument or a prefix does not count', () => {
+    const m = greeted({ pipelining: 'ask' });
+    feed(m, '+OK\r\n');
+    expect(feed(m, '+OK\r\nX-PIPELINING\r\nIMPLEMENTATION PIPELINING\r\nPIPELININGX\r\n.\r\n')).toEqual([
+      capabilities(false),
+      send('USER alice*gw'),
+    ]);
+  });
+
+  it.each(['-ERR', '-ERR unknown command', '-err [SYS/TEMP] no'])('CAPA answered %j: no capabilities, USER then PASS', (reply) => {
+    const m = greeted({ pipelining: 'ask' });
+    feed(m, '+OK\r\n');
+    expect(feed(m, `${reply}\r\n`)).toEqual([capabilities(false), send('USER alice*gw')]);
+  });
+
+  it.each(['* weird', '+OKAY', '-ERRX', ''])('CAPA answered %j: a protocol failure, before any credential', (reply) => {
+    const m = greeted({ pipelining: 'ask' });
+    feed(m, '+OK\r\n');
+    const actions = feed(m, `${reply}\r\n`);
+    expect(actions[0]).toEqual(capabilities(false)); // not asked again until forgotten
+    const err = failure(actions);
+    expect(err.code).toBe('BACKEND_PROTOCOL');
+    expect(err.detail).toBe(`${W}: unexpected answer to CAPA: ${reply}`);
+    expect(m.phase).toBe('capa');
+  });
+
+  it('a CAPA answer of too many lines, or an over-long line, fails in the capa phase', () => {
+    const many = greeted({ pipelining: 'ask' });
+    feed(many, '+OK\r\n');
+    const lines = Array.from({ length: MAX_CAPA_LINES }, (_, i) => `X-CAP-${i}\r\n`).join('');
+    expect(feed(many, `+OK\r\n${lines}`)).toEqual([]);
+    const actions = feed(many, 'PIPELINING\r\n.\r\n');
+    expect(actions).toHaveLength(2);
+    expect(actions[0]).toEqual(capabilities(false));
+    expect(failure(actions).detail).toBe(`${W}: CAPA answer longer than ${MAX_CAPA_LINES} lines`);
+    expect(many.phase).toBe('capa');
+
+    const long = greeted({ pipelining: 'ask' });
+    feed(long, '+OK\r\n');
+    const over = feed(long, `+OK\r\n${'A'.repeat(MAX_BACKEND_LINE)}`);
+    expect(over[0]).toEqual(capabilities(false));
+    expect(failure(over).detail).toContain('longer than');
+  });
+
+  it('CAPA is asked once the link is final: after STLS + TLS and after XCLIENT', () => {
+    const m = machine({ tls: 'starttls', pipelining: 'ask', xclient: XCLIENT });
+    m.connected();
+    expect(feed(m, '+OK [XCLIENT] ready\r\n')).toEqual([send('STLS')]);
+    expect(feed(m, '+OK go\r\n')).toEqual([{ kind: 'startTls' }]);
+    expect(m.tlsReady()).toEqual([send(XCLIENT)]);
+    expect(feed(m, '+OK\r\n')).toEqual([send('CAPA')]);
+    expect(feed(m, CAPA_PIPELINING)).toEqual([capabilities(true), ...BOTH]);
+  });
+
+  it('known to pipeline: no CAPA, USER and PASS in one go; leftover after the second +OK', () => {
+    const m = greeted({ pipelining: 'yes' });
+    expect(feed(m, '+OK\r\n')).toEqual(BOTH);
+    const done = doneOf(feed(m, '+OK\r\n+OK Logged in.\r\n+OK 2 messages\r\n'));
+    expect(done.loginReply).toBe('+OK Logged in.');
+    expect(done.leftover.toString()).toBe('+OK 2 messages\r\n');
+    expect(done.facts).toMatchObject({ capaAsked: false, pipelined: true });
+  });
+
+  it('pipelined USER refused: fails with its code at once; the PASS answer behind it is not read', () => {
+    const m = greeted({ pipelining: 'yes' });
+    feed(m, '+OK\r\n');
+    const actions = feed(m, '-ERR [IN-USE] no such mailbox\r\n-ERR No user name given.\r\n');
+    expect(actions).toHaveLength(1);
+    const err = failure(actions);
+    expect(err.code).toBe('BACKEND_IN_USE');
+    expect(err.detail).toBe(`${W}: USER refused: -ERR [IN-USE] no such mailbox`);
+    expect(m.phase).toBe('login');
+    expect(feed(m, '+OK\r\n')).toEqual([]);
+  });
+
+  it.each([
+    ['-ERR [AUTH] Authentication failed.', 'BACKEND_LOGIN_REJECTED'],
+    ['-ERR [SYS/TEMP] later', 'BACKEND_LOGIN_TEMP'],
+  ])('pipelined PASS answered %j → %s', (reply, code) => {
+    const m = greeted({ pipelining: 'yes' });
+    feed(m, '+OK\r\n');
+    const err = failure(feed(m, `+OK\r\n${reply}\r\n`));
+    expect(err.code).toBe(code);
+    expect(err.detail).toBe(`${W}: PASS refused: ${reply}`);
+  });
+
+  it.each([
+    ['* garbage', ''],
+    ['+ ', ''],
+    ['+OK', '+OKAY'],
+    ['+OK', '* garbage'],
+  ])('pipelined answers %j then %j: a protocol failure', (first, second) => {
+    const m = greeted({ pipelining: 'yes' });
+    feed(m, '+OK\r\n');
+    const err = failure(feed(m, `${first}\r\n${second}\r\n`));
+    expect(err.code).toBe('BACKEND_PROTOCOL');
+    expect(err.detail).toMatch(/unexpected answer to login/);
+  });
+
+  it('the secret is in the send action only: the machine holds it no more once both lines are out', () => {
+    const m = greeted({ pipelining: 'yes' });
+    feed(m, '+OK\r\n');
+    expect(inspect(m, { depth: 10, showHidden: true })).not.toContain('m4ster-secret');
+  });
+
+  it.each(['yes', 'ask'] as const)('AUTH PLAIN ignores pipelining %j: no CAPA, one command', (pipelining) => {
+    const m = greeted({ login: PLAIN, pipelining });
+    expect(feed(m, '+OK\r\n')).toEqual([send(`AUTH PLAIN ${TOKEN}`)]);
+    expect(doneOf(feed(m, '+OK\r\n')).facts).toMatchObject({ capaAsked: false, pipelined: false });
+  });
+
+  it('a deadline or a close during CAPA names the capa phase, and learns nothing', () => {
+    const m = greeted({ pipelining: 'ask' });
+    feed(m, '+OK\r\n', '+OK\r\nTOP\r\n');
+    expect(m.timedOut(5)).toEqual([{ kind: 'fail', error: expect.any(GatewayError) as unknown }]);
+    expect(m.phase).toBe('capa');
+    const c = greeted({ pipelining: 'ask' });
+    feed(c, '+OK\r\n');
+    expect(failure(c.closed('end')).detail).toBe(`${W}: connection closed by the backend during capa`);
   });
 });
 

@@ -64,6 +64,7 @@ describe('defaults', () => {
       tls: { mode: 'none', verify: true },
       proxyProtocol: 'none',
       xclient: true,
+      pipelining: 'auto',
       capabilities: ['TOP', 'UIDL'],
       timeouts: { connect: 10_000, greeting: 10_000, login: 30_000 },
       login: { mode: 'master', method: 'auth-plain', user: 'popgate', password: 's3cret', separator: '*' },
