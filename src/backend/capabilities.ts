@@ -7,7 +7,9 @@
  *
  * Entries expire (a backend upgraded, replaced or reconfigured behind the
  * same address is asked again) and the map is bounded (routes and auth
- * services may name many backends): when full, the oldest entry goes.
+ * services may name many backends): when full, the oldest entry goes. A
+ * backend that broke the link at CAPA (closed, silent, unreadable) is
+ * remembered without expiry: asking again would fail another login.
  */
 import { systemClock, type Clock } from '../clock.js';
 
@@ -21,6 +23,8 @@ export interface BackendCapabilities {
   readonly pipelining: boolean;
   /** clock.now() when it was learned. */
   readonly learnedAt: number;
+  /** Kept until restart (or clear()): CAPA broke the link once. */
+  readonly permanent?: boolean;
 }
 
 export interface CapabilityMemoryOptions {
@@ -46,22 +50,22 @@ export class CapabilityMemory {
   get(key: string): BackendCapabilities | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
-    if (this.clock.now() - entry.learnedAt >= this.ttlMs) {
+    if (entry.permanent !== true && this.clock.now() - entry.learnedAt >= this.ttlMs) {
       this.entries.delete(key);
       return undefined;
     }
     return entry;
   }
 
-  /** Records what `key` answered to CAPA now (replacing what was known). */
-  learned(key: string, pipelining: boolean): void {
+  /** Records what `key` answered to CAPA now (replacing what was known); `permanent`: never expires. */
+  learned(key: string, pipelining: boolean, permanent = false): void {
     this.entries.delete(key);
     while (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done === true) break;
       this.entries.delete(oldest.value);
     }
-    this.entries.set(key, { pipelining, learnedAt: this.clock.now() });
+    this.entries.set(key, { pipelining, learnedAt: this.clock.now(), ...(permanent ? { permanent } : {}) });
   }
 
   /** Entries held (expired ones included until looked up or pushed out). */

@@ -225,7 +225,7 @@ class BackendLink {
       }
       if (lines !== '') this.sock.write(lines);
       lines = '';
-      if (a.kind === 'capabilities') this.memory?.store.learned(this.memory.key, a.pipelining);
+      if (a.kind === 'capabilities') this.memory?.store.learned(this.memory.key, a.pipelining, a.capaBroken === true);
       else if (a.kind === 'startTls') this.startTls();
       else if (a.kind === 'done') this.succeed(a);
       else this.fail(a.error);

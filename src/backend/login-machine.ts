@@ -82,7 +82,12 @@ export type LoginAction =
    */
   | { readonly kind: 'send'; readonly line: string }
   /** The backend's CAPA answer, for the host's memory (see capabilities.ts); the dialogue goes on. */
-  | { readonly kind: 'capabilities'; readonly pipelining: boolean }
+  | {
+      readonly kind: 'capabilities';
+      readonly pipelining: boolean;
+      /** CAPA broke the link (closed, silent, unreadable): never ask this backend again (until restart). */
+      readonly capaBroken?: true;
+    }
   /** Start the TLS handshake on the connection, then call tlsReady(). */
   | { readonly kind: 'startTls' }
   /** Logged in: `leftover` are the bytes the backend sent after its `+OK`. */
@@ -274,13 +279,13 @@ export class BackendLoginMachine {
     if (this.status !== 'waiting') return [];
     const by = how === 'end' ? ' by the backend' : '';
     if (this.state.name === 'tls') return [this.fail('BACKEND_UNREACHABLE', `connection closed${by} during the TLS handshake`)];
-    return [this.fail('BACKEND_PROTOCOL', `connection closed${by} during ${this.phase}`)];
+    return this.failAt('BACKEND_PROTOCOL', `connection closed${by} during ${this.phase}`);
   }
 
   /** The host's deadline for the current phase passed. */
   timedOut(ms: number): LoginAction[] {
     if (this.status !== 'waiting') return [];
-    return [this.fail('BACKEND_TIMEOUT', `no answer within ${ms} ms (${this.phase})`)];
+    return this.failAt('BACKEND_TIMEOUT', `no answer within ${ms} ms (${this.phase})`);
   }
 
   /** The host gave up (socket error, abort): drops the secret; `phase` keeps naming where. */
@@ -375,9 +380,19 @@ export class BackendLoginMachine {
    * (and fail again) until the memory forgets it.
    */
   private unreadable(detail: string): LoginAction[] {
+    return this.failAt('BACKEND_PROTOCOL', detail);
+  }
+
+  /**
+   * Fails the dialogue; when it broke during CAPA, the host is first told
+   * never to ask this backend again: a legacy server that closes on, stays
+   * silent at or garbles an unknown command would otherwise fail a login
+   * each time the memory forgot it.
+   */
+  private failAt(code: ErrorCode, detail: string): LoginAction[] {
     const capa = this.phase === 'capa';
-    const fail = this.fail('BACKEND_PROTOCOL', detail);
-    return capa ? [{ kind: 'capabilities', pipelining: false }, fail] : [fail];
+    const fail = this.fail(code, detail);
+    return capa ? [{ kind: 'capabilities', pipelining: false, capaBroken: true }, fail] : [fail];
   }
 
   private beginLogin(pipeline: boolean): LoginAction[] {

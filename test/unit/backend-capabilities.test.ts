@@ -28,6 +28,16 @@ describe('CapabilityMemory', () => {
     expect(CAPABILITY_TTL_MS).toBe(600_000);
   });
 
+  it('a backend whose CAPA broke the link is remembered without expiry (until clear)', () => {
+    const clock = new FakeClock();
+    const m = new CapabilityMemory({ clock });
+    m.learned('k', false, true);
+    clock.advance(100 * CAPABILITY_TTL_MS);
+    expect(m.get('k')).toMatchObject({ pipelining: false, permanent: true });
+    m.clear();
+    expect(m.get('k')).toBeUndefined();
+  });
+
   it('a new answer replaces the old one and starts its time afresh', () => {
     const clock = new FakeClock();
     const m = new CapabilityMemory({ clock, ttlMs: 1000 });

@@ -247,6 +247,47 @@ describe('openBackendSession: USER and PASS pipelined (backend.pipelining)', () 
     expect(loginReads(plain, from)).toEqual([['USER'], ['PASS'], ['USER'], ['PASS']]);
   });
 
+  it('a legacy server that hangs up at CAPA fails one login, then is never asked again', async () => {
+    // RFC 1939 only: CAPA makes it close the connection; USER and PASS work, one at a time.
+    const commands: string[] = [];
+    const conns = new Set<Socket>();
+    const legacy = createServer((sock: Socket) => {
+      conns.add(sock);
+      sock.write('+OK legacy POP3 ready\r\n');
+      let buf = '';
+      sock.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        for (let i = buf.indexOf('\r\n'); i >= 0; i = buf.indexOf('\r\n')) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          commands.push(line.split(' ')[0] ?? '');
+          if (line === 'CAPA') sock.destroy();
+          else if (line === 'STAT') sock.write('+OK 0 0\r\n');
+          else sock.write('+OK\r\n');
+        }
+      });
+    });
+    const port = await listenLoopback(legacy);
+    try {
+      const memory = new CapabilityMemory();
+      const err = await openBackendSession({ target: plainTarget(port), timeouts: T, login, pipelining: 'auto', capabilities: memory }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(GatewayError);
+      expect((err as GatewayError).message).toMatch(/connection closed by the backend during capa/);
+      expect(memory.get(capabilityKey(`127.0.0.1:${port}`, 'none'))).toMatchObject({ pipelining: false, permanent: true });
+      for (let i = 0; i < 2; i++) {
+        const session = await openBackendSession({ target: plainTarget(port), timeouts: T, login, pipelining: 'auto', capabilities: memory });
+        expect(session.link).toMatchObject({ capaAsked: false, pipelined: false });
+        session.socket.destroy();
+      }
+      expect(commands).toEqual(['CAPA', 'USER', 'PASS', 'USER', 'PASS']);
+    } finally {
+      await closeServer(legacy, conns);
+    }
+  });
+
   it('pipelining off: no CAPA, USER then PASS, nothing learned', async () => {
     const memory = new CapabilityMemory();
     const from = piped.readLog().length;

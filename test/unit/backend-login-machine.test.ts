@@ -270,6 +270,8 @@ describe('BackendLoginMachine: USER/PASS', () => {
 
 describe('BackendLoginMachine: CAPA and pipelined USER/PASS', () => {
   const capabilities = (pipelining: boolean): LoginAction => ({ kind: 'capabilities', pipelining });
+  /** CAPA broke the link: remembered until restart, never asked again. */
+  const broken: LoginAction = { kind: 'capabilities', pipelining: false, capaBroken: true };
   const BOTH = [send('USER alice*gw'), send('PASS m4ster-secret')];
   const CAPA_PIPELINING = '+OK Capability list follows\r\nTOP\r\nUIDL\r\nPIPELINING\r\nUSER\r\n.\r\n';
   const CAPA_PLAIN = '+OK\r\nTOP\r\nUSER\r\n.\r\n';
@@ -318,7 +320,7 @@ describe('BackendLoginMachine: CAPA and pipelined USER/PASS', () => {
     const m = greeted({ pipelining: 'ask' });
     feed(m, '+OK\r\n');
     const actions = feed(m, `${reply}\r\n`);
-    expect(actions[0]).toEqual(capabilities(false)); // not asked again until forgotten
+    expect(actions[0]).toEqual(broken); // never asked again
     const err = failure(actions);
     expect(err.code).toBe('BACKEND_PROTOCOL');
     expect(err.detail).toBe(`${W}: unexpected answer to CAPA: ${reply}`);
@@ -332,14 +334,14 @@ describe('BackendLoginMachine: CAPA and pipelined USER/PASS', () => {
     expect(feed(many, `+OK\r\n${lines}`)).toEqual([]);
     const actions = feed(many, 'PIPELINING\r\n.\r\n');
     expect(actions).toHaveLength(2);
-    expect(actions[0]).toEqual(capabilities(false));
+    expect(actions[0]).toEqual(broken);
     expect(failure(actions).detail).toBe(`${W}: CAPA answer longer than ${MAX_CAPA_LINES} lines`);
     expect(many.phase).toBe('capa');
 
     const long = greeted({ pipelining: 'ask' });
     feed(long, '+OK\r\n');
     const over = feed(long, `+OK\r\n${'A'.repeat(MAX_BACKEND_LINE)}`);
-    expect(over[0]).toEqual(capabilities(false));
+    expect(over[0]).toEqual(broken);
     expect(failure(over).detail).toContain('longer than');
   });
 
@@ -410,14 +412,26 @@ describe('BackendLoginMachine: CAPA and pipelined USER/PASS', () => {
     expect(doneOf(feed(m, '+OK\r\n')).facts).toMatchObject({ capaAsked: false, pipelined: false });
   });
 
-  it('a deadline or a close during CAPA names the capa phase, and learns nothing', () => {
+  it('a deadline or a close during CAPA names the capa phase, and the backend is never asked again', () => {
+    // A legacy server silent at, or closing on, an unknown command would otherwise fail a login each time.
     const m = greeted({ pipelining: 'ask' });
     feed(m, '+OK\r\n', '+OK\r\nTOP\r\n');
-    expect(m.timedOut(5)).toEqual([{ kind: 'fail', error: expect.any(GatewayError) as unknown }]);
+    expect(m.timedOut(5)).toEqual([broken, { kind: 'fail', error: expect.any(GatewayError) as unknown }]);
     expect(m.phase).toBe('capa');
     const c = greeted({ pipelining: 'ask' });
     feed(c, '+OK\r\n');
-    expect(failure(c.closed('end')).detail).toBe(`${W}: connection closed by the backend during capa`);
+    const closed = c.closed('end');
+    expect(closed[0]).toEqual(broken);
+    expect(failure(closed).detail).toBe(`${W}: connection closed by the backend during capa`);
+  });
+
+  it('a deadline or a close before CAPA (greeting) or during the login teaches nothing', () => {
+    const g = machine({ pipelining: 'ask' });
+    g.connected();
+    expect(g.closed('end').map((a) => a.kind)).toEqual(['fail']);
+    const l = greeted({ pipelining: 'ask' });
+    feed(l, '+OK\r\n', CAPA_PLAIN);
+    expect(l.timedOut(5).map((a) => a.kind)).toEqual(['fail']);
   });
 });
 
