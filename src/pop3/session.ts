@@ -66,34 +66,15 @@ import {
   usableMechanisms,
   type CapabilityContext,
 } from './capa.js';
-import { parseCommand, maskCommandForLog, type CommandParseError, type Pop3Command } from './command.js';
+import { parseCommand, maskCommandForLog, type Pop3Command } from './command.js';
 import { looksLikeHttpRequest, looksLikeTlsClientHello } from './hostile.js';
-import {
-  SASL_CANCEL,
-  SASL_EMPTY_CHALLENGE,
-  cramMd5Challenge,
-  decodeBase64Strict,
-  decodeCramMd5Response,
-  decodeGssapiLayerResponse,
-  decodeNameDigest,
-  decodeOAuthBearer,
-  decodePlain,
-  decodeXOAuth2,
-  decodeUtf8Strict,
-  gssapiLayerOffer,
-  hasForbiddenCredentialChars,
-  isValidChallengeString,
-  loginPrompt,
-  saslChallenge,
-  type BearerFailure,
-  type GssapiLayerFailure,
-  type NameDigestFailure,
-  type PlainFailure,
-} from './sasl.js';
+import { multiLine, protocolError, reply, type Failure, type Outcome } from './outcome.js';
+import { NAME_DIGEST_FAILURE, credentialProblem, parseFailureCode } from './refusals.js';
+import { AuthExchange } from './sasl-exchange.js';
+import { decodeNameDigest, hasForbiddenCredentialChars, isValidChallengeString } from './sasl.js';
 import {
   SASL_MECHANISMS,
   type GssAcceptResult,
-  type HostSaslMechanism,
   type LoginCredentials,
   type Pop3Action,
   type Pop3SessionOptions,
@@ -129,125 +110,12 @@ function isVerb(s: string): s is Pop3Verb {
   return VERB_SET.has(s);
 }
 
-/**
- * A refused command. `count` says which budget it spends: 'error' the
- * protocol-error budget (maxErrors), 'auth' the failed-login budget
- * (maxAuthAttempts), 'none' neither (server-side trouble).
- */
-interface Failure {
-  readonly fail: ErrorCode;
-  readonly count: 'error' | 'auth' | 'none';
-  /** Client-visible text instead of the catalogue's (auth service failure text). */
-  readonly text?: string;
-  /** Close after this reply even if the catalogue entry would not. */
-  readonly close?: boolean;
-}
-type Outcome = Pop3Action[] | Failure;
 type Handler = (session: Pop3Session, cmd: Pop3Command) => Outcome;
-
-const protocolError = (code: ErrorCode): Failure => ({ fail: code, count: 'error' });
-
-function reply(line: string): Pop3Action {
-  return { kind: 'reply', line };
-}
-
-/** A multi-line reply: status line, items, terminating dot. Items are pre-sanitised. */
-function multiLine(head: string, items: readonly string[]): Pop3Action[] {
-  return [reply(head), ...items.map(reply), reply('.')];
-}
 
 /** True when a command that takes no argument got none (a trailing space is tolerated). */
 function noArgs(cmd: Pop3Command): boolean {
   return cmd.args === '';
 }
-
-/** The reply to a user name or password that cannot be used, or undefined when it can. */
-function credentialProblem(s: string): ErrorCode | undefined {
-  if (s === '') return 'BAD_SYNTAX';
-  if (hasForbiddenCredentialChars(s)) return 'BAD_CHARACTERS';
-  return undefined;
-}
-
-const PLAIN_FAILURE: Record<PlainFailure, ErrorCode> = {
-  'field-count': 'BAD_SYNTAX',
-  'empty-authcid': 'BAD_SYNTAX',
-  'empty-password': 'BAD_SYNTAX',
-  'nul-in-field': 'BAD_CHARACTERS',
-  'bad-characters': 'BAD_CHARACTERS',
-  'bad-utf8': 'BAD_CHARACTERS',
-};
-
-/** Refusals of APOP arguments and CRAM-MD5 responses. */
-const NAME_DIGEST_FAILURE: Record<NameDigestFailure, ErrorCode> = {
-  syntax: 'BAD_SYNTAX',
-  'bad-characters': 'BAD_CHARACTERS',
-  'bad-utf8': 'BAD_CHARACTERS',
-};
-
-/**
- * Refusals of the client's RFC 4752 security-layer answer. Malformed data
- * follows the PLAIN rules (protocol errors); choosing a layer that was not
- * offered fails the login and spends an attempt.
- */
-const BEARER_FAILURE: Record<BearerFailure, ErrorCode> = {
-  syntax: 'BAD_SYNTAX',
-  'no-token': 'BAD_SYNTAX',
-  'bad-utf8': 'BAD_CHARACTERS',
-  'bad-characters': 'BAD_CHARACTERS',
-};
-
-const GSSAPI_LAYER_FAILURE: Record<GssapiLayerFailure, Failure> = {
-  short: { fail: 'BAD_SYNTAX', count: 'error' },
-  layer: { fail: 'UNSUPPORTED_SECURITY_LAYER', count: 'auth' },
-  'bad-utf8': { fail: 'BAD_CHARACTERS', count: 'error' },
-  'bad-characters': { fail: 'BAD_CHARACTERS', count: 'error' },
-};
-
-/** Server-side trouble ([SYS/*], [IN-USE]): not the client's fault, so it spends no attempt. */
-function isServerTrouble(code: ErrorCode): boolean {
-  const resp: string | undefined = ERRORS[code].resp;
-  return resp === 'SYS/TEMP' || resp === 'SYS/PERM' || resp === 'IN-USE';
-}
-
-/** Verbs whose arguments are credentials: a NUL or bad UTF-8 there is a credential problem. */
-const CREDENTIAL_VERBS: ReadonlySet<string> = new Set(['USER', 'PASS', 'APOP', 'AUTH']);
-
-function parseFailureCode(err: CommandParseError): ErrorCode {
-  if ((err.reason === 'nul' || err.reason === 'bad-utf8') && err.verb !== undefined && CREDENTIAL_VERBS.has(err.verb)) {
-    return 'BAD_CHARACTERS';
-  }
-  return err.reason === 'bad-keyword' ? 'UNKNOWN_COMMAND' : 'BAD_SYNTAX';
-}
-
-/** Where an AUTH exchange stands while it waits for the client's next line. */
-type SaslExchange =
-  | { readonly mech: 'PLAIN' }
-  | { readonly mech: 'LOGIN'; readonly step: 'username' }
-  | { readonly mech: 'LOGIN'; readonly step: 'password'; readonly username: string }
-  /** GSSAPI: the next context token (`first`: no token fed to the acceptor yet). */
-  | { readonly mech: 'GSSAPI'; readonly step: 'accept'; readonly first: boolean }
-  /** GSSAPI: the client's answer to the final context token (RFC 4752: no data). */
-  | { readonly mech: 'GSSAPI'; readonly step: 'ack'; readonly principal: string }
-  /** GSSAPI: the client's wrapped security-layer answer. */
-  | { readonly mech: 'GSSAPI'; readonly step: 'layer'; readonly principal: string }
-  /** CRAM-MD5: the client's `username SP digest` answer to `challenge`. */
-  | { readonly mech: 'CRAM-MD5'; readonly challenge: string }
-  /** EXTERNAL: the client's authorization identity (possibly empty). */
-  | { readonly mech: 'EXTERNAL' }
-  /** OAUTHBEARER / XOAUTH2: the client's message (no initial response was sent). */
-  | { readonly mech: 'OAUTHBEARER' | 'XOAUTH2' }
-  /** A refused bearer token's error challenge was sent (RFC 7628 3.2.2): any answer gets the `-ERR`. */
-  | { readonly mech: 'BEARER-ERROR'; readonly failure: Failure }
-  /** A host-read mechanism (SCRAM): the client's next message for the host's exchange. */
-  | { readonly mech: HostSaslMechanism; readonly step: 'message'; readonly first: boolean }
-  /** SCRAM: the server-final message was sent; the client's empty answer completes the login. */
-  | { readonly mech: HostSaslMechanism; readonly step: 'ack'; readonly username: string; readonly requestedUser: string };
-
-/** Which host answer a GSSAPI exchange waits for (state GSS_PENDING). */
-type GssWait =
-  | { readonly op: 'accept' }
-  | { readonly op: 'wrap'; readonly principal: string }
-  | { readonly op: 'unwrap'; readonly principal: string };
 
 export class Pop3Session {
   /**
@@ -284,10 +152,8 @@ export class Pop3Session {
   private pendingUser: string | undefined;
   /** Last user name presented by any mechanism (for logs). */
   private lastUser: string | undefined;
-  private sasl: SaslExchange | undefined;
-  private gss: GssWait | undefined;
-  /** The host-read mechanism whose `saslStep` the host is working on (SASL_PENDING). */
-  private hostStep: HostSaslMechanism | undefined;
+  /** The AUTH exchange: its continuation lines and its waits on the host (SASL, GSS_PENDING, SASL_PENDING). */
+  private readonly exchange: AuthExchange;
   private errors = 0;
   private authFailures = 0;
   /** The greeting timestamp when APOP is enabled on this connection. */
@@ -327,6 +193,19 @@ export class Pop3Session {
     // that neither allows password logins nor can upgrade to TLS.
     const apopPossible = options.tls || options.allowPlaintextAuth || options.stlsAvailable;
     this.apopTimestamp = principal === undefined && apopPossible ? timestamp : undefined;
+    this.exchange = new AuthExchange(
+      {
+        enter: (state) => {
+          this.st = state;
+        },
+        authenticate: (credentials) => this.authenticate(credentials),
+        presented: (username) => {
+          this.lastUser = username;
+        },
+        externalIdentity: () => this.externalIdentity,
+      },
+      options,
+    );
   }
 
   get state(): SessionState {
@@ -375,7 +254,7 @@ export class Pop3Session {
    * the current GSS context: the host may dispose of its acceptor.
    */
   get gssInProgress(): boolean {
-    return this.gss !== undefined || this.sasl?.mech === 'GSSAPI';
+    return this.exchange.gssInProgress;
   }
 
   /** Whether the channel is protected by TLS (initially, or after STLS). */
@@ -453,7 +332,7 @@ export class Pop3Session {
       case 'AUTHORIZATION': {
         const hostile = this.screen(line, 'line');
         if (hostile) return this.closeWith(hostile);
-        return this.settle(this.st === 'SASL' ? this.onSaslResponse(line) : this.dispatch(line, octets));
+        return this.settle(this.st === 'SASL' ? this.exchange.onSaslResponse(line) : this.dispatch(line, octets));
       }
       case 'TLS_PENDING':
       case 'GSS_PENDING':
@@ -526,8 +405,7 @@ export class Pop3Session {
     const failure: Failure = { fail: code, count: code === 'AUTH_FAILED' ? 'auth' : 'none', ...rest };
     if (errorChallenge !== undefined) {
       // RFC 7628 3.2.2: the error goes as a challenge; the `-ERR` answers the client's reply to it.
-      this.beginSasl({ mech: 'BEARER-ERROR', failure });
-      return [reply(saslChallenge(errorChallenge))];
+      return this.exchange.errorChallenge(failure, errorChallenge);
     }
     return this.settle(failure);
   }
@@ -537,9 +415,8 @@ export class Pop3Session {
   /** The host's exchange answered a `saslStep` with a challenge: send it, await the client's next message. */
   saslContinue(challenge: Buffer): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
-    const mech = this.expectHostStep('saslContinue');
-    this.beginSasl({ mech, step: 'message', first: false });
-    return [reply(saslChallenge(challenge))];
+    this.expect('SASL_PENDING', 'saslContinue');
+    return this.exchange.saslContinue(challenge);
   }
 
   /**
@@ -553,10 +430,8 @@ export class Pop3Session {
     if (result.username === '' || hasForbiddenCredentialChars(result.username) || hasForbiddenCredentialChars(result.requestedUser)) {
       throw new GatewayError('INTERNAL', 'Pop3Session.saslProved(): a user name must be non-empty, without CR, LF or NUL');
     }
-    const mech = this.expectHostStep('saslProved');
-    this.lastUser = result.username;
-    this.beginSasl({ mech, step: 'ack', username: result.username, requestedUser: result.requestedUser });
-    return [reply(saslChallenge(result.final))];
+    this.expect('SASL_PENDING', 'saslProved');
+    return this.exchange.saslProved(result);
   }
 
   /**
@@ -566,24 +441,8 @@ export class Pop3Session {
    */
   saslFailed(code: ErrorCode): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
-    this.expectHostStep('saslFailed');
-    return this.settle({ fail: code, count: isServerTrouble(code) ? 'none' : 'auth' });
-  }
-
-  private expectHostStep(method: string): HostSaslMechanism {
-    this.expect('SASL_PENDING', method);
-    const mech = this.hostStep;
-    if (mech === undefined) throw new GatewayError('INTERNAL', `Pop3Session.${method}() without a pending step`);
-    this.hostStep = undefined;
-    this.st = 'AUTHORIZATION';
-    return mech;
-  }
-
-  /** Hands a client message to the host's exchange and waits (awaiting 'sasl'). */
-  private requestHostStep(mechanism: HostSaslMechanism, data: Buffer, first: boolean): Pop3Action[] {
-    this.hostStep = mechanism;
-    this.st = 'SASL_PENDING';
-    return [{ kind: 'saslStep', mechanism, data, first }];
+    this.expect('SASL_PENDING', 'saslFailed');
+    return this.settle(this.exchange.saslFailed(code));
   }
 
   // ---- GSSAPI host answers -------------------------------------------------
@@ -596,34 +455,15 @@ export class Pop3Session {
    */
   gssAcceptResult(result: GssAcceptResult): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
-    this.expectGss('accept', 'gssAcceptResult');
-    if (result.done && (result.principal === undefined || result.principal === '')) {
-      throw new GatewayError('INTERNAL', 'Pop3Session.gssAcceptResult(): done without a principal');
-    }
-    this.gss = undefined;
-    this.st = 'AUTHORIZATION';
-    if (!result.done) {
-      this.beginSasl({ mech: 'GSSAPI', step: 'accept', first: false });
-      return [reply(saslChallenge(result.output))];
-    }
-    const principal = result.principal ?? '';
-    // Kerberos escapes such characters in unparsed names; fail closed anyway.
-    if (hasForbiddenCredentialChars(principal)) return this.settle({ fail: 'AUTH_FAILED', count: 'auth' });
-    this.lastUser = principal;
-    if (result.output.length > 0) {
-      this.beginSasl({ mech: 'GSSAPI', step: 'ack', principal });
-      return [reply(saslChallenge(result.output))];
-    }
-    return this.requestGss({ op: 'wrap', principal }, { kind: 'gssWrap', data: gssapiLayerOffer() });
+    this.expect('GSS_PENDING', 'gssAcceptResult');
+    return this.settle(this.exchange.gssAcceptResult(result));
   }
 
   /** The security-layer offer was wrapped (answer to `gssWrap`): send it, await the client's choice. */
   gssWrapped(token: Buffer): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
-    const wait = this.expectGss('wrap', 'gssWrapped');
-    this.gss = undefined;
-    this.beginSasl({ mech: 'GSSAPI', step: 'layer', principal: wait.principal });
-    return [reply(saslChallenge(token))];
+    this.expect('GSS_PENDING', 'gssWrapped');
+    return this.exchange.gssWrapped(token);
   }
 
   /**
@@ -633,12 +473,8 @@ export class Pop3Session {
    */
   gssUnwrapped(data: Buffer): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
-    const wait = this.expectGss('unwrap', 'gssUnwrapped');
-    this.gss = undefined;
-    this.st = 'AUTHORIZATION';
-    const answer = decodeGssapiLayerResponse(data);
-    if (!answer.ok) return this.settle(GSSAPI_LAYER_FAILURE[answer.reason]);
-    return this.authenticate({ mechanism: 'GSSAPI', principal: wait.principal, requestedUser: answer.authzid });
+    this.expect('GSS_PENDING', 'gssUnwrapped');
+    return this.settle(this.exchange.gssUnwrapped(data));
   }
 
   /**
@@ -653,9 +489,7 @@ export class Pop3Session {
   gssFailed(code: ErrorCode): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
     this.expect('GSS_PENDING', 'gssFailed');
-    this.gss = undefined;
-    this.st = 'AUTHORIZATION';
-    return this.settle({ fail: code, count: isServerTrouble(code) ? 'none' : 'auth' });
+    return this.settle(this.exchange.gssFailed(code));
   }
 
   // ---- dispatch -----------------------------------------------------------
@@ -723,30 +557,11 @@ export class Pop3Session {
   private enterClosed(): void {
     this.st = 'CLOSED';
     this.pendingUser = undefined;
-    this.sasl = undefined;
-    this.gss = undefined;
-    this.hostStep = undefined;
+    this.exchange.reset();
   }
 
   private expect(state: SessionState, method: string): void {
     if (this.st !== state) throw new GatewayError('INTERNAL', `Pop3Session.${method}() called in state ${this.st}`);
-  }
-
-  /** The pending GSS step, which must be `op` (anything else is a host bug). */
-  private expectGss<Op extends GssWait['op']>(op: Op, method: string): Extract<GssWait, { op: Op }> {
-    this.expect('GSS_PENDING', method);
-    const wait = this.gss;
-    if (wait?.op !== op) {
-      throw new GatewayError('INTERNAL', `Pop3Session.${method}() called while waiting for ${wait?.op ?? 'nothing'}`);
-    }
-    return wait as Extract<GssWait, { op: Op }>;
-  }
-
-  /** Asks the host for a GSS operation and waits (awaiting 'gss'). */
-  private requestGss(wait: GssWait, action: Pop3Action): Pop3Action[] {
-    this.gss = wait;
-    this.st = 'GSS_PENDING';
-    return [action];
   }
 
   /** A KPOP session: Kerberos authenticated the connection before the greeting. */
@@ -858,182 +673,7 @@ export class Pop3Session {
     if (mech === 'SCRAM-SHA-256-PLUS' && !this.tlsActive) return protocolError('PLAINTEXT_AUTH_DISALLOWED');
     this.pendingUser = undefined;
 
-    if (mech === 'GSSAPI') return this.startGssapi(initial);
-    if (mech === 'CRAM-MD5') return this.startCramMd5(initial);
-    if (mech === 'EXTERNAL') return this.startExternal(initial);
-    if (mech === 'OAUTHBEARER' || mech === 'XOAUTH2' || mech === 'SCRAM-SHA-256' || mech === 'SCRAM-SHA-256-PLUS') {
-      if (initial === undefined) {
-        this.beginSasl(mech === 'OAUTHBEARER' || mech === 'XOAUTH2' ? { mech } : { mech, step: 'message', first: true });
-        return [reply(SASL_EMPTY_CHALLENGE)];
-      }
-      const data = decodeBase64Strict(initial);
-      if (data === undefined) return protocolError('BAD_BASE64');
-      return mech === 'OAUTHBEARER' || mech === 'XOAUTH2' ? this.finishBearer(mech, data) : this.requestHostStep(mech, data, true);
-    }
-    if (initial === undefined) {
-      this.beginSasl(mech === 'PLAIN' ? { mech: 'PLAIN' } : { mech: 'LOGIN', step: 'username' });
-      return [reply(mech === 'PLAIN' ? SASL_EMPTY_CHALLENGE : loginPrompt('username'))];
-    }
-    const decoded = decodeBase64Strict(initial);
-    if (decoded === undefined) return protocolError('BAD_BASE64');
-    return mech === 'PLAIN' ? this.finishPlain(decoded) : this.loginUsername(decoded);
-  }
-
-  /** `AUTH GSSAPI [token]`: an absent or empty (`=`) initial response asks for the first token. */
-  private startGssapi(initial: string | undefined): Outcome {
-    const token = initial === undefined ? Buffer.alloc(0) : decodeBase64Strict(initial);
-    if (token === undefined) return protocolError('BAD_BASE64');
-    if (token.length === 0) {
-      this.beginSasl({ mech: 'GSSAPI', step: 'accept', first: true });
-      return [reply(SASL_EMPTY_CHALLENGE)];
-    }
-    return this.requestGss({ op: 'accept' }, { kind: 'gssAccept', token, first: true });
-  }
-
-  /** `AUTH CRAM-MD5`: send a fresh challenge. The server speaks first, so an initial response is an error. */
-  private startCramMd5(initial: string | undefined): Outcome {
-    if (initial !== undefined) return protocolError('BAD_SYNTAX');
-    const factory = this.opts.challengeFactory;
-    if (factory === undefined) throw new GatewayError('INTERNAL', 'CRAM-MD5 enabled without a challengeFactory');
-    const challenge = factory();
-    if (!isValidChallengeString(challenge)) {
-      throw new GatewayError('INTERNAL', 'Pop3SessionOptions.challengeFactory() returned a value not of the form <left@right>');
-    }
-    this.beginSasl({ mech: 'CRAM-MD5', challenge });
-    return [reply(cramMd5Challenge(challenge))];
-  }
-
-  /** `AUTH EXTERNAL [authzid]`: without an initial response, ask for the authzid with an empty challenge. */
-  private startExternal(initial: string | undefined): Outcome {
-    if (initial === undefined) {
-      this.beginSasl({ mech: 'EXTERNAL' });
-      return [reply(SASL_EMPTY_CHALLENGE)];
-    }
-    const decoded = decodeBase64Strict(initial);
-    if (decoded === undefined) return protocolError('BAD_BASE64');
-    return this.finishExternal(decoded);
-  }
-
-  // ---- SASL exchange -----------------------------------------------------
-
-  private beginSasl(exchange: SaslExchange): void {
-    this.sasl = exchange;
-    this.st = 'SASL';
-  }
-
-  /** The client's response to a `+ ` challenge. */
-  private onSaslResponse(line: Buffer): Outcome {
-    const exchange = this.sasl;
-    // Whatever happens, this step ends the current wait; a next step re-enters SASL.
-    this.sasl = undefined;
-    this.st = 'AUTHORIZATION';
-    if (exchange === undefined) throw new GatewayError('INTERNAL', 'SASL state without an exchange');
-    // Whatever the client answers an error challenge with (AQ==, `*`, anything), the login failed.
-    if (exchange.mech === 'BEARER-ERROR') return exchange.failure;
-
-    // latin1 maps bytes 1:1, so any non-ASCII byte fails the base64 check.
-    const text = line.toString('latin1');
-    if (text === SASL_CANCEL) return protocolError('AUTH_CANCELLED');
-    const decoded = decodeBase64Strict(text);
-    if (decoded === undefined) return protocolError('BAD_BASE64');
-
-    switch (exchange.mech) {
-      case 'PLAIN':
-        return this.finishPlain(decoded);
-      case 'GSSAPI':
-        return this.gssapiResponse(exchange, decoded);
-      case 'CRAM-MD5':
-        return this.finishCramMd5(exchange.challenge, decoded);
-      case 'EXTERNAL':
-        return this.finishExternal(decoded);
-      case 'OAUTHBEARER':
-      case 'XOAUTH2':
-        return this.finishBearer(exchange.mech, decoded);
-      case 'SCRAM-SHA-256':
-      case 'SCRAM-SHA-256-PLUS':
-        if (exchange.step === 'message') return this.requestHostStep(exchange.mech, decoded, exchange.first);
-        // RFC 5034 4: the client answers the server's final data with an empty response.
-        if (decoded.length > 0) return protocolError('BAD_SYNTAX');
-        return this.authenticate({ mechanism: exchange.mech, username: exchange.username, requestedUser: exchange.requestedUser });
-      case 'LOGIN':
-        if (exchange.step === 'username') return this.loginUsername(decoded);
-        return this.loginPassword(exchange.username, decoded);
-    }
-  }
-
-  /** A decoded client line in a GSSAPI exchange: hand it to the host's GSS context. */
-  private gssapiResponse(exchange: Extract<SaslExchange, { mech: 'GSSAPI' }>, data: Buffer): Outcome {
-    switch (exchange.step) {
-      case 'accept':
-        // A context token is never empty; do not bother the acceptor with one.
-        if (data.length === 0) return protocolError('BAD_SYNTAX');
-        return this.requestGss({ op: 'accept' }, { kind: 'gssAccept', token: data, first: exchange.first });
-      case 'ack':
-        // RFC 4752 expects no data here; whatever the client sent is unused.
-        return this.requestGss(
-          { op: 'wrap', principal: exchange.principal },
-          { kind: 'gssWrap', data: gssapiLayerOffer() },
-        );
-      case 'layer':
-        if (data.length === 0) return protocolError('BAD_SYNTAX');
-        return this.requestGss({ op: 'unwrap', principal: exchange.principal }, { kind: 'gssUnwrap', token: data });
-    }
-  }
-
-  private finishPlain(message: Buffer): Outcome {
-    const plain = decodePlain(message);
-    if (!plain.ok) return protocolError(PLAIN_FAILURE[plain.reason]);
-    this.lastUser = plain.authcid;
-    if (plain.authzid === '') {
-      return this.authenticate({ mechanism: 'PLAIN', username: plain.authcid, password: plain.passwd });
-    }
-    // Acting as another user is not offered to clients: refuse without
-    // verifying the password, but spend an attempt as any failed login does.
-    if (plain.authzid !== plain.authcid) return { fail: 'AUTH_FAILED', count: 'auth' };
-    return this.authenticate({ mechanism: 'PLAIN', username: plain.authcid, authzid: plain.authzid, password: plain.passwd });
-  }
-
-  private finishCramMd5(challenge: string, message: Buffer): Outcome {
-    const answer = decodeCramMd5Response(message);
-    if (!answer.ok) return protocolError(NAME_DIGEST_FAILURE[answer.reason]);
-    this.lastUser = answer.username;
-    return this.authenticate({ mechanism: 'CRAM-MD5', username: answer.username, challenge, response: answer.digest });
-  }
-
-  /** An OAUTHBEARER / XOAUTH2 message: the token goes to the host, which validates it and maps its user. */
-  private finishBearer(mech: 'OAUTHBEARER' | 'XOAUTH2', message: Buffer): Outcome {
-    const parsed = mech === 'OAUTHBEARER' ? decodeOAuthBearer(message) : decodeXOAuth2(message);
-    if (!parsed.ok) return protocolError(BEARER_FAILURE[parsed.reason]);
-    if (parsed.requestedUser !== '') this.lastUser = parsed.requestedUser;
-    return this.authenticate({ mechanism: mech, token: parsed.token, requestedUser: parsed.requestedUser });
-  }
-
-  /** The EXTERNAL authorization identity ('' when empty): the host checks it against the certificate's identity. */
-  private finishExternal(raw: Buffer): Outcome {
-    const identity = this.externalIdentity;
-    if (identity === undefined) throw new GatewayError('INTERNAL', 'AUTH EXTERNAL without an externalIdentity');
-    const requestedUser = decodeUtf8Strict(raw);
-    if (requestedUser === undefined || hasForbiddenCredentialChars(requestedUser)) return protocolError('BAD_CHARACTERS');
-    this.lastUser = identity;
-    return this.authenticate({ mechanism: 'EXTERNAL', requestedUser });
-  }
-
-  private loginUsername(raw: Buffer): Outcome {
-    const username = decodeUtf8Strict(raw);
-    if (username === undefined) return protocolError('BAD_CHARACTERS');
-    const problem = credentialProblem(username);
-    if (problem) return protocolError(problem);
-    this.lastUser = username;
-    this.beginSasl({ mech: 'LOGIN', step: 'password', username });
-    return [reply(loginPrompt('password'))];
-  }
-
-  private loginPassword(username: string, raw: Buffer): Outcome {
-    const password = decodeUtf8Strict(raw);
-    if (password === undefined) return protocolError('BAD_CHARACTERS');
-    const problem = credentialProblem(password);
-    if (problem) return protocolError(problem);
-    return this.authenticate({ mechanism: 'LOGIN', username, password });
+    return this.exchange.start(mech, initial);
   }
 }
 
