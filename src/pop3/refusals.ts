@@ -37,11 +37,7 @@ export const NAME_DIGEST_FAILURE: Record<NameDigestFailure, ErrorCode> = {
   'bad-utf8': 'BAD_CHARACTERS',
 };
 
-/**
- * Refusals of the client's RFC 4752 security-layer answer. Malformed data
- * follows the PLAIN rules (protocol errors); choosing a layer that was not
- * offered fails the login and spends an attempt.
- */
+/** Refusals of OAUTHBEARER and XOAUTH2 messages (RFC 7628): malformed, so protocol errors. */
 export const BEARER_FAILURE: Record<BearerFailure, ErrorCode> = {
   syntax: 'BAD_SYNTAX',
   'no-token': 'BAD_SYNTAX',
@@ -49,6 +45,11 @@ export const BEARER_FAILURE: Record<BearerFailure, ErrorCode> = {
   'bad-characters': 'BAD_CHARACTERS',
 };
 
+/**
+ * Refusals of the client's RFC 4752 security-layer answer. Malformed data
+ * follows the PLAIN rules (protocol errors); choosing a layer that was not
+ * offered fails the login and spends an attempt.
+ */
 export const GSSAPI_LAYER_FAILURE: Record<GssapiLayerFailure, Failure> = {
   short: { fail: 'BAD_SYNTAX', count: 'error' },
   layer: { fail: 'UNSUPPORTED_SECURITY_LAYER', count: 'auth' },

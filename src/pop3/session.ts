@@ -3,8 +3,10 @@
  * 3206, 4422, 4752, 5034), sans-I/O: lines in, actions out. The host (src/server) owns the
  * socket, the framer, timers, TLS, the GSS context and the login; it reports
  * outcomes back through `tlsStarted`, `gssAcceptResult`, `gssWrapped`,
- * `gssUnwrapped`, `gssFailed`, `loginSucceeded`, `loginFailed`, `timeout`,
- * `overflow`.
+ * `gssUnwrapped`, `gssFailed`, `saslContinue`, `saslProved`, `saslFailed`
+ * (host-run SASL steps such as SCRAM), `loginSucceeded`, `loginFailed`,
+ * `timeout`, `overflow`. The AUTH exchanges themselves run in
+ * sasl-exchange.ts.
  *
  * AUTH GSSAPI (RFC 4752), as the session drives it:
  *
@@ -390,12 +392,11 @@ export class Pop3Session {
   /**
    * The login failed with a catalogue code. AUTH_FAILED spends one attempt
    * (the last one closes with TOO_MANY_AUTH_ATTEMPTS); other codes close when
-   * the catalogue says so (backend trouble) and otherwise let the client retry.
-   */
-  /**
-   * The login failed. `opts.text` replaces the catalogue text (an auth
-   * service's own message); `opts.close` closes even where the catalogue
-   * would let the client retry (nginx closes on a failure without Auth-Wait).
+   * the catalogue says so (backend trouble) and otherwise let the client
+   * retry. `opts.text` replaces the catalogue text (an auth service's own
+   * message); `opts.close` closes even where the catalogue would let the
+   * client retry (nginx closes on a failure without Auth-Wait);
+   * `opts.errorChallenge` sends RFC 7628's error challenge first.
    */
   loginFailed(code: ErrorCode, opts: { text?: string; close?: boolean; errorChallenge?: Buffer } = {}): Pop3Action[] {
     if (this.st === 'CLOSED') return [];
