@@ -4,6 +4,7 @@
  * backend, services, kerberos. Groups run one after the other so the output reads in
  * order; the checks of a group run together.
  */
+import type { ProxyEnv } from '../../auth/proxy-env.js';
 import type { PopgateConfig } from '../../config/index.js';
 import { preflight, type PreflightOptions } from '../preflight.js';
 import { checkUserLogin, distinctTargets, probeTarget } from './backend.js';
@@ -27,6 +28,8 @@ export interface DoctorOptions {
   readonly clock?: () => number;
   /** Replaces klist/kinit (tests). */
   readonly runCommand?: RunCommand;
+  /** HTTP_PROXY/HTTPS_PROXY/NO_PROXY for a null auth.http.proxy / auth.oauth.proxy; default process.env. */
+  readonly env?: ProxyEnv;
 }
 
 /** The names clients use: `--hostname`, else the hosts of kerberos.servicePrincipals. */
@@ -60,7 +63,7 @@ export async function runDoctorChecks(config: PopgateConfig, opts: DoctorOptions
   results.push(...(await Promise.all(probes)).flat());
   if (opts.user !== undefined) results.push(...(await checkUserLogin(config, opts.user)));
 
-  const services = await Promise.all([checkAuthHttp(config), checkRedis(config, timeoutMs), checkOauth(config), checkLdap(config)]);
+  const services = await Promise.all([checkAuthHttp(config, opts.env), checkRedis(config, timeoutMs), checkOauth(config, opts.env), checkLdap(config)]);
   results.push(...services.flat());
 
   if (config.kerberos !== undefined) {

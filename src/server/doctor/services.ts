@@ -1,20 +1,31 @@
 /**
  * The services part of `popgate doctor`: the auth_http service answers HTTP
- * (a request with no credentials: it can authenticate nobody), Redis answers
- * PING when the throttle store is redis, and the OAuth issuer serves its
- * discovery document and a JWK Set, and each LDAP server of auth.ldap
- * answers (over its TLS, certificate checked) and, in search mode, lets the
- * service account bind. Each request has a deadline.
+ * (a request with no credentials: it can authenticate nobody), the Redis
+ * throttle store answers in its topology (./redis.ts), and the OAuth issuer
+ * serves its discovery document and a JWK Set, and each LDAP server of
+ * auth.ldap answers (over its TLS, certificate checked) and, in search mode,
+ * lets the service account bind. Each request has a deadline.
+ *
+ * The HTTP probes go the way the gateway's requests go: the agent is chosen
+ * per URL by ../../auth/proxy-agent.ts from auth.http.proxy /
+ * auth.oauth.proxy (null: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the
+ * environment), and each detail says which way it went (`direct`, or
+ * `through proxy http://proxy:3128`). A proxy that is down, or refuses the
+ * CONNECT, fails with a fix naming the proxy setting.
  */
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import http from 'node:http';
+import https from 'node:https';
+import { TLSSocket } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { Client } from 'ldapts';
-import { createClient } from 'redis';
 import { ldapTlsOptions } from '../../auth/ldap.js';
+import { createEgressAgents, type EgressAgents, type EgressKind } from '../../auth/proxy-agent.js';
+import type { ProxyEnv, ProxySetting } from '../../auth/proxy-env.js';
 import type { PopgateConfig } from '../../config/index.js';
 import { discoveryUrl } from '../../config/oauth.js';
-import { errText, fail, ok, warn, type DoctorResult } from './types.js';
+import { errText, fail, ok, type DoctorResult } from './types.js';
+
+export { checkRedis } from './redis.js';
 
 /** A URL without its path and query (they may hold a key): scheme, host and port. */
 function origin(url: string): string {
@@ -25,108 +36,244 @@ function origin(url: string): string {
   }
 }
 
-/** A redis:// URL as scheme, host and port: no credentials, no database. */
-function redisShown(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}`;
-  } catch {
-    return '(unparsable URL)';
-  }
+/** Which way a probe went, for its detail and its fix. */
+export interface ProbeWay {
+  readonly kind: EgressKind;
+  /** The proxy (scheme, host, port), or null when direct. */
+  readonly proxy: string | null;
 }
 
-/** GET `url` with no credentials; the status and headers, or rejects (no answer). Body capped and dropped. */
-export function httpProbe(url: string, timeoutMs: number, maxBody = 1024 * 1024): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: 'GET', timeout: timeoutMs, headers: { accept: 'application/json' } }, (res) => {
+/** The proxy setting's name and value, as the fixes name them. */
+export interface ProxyChoice {
+  /** `auth.http.proxy` or `auth.oauth.proxy`. */
+  readonly name: string;
+  readonly setting: ProxySetting;
+  readonly env: ProxyEnv;
+}
+
+/** How a proxy URL and where it came from read in a detail. */
+export function wayShown(target: URL, proxy: URL | null, choice: Pick<ProxyChoice, 'name' | 'setting'>): string {
+  if (proxy === null) return 'direct';
+  const from = choice.setting === null ? `${target.protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY'} from the environment, ${choice.name} being null` : choice.name;
+  return `through proxy ${proxy.protocol}//${proxy.host} (${from})`;
+}
+
+/** The fix for a probe that failed on its way through a proxy. */
+export function proxyFix(choice: Pick<ProxyChoice, 'name' | 'setting'>, proxy: string, target: URL): string {
+  const where = `${target.hostname}:${target.port || (target.protocol === 'https:' ? '443' : '80')}`;
+  const setting =
+    choice.setting === null
+      ? `${choice.name} (null: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the environment; list the host in NO_PROXY or set none to go direct)`
+      : `${choice.name} (none: direct; null: HTTP_PROXY/HTTPS_PROXY/NO_PROXY from the environment)`;
+  return `start the proxy ${proxy} and let it through to ${where}, or correct ${setting}`;
+}
+
+/** A probe that failed because of the proxy, not the service. */
+export class ProxyFault extends Error {}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+}
+
+/** The connection-level error codes that, at the proxy's port, mean the proxy is not there. */
+const NOT_THERE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * GET `url` with no credentials (not even a user:password@ in the URL)
+ * through `egress`, the agent the gateway would use for it; the answer, or
+ * rejects (no answer; a ProxyFault when the proxy is down or refused the
+ * CONNECT). Body capped; the whole exchange has `timeoutMs`.
+ */
+export function httpProbe(url: URL, egress: EgressAgents, timeoutMs: number, maxBody = 1024 * 1024): { way: ProbeWay; answer: Promise<HttpAnswer> } | { error: Error } {
+  let route: ReturnType<EgressAgents['route']>;
+  try {
+    route = egress.route(url);
+  } catch (err) {
+    return { error: err instanceof Error ? err : new Error(String(err)) };
+  }
+  const proxy = route.proxy !== null ? `${route.proxy.protocol}//${route.proxy.host}` : null;
+  const way: ProbeWay = { kind: route.kind, proxy };
+  const answer = new Promise<HttpAnswer>((resolve, reject) => {
+    const options: https.RequestOptions = {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port === '' ? undefined : Number(url.port),
+      path: `${url.pathname}${url.search}`,
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      agent: route.agent,
+    };
+    const fault = (err: Error): Error => {
+      const e = err as NodeJS.ErrnoException & { port?: number; hostname?: string };
+      const proxyPort = route.proxy !== null ? Number(route.proxy.port || (route.proxy.protocol === 'https:' ? 443 : 80)) : undefined;
+      if (proxyPort !== undefined && e.code !== undefined && NOT_THERE.has(e.code) && (e.port === proxyPort || e.hostname === route.proxy?.hostname)) {
+        return new ProxyFault(`the proxy ${proxy} does not answer: ${errText(err)}`);
+      }
+      return err;
+    };
+    const req = (url.protocol === 'https:' ? https.request : http.request)(options, (res) => {
+      // https-proxy-agent hands a refused CONNECT back as the answer, on a plain socket: not the service's.
+      if (route.kind === 'proxy-connect' && !(res.socket instanceof TLSSocket)) {
+        res.resume();
+        finish(new ProxyFault(`the proxy ${proxy} refused the CONNECT to ${url.host}: HTTP ${res.statusCode ?? 0}`));
+        return;
+      }
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
         body += c;
-        if (body.length > maxBody) req.destroy(new Error(`answer larger than ${maxBody} bytes`));
+        if (body.length > maxBody) finish(new Error(`answer larger than ${maxBody} bytes`));
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
+      res.on('end', () => finish(undefined, { status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', (err) => finish(fault(err)));
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
+    let settled = false;
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    function finish(err: Error | undefined, a?: HttpAnswer): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) {
+        req.destroy();
+        reject(err);
+      } else resolve(a!);
+    }
+    req.on('error', (err) => finish(fault(err)));
     req.end();
   });
+  return { way, answer };
 }
 
-/** auth.http: any HTTP answer to a request without credentials. */
-export async function checkAuthHttp(config: PopgateConfig): Promise<DoctorResult[]> {
-  const http = config.auth.http;
-  if (http === undefined || !config.auth.verifiers.includes('http')) return [];
-  const check = `auth_http service ${origin(http.url)}`;
+/** The egress agents of one check: no keep-alive (one question each), the gateway's choice of route. */
+function probeAgents(choice: ProxyChoice): EgressAgents {
+  return createEgressAgents({ proxy: choice.setting, env: choice.env, agentOptions: { keepAlive: false } });
+}
+
+/** Who a failed probe points at: the proxy, the proxy or the service (through a proxy), or the service (direct). */
+type Blame = 'proxy' | 'either' | 'service';
+
+type ProbeOutcome = { answer: HttpAnswer; way: string; kind: EgressKind } | { error: string; way: string; blame: Blame; fix?: string };
+
+/** One GET as the gateway would send it: the answer and the way, or a failure's detail and who is to blame. */
+async function probe(url: string, egress: EgressAgents, choice: ProxyChoice, timeoutMs: number): Promise<ProbeOutcome> {
+  let target: URL;
   try {
-    const res = await httpProbe(http.url, http.timeout);
-    const status = res.headers['auth-status'];
-    return [ok('services', check, `answers HTTP ${res.status}${status !== undefined ? ` (Auth-Status: ${String(status)})` : ''} to a request without credentials${http.proxy !== null ? '; asked directly, not through auth.http.proxy' : ''}`)];
+    target = new URL(url);
+  } catch {
+    return { error: 'not a URL', way: 'no way', blame: 'service' };
+  }
+  const p = httpProbe(target, egress, timeoutMs);
+  if ('error' in p) {
+    const fix = `correct ${choice.name}${choice.setting === null ? ' (null: HTTP_PROXY/HTTPS_PROXY from the environment)' : ''}`;
+    return { error: `the proxy setting is unusable: ${errText(p.error)}`, way: 'no way', blame: 'proxy', fix };
+  }
+  const way = wayShown(target, p.way.proxy === null ? null : new URL(p.way.proxy), choice);
+  try {
+    return { answer: await p.answer, way, kind: p.way.kind };
   } catch (err) {
-    return [fail('services', check, `no HTTP answer: ${errText(err)}`, 'start the auth service, or correct auth.http.url')];
+    if (p.way.proxy === null) return { error: errText(err), way, blame: 'service' };
+    if (err instanceof ProxyFault) return { error: errText(err), way, blame: 'proxy', fix: proxyFix(choice, p.way.proxy, target) };
+    return { error: errText(err), way, blame: 'either' };
   }
 }
 
-/** auth.throttle.redis with a url: connect and PING. Sentinel and cluster: not probed (a warning). */
-export async function checkRedis(config: PopgateConfig, timeoutMs: number): Promise<DoctorResult[]> {
-  const t = config.auth.throttle;
-  if (!t.enabled || t.store !== 'redis' || t.redis === undefined) return [];
-  if (t.redis.url === undefined) {
-    return [warn('services', 'redis', `not probed: doctor pings a url store only (this one is ${t.redis.sentinel ? 'sentinel' : 'cluster'})`, 'check the nodes with redis-cli PING')];
-  }
-  const check = `redis ${redisShown(t.redis.url)}`;
-  const client = createClient({ url: t.redis.url, socket: { connectTimeout: timeoutMs, reconnectStrategy: false } });
-  let lastError: unknown;
-  client.on('error', (err: unknown) => (lastError = err));
+/** The fix of a failed probe: the service's own, or the proxy's (named by its setting). */
+function fixOf(r: { blame: Blame; fix?: string }, choice: ProxyChoice, own: string): string {
+  if (r.blame === 'proxy') return r.fix ?? `correct ${choice.name}`;
+  if (r.blame === 'either') return `${own}; or check that the proxy (${choice.name}) lets popgate through`;
+  return own;
+}
+
+/**
+ * Through an http:// proxy (absolute-form requests) the proxy answers for a
+ * service it cannot reach: 502/503/504 (and 407, it wants credentials) are
+ * taken as the proxy's, not the service's.
+ */
+export function proxyAnswered(kind: EgressKind, status: number): boolean {
+  return kind === 'proxy-http' && [407, 502, 503, 504].includes(status);
+}
+
+/** auth.http: any HTTP answer to a request without credentials, asked the way the gateway asks. */
+export async function checkAuthHttp(config: PopgateConfig, env: ProxyEnv = process.env): Promise<DoctorResult[]> {
+  const h = config.auth.http;
+  if (h === undefined || !config.auth.verifiers.includes('http')) return [];
+  const check = `auth_http service ${origin(h.url)}`;
+  const own = 'start the auth service, or correct auth.http.url';
+  const choice: ProxyChoice = { name: 'auth.http.proxy', setting: h.proxy ?? null, env };
+  const egress = probeAgents(choice);
   try {
-    const answer = await Promise.race([
-      client.connect().then(() => client.ping()),
-      new Promise<never>((_r, reject) => setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref()),
-    ]);
-    return [ok('services', check, `answers PING with ${answer}`)];
-  } catch (err) {
-    return [fail('services', check, `no PONG: ${errText(lastError ?? err)}`, 'start Redis, or correct auth.throttle.redis.url (credentials, rediss:// for TLS)')];
+    const r = await probe(h.url, egress, choice, h.timeout);
+    if ('error' in r) return [fail('services', check, `no HTTP answer (${r.way}): ${r.error}`, fixOf(r, choice, own))];
+    if (proxyAnswered(r.kind, r.answer.status)) {
+      return [fail('services', check, `HTTP ${r.answer.status} (${r.way}): the proxy's answer for a service it cannot reach, or the service's own`, fixOf({ blame: 'either' }, choice, own))];
+    }
+    const status = r.answer.headers['auth-status'];
+    return [ok('services', check, `answers HTTP ${r.answer.status}${status !== undefined ? ` (Auth-Status: ${String(status)})` : ''} to a request without credentials (${r.way})`)];
   } finally {
-    // destroy() throws on a client that never opened (connection refused).
-    if (client.isOpen) client.destroy();
+    egress.destroy();
   }
 }
 
-/** auth.oauth: the discovery document (unless jwksUrl is set) names the issuer, and the JWKS has keys. */
-export async function checkOauth(config: PopgateConfig): Promise<DoctorResult[]> {
+/** auth.oauth: the discovery document (unless jwksUrl is set) names the issuer, and the JWKS has keys; asked the way the gateway asks. */
+export async function checkOauth(config: PopgateConfig, env: ProxyEnv = process.env): Promise<DoctorResult[]> {
   const o = config.auth.oauth;
   if (o === undefined) return [];
+  const choice: ProxyChoice = { name: 'auth.oauth.proxy', setting: o.proxy ?? null, env };
+  const egress = probeAgents(choice);
   const results: DoctorResult[] = [];
-  let jwksUrl = o.jwksUrl;
-  if (jwksUrl === undefined) {
-    const url = discoveryUrl(o.issuer);
-    const check = 'oauth issuer discovery';
+  /** The document at `url` as JSON, or a failure with its fix. */
+  const getJson = async (url: string, own: string): Promise<{ doc: Record<string, unknown>; way: string } | { error: string; way: string; fix: string }> => {
+    const r = await probe(url, egress, choice, o.timeout);
+    if ('error' in r) return { error: r.error, way: r.way, fix: fixOf(r, choice, own) };
+    const blame: Blame = r.kind === 'proxy-http' ? 'either' : 'service';
+    if (r.answer.status !== 200) return { error: `HTTP ${r.answer.status}`, way: r.way, fix: fixOf({ blame }, choice, own) };
     try {
-      const res = await httpProbe(url, o.timeout);
-      if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-      const doc = JSON.parse(res.body) as { issuer?: unknown; jwks_uri?: unknown };
-      if (doc.issuer !== o.issuer) throw new Error(`the document names the issuer ${JSON.stringify(doc.issuer)}, not ${o.issuer}`);
-      if (typeof doc.jwks_uri !== 'string') throw new Error('the document has no jwks_uri');
-      jwksUrl = doc.jwks_uri;
-      results.push(ok('services', check, `${url} names ${o.issuer} and its JWKS ${jwksUrl}`));
+      const doc = JSON.parse(r.answer.body) as unknown;
+      if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('not a JSON object');
+      return { doc: doc as Record<string, unknown>, way: r.way };
     } catch (err) {
-      results.push(fail('services', check, `${url}: ${errText(err)}`, 'correct auth.oauth.issuer (exactly as tokens carry it in iss), or set auth.oauth.jwksUrl'));
-      return results;
+      return { error: `not JSON: ${errText(err)}`, way: r.way, fix: own };
     }
-  }
-  const check = 'oauth issuer JWKS';
+  };
   try {
-    const res = await httpProbe(jwksUrl, o.timeout);
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-    const keys = (JSON.parse(res.body) as { keys?: unknown }).keys;
-    if (!Array.isArray(keys) || keys.length === 0) throw new Error('no keys in it');
-    results.push(ok('services', check, `${origin(jwksUrl)} serves ${keys.length} key${keys.length === 1 ? '' : 's'}`));
-  } catch (err) {
-    results.push(fail('services', check, `${origin(jwksUrl)}: ${errText(err)}`, 'make the issuer serve its JWK Set, or correct auth.oauth.jwksUrl'));
+    let jwksUrl = o.jwksUrl;
+    if (jwksUrl === undefined) {
+      const url = discoveryUrl(o.issuer);
+      const check = 'oauth issuer discovery';
+      const own = 'correct auth.oauth.issuer (exactly as tokens carry it in iss), or set auth.oauth.jwksUrl';
+      const r = await getJson(url, own);
+      if ('error' in r) {
+        results.push(fail('services', check, `${url} (${r.way}): ${r.error}`, r.fix));
+        return results;
+      }
+      if (r.doc.issuer !== o.issuer) {
+        results.push(fail('services', check, `${url} (${r.way}): the document names the issuer ${JSON.stringify(r.doc.issuer)}, not ${o.issuer}`, own));
+        return results;
+      }
+      if (typeof r.doc.jwks_uri !== 'string') {
+        results.push(fail('services', check, `${url} (${r.way}): the document has no jwks_uri`, own));
+        return results;
+      }
+      jwksUrl = r.doc.jwks_uri;
+      results.push(ok('services', check, `${url} names ${o.issuer} and its JWKS ${jwksUrl} (${r.way})`));
+    }
+    const check = 'oauth issuer JWKS';
+    const own = 'make the issuer serve its JWK Set, or correct auth.oauth.jwksUrl';
+    const r = await getJson(jwksUrl, own);
+    if ('error' in r) {
+      results.push(fail('services', check, `${origin(jwksUrl)} (${r.way}): ${r.error}`, r.fix));
+    } else if (!Array.isArray(r.doc.keys) || r.doc.keys.length === 0) {
+      results.push(fail('services', check, `${origin(jwksUrl)} (${r.way}): no keys in it`, own));
+    } else {
+      const n = r.doc.keys.length;
+      results.push(ok('services', check, `${origin(jwksUrl)} serves ${n} key${n === 1 ? '' : 's'} (${r.way})`));
+    }
+    return results;
+  } finally {
+    egress.destroy();
   }
-  return results;
 }
 
 /**
