@@ -42,6 +42,8 @@ export interface TestTinyproxy {
   log(): Promise<string>;
   /** Every request line tinyproxy logged, in order. */
   requests(): Promise<TinyproxyRequest[]>;
+  /** Marks the log now: the function returned gives the requests logged since. */
+  mark(): Promise<() => Promise<TinyproxyRequest[]>>;
   /** SIGTERM (SIGKILL after 5 s), then removes its directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -130,6 +132,10 @@ async function startOn(dir: string, port: number, options: StartTinyproxyOptions
     pid,
     log: readLog,
     requests: async () => parseTinyproxyRequests(await readLog()),
+    async mark() {
+      const before = parseTinyproxyRequests(await readLog()).length;
+      return async () => parseTinyproxyRequests(await readLog()).slice(before);
+    },
     stop() {
       stopping ??= (async () => {
         if (exited === undefined) {

@@ -13,12 +13,10 @@
  * A proxy that is down, and one that refuses the CONNECT (a port not in its
  * ConnectPort list: HTTP 403), are ✗ with a fix naming the proxy setting.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tls from 'node:tls';
-import { OAuth2Server } from 'oauth2-mock-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PopgateConfig } from '../../src/config/index.js';
 import { checkAuthHttp, checkOauth } from '../../src/server/doctor/services.js';
@@ -26,17 +24,17 @@ import type { DoctorResult } from '../../src/server/doctor/types.js';
 import { makeTempTestPki, type TestPki } from '../helpers/certs.js';
 import { CLI } from '../helpers/cli-process.js';
 import { runProgram } from '../helpers/clients.js';
-import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
+import { startHttpsServices, type HttpsServices } from '../helpers/https-services.js';
+import type { AuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';
 import { startTinyproxy, type TestTinyproxy, type TinyproxyRequest } from '../helpers/tinyproxy.js';
 
 let pki: TestPki;
 let dir: string;
-let defaultCas: string[];
+let services: HttpsServices;
 let proxy: TestTinyproxy;
 /** A tinyproxy that admits CONNECT to no port of ours: it refuses (403). */
 let strict: TestTinyproxy;
-let server: OAuth2Server;
 let issuerPort: number;
 let issuer: string;
 let auth: AuthService;
@@ -47,18 +45,9 @@ let authHost: string;
 beforeAll(async () => {
   pki = await makeTempTestPki();
   dir = await mkdtemp(join(tmpdir(), 'popgate-doctor-egress-'));
-  defaultCas = tls.getCACertificates('default');
-  tls.setDefaultCACertificates([...defaultCas, readFileSync(pki.caFile, 'utf8')]);
-
-  server = new OAuth2Server(pki.keyFile, pki.certFile);
-  await server.issuer.keys.generate('RS256');
-  issuerPort = await freePort();
-  issuer = `https://localhost:${issuerPort}`;
-  server.issuer.url = issuer;
-  await server.start(issuerPort, '127.0.0.1');
-
-  auth = await startAuthService(dir, 'tls-auth', ['--user', 'alice=wonderland', '--fail-wait', '0', '--tls-cert', pki.certFile, '--tls-key', pki.keyFile]);
-  authPort = Number(new URL(auth.url).port);
+  services = await startHttpsServices(pki, dir);
+  ({ issuerPort, auth, authPort } = services);
+  issuer = services.issuerUrl;
   authHost = new URL(auth.url).host;
 
   proxy = await startTinyproxy({ connectPorts: [issuerPort, authPort] });
@@ -68,18 +57,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.stop();
   await strict?.stop();
-  await server?.stop();
-  await auth?.stop();
-  if (defaultCas) tls.setDefaultCACertificates(defaultCas);
+  await services?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
   if (pki) await rm(pki.dir, { recursive: true, force: true });
 });
 
 /** What tinyproxy logs from now on: call the result for the requests since. */
-async function mark(p: TestTinyproxy = proxy): Promise<() => Promise<TinyproxyRequest[]>> {
-  const before = (await p.requests()).length;
-  return async () => (await p.requests()).slice(before);
-}
+const mark = (p: TestTinyproxy = proxy): Promise<() => Promise<TinyproxyRequest[]>> => p.mark();
 
 const authConfig = (proxySetting: string | null, url = auth.url) => ({ auth: { verifiers: ['http'], http: { url, timeout: 5_000, proxy: proxySetting } } }) as unknown as PopgateConfig;
 const oauthConfig = (proxySetting: string | null) => ({ auth: { oauth: { issuer, timeout: 5_000, proxy: proxySetting } } }) as unknown as PopgateConfig;

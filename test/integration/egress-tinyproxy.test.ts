@@ -17,7 +17,6 @@
  * the tunnelled TLS is checked like any other (an untrusted CA fails, and so
  * does a certificate that does not name an IP-literal origin's address).
  */
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +28,8 @@ import { createHttpAuthVerifier, type HttpAuthOptions, type HttpAuthVerifier } f
 import { createTokenValidator, type TokenValidator, type TokenValidatorDeps } from '../../src/auth/oauth/token-validator.js';
 import { oauthSchema, type OAuthConfigInput } from '../../src/config/oauth.js';
 import { issueCert, makeTempTestPki, type TestPki } from '../helpers/certs.js';
-import { startAuthService, type AuthService } from '../helpers/nginx-auth.js';
+import { startHttpsServices, type HttpsServices } from '../helpers/https-services.js';
+import type { AuthService } from '../helpers/nginx-auth.js';
 import { freePort } from '../helpers/ports.js';
 import { startTinyproxy, type TestTinyproxy, type TinyproxyRequest } from '../helpers/tinyproxy.js';
 import { unavailable } from '../helpers/verifier.js';
@@ -38,7 +38,7 @@ const AUDIENCE = 'popgate';
 
 let pki: TestPki;
 let dir: string;
-let defaultCas: string[];
+let services: HttpsServices;
 let proxy: TestTinyproxy;
 /** The https issuer: https://localhost:<port> (the test certificate names localhost and 127.0.0.1). */
 let server: OAuth2Server;
@@ -54,18 +54,9 @@ let misnamedPort: number;
 beforeAll(async () => {
   pki = await makeTempTestPki();
   dir = await mkdtemp(join(tmpdir(), 'popgate-egress-'));
-  defaultCas = tls.getCACertificates('default');
-  tls.setDefaultCACertificates([...defaultCas, readFileSync(pki.caFile, 'utf8')]);
-
-  server = new OAuth2Server(pki.keyFile, pki.certFile);
-  await server.issuer.keys.generate('RS256');
-  issuerPort = await freePort();
-  issuer = `https://localhost:${issuerPort}`;
-  server.issuer.url = issuer;
-  await server.start(issuerPort, '127.0.0.1');
-
-  auth = await startAuthService(dir, 'tls-auth', ['--user', 'alice=wonderland', '--fail-wait', '0', '--tls-cert', pki.certFile, '--tls-key', pki.keyFile]);
-  authPort = Number(new URL(auth.url).port);
+  services = await startHttpsServices(pki, dir);
+  ({ server, issuerPort, auth, authPort } = services);
+  issuer = services.issuerUrl;
 
   const localhostOnly = await issueCert(pki, { name: 'localhost-only', dns: ['localhost'] });
   misnamed = new OAuth2Server(localhostOnly.keyFile, localhostOnly.certFile);
@@ -79,10 +70,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.stop();
-  await server?.stop();
   await misnamed?.stop();
-  await auth?.stop();
-  if (defaultCas) tls.setDefaultCACertificates(defaultCas);
+  await services?.stop();
   await rm(dir, { recursive: true, force: true });
   await rm(pki.dir, { recursive: true, force: true });
 });
@@ -108,10 +97,7 @@ function token(from: OAuth2Server = server): Promise<string> {
 }
 
 /** What tinyproxy logs from now on: call the result for the requests since. */
-async function mark(p: TestTinyproxy = proxy): Promise<() => Promise<TinyproxyRequest[]>> {
-  const before = (await p.requests()).length;
-  return async () => (await p.requests()).slice(before);
-}
+const mark = (p: TestTinyproxy = proxy): Promise<() => Promise<TinyproxyRequest[]>> => p.mark();
 
 describe('OAuth issuer over https through tinyproxy', () => {
   it('auth.oauth.proxy: discovery and JWKS go through one CONNECT tunnel (kept alive), and the token validates', async () => {
@@ -164,12 +150,13 @@ describe('OAuth issuer over https through tinyproxy', () => {
 
   it('the tunnelled TLS is checked: an untrusted CA fails, after the proxy did connect', async () => {
     const since = await mark();
-    tls.setDefaultCACertificates(defaultCas);
+    const trusted = tls.getCACertificates('default');
+    tls.setDefaultCACertificates(services.defaultCas);
     try {
       const err = await unavailable(validator({ proxy: proxy.url }).validate(await token()));
       expect(err.detail).toMatch(/^issuer-unreachable: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN) from https:\/\/localhost:/);
     } finally {
-      tls.setDefaultCACertificates([...defaultCas, readFileSync(pki.caFile, 'utf8')]);
+      tls.setDefaultCACertificates(trusted);
     }
     expect(await since()).toEqual([{ method: 'CONNECT', target: `localhost:${issuerPort}` }]);
   });
