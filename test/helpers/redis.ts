@@ -7,11 +7,11 @@
  * Fails loudly when redis-server is missing: a skipped Redis test would hide
  * that the shared-store path is untested.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnChildServer } from './child-server.js';
 import { freePort } from './ports.js';
 
 export const REDIS_SERVER_BIN = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
@@ -71,60 +71,25 @@ async function startOn(port: number, dir: string, options: StartRedisOptions): P
   }
   // A sentinel never says "Ready to accept connections"; it names itself once listening.
   const ready = options.sentinelConfig ? /Sentinel ID is/ : /Ready to accept connections/;
-  const child: ChildProcess = spawn(REDIS_SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  let exited: string | undefined;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      exited = `spawn error ${err.message}`;
-      resolve();
-    });
-  });
-  return new Promise<TestRedis>((resolve, reject) => {
-    const timer = setTimeout(() => fail('not ready within 10 s'), 10_000);
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString('utf8');
-      if (ready.test(output)) {
-        clearTimeout(timer);
-        resolve(handle());
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    void exit.then(() => fail(exited ?? 'exited'));
-
-    function fail(why: string): void {
-      clearTimeout(timer);
-      if (exited === undefined && child.pid !== undefined) child.kill('SIGKILL');
-      reject(new Error(`redis-server on port ${port} did not start (${why}).\n--- output ---\n${output}`));
-    }
-
-    function handle(): TestRedis {
-      let stopping: Promise<void> | undefined;
-      return {
-        port,
-        url: `redis://127.0.0.1:${port}`,
-        pid: child.pid!,
-        output: () => output,
-        stop() {
-          stopping ??= (async () => {
-            if (exited === undefined) {
-              process.kill(child.pid!, 'SIGTERM');
-              const killer = setTimeout(() => {
-                if (exited === undefined) process.kill(child.pid!, 'SIGKILL');
-              }, 5_000);
-              await exit;
-              clearTimeout(killer);
-            }
-            await rm(dir, { recursive: true, force: true });
-          })();
-          return stopping;
-        },
-      };
-    }
-  });
+  const server = spawnChildServer(REDIS_SERVER_BIN, args);
+  try {
+    // Its own words that it is ready, or gone.
+    await server.waitReady(`redis-server on port ${port}`, () => ready.test(server.output()), 10_000);
+  } catch (err) {
+    throw new Error(`redis-server on port ${port} did not start (${(err as Error).message}).\n--- output ---\n${server.output()}`);
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pid: server.pid,
+    output: server.output,
+    stop() {
+      stopping ??= (async () => {
+        await server.stop(5_000);
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return stopping;
+    },
+  };
 }

@@ -24,7 +24,7 @@
  * `conn=N fd=F closed`), read by slapdConnections. `restart()` stops it and
  * starts it again on the same ports with the same database.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -33,7 +33,7 @@ import path from 'node:path';
 import { Client } from 'ldapts';
 import { freePort } from './ports.js';
 import type { TestPki } from './certs.js';
-import { waitFor } from './wait.js';
+import { spawnChildServer, type ChildServer } from './child-server.js';
 
 export const SLAPD_BIN = process.env.SLAPD ?? '/usr/sbin/slapd';
 export const SLAPADD_BIN = process.env.SLAPADD ?? '/usr/sbin/slapadd';
@@ -266,50 +266,29 @@ export async function startSlapd(pki: TestPki, options: StartSlapdOptions = {}):
 }
 
 async function startOn(conf: string, dir: string, port: number, tlsPort: number, logConnections: boolean): Promise<TestSlapd> {
-  let output = '';
-  let child!: ChildProcess;
-  let exited: string | undefined;
-  let exit!: Promise<void>;
+  // One per launch (restart() launches again); output() is all of theirs, in order.
+  const runs: ChildServer[] = [];
+  const current = (): ChildServer => runs[runs.length - 1]!;
+  const output = (): string => runs.map((r) => r.output()).join('');
   async function launch(): Promise<void> {
     // -d 0: stay in the foreground (no fork) with no debug output; errors still go to stderr. -d stats: connections too.
-    child = spawn(SLAPD_BIN, ['-f', conf, '-h', `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${tlsPort}/`, '-d', logConnections ? 'stats' : '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    // 'close': exited, and its output read to the end.
+    const server = spawnChildServer(SLAPD_BIN, ['-f', conf, '-h', `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${tlsPort}/`, '-d', logConnections ? 'stats' : '0'], {
+      exitEvent: 'close',
     });
-    exited = undefined;
-    child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    exit = new Promise<void>((resolve) => {
-      // 'close': exited, and its output read to the end.
-      child.once('close', (code, signal) => {
-        exited = `exit ${code ?? signal}`;
-        resolve();
-      });
-      child.once('error', (err) => {
-        exited = `spawn error ${err.message}`;
-        resolve();
-      });
-    });
+    runs.push(server);
     try {
-      // Listening on both ports, or gone: an exit ends the wait at once.
-      await waitFor(`slapd on ports ${port}/${tlsPort}`, async () => exited !== undefined || ((await canConnect(port)) && (await canConnect(tlsPort))), {
-        timeoutMs: 10_000,
-      });
-      if (exited !== undefined) throw new Error(exited);
+      // Listening on both ports, or gone.
+      await server.waitReady(`slapd on ports ${port}/${tlsPort}`, async () => (await canConnect(port)) && (await canConnect(tlsPort)), 10_000);
     } catch (err) {
-      if (exited === undefined) child.kill('SIGKILL');
-      throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${exited ?? (err as Error).message}).\n--- output ---\n${output}`);
+      throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${(err as Error).message}).\n--- output ---\n${output()}`);
     }
   }
   async function terminate(): Promise<void> {
-    if (exited !== undefined) return;
-    const pid = child.pid!;
-    process.kill(pid, 'SIGCONT');
-    process.kill(pid, 'SIGTERM');
-    const killer = setTimeout(() => {
-      if (exited === undefined) process.kill(pid, 'SIGKILL');
-    }, 5_000);
-    await exit;
-    clearTimeout(killer);
+    const server = current();
+    if (server.exited() !== undefined) return;
+    process.kill(server.pid, 'SIGCONT');
+    await server.stop(5_000);
   }
   await launch();
   let stopping: Promise<void> | undefined;
@@ -317,11 +296,11 @@ async function startOn(conf: string, dir: string, port: number, tlsPort: number,
     url: `ldap://127.0.0.1:${port}`,
     ldapsUrl: `ldaps://127.0.0.1:${tlsPort}`,
     get pid() {
-      return child.pid!;
+      return current().pid;
     },
-    output: () => output,
-    pause: () => process.kill(child.pid!, 'SIGSTOP'),
-    resume: () => process.kill(child.pid!, 'SIGCONT'),
+    output,
+    pause: () => process.kill(current().pid, 'SIGSTOP'),
+    resume: () => process.kill(current().pid, 'SIGCONT'),
     async restart() {
       if (stopping) throw new Error('slapd restart after stop');
       await terminate();

@@ -11,13 +11,12 @@
  * what the tests assert on: `requests()` parses them (`CONNECT
  * 127.0.0.1:8443`, `GET http://...`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnChildServer } from './child-server.js';
 import { freePort } from './ports.js';
-import { waitFor } from './wait.js';
 
 export const TINYPROXY_BIN = process.env.TINYPROXY ?? '/usr/bin/tinyproxy';
 
@@ -99,37 +98,18 @@ async function startOn(dir: string, port: number, options: StartTinyproxyOptions
   );
   const readLog = (): Promise<string> => readFile(logFile, 'utf8').catch(() => '');
   // -d: stay in the foreground (no fork), so the PID is tinyproxy's own.
-  const child: ChildProcess = spawn(TINYPROXY_BIN, ['-d', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  let exited: string | undefined;
-  child.stdout?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-  child.stderr?.on('data', (c: Buffer) => (output += c.toString('utf8')));
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      exited = `spawn error ${err.message}`;
-      resolve();
-    });
-  });
+  const server = spawnChildServer(TINYPROXY_BIN, ['-d', '-c', conf]);
   try {
     // Its own words that it listens (no probe connection to muddy the log), or gone.
-    await waitFor(`tinyproxy on port ${port}`, async () => exited !== undefined || (await readLog()).includes('Accepting connections'), {
-      timeoutMs: 10_000,
-    });
-    if (exited !== undefined) throw new Error(exited);
+    await server.waitReady(`tinyproxy on port ${port}`, async () => (await readLog()).includes('Accepting connections'), 10_000);
   } catch (err) {
-    if (exited === undefined) child.kill('SIGKILL');
-    throw new Error(`tinyproxy on port ${port} did not start (${exited ?? (err as Error).message}).\n--- output ---\n${output}\n--- log ---\n${await readLog()}`);
+    throw new Error(`tinyproxy on port ${port} did not start (${(err as Error).message}).\n--- output ---\n${server.output()}\n--- log ---\n${await readLog()}`);
   }
   let stopping: Promise<void> | undefined;
-  const pid = child.pid!;
   return {
     url: `http://127.0.0.1:${port}`,
     port,
-    pid,
+    pid: server.pid,
     log: readLog,
     requests: async () => parseTinyproxyRequests(await readLog()),
     async mark() {
@@ -138,14 +118,7 @@ async function startOn(dir: string, port: number, options: StartTinyproxyOptions
     },
     stop() {
       stopping ??= (async () => {
-        if (exited === undefined) {
-          process.kill(pid, 'SIGTERM');
-          const killer = setTimeout(() => {
-            if (exited === undefined) process.kill(pid, 'SIGKILL');
-          }, 5_000);
-          await exit;
-          clearTimeout(killer);
-        }
+        await server.stop(5_000);
         await rm(dir, { recursive: true, force: true });
       })();
       return stopping;
