@@ -26,7 +26,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -270,7 +270,9 @@ async function startOn(conf: string, dir: string, port: number, tlsPort: number,
   const runs: ChildServer[] = [];
   const current = (): ChildServer => runs[runs.length - 1]!;
   const output = (): string => runs.map((r) => r.output()).join('');
+  const pidFile = path.join(dir, 'slapd.pid');
   async function launch(): Promise<void> {
+    await rm(pidFile, { force: true });
     // -d 0: stay in the foreground (no fork) with no debug output; errors still go to stderr. -d stats: connections too.
     // 'close': exited, and its output read to the end.
     const server = spawnChildServer(SLAPD_BIN, ['-f', conf, '-h', `ldap://127.0.0.1:${port}/ ldaps://127.0.0.1:${tlsPort}/`, '-d', logConnections ? 'stats' : '0'], {
@@ -278,8 +280,15 @@ async function startOn(conf: string, dir: string, port: number, tlsPort: number,
     });
     runs.push(server);
     try {
-      // Listening on both ports, or gone.
-      await server.waitReady(`slapd on ports ${port}/${tlsPort}`, async () => (await canConnect(port)) && (await canConnect(tlsPort)), 10_000);
+      // Ours and listening on both ports, or gone. The ports alone are not enough: when freePort's
+      // port was taken meanwhile by another test's server, slapd fails to bind and exits, but a
+      // connect may reach that other server first. slapd writes its pidfile only after binding.
+      const ours = async (): Promise<boolean> => (await readFile(pidFile, 'utf8').catch(() => '')).trim() === String(server.pid);
+      await server.waitReady(
+        `slapd on ports ${port}/${tlsPort}`,
+        async () => (await ours()) && (await canConnect(port)) && (await canConnect(tlsPort)),
+        10_000,
+      );
     } catch (err) {
       throw new Error(`slapd on ports ${port}/${tlsPort} did not start (${(err as Error).message}).\n--- output ---\n${output()}`);
     }
