@@ -473,8 +473,13 @@ ${opts.extraConfig ?? ''}
     if (cpid !== undefined) live.set(cpid, rootDir);
     const deadline = Date.now() + timeoutMs;
     let ready = false;
+    // Ours: Dovecot writes base_dir/master.pid only once its listeners are up (a taken port: exit 89,
+    // no pidfile, measured). A greeting alone could come from another test file's server that got
+    // the port freePort handed out.
+    const masterPid = path.join(baseDir, 'master.pid');
+    const ours = async (): Promise<boolean> => (await readFile(masterPid, 'utf8').catch(() => '')).trim() === String(cpid);
     while (!ready && exited === undefined && Date.now() < deadline) {
-      ready = await probeGreeting(host, port, 1000);
+      ready = (await ours()) && (await probeGreeting(host, port, 1000));
       if (!ready) await sleep(100);
     }
     if (ready) {
